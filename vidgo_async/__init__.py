@@ -1,0 +1,68 @@
+"""vidgo-async: an asyncio SDK for the Vidgo task API.
+
+Convert generated music tracks to WAV, safely and economically::
+
+    async with VidgoClient() as client:          # key from VIDGO_API_KEY
+        url = await client.convert_to_wav(task_id, audio_id)
+"""
+
+from ._client import VidgoClient
+from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
+from ._models import Balance, ConversionResult, Task, TaskFile, TaskHandle, TaskStatus
+from .errors import (
+    AlreadyConvertedError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    InsufficientCreditsError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    SubmitOutcomeUnknownError,
+    TaskError,
+    TaskFailedError,
+    TaskTimeoutError,
+    TransportError,
+    VidgoError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "APIError",
+    "AlreadyConvertedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Balance",
+    "ConfigurationError",
+    "ConflictError",
+    "ConversionResult",
+    "InsufficientCreditsError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "RetryPolicy",
+    "ServerError",
+    "SubmitOutcomeUnknownError",
+    "Task",
+    "TaskError",
+    "TaskFailedError",
+    "TaskFile",
+    "TaskHandle",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "Timeouts",
+    "TransportError",
+    "VidgoClient",
+    "VidgoError",
+    "__version__",
+]

@@ -1,0 +1,235 @@
+"""API calls with their retry rules: idempotent reads, polls, and the unsafe submit.
+
+Which failures are worth another attempt, and what a failed submit may have
+done on the server, is decided here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+from ._config import RetryPolicy
+from ._http import Transport
+from ._models import WAV_MODEL, Task, TaskStatus
+from ._retry import RateLimiter, RetryBudget, backoff_delays
+from ._serde import parse_task
+from .errors import (
+    AlreadyConvertedError,
+    ConflictError,
+    InvalidResponseError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    SubmitOutcomeUnknownError,
+    TransportError,
+    VidgoError,
+)
+
+__all__ = ["DETAIL_PATH", "Calls", "is_transient", "remaining"]
+
+logger = logging.getLogger("vidgo_async")
+
+DETAIL_PATH = "/api/generate/detail/music"
+SUBMIT_PATH = "/api/generate/submit"
+_RETRIED_5XX = frozenset({500, 502, 503, 504})
+# Answers that prove the server did not process the request.
+_REFUSED_5XX = frozenset({503})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth another attempt (the rest are definitive answers)."""
+    if isinstance(exc, ServerError):
+        return exc.status in _RETRIED_5XX
+    return isinstance(exc, (TransportError, RateLimitError, InvalidResponseError))
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (a ``time.monotonic`` instant), or ``None``."""
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    return exc.retry_after if isinstance(exc, (RateLimitError, ServerError)) else None
+
+
+def _submit_was_refused(exc: VidgoError) -> bool:
+    """Whether a failed submit provably was not processed (safe to repeat)."""
+    if isinstance(exc, TransportError):
+        return not exc.sent
+    if isinstance(exc, ServerError):
+        return exc.status in _REFUSED_5XX
+    return isinstance(exc, RateLimitError)
+
+
+class Calls:
+    """The client's calls, sharing one transport, retry budget and poll rate cap."""
+
+    def __init__(self, transport: Transport, retry: RetryPolicy, limiter: RateLimiter) -> None:
+        self.transport = transport
+        self.retry = retry
+        self.limiter = limiter
+        self.budget = RetryBudget(retry)
+
+    def delay_after(self, exc: BaseException, delays: Iterator[float]) -> float:
+        """Seconds to wait after ``exc``: the backoff, lengthened by any ``Retry-After``."""
+        delay = next(delays)
+        retry_after = _retry_after(exc)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.retry.max_retry_after))
+        return delay
+
+    async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """An idempotent GET, retried within ``max_attempts`` and the retry budget."""
+        delays = backoff_delays(self.retry)
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                data = await self.transport.request("GET", path, params=params)
+            except VidgoError as exc:
+                if not is_transient(exc):
+                    raise
+                self.budget.record_failure()
+                if attempt == self.retry.max_attempts or not self.budget.allows_retry():
+                    raise
+                await self._pause(exc, delays, attempt, "GET", path)
+            else:
+                self.budget.record_success()
+                return data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def detail(self, task_id: str) -> Task:
+        """Query Music Detail for ``task_id``, retried like any GET."""
+        return parse_task(await self.get(DETAIL_PATH, {"task_id": task_id}), task_id=task_id)
+
+    async def status(self, task_id: str) -> Task:
+        """The generic status endpoint (image and video tasks)."""
+        path = "/api/generate/status/" + quote(task_id, safe="")
+        return parse_task(await self.get(path), task_id=task_id)
+
+    async def poll(self, task_id: str, deadline: float | None) -> Task:
+        """One rate-capped Query Music Detail request, bounded by ``deadline``.
+
+        Raises:
+            RequestTimeoutError: The deadline came first.
+            VidgoError: Whatever the single attempt met; the waiter decides.
+        """
+        wait = self.limiter.reserve()
+        left = remaining(deadline)
+        if left is not None and wait >= left:
+            await asyncio.sleep(max(0.0, left))
+            raise RequestTimeoutError("deadline reached before the next poll slot")
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            data = await self.transport.request(
+                "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=remaining(deadline)
+            )
+        except RateLimitError as exc:
+            self.limiter.slow_down(min(exc.retry_after or 1.0, self.retry.max_retry_after))
+            raise
+        self.budget.record_success()
+        return parse_task(data, task_id=task_id)
+
+    async def submit(
+        self, model: str, input: dict[str, Any], callback_url: str | None, deadline: float | None
+    ) -> Task:
+        """Submit a task, repeating it only where that cannot convert a track twice.
+
+        Without a deadline, at most ``max_attempts`` attempts within the retry
+        budget; with one, attempts go on until it passes.
+
+        Raises:
+            AlreadyConvertedError: 409 on a clean first attempt of a WAV conversion.
+            ConflictError: 409 on a clean first attempt of another model.
+            SubmitOutcomeUnknownError: An attempt may have been accepted and
+                no later one settled it.
+            VidgoError: The last failure, when no attempt can have been accepted.
+        """
+        body: dict[str, Any] = {"model": model, "input": input}
+        if callback_url is not None:
+            body["callback_url"] = callback_url
+        delays = backoff_delays(self.retry)
+        ambiguous: VidgoError | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                data = await self.transport.request(
+                    "POST", SUBMIT_PATH, body=body, timeout=remaining(deadline)
+                )
+                task = parse_task(data)
+            except ConflictError as exc:
+                return self._after_conflict(exc, model, input, ambiguous)
+            except VidgoError as exc:
+                if not is_transient(exc):
+                    raise
+                if not _submit_was_refused(exc):
+                    ambiguous = exc
+                self.budget.record_failure()
+                if self._gives_up(attempt, deadline):
+                    if ambiguous is not None:
+                        raise _unknown(model, input, ambiguous) from exc
+                    raise
+                await self._pause(exc, delays, attempt, "POST", SUBMIT_PATH, deadline)
+            else:
+                self.budget.record_success()
+                logger.debug("submitted %s: task %s", model, task.task_id)
+                return task
+
+    def _gives_up(self, attempt: int, deadline: float | None) -> bool:
+        if deadline is None:
+            return attempt >= self.retry.max_attempts or not self.budget.allows_retry()
+        left = remaining(deadline)
+        return left is not None and left <= 0
+
+    def _after_conflict(
+        self,
+        exc: ConflictError,
+        model: str,
+        input: dict[str, Any],
+        ambiguous: VidgoError | None,
+    ) -> Task:
+        if ambiguous is None:
+            kind = AlreadyConvertedError if model == WAV_MODEL else ConflictError
+            raise kind(exc.message, status=exc.status, code=exc.code, task_id=exc.task_id) from exc
+        if exc.task_id is not None:
+            # The server named the task our earlier, unanswered attempt created.
+            return Task(task_id=exc.task_id, status=TaskStatus.UNKNOWN)
+        raise _unknown(model, input, ambiguous) from exc
+
+    async def _pause(
+        self,
+        exc: VidgoError,
+        delays: Iterator[float],
+        attempt: int,
+        method: str,
+        path: str,
+        deadline: float | None = None,
+    ) -> None:
+        delay = self.delay_after(exc, delays)
+        left = remaining(deadline)
+        if left is not None:
+            delay = min(delay, max(0.0, left))
+        logger.debug(
+            "%s %s attempt %d failed (%s); retrying in %.2fs",
+            method,
+            path,
+            attempt,
+            type(exc).__name__,
+            delay,
+        )
+        await asyncio.sleep(delay)
+
+
+def _unknown(model: str, input: dict[str, Any], cause: VidgoError) -> SubmitOutcomeUnknownError:
+    return SubmitOutcomeUnknownError(
+        f"{model} submit for {input!r:.200} may have been accepted: an attempt failed after "
+        f"it was sent ({type(cause).__name__}: {cause}) and a retry could not settle it; "
+        "do not resubmit blindly, look the task up instead",
+        model=model,
+        input=input,
+    )

@@ -1,0 +1,97 @@
+"""Policies: frozen, keyword-only, validated; change them with ``attrs.evolve``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+__all__ = ["DEFAULT_TIMEOUT", "PollPolicy", "RetryPolicy", "Timeouts"]
+
+#: Default deadline, in seconds, of every wait (15 minutes).
+DEFAULT_TIMEOUT = 900.0
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+
+
+def _at_least_one(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 1):
+        raise ValueError(f"{attribute.name} must be a finite number >= 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How single calls retry transient failures.
+
+    Attributes:
+        max_attempts: Attempts per call (``get_task``, a bare ``submit``),
+            the first one included. Operations with a deadline keep going
+            until the deadline instead.
+        base_delay: Scale of the exponential backoff, in seconds; each delay
+            is drawn uniformly from ``[0, min(max_delay, base_delay * 2**n)]``
+            (full jitter).
+        max_delay: Cap of one backoff delay, in seconds.
+        max_retry_after: Cap on a server's ``Retry-After``, in seconds.
+        budget: Retry tokens of the client-wide budget. Every retry spends
+            one, every success earns ``budget_ratio`` back; retries stop
+            while fewer than half remain, so a dead API is not hammered.
+        budget_ratio: Tokens a success earns back.
+    """
+
+    max_attempts: int = attrs.field(default=4, validator=_at_least_one)
+    base_delay: float = attrs.field(default=0.5, validator=_non_negative)
+    max_delay: float = attrs.field(default=8.0, validator=_non_negative)
+    max_retry_after: float = attrs.field(default=120.0, validator=_non_negative)
+    budget: float = attrs.field(default=20.0, validator=_non_negative)
+    budget_ratio: float = attrs.field(default=0.2, validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """How a wait spaces its status requests.
+
+    Attributes:
+        initial: Delay before the first status check, in seconds.
+        factor: Growth of the interval after each unchanged answer.
+        max_interval: Cap of one interval, in seconds.
+        jitter: Fraction of each interval drawn at random (0 disables it),
+            so that many waits started together spread out.
+        use_progress: When the server reports ``progress``, schedule the
+            next check at the estimated finish instead of blindly.
+        callback_interval: With a callback receiver, the interval of the
+            safety-net polling that finds tasks whose callbacks were lost.
+    """
+
+    initial: float = attrs.field(default=1.0, validator=_non_negative)
+    factor: float = attrs.field(default=1.5, validator=_at_least_one)
+    max_interval: float = attrs.field(default=15.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.1, validator=_non_negative)
+    use_progress: bool = True
+    callback_interval: float = attrs.field(default=60.0, validator=_non_negative)
+
+    @jitter.validator
+    def _check_jitter(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if value > 1:
+            raise ValueError(f"jitter must be within [0, 1], got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """Timeouts of one HTTP request, in seconds.
+
+    Attributes:
+        connect: Time to open a connection (pool wait included).
+        total: Time for the whole request, body included.
+    """
+
+    connect: float = attrs.field(default=10.0, validator=_positive)
+    total: float = attrs.field(default=30.0, validator=_positive)

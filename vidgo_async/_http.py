@@ -1,0 +1,265 @@
+"""The one place that touches aiohttp: a single API request, its envelope, its errors.
+
+Every failure leaves here as a :mod:`vidgo_async.errors` type. Retrying is
+the caller's business (``_client``), timing lives in ``_retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from ._config import Timeouts
+from ._retry import parse_retry_after
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InsufficientCreditsError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    TransportError,
+)
+
+__all__ = ["MAX_BODY", "Transport", "excerpt"]
+
+logger = logging.getLogger("vidgo_async")
+
+#: Largest response body read, in bytes; the rest is never buffered.
+MAX_BODY = 1024 * 1024
+_USER_AGENT = "vidgo-async/0.1"
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: BadRequestError,
+}
+
+
+def excerpt(body: bytes | str, limit: int = 160) -> str:
+    """A short, single-line, escaped excerpt of a body for error messages."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Transport:
+    """Sends API requests with the key, reads capped bodies, maps every failure.
+
+    Args:
+        base_url: The API's origin, e.g. ``https://api.vidgo.ai``.
+        api_key: Sent as a bearer token to ``base_url`` only.
+        timeouts: Per-request timeouts.
+        session: A session to borrow; never closed here. Without one, a
+            session is created on first use and closed by :meth:`close`.
+        max_connections: Connection pool size of a created session.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: URL,
+        api_key: str,
+        timeouts: Timeouts,
+        session: aiohttp.ClientSession | None,
+        max_connections: int,
+    ) -> None:
+        self._base_url = base_url
+        self._prefix = base_url.raw_path.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._timeouts = timeouts
+        self._session = session
+        self._owns_session = session is None
+        self._max_connections = max_connections
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP session, created on first use inside the running loop."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                headers={"User-Agent": _USER_AGENT},
+            )
+        return self._session
+
+    def client_timeout(self, cap: float | None = None) -> aiohttp.ClientTimeout:
+        """The aiohttp timeout of one request, shortened to ``cap`` seconds if given."""
+        total = self._timeouts.total if cap is None else max(0.001, min(cap, self._timeouts.total))
+        return aiohttp.ClientTimeout(total=total, connect=min(self._timeouts.connect, total))
+
+    async def close(self) -> None:
+        """Close the session if this transport created it."""
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """One request; the envelope's ``data`` on success.
+
+        Args:
+            timeout: Cap on this request's total time (a deadline's remainder).
+
+        Raises:
+            TransportError: No usable reply (``sent`` says whether it left).
+            APIError: An error status, or an error ``code`` in an HTTP 200.
+            InvalidResponseError: A 2xx that is not the documented JSON.
+        """
+        url = self._base_url.with_path(self._prefix + path, encoded=True)
+        started = time.monotonic()
+        try:
+            async with self.session.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=self._auth,
+                timeout=self.client_timeout(timeout),
+                allow_redirects=False,
+            ) as response:
+                status, headers = response.status, response.headers
+                raw, complete = await _read_capped(response)
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            error = _transport_error(exc, method, path)
+            logger.debug("%s %s failed after %.3fs: %s", method, path, _since(started), error)
+            raise error from (exc if _safe_to_chain(exc) else None)
+        logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
+        return _envelope_data(status, headers, raw, complete)
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The body up to :data:`MAX_BODY`, and whether it was complete."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            return b"".join(chunks)[:MAX_BODY], False
+    return b"".join(chunks), True
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
+
+
+def _safe_to_chain(exc: BaseException) -> bool:
+    # ClientResponseError's repr carries the request headers - the API key.
+    return not isinstance(exc, aiohttp.ClientResponseError)
+
+
+def _transport_error(exc: BaseException, method: str, path: str) -> TransportError:
+    where = f"{method} {path}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return RequestTimeoutError(f"{where}: timed out connecting", sent=False)
+    if isinstance(exc, asyncio.TimeoutError):
+        return RequestTimeoutError(f"{where}: timed out waiting for the answer")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransportError(f"{where}: cannot connect ({exc.os_error})", sent=False)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return TransportError(f"{where}: unreadable answer ({exc.status}, {exc.message})")
+    name = type(exc).__name__
+    return TransportError(f"{where}: connection failed ({name}: {excerpt(str(exc), 120)})")
+
+
+def _envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete: bool) -> Any:
+    retry_after = parse_retry_after(headers.get("Retry-After"), cap=float("inf"))
+    payload, problem = _decode(raw, complete)
+    if not 200 <= status < 300:
+        message = _message(payload) if problem is None else _describe_body(raw, problem)
+        raise _api_error(status, None, message, payload, retry_after)
+    if problem is not None:
+        raise InvalidResponseError(
+            f"expected a JSON envelope, got {problem}", status=status, excerpt=excerpt(raw)
+        )
+    if not isinstance(payload, dict):
+        raise InvalidResponseError("expected a JSON object", status=status, excerpt=excerpt(raw))
+    code = _code(payload.get("code", 200))
+    if code is None:
+        raise InvalidResponseError(
+            "envelope code is not a number", status=status, excerpt=excerpt(raw)
+        )
+    if code != 200:
+        raise _api_error(code, code, _message(payload), payload, retry_after)
+    if "data" not in payload:
+        raise InvalidResponseError("envelope has no data", status=status, excerpt=excerpt(raw))
+    return payload["data"]
+
+
+def _decode(raw: bytes, complete: bool) -> tuple[Any, str | None]:
+    if not complete:
+        return None, f"a body over {MAX_BODY} bytes"
+    if not raw.strip():
+        return None, "an empty body"
+    try:
+        return json.loads(raw), None
+    except (ValueError, RecursionError):
+        head = raw.lstrip()[:15].lower()
+        return None, "HTML" if head.startswith((b"<!doctype", b"<html")) else "a non-JSON body"
+
+
+def _describe_body(raw: bytes, problem: str) -> str:
+    return f"{problem}: {excerpt(raw)}" if raw.strip() else problem
+
+
+def _code(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _message(payload: Any) -> str:
+    if not isinstance(payload, dict):
+        return excerpt(json.dumps(payload)) if payload is not None else "no message"
+    error = payload.get("error")
+    candidates = [error.get("message") if isinstance(error, dict) else error]
+    candidates += [payload.get("message"), payload.get("msg")]
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip():
+            return excerpt(candidate, 300)
+    return "no message"
+
+
+def _api_error(
+    status: int, code: int | None, message: str, payload: Any, retry_after: float | None
+) -> APIError:
+    if status == 429:
+        return RateLimitError(message, status=status, code=code, retry_after=retry_after)
+    if 500 <= status < 600:
+        return ServerError(message, status=status, code=code, retry_after=retry_after)
+    if status == 409:
+        return ConflictError(message, status=status, code=code, task_id=_conflict_task(payload))
+    return _BY_STATUS.get(status, APIError)(message, status=status, code=code)
+
+
+def _conflict_task(payload: Any) -> str | None:
+    data = payload.get("data") if isinstance(payload, dict) else None
+    task_id = data.get("task_id") if isinstance(data, dict) else None
+    return task_id if isinstance(task_id, str) and task_id.strip() else None

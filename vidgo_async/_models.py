@@ -1,0 +1,196 @@
+"""Value classes. They know nothing about JSON; ``_serde`` converts at the edge."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from .errors import VidgoError
+
+__all__ = [
+    "WAV_MODEL",
+    "Balance",
+    "ConversionResult",
+    "Task",
+    "TaskFile",
+    "TaskHandle",
+    "TaskStatus",
+]
+
+#: The model name of a WAV conversion.
+WAV_MODEL = "convert-to-wav"
+
+
+class TaskStatus(str, enum.Enum):
+    """Where a task stands. ``FINISHED`` and ``FAILED`` are terminal."""
+
+    NOT_STARTED = "not_started"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    #: A status string the docs do not list; never terminal, so a wait goes on.
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task will not change any more."""
+        return self in (TaskStatus.FINISHED, TaskStatus.FAILED)
+
+    @classmethod
+    def parse(cls, value: object) -> TaskStatus:
+        """The status named by ``value``; ``UNKNOWN`` for anything undocumented."""
+        if isinstance(value, str):
+            try:
+                status = cls(value.strip().lower())
+            except ValueError:
+                return cls.UNKNOWN
+            return status
+        return cls.UNKNOWN
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class TaskFile(Mapping[str, Any]):
+    """One entry of a task's ``files``, every key the server sent kept.
+
+    ``convert-to-wav`` fills ``wav_url``; other models fill other keys
+    (``audio_url``, ``video_url``, ``file_url`` ...), read them by name.
+    """
+
+    data: Mapping[str, Any] = attrs.field(converter=_frozen_mapping, factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def wav_url(self) -> str | None:
+        """The WAV download URL, if this file has one."""
+        value = self.data.get("wav_url")
+        return value if isinstance(value, str) and value else None
+
+
+@attrs.frozen(kw_only=True)
+class Task:
+    """A snapshot of a task as the server described it.
+
+    Attributes:
+        task_id: The task's id.
+        status: Where it stands.
+        files: Result files, empty until ``finished``.
+        created_time: When the server created it (naive, as the API sends it).
+        progress: Percent done (0-100), when the server reports it.
+        error_message: Why it failed, for a ``failed`` task.
+        raw_status: The status string exactly as sent (useful for ``UNKNOWN``).
+    """
+
+    task_id: str
+    status: TaskStatus
+    files: tuple[TaskFile, ...] = ()
+    created_time: datetime | None = None
+    progress: float | None = None
+    error_message: str | None = None
+    raw_status: str = attrs.field(default="", repr=False)
+
+    @property
+    def wav_url(self) -> str | None:
+        """The first file's WAV URL, or ``None`` until there is one."""
+        for file in self.files:
+            if file.wav_url:
+                return file.wav_url
+        return None
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task will not change any more."""
+        return self.status.is_terminal
+
+
+@attrs.frozen(kw_only=True)
+class TaskHandle:
+    """Enough to resume waiting on a task, here or in another process.
+
+    Round-trips through JSON with :meth:`to_json` and :meth:`from_json`.
+
+    Attributes:
+        task_id: The id to poll (the *new* task, not the parent).
+        model: The model submitted.
+        source_task_id: The parent music task, for track models.
+        audio_id: The track, for track models.
+    """
+
+    task_id: str
+    model: str = WAV_MODEL
+    source_task_id: str | None = None
+    audio_id: str | None = None
+
+    def to_json(self) -> str:
+        """This handle as a JSON string."""
+        from ._serde import dump_handle
+
+        return dump_handle(self)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TaskHandle:
+        """The handle a :meth:`to_json` string describes.
+
+        Raises:
+            ValueError: ``text`` is not such a string.
+        """
+        from ._serde import load_handle
+
+        return load_handle(text)
+
+
+@attrs.frozen(kw_only=True)
+class ConversionResult:
+    """The outcome of one ``(task_id, audio_id)`` pair of a batch.
+
+    Attributes:
+        source_task_id: The parent music task of the input pair.
+        audio_id: The track of the input pair.
+        task_id: The conversion task's id, once one is known.
+        wav_url: The WAV URL, when the conversion finished.
+        path: Where the WAV was saved, when the batch downloads.
+        error: Why this pair did not succeed, else ``None``.
+    """
+
+    source_task_id: str
+    audio_id: str
+    task_id: str | None = None
+    wav_url: str | None = None
+    path: Path | None = None
+    error: VidgoError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the pair converted (and downloaded, when asked)."""
+        return self.error is None and self.wav_url is not None
+
+
+@attrs.frozen(kw_only=True)
+class Balance:
+    """The account's remaining credits.
+
+    Attributes:
+        credits_amount: Credits left.
+        email: The account's e-mail address, when sent.
+    """
+
+    credits_amount: float
+    email: str | None = None

@@ -1,0 +1,96 @@
+"""Waiting on a task: the poll loop, bounded by a deadline.
+
+A failed poll is "no news": transient failures (transport errors, 429,
+5xx, garbage bodies) only push the next poll back. Only a definitive
+answer (400, 401, 403, 404) or the deadline ends a wait early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+from ._calls import Calls, is_transient, remaining
+from ._config import PollPolicy
+from ._models import Task, TaskHandle
+from ._retry import PollSchedule
+from .errors import RateLimitError, ServerError, TaskTimeoutError, VidgoError
+
+__all__ = ["Nap", "snapshots"]
+
+logger = logging.getLogger("vidgo_async")
+
+#: Sleeps up to the given seconds for ``task_id``; may return early (a callback hint).
+Nap = Callable[[str, float], Awaitable[None]]
+
+
+async def _sleep(_: str, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def snapshots(
+    calls: Calls,
+    handle: TaskHandle,
+    *,
+    deadline: float | None,
+    policy: PollPolicy,
+    first_delay: float,
+    nap: Nap = _sleep,
+) -> AsyncGenerator[Task, None]:
+    """Every snapshot a poll reads, until a terminal one (which is yielded too).
+
+    Raises:
+        TaskTimeoutError: ``deadline`` passed first; carries the last snapshot.
+        VidgoError: A definitive error answer (400, 401, 403, 404 ...).
+    """
+    schedule = PollSchedule(policy)
+    last: Task | None = None
+    delay = first_delay
+    while True:
+        await _nap_within(nap, handle.task_id, delay, deadline)
+        _check_deadline(handle, last, deadline)
+        try:
+            task = await calls.poll(handle.task_id, deadline)
+        except VidgoError as exc:
+            if not is_transient(exc):
+                raise
+            _check_deadline(handle, last, deadline)
+            delay = _lengthened(schedule.next(last), exc, calls.retry.max_retry_after)
+            logger.debug("poll of %s failed (%s); next in %.2fs", handle.task_id, exc, delay)
+            continue
+        if last is None or task.status is not last.status:
+            logger.debug("task %s is %s", task.task_id, task.status.value)
+        last = task
+        yield task
+        if task.is_terminal:
+            return
+        delay = schedule.next(task)
+
+
+def _lengthened(delay: float, exc: VidgoError, cap: float) -> float:
+    retry_after = exc.retry_after if isinstance(exc, (RateLimitError, ServerError)) else None
+    return delay if retry_after is None else max(delay, min(retry_after, cap))
+
+
+async def _nap_within(nap: Nap, task_id: str, delay: float, deadline: float | None) -> None:
+    left = remaining(deadline)
+    if left is not None:
+        delay = min(delay, max(0.0, left))
+    if delay > 0:
+        await nap(task_id, delay)
+
+
+def _check_deadline(handle: TaskHandle, last: Task | None, deadline: float | None) -> None:
+    if deadline is None or time.monotonic() < deadline:
+        return
+    state = "never read" if last is None else last.status.value
+    if last is not None and last.progress is not None:
+        state += f", {last.progress:g}%"
+    raise TaskTimeoutError(
+        f"task {handle.task_id} did not finish before the deadline (last seen: {state}); "
+        "it keeps running on the server - wait on the error's handle to resume",
+        handle=handle,
+        task=last,
+    )

@@ -1,0 +1,241 @@
+"""The errors vidgo-async raises: one tree, rooted at :class:`VidgoError`.
+
+::
+
+    VidgoError
+    ├── ConfigurationError(VidgoError, ValueError)    no API key, bad base URL
+    ├── TransportError                                no usable reply
+    │   └── RequestTimeoutError(TransportError, TimeoutError)
+    ├── APIError(status, code, message)               the server said no
+    │   ├── BadRequestError              400, 422
+    │   ├── AuthenticationError          401
+    │   ├── InsufficientCreditsError     402
+    │   ├── PermissionDeniedError        403
+    │   ├── NotFoundError                404
+    │   ├── ConflictError                409
+    │   │   └── AlreadyConvertedError    409 on a convert-to-wav submit
+    │   ├── RateLimitError               429 (retry_after)
+    │   └── ServerError                  5xx
+    ├── InvalidResponseError                          a 2xx that is not the documented JSON
+    ├── SubmitOutcomeUnknownError                     a submit may or may not have been accepted
+    └── TaskError(handle, task)
+        ├── TaskFailedError                           status "failed"; error_message
+        └── TaskTimeoutError(TaskError, TimeoutError) the deadline passed; the task still runs
+
+No aiohttp exception ever reaches a user: the HTTP layer translates them here,
+chaining the original as ``__cause__``. Messages never contain the API key.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import Task, TaskHandle
+
+__all__ = [
+    "APIError",
+    "AlreadyConvertedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "InsufficientCreditsError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ServerError",
+    "SubmitOutcomeUnknownError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "TransportError",
+    "VidgoError",
+]
+
+
+class VidgoError(Exception):
+    """Base of every error raised by vidgo-async."""
+
+
+class ConfigurationError(VidgoError, ValueError):
+    """The client cannot be built as configured (no API key, bad base URL)."""
+
+
+class TransportError(VidgoError):
+    """No usable reply: the connection failed, was reset, or timed out.
+
+    Attributes:
+        sent: ``False`` only when the request provably never reached the
+            server (the connection could not be opened), so that even a
+            non-idempotent request may be repeated safely.
+    """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """One HTTP request took longer than its timeout."""
+
+
+class APIError(VidgoError):
+    """The server answered with an error status or an error ``code``.
+
+    Attributes:
+        status: The HTTP status, or the JSON ``code`` when an HTTP 200
+            carried an error code.
+        code: The JSON ``code`` of the envelope, when there was one.
+        message: The server's message (``error.message``, ``message`` or
+            ``msg``), or a short excerpt of a non-JSON body.
+    """
+
+    def __init__(self, message: str, *, status: int, code: int | None = None) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class BadRequestError(APIError):
+    """400 or 422: the request was malformed or rejected as invalid."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing or wrong."""
+
+
+class InsufficientCreditsError(APIError):
+    """402: the account has no credits left for this task."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the task belongs to another user."""
+
+
+class NotFoundError(APIError):
+    """404: the task id does not exist."""
+
+
+class ConflictError(APIError):
+    """409: the request conflicts with an earlier one.
+
+    Attributes:
+        task_id: The existing task's id, when the answer named one.
+    """
+
+    def __init__(
+        self, message: str, *, status: int, code: int | None = None, task_id: str | None = None
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.task_id = task_id
+
+
+class AlreadyConvertedError(ConflictError):
+    """409 on a first, clean ``convert-to-wav`` submit: the track was converted before."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests.
+
+    Attributes:
+        retry_after: Seconds the server asked us to wait, when it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 429,
+        code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx: the server or a proxy in front of it failed.
+
+    Attributes:
+        retry_after: Seconds the server asked us to wait, when it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class InvalidResponseError(VidgoError):
+    """A successful HTTP status whose body is not the documented JSON.
+
+    Attributes:
+        status: The HTTP status of the answer.
+        excerpt: A short, escaped excerpt of the body.
+    """
+
+    def __init__(self, message: str, *, status: int = 200, excerpt: str = "") -> None:
+        super().__init__(f"{message} (HTTP {status}, body {excerpt!r})" if excerpt else message)
+        self.status = status
+        self.excerpt = excerpt
+
+
+class SubmitOutcomeUnknownError(VidgoError):
+    """A submit may or may not have been accepted by the server.
+
+    Raised when an attempt failed after the request was sent (a timeout, a
+    reset, a 5xx) and no later attempt settled the question - typically a
+    retry that met 409, meaning an earlier attempt was probably accepted.
+    Submitting again is unsafe; look the task up instead.
+
+    Attributes:
+        model: The model that was submitted.
+        input: The input that was submitted.
+    """
+
+    def __init__(self, message: str, *, model: str, input: dict[str, str]) -> None:
+        super().__init__(message)
+        self.model = model
+        self.input = input
+
+
+class TaskError(VidgoError):
+    """A task did not end as hoped.
+
+    Attributes:
+        handle: Enough to resume waiting on the task elsewhere.
+        task: The last snapshot of the task, if one was read.
+    """
+
+    def __init__(self, message: str, *, handle: TaskHandle, task: Task | None = None) -> None:
+        super().__init__(message)
+        self.handle = handle
+        self.task = task
+
+
+class TaskFailedError(TaskError):
+    """The task ended with status ``failed``.
+
+    Attributes:
+        error_message: The server's explanation, if it gave one.
+    """
+
+    def __init__(
+        self, message: str, *, handle: TaskHandle, task: Task | None, error_message: str | None
+    ) -> None:
+        super().__init__(message, handle=handle, task=task)
+        self.error_message = error_message
+
+
+class TaskTimeoutError(TaskError, TimeoutError):
+    """The wait's deadline passed; the task keeps running on the server."""
