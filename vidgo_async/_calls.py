@@ -135,12 +135,19 @@ class Calls:
         return parse_task(data, task_id=task_id)
 
     async def submit(
-        self, model: str, input: dict[str, Any], callback_url: str | None, deadline: float | None
+        self,
+        model: str,
+        input: dict[str, Any],
+        callback_url: str | None,
+        deadline: float | None,
+        *,
+        resumed: bool = False,
     ) -> Task:
         """Submit a task, repeating it only where that cannot convert a track twice.
 
         Without a deadline, at most ``max_attempts`` attempts within the retry
-        budget; with one, attempts go on until it passes.
+        budget; with one, attempts go on until it passes. ``resumed`` says an
+        earlier submit of the same input (another run's) may have been accepted.
 
         Raises:
             AlreadyConvertedError: 409 on a clean first attempt of a WAV conversion.
@@ -154,6 +161,8 @@ class Calls:
             body["callback_url"] = callback_url
         delays = backoff_delays(self.retry)
         ambiguous: VidgoError | None = None
+        if resumed:
+            ambiguous = TransportError("an earlier run was interrupted during this submit")
         attempt = 0
         while True:
             attempt += 1

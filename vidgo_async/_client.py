@@ -3,34 +3,42 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiohttp
-from yarl import URL
 
+from ._batch import BatchProgress, Pairs, run_batch
 from ._calls import Calls
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
 from ._http import Transport
-from ._models import WAV_MODEL, Balance, Task, TaskHandle, TaskStatus
+from ._journal import Journal
+from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle, TaskStatus
 from ._retry import RateLimiter
 from ._serde import parse_balance
-from ._validate import check_callback_url, check_id, check_input, check_timeout
-from ._waiter import snapshots
+from ._validate import (
+    api_key_from,
+    base_url_from,
+    check_callback_url,
+    check_count,
+    check_folder,
+    check_id,
+    check_input,
+    check_timeout,
+    deadline_after,
+    handle_from,
+    is_loopback,
+    wav_input,
+)
+from ._waiter import snapshots, wait_until_done
 from .errors import (
-    ConfigurationError,
     ConflictError,
-    InvalidResponseError,
-    TaskFailedError,
 )
 
 __all__ = ["VidgoClient"]
-
-DEFAULT_BASE_URL = "https://api.vidgo.ai"
-_WAV_URL_GRACE = 3  # re-reads of a finished task whose wav_url is not there yet
 
 
 class VidgoClient:
@@ -71,16 +79,13 @@ class VidgoClient:
         session: aiohttp.ClientSession | None = None,
         callbacks: Any = None,
     ) -> None:
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise TypeError("max_connections must be an int")
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
-        self._base_url = _base_url(base_url)
+        max_connections = check_count("max_connections", max_connections)
+        self._base_url = base_url_from(base_url)
         self._poll = poll
         self._callbacks = callbacks
         self._transport = Transport(
             base_url=self._base_url,
-            api_key=_api_key(api_key),
+            api_key=api_key_from(api_key),
             timeouts=timeouts,
             session=session,
             max_connections=max_connections,
@@ -157,7 +162,7 @@ class VidgoClient:
         Raises:
             Same as :meth:`submit`.
         """
-        input = _wav_input(task_id, audio_id)
+        input = wav_input(task_id, audio_id)
         callback_url = check_callback_url(callback_url)
         return await self._open().submit(WAV_MODEL, input, callback_url, None)
 
@@ -203,8 +208,8 @@ class VidgoClient:
             TaskTimeoutError: The deadline passed; the task still runs.
             APIError: A definitive error (the task is unknown, forbidden ...).
         """
-        handle = _handle(task_id)
-        deadline = _deadline(check_timeout(timeout))
+        handle = handle_from(task_id)
+        deadline = deadline_after(timeout)
         return await self._wait(handle, deadline, poll or self._poll, first_delay=0.0)
 
     async def await_task(
@@ -220,10 +225,11 @@ class VidgoClient:
             InvalidResponseError: The task finished without a ``wav_url``.
             Same as :meth:`wait` otherwise.
         """
-        handle = _handle(task_id)
-        deadline = _deadline(check_timeout(timeout))
+        handle = handle_from(task_id)
+        deadline = deadline_after(timeout)
         task = await self._wait(handle, deadline, poll or self._poll, first_delay=0.0, wav=True)
-        return _wav_url(task)
+        assert task.wav_url is not None
+        return task.wav_url
 
     async def convert_to_wav(
         self,
@@ -244,24 +250,128 @@ class VidgoClient:
             TaskFailedError: The conversion failed.
             TaskTimeoutError: The deadline passed; the task still runs.
         """
-        input = _wav_input(task_id, audio_id)
+        input = wav_input(task_id, audio_id)
         callback_url = check_callback_url(callback_url)
-        deadline = _deadline(check_timeout(timeout))
+        deadline = deadline_after(timeout)
         task = await self._submit_for_wait(input, callback_url, deadline)
         handle = TaskHandle(task_id=task.task_id, source_task_id=task_id, audio_id=audio_id)
-        done = await self._wait(handle, deadline, self._poll, wav=True)
-        return _wav_url(done)
+        return await self._await_wav(handle, deadline)
+
+    def convert_many(
+        self,
+        pairs: Pairs,
+        *,
+        concurrency: int = 32,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        journal: str | os.PathLike[str] | None = None,
+        download_to: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[BatchProgress], object] | None = None,
+        max_waiting: int = 10_000,
+    ) -> AsyncIterator[ConversionResult]:
+        """Convert many tracks; yield one result per input pair as each completes.
+
+        Args:
+            pairs: ``(task_id, audio_id)`` pairs, any iterable or async
+                iterable, read lazily. Duplicates are converted once and
+                reported for each occurrence; malformed pairs get a result
+                carrying a ``TypeError``/``ValueError``.
+            concurrency: Most submits (and downloads) in flight at once.
+            timeout: Deadline of each pair's submit and wait, in seconds.
+            journal: A SQLite file recording every submit before and after
+                its request; a re-run with it never submits an accepted track
+                again, resumes waiting on known tasks and reports finished
+                pairs from the journal.
+            download_to: A directory to download each WAV into (as
+                ``<audio_id>.wav``).
+            on_progress: Called with a :class:`BatchProgress` before each result.
+            max_waiting: Most pairs waiting on their task at once.
+
+        One pair's failure never stops the batch. Leaving the loop early (or
+        cancelling it) stops all work; wrap it in ``contextlib.aclosing`` to
+        have that happen at once rather than when the iterator is collected.
+
+        Raises:
+            ValueError, TypeError: Bad arguments, before any request.
+        """
+        concurrency = check_count("concurrency", concurrency)
+        max_waiting = check_count("max_waiting", max_waiting)
+        deadline = check_timeout(timeout)
+        folder = check_folder(download_to)
+        self._open()
+        return run_batch(
+            self,
+            pairs,
+            concurrency=concurrency,
+            max_waiting=max_waiting,
+            timeout=deadline,
+            journal=Journal(journal) if journal is not None else None,
+            download_to=folder,
+            on_progress=on_progress,
+        )
+
+    async def download(
+        self,
+        url: str,
+        dest: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        on_progress: Callable[[int, int | None], object] | None = None,
+    ) -> Path:
+        """Stream a WAV file to ``dest`` (via ``dest.part``, renamed when complete).
+
+        The API key is never sent to the storage host. Only https URLs to
+        public addresses are accepted, unless the client's own base URL is on
+        loopback (testing against the fake server).
+
+        Args:
+            url: The file's URL, e.g. a task's ``wav_url``.
+            dest: The file to write, or an existing directory to write into.
+            overwrite: Replace an existing file.
+            on_progress: Called with ``(bytes_done, total_or_None)`` per chunk.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: A refused URL, before any request.
+            FileExistsError: ``dest`` exists and ``overwrite`` is false.
+            TransportError, APIError, InvalidResponseError: The download failed.
+        """
+        from ._download import download_file
+
+        return await download_file(
+            self._transport.session,
+            url,
+            dest,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            retry=self._calls.retry,
+            timeouts=self._transport.timeouts,
+            allow_private=is_loopback(self._base_url),
+        )
 
     async def _submit_for_wait(
-        self, input: dict[str, Any], callback_url: str | None, deadline: float | None
+        self,
+        input: dict[str, Any],
+        callback_url: str | None,
+        deadline: float | None,
+        *,
+        resumed: bool = False,
     ) -> Task:
         """Submit a WAV conversion about to be waited on; a 409 naming a task resumes it."""
         try:
-            return await self._open().submit(WAV_MODEL, input, callback_url, deadline)
+            return await self._open().submit(
+                WAV_MODEL, input, callback_url, deadline, resumed=resumed
+            )
         except ConflictError as exc:
             if exc.task_id is None:
                 raise
             return Task(task_id=exc.task_id, status=TaskStatus.UNKNOWN)
+
+    async def _await_wav(self, handle: TaskHandle, deadline: float | None) -> str:
+        task = await self._wait(handle, deadline, self._poll, wav=True)
+        assert task.wav_url is not None
+        return task.wav_url
 
     async def watch(
         self,
@@ -275,8 +385,8 @@ class VidgoClient:
         A failed task is yielded, not raised. ``TaskTimeoutError`` ends the
         iteration when ``timeout`` passes.
         """
-        handle = _handle(task_id)
-        deadline = _deadline(check_timeout(timeout))
+        handle = handle_from(task_id)
+        deadline = deadline_after(timeout)
         calls = self._open()
         previous: Task | None = None
         policy = poll or self._poll
@@ -300,67 +410,7 @@ class VidgoClient:
         first_delay: float | None = None,
         wav: bool = False,
     ) -> Task:
-        calls = self._open()
-        grace = _WAV_URL_GRACE if wav else 0
         delay = policy.initial if first_delay is None else first_delay
-        stream = snapshots(calls, handle, deadline=deadline, policy=policy, first_delay=delay)
-        async with aclosing(stream):
-            async for task in stream:
-                if task.status is TaskStatus.FAILED:
-                    raise TaskFailedError(
-                        f"task {task.task_id} failed: {task.error_message or 'no reason given'}",
-                        handle=handle,
-                        task=task,
-                        error_message=task.error_message,
-                    )
-                if task.status is TaskStatus.FINISHED and (task.wav_url or grace <= 0):
-                    return task
-                if task.status is TaskStatus.FINISHED:
-                    grace -= 1
-        raise AssertionError("snapshots ended without a terminal task")  # pragma: no cover
-
-
-def _api_key(value: str | None) -> str:
-    key = os.environ.get("VIDGO_API_KEY") if value is None else value
-    if not isinstance(key, str) or not key.strip():
-        raise ConfigurationError(
-            "no API key: pass api_key=... or set the VIDGO_API_KEY environment variable"
+        return await wait_until_done(
+            self._open(), handle, deadline=deadline, policy=policy, first_delay=delay, wav=wav
         )
-    if any(ord(char) < 33 or ord(char) == 127 for char in key):
-        raise ConfigurationError("the API key contains whitespace or control characters")
-    return key
-
-
-def _base_url(value: str | None) -> URL:
-    text = value if value is not None else os.environ.get("VIDGO_BASE_URL") or DEFAULT_BASE_URL
-    try:
-        url = URL(text)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"base_url is not a URL: {text!r:.80}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"base_url must be an absolute http(s) URL, got {text!r:.80}")
-    if url.user or url.password or url.query_string or url.fragment:
-        raise ConfigurationError("base_url must not carry credentials, a query or a fragment")
-    return url.with_path(url.path.rstrip("/") or "/")
-
-
-def _wav_input(task_id: str, audio_id: str) -> dict[str, Any]:
-    return {"task_id": check_id("task_id", task_id), "audio_id": check_id("audio_id", audio_id)}
-
-
-def _handle(task_id: str | TaskHandle) -> TaskHandle:
-    if isinstance(task_id, TaskHandle):
-        return task_id
-    return TaskHandle(task_id=check_id("task_id", task_id))
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def _wav_url(task: Task) -> str:
-    if task.wav_url is None:
-        raise InvalidResponseError(
-            f"task {task.task_id} finished without a wav_url (files: {len(task.files)})"
-        )
-    return task.wav_url

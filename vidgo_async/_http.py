@@ -83,7 +83,7 @@ class Transport:
         self._base_url = base_url
         self._prefix = base_url.raw_path.rstrip("/")
         self._auth = {"Authorization": f"Bearer {api_key}"}
-        self._timeouts = timeouts
+        self.timeouts = timeouts
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
@@ -100,8 +100,8 @@ class Transport:
 
     def client_timeout(self, cap: float | None = None) -> aiohttp.ClientTimeout:
         """The aiohttp timeout of one request, shortened to ``cap`` seconds if given."""
-        total = self._timeouts.total if cap is None else max(0.001, min(cap, self._timeouts.total))
-        return aiohttp.ClientTimeout(total=total, connect=min(self._timeouts.connect, total))
+        total = self.timeouts.total if cap is None else max(0.001, min(cap, self.timeouts.total))
+        return aiohttp.ClientTimeout(total=total, connect=min(self.timeouts.connect, total))
 
     async def close(self) -> None:
         """Close the session if this transport created it."""

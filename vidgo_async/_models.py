@@ -7,12 +7,9 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
-
-if TYPE_CHECKING:
-    from .errors import VidgoError
 
 __all__ = [
     "WAV_MODEL",
@@ -167,7 +164,9 @@ class ConversionResult:
         task_id: The conversion task's id, once one is known.
         wav_url: The WAV URL, when the conversion finished.
         path: Where the WAV was saved, when the batch downloads.
-        error: Why this pair did not succeed, else ``None``.
+        error: Why this pair did not succeed, else ``None``: a
+            :class:`~vidgo_async.VidgoError`, an ``OSError`` of the download,
+            or a ``TypeError``/``ValueError`` for a malformed input pair.
     """
 
     source_task_id: str
@@ -175,7 +174,7 @@ class ConversionResult:
     task_id: str | None = None
     wav_url: str | None = None
     path: Path | None = None
-    error: VidgoError | None = None
+    error: Exception | None = None
 
     @property
     def ok(self) -> bool:

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
+import os
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from yarl import URL
 
-__all__ = ["MAX_ID", "check_callback_url", "check_id", "check_input", "check_timeout"]
+from ._models import TaskHandle
+from .errors import ConfigurationError
+
+__all__ = [
+    "MAX_ID",
+    "api_key_from",
+    "base_url_from",
+    "check_callback_url",
+    "check_count",
+    "check_folder",
+    "check_id",
+    "check_input",
+    "check_timeout",
+    "deadline_after",
+    "handle_from",
+    "is_loopback",
+    "wav_input",
+]
 
 MAX_ID = 256
 MAX_CALLBACK_URL = 2048
+DEFAULT_BASE_URL = "https://api.vidgo.ai"
 
 
 def check_id(name: str, value: object) -> str:
@@ -94,3 +116,89 @@ def check_input(value: object) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise TypeError(f"input must be JSON-serializable: {exc}") from exc
     return copy
+
+
+def api_key_from(value: str | None) -> str:
+    """The API key given, else ``VIDGO_API_KEY``.
+
+    Raises:
+        ConfigurationError: No usable key.
+    """
+    key = os.environ.get("VIDGO_API_KEY") if value is None else value
+    if not isinstance(key, str) or not key.strip():
+        raise ConfigurationError(
+            "no API key: pass api_key=... or set the VIDGO_API_KEY environment variable"
+        )
+    if any(ord(char) < 33 or ord(char) == 127 for char in key):
+        raise ConfigurationError("the API key contains whitespace or control characters")
+    return key
+
+
+def base_url_from(value: str | None) -> URL:
+    """The base URL given, else ``VIDGO_BASE_URL``, else the vendor's.
+
+    Raises:
+        ConfigurationError: Not an absolute http(s) URL without credentials.
+    """
+    text = value if value is not None else os.environ.get("VIDGO_BASE_URL") or DEFAULT_BASE_URL
+    try:
+        url = URL(text)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"base_url is not a URL: {text!r:.80}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url must be an absolute http(s) URL, got {text!r:.80}")
+    if url.user or url.password or url.query_string or url.fragment:
+        raise ConfigurationError("base_url must not carry credentials, a query or a fragment")
+    return url.with_path(url.path.rstrip("/") or "/")
+
+
+def check_count(name: str, value: object) -> int:
+    """``value`` if it is an int >= 1.
+
+    Raises:
+        TypeError: It is not an int.
+        ValueError: It is below 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def check_folder(value: str | os.PathLike[str] | None) -> Path | None:
+    """``value`` as a directory, created if missing."""
+    if value is None:
+        return None
+    folder = Path(value)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def is_loopback(url: URL) -> bool:
+    """Whether ``url`` points at this machine (the fake server in tests)."""
+    host = url.host or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def wav_input(task_id: object, audio_id: object) -> dict[str, Any]:
+    """The ``input`` of a WAV conversion, both ids checked."""
+    return {"task_id": check_id("task_id", task_id), "audio_id": check_id("audio_id", audio_id)}
+
+
+def handle_from(task_id: object) -> TaskHandle:
+    """A handle for a task id or handle argument."""
+    if isinstance(task_id, TaskHandle):
+        return task_id
+    return TaskHandle(task_id=check_id("task_id", task_id))
+
+
+def deadline_after(timeout: object) -> float | None:
+    """The ``time.monotonic`` instant ``timeout`` seconds from now (``None``: never)."""
+    seconds = check_timeout(timeout)
+    return None if seconds is None else time.monotonic() + seconds

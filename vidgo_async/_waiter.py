@@ -11,16 +11,26 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 
 from ._calls import Calls, is_transient, remaining
 from ._config import PollPolicy
-from ._models import Task, TaskHandle
+from ._models import Task, TaskHandle, TaskStatus
 from ._retry import PollSchedule
-from .errors import RateLimitError, ServerError, TaskTimeoutError, VidgoError
+from .errors import (
+    InvalidResponseError,
+    RateLimitError,
+    ServerError,
+    TaskFailedError,
+    TaskTimeoutError,
+    VidgoError,
+)
 
-__all__ = ["Nap", "snapshots"]
+__all__ = ["Nap", "snapshots", "wait_until_done"]
 
 logger = logging.getLogger("vidgo_async")
+
+_WAV_URL_GRACE = 3  # re-reads of a finished task whose wav_url is not there yet
 
 #: Sleeps up to the given seconds for ``task_id``; may return early (a callback hint).
 Nap = Callable[[str, float], Awaitable[None]]
@@ -67,6 +77,58 @@ async def snapshots(
         if task.is_terminal:
             return
         delay = schedule.next(task)
+
+
+async def wait_until_done(
+    calls: Calls,
+    handle: TaskHandle,
+    *,
+    deadline: float | None,
+    policy: PollPolicy,
+    first_delay: float,
+    wav: bool = False,
+    nap: Nap = _sleep,
+) -> Task:
+    """The finished task; with ``wav``, one whose ``wav_url`` is there.
+
+    Raises:
+        TaskFailedError: The task failed.
+        TaskTimeoutError: The deadline passed first.
+        InvalidResponseError: With ``wav``, it finished and kept having no ``wav_url``.
+    """
+    for _ in range(_WAV_URL_GRACE + 1):
+        task = await _terminal(calls, handle, deadline, policy, first_delay, nap)
+        if task.status is TaskStatus.FAILED:
+            raise TaskFailedError(
+                f"task {task.task_id} failed: {task.error_message or 'no reason given'}",
+                handle=handle,
+                task=task,
+                error_message=task.error_message,
+            )
+        if task.wav_url or not wav:
+            return task
+        first_delay = policy.initial
+    raise InvalidResponseError(
+        f"task {task.task_id} finished without a wav_url (files: {len(task.files)})"
+    )
+
+
+async def _terminal(
+    calls: Calls,
+    handle: TaskHandle,
+    deadline: float | None,
+    policy: PollPolicy,
+    first_delay: float,
+    nap: Nap,
+) -> Task:
+    stream = snapshots(
+        calls, handle, deadline=deadline, policy=policy, first_delay=first_delay, nap=nap
+    )
+    async with aclosing(stream):
+        async for task in stream:
+            if task.is_terminal:
+                return task
+    raise AssertionError("snapshots ended without a terminal task")  # pragma: no cover
 
 
 def _lengthened(delay: float, exc: VidgoError, cap: float) -> float:

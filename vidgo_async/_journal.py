@@ -1,0 +1,119 @@
+"""The batch journal: every submit recorded in SQLite before and after its request.
+
+A re-run with the same journal knows, for each ``(task_id, audio_id)`` pair,
+whether it finished or failed (report it again), was accepted (wait on the
+known task, never submit again), was being submitted when the process died
+(its outcome is unknown: a resubmit may only settle it through the 409
+rule), or never reached the server (submit it).
+
+Writes are committed one by one in WAL mode, so a SIGKILL loses nothing
+that was committed; SQLite calls are short enough to run on the event loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import attrs
+
+__all__ = ["Entry", "Journal", "State"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversions (
+    source_task_id TEXT NOT NULL,
+    audio_id       TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    task_id        TEXT,
+    wav_url        TEXT,
+    path           TEXT,
+    error          TEXT,
+    updated_at     REAL NOT NULL,
+    PRIMARY KEY (source_task_id, audio_id)
+)
+"""
+
+
+class State(str, enum.Enum):
+    """Where a pair stands in the journal."""
+
+    SUBMITTING = "submitting"  # the request may be on the wire
+    UNSENT = "unsent"  # the submit provably never reached the server
+    ACCEPTED = "accepted"  # the server gave a task id
+    FINISHED = "finished"  # the WAV URL is known
+    FAILED = "failed"  # a definitive failure; reported again, never resubmitted
+    UNKNOWN = "unknown"  # the submit may have been accepted; never resubmitted
+
+
+@attrs.frozen(kw_only=True)
+class Entry:
+    """One pair's row."""
+
+    state: State
+    task_id: str | None = None
+    wav_url: str | None = None
+    path: str | None = None
+    error: str | None = None
+
+
+class Journal:
+    """A SQLite journal of one batch (or several runs of it).
+
+    Args:
+        path: The database file; created if missing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def get(self, source_task_id: str, audio_id: str) -> Entry | None:
+        """The pair's row, if it has one."""
+        row = self._db.execute(
+            "SELECT state, task_id, wav_url, path, error FROM conversions"
+            " WHERE source_task_id = ? AND audio_id = ?",
+            (source_task_id, audio_id),
+        ).fetchone()
+        if row is None:
+            return None
+        state, task_id, wav_url, path, error = row
+        return Entry(state=State(state), task_id=task_id, wav_url=wav_url, path=path, error=error)
+
+    def record(
+        self,
+        source_task_id: str,
+        audio_id: str,
+        state: State,
+        *,
+        task_id: str | None = None,
+        wav_url: str | None = None,
+        path: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Write the pair's new state (a committed transaction of its own)."""
+        self._db.execute(
+            "INSERT INTO conversions"
+            " (source_task_id, audio_id, state, task_id, wav_url, path, error, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (source_task_id, audio_id) DO UPDATE SET"
+            " state = excluded.state,"
+            " task_id = COALESCE(excluded.task_id, conversions.task_id),"
+            " wav_url = excluded.wav_url, path = excluded.path, error = excluded.error,"
+            " updated_at = excluded.updated_at",
+            (source_task_id, audio_id, state.value, task_id, wav_url, path, error, time.time()),
+        )
+
+    def counts(self) -> dict[State, int]:
+        """How many pairs stand in each state."""
+        rows = self._db.execute("SELECT state, COUNT(*) FROM conversions GROUP BY state")
+        return {State(state): count for state, count in rows}
