@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -276,7 +276,7 @@ async def run_batch(
     journal: Journal | None,
     download_to: Path | None,
     on_progress: Callable[[BatchProgress], object] | None,
-) -> AsyncIterator[ConversionResult]:
+) -> AsyncGenerator[ConversionResult, None]:
     """The engine behind :meth:`VidgoClient.convert_many` (arguments already checked)."""
     run = _Run(
         client,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
@@ -267,7 +267,7 @@ class VidgoClient:
         download_to: str | os.PathLike[str] | None = None,
         on_progress: Callable[[BatchProgress], object] | None = None,
         max_waiting: int = 10_000,
-    ) -> AsyncIterator[ConversionResult]:
+    ) -> AsyncGenerator[ConversionResult, None]:
         """Convert many tracks; yield one result per input pair as each completes.
 
         Args:
