@@ -6,6 +6,7 @@ Convert generated music tracks to WAV, safely and economically::
         url = await client.convert_to_wav(task_id, audio_id)
 """
 
+from ._batch import BatchProgress
 from ._client import VidgoClient
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
 from ._models import Balance, ConversionResult, Task, TaskFile, TaskHandle, TaskStatus
@@ -40,6 +41,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Balance",
+    "BatchProgress",
     "ConfigurationError",
     "ConflictError",
     "ConversionResult",

@@ -1,0 +1,258 @@
+"""convert_many: one result per input, bounded, resumable from a journal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from vidgo_async import (
+    BatchProgress,
+    ConversionResult,
+    PollPolicy,
+    RetryPolicy,
+    SubmitOutcomeUnknownError,
+    TaskFailedError,
+    VidgoClient,
+)
+from vidgo_async.testing import FakeVidgo, Fault
+
+pytestmark = pytest.mark.asyncio
+
+FAST_POLL = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05)
+FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.01, max_retry_after=0.05)
+
+
+def _client(fake: FakeVidgo) -> VidgoClient:
+    return VidgoClient(
+        fake.api_key,
+        base_url=fake.url,
+        poll=FAST_POLL,
+        retry=FAST_RETRY,
+        max_polls_per_second=5000.0,
+    )
+
+
+def _client_tasks(tasks: set[asyncio.Task[object]]) -> list[asyncio.Task[object]]:
+    """Tasks other than the fake server's request handlers (which share the loop)."""
+    return [t for t in tasks if not t.get_coro().__qualname__.startswith("RequestHandler.")]
+
+
+async def _collect(client: VidgoClient, pairs: object, **kwargs: object) -> list[ConversionResult]:
+    return [result async for result in client.convert_many(pairs, **kwargs)]  # type: ignore[arg-type]
+
+
+async def test_every_pair_gets_one_result(vidgo_fake: FakeVidgo) -> None:
+    """Each input pair yields exactly one result, and each track is accepted once."""
+    pairs = [(f"music-{i // 2}", f"audio-{i}") for i in range(60)]
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, pairs, concurrency=8)
+    assert sorted((r.source_task_id, r.audio_id) for r in results) == sorted(pairs)
+    assert all(r.ok and r.wav_url and r.task_id for r in results)
+    assert max(vidgo_fake.accept_count.values()) == 1
+
+
+async def test_one_failure_does_not_stop_the_batch(vidgo_fake: FakeVidgo) -> None:
+    """A failed task is reported with the server's message; the others still convert."""
+    vidgo_fake.fail("audio-3", "silent track")
+    pairs = [("music", f"audio-{i}") for i in range(10)]
+    async with _client(vidgo_fake) as client:
+        results = {r.audio_id: r for r in await _collect(client, pairs)}
+    assert isinstance(results["audio-3"].error, TaskFailedError)
+    assert results["audio-3"].error.error_message == "silent track"
+    assert sum(r.ok for r in results.values()) == 9
+
+
+async def test_duplicates_are_converted_once_and_reported_each_time(vidgo_fake: FakeVidgo) -> None:
+    """A pair listed three times is submitted once and yields three results."""
+    pairs = [("music", "audio-1"), ("music", "audio-2"), ("music", "audio-1"), ("music", "audio-1")]
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, pairs)
+    assert Counter(r.audio_id for r in results) == {"audio-1": 3, "audio-2": 1}
+    assert len({r.task_id for r in results if r.audio_id == "audio-1"}) == 1
+    assert vidgo_fake.request_count("submit") == 2
+
+
+async def test_malformed_pairs_get_an_error_result_without_requests(vidgo_fake: FakeVidgo) -> None:
+    """Bad pairs come back as results carrying TypeError/ValueError; nothing is sent for them."""
+    pairs: list[object] = [("music", ""), ("only-one",), "not-a-pair", ("music", "x" * 300)]
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, pairs)
+    assert len(results) == 4
+    assert all(isinstance(r.error, (TypeError, ValueError)) for r in results)
+    assert vidgo_fake.requests == []
+
+
+async def test_async_iterable_input_is_read_lazily(vidgo_fake: FakeVidgo) -> None:
+    """An endless async input is only read as far as the in-flight bounds allow."""
+    read = 0
+
+    async def endless() -> AsyncIterator[tuple[str, str]]:
+        nonlocal read
+        while True:
+            read += 1
+            yield ("music", f"audio-{read}")
+
+    async with _client(vidgo_fake) as client:
+        batch = client.convert_many(endless(), concurrency=2, max_waiting=3)
+        first = [await batch.__anext__() for _ in range(5)]
+        await batch.aclose()
+    assert all(r.ok for r in first)
+    assert read <= 5 + 2 + 3 + 2  # results taken + submits + waits + the queue
+
+
+async def test_breaking_out_leaves_no_task_behind(vidgo_fake: FakeVidgo) -> None:
+    """Closing the iterator early cancels all in-flight work."""
+    vidgo_fake.set_duration("audio-0", run_time=0.0)
+    before = asyncio.all_tasks()
+    async with _client(vidgo_fake) as client:
+        batch = client.convert_many([("music", f"audio-{i}") for i in range(50)], concurrency=10)
+        async for _ in batch:
+            break
+        await batch.aclose()
+        await asyncio.sleep(0)
+        assert _client_tasks(asyncio.all_tasks() - before) == []
+        seen = len(vidgo_fake.requests)
+        await asyncio.sleep(0.1)
+        assert len(vidgo_fake.requests) == seen
+
+
+async def test_progress_is_reported_for_each_result(vidgo_fake: FakeVidgo) -> None:
+    """on_progress sees done counts rising to the number of results."""
+    seen: list[BatchProgress] = []
+    async with _client(vidgo_fake) as client:
+        results = await _collect(
+            client, [("m", f"a{i}") for i in range(12)], on_progress=seen.append
+        )
+    assert [p.done for p in seen] == list(range(1, 13))
+    assert seen[-1].succeeded == sum(r.ok for r in results) == 12
+
+
+async def test_downloads_land_in_the_folder(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
+    """download_to saves each WAV as <audio_id>.wav, complete and valid."""
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, [("m", "a1"), ("m", "a2")], download_to=tmp_path)
+    for result in results:
+        assert result.ok and result.path == tmp_path / f"{result.audio_id}.wav"
+        data = result.path.read_bytes()
+        assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    assert sorted(os.listdir(tmp_path)) == ["a1.wav", "a2.wav"]
+
+
+async def test_submit_faults_are_survived_within_the_deadline(vidgo_fake: FakeVidgo) -> None:
+    """5xx, 429 and resets before the request are retried; every pair converts once."""
+    vidgo_fake.set_fault_rates(
+        {"server_error": 0.2, "rate_limited": 0.1, "reset_before": 0.05},
+        routes=("submit", "detail"),
+    )
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, [("m", f"a{i}") for i in range(40)], timeout=20)
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert max(vidgo_fake.accept_count.values()) == 1
+
+
+async def test_reset_after_accept_is_reported_unknown(vidgo_fake: FakeVidgo) -> None:
+    """A submit accepted but never answered ends as SubmitOutcomeUnknownError, not a resubmit."""
+    vidgo_fake.inject(Fault.reset_after(), route="submit")
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, [("m", "a1")])
+    assert isinstance(results[0].error, SubmitOutcomeUnknownError)
+    assert vidgo_fake.accept_count["a1"] == 1
+
+
+async def test_rerun_with_journal_sends_nothing_for_finished_pairs(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A second run with the same journal reports finished pairs without a request."""
+    journal = tmp_path / "wav.sqlite"
+    pairs = [("m", f"a{i}") for i in range(5)]
+    async with _client(vidgo_fake) as client:
+        first = await _collect(client, pairs, journal=journal)
+        vidgo_fake.reset_log()
+        second = await _collect(client, pairs, journal=journal)
+    assert {r.audio_id: r.wav_url for r in first} == {r.audio_id: r.wav_url for r in second}
+    assert vidgo_fake.requests == []
+
+
+async def test_rerun_resumes_waiting_on_accepted_tasks(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """Pairs accepted but unfinished when a run stopped are waited on, not resubmitted."""
+    journal = tmp_path / "wav.sqlite"
+    vidgo_fake.set_duration("slow", run_time=0.6)
+    async with _client(vidgo_fake) as client:
+        first = await _collect(client, [("m", "slow")], journal=journal, timeout=0.2)
+        second = await _collect(client, [("m", "slow")], journal=journal, timeout=5)
+    assert first[0].task_id == second[0].task_id and second[0].ok
+    assert vidgo_fake.request_count("submit") == 1
+
+
+_WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from vidgo_async import PollPolicy, RetryPolicy, VidgoClient
+
+    async def main(url, journal, out, count):
+        async with VidgoClient("test-key", base_url=url, max_polls_per_second=5000,
+                               poll=PollPolicy(initial=0.02, max_interval=0.05),
+                               retry=RetryPolicy(base_delay=0.001, max_delay=0.01)) as client:
+            pairs = [("music", f"audio-{i}") for i in range(count)]
+            with open(out, "a") as stream:
+                async for r in client.convert_many(pairs, concurrency=16, journal=journal):
+                    stream.write(json.dumps([r.audio_id, r.ok, r.task_id]) + "\\n")
+                    stream.flush()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    """
+)
+
+
+async def _run_worker(args: list[str], kill_after_lines: int | None, out: Path) -> int:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", _WORKER, *args)
+    try:
+        if kill_after_lines is not None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and process.returncode is None:
+                if out.exists() and len(out.read_text().splitlines()) >= kill_after_lines:
+                    process.send_signal(signal.SIGKILL)
+                    break
+                await asyncio.sleep(0.005)
+        return await asyncio.wait_for(process.wait(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_batch_then_rerun_converts_each_track_once(tmp_path: Path) -> None:
+    """Killed with SIGKILL mid-run and run again: one result per pair, no track accepted twice."""
+    count = 150
+    journal, first_out, second_out = (
+        tmp_path / "j.sqlite",
+        tmp_path / "1.jsonl",
+        tmp_path / "2.jsonl",
+    )
+    async with FakeVidgo(run_time=0.3, conflict_includes_task_id=False) as fake:
+        args = [fake.url, str(journal), str(first_out), str(count)]
+        code = await _run_worker(args, kill_after_lines=30, out=first_out)
+        assert code == -signal.SIGKILL
+        assert len(first_out.read_text().splitlines()) < count
+        args[2] = str(second_out)
+        assert await _run_worker(args, kill_after_lines=None, out=second_out) == 0
+        accepted = fake.accept_count
+    rows = [json.loads(line) for line in second_out.read_text().splitlines()]
+    assert sorted(audio for audio, _, _ in rows) == sorted(f"audio-{i}" for i in range(count))
+    assert max(accepted.values()) == 1
+    assert (
+        sum(ok for _, ok, _ in rows) >= count - 16
+    )  # only submits in flight at the kill may be unknown
