@@ -68,7 +68,7 @@ async def test_status_as_json(vidgo_fake: FakeVidgo) -> None:
 
 async def test_missing_key_is_one_clear_line() -> None:
     """No API key: exit 2 and one line naming VIDGO_API_KEY, no traceback."""
-    code, out, err = await _cli("status", "task-1")
+    code, _out, err = await _cli("status", "task-1")
     assert code == 2
     assert "VIDGO_API_KEY" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
