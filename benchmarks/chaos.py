@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -80,10 +81,8 @@ def _leaks_in(result: ConversionResult, secret: str) -> int:
 def _socket_fds() -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):
             count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-        except OSError:
-            pass
     return count
 
 
@@ -116,7 +115,7 @@ async def chaos(tasks: int, concurrency: int, seed: int, deadline: float) -> dic
 
         await asyncio.wait_for(consume(), deadline + 30)
         elapsed = time.monotonic() - started
-        files = {task_id: task for task_id, task in fake.tasks.items()}
+        files = dict(fake.tasks.items())
         accepted = fake.accept_count
         undelivered = fake.undelivered_accepts
         requests = Counter(r.route for r in fake.requests)
