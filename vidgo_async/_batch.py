@@ -193,7 +193,7 @@ class _Run:
         try:
             async with self.download_slots:
                 path = await self.client.download(result.wav_url, dest, overwrite=True)
-        except (VidgoError, OSError) as exc:
+        except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
             return attrs.evolve(result, error=exc)
         result = attrs.evolve(result, path=path)
         self._record(result, State.FINISHED)

@@ -83,13 +83,22 @@ class Calls:
             delay = max(delay, min(retry_after, self.retry.max_retry_after))
         return delay
 
-    async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
-        """An idempotent GET, retried within ``max_attempts`` and the retry budget."""
+    async def get(
+        self, path: str, params: dict[str, str] | None = None, *, limited: bool = False
+    ) -> Any:
+        """An idempotent GET, retried within ``max_attempts`` and the retry budget.
+
+        ``limited`` GETs (status reads) count against the client-wide poll rate cap.
+        """
         delays = backoff_delays(self.retry)
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
+                if limited:
+                    await self.limiter.acquire()
                 data = await self.transport.request("GET", path, params=params)
             except VidgoError as exc:
+                if limited and isinstance(exc, RateLimitError):
+                    self.limiter.slow_down(min(exc.retry_after or 1.0, self.retry.max_retry_after))
                 if not is_transient(exc):
                     raise
                 self.budget.record_failure()
@@ -103,12 +112,13 @@ class Calls:
 
     async def detail(self, task_id: str) -> Task:
         """Query Music Detail for ``task_id``, retried like any GET."""
-        return parse_task(await self.get(DETAIL_PATH, {"task_id": task_id}), task_id=task_id)
+        data = await self.get(DETAIL_PATH, {"task_id": task_id}, limited=True)
+        return parse_task(data, task_id=task_id)
 
     async def status(self, task_id: str) -> Task:
         """The generic status endpoint (image and video tasks)."""
         path = "/api/generate/status/" + quote(task_id, safe="")
-        return parse_task(await self.get(path), task_id=task_id)
+        return parse_task(await self.get(path, limited=True), task_id=task_id)
 
     async def poll(self, task_id: str, deadline: float | None) -> Task:
         """One rate-capped Query Music Detail request, bounded by ``deadline``.

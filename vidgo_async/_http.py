@@ -33,7 +33,7 @@ from .errors import (
     TransportError,
 )
 
-__all__ = ["MAX_BODY", "Transport", "excerpt"]
+__all__ = ["MAX_BODY", "Transport", "api_error", "excerpt", "transport_error"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -143,7 +143,7 @@ class Transport:
                 status, headers = response.status, response.headers
                 raw, complete = await _read_capped(response)
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            error = _transport_error(exc, method, path)
+            error = transport_error(exc, f"{method} {path}")
             logger.debug("%s %s failed after %.3fs: %s", method, path, _since(started), error)
             raise error from (exc if _safe_to_chain(exc) else None)
         logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
@@ -171,8 +171,8 @@ def _safe_to_chain(exc: BaseException) -> bool:
     return not isinstance(exc, aiohttp.ClientResponseError)
 
 
-def _transport_error(exc: BaseException, method: str, path: str) -> TransportError:
-    where = f"{method} {path}"
+def transport_error(exc: BaseException, where: str) -> TransportError:
+    """Our error for an aiohttp or timeout exception; ``sent`` is false only before connecting."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return RequestTimeoutError(f"{where}: timed out connecting", sent=False)
     if isinstance(exc, asyncio.TimeoutError):
@@ -190,7 +190,7 @@ def _envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete
     payload, problem = _decode(raw, complete)
     if not 200 <= status < 300:
         message = _message(payload) if problem is None else _describe_body(raw, problem)
-        raise _api_error(status, None, message, payload, retry_after)
+        raise api_error(status, None, message, payload, retry_after)
     if problem is not None:
         raise InvalidResponseError(
             f"expected a JSON envelope, got {problem}", status=status, excerpt=excerpt(raw)
@@ -203,7 +203,7 @@ def _envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete
             "envelope code is not a number", status=status, excerpt=excerpt(raw)
         )
     if code != 200:
-        raise _api_error(code, code, _message(payload), payload, retry_after)
+        raise api_error(code, code, _message(payload), payload, retry_after)
     if "data" not in payload:
         raise InvalidResponseError("envelope has no data", status=status, excerpt=excerpt(raw))
     return payload["data"]
@@ -247,9 +247,10 @@ def _message(payload: Any) -> str:
     return "no message"
 
 
-def _api_error(
+def api_error(
     status: int, code: int | None, message: str, payload: Any, retry_after: float | None
 ) -> APIError:
+    """The :class:`APIError` subclass for ``status`` (an HTTP status or a JSON code)."""
     if status == 429:
         return RateLimitError(message, status=status, code=code, retry_after=retry_after)
     if 500 <= status < 600:

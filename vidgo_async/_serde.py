@@ -138,6 +138,20 @@ def load_handle(text: str | bytes) -> TaskHandle:
         ValueError: ``text`` is not a JSON task handle.
     """
     try:
-        return _converter.structure(json.loads(text), TaskHandle)
+        data = json.loads(text)
+        # cattrs would turn any value into a str (5.5 -> "5.5"): check the JSON types first.
+        if not isinstance(data, dict) or not _handle_fields_ok(data):
+            raise ValueError("wrong shape")
+        return _converter.structure(data, TaskHandle)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
         raise ValueError(f"not a task handle: {str(text)[:80]!r}") from exc
+
+
+def _handle_fields_ok(data: dict[str, Any]) -> bool:
+    task_id = data.get("task_id")
+    if not isinstance(task_id, str) or not task_id.strip():
+        return False
+    if not isinstance(data.get("model", ""), str):
+        return False
+    optional = (data.get(name) for name in ("source_task_id", "audio_id"))
+    return all(value is None or isinstance(value, str) for value in optional)

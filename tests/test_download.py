@@ -1,0 +1,516 @@
+"""Tests of downloads, driven against FakeVidgo's storage route over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from vidgo_async import (
+    APIError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RequestTimeoutError,
+    RetryPolicy,
+    ServerError,
+    Timeouts,
+    TransportError,
+    VidgoClient,
+)
+from vidgo_async._download import download_file
+from vidgo_async.testing import FakeVidgo, Fault, iter_wav
+
+pytestmark = pytest.mark.asyncio
+
+MakeFake = Callable[..., Awaitable[FakeVidgo]]  # the conftest factories
+MakeClient = Callable[..., VidgoClient]
+SIZE = 1_000_044  # several chunks, and a truncation point past the header
+NO_WAIT = RetryPolicy(base_delay=0, max_delay=0, max_retry_after=0.01)
+QUICK = Timeouts(connect=2.0, total=5.0)
+
+
+@pytest_asyncio.fixture
+async def big(make_fake: MakeFake) -> FakeVidgo:
+    """A fake serving WAV files of ``SIZE`` bytes."""
+    return await make_fake(wav_size=SIZE)
+
+
+@pytest_asyncio.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain session without credentials, like the client's."""
+    async with aiohttp.ClientSession() as created:
+        yield created
+
+
+def wav_url(fake: FakeVidgo) -> str:
+    """The URL of a fresh finished task's WAV file."""
+    return f"{fake.url}/files/{fake.seed_task()}.wav"
+
+
+async def fetch(session: aiohttp.ClientSession, url: str, dest: Path, **kwargs: Any) -> Path:
+    """download_file with the fake allowed and no backoff waits."""
+    kwargs.setdefault("allow_private", True)
+    kwargs.setdefault("retry", NO_WAIT)
+    kwargs.setdefault("timeouts", QUICK)
+    return await download_file(session, url, dest, **kwargs)
+
+
+def assert_valid_wav(path: Path, size: int = SIZE) -> None:
+    data = path.read_bytes()
+    assert len(data) == size
+    assert data == b"".join(iter_wav(size))
+    assert not path.with_name(path.name + ".part").exists()
+
+
+def range_headers(fake: FakeVidgo) -> list[str | None]:
+    return [r.headers.get("Range") for r in fake.requests_to("files")]
+
+
+# -- the happy path -------------------------------------------------------------------------
+
+
+async def test_downloads_a_valid_wav(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The whole file lands at dest, byte for byte, with no .part left."""
+    path = await fetch(session, wav_url(big), tmp_path / "song.wav")
+    assert path == tmp_path / "song.wav"
+    assert_valid_wav(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["song.wav"]
+
+
+async def test_client_converts_then_downloads_without_the_key(
+    make_fake: MakeFake, make_client: MakeClient, tmp_path: Path
+) -> None:
+    """client.download fetches a converted track's wav_url; storage sees no Authorization."""
+    fake = await make_fake(wav_size=SIZE)
+    client = make_client(fake)
+    url = await client.convert_to_wav("parent-1", "audio-1", timeout=10)
+    path = await client.download(url, tmp_path)
+    assert_valid_wav(path)
+    files = fake.requests_to("files")
+    assert len(files) == 1
+    assert all(k.lower() != "authorization" for k in files[0].headers)
+    assert fake.requests_to("submit")[0].headers["Authorization"] == f"Bearer {fake.api_key}"
+
+
+async def test_directory_dest_takes_the_url_name(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """An existing directory as dest gets the URL path's last segment."""
+    task_id = big.seed_task()
+    path = await fetch(session, f"{big.url}/files/{task_id}.wav?sig=x", tmp_path)
+    assert path == tmp_path / f"{task_id}.wav"
+    assert_valid_wav(path)
+
+
+async def test_progress_rises_to_the_total(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """on_progress counts rise strictly and end at the file size, with the total known."""
+    calls: list[tuple[int, int | None]] = []
+    await fetch(
+        session, wav_url(big), tmp_path / "a.wav", on_progress=lambda d, t: calls.append((d, t))
+    )
+    done = [d for d, _ in calls]
+    assert len(calls) > 1
+    assert done == sorted(set(done))
+    assert done[-1] == SIZE
+    assert {t for _, t in calls} == {SIZE}
+
+
+async def test_logs_never_show_the_query(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DEBUG lines name host and path, never a signed URL's query."""
+    big.inject(Fault.server_error(503), route="files")
+    caplog.set_level(logging.DEBUG, logger="vidgo_async")
+    url = f"{big.url}/files/{big.seed_task()}.wav?token=s3cr3t"
+    await fetch(session, url, tmp_path / "a.wav")
+    assert "/files/" in caplog.text
+    assert "s3cr3t" not in caplog.text
+
+
+# -- destination ----------------------------------------------------------------------------
+
+
+async def test_existing_dest_is_kept_without_a_request(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """An existing dest without overwrite raises FileExistsError before any request."""
+    dest = tmp_path / "a.wav"
+    dest.write_bytes(b"mine")
+    with pytest.raises(FileExistsError):
+        await fetch(session, wav_url(big), dest)
+    assert dest.read_bytes() == b"mine"
+    assert big.request_count("files") == 0
+
+
+async def test_overwrite_replaces_dest(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """overwrite=True replaces an existing file."""
+    dest = tmp_path / "a.wav"
+    dest.write_bytes(b"old")
+    await fetch(session, wav_url(big), dest, overwrite=True)
+    assert_valid_wav(dest)
+
+
+async def test_missing_directory_is_refused(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A dest whose directory does not exist raises FileNotFoundError, no request."""
+    with pytest.raises(FileNotFoundError):
+        await fetch(session, wav_url(big), tmp_path / "nope" / "a.wav")
+    assert big.request_count("files") == 0
+
+
+# -- URL rules ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/a.wav",  # not https
+        "ftp://example.com/a.wav",
+        "/files/a.wav",  # not absolute
+        "https://user:pw@example.com/a.wav",  # credentials in the URL
+        "https://127.0.0.1/a.wav",
+        "https://[::1]/a.wav",
+        "https://10.1.2.3/a.wav",
+        "https://172.16.0.1/a.wav",
+        "https://192.168.1.1/a.wav",
+        "https://100.64.0.1/a.wav",  # carrier-grade NAT
+        "https://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "https://[fd00:ec2::254]/latest/meta-data/",
+        "https://[fe80::1]/a.wav",
+        "https://0.0.0.0/a.wav",
+        "https://224.0.0.1/a.wav",
+        "https://240.0.0.1/a.wav",
+        "https://[::ffff:127.0.0.1]/a.wav",  # IPv4-mapped loopback
+        "https://[2002:7f00:1::]/a.wav",  # 6to4 of loopback
+        "https://localhost/a.wav",  # a name resolving to loopback
+    ],
+)
+async def test_refused_urls_raise_before_any_request(
+    session: aiohttp.ClientSession, tmp_path: Path, url: str
+) -> None:
+    """Non-https, credentialed and non-public URLs raise ValueError; nothing is written."""
+    with pytest.raises(ValueError):
+        await download_file(session, url, tmp_path / "a.wav")
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_the_local_fake_is_refused_unless_allowed(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Without allow_private, the loopback http fake is never contacted."""
+    with pytest.raises(ValueError):
+        await download_file(session, wav_url(big), tmp_path / "a.wav")
+    assert big.request_count("files") == 0
+
+
+async def test_a_session_with_credentials_is_refused(big: FakeVidgo, tmp_path: Path) -> None:
+    """A session carrying a default Authorization header is refused before any request."""
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer k"}) as keyed:
+        with pytest.raises(ValueError):
+            await fetch(keyed, wav_url(big), tmp_path / "a.wav")
+    assert big.request_count("files") == 0
+
+
+async def test_redirects_are_followed(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A 302 to the file is followed, and no hop carries Authorization."""
+    url = wav_url(big)
+    big.inject(Fault.http_error(302, headers={"Location": url}), route="files", times=2)
+    assert_valid_wav(await fetch(session, url, tmp_path / "a.wav"))
+    assert big.request_count("files") == 3
+    assert all("Authorization" not in r.headers for r in big.requests_to("files"))
+
+
+@pytest.mark.parametrize(
+    ("location", "times"),
+    [
+        ("/files/loop.wav", 6),
+        ("ftp://example.com/a.wav", 1),
+        ("https://u:p@example.com/", 1),
+        (None, 1),  # no Location at all
+    ],
+)
+async def test_bad_redirects_fail(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, location: str | None, times: int
+) -> None:
+    """Too many hops, a hop breaking the URL rules, or no Location is an InvalidResponseError."""
+    headers = {} if location is None else {"Location": location}
+    big.inject(Fault.http_error(302, headers=headers), route="files", times=times)
+    with pytest.raises(InvalidResponseError):
+        await fetch(session, wav_url(big), tmp_path / "a.wav")
+    assert not (tmp_path / "a.wav").exists()
+
+
+# -- transient failures ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.server_error(503),
+        Fault.server_error(502, body="html"),
+        Fault.rate_limited(retry_after="0"),
+        Fault.reset_before(),
+    ],
+    ids=["503", "502-html", "429", "reset"],
+)
+async def test_transient_failures_are_retried(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, fault: Fault
+) -> None:
+    """A 5xx, 429 or reset on the storage route is retried to success."""
+    big.inject(fault, route="files")
+    assert_valid_wav(await fetch(session, wav_url(big), tmp_path / "a.wav"))
+    assert big.request_count("files") == 2
+
+
+async def test_a_truncated_body_resumes_with_range(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A body cut half-way is resumed from the .part size with Range, not restarted."""
+    big.inject(Fault.reset_after(), route="files")
+    assert_valid_wav(await fetch(session, wav_url(big), tmp_path / "a.wav"))
+    first, second = range_headers(big)
+    assert first is None
+    assert second is not None
+    offset = int(second.removeprefix("bytes=").removesuffix("-"))
+    assert 0 < offset < SIZE
+
+
+async def test_a_later_call_resumes_the_part(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A failed call leaves .part (never dest); the next call resumes it."""
+    url, dest = wav_url(big), tmp_path / "a.wav"
+    big.inject(Fault.reset_after(), route="files")
+    with pytest.raises(TransportError):
+        await fetch(session, url, dest, retry=RetryPolicy(max_attempts=1))
+    assert not dest.exists()
+    kept = (tmp_path / "a.wav.part").stat().st_size
+    assert 0 < kept < SIZE
+    assert_valid_wav(await fetch(session, url, dest))
+    assert range_headers(big)[-1] == f"bytes={kept}-"
+
+
+async def test_a_server_ignoring_range_restarts_from_zero(
+    make_fake: MakeFake, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A 200 to a Range request replaces the .part instead of appending to it."""
+    size = 200_044
+    fake = await make_fake(wav_size=size)
+    fake.inject(Fault.reset_after(), route="files")
+    fake.inject(Fault.http_error(200, body=b"".join(iter_wav(size))), route="files")
+    assert_valid_wav(await fetch(session, wav_url(fake), tmp_path / "a.wav"), size)
+    assert range_headers(fake)[1] is not None
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [
+        Fault.http_error(416, headers={"Content-Range": "bytes */10"}),
+        Fault.http_error(206, body=b"RIFF", headers={"Content-Range": "bytes 0-3/4"}),
+    ],
+    ids=["416", "wrong-content-range"],
+)
+async def test_a_stale_resume_restarts_from_zero(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, stale: Fault
+) -> None:
+    """A 416 or a 206 for another range drops the .part and starts again."""
+    big.inject(Fault.reset_after(), route="files")
+    big.inject(stale, route="files")
+    assert_valid_wav(await fetch(session, wav_url(big), tmp_path / "a.wav"))
+    ranges = range_headers(big)
+    assert len(ranges) == 3
+    assert ranges[1] is not None
+    assert ranges[2] is None
+
+
+async def test_a_junk_part_is_not_resumed(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A leftover .part that is not a WAV is replaced, not resumed."""
+    (tmp_path / "a.wav.part").write_bytes(b"x" * 100)
+    assert_valid_wav(await fetch(session, wav_url(big), tmp_path / "a.wav"))
+    assert range_headers(big) == [None]
+
+
+async def test_a_body_short_of_content_range_fails_after_retries(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A 206 ending before its Content-Range total is retried, then an InvalidResponseError."""
+    short = Fault.http_error(
+        206, body=b"".join(iter_wav(100))[:44], headers={"Content-Range": "bytes 0-43/100"}
+    )
+    big.inject(short, route="files", times=2)
+    with pytest.raises(InvalidResponseError):
+        await fetch(
+            session,
+            wav_url(big),
+            tmp_path / "a.wav",
+            retry=RetryPolicy(max_attempts=2, base_delay=0),
+        )
+    assert range_headers(big) == [None, "bytes=44-"]
+    assert not (tmp_path / "a.wav").exists()
+
+
+async def test_an_unreachable_host_is_a_transport_error(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A refused connection is a TransportError marked as never sent."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(TransportError) as caught:
+        await fetch(
+            session,
+            f"http://127.0.0.1:{port}/a.wav",
+            tmp_path / "a.wav",
+            retry=RetryPolicy(max_attempts=1),
+        )
+    assert caught.value.sent is False
+
+
+async def test_persistent_5xx_gives_up(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """After max_attempts 503s the ServerError surfaces; dest is not created."""
+    big.inject(Fault.server_error(503), route="files", times=3)
+    with pytest.raises(ServerError):
+        await fetch(
+            session,
+            wav_url(big),
+            tmp_path / "a.wav",
+            retry=RetryPolicy(max_attempts=3, base_delay=0),
+        )
+    assert big.request_count("files") == 3
+    assert not (tmp_path / "a.wav").exists()
+
+
+async def test_a_stalled_body_times_out(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A server that goes silent hits the read timeout, retried, then RequestTimeoutError."""
+    big.inject(Fault.stall(5.0), route="files", times=2)
+    with pytest.raises(RequestTimeoutError):
+        await fetch(
+            session,
+            wav_url(big),
+            tmp_path / "a.wav",
+            retry=RetryPolicy(max_attempts=2, base_delay=0),
+            timeouts=Timeouts(connect=1.0, total=0.2),
+        )
+    assert big.request_count("files") == 2
+
+
+# -- final failures -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(404, NotFoundError), (403, PermissionDeniedError), (410, APIError)],
+)
+async def test_error_statuses_map_and_are_not_retried(
+    big: FakeVidgo,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    status: int,
+    error: type[APIError],
+) -> None:
+    """A 4xx maps to its APIError class at once, with no retry."""
+    big.inject(Fault.http_error(status, body={"message": "gone"}), route="files")
+    with pytest.raises(error) as caught:
+        await fetch(session, wav_url(big), tmp_path / "a.wav")
+    assert caught.value.status == status
+    assert big.request_count("files") == 1
+
+
+async def test_an_unknown_file_is_not_found(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The fake's own 404 for an unknown task is a NotFoundError."""
+    with pytest.raises(NotFoundError):
+        await fetch(session, f"{big.url}/files/nope.wav", tmp_path / "a.wav")
+
+
+@pytest.mark.parametrize("body", [b"<html>not a wav</html>", b"RIFF"], ids=["html", "short"])
+async def test_not_a_wav_is_refused(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, body: bytes
+) -> None:
+    """Content that is not RIFF/WAVE raises InvalidResponseError; no file is left."""
+    big.inject(Fault.http_error(200, body=body), route="files")
+    with pytest.raises(InvalidResponseError):
+        await fetch(session, wav_url(big), tmp_path / "a.wav")
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_an_unexpected_success_status_is_invalid(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A 2xx other than 200/206 (here 204) is an InvalidResponseError."""
+    big.inject(Fault.http_error(204), route="files")
+    with pytest.raises(InvalidResponseError):
+        await fetch(session, wav_url(big), tmp_path / "a.wav")
+
+
+async def test_check_wav_can_be_disabled(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """check_wav=False accepts any bytes."""
+    big.inject(Fault.http_error(200, body=b"plain"), route="files")
+    path = await fetch(session, wav_url(big), tmp_path / "a.txt", check_wav=False)
+    assert path.read_bytes() == b"plain"
+
+
+# -- cancellation ---------------------------------------------------------------------------
+
+
+async def test_cancellation_propagates_and_leaves_no_task(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Cancelling a stalled download raises CancelledError; no task is left, no dest."""
+    big.inject(Fault.stall(5.0), route="files")
+    before = asyncio.all_tasks()
+    task = asyncio.ensure_future(fetch(session, wav_url(big), tmp_path / "a.wav"))
+    for _ in range(400):  # until the request is in, stalled
+        if big.request_count("files"):
+            break
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await big.close()  # its handler of the stalled request is the server's task, not ours
+    assert asyncio.all_tasks() <= before
+    assert not (tmp_path / "a.wav").exists()
+
+
+async def test_cancellation_mid_body_keeps_only_the_part(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Cancelled while writing, the download leaves the .part and no dest."""
+    task: asyncio.Future[Path] | None = None
+
+    def cancel_on_first_chunk(done: int, total: int | None) -> None:
+        assert task is not None
+        task.cancel()
+
+    task = asyncio.ensure_future(
+        fetch(session, wav_url(big), tmp_path / "a.wav", on_progress=cancel_on_first_chunk)
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]

@@ -1,0 +1,357 @@
+"""Downloads: stream one file from the storage host to disk, safely.
+
+:func:`download_file` streams to ``<dest>.part`` beside the destination,
+checks the length and the RIFF/WAVE header, fsyncs, then renames atomically,
+so ``dest`` is either absent or complete. Transient failures (connection
+errors, timeouts, 429, 5xx, a short body) are retried with backoff, resuming
+with ``Range`` from the ``.part`` size. Every URL - the first and each
+redirect hop - must be https to a public address unless ``allow_private``
+(tests against a loopback fake). No credentials are ever sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from ._config import RetryPolicy, Timeouts
+from ._http import api_error, excerpt, transport_error
+from ._retry import backoff_delays, parse_retry_after
+from ._urls import check_url, is_refused, refused_address, url_label
+from .errors import (
+    APIError,
+    InvalidResponseError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    VidgoError,
+)
+
+__all__ = ["CHUNK_SIZE", "MAX_REDIRECTS", "ProgressCallback", "download_file"]
+
+logger = logging.getLogger("vidgo_async")
+
+#: Bytes read from the socket and written to disk at a time.
+CHUNK_SIZE = 256 * 1024
+#: Redirect hops followed before giving up.
+MAX_REDIRECTS = 5
+#: ``on_progress(bytes_done, total_or_None)``, called after every chunk.
+ProgressCallback = Callable[[int, int | None], object]
+
+_HEAD = 12
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_DEFAULT_RETRY = RetryPolicy()
+_DEFAULT_TIMEOUTS = Timeouts()
+
+
+class _Incomplete(Exception):
+    """The body ended early or the range went stale: retry, resuming if possible."""
+
+
+_TRANSIENT = (TransportError, RateLimitError, ServerError, _Incomplete)
+
+
+async def download_file(
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    on_progress: ProgressCallback | None = None,
+    retry: RetryPolicy = _DEFAULT_RETRY,
+    timeouts: Timeouts = _DEFAULT_TIMEOUTS,
+    allow_private: bool = False,
+    check_wav: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` through ``.part`` and an atomic rename.
+
+    Args:
+        session: The session to use; it must carry no default credentials.
+        url: An absolute https URL (http too with ``allow_private``).
+        dest: The file to write, or an existing directory to write into
+            (named after the URL path's last segment, sanitised).
+        overwrite: Replace an existing ``dest``.
+        on_progress: Called with ``(bytes_done, total_or_None)`` after each
+            chunk; the count starts again at 0 if the server ignores a resume.
+        retry: Attempts and backoff of transient failures; an attempt that
+            grows the ``.part`` file resets the count.
+        timeouts: ``connect``, and ``total`` as the longest silence while
+            reading (a large file may take much longer in all).
+        allow_private: Allow http and any address (tests against a local fake).
+        check_wav: Require the file to start with ``RIFF....WAVE``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: A URL that is not allowed, or a session with credentials.
+        FileExistsError: ``dest`` exists and ``overwrite`` is false.
+        FileNotFoundError: ``dest``'s directory does not exist.
+        TransportError: The storage host could not be reached or read.
+        APIError: An error status, after retries for 429 and 5xx.
+        InvalidResponseError: Not a WAV file, a refused redirect, or a body
+            still short after retries.
+    """
+    first = check_url(url, allow_private)
+    target = _target(dest, first, overwrite)
+    if session.auth is not None or "Authorization" in session.headers:
+        raise ValueError("refusing to download with a session that carries credentials")
+    if not allow_private:
+        refused = await refused_address(first)
+        if refused is not None:
+            raise ValueError(f"refusing {url_label(first)}: it resolves to {refused}")
+    # No total timeout: a big file may take long; a stalled one is caught by sock_read.
+    timeout = aiohttp.ClientTimeout(connect=timeouts.connect, sock_read=timeouts.total)
+    job = _Download(session, first, target, retry, timeout, allow_private, check_wav)
+    await job.run(on_progress)
+    return target
+
+
+@attrs.define
+class _Download:
+    """The attempts of one download, sharing its ``.part`` file."""
+
+    _session: aiohttp.ClientSession
+    _url: URL
+    _target: Path
+    _retry: RetryPolicy
+    _timeout: aiohttp.ClientTimeout
+    _allow_private: bool
+    _check_wav: bool
+
+    @property
+    def _part(self) -> Path:
+        return self._target.with_name(self._target.name + ".part")
+
+    async def run(self, on_progress: ProgressCallback | None) -> None:
+        """Attempt until done; give up after ``max_attempts`` failures without progress."""
+        best, failures, delays = _size(self._part), 0, backoff_delays(self._retry)
+        while True:
+            try:
+                await self._attempt(on_progress)
+                return
+            except _TRANSIENT as exc:
+                size = _size(self._part)
+                if size > best:
+                    best, failures, delays = size, 0, backoff_delays(self._retry)
+                failures += 1
+                if failures >= self._retry.max_attempts:
+                    if isinstance(exc, _Incomplete):
+                        raise InvalidResponseError(str(exc), status=200) from None
+                    raise
+                delay = max(next(delays), getattr(exc, "retry_after", None) or 0.0)
+                logger.debug("download %s: %s; retrying in %.3fs", url_label(self._url), exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, on_progress: ProgressCallback | None) -> None:
+        offset = _resume_offset(self._part, self._check_wav)
+        try:
+            response = await self._open(offset)
+            async with response:
+                await self._receive(response, offset, on_progress)
+        except VidgoError:
+            raise
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            error = transport_error(exc, url_label(self._url))
+            # A ClientResponseError's repr carries the request URL, query included.
+            raise error from (None if isinstance(exc, aiohttp.ClientResponseError) else exc)
+
+    async def _open(self, offset: int) -> aiohttp.ClientResponse:
+        """The answer to a GET, redirects followed and re-checked."""
+        url = self._url
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        for _ in range(MAX_REDIRECTS + 1):
+            started, where = time.monotonic(), url_label(url)
+            response = await self._session.get(
+                url, headers=headers, allow_redirects=False, timeout=self._timeout
+            )
+            elapsed = time.monotonic() - started
+            logger.debug("GET %s from %d -> %d in %.3fs", where, offset, response.status, elapsed)
+            if response.status not in _REDIRECTS:
+                self._check_peer(response)
+                return response
+            response.release()
+            url = await self._next_hop(url, response.headers.get("Location"), response.status)
+        raise InvalidResponseError(f"{url_label(self._url)}: more than {MAX_REDIRECTS} redirects")
+
+    async def _next_hop(self, url: URL, location: str | None, status: int) -> URL:
+        if not location:
+            raise InvalidResponseError(
+                f"{url_label(url)}: redirect without Location", status=status
+            )
+        try:
+            hop = check_url(str(url.join(URL(location))), self._allow_private)
+            refused = None if self._allow_private else await refused_address(hop)
+        except ValueError as exc:
+            raise InvalidResponseError(f"refused redirect: {exc}", status=status) from None
+        if refused is not None:
+            raise InvalidResponseError(f"refused redirect to {refused}", status=status)
+        return hop
+
+    def _check_peer(self, response: aiohttp.ClientResponse) -> None:
+        """Refuse a private peer even if DNS changed its answer since the check."""
+        connection = response.connection
+        transport = None if connection is None else connection.transport
+        peer = None if transport is None else transport.get_extra_info("peername")
+        if self._allow_private or not peer:
+            return
+        address = ipaddress.ip_address(peer[0])
+        if is_refused(address):
+            response.release()
+            raise InvalidResponseError(f"{url_label(self._url)}: connected to refused {address}")
+
+    async def _receive(
+        self, response: aiohttp.ClientResponse, offset: int, on_progress: ProgressCallback | None
+    ) -> None:
+        status = response.status
+        if status == 416 and offset:
+            self._part.unlink(missing_ok=True)
+            raise _Incomplete(f"{url_label(self._url)}: range {offset}- no longer satisfiable")
+        if status >= 400:
+            body = await response.content.read(1024)
+            raise _status_error(response, body, url_label(self._url), self._retry)
+        if status not in (200, 206):
+            raise InvalidResponseError(f"{url_label(self._url)}: unexpected status", status=status)
+        start, total = self._span(response, offset)
+        with _PartFile(self._part, start, self._check_wav) as part:
+            async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+                part.write(chunk)
+                if on_progress is not None:
+                    on_progress(part.size, total)
+            if total is not None and part.size != total:
+                raise _Incomplete(f"{url_label(self._url)}: got {part.size} of {total} bytes")
+            await part.commit(self._target)
+
+    def _span(self, response: aiohttp.ClientResponse, offset: int) -> tuple[int, int | None]:
+        """Where the body starts in the file, and the file's size when known."""
+        length = response.content_length
+        if response.status == 200:
+            return 0, length
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+        if match is None or int(match[1]) != offset:
+            self._part.unlink(missing_ok=True)
+            raise _Incomplete(f"{url_label(self._url)}: unexpected Content-Range, restarting")
+        if match[3] != "*":
+            return offset, int(match[3])
+        return offset, None if length is None else offset + length
+
+
+class _PartFile:
+    """The ``.part`` file opened at ``start``; closed on exit unless committed."""
+
+    def __init__(self, path: Path, start: int, check_wav: bool) -> None:
+        self._path = path
+        # Blocking writes of one chunk to the page cache are brief; fsync runs in a thread.
+        self._file = open(path, "r+b" if start else "wb")  # noqa: SIM115 - closed in __exit__/commit
+        self._file.seek(start)
+        self._file.truncate()
+        self._committed = False
+        self._check_wav = check_wav
+        self._head = b""
+        self.size = start
+
+    def __enter__(self) -> _PartFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._committed:
+            self._file.close()
+
+    def write(self, chunk: bytes) -> None:
+        """Append ``chunk``; check the header once its 12 bytes are in."""
+        if self._check_wav and self.size < _HEAD:
+            self._head += chunk[: _HEAD - self.size]
+            if len(self._head) == _HEAD:
+                self._require_wav()
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    async def commit(self, target: Path) -> None:
+        """fsync, close and rename to ``target`` in a thread, which then owns the file."""
+        if self._check_wav and self.size < _HEAD:
+            self._require_wav()  # the whole file is shorter than a header
+        self._committed = True
+        await asyncio.to_thread(self._commit, target)
+
+    def _commit(self, target: Path) -> None:
+        with self._file:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        os.replace(self._path, target)
+        if hasattr(os, "O_DIRECTORY"):
+            fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _require_wav(self) -> None:
+        if not _is_wav(self._head):
+            self._file.close()
+            self._path.unlink(missing_ok=True)
+            raise InvalidResponseError("not a WAV file", status=200, excerpt=excerpt(self._head))
+
+
+def _is_wav(head: bytes) -> bool:
+    return len(head) >= _HEAD and head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _resume_offset(part: Path, check_wav: bool) -> int:
+    """Bytes of ``part`` worth keeping: all of it, unless too short or not a WAV."""
+    size = _size(part)
+    if size < _HEAD:
+        return 0
+    if check_wav:
+        with part.open("rb") as file:
+            if not _is_wav(file.read(_HEAD)):
+                return 0
+    return size
+
+
+def _target(dest: str | os.PathLike[str], url: URL, overwrite: bool) -> Path:
+    path = Path(os.fspath(dest))
+    if path.is_dir():
+        path = path / _file_name(url)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists (pass overwrite=True to replace it)")
+    return path
+
+
+def _file_name(url: URL) -> str:
+    """The URL path's last segment, reduced to a safe file name."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", url.name).lstrip(".")[:200]
+    return name or "download.wav"
+
+
+def _status_error(
+    response: aiohttp.ClientResponse, body: bytes, where: str, retry: RetryPolicy
+) -> APIError:
+    """The error for an error status, mapped as for API calls."""
+    header = response.headers.get("Retry-After")
+    retry_after = parse_retry_after(header, cap=retry.max_retry_after)
+    message = f"{where}: {excerpt(body) or 'no body'}"
+    return api_error(response.status, None, message, None, retry_after)

@@ -1,0 +1,73 @@
+"""URL rules for downloads: https to public addresses only, unless told otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+
+from yarl import URL
+
+from .errors import TransportError
+
+__all__ = ["check_url", "is_refused", "refused_address", "url_label"]
+
+_METADATA = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::254")))
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def check_url(url: str, allow_private: bool) -> URL:
+    """The parsed URL; ValueError unless absolute http(s), credential-free and allowed."""
+    try:
+        parsed = URL(url)
+    except (TypeError, ValueError):
+        raise ValueError("not a valid URL") from None
+    if not parsed.is_absolute() or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"not an absolute http(s) URL: {url_label(parsed)}")
+    if parsed.user is not None or parsed.password is not None:
+        raise ValueError(f"refusing a URL with credentials: {url_label(parsed)}")
+    if allow_private:
+        return parsed
+    if parsed.scheme != "https":
+        raise ValueError(f"refusing {parsed.scheme}: {url_label(parsed)} must be https")
+    try:
+        address = ipaddress.ip_address(parsed.host)
+    except ValueError:
+        return parsed  # a name: resolved and checked later
+    if is_refused(address):
+        raise ValueError(f"refusing {url_label(parsed)}: {address} is not a public address")
+    return parsed
+
+
+def is_refused(address: _IP) -> bool:
+    """Loopback, private, link-local, reserved, multicast, unspecified or metadata."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            return is_refused(embedded)
+    return (
+        address in _METADATA
+        or not address.is_global
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+async def refused_address(url: URL) -> str | None:
+    """The first refused address the URL's host resolves to, if any."""
+    host, loop = url.host or "", asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, url.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise TransportError(f"cannot resolve {host} ({exc.strerror})", sent=False) from None
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0])
+        if is_refused(address):
+            return str(address)
+    return None
+
+
+def url_label(url: URL) -> str:
+    """Host and path only: signed storage URLs carry tokens in the query."""
+    return f"{url.host or ''}{url.path}"
