@@ -75,6 +75,11 @@ class Calls:
         self.limiter = limiter
         self.budget = RetryBudget(retry)
 
+    def _slow_down(self, exc: RateLimitError) -> None:
+        """Hold every status read back after a 429: its Retry-After, else one second."""
+        pause = 1.0 if exc.retry_after is None else exc.retry_after
+        self.limiter.slow_down(min(pause, self.retry.max_retry_after))
+
     def delay_after(self, exc: BaseException, delays: Iterator[float]) -> float:
         """Seconds to wait after ``exc``: the backoff, lengthened by any ``Retry-After``."""
         delay = next(delays)
@@ -98,7 +103,7 @@ class Calls:
                 data = await self.transport.request("GET", path, params=params)
             except VidgoError as exc:
                 if limited and isinstance(exc, RateLimitError):
-                    self.limiter.slow_down(min(exc.retry_after or 1.0, self.retry.max_retry_after))
+                    self._slow_down(exc)
                 if not is_transient(exc):
                     raise
                 self.budget.record_failure()
@@ -139,7 +144,7 @@ class Calls:
                 "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=remaining(deadline)
             )
         except RateLimitError as exc:
-            self.limiter.slow_down(min(exc.retry_after or 1.0, self.retry.max_retry_after))
+            self._slow_down(exc)
             raise
         self.budget.record_success()
         return parse_task(data, task_id=task_id)

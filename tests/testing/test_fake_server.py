@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-import vidgo_async.testing
 from vidgo_async.testing import FakeVidgo, Fault, RecordedRequest, iter_wav, serve, wav_header
 
 AUTH = {"Authorization": "Bearer test-key"}
@@ -112,13 +111,6 @@ async def until(predicate: Callable[[], bool]) -> None:
 
 
 # -- serving --------------------------------------------------------------------------------
-
-
-def test_exports_are_sorted_and_present() -> None:
-    """__all__ is sorted and names only what exists."""
-    names = vidgo_async.testing.__all__
-    assert names == sorted(names)
-    assert all(hasattr(vidgo_async.testing, name) for name in names)
 
 
 def test_url_before_start_raises() -> None:

@@ -1,0 +1,186 @@
+"""The client's calls and the values they return, against the fake server."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+import pytest
+
+from vidgo_async import (
+    BadRequestError,
+    Balance,
+    NotFoundError,
+    Task,
+    TaskFile,
+    TaskStatus,
+    VidgoClient,
+)
+from vidgo_async.testing import FakeVidgo
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_get_task_reads_detail_endpoint(fake: FakeVidgo, client: VidgoClient) -> None:
+    """get_task asks Query Music Detail with task_id as a query parameter."""
+    task_id = fake.seed_task()
+    await client.get_task(task_id)
+    (request,) = fake.requests
+    assert (request.method, request.path) == ("GET", "/api/generate/detail/music")
+    assert request.query == {"task_id": task_id}
+
+
+async def test_get_task_parses_finished_task(fake: FakeVidgo, client: VidgoClient) -> None:
+    """A finished task carries its files, WAV URL and creation time."""
+    task_id = fake.seed_task(
+        files=[{"wav_url": "https://storage.example/x.wav"}], created_time="2025-11-25T08:50:13"
+    )
+    task = await client.get_task(task_id)
+    assert task.status is TaskStatus.FINISHED
+    assert task.wav_url == "https://storage.example/x.wav"
+    assert task.created_time == datetime(2025, 11, 25, 8, 50, 13)
+    assert task.error_message is None
+
+
+async def test_unfinished_task_has_no_wav_url(fake: FakeVidgo, client: VidgoClient) -> None:
+    """A task that is not finished has no files and no WAV URL."""
+    task = await client.get_task(fake.seed_task(status="not_started", files=[]))
+    assert task.status is TaskStatus.NOT_STARTED
+    assert task.files == ()
+    assert task.wav_url is None
+
+
+async def test_unknown_fields_and_file_keys_are_kept(fake: FakeVidgo, client: VidgoClient) -> None:
+    """Extra task fields are tolerated and unknown file keys stay readable."""
+    files = [{"audio_url": "https://s/a.wav", "lyrics": '{"a": 1}', "duration": 12.5}]
+    task_id = fake.seed_task(files=files, extra={"credits_amount": 3, "new_field": [1, 2]})
+    task = await client.get_task(task_id)
+    (file,) = task.files
+    assert isinstance(file, TaskFile)
+    assert dict(file) == files[0]
+    assert file["lyrics"] == '{"a": 1}'
+    assert task.wav_url is None
+
+
+@pytest.mark.parametrize(
+    ("created_time", "expected"),
+    [
+        ("2025-11-25T08:50:13", datetime(2025, 11, 25, 8, 50, 13)),
+        ("not a time", None),
+        ("", None),
+    ],
+)
+async def test_created_time_is_lenient(
+    fake: FakeVidgo, client: VidgoClient, created_time: str, expected: datetime | None
+) -> None:
+    """An unparsable created_time becomes None instead of an error."""
+    task = await client.get_task(fake.seed_task(created_time=created_time))
+    assert task.created_time == expected
+
+
+async def test_separate_vocals_files(fake: FakeVidgo, client: VidgoClient) -> None:
+    """Another music model's result files are read with their own keys."""
+    submitted = await client.submit("separate-vocals", {"task_id": "p", "audio_id": "a"})
+    task = await client.wait(submitted.task_id, timeout=10)
+    (file,) = task.files
+    assert file["instrumental_url"].endswith("-instrumental.wav")
+
+
+async def test_get_status_reads_media_task(fake: FakeVidgo, client: VidgoClient) -> None:
+    """get_status reads an image task through the generic status endpoint."""
+    task_id = fake.add_media_task("image")
+    task = await client.get_status(task_id)
+    assert task.task_id == task_id
+    assert fake.requests[0].path == f"/api/generate/status/{task_id}"
+
+
+async def test_get_status_of_music_task_is_bad_request(
+    fake: FakeVidgo, client: VidgoClient
+) -> None:
+    """The generic status endpoint refuses music tasks with BadRequestError."""
+    submitted = await client.submit_wav("p", "a")
+    with pytest.raises(BadRequestError):
+        await client.get_status(submitted.task_id)
+
+
+async def test_get_status_escapes_id_in_path(fake: FakeVidgo, client: VidgoClient) -> None:
+    """An id with a slash stays one path segment of the status URL."""
+    with pytest.raises(NotFoundError):
+        await client.get_status("a/b")
+    assert fake.requests[0].route == "status"
+
+
+async def test_unknown_task_is_not_found(fake: FakeVidgo, client: VidgoClient) -> None:
+    """get_task of an unknown id raises NotFoundError."""
+    with pytest.raises(NotFoundError):
+        await client.get_task("no-such-task")
+
+
+async def test_balance(fake: FakeVidgo, client: VidgoClient) -> None:
+    """balance() returns the account's credits and e-mail."""
+    fake.credits = 17276
+    balance = await client.balance()
+    assert balance == Balance(credits_amount=17276, email="dev@example.com")
+
+
+async def test_balance_counts_conversions(fake: FakeVidgo, client: VidgoClient) -> None:
+    """Each accepted conversion costs one credit."""
+    before = (await client.balance()).credits_amount
+    await client.submit_wav("p", "a")
+    assert (await client.balance()).credits_amount == before - 1
+
+
+async def test_context_manager_returns_client(fake: FakeVidgo) -> None:
+    """async with yields the client itself."""
+    client = VidgoClient(fake.api_key, base_url=fake.url)
+    async with client as entered:
+        assert entered is client
+
+
+async def test_user_agent_names_sdk(fake: FakeVidgo, client: VidgoClient) -> None:
+    """Requests identify the SDK in User-Agent."""
+    await client.balance()
+    assert fake.requests[0].headers["User-Agent"].startswith("vidgo-async/")
+
+
+async def test_task_is_frozen(fake: FakeVidgo, client: VidgoClient) -> None:
+    """A Task snapshot cannot be modified."""
+    task = await client.get_task(fake.seed_task())
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        task.status = TaskStatus.FAILED  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("status", "terminal"),
+    [
+        (TaskStatus.NOT_STARTED, False),
+        (TaskStatus.RUNNING, False),
+        (TaskStatus.FINISHED, True),
+        (TaskStatus.FAILED, True),
+        (TaskStatus.UNKNOWN, False),
+    ],
+)
+async def test_status_terminality(status: TaskStatus, terminal: bool) -> None:
+    """Only finished and failed are terminal."""
+    assert status.is_terminal is terminal
+    assert Task(task_id="t", status=status).is_terminal is terminal
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        ("not_started", TaskStatus.NOT_STARTED),
+        ("running", TaskStatus.RUNNING),
+        ("finished", TaskStatus.FINISHED),
+        ("failed", TaskStatus.FAILED),
+        ("FINISHED", TaskStatus.FINISHED),
+        ("succeeded", TaskStatus.UNKNOWN),
+        ("unknown", TaskStatus.UNKNOWN),
+    ],
+)
+async def test_status_strings(
+    fake: FakeVidgo, client: VidgoClient, raw: str, status: TaskStatus
+) -> None:
+    """Documented status strings map to their member; anything else is UNKNOWN."""
+    task = await client.get_task(fake.seed_task(status=raw, files=[]))
+    assert task.status is status
