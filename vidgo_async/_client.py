@@ -7,18 +7,21 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from ._batch import BatchProgress, Pairs, run_batch
+from ._callbacks import registry_of, with_callback
 from ._calls import Calls
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
+from ._download import download_file
 from ._http import Transport
 from ._journal import Journal
-from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle, TaskStatus
+from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
 from ._retry import RateLimiter
 from ._serde import parse_balance
+from ._submits import submit_for_wait
 from ._validate import (
     api_key_from,
     base_url_from,
@@ -33,10 +36,10 @@ from ._validate import (
     is_loopback,
     wav_input,
 )
-from ._waiter import snapshots, wait_until_done
-from .errors import (
-    ConflictError,
-)
+from ._waiter import changes, snapshots, wait_until_done
+
+if TYPE_CHECKING:
+    from .webhooks import CallbackReceiver
 
 __all__ = ["VidgoClient"]
 
@@ -60,7 +63,9 @@ class VidgoClient:
         max_polls_per_second: Client-wide cap on status requests.
         session: An ``aiohttp.ClientSession`` to use; the client never
             closes a session it did not create.
-        callbacks: A callback receiver to race against polling.
+        callbacks: A :class:`~vidgo_async.webhooks.CallbackReceiver`: submits
+            then carry a callback URL (unless given one), and waits return
+            on a confirmed callback or a poll, whichever comes first.
 
     Raises:
         ConfigurationError: No API key, or an unusable base URL.
@@ -77,12 +82,12 @@ class VidgoClient:
         max_connections: int = 32,
         max_polls_per_second: float = 10.0,
         session: aiohttp.ClientSession | None = None,
-        callbacks: Any = None,
+        callbacks: CallbackReceiver | None = None,
     ) -> None:
         max_connections = check_count("max_connections", max_connections)
         self._base_url = base_url_from(base_url)
         self._poll = poll
-        self._callbacks = callbacks
+        self._callbacks = registry_of(callbacks)
         self._transport = Transport(
             base_url=self._base_url,
             api_key=api_key_from(api_key),
@@ -144,7 +149,10 @@ class VidgoClient:
         model = check_id("model", model)
         body = check_input(input)
         callback_url = check_callback_url(callback_url)
-        return await self._open().submit(model, body, callback_url, None)
+        calls = self._open()
+        return await with_callback(
+            self._callbacks, callback_url, lambda url: calls.submit(model, body, url, None)
+        )
 
     async def submit_wav(
         self, task_id: str, audio_id: str, *, callback_url: str | None = None
@@ -164,7 +172,10 @@ class VidgoClient:
         """
         input = wav_input(task_id, audio_id)
         callback_url = check_callback_url(callback_url)
-        return await self._open().submit(WAV_MODEL, input, callback_url, None)
+        calls = self._open()
+        return await with_callback(
+            self._callbacks, callback_url, lambda url: calls.submit(WAV_MODEL, input, url, None)
+        )
 
     async def get_task(self, task_id: str) -> Task:
         """The current state of a music task (Query Music Detail).
@@ -337,8 +348,6 @@ class VidgoClient:
             FileExistsError: ``dest`` exists and ``overwrite`` is false.
             TransportError, APIError, InvalidResponseError: The download failed.
         """
-        from ._download import download_file
-
         return await download_file(
             self._transport.session,
             url,
@@ -359,14 +368,9 @@ class VidgoClient:
         resumed: bool = False,
     ) -> Task:
         """Submit a WAV conversion about to be waited on; a 409 naming a task resumes it."""
-        try:
-            return await self._open().submit(
-                WAV_MODEL, input, callback_url, deadline, resumed=resumed
-            )
-        except ConflictError as exc:
-            if exc.task_id is None:
-                raise
-            return Task(task_id=exc.task_id, status=TaskStatus.UNKNOWN)
+        return await submit_for_wait(
+            self._open(), self._callbacks, input, callback_url, deadline, resumed=resumed
+        )
 
     async def _await_wav(self, handle: TaskHandle, deadline: float | None) -> str:
         task = await self._wait(handle, deadline, self._poll, wav=True)
@@ -388,18 +392,11 @@ class VidgoClient:
         handle = handle_from(task_id)
         deadline = deadline_after(timeout)
         calls = self._open()
-        previous: Task | None = None
         policy = poll or self._poll
-        async with aclosing(
-            snapshots(calls, handle, deadline=deadline, policy=policy, first_delay=0.0)
-        ) as stream:
-            async for task in stream:
-                if previous is None or (task.status, task.progress) != (
-                    previous.status,
-                    previous.progress,
-                ):
-                    yield task
-                previous = task
+        stream = snapshots(calls, handle, deadline=deadline, policy=policy, first_delay=0.0)
+        async with aclosing(stream), aclosing(changes(stream)) as distinct:
+            async for task in distinct:
+                yield task
 
     async def _wait(
         self,
@@ -411,6 +408,8 @@ class VidgoClient:
         wav: bool = False,
     ) -> Task:
         delay = policy.initial if first_delay is None else first_delay
+        calls = self._open()
+        pacer = self._callbacks.pacer(handle.task_id, policy) if self._callbacks else None
         return await wait_until_done(
-            self._open(), handle, deadline=deadline, policy=policy, first_delay=delay, wav=wav
+            calls, handle, deadline=deadline, policy=policy, first_delay=delay, wav=wav, pacer=pacer
         )

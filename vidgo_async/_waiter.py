@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
+from typing import Protocol
 
 from ._calls import Calls, is_transient, remaining
 from ._config import PollPolicy
@@ -26,18 +27,40 @@ from .errors import (
     VidgoError,
 )
 
-__all__ = ["Nap", "snapshots", "wait_until_done"]
+__all__ = ["Pacer", "changes", "snapshots", "wait_until_done"]
 
 logger = logging.getLogger("vidgo_async")
 
 _WAV_URL_GRACE = 3  # re-reads of a finished task whose wav_url is not there yet
 
-#: Sleeps up to the given seconds for ``task_id``; may return early (a callback hint).
-Nap = Callable[[str, float], Awaitable[None]]
+
+class Pacer(Protocol):
+    """Shapes one wait's pauses; a callback receiver's pacer races them against hints."""
+
+    def delay(self, scheduled: float, deadline: float | None) -> float:
+        """The pause before the next poll, given the poll schedule's ``scheduled``."""
+
+    async def nap(self, seconds: float) -> None:
+        """Sleep ``seconds``; may return early (a callback arrived)."""
+
+    def observe(self, task: Task) -> None:
+        """Note the answer of a poll."""
 
 
-async def _sleep(_: str, seconds: float) -> None:
-    await asyncio.sleep(seconds)
+class _Sleeper:
+    """The pacer of a wait without callbacks: the schedule as it is."""
+
+    def delay(self, scheduled: float, deadline: float | None) -> float:
+        return scheduled
+
+    async def nap(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def observe(self, task: Task) -> None:
+        pass
+
+
+_SLEEPER = _Sleeper()
 
 
 async def snapshots(
@@ -47,7 +70,7 @@ async def snapshots(
     deadline: float | None,
     policy: PollPolicy,
     first_delay: float,
-    nap: Nap = _sleep,
+    pacer: Pacer | None = None,
 ) -> AsyncGenerator[Task, None]:
     """Every snapshot a poll reads, until a terminal one (which is yielded too).
 
@@ -56,10 +79,11 @@ async def snapshots(
         VidgoError: A definitive error answer (400, 401, 403, 404 ...).
     """
     schedule = PollSchedule(policy)
+    pacer = pacer or _SLEEPER
     last: Task | None = None
     delay = first_delay
     while True:
-        await _nap_within(nap, handle.task_id, delay, deadline)
+        await _nap_within(pacer, pacer.delay(delay, deadline), deadline)
         _check_deadline(handle, last, deadline)
         try:
             task = await calls.poll(handle.task_id, deadline)
@@ -67,11 +91,12 @@ async def snapshots(
             if not is_transient(exc):
                 raise
             _check_deadline(handle, last, deadline)
-            delay = _lengthened(schedule.next(last), exc, calls.retry.max_retry_after)
+            delay = _lengthened(schedule.next(None), exc, calls.retry.max_retry_after)
             logger.debug("poll of %s failed (%s); next in %.2fs", handle.task_id, exc, delay)
             continue
         if last is None or task.status is not last.status:
             logger.debug("task %s is %s", task.task_id, task.status.value)
+        pacer.observe(task)
         last = task
         yield task
         if task.is_terminal:
@@ -87,7 +112,7 @@ async def wait_until_done(
     policy: PollPolicy,
     first_delay: float,
     wav: bool = False,
-    nap: Nap = _sleep,
+    pacer: Pacer | None = None,
 ) -> Task:
     """The finished task; with ``wav``, one whose ``wav_url`` is there.
 
@@ -97,7 +122,7 @@ async def wait_until_done(
         InvalidResponseError: With ``wav``, it finished and kept having no ``wav_url``.
     """
     for _ in range(_WAV_URL_GRACE + 1):
-        task = await _terminal(calls, handle, deadline, policy, first_delay, nap)
+        task = await _terminal(calls, handle, deadline, policy, first_delay, pacer)
         if task.status is TaskStatus.FAILED:
             raise TaskFailedError(
                 f"task {task.task_id} failed: {task.error_message or 'no reason given'}",
@@ -119,10 +144,10 @@ async def _terminal(
     deadline: float | None,
     policy: PollPolicy,
     first_delay: float,
-    nap: Nap,
+    pacer: Pacer | None,
 ) -> Task:
     stream = snapshots(
-        calls, handle, deadline=deadline, policy=policy, first_delay=first_delay, nap=nap
+        calls, handle, deadline=deadline, policy=policy, first_delay=first_delay, pacer=pacer
     )
     async with aclosing(stream):
         async for task in stream:
@@ -131,17 +156,26 @@ async def _terminal(
     raise AssertionError("snapshots ended without a terminal task")  # pragma: no cover
 
 
+async def changes(stream: AsyncIterator[Task]) -> AsyncGenerator[Task, None]:
+    """The snapshots of ``stream`` whose status or progress differs from the one before."""
+    previous: Task | None = None
+    async for task in stream:
+        if previous is None or (task.status, task.progress) != (previous.status, previous.progress):
+            yield task
+        previous = task
+
+
 def _lengthened(delay: float, exc: VidgoError, cap: float) -> float:
     retry_after = exc.retry_after if isinstance(exc, (RateLimitError, ServerError)) else None
     return delay if retry_after is None else max(delay, min(retry_after, cap))
 
 
-async def _nap_within(nap: Nap, task_id: str, delay: float, deadline: float | None) -> None:
+async def _nap_within(pacer: Pacer, delay: float, deadline: float | None) -> None:
     left = remaining(deadline)
     if left is not None:
         delay = min(delay, max(0.0, left))
     if delay > 0:
-        await nap(task_id, delay)
+        await pacer.nap(delay)
 
 
 def _check_deadline(handle: TaskHandle, last: Task | None, deadline: float | None) -> None:

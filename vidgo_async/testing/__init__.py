@@ -9,6 +9,7 @@ Example::
         ...  # point a client at fake.url
 """
 
+from ._delivery import CallbackAttempt, CallbackBody, CallbackDelivery, CallbackFaults
 from ._faults import Fault, FaultKind, RouteName
 from ._log import RecordedRequest
 from ._server import DEFAULT_WAV_SIZE, FakeVidgo, serve
@@ -17,6 +18,10 @@ from ._wav import iter_wav, wav_header
 
 __all__ = [
     "DEFAULT_WAV_SIZE",
+    "CallbackAttempt",
+    "CallbackBody",
+    "CallbackDelivery",
+    "CallbackFaults",
     "FakeTask",
     "FakeVidgo",
     "Fault",

@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from aiohttp.typedefs import Handler
 
 from ._faults import Fault, FaultPlan
 from ._log import RecordedRequest, RequestLog
-from ._state import ApiError, TaskBook
+from ._state import ApiError, FakeTask, TaskBook
 from ._wav import iter_wav
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
@@ -46,6 +47,8 @@ class FakeApi:
         self.report_progress = report_progress
         self.undelivered_accepts = 0
         self.base_url: str | None = None
+        #: Called with each accepted task before the submit is answered (callback delivery).
+        self.on_accept: Callable[[FakeTask], Awaitable[None]] | None = None
         self._closing = asyncio.Event()
         self.app = self._build_app()
 
@@ -160,6 +163,8 @@ class FakeApi:
         if callback_url is not None and not isinstance(callback_url, str):
             raise ApiError(400, "callback_url must be a string")
         task = self.book.submit(model, task_input, callback_url)
+        if self.on_accept is not None:
+            await self.on_accept(task)
         data = {"task_id": task.task_id, "status": "not_started", "created_time": task.created_time}
         return _ok(data)
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from ._app import FakeApi
+from ._delivery import CallbackBody, CallbackDelivery, CallbackFaults
 from ._faults import Fault, FaultPlan, RouteName
 from ._log import RecordedRequest, RequestLog
 from ._state import MEDIA_KINDS, FakeTask, SeededAnswer, TaskBook, now_iso
@@ -53,6 +54,14 @@ class FakeVidgo:
         strict_parents: Whether a conversion's parent ``task_id`` must be a known task.
         seed: Seed for task ids and random faults.
         clock: Monotonic clock in seconds that drives the task life cycle.
+        callback_body: Callbacks send the vendor's ``{"code": 200, "data": ...}``
+            (``"wrapped"``) or the bare ``data`` object (``"bare"``).
+        callback_retry_scale: Factor on the vendor's 1, 2, 4 s callback
+            retry delays (the fake's clock runs fast).
+        callback_timeout: Seconds a receiver has to answer a callback.
+        callback_hosts: ``"loopback"`` delivers callbacks only to this
+            machine (others are recorded as skipped), ``"any"`` everywhere.
+        callback_faults: Scripted callback misbehaviour (also :attr:`callbacks`).
     """
 
     def __init__(
@@ -70,6 +79,11 @@ class FakeVidgo:
         strict_parents: bool = False,
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        callback_body: CallbackBody = "wrapped",
+        callback_retry_scale: float = 0.01,
+        callback_timeout: float = 10.0,
+        callback_hosts: Literal["loopback", "any"] = "loopback",
+        callback_faults: CallbackFaults | None = None,
     ) -> None:
         if wav_size < HEADER_SIZE:
             raise ValueError(f"wav_size must be at least {HEADER_SIZE}, got {wav_size}")
@@ -93,6 +107,16 @@ class FakeVidgo:
             wav_size=wav_size,
             report_progress=report_progress,
         )
+        self._delivery = CallbackDelivery(
+            clock=clock,
+            body=callback_body,
+            retry_scale=callback_retry_scale,
+            timeout=callback_timeout,
+            loopback_only=callback_hosts == "loopback",
+            seed=seed,
+        )
+        self._delivery.faults = callback_faults or CallbackFaults()
+        self._api.on_accept = self._delivery.accepted
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -116,11 +140,13 @@ class FakeVidgo:
         host, port = runner.addresses[0][:2]
         self._url = f"http://{host}:{port}"
         self._api.base_url = self._url
+        self._delivery.base_url = self._url
 
     async def close(self) -> None:
-        """Stop serving: end stalls, drop open connections. Safe to call twice."""
+        """Stop serving: end stalls and callback deliveries, drop connections. Safe twice."""
         self._closed = True
         self._api.wake_stalls()
+        await self._delivery.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -200,6 +226,11 @@ class FakeVidgo:
     def set_owner_forbidden(self, task_id: str) -> None:
         """Make detail and status requests for ``task_id`` answer 403 (another user's task)."""
         self._book.forbidden.add(task_id)
+
+    @property
+    def callbacks(self) -> CallbackDelivery:
+        """Callback delivery: its ``faults`` and ``body`` (settable), ``attempts`` made."""
+        return self._delivery
 
     # -- tasks ------------------------------------------------------------------------------
 

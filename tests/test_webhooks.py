@@ -1,0 +1,486 @@
+"""Tests of vidgo_async.webhooks: the receiver, parse_callback, and the callback-or-poll race.
+
+Everything runs over real sockets: FakeVidgo delivers callbacks to a
+CallbackReceiver, and forgeries are posted by a plain aiohttp client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vidgo_async import (
+    PollPolicy,
+    RetryPolicy,
+    TaskFailedError,
+    TaskStatus,
+    Timeouts,
+    VidgoClient,
+    VidgoError,
+)
+from vidgo_async.testing import CallbackFaults, FakeVidgo
+from vidgo_async.webhooks import (
+    DEFAULT_PATH,
+    MAX_BODY,
+    CallbackReceiver,
+    InvalidCallbackError,
+    parse_callback,
+)
+
+pytestmark = pytest.mark.asyncio
+
+# A safety net far longer than any task here: a wait that returns quickly was woken by a callback.
+SLOW_NET = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05, callback_interval=30.0)
+QUICK_NET = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05, callback_interval=0.3)
+DATA = {"task_id": "task-1", "status": "finished", "files": [{"wav_url": "https://x/1.wav"}]}
+FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.01, max_retry_after=0.05)
+FAST_TIMEOUTS = Timeouts(connect=2.0, total=5.0)
+MakeCallbackClient = Callable[..., VidgoClient]
+MakeFake = Callable[..., Awaitable[FakeVidgo]]  # the conftest factory
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[CallbackReceiver]:
+    """A receiver serving itself on 127.0.0.1 (its public URL is the local one)."""
+    receiver = CallbackReceiver()
+    async with receiver.serve():
+        yield receiver
+
+
+@pytest_asyncio.fixture
+async def make_callback_client(
+    fake: FakeVidgo, receiver: CallbackReceiver
+) -> AsyncIterator[MakeCallbackClient]:
+    """A factory of clients of ``fake`` wired to ``receiver``, all closed after."""
+    clients: list[VidgoClient] = []
+
+    def make(**kwargs: Any) -> VidgoClient:
+        kwargs.setdefault("callbacks", receiver)
+        kwargs.setdefault("poll", SLOW_NET)
+        client = VidgoClient(
+            fake.api_key,
+            base_url=fake.url,
+            retry=FAST_RETRY,
+            timeouts=FAST_TIMEOUTS,
+            max_polls_per_second=1000.0,
+            **kwargs,
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain HTTP session, for posting callbacks by hand."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: bytes | Any) -> int:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with http.post(url, data=data, headers={"Content-Type": "application/json"}) as answer:
+        await answer.read()
+        return answer.status
+
+
+def callback_urls(fake: FakeVidgo) -> list[str]:
+    return [str((request.json or {})["callback_url"]) for request in fake.requests_to("submit")]
+
+
+async def settle() -> None:
+    """Give in-flight wake-ups and polls time to happen (they take milliseconds)."""
+    await asyncio.sleep(0.15)
+
+
+# -- parse_callback -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [{"code": 200, "data": DATA}, DATA], ids=["wrapped", "bare"])
+async def test_parse_callback_accepts_wrapped_and_bare_bodies(body: Any) -> None:
+    """The vendor's envelope and a sister platform's bare data give the same task."""
+    task = parse_callback(json.dumps(body).encode(), {"Content-Type": "application/json"})
+    assert (task.task_id, task.status) == ("task-1", TaskStatus.FINISHED)
+    assert task.wav_url == "https://x/1.wav"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe\x00garbage",
+        b"[1, 2]",
+        b'"finished"',
+        b"{}",
+        b'{"code": 500, "data": {"task_id": "t", "status": "finished"}}',
+        b'{"code": 200, "data": {"status": "finished"}}',
+        b'{"task_id": 7, "status": "finished"}',
+        b'{"task_id": "t", "status": null}',
+        b'{"task_id": "", "status": "finished"}',
+        b"[" * 50_000,
+    ],
+)
+async def test_parse_callback_refuses_malformed_bodies(body: bytes) -> None:
+    """Non-JSON and wrong shapes raise InvalidCallbackError with status 400."""
+    with pytest.raises(InvalidCallbackError) as caught:
+        parse_callback(body, {})
+    assert caught.value.status == 400
+    assert isinstance(caught.value, VidgoError)
+    assert isinstance(caught.value, ValueError)
+
+
+async def test_parse_callback_refuses_oversized_bodies_before_parsing() -> None:
+    """Over 64 KiB, by length or by a declared Content-Length, is a 413."""
+    with pytest.raises(InvalidCallbackError) as caught:
+        parse_callback(b" " * (MAX_BODY + 1), {})
+    assert caught.value.status == 413
+    with pytest.raises(InvalidCallbackError) as caught:
+        parse_callback(b"{}", {"content-length": str(MAX_BODY + 1)})
+    assert caught.value.status == 413
+
+
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+async def test_parse_callback_fails_only_with_its_own_error(body: bytes) -> None:
+    """Whatever the bytes, the answer is a Task or InvalidCallbackError."""
+    with contextlib.suppress(InvalidCallbackError):
+        parse_callback(body, {})
+
+
+# -- the receiver as an HTTP endpoint -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://hooks.example.com", "ftp://127.0.0.1", "https://h.example/?q=1", "hooks"]
+)
+async def test_public_url_must_be_https_except_on_loopback(url: str) -> None:
+    """The API calls only HTTPS URLs; plain http is for loopback testing."""
+    with pytest.raises(ValueError):
+        CallbackReceiver(url)
+
+
+async def test_callback_urls_carry_a_fresh_token_under_the_public_url() -> None:
+    """Each submit's URL is {public_url}{path}/{token}, with a token of its own."""
+    receiver = CallbackReceiver("https://hooks.example.com/", path="/in/")
+    assert receiver.route == "/in/{token}"
+    assert receiver.public_url == "https://hooks.example.com"
+    with pytest.raises(ValueError):
+        CallbackReceiver("https://hooks.example.com", path="no-slash")
+
+
+async def test_unserved_receiver_without_public_url_cannot_issue(
+    make_client: Callable[..., VidgoClient],
+) -> None:
+    """With no public_url and not serving, a submit fails before any request."""
+    client = make_client(callbacks=CallbackReceiver())
+    with pytest.raises(RuntimeError):
+        await client.submit_wav("t", "a1")
+
+
+async def test_client_refuses_something_else_as_callbacks(
+    make_client: Callable[..., VidgoClient],
+) -> None:
+    """callbacks= takes a CallbackReceiver only."""
+    with pytest.raises(TypeError):
+        make_client(callbacks="https://hooks.example.com")
+
+
+async def test_oversized_and_malformed_posts_are_refused(
+    receiver: CallbackReceiver, http: aiohttp.ClientSession
+) -> None:
+    """413 for a body over 64 KiB (declared or streamed), 400 for garbage."""
+    base = f"{receiver.public_url}{DEFAULT_PATH}/some.token"
+    assert await post(http, base, b" " * (MAX_BODY + 1)) == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(80):
+            yield b" " * 1024
+
+    async with http.post(base, data=chunks()) as answer:
+        assert answer.status == 413
+    assert await post(http, base, b"{not json") == 400
+    assert await post(http, base, {"hello": "world"}) == 400
+
+
+# -- the race -------------------------------------------------------------------------------
+
+
+async def test_waits_return_on_callbacks_with_about_one_read_per_task(
+    fake: FakeVidgo, receiver: CallbackReceiver, make_callback_client: MakeCallbackClient
+) -> None:
+    """convert_many with callbacks makes about one status read per task, not a dozen."""
+    client = make_callback_client()
+    pairs = [("t", f"a{index}") for index in range(30)]
+    results = [result async for result in client.convert_many(pairs, concurrency=8)]
+    assert all(result.ok for result in results)
+    assert fake.request_count("detail") <= 30 * 1.2
+    assert len(set(callback_urls(fake))) == 30
+    assert receiver.pending == 0
+
+
+@pytest.mark.parametrize("method", ["convert_to_wav", "wait", "await_task"])
+async def test_each_wait_returns_on_a_callback(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient, method: str
+) -> None:
+    """convert_to_wav, wait and await_task all return when the callback comes."""
+    client = make_callback_client()
+    if method == "convert_to_wav":
+        coro = client.convert_to_wav("t", "a1")
+    else:
+        task = await client.submit_wav("t", "a1")
+        coro = getattr(client, method)(task.task_id)
+    # The safety net is 30 s away: returning within seconds means a callback woke the wait.
+    await asyncio.wait_for(coro, 10)
+    assert fake.request_count("detail") == 1
+
+
+async def test_bare_callbacks_work_too(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient
+) -> None:
+    """A sister platform's bare data body wakes the wait as well."""
+    fake.callbacks.body = "bare"
+    await asyncio.wait_for(make_callback_client().convert_to_wav("t", "a1"), 10)
+    assert fake.request_count("detail") == 1
+
+
+async def test_failed_task_raises_after_confirmation(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient
+) -> None:
+    """A failure callback is confirmed by a read, then raised as TaskFailedError."""
+    fake.fail("a1", "bad audio")
+    with pytest.raises(TaskFailedError, match="bad audio"):
+        await asyncio.wait_for(make_callback_client().convert_to_wav("t", "a1"), 10)
+    assert fake.request_count("detail") == 1
+
+
+async def test_callback_before_submit_answer_is_not_lost(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient
+) -> None:
+    """A task done at acceptance calls back before the submit answer; the wait still uses it."""
+    fake.set_duration("a1", queue_time=0.0, run_time=0.0)
+    await asyncio.wait_for(make_callback_client().convert_to_wav("t", "a1"), 10)
+    [attempt] = fake.callbacks.attempts
+    assert attempt.status == 200
+    assert fake.request_count("detail") == 1
+
+
+async def test_all_callbacks_dropped_polling_still_wins(
+    fake: FakeVidgo, receiver: CallbackReceiver, make_callback_client: MakeCallbackClient
+) -> None:
+    """With every callback lost, the safety net finds every task, and polling takes over."""
+    fake.callbacks.faults = CallbackFaults(drop=1.0)
+    client = make_callback_client(poll=QUICK_NET)
+    pairs = [("t", f"a{index}") for index in range(20)]
+    results = [result async for result in client.convert_many(pairs)]
+    assert all(result.ok for result in results)
+    assert not receiver.reliable
+    assert receiver.pending == 0
+
+
+async def test_short_deadline_still_polls_before_it(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient
+) -> None:
+    """A deadline shorter than the safety net still gets a poll in before it passes."""
+    fake.callbacks.faults = CallbackFaults(drop=1.0)
+    url = await make_callback_client().convert_to_wav("t", "a1", timeout=1.0)
+    assert url.endswith(".wav")
+
+
+async def test_duplicate_callbacks_cost_nothing(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient
+) -> None:
+    """Every callback delivered twice still means one read per task."""
+    fake.callbacks.faults = CallbackFaults(duplicate=1.0)
+    client = make_callback_client()
+    await asyncio.gather(*(client.convert_to_wav("t", f"a{i}") for i in range(5)))
+    await settle()
+    assert sum(a.duplicate and a.status == 200 for a in fake.callbacks.attempts) == 5
+    assert fake.request_count("detail") == 5
+
+
+async def test_replayed_callback_after_resolution_has_no_effect(
+    fake: FakeVidgo,
+    receiver: CallbackReceiver,
+    make_callback_client: MakeCallbackClient,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Replaying a delivered callback answers 200 and reads nothing."""
+    client = make_callback_client()
+    task = await client.submit_wav("t", "a1")
+    await client.wait(task.task_id)
+    [url] = callback_urls(fake)
+    replay = {"code": 200, "data": {"task_id": task.task_id, "status": "finished"}}
+    assert await post(http, url, replay) == 200
+    await settle()
+    assert fake.request_count("detail") == 1
+    assert receiver.pending == 0
+
+
+async def running_waits(
+    fake: FakeVidgo, client: VidgoClient, count: int
+) -> tuple[list[str], list[asyncio.Task[Any]]]:
+    """``count`` long tasks being waited on; their ids and the waits."""
+    ids = []
+    for index in range(count):
+        fake.set_duration(f"a{index}", run_time=60.0)
+        ids.append((await client.submit_wav("t", f"a{index}")).task_id)
+    waits = [asyncio.create_task(client.wait(task_id)) for task_id in ids]
+    await settle()
+    return ids, waits
+
+
+async def cancel(waits: list[asyncio.Task[Any]]) -> None:
+    for wait in waits:
+        wait.cancel()
+    await asyncio.gather(*waits, return_exceptions=True)
+
+
+async def test_forged_tokens_wake_nothing(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient, http: aiohttp.ClientSession
+) -> None:
+    """A wrong secret, an unknown key or no token answers 200 and reads nothing."""
+    client = make_callback_client()
+    [task_id], waits = await running_waits(fake, client, 1)
+    reads = fake.request_count("detail")
+    [url] = callback_urls(fake)
+    base, _, token = url.rpartition("/")
+    key, _, secret = token.partition(".")
+    lie = {"code": 200, "data": {"task_id": task_id, "status": "finished"}}
+    for forged in (f"{key}.{secret[::-1]}", f"{key}.", f"0000000000000000.{secret}", "x"):
+        assert await post(http, f"{base}/{forged}", lie) == 200
+    await settle()
+    assert fake.request_count("detail") == reads
+    assert not waits[0].done()
+    await cancel(waits)
+
+
+async def test_callback_naming_another_waiters_task_is_ignored(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient, http: aiohttp.ClientSession
+) -> None:
+    """Task B's id posted to task A's URL wakes neither wait."""
+    client = make_callback_client()
+    (_, task_b), waits = await running_waits(fake, client, 2)
+    reads = fake.request_count("detail")
+    url_a = callback_urls(fake)[0]
+    assert await post(http, url_a, {"task_id": task_b, "status": "finished"}) == 200
+    await settle()
+    assert fake.request_count("detail") == reads
+    assert not any(wait.done() for wait in waits)
+    await cancel(waits)
+
+
+async def test_lying_callback_with_a_real_token_costs_one_read(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient, http: aiohttp.ClientSession
+) -> None:
+    """A callback is a hint: one confirming read, which says running, and the wait goes on."""
+    client = make_callback_client()
+    [task_id], waits = await running_waits(fake, client, 1)
+    reads = fake.request_count("detail")
+    [url] = callback_urls(fake)
+    lie = {"code": 200, "data": {"task_id": task_id, "status": "finished"}}
+    assert await post(http, url, lie) == 200
+    await settle()
+    assert fake.request_count("detail") == reads + 1
+    assert not waits[0].done()
+    await cancel(waits)
+
+
+async def test_malformed_callback_with_a_real_token_wakes_nothing(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient, http: aiohttp.ClientSession
+) -> None:
+    """A 400 resolves nothing and reads nothing."""
+    client = make_callback_client()
+    _, waits = await running_waits(fake, client, 1)
+    reads = fake.request_count("detail")
+    [url] = callback_urls(fake)
+    assert await post(http, url, b'{"code": 200, "data": "finished"}') == 400
+    await settle()
+    assert fake.request_count("detail") == reads
+    await cancel(waits)
+
+
+async def test_explicit_callback_url_is_kept(
+    fake: FakeVidgo, receiver: CallbackReceiver, make_callback_client: MakeCallbackClient
+) -> None:
+    """A caller's own callback_url is sent as given, and no token is issued."""
+    client = make_callback_client()
+    await client.submit_wav("t", "a1", callback_url="https://mine.example.com/cb")
+    assert callback_urls(fake) == ["https://mine.example.com/cb"]
+    assert receiver.pending == 0
+
+
+async def test_receiver_mounted_in_a_user_app(
+    make_fake: MakeFake, http: aiohttp.ClientSession
+) -> None:
+    """Mounted next to the app's own routes, the receiver works and the routes still answer."""
+    fake = await make_fake()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        await _serve_user_app(fake, sock, http)
+
+
+async def _serve_user_app(
+    fake: FakeVidgo, sock: socket.socket, http: aiohttp.ClientSession
+) -> None:
+    port = sock.getsockname()[1]
+    receiver = CallbackReceiver(f"http://127.0.0.1:{port}", path="/hooks/vidgo")
+    app = web.Application()
+    app.router.add_get("/health", _health)
+    app.router.add_post("/hooks/other", _other)
+    receiver.add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        async with VidgoClient(
+            fake.api_key, base_url=fake.url, poll=SLOW_NET, callbacks=receiver
+        ) as client:
+            await asyncio.wait_for(client.convert_to_wav("t", "a1"), 10)
+        async with http.get(f"http://127.0.0.1:{port}/health") as answer:
+            assert await answer.text() == "ok"
+        async with http.post(f"http://127.0.0.1:{port}/hooks/other") as answer:
+            assert await answer.text() == "other"
+    finally:
+        await runner.cleanup()
+    assert fake.request_count("detail") == 1
+    assert callback_urls(fake)[0].startswith(f"http://127.0.0.1:{port}/hooks/vidgo/")
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _other(request: web.Request) -> web.Response:
+    return web.Response(text="other")
+
+
+async def test_feed_serves_other_frameworks(
+    fake: FakeVidgo, receiver: CallbackReceiver, make_callback_client: MakeCallbackClient
+) -> None:
+    """feed(), given a token or a whole path, wakes the wait like the aiohttp handler."""
+    client = make_callback_client()
+    [task_id], waits = await running_waits(fake, client, 1)
+    reads = fake.request_count("detail")
+    [url] = callback_urls(fake)
+    path = "/" + url.split("/", 3)[3]
+    lie = json.dumps({"task_id": task_id, "status": "finished"}).encode()
+    assert receiver.feed(path, b"junk", {"Content-Type": "application/json"}) == 400
+    assert receiver.feed(path, lie, {"Content-Length": str(MAX_BODY + 1)}) == 413
+    assert receiver.feed(path, lie, {}) == 200
+    await settle()
+    assert fake.request_count("detail") == reads + 1
+    await cancel(waits)

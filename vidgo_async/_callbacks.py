@@ -1,0 +1,289 @@
+"""The machinery behind :class:`~vidgo_async.webhooks.CallbackReceiver`, free of HTTP.
+
+A :class:`Registry` hands out one :class:`Slot` per submit: an unguessable
+token that goes into the callback URL before the submit is sent, bound to
+the task id once the submit answers. A callback may come first (fast
+tasks): the task id it names is kept and checked at binding.
+
+A callback is only a *hint*. It wakes the waits on its task (through their
+:class:`CallbackPacer`), which then make one status read that decides. A
+slot honours no further hint until that read has answered: a hint it
+confirms resolves the wait (later repeats find no slot), a hint it refutes
+re-arms the slot and the wait goes back to the safety net. So repeats and
+replays cost nothing, and even a forged callback carrying a stolen token
+costs at most one status read.
+
+While the receiver is *reliable*, waits on tasks that carry a callback URL
+poll only every ``PollPolicy.callback_interval`` (the safety net). Each such
+task ends as a *hit* (its callback came before any poll saw it finished)
+or a *miss* (a poll saw it finished first). When misses outnumber hits in
+the recent window (callbacks are being dropped, the public URL is wrong, a
+proxy is down), waits go back to the normal poll schedule until hits
+return; the first task whose callbacks are all lost therefore costs at most
+one safety-net interval of latency, the later ones none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import random
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+
+from ._calls import remaining
+from ._config import PollPolicy
+from ._models import Task, TaskStatus
+
+__all__ = ["CallbackPacer", "Registry", "Slot", "registry_of", "with_callback"]
+
+logger = logging.getLogger("vidgo_async")
+
+_WINDOW = 20  # recent hit/miss outcomes the reliability verdict is based on
+_MAX_EARLY = 4  # task ids remembered from callbacks that beat the submit answer
+_NOT_TERMINAL = frozenset({TaskStatus.NOT_STARTED, TaskStatus.RUNNING})
+
+
+class Slot:
+    """One submit's callback token and what the receiver learned about its task."""
+
+    __slots__ = (
+        "armed",
+        "early",
+        "expires",
+        "generation",
+        "key",
+        "secret",
+        "task_id",
+        "trusted",
+        "waiters",
+    )
+
+    def __init__(self, key: str, secret: str, expires: float) -> None:
+        self.key = key
+        self.secret = secret
+        self.expires = expires
+        self.task_id: str | None = None
+        self.trusted = True  # False: the task may not carry this slot's URL
+        self.early: list[str] = []
+        self.generation = 0  # hints honoured
+        self.armed = True  # False while a honoured hint awaits its confirming read
+        self.waiters: set[asyncio.Future[None]] = set()
+
+    @property
+    def token(self) -> str:
+        """The URL path segment: a public lookup key and the secret."""
+        return f"{self.key}.{self.secret}"
+
+    def wake(self) -> None:
+        self.armed = False
+        self.generation += 1
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class Registry:
+    """Slots by token and by task id, plus the hit/miss record of the receiver."""
+
+    def __init__(self, *, url_for: Callable[[str], str], ttl: float, max_slots: int) -> None:
+        self.url_for = url_for  # token -> callback URL
+        self._ttl = ttl
+        self._max = max_slots
+        self._slots: OrderedDict[str, Slot] = OrderedDict()  # by key, oldest first
+        self._by_task: dict[str, Slot] = {}
+        self._outcomes: deque[bool] = deque(maxlen=_WINDOW)
+        self.napping: set[asyncio.Future[None]] = set()  # naps stretched to the safety net
+        self._decoy = secrets.token_urlsafe(24)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    @property
+    def reliable(self) -> bool:
+        """Whether recent callbacks arrived more often than not."""
+        return self._outcomes.count(False) * 2 <= len(self._outcomes)
+
+    def issue(self) -> Slot:
+        """A fresh slot whose token goes into a submit's callback URL."""
+        self._purge()
+        slot = Slot(secrets.token_hex(8), secrets.token_urlsafe(24), time.monotonic() + self._ttl)
+        self._slots[slot.key] = slot
+        return slot
+
+    def bind(self, slot: Slot, task: Task) -> None:
+        """Tie ``slot`` to the task its submit created (or named, after a 409)."""
+        if slot.key not in self._slots:
+            return
+        slot.task_id = task.task_id
+        # A 409 names a task an earlier submit created: it may carry another URL.
+        slot.trusted = task.status is not TaskStatus.UNKNOWN
+        if task.task_id in slot.early:
+            self._record(hit=True)
+            slot.wake()
+        slot.early.clear()
+        self._by_task[task.task_id] = slot
+
+    def discard(self, slot: Slot) -> None:
+        """Forget ``slot``: its submit failed, or its task's wait resolved."""
+        self._slots.pop(slot.key, None)
+        if slot.task_id is not None and self._by_task.get(slot.task_id) is slot:
+            del self._by_task[slot.task_id]
+
+    def find(self, token: str) -> Slot | None:
+        """The live slot ``token`` names, comparing its secret in constant time."""
+        key, _, secret = token.partition(".")
+        slot = self._slots.get(key)
+        expected = slot.secret if slot is not None else self._decoy
+        if not hmac.compare_digest(secret.encode(), expected.encode()) or slot is None:
+            return None
+        return slot
+
+    def hint(self, token: str, task: Task) -> str:
+        """Apply a well-formed callback; returns what it did (for the log)."""
+        slot = self.find(token)
+        if slot is None:
+            return "unknown token"
+        if task.status in _NOT_TERMINAL:
+            return "not terminal"
+        if not slot.armed:
+            return "duplicate"
+        if slot.task_id is None:  # it beat the submit answer
+            if task.task_id not in slot.early and len(slot.early) < _MAX_EARLY:
+                slot.early.append(task.task_id)
+            return "early"
+        if not hmac.compare_digest(task.task_id.encode(), slot.task_id.encode()):
+            return "other task"
+        if slot.trusted:
+            self._record(hit=True)
+        slot.wake()
+        return "hint"
+
+    def pacer(self, task_id: str, policy: PollPolicy) -> CallbackPacer | None:
+        """A pacer for one wait on ``task_id``; None if no callback is expected for it."""
+        slot = self._by_task.get(task_id)
+        if slot is None:
+            return None
+        return CallbackPacer(self, slot, policy)
+
+    def saw_terminal(self, slot: Slot) -> None:
+        """A poll found the task of ``slot`` terminal: the wait resolves."""
+        if slot.generation == 0 and slot.trusted:
+            self._record(hit=False)
+            logger.debug("task %s finished without a callback", slot.task_id)
+        self.discard(slot)
+
+    def _record(self, *, hit: bool) -> None:
+        was_reliable = self.reliable
+        self._outcomes.append(hit)
+        if was_reliable and not self.reliable:
+            # Callbacks are being lost: waits sleeping on the safety net poll now.
+            logger.debug("callbacks are not arriving; waits go back to polling")
+            for waiter in self.napping:
+                _settle(waiter)
+
+    def _purge(self) -> None:
+        now = time.monotonic()
+        while self._slots:
+            oldest = next(iter(self._slots.values()))
+            if oldest.expires > now and len(self._slots) < self._max:
+                break
+            self.discard(oldest)
+
+
+class CallbackPacer:
+    """Paces one wait on a task that carries a callback URL (see the module docstring)."""
+
+    def __init__(self, registry: Registry, slot: Slot, policy: PollPolicy) -> None:
+        self._registry = registry
+        self._slot = slot
+        self._policy = policy
+        self._seen = 0
+        self._terminal = False
+        self._stretched = False
+
+    def delay(self, scheduled: float, deadline: float | None) -> float:
+        """The wait before the next poll, given the normal schedule's ``scheduled``."""
+        self._stretched = False
+        slot = self._slot
+        if self._terminal or not slot.trusted or not self._registry.reliable:
+            return scheduled
+        self._stretched = True
+        interval = self._policy.callback_interval
+        interval *= 1 - self._policy.jitter * random.random()
+        left = remaining(deadline)
+        if left is not None and interval > left / 2:
+            # Keep a poll inside the deadline even if every callback is lost.
+            interval = left / 2
+        return max(scheduled, interval)
+
+    async def nap(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a callback hint for the task arrives."""
+        slot = self._slot
+        if slot.generation > self._seen:
+            self._seen = slot.generation
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _settle, waiter)
+        slot.waiters.add(waiter)
+        napping = self._registry.napping
+        if self._stretched:
+            napping.add(waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            slot.waiters.discard(waiter)
+            napping.discard(waiter)
+        self._seen = slot.generation
+
+    def observe(self, task: Task) -> None:
+        """Note a poll's answer: a terminal one resolves the slot, another re-arms it."""
+        if not task.is_terminal:
+            if self._seen == self._slot.generation:
+                self._slot.armed = True  # any hint so far has been refuted
+        elif not self._terminal:
+            self._terminal = True
+            self._registry.saw_terminal(self._slot)
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def with_callback(
+    registry: Registry | None,
+    callback_url: str | None,
+    send: Callable[[str | None], Awaitable[Task]],
+) -> Task:
+    """Run a submit, adding a fresh callback URL when there is a receiver and none was given."""
+    if registry is None or callback_url is not None:
+        return await send(callback_url)
+    slot = registry.issue()
+    try:
+        task = await send(registry.url_for(slot.token))
+    except BaseException:
+        registry.discard(slot)
+        raise
+    registry.bind(slot, task)
+    return task
+
+
+def registry_of(receiver: object) -> Registry | None:
+    """The registry of a :class:`~vidgo_async.webhooks.CallbackReceiver` (None for None).
+
+    Raises:
+        TypeError: ``receiver`` is something else.
+    """
+    from .webhooks import CallbackReceiver
+
+    if receiver is None:
+        return None
+    if not isinstance(receiver, CallbackReceiver):
+        raise TypeError(f"callbacks must be a CallbackReceiver, got {type(receiver).__name__}")
+    return receiver._registry
