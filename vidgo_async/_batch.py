@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
@@ -21,7 +22,7 @@ import attrs
 
 from ._journal import Journal, State
 from ._models import ConversionResult, TaskHandle
-from ._validate import check_id
+from ._validate import check_count, check_folder, check_id, check_timeout
 from .errors import (
     APIError,
     SubmitOutcomeUnknownError,
@@ -34,7 +35,7 @@ from .errors import (
 if TYPE_CHECKING:
     from ._client import VidgoClient
 
-__all__ = ["BatchProgress", "Pairs", "run_batch"]
+__all__ = ["BatchProgress", "Pairs", "run_batch", "start_batch"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -266,6 +267,30 @@ def _state_after_failed_submit(exc: VidgoError) -> State:
     return State.UNSENT
 
 
+def start_batch(
+    client: VidgoClient,
+    pairs: Pairs,
+    *,
+    concurrency: object,
+    max_waiting: object,
+    timeout: object,
+    journal: str | os.PathLike[str] | None,
+    download_to: str | os.PathLike[str] | None,
+    on_progress: Callable[[BatchProgress], object] | None,
+) -> AsyncGenerator[ConversionResult, None]:
+    """Check the arguments of ``convert_many`` (before any request), then run it."""
+    return run_batch(
+        client,
+        pairs,
+        concurrency=check_count("concurrency", concurrency),
+        max_waiting=check_count("max_waiting", max_waiting),
+        timeout=check_timeout(timeout),
+        journal=journal,
+        download_to=check_folder(download_to),
+        on_progress=on_progress,
+    )
+
+
 async def run_batch(
     client: VidgoClient,
     pairs: Pairs,
@@ -273,17 +298,18 @@ async def run_batch(
     concurrency: int,
     max_waiting: int,
     timeout: float | None,
-    journal: Journal | None,
+    journal: str | os.PathLike[str] | None,
     download_to: Path | None,
     on_progress: Callable[[BatchProgress], object] | None,
 ) -> AsyncGenerator[ConversionResult, None]:
     """The engine behind :meth:`VidgoClient.convert_many` (arguments already checked)."""
+    book = Journal(journal) if journal is not None else None  # opened on first iteration
     run = _Run(
         client,
         concurrency=concurrency,
         max_waiting=max_waiting,
         timeout=timeout,
-        journal=journal,
+        journal=book,
         download_to=download_to,
     )
     feeder = asyncio.create_task(run.feed(pairs))
@@ -303,8 +329,8 @@ async def run_batch(
             yield item
     finally:
         await run.close(feeder)
-        if journal is not None:
-            journal.close()
+        if book is not None:
+            book.close()
 
 
 async def _iterate(pairs: Pairs) -> AsyncIterator[Any]:

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ._batch import BatchProgress, Pairs, run_batch
+from ._batch import BatchProgress, Pairs, start_batch
 from ._callbacks import registry_of, with_callback
 from ._calls import Calls
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
 from ._download import download_file
 from ._http import Transport
-from ._journal import Journal
 from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
 from ._retry import RateLimiter
 from ._serde import parse_balance
@@ -27,16 +25,14 @@ from ._validate import (
     base_url_from,
     check_callback_url,
     check_count,
-    check_folder,
     check_id,
     check_input,
-    check_timeout,
     deadline_after,
     handle_from,
     is_loopback,
     wav_input,
 )
-from ._waiter import changes, snapshots, wait_until_done
+from ._waiter import changes, wait_until_done
 
 if TYPE_CHECKING:
     from .webhooks import CallbackReceiver
@@ -304,19 +300,15 @@ class VidgoClient:
         Raises:
             ValueError, TypeError: Bad arguments, before any request.
         """
-        concurrency = check_count("concurrency", concurrency)
-        max_waiting = check_count("max_waiting", max_waiting)
-        deadline = check_timeout(timeout)
-        folder = check_folder(download_to)
         self._open()
-        return run_batch(
+        return start_batch(
             self,
             pairs,
             concurrency=concurrency,
             max_waiting=max_waiting,
-            timeout=deadline,
-            journal=Journal(journal) if journal is not None else None,
-            download_to=folder,
+            timeout=timeout,
+            journal=journal,
+            download_to=download_to,
             on_progress=on_progress,
         )
 
@@ -377,26 +369,21 @@ class VidgoClient:
         assert task.wav_url is not None
         return task.wav_url
 
-    async def watch(
+    def watch(
         self,
         task_id: str | TaskHandle,
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         poll: PollPolicy | None = None,
-    ) -> AsyncIterator[Task]:
+    ) -> AsyncGenerator[Task, None]:
         """Yield a snapshot whenever the status or progress changes; end on a terminal one.
 
         A failed task is yielded, not raised. ``TaskTimeoutError`` ends the
-        iteration when ``timeout`` passes.
+        iteration when ``timeout`` passes. Arguments are checked at once.
         """
         handle = handle_from(task_id)
         deadline = deadline_after(timeout)
-        calls = self._open()
-        policy = poll or self._poll
-        stream = snapshots(calls, handle, deadline=deadline, policy=policy, first_delay=0.0)
-        async with aclosing(stream), aclosing(changes(stream)) as distinct:
-            async for task in distinct:
-                yield task
+        return changes(self._open(), handle, deadline=deadline, policy=poll or self._poll)
 
     async def _wait(
         self,

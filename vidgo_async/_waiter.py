@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Protocol
 
@@ -156,13 +156,20 @@ async def _terminal(
     raise AssertionError("snapshots ended without a terminal task")  # pragma: no cover
 
 
-async def changes(stream: AsyncIterator[Task]) -> AsyncGenerator[Task, None]:
-    """The snapshots of ``stream`` whose status or progress differs from the one before."""
+async def changes(
+    calls: Calls, handle: TaskHandle, *, deadline: float | None, policy: PollPolicy
+) -> AsyncGenerator[Task, None]:
+    """Polled snapshots whose status or progress differs from the one before."""
     previous: Task | None = None
-    async for task in stream:
-        if previous is None or (task.status, task.progress) != (previous.status, previous.progress):
-            yield task
-        previous = task
+    stream = snapshots(calls, handle, deadline=deadline, policy=policy, first_delay=0.0)
+    async with aclosing(stream):
+        async for task in stream:
+            if previous is None or (task.status, task.progress) != (
+                previous.status,
+                previous.progress,
+            ):
+                yield task
+            previous = task
 
 
 def _lengthened(delay: float, exc: VidgoError, cap: float) -> float:

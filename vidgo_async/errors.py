@@ -17,6 +17,7 @@
     │   ├── RateLimitError               429 (retry_after)
     │   └── ServerError                  5xx
     ├── InvalidResponseError                          a 2xx that is not the documented JSON
+    ├── InvalidCallbackError(VidgoError, ValueError)  a callback body too large or malformed
     ├── SubmitOutcomeUnknownError                     a submit may or may not have been accepted
     └── TaskError(handle, task)
         ├── TaskFailedError                           status "failed"; error_message
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "InsufficientCreditsError",
+    "InvalidCallbackError",
     "InvalidResponseError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -188,6 +190,18 @@ class InvalidResponseError(VidgoError):
         super().__init__(f"{message} (HTTP {status}, body {excerpt!r})" if excerpt else message)
         self.status = status
         self.excerpt = excerpt
+
+
+class InvalidCallbackError(VidgoError, ValueError):
+    """A callback body that is too large or not a task description.
+
+    Attributes:
+        status: The HTTP status a receiver answers with: 413 (too large) or 400.
+    """
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class SubmitOutcomeUnknownError(VidgoError):

@@ -58,7 +58,7 @@ from ._callbacks import Registry
 from ._models import Task
 from ._serde import parse_task
 from ._validate import MAX_CALLBACK_URL, is_loopback
-from .errors import InvalidResponseError, VidgoError
+from .errors import InvalidCallbackError, InvalidResponseError
 
 __all__ = ["DEFAULT_PATH", "MAX_BODY", "CallbackReceiver", "InvalidCallbackError", "parse_callback"]
 
@@ -69,18 +69,6 @@ MAX_BODY = 64 * 1024
 #: Path under which a receiver serves, followed by ``/{token}``.
 DEFAULT_PATH = "/vidgo/callbacks"
 _TOKEN_LENGTH = 49  # 16 hex characters, ".", 32 of token_urlsafe(24)
-
-
-class InvalidCallbackError(VidgoError, ValueError):
-    """A callback body that is too large or not a task description.
-
-    Attributes:
-        status: The HTTP status to answer with: 413 (too large) or 400.
-    """
-
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def parse_callback(
