@@ -9,6 +9,7 @@ Convert generated music tracks to WAV, safely and economically::
 from ._batch import BatchProgress
 from ._client import VidgoClient
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
+from ._events import Event
 from ._models import Balance, ConversionResult, Task, TaskFile, TaskHandle, TaskStatus
 from .errors import (
     AlreadyConvertedError,
@@ -46,6 +47,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ConversionResult",
+    "Event",
     "InsufficientCreditsError",
     "InvalidCallbackError",
     "InvalidResponseError",

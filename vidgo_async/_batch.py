@@ -153,7 +153,7 @@ class _Run:
             if isinstance(submitted, ConversionResult):
                 return submitted
             task_id = submitted
-        return await self._finish(attrs.evolve(base, task_id=task_id), deadline)
+        return await self._finish(attrs.evolve(base, task_id=task_id), deadline, time.monotonic())
 
     async def _submit(
         self, base: ConversionResult, deadline: float | None, *, resumed: bool
@@ -171,13 +171,15 @@ class _Run:
         self._record(base, State.ACCEPTED, task_id=task.task_id)
         return task.task_id
 
-    async def _finish(self, base: ConversionResult, deadline: float | None) -> ConversionResult:
+    async def _finish(
+        self, base: ConversionResult, deadline: float | None, started: float
+    ) -> ConversionResult:
         assert base.task_id is not None
         handle = TaskHandle(
             task_id=base.task_id, source_task_id=base.source_task_id, audio_id=base.audio_id
         )
         try:
-            url = await self.client._await_wav(handle, deadline)
+            url = await self.client._await_wav(handle, deadline, started)
         except TaskTimeoutError as exc:
             return attrs.evolve(base, error=exc)  # still accepted: a re-run waits again
         except VidgoError as exc:

@@ -220,12 +220,12 @@ class CallbackPacer:
             interval = left / 2
         return max(scheduled, interval)
 
-    async def nap(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less if a callback hint for the task arrives."""
+    async def nap(self, seconds: float) -> bool:
+        """Sleep ``seconds``, or less if a callback hint arrives; whether one did."""
         slot = self._slot
         if slot.generation > self._seen:
             self._seen = slot.generation
-            return
+            return True
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         timer = loop.call_later(seconds, _settle, waiter)
@@ -239,7 +239,9 @@ class CallbackPacer:
             timer.cancel()
             slot.waiters.discard(waiter)
             napping.discard(waiter)
+        hinted = slot.generation > self._seen
         self._seen = slot.generation
+        return hinted
 
     def observe(self, task: Task) -> None:
         """Note a poll's answer: a terminal one resolves the slot, another re-arms it."""

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ._config import RetryPolicy
+from ._events import EventHook, emit
 from ._http import Transport
 from ._models import WAV_MODEL, Task, TaskStatus
 from ._retry import RateLimiter, RetryBudget, backoff_delays
@@ -69,11 +70,18 @@ def _submit_was_refused(exc: VidgoError) -> bool:
 class Calls:
     """The client's calls, sharing one transport, retry budget and poll rate cap."""
 
-    def __init__(self, transport: Transport, retry: RetryPolicy, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        retry: RetryPolicy,
+        limiter: RateLimiter,
+        hook: EventHook | None = None,
+    ) -> None:
         self.transport = transport
         self.retry = retry
         self.limiter = limiter
         self.budget = RetryBudget(retry)
+        self.hook = hook
 
     def _slow_down(self, exc: RateLimitError) -> None:
         """Hold every status read back after a 429: its Retry-After, else one second."""
@@ -132,22 +140,23 @@ class Calls:
             RequestTimeoutError: The deadline came first.
             VidgoError: Whatever the single attempt met; the waiter decides.
         """
-        wait = self.limiter.reserve()
-        left = remaining(deadline)
-        if left is not None and wait >= left:
-            await asyncio.sleep(max(0.0, left))
-            raise RequestTimeoutError("deadline reached before the next poll slot")
-        if wait > 0:
-            await asyncio.sleep(wait)
+        try:
+            await self.limiter.acquire(remaining(deadline))
+        except TimeoutError:
+            raise RequestTimeoutError("deadline reached before the next poll slot") from None
         try:
             data = await self.transport.request(
                 "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=remaining(deadline)
             )
-        except RateLimitError as exc:
-            self._slow_down(exc)
+            task = parse_task(data, task_id=task_id)
+        except VidgoError as exc:
+            emit(self.hook, "poll", task_id=task_id, error=type(exc).__name__)
+            if isinstance(exc, RateLimitError):
+                self._slow_down(exc)
             raise
         self.budget.record_success()
-        return parse_task(data, task_id=task_id)
+        emit(self.hook, "poll", task_id=task_id, status=task.status)
+        return task
 
     async def submit(
         self,
@@ -187,14 +196,17 @@ class Calls:
                 )
                 task = parse_task(data)
             except ConflictError as exc:
+                emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                 return self._after_conflict(exc, model, input, ambiguous)
             except VidgoError as exc:
                 if not is_transient(exc):
+                    emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                     raise
                 if not _submit_was_refused(exc):
                     ambiguous = exc
                 self.budget.record_failure()
                 if self._gives_up(attempt, deadline):
+                    emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                     if ambiguous is not None:
                         raise _unknown(model, input, ambiguous) from exc
                     raise
@@ -202,6 +214,7 @@ class Calls:
             else:
                 self.budget.record_success()
                 logger.debug("submitted %s: task %s", model, task.task_id)
+                emit(self.hook, "submit", task_id=task.task_id, attempt=attempt)
                 return task
 
     def _gives_up(self, attempt: int, deadline: float | None) -> bool:
@@ -246,6 +259,7 @@ class Calls:
             type(exc).__name__,
             delay,
         )
+        emit(self.hook, "retry", attempt=attempt, delay=delay, error=type(exc).__name__, path=path)
         await asyncio.sleep(delay)
 
 

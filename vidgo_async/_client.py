@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, Callable, Mapping
+import time
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from ._callbacks import registry_of, with_callback
 from ._calls import Calls
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
 from ._download import download_file
+from ._events import EventHook
 from ._http import Transport
 from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
 from ._retry import RateLimiter
@@ -32,7 +34,7 @@ from ._validate import (
     is_loopback,
     wav_input,
 )
-from ._waiter import changes, wait_until_done
+from ._waiter import Poller, changes, wait_until_done
 
 if TYPE_CHECKING:
     from .webhooks import CallbackReceiver
@@ -62,6 +64,9 @@ class VidgoClient:
         callbacks: A :class:`~vidgo_async.webhooks.CallbackReceiver`: submits
             then carry a callback URL (unless given one), and waits return
             on a confirmed callback or a poll, whichever comes first.
+        on_event: Called with an :class:`Event` at each submit, poll, retry,
+            status change and callback hint (for metrics and tracing); it
+            must be quick and must not block.
 
     Raises:
         ConfigurationError: No API key, or an unusable base URL.
@@ -79,6 +84,7 @@ class VidgoClient:
         max_polls_per_second: float = 10.0,
         session: aiohttp.ClientSession | None = None,
         callbacks: CallbackReceiver | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
         max_connections = check_count("max_connections", max_connections)
         self._base_url = base_url_from(base_url)
@@ -91,7 +97,8 @@ class VidgoClient:
             session=session,
             max_connections=max_connections,
         )
-        self._calls = Calls(self._transport, retry, RateLimiter(max_polls_per_second))
+        limiter = RateLimiter(max_polls_per_second)
+        self._calls = Calls(self._transport, retry, limiter, on_event)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -261,8 +268,9 @@ class VidgoClient:
         callback_url = check_callback_url(callback_url)
         deadline = deadline_after(timeout)
         task = await self._submit_for_wait(input, callback_url, deadline)
+        started = time.monotonic()
         handle = TaskHandle(task_id=task.task_id, source_task_id=task_id, audio_id=audio_id)
-        return await self._await_wav(handle, deadline)
+        return await self._await_wav(handle, deadline, started)
 
     def convert_many(
         self,
@@ -364,8 +372,10 @@ class VidgoClient:
             self._open(), self._callbacks, input, callback_url, deadline, resumed=resumed
         )
 
-    async def _await_wav(self, handle: TaskHandle, deadline: float | None) -> str:
-        task = await self._wait(handle, deadline, self._poll, wav=True)
+    async def _await_wav(
+        self, handle: TaskHandle, deadline: float | None, started: float | None = None
+    ) -> str:
+        task = await self._wait(handle, deadline, self._poll, wav=True, started=started)
         assert task.wav_url is not None
         return task.wav_url
 
@@ -383,9 +393,12 @@ class VidgoClient:
         """
         handle = handle_from(task_id)
         deadline = deadline_after(timeout)
-        return changes(self._open(), handle, deadline=deadline, policy=poll or self._poll)
+        policy = poll or self._poll
+        return changes(
+            Poller(self._open(), handle, deadline=deadline, policy=policy, first_delay=0.0)
+        )
 
-    async def _wait(
+    def _wait(
         self,
         handle: TaskHandle,
         deadline: float | None,
@@ -393,10 +406,16 @@ class VidgoClient:
         *,
         first_delay: float | None = None,
         wav: bool = False,
-    ) -> Task:
-        delay = policy.initial if first_delay is None else first_delay
-        calls = self._open()
-        pacer = self._callbacks.pacer(handle.task_id, policy) if self._callbacks else None
-        return await wait_until_done(
-            calls, handle, deadline=deadline, policy=policy, first_delay=delay, wav=wav, pacer=pacer
+        started: float | None = None,
+    ) -> Coroutine[Any, Any, Task]:
+        # A plain function returning the coroutine: one frame less per pending wait.
+        poller = Poller(
+            self._open(),
+            handle,
+            deadline=deadline,
+            policy=policy,
+            first_delay=policy.initial if first_delay is None else first_delay,
+            pacer=self._callbacks.pacer(handle.task_id, policy) if self._callbacks else None,
+            started=started,
         )
+        return wait_until_done(poller, handle, wav=wav, retry=policy.initial)

@@ -8,6 +8,7 @@ anything off globally.
 from __future__ import annotations
 
 import asyncio
+import collections
 import email.utils
 import math
 import random
@@ -19,6 +20,10 @@ import backoff
 
 from ._config import PollPolicy, RetryPolicy
 from ._models import Task, TaskStatus
+
+_RANDOM = random.Random()
+_MIN_GROWTH = 0.01  # seconds: a zero initial interval still grows, never a busy loop
+_MAX_WINDOW = 10_000  # grants remembered by the rate limiter's sliding window
 
 __all__ = [
     "PollSchedule",
@@ -100,81 +105,161 @@ class RetryBudget:
 class PollSchedule:
     """The intervals between status checks of one wait.
 
-    Starts at ``initial`` and grows by ``factor`` up to ``max_interval``,
-    each interval jittered downwards by up to ``jitter`` of itself. When the
-    task reports ``progress``, the next check is aimed at the estimated
-    finish instead (never sooner than ``initial``, never later than the
-    blind interval would be, times four).
+    Blind, it starts at ``initial`` and grows by ``factor`` up to
+    ``max_interval``, each interval jittered downwards by up to ``jitter``
+    of itself. When a running task reports ``progress``, the next check is
+    aimed from the estimated finish instead:
+
+    - the rate is measured over the widest span available: from the first
+      running sample once progress has moved 5 points since it, else from
+      0 % at ``started`` (the submit, or the last time it was seen queued);
+    - a reported whole-number percentage is read as the middle of its step;
+    - while the estimate is unsure (``1 / points moved`` relative error
+      exceeds 3 % of the task's estimated length) the check aims short, at
+      ``remaining * (1 - error)``; then at the estimated finish plus 1 %.
+
+    Measured in ``benchmarks/poll_economy.py``: about 3 requests per task and
+    a p95 detection delay near 3 % of the task's duration.
     """
 
-    def __init__(self, policy: PollPolicy, *, rng: random.Random | None = None) -> None:
-        self._policy = policy
-        self._rng = rng or random
-        self._blind = backoff.expo(
-            base=policy.factor, factor=policy.initial, max_value=policy.max_interval
-        )
-        next(self._blind)
-        self._samples: list[tuple[float, float]] = []
+    __slots__ = ("_blind", "_first", "_policy", "_rng", "_started")
 
-    def first(self) -> float:
-        """Delay before the first check after a submit."""
-        return self._jittered(self._policy.initial)
+    def __init__(
+        self, policy: PollPolicy, *, started: float | None = None, rng: random.Random | None = None
+    ) -> None:
+        self._policy = policy
+        self._started = started
+        self._rng = rng or _RANDOM
+        self._blind = policy.initial
+        self._first: tuple[float, float] | None = None
 
     def next(self, task: Task | None, now: float | None = None) -> float:
         """Delay before the check that follows ``task`` (``None``: a failed check)."""
-        blind = next(self._blind)
+        blind = self._blind * (1 - self._policy.jitter * self._rng.random())
+        policy = self._policy
+        self._blind = min(max(self._blind, _MIN_GROWTH) * policy.factor, policy.max_interval)
+        if task is None or not policy.use_progress:
+            return blind
         estimate = self._estimate(task, time.monotonic() if now is None else now)
-        if estimate is None:
-            return self._jittered(blind)
-        return min(max(estimate, self._policy.initial), 4 * self._policy.max_interval)
+        return blind if estimate is None else estimate
 
-    def _estimate(self, task: Task | None, now: float) -> float | None:
-        if not self._policy.use_progress or task is None or task.progress is None:
+    def _estimate(self, task: Task, now: float) -> float | None:
+        if task.status is TaskStatus.NOT_STARTED:
+            self._started = now  # it cannot have started running before now
             return None
-        if task.status is not TaskStatus.RUNNING or task.progress <= 0:
+        if task.status is not TaskStatus.RUNNING or not task.progress or task.progress >= 100:
             return None
-        self._samples.append((now, task.progress))
-        del self._samples[:-2]
-        if len(self._samples) < 2:
+        progress = task.progress + 0.5
+        if self._first is None:
+            self._first = (now, progress)
+        start, base = self._first
+        if progress - base < 5:
+            if self._started is None:
+                return None
+            start, base = self._started, 0.0
+        moved = progress - base
+        if moved <= 0 or now <= start:
             return None
-        (t0, p0), (t1, p1) = self._samples
-        if p1 <= p0 or t1 <= t0:
-            return None
-        rate = (p1 - p0) / (t1 - t0)
-        return (100.0 - p1) / rate
-
-    def _jittered(self, interval: float) -> float:
-        return interval * (1 - self._policy.jitter * self._rng.random())
+        left = (100 - progress) * (now - start) / moved
+        error = 1 / max(moved, 0.5)
+        length = now - (self._started if self._started is not None else start) + left
+        if left * error > 0.03 * length:
+            return max(self._policy.initial, left * (1 - error))
+        return max(self._policy.initial / 4, left + 0.01 * length)
 
 
 class RateLimiter:
-    """A shared cap on requests per second (GCRA: a token bucket by arrival times).
+    """A client-wide cap on requests per second, over a sliding window.
 
-    ``acquire`` reserves the next free slot and sleeps until it; a burst of
-    up to one second's worth is allowed. ``slow_down`` pushes every later
-    slot back, which is how one 429 slows the whole client.
+    At most ``limit`` grants in any ``window`` seconds (``rate`` per second,
+    windows of at least one second), first come first served: a request
+    goes at once while the window has room and nobody queues; otherwise it
+    queues and one timer hands out grants as old ones leave the window.
+    Queued requests that are cancelled or time out take nothing, and a stall
+    never lets more than ``limit`` through in a window. ``slow_down`` holds
+    every grant back, which is how one 429 slows the whole client.
     """
 
+    __slots__ = ("_limit", "_paused", "_queue", "_timer", "_times", "_window")
+
     def __init__(self, rate: float) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            raise TypeError(f"max_polls_per_second must be a number, got {type(rate).__name__}")
         if not (math.isfinite(rate) and rate > 0):
             raise ValueError(f"max_polls_per_second must be a finite number > 0, got {rate!r}")
-        self._interval = 1.0 / rate
-        self._tolerance = self._interval * (max(1.0, rate) - 1)
-        self._tat = 0.0
+        # A window of one second (longer for rates under 1/s), at most _MAX_WINDOW grants.
+        self._limit = max(1, min(_MAX_WINDOW, int(rate)))
+        self._window = self._limit / rate
+        self._times: collections.deque[float] = collections.deque()
+        self._paused = 0.0
+        self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
 
-    def reserve(self) -> float:
-        """Take the next slot; the seconds to wait until it starts."""
-        now = time.monotonic()
-        tat = max(self._tat, now)
-        self._tat = tat + self._interval
-        return max(0.0, tat - self._tolerance - now)
+    async def acquire(self, timeout: float | None = None) -> None:
+        """Wait for a grant, at most ``timeout`` seconds.
 
-    async def acquire(self) -> None:
-        """Wait for the next slot."""
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        Raises:
+            TimeoutError: No grant came within ``timeout``.
+        """
+        if not self._queue and self._take(time.monotonic()):
+            return
+        if timeout is not None and timeout <= 0:
+            raise TimeoutError("no request slot before the deadline")
+        loop = asyncio.get_running_loop()
+        grant: asyncio.Future[None] = loop.create_future()
+        self._queue.append(grant)
+        self._arm(loop)
+        expiry = None if timeout is None else loop.call_later(timeout, _expire, grant)
+        try:
+            await grant
+        finally:
+            if expiry is not None:
+                expiry.cancel()
 
     def slow_down(self, seconds: float) -> None:
-        """Let no request start for ``seconds`` (beyond what is already reserved)."""
-        self._tat = max(self._tat, time.monotonic() + self._tolerance + seconds)
+        """Let no request start for ``seconds`` from now."""
+        self._paused = max(self._paused, time.monotonic() + seconds)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._queue:
+            self._arm(asyncio.get_running_loop())
+
+    def _take(self, now: float) -> bool:
+        if now < self._paused:
+            return False
+        times = self._times
+        while times and now - times[0] >= self._window:
+            times.popleft()
+        if len(times) >= self._limit:
+            return False
+        times.append(now)
+        return True
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            return
+        due = self._paused
+        if len(self._times) >= self._limit:
+            due = max(due, self._times[0] + self._window)
+        self._timer = loop.call_later(max(0.0, due - time.monotonic()), self._grant)
+
+    def _grant(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        queue = self._queue
+        while queue:
+            if queue[0].done():  # cancelled or expired: takes nothing
+                del queue[0]
+            elif self._take(now):
+                grant = queue.popleft()
+                grant.set_result(None)
+            else:
+                break
+        if queue:
+            self._arm(asyncio.get_running_loop())
+
+
+def _expire(grant: asyncio.Future[None]) -> None:
+    if not grant.done():
+        grant.set_exception(TimeoutError("no request slot before the deadline"))

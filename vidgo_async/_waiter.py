@@ -11,11 +11,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Protocol
 
 from ._calls import Calls, is_transient, remaining
 from ._config import PollPolicy
+from ._events import emit
 from ._models import Task, TaskHandle, TaskStatus
 from ._retry import PollSchedule
 from .errors import (
@@ -27,7 +27,7 @@ from .errors import (
     VidgoError,
 )
 
-__all__ = ["Pacer", "changes", "snapshots", "wait_until_done"]
+__all__ = ["Pacer", "Poller", "changes", "wait_until_done"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -40,89 +40,117 @@ class Pacer(Protocol):
     def delay(self, scheduled: float, deadline: float | None) -> float:
         """The pause before the next poll, given the poll schedule's ``scheduled``."""
 
-    async def nap(self, seconds: float) -> None:
-        """Sleep ``seconds``; may return early (a callback arrived)."""
+    async def nap(self, seconds: float) -> bool:
+        """Sleep ``seconds``; return early, and true, when a callback hint arrived."""
 
     def observe(self, task: Task) -> None:
         """Note the answer of a poll."""
 
 
-class _Sleeper:
-    """The pacer of a wait without callbacks: the schedule as it is."""
+class Poller:
+    """One wait's poll loop, a step at a time: pause (maybe cut short by a
+    callback), check the deadline, read the task; repeat until a read succeeds.
 
-    def delay(self, scheduled: float, deadline: float | None) -> float:
-        return scheduled
-
-    async def nap(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    def observe(self, task: Task) -> None:
-        pass
-
-
-_SLEEPER = _Sleeper()
-
-
-async def snapshots(
-    calls: Calls,
-    handle: TaskHandle,
-    *,
-    deadline: float | None,
-    policy: PollPolicy,
-    first_delay: float,
-    pacer: Pacer | None = None,
-) -> AsyncGenerator[Task, None]:
-    """Every snapshot a poll reads, until a terminal one (which is yielded too).
-
-    Raises:
-        TaskTimeoutError: ``deadline`` passed first; carries the last snapshot.
-        VidgoError: A definitive error answer (400, 401, 403, 404 ...).
+    Kept flat - one object and one coroutine frame per step - because a
+    process may hold a hundred thousand of these pending at once.
     """
-    schedule = PollSchedule(policy)
-    pacer = pacer or _SLEEPER
-    last: Task | None = None
-    delay = first_delay
-    while True:
-        await _nap_within(pacer, pacer.delay(delay, deadline), deadline)
-        _check_deadline(handle, last, deadline)
-        try:
-            task = await calls.poll(handle.task_id, deadline)
-        except VidgoError as exc:
-            if not is_transient(exc):
-                raise
-            _check_deadline(handle, last, deadline)
-            delay = _lengthened(schedule.next(None), exc, calls.retry.max_retry_after)
-            logger.debug("poll of %s failed (%s); next in %.2fs", handle.task_id, exc, delay)
-            continue
-        if last is None or task.status is not last.status:
-            logger.debug("task %s is %s", task.task_id, task.status.value)
-        pacer.observe(task)
-        last = task
-        yield task
-        if task.is_terminal:
+
+    __slots__ = ("_calls", "_deadline", "_delay", "_handle", "_pacer", "_schedule", "last")
+
+    def __init__(
+        self,
+        calls: Calls,
+        handle: TaskHandle,
+        *,
+        deadline: float | None,
+        policy: PollPolicy,
+        first_delay: float,
+        pacer: Pacer | None = None,
+        started: float | None = None,
+    ) -> None:
+        self._calls = calls
+        self._handle = handle
+        self._deadline = deadline
+        self._pacer = pacer
+        self._schedule = PollSchedule(policy, started=started)
+        self._delay = first_delay
+        self.last: Task | None = None
+
+    async def next(self) -> Task:
+        """The next snapshot a poll reads.
+
+        Raises:
+            TaskTimeoutError: The deadline passed first; carries the last snapshot.
+            VidgoError: A definitive error answer (400, 401, 403, 404 ...).
+        """
+        calls, handle, deadline = self._calls, self._handle, self._deadline
+        while True:
+            # The pause, inline: a frame less for each of many pending waits.
+            delay = self._delay
+            if self._pacer is not None:
+                delay = self._pacer.delay(delay, deadline)
+            left = remaining(deadline)
+            if left is not None:
+                delay = min(delay, max(0.0, left))
+            if delay > 0:
+                if self._pacer is None:
+                    await asyncio.sleep(delay)
+                elif await self._pacer.nap(delay):
+                    emit(calls.hook, "callback", task_id=handle.task_id)
+            self._check_deadline()
+            try:
+                task = await calls.poll(handle.task_id, deadline)
+            except VidgoError as exc:
+                if not is_transient(exc):
+                    raise
+                self._check_deadline()
+                delay = _lengthened(self._schedule.next(None), exc, calls.retry.max_retry_after)
+                self._delay = delay
+                logger.debug("poll of %s failed (%s); next in %.2fs", handle.task_id, exc, delay)
+                continue
+            if self.last is None or task.status is not self.last.status:
+                logger.debug("task %s is %s", task.task_id, task.status.value)
+                emit(calls.hook, "status", task_id=task.task_id, status=task.status)
+            if self._pacer is not None:
+                self._pacer.observe(task)
+            self.last = task
+            self._delay = self._schedule.next(task)
+            return task
+
+    def poll_soon(self, delay: float) -> None:
+        """Make the next pause ``delay`` seconds."""
+        self._delay = delay
+
+    def _check_deadline(self) -> None:
+        deadline = self._deadline
+        if deadline is None or time.monotonic() < deadline:
             return
-        delay = schedule.next(task)
+        last = self.last
+        state = "never read" if last is None else last.status.value
+        if last is not None and last.progress is not None:
+            state += f", {last.progress:g}%"
+        raise TaskTimeoutError(
+            f"task {self._handle.task_id} did not finish before the deadline (last seen: "
+            f"{state}); it keeps running on the server - wait on the error's handle to resume",
+            handle=self._handle,
+            task=last,
+        )
 
 
-async def wait_until_done(
-    calls: Calls,
-    handle: TaskHandle,
-    *,
-    deadline: float | None,
-    policy: PollPolicy,
-    first_delay: float,
-    wav: bool = False,
-    pacer: Pacer | None = None,
-) -> Task:
+async def wait_until_done(poller: Poller, handle: TaskHandle, *, wav: bool, retry: float) -> Task:
     """The finished task; with ``wav``, one whose ``wav_url`` is there.
+
+    A finished task without its ``wav_url`` is re-read a few times (``retry``
+    seconds apart) in case the files lag behind the status.
 
     Raises:
         TaskFailedError: The task failed.
         TaskTimeoutError: The deadline passed first.
         InvalidResponseError: With ``wav``, it finished and kept having no ``wav_url``.
     """
-    for _ in range(_WAV_URL_GRACE + 1):
-        task = await _terminal(calls, handle, deadline, policy, first_delay, pacer)
+    grace = _WAV_URL_GRACE
+    while True:
+        task = await poller.next()
         if task.status is TaskStatus.FAILED:
             raise TaskFailedError(
                 f"task {task.task_id} failed: {task.error_message or 'no reason given'}",
@@ -130,70 +158,30 @@ async def wait_until_done(
                 task=task,
                 error_message=task.error_message,
             )
+        if task.status is not TaskStatus.FINISHED:
+            continue
         if task.wav_url or not wav:
             return task
-        first_delay = policy.initial
-    raise InvalidResponseError(
-        f"task {task.task_id} finished without a wav_url (files: {len(task.files)})"
-    )
+        if grace <= 0:
+            raise InvalidResponseError(
+                f"task {task.task_id} finished without a wav_url (files: {len(task.files)})"
+            )
+        grace -= 1
+        poller.poll_soon(retry)
 
 
-async def _terminal(
-    calls: Calls,
-    handle: TaskHandle,
-    deadline: float | None,
-    policy: PollPolicy,
-    first_delay: float,
-    pacer: Pacer | None,
-) -> Task:
-    stream = snapshots(
-        calls, handle, deadline=deadline, policy=policy, first_delay=first_delay, pacer=pacer
-    )
-    async with aclosing(stream):
-        async for task in stream:
-            if task.is_terminal:
-                return task
-    raise AssertionError("snapshots ended without a terminal task")  # pragma: no cover
-
-
-async def changes(
-    calls: Calls, handle: TaskHandle, *, deadline: float | None, policy: PollPolicy
-) -> AsyncGenerator[Task, None]:
-    """Polled snapshots whose status or progress differs from the one before."""
+async def changes(poller: Poller) -> AsyncGenerator[Task, None]:
+    """Polled snapshots whose status or progress differs from the one before; ends terminal."""
     previous: Task | None = None
-    stream = snapshots(calls, handle, deadline=deadline, policy=policy, first_delay=0.0)
-    async with aclosing(stream):
-        async for task in stream:
-            if previous is None or (task.status, task.progress) != (
-                previous.status,
-                previous.progress,
-            ):
-                yield task
-            previous = task
+    while True:
+        task = await poller.next()
+        if previous is None or (task.status, task.progress) != (previous.status, previous.progress):
+            yield task
+        if task.is_terminal:
+            return
+        previous = task
 
 
 def _lengthened(delay: float, exc: VidgoError, cap: float) -> float:
     retry_after = exc.retry_after if isinstance(exc, (RateLimitError, ServerError)) else None
     return delay if retry_after is None else max(delay, min(retry_after, cap))
-
-
-async def _nap_within(pacer: Pacer, delay: float, deadline: float | None) -> None:
-    left = remaining(deadline)
-    if left is not None:
-        delay = min(delay, max(0.0, left))
-    if delay > 0:
-        await pacer.nap(delay)
-
-
-def _check_deadline(handle: TaskHandle, last: Task | None, deadline: float | None) -> None:
-    if deadline is None or time.monotonic() < deadline:
-        return
-    state = "never read" if last is None else last.status.value
-    if last is not None and last.progress is not None:
-        state += f", {last.progress:g}%"
-    raise TaskTimeoutError(
-        f"task {handle.task_id} did not finish before the deadline (last seen: {state}); "
-        "it keeps running on the server - wait on the error's handle to resume",
-        handle=handle,
-        task=last,
-    )
