@@ -129,7 +129,8 @@ async def test_parse_callback_accepts_wrapped_and_bare_bodies(body: Any) -> None
         b"{}",
         b'{"code": 500, "data": {"task_id": "t", "status": "finished"}}',
         b'{"code": 200, "data": {"status": "finished"}}',
-        b'{"task_id": 7, "status": "finished"}',
+        b'{"task_id": true, "status": "finished"}',
+        b'{"task_id": 7.5, "status": "finished"}',
         b'{"task_id": "t", "status": null}',
         b'{"task_id": "", "status": "finished"}',
         b"[" * 50_000,
@@ -142,6 +143,12 @@ async def test_parse_callback_refuses_malformed_bodies(body: bytes) -> None:
     assert caught.value.status == 400
     assert isinstance(caught.value, VidgoError)
     assert isinstance(caught.value, ValueError)
+
+
+async def test_parse_callback_accepts_integer_task_ids() -> None:
+    """Some platforms send integer ids: they are read as their decimal string."""
+    task = parse_callback(b'{"code": 200, "data": {"task_id": 7, "status": "finished"}}', {})
+    assert task.task_id == "7"
 
 
 async def test_parse_callback_refuses_oversized_bodies_before_parsing() -> None:

@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._journal import Journal, State
+from ._journal import Entry, Journal, State, journalled_error
 from ._models import ConversionResult, TaskHandle
 from ._validate import check_count, check_folder, check_id, check_timeout
 from .errors import (
     APIError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
     SubmitOutcomeUnknownError,
     TaskFailedError,
-    TaskTimeoutError,
-    TransportError,
     VidgoError,
 )
 
@@ -42,6 +43,9 @@ logger = logging.getLogger("vidgo_async")
 Pairs = Iterable[Any] | AsyncIterable[Any]
 Key = tuple[str, str]
 _END = object()
+_PAIR_REFUSED = frozenset({400, 404, 409, 422})
+# Answers after which waiting on the same task again is pointless.
+_TASK_IS_DONE_FOR = (TaskFailedError, BadRequestError, NotFoundError, PermissionDeniedError)
 
 
 @attrs.frozen(kw_only=True)
@@ -180,10 +184,10 @@ class _Run:
         )
         try:
             url = await self.client._await_wav(handle, deadline, started)
-        except TaskTimeoutError as exc:
-            return attrs.evolve(base, error=exc)  # still accepted: a re-run waits again
         except VidgoError as exc:
-            self._record(base, State.FAILED, task_id=base.task_id, error=exc)
+            if isinstance(exc, _TASK_IS_DONE_FOR):
+                self._record(base, State.FAILED, task_id=base.task_id, error=exc)
+            # Otherwise (deadline, account trouble, ...) it stays accepted: a re-run waits again.
             return attrs.evolve(base, error=exc)
         result = attrs.evolve(base, wav_url=url)
         self._record(result, State.FINISHED)
@@ -203,24 +207,16 @@ class _Run:
         return result
 
     async def _from_journal(
-        self, base: ConversionResult, state: State, entry: Any
+        self, base: ConversionResult, state: State, entry: Entry
     ) -> ConversionResult:
         result = attrs.evolve(base, task_id=entry.task_id, wav_url=entry.wav_url)
         if state is State.FINISHED:
             if entry.path and _exists(entry.path):
                 return attrs.evolve(result, path=Path(entry.path))
             return await self._download(result)
-        message = entry.error or "failed in an earlier run"
-        error: VidgoError
-        if state is State.UNKNOWN:
-            error = SubmitOutcomeUnknownError(
-                message,
-                model="convert-to-wav",
-                input={"task_id": base.source_task_id, "audio_id": base.audio_id},
-            )
-        else:
-            error = VidgoError(f"(journalled) {message}")
-        return attrs.evolve(result, error=error)
+        return attrs.evolve(
+            result, error=journalled_error(entry, base.source_task_id, base.audio_id)
+        )
 
     def _record(
         self,
@@ -239,7 +235,7 @@ class _Run:
             task_id=task_id or result.task_id,
             wav_url=result.wav_url,
             path=str(result.path) if result.path else None,
-            error=f"{type(error).__name__}: {error}" if error else None,
+            error=error,
         )
 
     def progress(self, done: int, succeeded: int) -> BatchProgress:
@@ -260,12 +256,14 @@ class _Run:
 
 
 def _state_after_failed_submit(exc: VidgoError) -> State:
+    """What a failed submit leaves: ``Calls.submit`` raises a plain error only when
+    no attempt can have been accepted, so only answers about the pair itself
+    (400, 404, 409, 422) are final; account trouble (401, 402, 403), rate
+    limits and outages leave the pair to be submitted by a re-run."""
     if isinstance(exc, SubmitOutcomeUnknownError):
         return State.UNKNOWN
-    if isinstance(exc, (TransportError, APIError)) and not isinstance(exc, TaskFailedError):
-        # Calls.submit raises a plain error only when no attempt can have been accepted.
-        definitive = isinstance(exc, APIError) and exc.status < 500 and exc.status != 429
-        return State.FAILED if definitive else State.UNSENT
+    if isinstance(exc, APIError) and exc.status in _PAIR_REFUSED:
+        return State.FAILED
     return State.UNSENT
 
 

@@ -84,9 +84,11 @@ class Calls:
         self.hook = hook
 
     def _slow_down(self, exc: RateLimitError) -> None:
-        """Hold every status read back after a 429: its Retry-After, else one second."""
-        pause = 1.0 if exc.retry_after is None else exc.retry_after
-        self.limiter.slow_down(min(pause, self.retry.max_retry_after))
+        """Slow every status read after a 429: pause for its Retry-After, else halve the rate."""
+        if exc.retry_after:
+            self.limiter.slow_down(min(exc.retry_after, self.retry.max_retry_after))
+        else:
+            self.limiter.back_off()
 
     def delay_after(self, exc: BaseException, delays: Iterator[float]) -> float:
         """Seconds to wait after ``exc``: the backoff, lengthened by any ``Retry-After``."""

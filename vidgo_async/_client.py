@@ -418,4 +418,4 @@ class VidgoClient:
             pacer=self._callbacks.pacer(handle.task_id, policy) if self._callbacks else None,
             started=started,
         )
-        return wait_until_done(poller, handle, wav=wav, retry=policy.initial)
+        return wait_until_done(poller, handle, wav=wav)

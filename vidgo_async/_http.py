@@ -87,6 +87,10 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeouts.total, connect=min(timeouts.connect, timeouts.total)
+        )
+        self._urls: dict[str, URL] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -100,7 +104,9 @@ class Transport:
 
     def client_timeout(self, cap: float | None = None) -> aiohttp.ClientTimeout:
         """The aiohttp timeout of one request, shortened to ``cap`` seconds if given."""
-        total = self.timeouts.total if cap is None else max(0.001, min(cap, self.timeouts.total))
+        if cap is None or cap >= self.timeouts.total:
+            return self._timeout
+        total = max(0.001, cap)
         return aiohttp.ClientTimeout(total=total, connect=min(self.timeouts.connect, total))
 
     async def close(self) -> None:
@@ -128,12 +134,12 @@ class Transport:
             APIError: An error status, or an error ``code`` in an HTTP 200.
             InvalidResponseError: A 2xx that is not the documented JSON.
         """
-        url = self._base_url.with_path(self._prefix + path, encoded=True)
         started = time.monotonic()
+        failure: BaseException | None = None
         try:
             async with self.session.request(
                 method,
-                url,
+                self._url(path),
                 params=params,
                 json=body,
                 headers=self._auth,
@@ -143,15 +149,31 @@ class Transport:
                 status, headers = response.status, response.headers
                 raw, complete = await _read_capped(response)
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            error = transport_error(exc, f"{method} {path}")
+            failure = exc
+        if failure is not None:
+            # Raised outside the except block so that no aiohttp exception - whose
+            # request_info holds the headers, the API key among them - is chained.
+            error = transport_error(failure, f"{method} {path}")
             logger.debug("%s %s failed after %.3fs: %s", method, path, _since(started), error)
-            raise error from (exc if _safe_to_chain(exc) else None)
-        logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
+            raise error from (failure if _safe_to_chain(failure) else None)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
         return _envelope_data(status, headers, raw, complete)
+
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._base_url.with_path(self._prefix + path, encoded=True)
+            if len(self._urls) < 16:  # the fixed routes; per-task paths are not kept
+                self._urls[path] = url
+        return url
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     """The body up to :data:`MAX_BODY`, and whether it was complete."""
+    length = response.content_length
+    if length is not None and length <= MAX_BODY and "Content-Encoding" not in response.headers:
+        return await response.read(), True  # the parser stops at Content-Length
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
@@ -188,6 +210,12 @@ def transport_error(exc: BaseException, where: str) -> TransportError:
 def _envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete: bool) -> Any:
     retry_after = parse_retry_after(headers.get("Retry-After"), cap=float("inf"))
     payload, problem = _decode(raw, complete)
+    if 300 <= status < 400:
+        # The API documents no redirect; following one would carry the key elsewhere.
+        where = headers.get("Location", "nowhere")
+        raise InvalidResponseError(
+            f"unexpected redirect to {excerpt(where, 80)}", status=status, excerpt=excerpt(raw)
+        )
     if not 200 <= status < 300:
         message = _message(payload) if problem is None else _describe_body(raw, problem)
         raise api_error(status, None, message, payload, retry_after)
@@ -263,4 +291,6 @@ def api_error(
 def _conflict_task(payload: Any) -> str | None:
     data = payload.get("data") if isinstance(payload, dict) else None
     task_id = data.get("task_id") if isinstance(data, dict) else None
+    if isinstance(task_id, int) and not isinstance(task_id, bool):
+        return str(task_id)  # ids are strings in the docs, integers on some platforms
     return task_id if isinstance(task_id, str) and task_id.strip() else None

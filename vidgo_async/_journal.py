@@ -20,7 +20,11 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["Entry", "Journal", "State"]
+from . import errors
+from ._models import WAV_MODEL, TaskHandle
+from .errors import APIError, SubmitOutcomeUnknownError, TaskFailedError, VidgoError
+
+__all__ = ["Entry", "Journal", "State", "journalled_error"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversions (
@@ -30,7 +34,9 @@ CREATE TABLE IF NOT EXISTS conversions (
     task_id        TEXT,
     wav_url        TEXT,
     path           TEXT,
+    error_type     TEXT,
     error          TEXT,
+    error_status   INTEGER,
     updated_at     REAL NOT NULL,
     PRIMARY KEY (source_task_id, audio_id)
 )
@@ -56,7 +62,9 @@ class Entry:
     task_id: str | None = None
     wav_url: str | None = None
     path: str | None = None
+    error_type: str | None = None
     error: str | None = None
+    error_status: int | None = None
 
 
 class Journal:
@@ -80,14 +88,22 @@ class Journal:
     def get(self, source_task_id: str, audio_id: str) -> Entry | None:
         """The pair's row, if it has one."""
         row = self._db.execute(
-            "SELECT state, task_id, wav_url, path, error FROM conversions"
-            " WHERE source_task_id = ? AND audio_id = ?",
+            "SELECT state, task_id, wav_url, path, error_type, error, error_status"
+            " FROM conversions WHERE source_task_id = ? AND audio_id = ?",
             (source_task_id, audio_id),
         ).fetchone()
         if row is None:
             return None
-        state, task_id, wav_url, path, error = row
-        return Entry(state=State(state), task_id=task_id, wav_url=wav_url, path=path, error=error)
+        state, task_id, wav_url, path, error_type, error, error_status = row
+        return Entry(
+            state=State(state),
+            task_id=task_id,
+            wav_url=wav_url,
+            path=path,
+            error_type=error_type,
+            error=error,
+            error_status=error_status,
+        )
 
     def record(
         self,
@@ -98,22 +114,68 @@ class Journal:
         task_id: str | None = None,
         wav_url: str | None = None,
         path: str | None = None,
-        error: str | None = None,
+        error: BaseException | None = None,
     ) -> None:
         """Write the pair's new state (a committed transaction of its own)."""
+        error_type, message, status = _encode(error)
         self._db.execute(
-            "INSERT INTO conversions"
-            " (source_task_id, audio_id, state, task_id, wav_url, path, error, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO conversions (source_task_id, audio_id, state, task_id, wav_url,"
+            " path, error_type, error, error_status, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (source_task_id, audio_id) DO UPDATE SET"
             " state = excluded.state,"
             " task_id = COALESCE(excluded.task_id, conversions.task_id),"
-            " wav_url = excluded.wav_url, path = excluded.path, error = excluded.error,"
-            " updated_at = excluded.updated_at",
-            (source_task_id, audio_id, state.value, task_id, wav_url, path, error, time.time()),
+            " wav_url = excluded.wav_url, path = excluded.path,"
+            " error_type = excluded.error_type, error = excluded.error,"
+            " error_status = excluded.error_status, updated_at = excluded.updated_at",
+            (
+                source_task_id,
+                audio_id,
+                state.value,
+                task_id,
+                wav_url,
+                path,
+                error_type,
+                message,
+                status,
+                time.time(),
+            ),
         )
 
     def counts(self) -> dict[State, int]:
         """How many pairs stand in each state."""
         rows = self._db.execute("SELECT state, COUNT(*) FROM conversions GROUP BY state")
         return {State(state): count for state, count in rows}
+
+
+def _encode(error: BaseException | None) -> tuple[str | None, str | None, int | None]:
+    if error is None:
+        return None, None, None
+    if isinstance(error, TaskFailedError):
+        return "TaskFailedError", error.error_message, None
+    if isinstance(error, APIError):
+        return type(error).__name__, error.message, error.status
+    return type(error).__name__, str(error), None
+
+
+def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoError:
+    """The error an earlier run recorded for a pair, rebuilt as its own type."""
+    message = entry.error or "failed in an earlier run"
+    handle = TaskHandle(
+        task_id=entry.task_id or "unknown", source_task_id=source_task_id, audio_id=audio_id
+    )
+    kind = entry.error_type
+    if entry.state is State.UNKNOWN or kind == "SubmitOutcomeUnknownError":
+        input = {"task_id": source_task_id, "audio_id": audio_id}
+        return SubmitOutcomeUnknownError(message, model=WAV_MODEL, input=input)
+    if kind == "TaskFailedError":
+        return TaskFailedError(
+            f"task {handle.task_id} failed: {entry.error or 'no reason given'}",
+            handle=handle,
+            task=None,
+            error_message=entry.error,
+        )
+    api_error = getattr(errors, kind or "", None)
+    if isinstance(api_error, type) and issubclass(api_error, APIError) and entry.error_status:
+        return api_error(message, status=entry.error_status)
+    return VidgoError(f"{kind}: {message}" if kind else message)

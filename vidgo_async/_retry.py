@@ -24,6 +24,8 @@ from ._models import Task, TaskStatus
 _RANDOM = random.Random()
 _MIN_GROWTH = 0.01  # seconds: a zero initial interval still grows, never a busy loop
 _MAX_WINDOW = 10_000  # grants remembered by the rate limiter's sliding window
+_MIN_SHARE = 1 / 16  # the rate limiter never backs off below this share of its rate
+_RECOVERY = 0.1  # share of the rate won back per second after a back-off
 
 __all__ = [
     "PollSchedule",
@@ -180,7 +182,16 @@ class RateLimiter:
     every grant back, which is how one 429 slows the whole client.
     """
 
-    __slots__ = ("_limit", "_paused", "_queue", "_timer", "_times", "_window")
+    __slots__ = (
+        "_limit",
+        "_paused",
+        "_queue",
+        "_share",
+        "_shared_at",
+        "_timer",
+        "_times",
+        "_window",
+    )
 
     def __init__(self, rate: float) -> None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)):
@@ -192,6 +203,8 @@ class RateLimiter:
         self._window = self._limit / rate
         self._times: collections.deque[float] = collections.deque()
         self._paused = 0.0
+        self._share = 1.0  # of the rate in force, below 1 after back_off()
+        self._shared_at = 0.0
         self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -216,6 +229,16 @@ class RateLimiter:
             if expiry is not None:
                 expiry.cancel()
 
+    def back_off(self) -> None:
+        """Halve the rate after a 429 that named no delay; it recovers by 10 % a second."""
+        self._share = max(_MIN_SHARE, self._current_share(time.monotonic()) / 2)
+        self._shared_at = time.monotonic()
+
+    def _current_share(self, now: float) -> float:
+        if self._share >= 1.0:
+            return 1.0
+        return min(1.0, self._share + (now - self._shared_at) * _RECOVERY)
+
     def slow_down(self, seconds: float) -> None:
         """Let no request start for ``seconds`` from now."""
         self._paused = max(self._paused, time.monotonic() + seconds)
@@ -231,17 +254,26 @@ class RateLimiter:
         times = self._times
         while times and now - times[0] >= self._window:
             times.popleft()
-        if len(times) >= self._limit:
+        if len(times) >= self._effective_limit(now):
             return False
         times.append(now)
         return True
+
+    def _effective_limit(self, now: float) -> int:
+        if self._share >= 1.0:
+            return self._limit
+        self._share = self._current_share(now)
+        self._shared_at = now
+        return max(1, int(self._limit * self._share))
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
             return
         due = self._paused
-        if len(self._times) >= self._limit:
-            due = max(due, self._times[0] + self._window)
+        times, limit = self._times, self._effective_limit(time.monotonic())
+        if len(times) >= limit:
+            # Room comes when enough of the oldest grants have left the window.
+            due = max(due, times[len(times) - limit] + self._window)
         self._timer = loop.call_later(max(0.0, due - time.monotonic()), self._grant)
 
     def _grant(self) -> None:

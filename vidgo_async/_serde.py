@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
@@ -64,6 +63,10 @@ def _files(value: Any, _: type) -> tuple[TaskFile, ...]:
     return tuple(TaskFile(item) for item in value if isinstance(item, dict))
 
 
+def _raw_status(value: Any, _: type) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
 def _task_id(value: Any, _: type) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
@@ -81,7 +84,10 @@ _converter.register_structure_hook(str | None, _lenient_text)
 _converter.register_structure_hook(
     Task,
     make_dict_structure_fn(
-        Task, _converter, task_id=override(struct_hook=_task_id), raw_status=override(omit=True)
+        Task,
+        _converter,
+        task_id=override(struct_hook=_task_id),
+        raw_status=override(rename="status", struct_hook=_raw_status),
     ),
 )
 
@@ -105,11 +111,10 @@ def parse_task(data: Any, *, task_id: str | None = None) -> Task:
     if task_id is not None and not data.get("task_id"):
         data = {**data, "task_id": task_id}
     try:
-        task = _converter.structure(data, Task)
+        task: Task = _converter.structure(data, Task)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
         raise InvalidResponseError("unreadable task object", excerpt=_excerpt(data)) from exc
-    raw = data.get("status")
-    return attrs.evolve(task, raw_status=raw if isinstance(raw, str) else repr(raw))
+    return task
 
 
 def parse_balance(data: Any) -> Balance:

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
 MAX_ID = 256
 MAX_CALLBACK_URL = 2048
 DEFAULT_BASE_URL = "https://api.vidgo.ai"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def check_id(name: str, value: object) -> str:
@@ -50,7 +52,7 @@ def check_id(name: str, value: object) -> str:
         raise ValueError(f"{name} must not be empty or blank")
     if len(value) > MAX_ID:
         raise ValueError(f"{name} must be at most {MAX_ID} characters, got {len(value)}")
-    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
+    if _CONTROL.search(value):
         raise ValueError(f"{name} must not contain control characters: {value[:40]!r}")
     return value
 
@@ -194,6 +196,7 @@ def wav_input(task_id: object, audio_id: object) -> dict[str, Any]:
 def handle_from(task_id: object) -> TaskHandle:
     """A handle for a task id or handle argument."""
     if isinstance(task_id, TaskHandle):
+        check_id("handle.task_id", task_id.task_id)
         return task_id
     return TaskHandle(task_id=check_id("task_id", task_id))
 

@@ -20,6 +20,7 @@ from ._models import Task, TaskHandle, TaskStatus
 from ._retry import PollSchedule
 from .errors import (
     InvalidResponseError,
+    NotFoundError,
     RateLimitError,
     ServerError,
     TaskFailedError,
@@ -31,7 +32,7 @@ __all__ = ["Pacer", "Poller", "changes", "wait_until_done"]
 
 logger = logging.getLogger("vidgo_async")
 
-_WAV_URL_GRACE = 3  # re-reads of a finished task whose wav_url is not there yet
+_WAV_URL_REREADS = 10  # without a deadline: reads of a finished task that lacks its wav_url
 
 
 class Pacer(Protocol):
@@ -55,7 +56,16 @@ class Poller:
     process may hold a hundred thousand of these pending at once.
     """
 
-    __slots__ = ("_calls", "_deadline", "_delay", "_handle", "_pacer", "_schedule", "last")
+    __slots__ = (
+        "_calls",
+        "_deadline",
+        "_delay",
+        "_fresh",
+        "_handle",
+        "_pacer",
+        "_schedule",
+        "last",
+    )
 
     def __init__(
         self,
@@ -68,6 +78,8 @@ class Poller:
         pacer: Pacer | None = None,
         started: float | None = None,
     ) -> None:
+        """``started``: when this client submitted the task (``None``: not submitted here)."""
+        self._fresh = started is not None
         self._calls = calls
         self._handle = handle
         self._deadline = deadline
@@ -101,7 +113,7 @@ class Poller:
             try:
                 task = await calls.poll(handle.task_id, deadline)
             except VidgoError as exc:
-                if not is_transient(exc):
+                if not (is_transient(exc) or self._unseen(exc)):
                     raise
                 self._check_deadline()
                 delay = _lengthened(self._schedule.next(None), exc, calls.retry.max_retry_after)
@@ -117,9 +129,15 @@ class Poller:
             self._delay = self._schedule.next(task)
             return task
 
-    def poll_soon(self, delay: float) -> None:
-        """Make the next pause ``delay`` seconds."""
-        self._delay = delay
+    def _unseen(self, exc: VidgoError) -> bool:
+        # A task this client just submitted may not be readable yet (eventual
+        # consistency): until one read succeeds, its 404 is no news.
+        return self._fresh and self.last is None and isinstance(exc, NotFoundError)
+
+    @property
+    def unbounded(self) -> bool:
+        """Whether this wait has no deadline."""
+        return self._deadline is None
 
     def _check_deadline(self) -> None:
         deadline = self._deadline
@@ -137,20 +155,27 @@ class Poller:
         )
 
 
-async def wait_until_done(poller: Poller, handle: TaskHandle, *, wav: bool, retry: float) -> Task:
+async def wait_until_done(poller: Poller, handle: TaskHandle, *, wav: bool) -> Task:
     """The finished task; with ``wav``, one whose ``wav_url`` is there.
 
-    A finished task without its ``wav_url`` is re-read a few times (``retry``
-    seconds apart) in case the files lag behind the status.
+    A finished task without its ``wav_url`` is polled on, as "no news", in
+    case the files lag behind the status - until the deadline (or, without
+    one, a few more reads).
 
     Raises:
         TaskFailedError: The task failed.
         TaskTimeoutError: The deadline passed first.
-        InvalidResponseError: With ``wav``, it finished and kept having no ``wav_url``.
+        InvalidResponseError: With ``wav``, it finished and never showed a ``wav_url``.
     """
-    grace = _WAV_URL_GRACE
+    rereads = 0
     while True:
-        task = await poller.next()
+        try:
+            task = await poller.next()
+        except TaskTimeoutError as exc:
+            last = poller.last
+            if last is not None and last.status is TaskStatus.FINISHED:
+                raise _no_wav_url(last) from exc
+            raise
         if task.status is TaskStatus.FAILED:
             raise TaskFailedError(
                 f"task {task.task_id} failed: {task.error_message or 'no reason given'}",
@@ -158,16 +183,18 @@ async def wait_until_done(poller: Poller, handle: TaskHandle, *, wav: bool, retr
                 task=task,
                 error_message=task.error_message,
             )
-        if task.status is not TaskStatus.FINISHED:
-            continue
-        if task.wav_url or not wav:
-            return task
-        if grace <= 0:
-            raise InvalidResponseError(
-                f"task {task.task_id} finished without a wav_url (files: {len(task.files)})"
-            )
-        grace -= 1
-        poller.poll_soon(retry)
+        if task.status is TaskStatus.FINISHED:
+            if task.wav_url or not wav:
+                return task
+            rereads += 1
+            if poller.unbounded and rereads > _WAV_URL_REREADS:
+                raise _no_wav_url(task)
+
+
+def _no_wav_url(task: Task) -> InvalidResponseError:
+    return InvalidResponseError(
+        f"task {task.task_id} finished without a wav_url (files: {len(task.files)})"
+    )
 
 
 async def changes(poller: Poller) -> AsyncGenerator[Task, None]:

@@ -106,8 +106,11 @@ def parse_callback(
         if payload.get("code", 200) not in (200, "200"):
             raise InvalidCallbackError(f"callback carries code {payload.get('code')!r:.40}")
         data = payload["data"]
-    if not isinstance(data.get("task_id"), str) or not isinstance(data.get("status"), str):
-        raise InvalidCallbackError("callback has no task_id and status strings")
+    task_id = data.get("task_id")
+    if isinstance(task_id, bool) or not isinstance(task_id, (str, int)):  # some send integers
+        raise InvalidCallbackError("callback has no task_id")
+    if not isinstance(data.get("status"), str):
+        raise InvalidCallbackError("callback has no status string")
     try:
         return parse_task(data)
     except InvalidResponseError as exc:
