@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from vidgo_async.testing import FakeVidgo
+from vidgo_async.testing import FakeVidgo, iter_wav
 
 pytestmark = pytest.mark.asyncio
 
 
-async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+async def _cli(
+    *args: str, env: dict[str, str] | None = None, python: tuple[str, ...] = ()
+) -> tuple[int, str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("VIDGO_")}
     environ.update(env or {})
     process = await asyncio.create_subprocess_exec(
         sys.executable,
+        *python,
         "-m",
         "vidgo_async",
         *args,
@@ -134,3 +139,103 @@ async def test_demo_runs_offline() -> None:
     code, _, err = await _cli("demo", "--count", "20")
     assert code == 0, err
     assert "succeeded  20" in err
+
+
+async def test_batch_closes_its_input_under_warnings_as_errors(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """`batch FILE` under -W error leaks no file handle: no ResourceWarning, no traceback."""
+    source = tmp_path / "pairs.csv"
+    source.write_text("task_id,audio_id\nm,a1\nm,a2\n")
+    code, _, err = await _cli("batch", str(source), env=_api(vidgo_fake), python=("-W", "error"))
+    assert code == 0, err
+    assert "ResourceWarning" not in err and "Traceback" not in err
+
+
+# A loopback API address nothing listens on: usage errors must come before any request.
+_NO_API = {"VIDGO_API_KEY": "k", "VIDGO_BASE_URL": "http://127.0.0.1:9"}
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("batch", "{tmp}/missing.csv"), "missing.csv"),
+        (("batch", "{tmp}"), "{tmp}"),
+        (("batch", "{pairs}", "--concurrency", "0"), "--concurrency"),
+        (("batch", "{pairs}", "--concurrency", "many"), "--concurrency"),
+        (("batch", "{pairs}", "--timeout", "-1"), "--timeout"),
+        (("wav", "m", "a", "--timeout", "nan"), "--timeout"),
+        (("download", "https://example.com/a.wav", "{tmp}/a.wav", "--timeout", "0"), "--timeout"),
+        (("demo", "--count", "0"), "--count"),
+        (("fake-server", "--port", "70000"), "--port"),
+    ],
+    ids=[
+        "missing-file",
+        "directory",
+        "concurrency-0",
+        "concurrency-word",
+        "timeout-negative",
+        "timeout-nan",
+        "download-timeout-0",
+        "count-0",
+        "port-too-big",
+    ],
+)
+async def test_usage_errors_exit_2_with_one_line(
+    tmp_path: Path, args: tuple[str, ...], needle: str
+) -> None:
+    """Bad options and an unreadable input file exit 2 with one clear line."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("task_id,audio_id\nm,a1\n")
+    argv = [a.format(tmp=tmp_path, pairs=pairs) for a in args]
+    code, out, err = await _cli(*argv, env=_NO_API)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and needle.format(tmp=tmp_path) in err
+    assert out == ""
+
+
+@contextlib.asynccontextmanager
+async def _trickling_storage() -> AsyncIterator[str]:
+    """A loopback storage host sending a WAV header, then a byte every 50 ms."""
+    handlers: set[asyncio.Task[object]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100044\r\n\r\n")
+            writer.write(b"".join(iter_wav(100_044, stop=100)))
+            for _ in range(10_000):
+                await asyncio.sleep(0.05)
+                writer.write(b"\0")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            handlers.discard(task)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/a.wav"
+    finally:
+        server.close()
+        for task in list(handlers):
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def test_download_timeout_bounds_the_whole_download(tmp_path: Path) -> None:
+    """`download --timeout` ends a trickling download: exit 1, one line, only the .part left."""
+    env = {"VIDGO_API_KEY": "k", "VIDGO_BASE_URL": "http://127.0.0.1:9"}  # loopback allowed
+    async with _trickling_storage() as url:
+        code, _, err = await _cli(
+            "download", url, str(tmp_path / "a.wav"), "--timeout", "1", env=env
+        )
+    assert code == 1
+    assert "RequestTimeoutError" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]

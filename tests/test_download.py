@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -514,3 +515,215 @@ async def test_cancellation_mid_body_keeps_only_the_part(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]
+
+
+# -- a raw storage host for what FakeVidgo cannot do ----------------------------------------
+
+Answer = Callable[[int, str, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def raw_storage(answer: Answer) -> AsyncIterator[tuple[str, list[str]]]:
+    """A loopback server calling ``answer(index, request_head, writer)`` per connection.
+
+    Yields the URL of ``/a.wav`` and the list of request heads received.
+    """
+    heads: list[str] = []
+    handlers: set[asyncio.Task[Any]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            heads.append(head)
+            await answer(len(heads) - 1, head, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            handlers.discard(task)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/a.wav", heads
+    finally:
+        server.close()
+        for task in list(handlers):
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+def wav_bytes(size: int) -> bytes:
+    return b"".join(iter_wav(size))
+
+
+def range_of(head: str) -> str | None:
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "range":
+            return value.strip()
+    return None
+
+
+async def eof_body(writer: asyncio.StreamWriter, body: bytes) -> None:
+    """A 200 without Content-Length: the body ends when the connection closes."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nConnection: close\r\n\r\n" + body)
+    await writer.drain()
+
+
+async def test_a_truncated_eof_body_is_resumed(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A body without Content-Length cut short of the RIFF size is resumed, not saved."""
+    data = wav_bytes(200_000)
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        if index == 0:
+            await eof_body(writer, data[:100_000])
+            return
+        writer.write(
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 100000-199999/200000\r\n"
+            b"Content-Length: 100000\r\nConnection: close\r\n\r\n" + data[100_000:]
+        )
+        await writer.drain()
+
+    async with raw_storage(answer) as (url, heads):
+        path = await fetch(session, url, tmp_path / "a.wav")
+    assert path.read_bytes() == data
+    assert [range_of(h) for h in heads] == [None, "bytes=100000-"]
+
+
+async def test_a_wav_always_short_of_its_riff_size_fails(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    """A WAV always cut short of its RIFF size: InvalidResponseError, dest not created."""
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        await eof_body(writer, wav_bytes(200_000)[:100_000])  # ignores Range
+
+    client = make_client(retry=RetryPolicy(max_attempts=3, base_delay=0, max_delay=0))
+    async with raw_storage(answer) as (url, heads):
+        with pytest.raises(InvalidResponseError):
+            await client.download(url, tmp_path / "a.wav")
+    assert len(heads) == 3
+    assert not (tmp_path / "a.wav").exists()
+
+
+@pytest.mark.parametrize(
+    ("riff", "check_wav"),
+    [(0, True), (0xFFFFFFFF, True), (1234, False)],
+    ids=["zero", "streaming", "unchecked"],
+)
+async def test_a_riff_size_is_not_checked_when_unknown_or_unwanted(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, riff: int, check_wav: bool
+) -> None:
+    """A RIFF size of 0 or 0xFFFFFFFF (streaming writers), or check_wav=False, is accepted."""
+    data = wav_bytes(1000)
+    body = data[:4] + riff.to_bytes(4, "little") + data[8:]
+    big.inject(Fault.http_error(200, body=body), route="files")
+    path = await fetch(session, wav_url(big), tmp_path / "a.wav", check_wav=check_wav)
+    assert path.read_bytes() == body
+
+
+async def test_a_riff_size_larger_than_content_length_is_incomplete(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A complete-looking body whose RIFF header declares more is retried, then refused."""
+    big.inject(Fault.http_error(200, body=wav_bytes(2000)[:1000]), route="files", times=2)
+    with pytest.raises(InvalidResponseError):
+        await fetch(
+            session,
+            wav_url(big),
+            tmp_path / "a.wav",
+            retry=RetryPolicy(max_attempts=2, base_delay=0),
+        )
+    assert not (tmp_path / "a.wav").exists()
+
+
+async def test_a_trickling_body_hits_the_overall_timeout(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A host sending a byte at a time never trips sock_read; the overall timeout ends it."""
+    data = wav_bytes(200_000)
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + data[:100])
+        for byte in data[100:]:
+            await asyncio.sleep(0.05)
+            writer.write(bytes([byte]))
+            await writer.drain()
+
+    started = asyncio.get_running_loop().time()
+    async with raw_storage(answer) as (url, _):
+        with pytest.raises(RequestTimeoutError):
+            await fetch(session, url, tmp_path / "a.wav", timeout=0.5)
+    assert asyncio.get_running_loop().time() - started < 3
+    assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]
+
+
+async def test_the_overall_timeout_covers_retries(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Backoff between retries counts against the overall timeout."""
+    big.inject(Fault.rate_limited(retry_after="1"), route="files", times=100)
+    slow = RetryPolicy(max_attempts=100, base_delay=0, max_delay=0, max_retry_after=0.2)
+    with pytest.raises(RequestTimeoutError):
+        await fetch(session, wav_url(big), tmp_path / "a.wav", retry=slow, timeout=0.7)
+    assert 1 < big.request_count("files") < 10
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan")])
+async def test_a_bad_overall_timeout_is_refused(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, timeout: float
+) -> None:
+    """A timeout that is not a positive number raises ValueError before any request."""
+    with pytest.raises(ValueError):
+        await fetch(session, wav_url(big), tmp_path / "a.wav", timeout=timeout)
+    assert big.request_count("files") == 0
+
+
+async def test_no_overall_timeout_when_none(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """timeout=None downloads without a deadline."""
+    assert_valid_wav(await fetch(session, wav_url(big), tmp_path / "a.wav", timeout=None))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nRIFF",
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nRIFF",
+    ],
+    ids=["bad-content-length", "bad-status-line", "two-lengths"],
+)
+async def test_a_malformed_answer_chains_no_aiohttp_response_error(
+    session: aiohttp.ClientSession, tmp_path: Path, answer: bytes
+) -> None:
+    """No aiohttp exception carrying the request's headers is reachable from the error."""
+
+    async def reply(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(answer)
+        await writer.drain()
+
+    async with raw_storage(reply) as (url, _):
+        with pytest.raises(TransportError) as caught:
+            await fetch(
+                session, url, tmp_path / "a.wav", retry=RetryPolicy(max_attempts=2, base_delay=0)
+            )
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [caught.value]
+    while pending:
+        exc = pending.pop()
+        if exc is None or any(exc is s for s in seen):
+            continue
+        seen.append(exc)
+        pending += [exc.__cause__, exc.__context__]
+    assert len(seen) >= 1
+    assert not [e for e in seen if isinstance(e, aiohttp.ClientResponseError)], seen
+    assert not [e for e in seen if hasattr(e, "request_info")], seen

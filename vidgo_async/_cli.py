@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import codecs
 import json
+import math
 import os
 import sys
 import tempfile
@@ -12,12 +14,13 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, aclosing
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from ._cli_input import BadRow, InputError, read_pairs
 from ._cli_progress import make_reporter, print_summary, summary_rows
 from ._client import VidgoClient
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy
+from ._download import DOWNLOAD_TIMEOUT
 from ._models import ConversionResult, Task
 from .errors import ConfigurationError, VidgoError
 
@@ -56,15 +59,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line and exit status 2 (the subcommands inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be within 0-65535, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vidgo-async",
         description="Convert Vidgo music tracks to WAV, one or thousands at a time.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--api-key", help="API key (default: $VIDGO_API_KEY)")
     common.add_argument("--base-url", help="API base URL (default: $VIDGO_BASE_URL or vendor's)")
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -72,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     wav = commands.add_parser("wav", parents=[common], help="convert one track to WAV")
     wav.add_argument("task_id")
     wav.add_argument("audio_id")
-    wav.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait")
+    wav.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, help="seconds to wait")
     wav.add_argument("--download", metavar="PATH", help="also download the WAV to PATH")
     wav.set_defaults(handler=_wav)
 
@@ -89,16 +129,22 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("url")
     download.add_argument("dest")
     download.add_argument("--overwrite", action="store_true")
+    download.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DOWNLOAD_TIMEOUT,
+        help="seconds for the whole download, retries included (default %(default)g)",
+    )
     download.set_defaults(handler=_download)
 
     fake = commands.add_parser("fake-server", help="serve the fake API for local development")
-    fake.add_argument("--port", type=int, default=8080)
+    fake.add_argument("--port", type=_port, default=8080)
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--api-key", default="test-key")
     fake.set_defaults(handler=_fake_server)
 
     demo = commands.add_parser("demo", help="a real batch against an in-process fake, offline")
-    demo.add_argument("--count", type=int, default=200, help="conversions (default 200)")
+    demo.add_argument("--count", type=_positive_int, default=200, help="conversions (default 200)")
     demo.add_argument("--download", metavar="DIR", help="keep the WAVs in DIR")
     demo.add_argument("--with-failures", action="store_true", help="make a few tasks fail")
     demo.add_argument("--json", action="store_true", help="print results as JSON lines")
@@ -107,11 +153,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _batch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--concurrency", type=int, default=32, help="submits in flight")
+    parser.add_argument("--concurrency", type=_positive_int, default=32, help="submits in flight")
     parser.add_argument("--journal", metavar="PATH", help="SQLite journal; re-run to resume")
     parser.add_argument("--download", metavar="DIR", help="download the WAVs into DIR")
     parser.add_argument("--output", metavar="PATH", help="write results as JSON lines")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="per pair")
+    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, help="per pair")
 
 
 def _client(args: argparse.Namespace, **kwargs: Any) -> VidgoClient:
@@ -138,7 +184,9 @@ async def _status(args: argparse.Namespace) -> int:
 
 async def _download(args: argparse.Namespace) -> int:
     async with _client(args) as client:
-        path = await client.download(args.url, args.dest, overwrite=args.overwrite)
+        path = await client.download(
+            args.url, args.dest, overwrite=args.overwrite, timeout=args.timeout
+        )
     print(json.dumps({"path": str(path)}) if args.json else f"saved to {path}")
     return 0
 
@@ -151,14 +199,12 @@ async def _fake_server(args: argparse.Namespace) -> int:
 
 
 async def _batch(args: argparse.Namespace) -> int:
-    total = None if args.file == "-" else _count_rows(Path(args.file))
     with ExitStack() as stack:
-        source: IO[str] = (
-            sys.stdin
-            if args.file == "-"
-            # A local file opened once; not worth a thread.
-            else stack.enter_context(open(args.file, encoding="utf-8-sig", newline=""))  # noqa: ASYNC230
-        )
+        if args.file == "-":
+            source, total = sys.stdin, None
+        else:
+            source = stack.enter_context(_open_input(args.file))
+            total = _count_rows(Path(args.file))
         async with _client(args) as client:
             return await run_batch(client, args, read_pairs(source, args.file), total)
 
@@ -166,7 +212,7 @@ async def _batch(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from .testing import FakeVidgo
 
-    count = max(1, args.count)
+    count = args.count
     async with FakeVidgo(
         api_key="demo-key",
         queue_time=0.05,
@@ -272,13 +318,26 @@ def _progress(done: int, succeeded: int, total: int | None) -> Any:
     )
 
 
+def _open_input(name: str) -> IO[str]:
+    """The batch input file, open; an unreadable one is a usage error (exit 2)."""
+    try:
+        # The caller closes it. A local file opened once: not worth a thread.
+        return open(name, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {exc.strerror or type(exc).__name__}") from None
+
+
 def _count_rows(path: Path) -> int | None:
+    """Data rows of ``path`` (non-blank lines, less a CSV header), for the progress total."""
+    lines, first = 0, b""
     try:
         with path.open("rb") as stream:
-            lines = sum(1 for line in stream if line.strip())
+            for line in stream:
+                if line.strip():
+                    first = first or line.removeprefix(codecs.BOM_UTF8).lstrip()[:1]
+                    lines += 1
     except OSError:
         return None
-    first = path.open("rb").read(64).lstrip()[:1] if lines else b""
     return max(0, lines - (0 if first == b"{" else 1))
 
 

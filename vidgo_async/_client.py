@@ -15,7 +15,7 @@ from ._batch import BatchProgress, Pairs, start_batch
 from ._callbacks import registry_of, with_callback
 from ._calls import Calls
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
-from ._download import download_file
+from ._download import DOWNLOAD_TIMEOUT, download_file
 from ._events import EventHook
 from ._http import Transport
 from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
@@ -327,6 +327,7 @@ class VidgoClient:
         *,
         overwrite: bool = False,
         on_progress: Callable[[int, int | None], object] | None = None,
+        timeout: float | None = DOWNLOAD_TIMEOUT,
     ) -> Path:
         """Stream a WAV file to ``dest`` (via ``dest.part``, renamed when complete).
 
@@ -339,6 +340,9 @@ class VidgoClient:
             dest: The file to write, or an existing directory to write into.
             overwrite: Replace an existing file.
             on_progress: Called with ``(bytes_done, total_or_None)`` per chunk.
+            timeout: Seconds for the whole download, retries included (default
+                an hour; ``None``: no limit). A partial ``.part`` file is kept
+                for the next call to resume.
 
         Returns:
             The path written.
@@ -346,7 +350,8 @@ class VidgoClient:
         Raises:
             ValueError: A refused URL, before any request.
             FileExistsError: ``dest`` exists and ``overwrite`` is false.
-            TransportError, APIError, InvalidResponseError: The download failed.
+            TransportError, APIError, InvalidResponseError: The download failed
+                (``RequestTimeoutError`` when ``timeout`` passed).
         """
         return await download_file(
             self._transport.session,
@@ -357,6 +362,7 @@ class VidgoClient:
             retry=self._calls.retry,
             timeouts=self._transport.timeouts,
             allow_private=is_loopback(self._base_url),
+            timeout=timeout,
         )
 
     async def _submit_for_wait(

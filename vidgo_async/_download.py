@@ -1,10 +1,11 @@
 """Downloads: stream one file from the storage host to disk, safely.
 
 :func:`download_file` streams to ``<dest>.part`` beside the destination,
-checks the length and the RIFF/WAVE header, fsyncs, then renames atomically,
-so ``dest`` is either absent or complete. Transient failures (connection
-errors, timeouts, 429, 5xx, a short body) are retried with backoff, resuming
-with ``Range`` from the ``.part`` size. Every URL - the first and each
+checks the length and the RIFF/WAVE header (magic and declared size), fsyncs,
+then renames atomically, so ``dest`` is either absent or complete. Transient
+failures (connection errors, timeouts, 429, 5xx, a short body) are retried
+with backoff, resuming with ``Range`` from the ``.part`` size, all within one
+overall deadline. Every URL - the first and each
 redirect hop - must be https to a public address unless ``allow_private``
 (tests against a loopback fake). No credentials are ever sent.
 """
@@ -25,30 +26,34 @@ import attrs
 from yarl import URL
 
 from ._config import RetryPolicy, Timeouts
-from ._http import api_error, excerpt, transport_error
+from ._http import api_error, excerpt, safe_to_chain, transport_error
 from ._retry import backoff_delays, parse_retry_after
-from ._urls import check_url, is_refused, refused_address, url_label
+from ._urls import check_url, download_target, is_refused, refused_address, url_label
+from ._wavcheck import HEAD as _HEAD
+from ._wavcheck import is_wav, riff_mismatch
 from .errors import (
     APIError,
     InvalidResponseError,
     RateLimitError,
+    RequestTimeoutError,
     ServerError,
     TransportError,
     VidgoError,
 )
 
-__all__ = ["CHUNK_SIZE", "MAX_REDIRECTS", "ProgressCallback", "download_file"]
+__all__ = ["CHUNK_SIZE", "DOWNLOAD_TIMEOUT", "MAX_REDIRECTS", "ProgressCallback", "download_file"]
 
 logger = logging.getLogger("vidgo_async")
 
 #: Bytes read from the socket and written to disk at a time.
 CHUNK_SIZE = 256 * 1024
+#: Seconds a whole download may take, retries included, unless told otherwise.
+DOWNLOAD_TIMEOUT = 3600.0
 #: Redirect hops followed before giving up.
 MAX_REDIRECTS = 5
 #: ``on_progress(bytes_done, total_or_None)``, called after every chunk.
 ProgressCallback = Callable[[int, int | None], object]
 
-_HEAD = 12
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _DEFAULT_RETRY = RetryPolicy()
@@ -73,6 +78,7 @@ async def download_file(
     timeouts: Timeouts = _DEFAULT_TIMEOUTS,
     allow_private: bool = False,
     check_wav: bool = True,
+    timeout: float | None = DOWNLOAD_TIMEOUT,
 ) -> Path:
     """Download ``url`` to ``dest`` through ``.part`` and an atomic rename.
 
@@ -89,7 +95,12 @@ async def download_file(
         timeouts: ``connect``, and ``total`` as the longest silence while
             reading (a large file may take much longer in all).
         allow_private: Allow http and any address (tests against a local fake).
-        check_wav: Require the file to start with ``RIFF....WAVE``.
+        check_wav: Require the file to start with ``RIFF....WAVE`` and, unless
+            the header leaves it open (0 or 0xFFFFFFFF), to be as long as the
+            RIFF size it declares.
+        timeout: Seconds for the whole download, retries and backoff
+            included; ``None`` for no limit. On expiry the ``.part`` file is
+            kept for a later call to resume.
 
     Returns:
         The path written.
@@ -99,21 +110,23 @@ async def download_file(
         FileExistsError: ``dest`` exists and ``overwrite`` is false.
         FileNotFoundError: ``dest``'s directory does not exist.
         TransportError: The storage host could not be reached or read.
+        RequestTimeoutError: ``timeout`` passed (a :class:`TransportError`).
         APIError: An error status, after retries for 429 and 5xx.
         InvalidResponseError: Not a WAV file, a refused redirect, or a body
-            still short after retries.
+            still short (of its length or RIFF size) after retries.
     """
+    if timeout is not None and not timeout > 0:  # NaN too
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     first = check_url(url, allow_private)
-    target = _target(dest, first, overwrite)
+    target = download_target(dest, first, overwrite)
     if session.auth is not None or "Authorization" in session.headers:
         raise ValueError("refusing to download with a session that carries credentials")
     if not allow_private:
         refused = await refused_address(first)
         if refused is not None:
             raise ValueError(f"refusing {url_label(first)}: it resolves to {refused}")
-    # No total timeout: a big file may take long; a stalled one is caught by sock_read.
-    timeout = aiohttp.ClientTimeout(connect=timeouts.connect, sock_read=timeouts.total)
-    job = _Download(session, first, target, retry, timeout, allow_private, check_wav)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    job = _Download(session, first, target, retry, timeouts, allow_private, check_wav, deadline)
     await job.run(on_progress)
     return target
 
@@ -126,9 +139,10 @@ class _Download:
     _url: URL
     _target: Path
     _retry: RetryPolicy
-    _timeout: aiohttp.ClientTimeout
+    _timeouts: Timeouts
     _allow_private: bool
     _check_wav: bool
+    _deadline: float | None  # time.monotonic()
 
     @property
     def _part(self) -> Path:
@@ -142,20 +156,42 @@ class _Download:
                 await self._attempt(on_progress)
                 return
             except _TRANSIENT as exc:
-                size = _size(self._part)
-                if size > best:
-                    best, failures, delays = size, 0, backoff_delays(self._retry)
-                failures += 1
-                if failures >= self._retry.max_attempts:
-                    if isinstance(exc, _Incomplete):
-                        raise InvalidResponseError(str(exc), status=200) from None
-                    raise
-                delay = max(next(delays), getattr(exc, "retry_after", None) or 0.0)
-                logger.debug("download %s: %s; retrying in %.3fs", url_label(self._url), exc, delay)
-                await asyncio.sleep(delay)
+                failure = exc
+            # Raised outside the handler: nothing of the attempt gets chained.
+            left = self._left(failure)  # a passed deadline outranks the attempt count
+            size = _size(self._part)
+            if size > best:
+                best, failures, delays = size, 0, backoff_delays(self._retry)
+            failures += 1
+            if failures >= self._retry.max_attempts:
+                if isinstance(failure, _Incomplete):
+                    raise InvalidResponseError(str(failure), status=200)
+                raise failure
+            delay = max(next(delays), getattr(failure, "retry_after", None) or 0.0)
+            logger.debug("download %s: %s; retrying in %.3fs", url_label(self._url), failure, delay)
+            await asyncio.sleep(delay if left is None else min(delay, left))
+            self._left(failure)
+
+    def _left(self, failure: Exception | None = None) -> float | None:
+        """Seconds until the deadline; RequestTimeoutError once it has passed."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - time.monotonic()
+        if left > 0:
+            return left
+        # The deadline's own timeout says nothing more; another failure might.
+        quiet = failure is None or isinstance(failure, RequestTimeoutError)
+        last = "" if quiet else f" (last error: {failure})"
+        raise RequestTimeoutError(f"{url_label(self._url)}: download not finished in time{last}")
+
+    def _client_timeout(self) -> aiohttp.ClientTimeout:
+        """Each request's timeouts: ``total`` ends it, body included, at the deadline."""
+        connect, silence = self._timeouts.connect, self._timeouts.total
+        return aiohttp.ClientTimeout(total=self._left(), connect=connect, sock_read=silence)
 
     async def _attempt(self, on_progress: ProgressCallback | None) -> None:
         offset = _resume_offset(self._part, self._check_wav)
+        failure: BaseException | None = None
         try:
             response = await self._open(offset)
             async with response:
@@ -163,9 +199,12 @@ class _Download:
         except VidgoError:
             raise
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            error = transport_error(exc, url_label(self._url))
-            # A ClientResponseError's repr carries the request URL, query included.
-            raise error from (None if isinstance(exc, aiohttp.ClientResponseError) else exc)
+            failure = exc
+        if failure is not None:
+            # Raised outside the handler: an aiohttp exception's request_info holds the
+            # request's headers and URL (query included), so it must not be chained.
+            error = transport_error(failure, url_label(self._url))
+            raise error from (failure if safe_to_chain(failure) else None)
 
     async def _open(self, offset: int) -> aiohttp.ClientResponse:
         """The answer to a GET, redirects followed and re-checked."""
@@ -176,7 +215,7 @@ class _Download:
         for _ in range(MAX_REDIRECTS + 1):
             started, where = time.monotonic(), url_label(url)
             response = await self._session.get(
-                url, headers=headers, allow_redirects=False, timeout=self._timeout
+                url, headers=headers, allow_redirects=False, timeout=self._client_timeout()
             )
             elapsed = time.monotonic() - started
             logger.debug("GET %s from %d -> %d in %.3fs", where, offset, response.status, elapsed)
@@ -233,6 +272,9 @@ class _Download:
                     on_progress(part.size, total)
             if total is not None and part.size != total:
                 raise _Incomplete(f"{url_label(self._url)}: got {part.size} of {total} bytes")
+            problem = part.riff_problem()
+            if problem is not None:  # e.g. a body without Content-Length, cut short
+                raise _Incomplete(f"{url_label(self._url)}: {problem}")
             await part.commit(self._target)
 
     def _span(self, response: aiohttp.ClientResponse, offset: int) -> tuple[int, int | None]:
@@ -256,11 +298,12 @@ class _PartFile:
         self._path = path
         # Blocking writes of one chunk to the page cache are brief; fsync runs in a thread.
         self._file = open(path, "r+b" if start else "wb")  # noqa: SIM115 - closed in __exit__/commit
+        # A resumed file's header is on disk (_resume_offset keeps none shorter).
+        self._head = self._file.read(_HEAD) if start and check_wav else b""
         self._file.seek(start)
         self._file.truncate()
         self._committed = False
         self._check_wav = check_wav
-        self._head = b""
         self.size = start
 
     def __enter__(self) -> _PartFile:
@@ -278,6 +321,10 @@ class _PartFile:
                 self._require_wav()
         self._file.write(chunk)
         self.size += len(chunk)
+
+    def riff_problem(self) -> str | None:
+        """How the size disagrees with the RIFF header's, if it does and WAVs are checked."""
+        return riff_mismatch(self._head, self.size) if self._check_wav else None
 
     async def commit(self, target: Path) -> None:
         """fsync, close and rename to ``target`` in a thread, which then owns the file."""
@@ -299,14 +346,10 @@ class _PartFile:
                 os.close(fd)
 
     def _require_wav(self) -> None:
-        if not _is_wav(self._head):
+        if not is_wav(self._head):
             self._file.close()
             self._path.unlink(missing_ok=True)
             raise InvalidResponseError("not a WAV file", status=200, excerpt=excerpt(self._head))
-
-
-def _is_wav(head: bytes) -> bool:
-    return len(head) >= _HEAD and head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE"
 
 
 def _size(path: Path) -> int:
@@ -323,28 +366,9 @@ def _resume_offset(part: Path, check_wav: bool) -> int:
         return 0
     if check_wav:
         with part.open("rb") as file:
-            if not _is_wav(file.read(_HEAD)):
+            if not is_wav(file.read(_HEAD)):
                 return 0
     return size
-
-
-def _target(dest: str | os.PathLike[str], url: URL, overwrite: bool) -> Path:
-    path = Path(os.fspath(dest))
-    if path.is_dir():
-        path = path / _file_name(url)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist")
-    if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a directory")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists (pass overwrite=True to replace it)")
-    return path
-
-
-def _file_name(url: URL) -> str:
-    """The URL path's last segment, reduced to a safe file name."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", url.name).lstrip(".")[:200]
-    return name or "download.wav"
 
 
 def _status_error(

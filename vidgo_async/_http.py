@@ -33,7 +33,14 @@ from .errors import (
     TransportError,
 )
 
-__all__ = ["MAX_BODY", "Transport", "api_error", "excerpt", "transport_error"]
+__all__ = [
+    "MAX_BODY",
+    "Transport",
+    "api_error",
+    "excerpt",
+    "safe_to_chain",
+    "transport_error",
+]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -155,7 +162,7 @@ class Transport:
             # request_info holds the headers, the API key among them - is chained.
             error = transport_error(failure, f"{method} {path}")
             logger.debug("%s %s failed after %.3fs: %s", method, path, _since(started), error)
-            raise error from (failure if _safe_to_chain(failure) else None)
+            raise error from (failure if safe_to_chain(failure) else None)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
         return _envelope_data(status, headers, raw, complete)
@@ -188,9 +195,23 @@ def _since(started: float) -> float:
     return time.monotonic() - started
 
 
-def _safe_to_chain(exc: BaseException) -> bool:
-    # ClientResponseError's repr carries the request headers - the API key.
-    return not isinstance(exc, aiohttp.ClientResponseError)
+def safe_to_chain(exc: BaseException) -> bool:
+    """Whether no exception reachable from ``exc`` carries aiohttp's ``request_info``.
+
+    ``request_info`` holds the request's headers and full URL, so an error
+    chained to such an exception could show a signed query or a credential.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if hasattr(current, "request_info"):
+            return False
+        pending += [current.__cause__, current.__context__]
+    return True
 
 
 def transport_error(exc: BaseException, where: str) -> TransportError:

@@ -1,16 +1,28 @@
-"""URL rules for downloads: https to public addresses only, unless told otherwise."""
+"""URL rules for downloads: https to public addresses only, unless told otherwise.
+
+Also where a download lands, and which exceptions may be chained safely.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
+import re
 import socket
+from pathlib import Path
 
 from yarl import URL
 
 from .errors import TransportError
 
-__all__ = ["check_url", "is_refused", "refused_address", "url_label"]
+__all__ = [
+    "check_url",
+    "download_target",
+    "is_refused",
+    "refused_address",
+    "url_label",
+]
 
 _METADATA = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::254")))
 _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -71,3 +83,23 @@ async def refused_address(url: URL) -> str | None:
 def url_label(url: URL) -> str:
     """Host and path only: signed storage URLs carry tokens in the query."""
     return f"{url.host or ''}{url.path}"
+
+
+def download_target(dest: str | os.PathLike[str], url: URL, overwrite: bool) -> Path:
+    """The file to write: ``dest``, or a file named after the URL in directory ``dest``."""
+    path = Path(os.fspath(dest))
+    if path.is_dir():
+        path = path / _file_name(url)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists (pass overwrite=True to replace it)")
+    return path
+
+
+def _file_name(url: URL) -> str:
+    """The URL path's last segment, reduced to a safe file name."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", url.name).lstrip(".")[:200]
+    return name or "download.wav"

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from vidgo_async.testing import FakeVidgo, Fault, RecordedRequest, iter_wav, serve, wav_header
 
@@ -690,3 +691,172 @@ async def test_close_is_idempotent() -> None:
     await fake.close()
     with pytest.raises(RuntimeError, match="once"):
         await fake.start()
+
+
+# -- quirks of an eventually consistent API ----------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_files_lag_reports_finished_without_files_first(
+    make_fake: MakeFake, session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    """With files_lag a task is finished with files: [] until the lag has passed."""
+    fake = await make_fake(clock=clock, files_lag=1.0)
+    task_id = await submitted(session, fake)
+    clock.now += 0.5
+    early = await detail(session, fake, task_id)
+    assert (early["status"], early["files"]) == ("finished", [])
+    clock.now += 1.0
+    assert (await detail(session, fake, task_id))["files"] == [
+        {"wav_url": f"{fake.url}/files/{task_id}.wav"}
+    ]
+
+
+@pytest.mark.asyncio
+async def test_files_lag_per_audio(
+    fake: FakeVidgo, session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    """set_duration(files_lag=...) delays one audio's files, past and future tasks alike."""
+    lagging = await submitted(session, fake, "lagging")
+    fake.set_duration("lagging", files_lag=5.0)
+    other = await submitted(session, fake, "other")
+    clock.now += 1.0
+    assert (await detail(session, fake, lagging))["files"] == []
+    assert (await detail(session, fake, other))["files"] != []
+    assert fake.files_lag == 0.0
+
+
+def test_lags_must_not_be_negative() -> None:
+    """Negative lags are refused."""
+    with pytest.raises(ValueError, match="files_lag"):
+        FakeVidgo(files_lag=-1)
+    with pytest.raises(ValueError, match="visibility_lag"):
+        FakeVidgo(visibility_lag=-0.5)
+
+
+@pytest.mark.asyncio
+async def test_visibility_lag_hides_a_new_task_for_a_while(
+    make_fake: MakeFake, session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    """For visibility_lag seconds after the submit, detail answers 404 Task not found."""
+    fake = await make_fake(clock=clock, visibility_lag=0.3)
+    task_id = await submitted(session, fake)
+    url = f"{fake.url}/api/generate/detail/music"
+    status, body = await call(session, "GET", url, params={"task_id": task_id})
+    assert (status, body) == (404, {"code": 404, "message": "Task not found"})
+    clock.now += 0.3
+    assert (await detail(session, fake, task_id))["task_id"] == task_id
+    seeded = fake.seed_task()  # seeded tasks are visible at once
+    assert (await detail(session, fake, seeded))["status"] == "finished"
+
+
+@pytest.mark.asyncio
+async def test_integer_task_ids_everywhere_but_the_query(
+    make_fake: MakeFake, session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    """Integer ids: submit, detail and 409 bodies carry ints; the query takes the digits."""
+    fake = await make_fake(clock=clock, integer_task_ids=True, conflict_includes_task_id=True)
+    status, body = await submit(session, fake)
+    task_id = body["data"]["task_id"]
+    assert status == 200
+    assert type(task_id) is int
+    assert str(task_id) in fake.tasks
+    clock.now += 1.0
+    data = await detail(session, fake, str(task_id))
+    assert data["task_id"] == task_id
+    assert data["files"] == [{"wav_url": f"{fake.url}/files/{task_id}.wav"}]
+    status, conflict = await submit(session, fake)
+    assert (status, conflict["data"]) == (409, {"task_id": task_id})
+
+
+@pytest.mark.asyncio
+async def test_integer_task_ids_in_callbacks(make_fake: MakeFake) -> None:
+    """Callback bodies carry the integer id too."""
+    received: list[Any] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        fake = await make_fake(integer_task_ids=True, queue_time=0.0, run_time=0.01)
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            body = {
+                "model": WAV,
+                "callback_url": f"http://127.0.0.1:{port}/hook",
+                "input": {"task_id": "p", "audio_id": "a1"},
+            }
+            _, answer = await call(http, "POST", f"{fake.url}/api/generate/submit", json=body)
+        await until(lambda: bool(received))
+    finally:
+        await runner.cleanup()
+    assert received[0]["data"]["task_id"] == answer["data"]["task_id"]
+    assert type(received[0]["data"]["task_id"]) is int
+
+
+@pytest.mark.asyncio
+async def test_status_aliases_replace_status_words(
+    make_fake: MakeFake, session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    """status_aliases renames life-cycle statuses in every answer; seeded tasks keep theirs."""
+    fake = await make_fake(clock=clock, status_aliases={"not_started": "queued"})
+    _, body = await submit(session, fake)
+    assert body["data"]["status"] == "queued"
+    fake.status_aliases = {"finished": "succeeded"}
+    clock.now += 1.0
+    data = await detail(session, fake, body["data"]["task_id"])
+    assert data["status"] == "succeeded"
+    assert data["files"] != []
+    assert (await detail(session, fake, fake.seed_task()))["status"] == "finished"
+    assert dict(fake.status_aliases) == {"finished": "succeeded"}
+
+
+@pytest.mark.asyncio
+async def test_redirect_fault_answers_a_3xx(
+    fake: FakeVidgo, session: aiohttp.ClientSession
+) -> None:
+    """Fault.redirect answers its 3xx with Location, on its route only."""
+    fake.inject(Fault.redirect(307, location="http://127.0.0.1:9/x"), route="detail")
+    url = f"{fake.url}/api/generate/detail/music?task_id=x"
+    async with session.get(url, allow_redirects=False) as response:
+        assert (response.status, response.headers["Location"]) == (307, "http://127.0.0.1:9/x")
+    assert fake.requests[-1].fault == "redirect"
+    async with session.get(url, allow_redirects=False) as response:
+        assert response.status == 404
+    with pytest.raises(ValueError, match="3xx"):
+        Fault.redirect(200, location="/x")
+
+
+@pytest.mark.asyncio
+async def test_malformed_fault_breaks_the_http_parser(
+    fake: FakeVidgo, session: aiohttp.ClientSession
+) -> None:
+    """Fault.malformed writes a broken status block; the request is not processed."""
+    fake.inject(Fault.malformed(), route="submit")
+    with pytest.raises(aiohttp.ClientResponseError):
+        await submit(session, fake)
+    assert fake.tasks == {}
+    assert (fake.requests[-1].fault, fake.requests[-1].status) == ("malformed", None)
+    status, _ = await submit(session, fake)  # the fake itself is unharmed
+    assert status == 200
+
+
+@pytest.mark.asyncio
+async def test_malformed_fault_sends_raw_bytes(fake: FakeVidgo) -> None:
+    """The raw bytes given reach the socket as they are, then the connection closes."""
+    fake.inject(Fault.malformed(b"NOT HTTP AT ALL\r\n"), route="balance")
+    host, port = fake.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /api/user/balance HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        assert await asyncio.wait_for(reader.read(), 5) == b"NOT HTTP AT ALL\r\n"
+    finally:
+        writer.close()
+        await writer.wait_closed()

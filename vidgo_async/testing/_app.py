@@ -109,6 +109,9 @@ class FakeApi:
             return await self._handle(request, handler, route)
         if fault.answers:
             return fault.response()
+        if fault.kind == "malformed":
+            _write_raw(request, fault.body)
+            return None
         if fault.kind == "stall" and not fault.after_accept:
             await self._stall(fault.seconds)
             _abort(request, reset=False)
@@ -165,7 +168,8 @@ class FakeApi:
         task = self.book.submit(model, task_input, callback_url)
         if self.on_accept is not None:
             await self.on_accept(task)
-        data = {"task_id": task.task_id, "status": "not_started", "created_time": task.created_time}
+        status = self.book.quirks.status_aliases.get("not_started", "not_started")
+        data = {"task_id": task.wire_id, "status": status, "created_time": task.created_time}
         return _ok(data)
 
     async def _detail(self, request: web.Request) -> web.StreamResponse:
@@ -245,6 +249,15 @@ def _abort(request: web.Request, *, reset: bool) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+
+
+def _write_raw(request: web.Request, raw: bytes) -> None:
+    """Send ``raw`` bytes as the whole answer, bypassing aiohttp, then close the connection."""
+    transport = request.transport
+    if transport is None:
+        return
+    transport.write(raw)
+    transport.close()
 
 
 def _parse_json(body: bytes) -> Any | None:

@@ -25,6 +25,8 @@ FaultKind = Literal[
     "garbage",
     "code_in_200",
     "http_error",
+    "redirect",
+    "malformed",
 ]
 RouteName = Literal["submit", "detail", "status", "balance", "files", "*"]
 
@@ -45,6 +47,7 @@ _HTML_502 = (
     b"<html><head><title>502 Bad Gateway</title></head>"
     b"<body><center><h1>502 Bad Gateway</h1></center></body></html>"
 )
+_MALFORMED = b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n{}"
 _Headers = tuple[tuple[str, str], ...]
 
 
@@ -134,10 +137,30 @@ class Fault:
             return cls(kind="http_error", status=status, headers=extra)
         return cls(kind="http_error", status=status, headers=extra, **_json(body))
 
+    @classmethod
+    def redirect(cls, status: int = 302, *, location: str) -> Fault:
+        """A 3xx pointing at ``location`` (absolute, or a path on the fake); empty body.
+
+        Raises:
+            ValueError: ``status`` is not a 3xx.
+        """
+        if not 300 <= status < 400:
+            raise ValueError(f"a redirect status is 3xx, got {status}")
+        return cls(kind="redirect", status=status, headers=(("Location", location),))
+
+    @classmethod
+    def malformed(cls, raw: bytes = _MALFORMED) -> Fault:
+        """Write ``raw`` on the socket instead of an HTTP answer, then close it.
+
+        The request is not processed (a submit is not accepted). The default is
+        a status line and a ``Content-Length: nope`` header no parser accepts.
+        """
+        return cls(kind="malformed", body=raw)
+
     @property
     def answers(self) -> bool:
         """Whether the fault is an HTTP answer rather than a broken connection."""
-        return self.kind not in {"reset_before", "reset_after", "stall"}
+        return self.kind not in {"reset_before", "reset_after", "stall", "malformed"}
 
     def response(self) -> web.Response:
         """The HTTP answer of an answering fault."""

@@ -17,9 +17,10 @@ from aiohttp import web
 
 from ._app import FakeApi
 from ._delivery import CallbackBody, CallbackDelivery, CallbackFaults
+from ._extras import TaskShaping
 from ._faults import Fault, FaultPlan, RouteName
 from ._log import RecordedRequest, RequestLog
-from ._state import MEDIA_KINDS, FakeTask, SeededAnswer, TaskBook, now_iso
+from ._state import FakeTask, TaskBook
 from ._wav import HEADER_SIZE
 
 DEFAULT_WAV_SIZE = HEADER_SIZE + 44100 * 2 * 2
@@ -28,7 +29,7 @@ DEFAULT_WAV_SIZE = HEADER_SIZE + 44100 * 2 * 2
 _SHUTDOWN_TIMEOUT = 0.25
 
 
-class FakeVidgo:
+class FakeVidgo(TaskShaping):
     """The Vidgo API as an in-process aiohttp server, with scripted faults.
 
     Use it as an async context manager (or call :meth:`start` and
@@ -62,6 +63,12 @@ class FakeVidgo:
         callback_hosts: ``"loopback"`` delivers callbacks only to this
             machine (others are recorded as skipped), ``"any"`` everywhere.
         callback_faults: Scripted callback misbehaviour (also :attr:`callbacks`).
+        files_lag: Seconds a finished conversion answers ``files: []`` before
+            its ``wav_url`` appears (also per audio via :meth:`set_duration`).
+        visibility_lag: Seconds after acceptance during which a task's detail
+            answers 404 ``Task not found`` (eventual consistency).
+        integer_task_ids: Task ids are JSON integers (see :attr:`integer_task_ids`).
+        status_aliases: Status words answered in place of the documented ones.
     """
 
     def __init__(
@@ -84,6 +91,10 @@ class FakeVidgo:
         callback_timeout: float = 10.0,
         callback_hosts: Literal["loopback", "any"] = "loopback",
         callback_faults: CallbackFaults | None = None,
+        files_lag: float = 0.0,
+        visibility_lag: float = 0.0,
+        integer_task_ids: bool = False,
+        status_aliases: Mapping[str, str] | None = None,
     ) -> None:
         if wav_size < HEADER_SIZE:
             raise ValueError(f"wav_size must be at least {HEADER_SIZE}, got {wav_size}")
@@ -97,6 +108,10 @@ class FakeVidgo:
         )
         self._book.strict_parents = strict_parents
         self._book.conflict_includes_task_id = conflict_includes_task_id
+        self.files_lag = files_lag
+        self.visibility_lag = visibility_lag
+        self.integer_task_ids = integer_task_ids
+        self.status_aliases = status_aliases or {}
         self._plan = FaultPlan(seed)
         self._log = RequestLog()
         self._api = FakeApi(
@@ -217,12 +232,6 @@ class FakeVidgo:
         """Make the conversions of ``audio_id`` (already accepted or to come) end ``failed``."""
         self._book.set_failure(audio_id, message)
 
-    def set_duration(
-        self, audio_id: str, *, queue_time: float | None = None, run_time: float | None = None
-    ) -> None:
-        """Override how long the tasks of ``audio_id`` queue and run (None: the default)."""
-        self._book.set_duration(audio_id, queue_time, run_time)
-
     def set_owner_forbidden(self, task_id: str) -> None:
         """Make detail and status requests for ``task_id`` answer 403 (another user's task)."""
         self._book.forbidden.add(task_id)
@@ -233,74 +242,6 @@ class FakeVidgo:
         return self._delivery
 
     # -- tasks ------------------------------------------------------------------------------
-
-    def seed_task(
-        self,
-        task_id: str | None = None,
-        *,
-        status: str = "finished",
-        files: list[dict[str, Any]] | None = None,
-        progress: int | None = None,
-        error_message: str | None = None,
-        created_time: str | None = None,
-        model: str = "convert-to-wav",
-        extra: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Add a task whose detail answer is fixed (no life cycle), for parsing tests.
-
-        Args:
-            task_id: Its id; a fresh one when None.
-            status: The status answered, any string.
-            files: The files answered; None gives a ``wav_url`` on this fake when
-                ``status`` is ``"finished"`` (the file is served), else ``[]``.
-            progress: Sent as ``progress`` when not None.
-            error_message: Sent as ``error_message``.
-            created_time: Sent as ``created_time``; now when None.
-            model: Recorded model of the task.
-            extra: Extra fields merged into the answer's ``data``.
-
-        Returns:
-            The task id.
-        """
-        seeded = SeededAnswer(
-            status=status,
-            files=files,
-            progress=progress,
-            error_message=error_message,
-            extra=dict(extra or {}),
-        )
-        task = self._new_task(task_id, model=model, seeded=seeded)
-        if created_time is not None:
-            task.created_time = created_time
-        return task.task_id
-
-    def add_media_task(
-        self, kind: Literal["image", "video"], *, fail_message: str | None = None
-    ) -> str:
-        """Add an image or video task, read through the generic status route.
-
-        Returns:
-            The task id.
-        """
-        if kind not in MEDIA_KINDS:
-            raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
-        task = self._new_task(None, model=f"generate-{kind}", kind=kind)
-        task.fail_message = fail_message
-        return task.task_id
-
-    def _new_task(self, task_id: str | None, *, model: str, **fields: Any) -> FakeTask:
-        book = self._book
-        task = FakeTask(
-            task_id=task_id or book.new_id(),
-            model=model,
-            input={},
-            created_time=now_iso(),
-            accepted_at=book.clock(),
-            queue_time=book.queue_time,
-            run_time=book.run_time,
-            **fields,
-        )
-        return book.add(task)
 
     @property
     def tasks(self) -> Mapping[str, FakeTask]:

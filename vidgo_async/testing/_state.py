@@ -31,6 +31,25 @@ class ApiError(Exception):
         self.body: dict[str, Any] = {"code": status, "message": message, **extra}
 
 
+@attrs.define(kw_only=True)
+class Quirks:
+    """Fake-wide deviations from the happy path, shared by the book and its tasks.
+
+    Attributes:
+        files_lag: Seconds a task reports ``finished`` with ``files: []``
+            before its files appear (for tasks accepted from now on).
+        visibility_lag: Seconds after acceptance during which the detail and
+            status routes answer 404 for a task (for tasks accepted from now on).
+        integer_task_ids: New task ids are decimal digits, sent as JSON integers.
+        status_aliases: Life-cycle status -> the text answered instead.
+    """
+
+    files_lag: float = 0.0
+    visibility_lag: float = 0.0
+    integer_task_ids: bool = False
+    status_aliases: dict[str, str] = attrs.field(factory=dict)
+
+
 @attrs.frozen(kw_only=True)
 class SeededAnswer:
     """A fixed detail answer of a task created with ``seed_task`` (no life cycle)."""
@@ -58,6 +77,9 @@ class FakeTask:
         callback_url: The callback URL submitted, if any.
         kind: ``"music"``, ``"image"`` or ``"video"``.
         seeded: A fixed answer replacing the life cycle.
+        files_lag: Seconds the task is ``finished`` with no files yet.
+        hidden_for: Seconds after ``accepted_at`` during which lookups answer 404.
+        quirks: The fake's :class:`Quirks` (integer ids, status aliases).
     """
 
     task_id: str
@@ -71,6 +93,20 @@ class FakeTask:
     callback_url: str | None = None
     kind: str = "music"
     seeded: SeededAnswer | None = None
+    files_lag: float = 0.0
+    hidden_for: float = 0.0
+    quirks: Quirks = attrs.field(factory=Quirks, eq=False, repr=False)
+
+    @property
+    def wire_id(self) -> str | int:
+        """The id as sent in JSON: an integer when the fake uses integer ids."""
+        if self.quirks.integer_task_ids and self.task_id.isdecimal():
+            return int(self.task_id)
+        return self.task_id
+
+    def visible(self, now: float) -> bool:
+        """Whether lookups find the task at ``now`` (see ``hidden_for``)."""
+        return now >= self.accepted_at + self.hidden_for
 
     @property
     def audio_id(self) -> str | None:
@@ -107,6 +143,8 @@ class FakeTask:
             return list(self.seeded.files)
         if self.status(now) != "finished":
             return []
+        if now < self.accepted_at + self.queue_time + self.run_time + self.files_lag:
+            return []
         stem = f"{base_url}/files/{self.task_id}"
         if self.kind in MEDIA_KINDS:
             suffix = "png" if self.kind == "image" else "mp4"
@@ -123,8 +161,10 @@ class FakeTask:
         error = self.fail_message if status == "failed" else None
         if self.seeded is not None:
             error = self.seeded.error_message
+        if self.seeded is None:
+            status = self.quirks.status_aliases.get(status, status)
         answer: dict[str, Any] = {
-            "task_id": self.task_id,
+            "task_id": self.wire_id,
             "status": status,
             "files": self.files(now, base_url),
             "created_time": self.created_time,
@@ -161,7 +201,8 @@ class TaskBook:
         self.accepted: dict[str, list[str]] = {}
         self.accept_count: Counter[str] = Counter()
         self.failures: dict[str, str] = {}
-        self.durations: dict[str, tuple[float | None, float | None]] = {}
+        self.durations: dict[str, tuple[float | None, float | None, float | None]] = {}
+        self.quirks = Quirks()
         self.forbidden: set[str] = set()
         self.strict_parents = False
         self.conflict_includes_task_id = False
@@ -171,8 +212,16 @@ class TaskBook:
         self._rng = random.Random(seed)
 
     def new_id(self) -> str:
-        """A fresh id shaped like the vendor's: ``task-unified-<epoch>-<8 chars>``."""
+        """A fresh id shaped like the vendor's: ``task-unified-<epoch>-<8 chars>``.
+
+        With integer ids, ten decimal digits instead.
+        """
         while True:
+            if self.quirks.integer_task_ids:
+                number = str(self._rng.randrange(10**9, 10**10))
+                if number not in self.tasks:
+                    return number
+                continue
             suffix = "".join(self._rng.choice(_ALPHABET) for _ in range(8))
             task_id = f"task-unified-{int(time.time())}-{suffix}"
             if task_id not in self.tasks:
@@ -212,7 +261,8 @@ class TaskBook:
         return task
 
     def add(self, task: FakeTask) -> FakeTask:
-        """Store ``task`` (seeded and media tasks)."""
+        """Store ``task`` (seeded and media tasks), sharing the book's quirks."""
+        task.quirks = self.quirks
         self.tasks[task.task_id] = task
         return task
 
@@ -221,7 +271,7 @@ class TaskBook:
         if task_id in self.forbidden:
             raise ApiError(403, "Task belongs to another user")
         task = self.tasks.get(task_id)
-        if task is None:
+        if task is None or not task.visible(self.clock()):
             raise ApiError(404, "Task not found")
         return task
 
@@ -231,12 +281,19 @@ class TaskBook:
         for task in self._tasks_of(audio_id):
             task.fail_message = message
 
-    def set_duration(self, audio_id: str, queue_time: float | None, run_time: float | None) -> None:
+    def set_duration(
+        self,
+        audio_id: str,
+        queue_time: float | None,
+        run_time: float | None,
+        files_lag: float | None = None,
+    ) -> None:
         """Override the timing of the tasks of ``audio_id``, past and future."""
-        self.durations[audio_id] = (queue_time, run_time)
+        self.durations[audio_id] = (queue_time, run_time, files_lag)
         for task in self._tasks_of(audio_id):
             task.queue_time = self.queue_time if queue_time is None else queue_time
             task.run_time = self.run_time if run_time is None else run_time
+            task.files_lag = self.quirks.files_lag if files_lag is None else files_lag
 
     def _tasks_of(self, audio_id: str) -> list[FakeTask]:
         return [t for t in self.tasks.values() if t.seeded is None and t.audio_id == audio_id]
@@ -244,7 +301,7 @@ class TaskBook:
     def _create(
         self, model: str, task_input: dict[str, Any], callback_url: str | None, audio_id: str | None
     ) -> FakeTask:
-        queue_time, run_time = self.durations.get(audio_id or "", (None, None))
+        queue_time, run_time, files_lag = self.durations.get(audio_id or "", (None, None, None))
         task = FakeTask(
             task_id=self.new_id(),
             model=model,
@@ -255,6 +312,8 @@ class TaskBook:
             run_time=self.run_time if run_time is None else run_time,
             fail_message=self.failures.get(audio_id or ""),
             callback_url=callback_url,
+            files_lag=self.quirks.files_lag if files_lag is None else files_lag,
+            hidden_for=self.quirks.visibility_lag,
         )
         return self.add(task)
 
@@ -272,7 +331,7 @@ class TaskBook:
             else f"Audio track already processed by {model}"
         )
         if self.conflict_includes_task_id:
-            raise ApiError(409, message, data={"task_id": existing})
+            raise ApiError(409, message, data={"task_id": self.tasks[existing].wire_id})
         raise ApiError(409, message)
 
 
