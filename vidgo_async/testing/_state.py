@@ -248,7 +248,8 @@ class TaskBook:
         if audio_id is not None:
             self._check_parent(task_input)
             self._check_conflict(model, audio_id)
-        if model == WAV_MODEL and self.credits <= 0:
+        # Refunds only add credits: count them (a scan of all tasks) only when it matters.
+        if model == WAV_MODEL and self._initial_credits <= self._spent and self.credits <= 0:
             raise ApiError(402, "Insufficient credits")
         task = self._create(model, task_input, callback_url, audio_id)
         if audio_id is not None:
