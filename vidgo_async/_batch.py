@@ -14,7 +14,14 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +41,10 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ._client import VidgoClient
+    from ._engine import Engine
+
+#: ``download(url, dest, overwrite=...)``: the client's download.
+Download = Callable[..., Awaitable[Path]]
 
 __all__ = ["BatchProgress", "Pairs", "run_batch", "start_batch"]
 
@@ -77,7 +87,8 @@ class _Failure:
 class _Run:
     def __init__(
         self,
-        client: VidgoClient,
+        engine: Engine,
+        download: Download,
         *,
         concurrency: int,
         max_waiting: int,
@@ -85,7 +96,8 @@ class _Run:
         journal: Journal | None,
         download_to: Path | None,
     ) -> None:
-        self.client = client
+        self.engine = engine
+        self.fetch = download
         self.timeout = timeout
         self.journal = journal
         self.download_to = download_to
@@ -166,7 +178,7 @@ class _Run:
         self._record(base, State.SUBMITTING)
         try:
             async with self.submit_slots:
-                task = await self.client._submit_for_wait(
+                task = await self.engine.submit_for_wait(
                     {"task_id": source, "audio_id": audio}, None, deadline, resumed=resumed
                 )
         except VidgoError as exc:
@@ -183,7 +195,7 @@ class _Run:
             task_id=base.task_id, source_task_id=base.source_task_id, audio_id=base.audio_id
         )
         try:
-            url = await self.client._await_wav(handle, deadline, started)
+            url = await self.engine.await_wav(handle, deadline, started)
         except VidgoError as exc:
             if isinstance(exc, _TASK_IS_DONE_FOR):
                 self._record(base, State.FAILED, task_id=base.task_id, error=exc)
@@ -199,7 +211,7 @@ class _Run:
         dest = self.download_to / _file_name(result.audio_id)
         try:
             async with self.download_slots:
-                path = await self.client.download(result.wav_url, dest, overwrite=True)
+                path = await self.fetch(result.wav_url, dest, overwrite=True)
         except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
             return attrs.evolve(result, error=exc)
         result = attrs.evolve(result, path=path)
@@ -268,7 +280,8 @@ def _state_after_failed_submit(exc: VidgoError) -> State:
 
 
 def start_batch(
-    client: VidgoClient,
+    engine: Engine,
+    download: Download,
     pairs: Pairs,
     *,
     concurrency: object,
@@ -280,7 +293,8 @@ def start_batch(
 ) -> AsyncGenerator[ConversionResult, None]:
     """Check the arguments of ``convert_many`` (before any request), then run it."""
     return run_batch(
-        client,
+        engine,
+        download,
         pairs,
         concurrency=check_count("concurrency", concurrency),
         max_waiting=check_count("max_waiting", max_waiting),
@@ -292,7 +306,8 @@ def start_batch(
 
 
 async def run_batch(
-    client: VidgoClient,
+    engine: Engine,
+    download: Download,
     pairs: Pairs,
     *,
     concurrency: int,
@@ -305,7 +320,8 @@ async def run_batch(
     """The engine behind :meth:`VidgoClient.convert_many` (arguments already checked)."""
     book = Journal(journal) if journal is not None else None  # opened on first iteration
     run = _Run(
-        client,
+        engine,
+        download,
         concurrency=concurrency,
         max_waiting=max_waiting,
         timeout=timeout,

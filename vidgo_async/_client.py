@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ._batch import BatchProgress, Pairs, start_batch
-from ._callbacks import registry_of, with_callback
+from ._callbacks import registry_of
 from ._calls import Calls
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
 from ._download import DOWNLOAD_TIMEOUT, download_file
+from ._engine import Engine
 from ._events import EventHook
 from ._http import Transport
 from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
 from ._retry import RateLimiter
 from ._serde import parse_balance
-from ._submits import submit_for_wait
 from ._validate import (
     api_key_from,
     base_url_from,
@@ -34,7 +34,6 @@ from ._validate import (
     is_loopback,
     wav_input,
 )
-from ._waiter import Poller, changes, wait_until_done
 
 if TYPE_CHECKING:
     from .webhooks import CallbackReceiver
@@ -88,8 +87,6 @@ class VidgoClient:
     ) -> None:
         max_connections = check_count("max_connections", max_connections)
         self._base_url = base_url_from(base_url)
-        self._poll = poll
-        self._callbacks = registry_of(callbacks)
         self._transport = Transport(
             base_url=self._base_url,
             api_key=api_key_from(api_key),
@@ -98,8 +95,8 @@ class VidgoClient:
             max_connections=max_connections,
         )
         limiter = RateLimiter(max_polls_per_second)
-        self._calls = Calls(self._transport, retry, limiter, on_event)
-        self._closed = False
+        calls = Calls(self._transport, retry, limiter, on_event)
+        self._engine = Engine(calls, registry_of(callbacks), poll)
 
     def __repr__(self) -> str:
         return f"VidgoClient(base_url={str(self._base_url)!r})"
@@ -117,18 +114,13 @@ class VidgoClient:
 
     async def aclose(self) -> None:
         """Close the HTTP session if the client created it. Safe to call twice."""
-        self._closed = True
+        self._engine.closed = True
         await self._transport.close()
 
     @property
     def base_url(self) -> str:
         """The API origin this client talks to."""
         return str(self._base_url)
-
-    def _open(self) -> Calls:
-        if self._closed:
-            raise RuntimeError("this VidgoClient is closed")
-        return self._calls
 
     async def submit(
         self, model: str, input: Mapping[str, Any], *, callback_url: str | None = None
@@ -152,10 +144,7 @@ class VidgoClient:
         model = check_id("model", model)
         body = check_input(input)
         callback_url = check_callback_url(callback_url)
-        calls = self._open()
-        return await with_callback(
-            self._callbacks, callback_url, lambda url: calls.submit(model, body, url, None)
-        )
+        return await self._engine.submit(model, body, callback_url)
 
     async def submit_wav(
         self, task_id: str, audio_id: str, *, callback_url: str | None = None
@@ -175,10 +164,7 @@ class VidgoClient:
         """
         input = wav_input(task_id, audio_id)
         callback_url = check_callback_url(callback_url)
-        calls = self._open()
-        return await with_callback(
-            self._callbacks, callback_url, lambda url: calls.submit(WAV_MODEL, input, url, None)
-        )
+        return await self._engine.submit(WAV_MODEL, input, callback_url)
 
     async def get_task(self, task_id: str) -> Task:
         """The current state of a music task (Query Music Detail).
@@ -187,18 +173,18 @@ class VidgoClient:
             NotFoundError: No such task.
             APIError, TransportError, InvalidResponseError: The call failed.
         """
-        return await self._open().detail(check_id("task_id", task_id))
+        return await self._engine.live().detail(check_id("task_id", task_id))
 
     async def get_status(self, task_id: str) -> Task:
         """The current state of an image or video task (generic status endpoint).
 
         Music tasks, WAV conversions included, are read with :meth:`get_task`.
         """
-        return await self._open().status(check_id("task_id", task_id))
+        return await self._engine.live().status(check_id("task_id", task_id))
 
     async def balance(self) -> Balance:
         """The account's remaining credits."""
-        return parse_balance(await self._open().get("/api/user/balance"))
+        return parse_balance(await self._engine.live().get("/api/user/balance"))
 
     async def wait(
         self,
@@ -224,7 +210,7 @@ class VidgoClient:
         """
         handle = handle_from(task_id)
         deadline = deadline_after(timeout)
-        return await self._wait(handle, deadline, poll or self._poll, first_delay=0.0)
+        return await self._engine.wait(handle, deadline, poll, first_delay=0.0)
 
     async def await_task(
         self,
@@ -241,7 +227,7 @@ class VidgoClient:
         """
         handle = handle_from(task_id)
         deadline = deadline_after(timeout)
-        task = await self._wait(handle, deadline, poll or self._poll, first_delay=0.0, wav=True)
+        task = await self._engine.wait(handle, deadline, poll, first_delay=0.0, wav=True)
         assert task.wav_url is not None
         return task.wav_url
 
@@ -267,10 +253,10 @@ class VidgoClient:
         input = wav_input(task_id, audio_id)
         callback_url = check_callback_url(callback_url)
         deadline = deadline_after(timeout)
-        task = await self._submit_for_wait(input, callback_url, deadline)
+        task = await self._engine.submit_for_wait(input, callback_url, deadline)
         started = time.monotonic()
         handle = TaskHandle(task_id=task.task_id, source_task_id=task_id, audio_id=audio_id)
-        return await self._await_wav(handle, deadline, started)
+        return await self._engine.await_wav(handle, deadline, started)
 
     def convert_many(
         self,
@@ -308,9 +294,10 @@ class VidgoClient:
         Raises:
             ValueError, TypeError: Bad arguments, before any request.
         """
-        self._open()
+        self._engine.live()
         return start_batch(
-            self,
+            self._engine,
+            self.download,
             pairs,
             concurrency=concurrency,
             max_waiting=max_waiting,
@@ -359,31 +346,11 @@ class VidgoClient:
             dest,
             overwrite=overwrite,
             on_progress=on_progress,
-            retry=self._calls.retry,
+            retry=self._engine.calls.retry,
             timeouts=self._transport.timeouts,
             allow_private=is_loopback(self._base_url),
             timeout=timeout,
         )
-
-    async def _submit_for_wait(
-        self,
-        input: dict[str, Any],
-        callback_url: str | None,
-        deadline: float | None,
-        *,
-        resumed: bool = False,
-    ) -> Task:
-        """Submit a WAV conversion about to be waited on; a 409 naming a task resumes it."""
-        return await submit_for_wait(
-            self._open(), self._callbacks, input, callback_url, deadline, resumed=resumed
-        )
-
-    async def _await_wav(
-        self, handle: TaskHandle, deadline: float | None, started: float | None = None
-    ) -> str:
-        task = await self._wait(handle, deadline, self._poll, wav=True, started=started)
-        assert task.wav_url is not None
-        return task.wav_url
 
     def watch(
         self,
@@ -397,31 +364,4 @@ class VidgoClient:
         A failed task is yielded, not raised. ``TaskTimeoutError`` ends the
         iteration when ``timeout`` passes. Arguments are checked at once.
         """
-        handle = handle_from(task_id)
-        deadline = deadline_after(timeout)
-        policy = poll or self._poll
-        return changes(
-            Poller(self._open(), handle, deadline=deadline, policy=policy, first_delay=0.0)
-        )
-
-    def _wait(
-        self,
-        handle: TaskHandle,
-        deadline: float | None,
-        policy: PollPolicy,
-        *,
-        first_delay: float | None = None,
-        wav: bool = False,
-        started: float | None = None,
-    ) -> Coroutine[Any, Any, Task]:
-        # A plain function returning the coroutine: one frame less per pending wait.
-        poller = Poller(
-            self._open(),
-            handle,
-            deadline=deadline,
-            policy=policy,
-            first_delay=policy.initial if first_delay is None else first_delay,
-            pacer=self._callbacks.pacer(handle.task_id, policy) if self._callbacks else None,
-            started=started,
-        )
-        return wait_until_done(poller, handle, wav=wav)
+        return self._engine.watch(handle_from(task_id), deadline_after(timeout), poll)

@@ -1,0 +1,115 @@
+"""What the client does, behind its checked and documented face.
+
+``VidgoClient`` validates arguments and documents the API; the engine
+submits (adding callback URLs), waits (racing callbacks against polls) and
+is what a batch drives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Coroutine
+from typing import Any
+
+from ._callbacks import Registry, with_callback
+from ._calls import Calls
+from ._config import PollPolicy
+from ._models import WAV_MODEL, Task, TaskHandle, TaskStatus
+from ._waiter import Poller, changes, wait_until_done
+from .errors import ConflictError
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """Submits and waits for one client.
+
+    Args:
+        calls: The client's API calls.
+        callbacks: The callback registry, when the client has a receiver.
+        poll: The client's poll policy.
+    """
+
+    def __init__(self, calls: Calls, callbacks: Registry | None, poll: PollPolicy) -> None:
+        self.calls = calls
+        self.callbacks = callbacks
+        self.poll = poll
+        self.closed = False
+
+    def live(self) -> Calls:
+        """The calls, unless the client is closed."""
+        if self.closed:
+            raise RuntimeError("this VidgoClient is closed")
+        return self.calls
+
+    async def submit(self, model: str, input: dict[str, Any], callback_url: str | None) -> Task:
+        """A bare submit (``max_attempts`` at most); with a receiver, a callback URL added."""
+        calls = self.live()
+        return await with_callback(
+            self.callbacks, callback_url, lambda url: calls.submit(model, input, url, None)
+        )
+
+    async def submit_for_wait(
+        self,
+        input: dict[str, Any],
+        callback_url: str | None,
+        deadline: float | None,
+        *,
+        resumed: bool = False,
+    ) -> Task:
+        """Submit a WAV conversion about to be waited on, retrying until ``deadline``.
+
+        A 409 that names a task gives that task (status ``UNKNOWN``), to be
+        waited on instead; ``resumed`` says an earlier run may have submitted it.
+        """
+        calls = self.live()
+
+        async def send(url: str | None) -> Task:
+            try:
+                return await calls.submit(WAV_MODEL, input, url, deadline, resumed=resumed)
+            except ConflictError as exc:
+                if exc.task_id is None:
+                    raise
+                return Task(task_id=exc.task_id, status=TaskStatus.UNKNOWN)
+
+        return await with_callback(self.callbacks, callback_url, send)
+
+    def wait(
+        self,
+        handle: TaskHandle,
+        deadline: float | None,
+        policy: PollPolicy | None = None,
+        *,
+        first_delay: float | None = None,
+        wav: bool = False,
+        started: float | None = None,
+    ) -> Coroutine[Any, Any, Task]:
+        """The finished task (see ``wait_until_done``); ``started``: when we submitted it."""
+        # A plain function returning the coroutine: one frame less per pending wait.
+        policy = policy or self.poll
+        poller = Poller(
+            self.live(),
+            handle,
+            deadline=deadline,
+            policy=policy,
+            first_delay=policy.initial if first_delay is None else first_delay,
+            pacer=self.callbacks.pacer(handle.task_id, policy) if self.callbacks else None,
+            started=started,
+        )
+        return wait_until_done(poller, handle, wav=wav)
+
+    async def await_wav(
+        self, handle: TaskHandle, deadline: float | None, started: float | None = None
+    ) -> str:
+        """The WAV URL of a task once it finished."""
+        task = await self.wait(handle, deadline, wav=True, started=started)
+        assert task.wav_url is not None
+        return task.wav_url
+
+    def watch(
+        self, handle: TaskHandle, deadline: float | None, policy: PollPolicy | None
+    ) -> AsyncGenerator[Task, None]:
+        """Snapshots on every change, ending on a terminal one."""
+        poller = Poller(
+            self.live(), handle, deadline=deadline, policy=policy or self.poll, first_delay=0.0
+        )
+        return changes(poller)
