@@ -43,13 +43,17 @@ class TaskStatus(str, enum.Enum):
     @classmethod
     def parse(cls, value: object) -> TaskStatus:
         """The status named by ``value``; ``UNKNOWN`` for anything undocumented."""
-        if isinstance(value, str):
-            try:
-                status = cls(value.strip().lower())
-            except ValueError:
-                return cls.UNKNOWN
-            return status
-        return cls.UNKNOWN
+        if not isinstance(value, str):
+            return cls.UNKNOWN
+        status = _BY_TEXT.get(value)  # the usual exact spelling, without any work
+        if status is None:
+            status = _BY_TEXT.get(value.strip().lower(), cls.UNKNOWN)
+        return status
+
+
+_BY_TEXT: dict[str, TaskStatus] = {
+    status.value: status for status in TaskStatus if status is not TaskStatus.UNKNOWN
+}
 
 
 def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
