@@ -6,9 +6,7 @@ server never share an event loop or a core's worth of Python), started with
 :class:`~vidgo_async.testing.FakeVidgo` with the given options, adds a few
 ``/_bench/...`` control routes (request counts by route and by task, each
 task's finish time on the shared monotonic clock, per-audio durations,
-seeded pending tasks), prints its URL and serves until terminated. Its
-credit check is made O(1) (see :func:`_unmetered`): the fake's own is O(tasks)
-per submit, which would make the server, not the client, set the pace.
+seeded pending tasks), prints its URL and serves until terminated.
 
 The control routes go through the fake's own middleware, so they need the
 API key and are logged under route names ``"bench-..."`` - never counted as
@@ -247,34 +245,10 @@ def _control_routes(fake: Any) -> list[web.RouteDef]:
     ]
 
 
-def _unmetered(fake: Any) -> None:
-    """Make the fake's credit check O(1): benchmark-only, in this child process.
-
-    ``TaskBook.credits`` recounts refunds over every task on each submit, so
-    the N-th submit costs O(N) and a 5,000-task run slows the server down
-    quadratically - it, not the client, would set the pace. The benchmarks
-    never run out of credits, so the check is skipped here rather than in
-    ``vidgo_async.testing`` (whose owners should keep a refund counter).
-    """
-    book = fake._book
-
-    class UnmeteredBook(type(book)):  # type: ignore[misc]
-        @property
-        def credits(self) -> int:
-            return 10**9
-
-        @credits.setter
-        def credits(self, value: int) -> None:
-            pass
-
-    book.__class__ = UnmeteredBook
-
-
 async def _serve(options: dict[str, Any]) -> None:
     from vidgo_async.testing import FakeVidgo
 
     fake = FakeVidgo(**options)
-    _unmetered(fake)
     fake.app.router.add_routes(_control_routes(fake))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
