@@ -34,7 +34,9 @@ examples:
   cat pairs.jsonl | vidgo-async batch - --json
   vidgo-async status task-unified-1757165031-uyujaw3d
   vidgo-async download https://storage.vidgo.ai/x.wav track.wav
-  vidgo-async fake-server --port 8080                # then VIDGO_BASE_URL=http://127.0.0.1:8080
+  vidgo-async fake-server --port 8080                # the fake API, for local development
+  export VIDGO_BASE_URL=http://127.0.0.1:8080 VIDGO_API_KEY=test-key
+  vidgo-async batch pairs.csv --max-polls-per-second 500   # against that fake
 
 batch input: CSV with a header naming task_id and audio_id, or JSON lines
 ({"task_id": ..., "audio_id": ...}). Exit status: 0 if every item succeeded,
@@ -76,6 +78,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -108,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--api-key", help="API key (default: $VIDGO_API_KEY)")
     common.add_argument("--base-url", help="API base URL (default: $VIDGO_BASE_URL or vendor's)")
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    common.add_argument(
+        "--max-polls-per-second",
+        type=_rate,
+        default=10.0,
+        metavar="N",
+        help="cap on status requests per second (default 10; raise it for the fake server)",
+    )
 
     wav = commands.add_parser("wav", parents=[common], help="convert one track to WAV")
     wav.add_argument("task_id")
@@ -161,7 +180,8 @@ def _batch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _client(args: argparse.Namespace, **kwargs: Any) -> VidgoClient:
-    return VidgoClient(args.api_key, base_url=args.base_url, **kwargs)
+    rate = args.max_polls_per_second
+    return VidgoClient(args.api_key, base_url=args.base_url, max_polls_per_second=rate, **kwargs)
 
 
 async def _wav(args: argparse.Namespace) -> int:

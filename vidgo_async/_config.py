@@ -63,8 +63,9 @@ class PollPolicy:
         initial: Delay before the first status check, in seconds.
         factor: Growth of the interval after each unchanged answer.
         max_interval: Cap of one interval, in seconds.
-        jitter: Fraction of each interval drawn at random (0 disables it),
-            so that many waits started together spread out.
+        jitter: Each interval is drawn within this fraction of itself,
+            either way (0 disables it), so that waits started together
+            spread out.
         use_progress: When the server reports ``progress``, schedule the
             next check at the estimated finish instead of blindly.
         callback_interval: With a callback receiver, the interval of the

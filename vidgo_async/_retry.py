@@ -108,9 +108,10 @@ class PollSchedule:
     """The intervals between status checks of one wait.
 
     Blind, it starts at ``initial`` and grows by ``factor`` up to
-    ``max_interval``, each interval jittered downwards by up to ``jitter``
-    of itself. When a running task reports ``progress``, the next check is
-    aimed from the estimated finish instead:
+    ``max_interval``, each interval jittered by up to ``jitter`` of itself
+    either way (so waits started together spread out, at no extra cost).
+    When a running task reports ``progress``, the next check is aimed from
+    the estimated finish instead:
 
     - the rate is measured over the widest span available: from the first
       running sample once progress has moved 5 points since it, else from
@@ -137,7 +138,7 @@ class PollSchedule:
 
     def next(self, task: Task | None, now: float | None = None) -> float:
         """Delay before the check that follows ``task`` (``None``: a failed check)."""
-        blind = self._blind * (1 - self._policy.jitter * self._rng.random())
+        blind = self._blind * (1 + self._policy.jitter * (2 * self._rng.random() - 1))
         policy = self._policy
         self._blind = min(max(self._blind, _MIN_GROWTH) * policy.factor, policy.max_interval)
         if task is None or not policy.use_progress:

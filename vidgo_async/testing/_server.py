@@ -334,4 +334,9 @@ async def serve(port: int, host: str = "127.0.0.1", **kwargs: Any) -> None:
     """
     async with FakeVidgo(host=host, port=port, **kwargs) as fake:
         print(f"FakeVidgo serving at {fake.url} (API key: {fake.api_key})", flush=True)
+        print(
+            f"  export VIDGO_BASE_URL={fake.url} VIDGO_API_KEY={fake.api_key}\n"
+            "  (then e.g. vidgo-async batch pairs.csv --max-polls-per-second 500)",
+            flush=True,
+        )
         await asyncio.Event().wait()
