@@ -248,6 +248,7 @@ def _control_routes(fake: Any) -> list[web.RouteDef]:
 async def _serve(options: dict[str, Any]) -> None:
     from vidgo_async.testing import FakeVidgo
 
+    options.setdefault("credits", 10**9)  # benchmarks never run out of credits
     fake = FakeVidgo(**options)
     fake.app.router.add_routes(_control_routes(fake))
     stop = asyncio.Event()
