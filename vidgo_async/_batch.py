@@ -169,7 +169,8 @@ class _Run:
             if isinstance(submitted, ConversionResult):
                 return submitted
             task_id = submitted
-        return await self._finish(attrs.evolve(base, task_id=task_id), deadline, time.monotonic())
+        with_task = ConversionResult(source_task_id=source, audio_id=audio, task_id=task_id)
+        return await self._finish(with_task, deadline, time.monotonic())
 
     async def _submit(
         self, base: ConversionResult, deadline: float | None, *, resumed: bool
@@ -201,7 +202,12 @@ class _Run:
                 self._record(base, State.FAILED, task_id=base.task_id, error=exc)
             # Otherwise (deadline, account trouble, ...) it stays accepted: a re-run waits again.
             return attrs.evolve(base, error=exc)
-        result = attrs.evolve(base, wav_url=url)
+        result = ConversionResult(  # not attrs.evolve: this runs once per pair
+            source_task_id=base.source_task_id,
+            audio_id=base.audio_id,
+            task_id=base.task_id,
+            wav_url=url,
+        )
         self._record(result, State.FINISHED)
         return await self._download(result)
 
