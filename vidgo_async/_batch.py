@@ -176,9 +176,9 @@ class _Run:
         self, base: ConversionResult, deadline: float | None, *, resumed: bool
     ) -> str | ConversionResult:
         source, audio = base.source_task_id, base.audio_id
-        self._record(base, State.SUBMITTING)
         try:
             async with self.submit_slots:
+                self._record(base, State.SUBMITTING)  # only now may the request go out
                 task = await self.engine.submit_for_wait(
                     {"task_id": source, "audio_id": audio}, None, deadline, resumed=resumed
                 )
