@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +16,7 @@ from ._config import RetryPolicy
 from ._events import EventHook, emit
 from ._http import Transport
 from ._models import WAV_MODEL, Task, TaskStatus
-from ._retry import RateLimiter, RetryBudget, backoff_delays
+from ._retry import RateLimiter, RetryBudget, retry_delay
 from ._serde import parse_task
 from .errors import (
     AlreadyConvertedError,
@@ -90,9 +89,9 @@ class Calls:
         else:
             self.limiter.back_off()
 
-    def delay_after(self, exc: BaseException, delays: Iterator[float]) -> float:
+    def delay_after(self, exc: BaseException, attempt: int) -> float:
         """Seconds to wait after ``exc``: the backoff, lengthened by any ``Retry-After``."""
-        delay = next(delays)
+        delay = retry_delay(self.retry, attempt)
         retry_after = _retry_after(exc)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.retry.max_retry_after))
@@ -105,7 +104,6 @@ class Calls:
 
         ``limited`` GETs (status reads) count against the client-wide poll rate cap.
         """
-        delays = backoff_delays(self.retry)
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
                 if limited:
@@ -119,7 +117,7 @@ class Calls:
                 self.budget.record_failure()
                 if attempt == self.retry.max_attempts or not self.budget.allows_retry():
                     raise
-                await self._pause(exc, delays, attempt, "GET", path)
+                await self._pause(exc, attempt, "GET", path)
             else:
                 self.budget.record_success()
                 return data
@@ -185,7 +183,6 @@ class Calls:
         body: dict[str, Any] = {"model": model, "input": input}
         if callback_url is not None:
             body["callback_url"] = callback_url
-        delays = backoff_delays(self.retry)
         ambiguous: VidgoError | None = None
         if resumed:
             ambiguous = TransportError("an earlier run was interrupted during this submit")
@@ -212,7 +209,7 @@ class Calls:
                     if ambiguous is not None:
                         raise _unknown(model, input, ambiguous) from exc
                     raise
-                await self._pause(exc, delays, attempt, "POST", SUBMIT_PATH, deadline)
+                await self._pause(exc, attempt, "POST", SUBMIT_PATH, deadline)
             else:
                 self.budget.record_success()
                 logger.debug("submitted %s: task %s", model, task.task_id)
@@ -243,13 +240,12 @@ class Calls:
     async def _pause(
         self,
         exc: VidgoError,
-        delays: Iterator[float],
         attempt: int,
         method: str,
         path: str,
         deadline: float | None = None,
     ) -> None:
-        delay = self.delay_after(exc, delays)
+        delay = self.delay_after(exc, attempt)
         left = remaining(deadline)
         if left is not None:
             delay = min(delay, max(0.0, left))

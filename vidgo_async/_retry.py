@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
+import itertools
 import math
 import random
 import time
@@ -33,6 +34,7 @@ __all__ = [
     "RetryBudget",
     "backoff_delays",
     "parse_retry_after",
+    "retry_delay",
 ]
 
 
@@ -69,12 +71,17 @@ def _seconds_until_http_date(text: str, now: float | None) -> float | None:
     return when.timestamp() - reference
 
 
+def retry_delay(policy: RetryPolicy, attempt: int) -> float:
+    """The pause after the ``attempt``-th failure (1-based), with full jitter:
+    ``U(0, min(max_delay, base_delay * 2**(attempt - 1)))``."""
+    exponent = min(attempt - 1, 64)  # past this the cap has long been reached
+    return backoff.full_jitter(min(policy.max_delay, policy.base_delay * 2**exponent))
+
+
 def backoff_delays(policy: RetryPolicy) -> Iterator[float]:
-    """Endless full-jitter exponential delays: ``U(0, min(max, base * 2**n))``."""
-    wait = backoff.expo(base=2, factor=policy.base_delay, max_value=policy.max_delay)
-    next(wait)  # backoff's generators start with a priming yield
-    for ceiling in wait:
-        yield backoff.full_jitter(ceiling)
+    """The pauses after the 1st, 2nd, 3rd ... failure (see :func:`retry_delay`)."""
+    for attempt in itertools.count(1):
+        yield retry_delay(policy, attempt)
 
 
 class RetryBudget:
