@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import codecs
 import json
-import math
 import os
 import sys
 import tempfile
@@ -14,8 +13,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, aclosing
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
+from ._cli_args import Parser, port, positive_int, positive_number
 from ._cli_input import BadRow, InputError, read_pairs
 from ._cli_progress import make_reporter, print_summary, summary_rows
 from ._client import VidgoClient
@@ -44,6 +44,8 @@ batch input: CSV with a header naming task_id and audio_id, or JSON lines
 VIDGO_API_KEY.
 """
 
+_SECONDS = positive_number("seconds")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; the exit status."""
@@ -61,68 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line and exit status 2 (the subcommands inherit it)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be within 0-65535, got {value}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="vidgo-async",
         description="Convert Vidgo music tracks to WAV, one or thousands at a time.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--api-key", help="API key (default: $VIDGO_API_KEY)")
     common.add_argument("--base-url", help="API base URL (default: $VIDGO_BASE_URL or vendor's)")
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
     common.add_argument(
         "--max-polls-per-second",
-        type=_rate,
+        type=positive_number("requests a second"),
         default=10.0,
         metavar="N",
         help="cap on status requests per second (default 10; raise it for the fake server)",
@@ -131,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     wav = commands.add_parser("wav", parents=[common], help="convert one track to WAV")
     wav.add_argument("task_id")
     wav.add_argument("audio_id")
-    wav.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, help="seconds to wait")
+    wav.add_argument("--timeout", type=_SECONDS, default=DEFAULT_TIMEOUT, help="seconds to wait")
     wav.add_argument("--download", metavar="PATH", help="also download the WAV to PATH")
     wav.set_defaults(handler=_wav)
 
@@ -150,20 +105,20 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("--overwrite", action="store_true")
     download.add_argument(
         "--timeout",
-        type=_seconds,
+        type=_SECONDS,
         default=DOWNLOAD_TIMEOUT,
         help="seconds for the whole download, retries included (default %(default)g)",
     )
     download.set_defaults(handler=_download)
 
     fake = commands.add_parser("fake-server", help="serve the fake API for local development")
-    fake.add_argument("--port", type=_port, default=8080)
+    fake.add_argument("--port", type=port, default=8080)
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--api-key", default="test-key")
     fake.set_defaults(handler=_fake_server)
 
     demo = commands.add_parser("demo", help="a real batch against an in-process fake, offline")
-    demo.add_argument("--count", type=_positive_int, default=200, help="conversions (default 200)")
+    demo.add_argument("--count", type=positive_int, default=200, help="conversions (default 200)")
     demo.add_argument("--download", metavar="DIR", help="keep the WAVs in DIR")
     demo.add_argument("--with-failures", action="store_true", help="make a few tasks fail")
     demo.add_argument("--json", action="store_true", help="print results as JSON lines")
@@ -172,11 +127,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _batch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--concurrency", type=_positive_int, default=32, help="submits in flight")
+    parser.add_argument("--concurrency", type=positive_int, default=32, help="submits in flight")
     parser.add_argument("--journal", metavar="PATH", help="SQLite journal; re-run to resume")
     parser.add_argument("--download", metavar="DIR", help="download the WAVs into DIR")
     parser.add_argument("--output", metavar="PATH", help="write results as JSON lines")
-    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, help="per pair")
+    parser.add_argument("--timeout", type=_SECONDS, default=DEFAULT_TIMEOUT, help="per pair")
 
 
 def _client(args: argparse.Namespace, **kwargs: Any) -> VidgoClient:
