@@ -117,7 +117,7 @@ class Calls:
                 self.budget.record_failure()
                 if attempt == self.retry.max_attempts or not self.budget.allows_retry():
                     raise
-                await self._pause(exc, attempt, "GET", path)
+                await self._pause(exc, attempt, "GET", path, self.delay_after(exc, attempt))
             else:
                 self.budget.record_success()
                 return data
@@ -204,23 +204,24 @@ class Calls:
                 if not _submit_was_refused(exc):
                     ambiguous = exc
                 self.budget.record_failure()
-                if self._gives_up(attempt, deadline):
+                delay = self.delay_after(exc, attempt)
+                if self._gives_up(attempt, deadline, delay):
                     emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                     if ambiguous is not None:
                         raise _unknown(model, input, ambiguous) from exc
                     raise
-                await self._pause(exc, attempt, "POST", SUBMIT_PATH, deadline)
+                await self._pause(exc, attempt, "POST", SUBMIT_PATH, delay)
             else:
                 self.budget.record_success()
                 logger.debug("submitted %s: task %s", model, task.task_id)
                 emit(self.hook, "submit", task_id=task.task_id, attempt=attempt)
                 return task
 
-    def _gives_up(self, attempt: int, deadline: float | None) -> bool:
+    def _gives_up(self, attempt: int, deadline: float | None, delay: float) -> bool:
         if deadline is None:
             return attempt >= self.retry.max_attempts or not self.budget.allows_retry()
-        left = remaining(deadline)
-        return left is not None and left <= 0
+        # With a deadline: stop when the next attempt could only start at or past it.
+        return deadline - time.monotonic() <= delay
 
     def _after_conflict(
         self,
@@ -238,17 +239,8 @@ class Calls:
         raise _unknown(model, input, ambiguous) from exc
 
     async def _pause(
-        self,
-        exc: VidgoError,
-        attempt: int,
-        method: str,
-        path: str,
-        deadline: float | None = None,
+        self, exc: VidgoError, attempt: int, method: str, path: str, delay: float
     ) -> None:
-        delay = self.delay_after(exc, attempt)
-        left = remaining(deadline)
-        if left is not None:
-            delay = min(delay, max(0.0, left))
         logger.debug(
             "%s %s attempt %d failed (%s); retrying in %.2fs",
             method,

@@ -274,7 +274,7 @@ async def _read_capped(request: web.Request, cap: int) -> bytes:
 
 
 def _check_length(declared: str, cap: int) -> None:
-    if not declared.strip().isdigit():
+    if not (declared.strip().isascii() and declared.strip().isdigit()):  # not "²" or "①"
         raise InvalidCallbackError("unusable Content-Length")
     if int(declared) > cap:
         raise InvalidCallbackError(f"callback body over {cap} bytes", status=413)

@@ -1,0 +1,287 @@
+"""The client-wide poll rate cap: sliding window, FIFO queue, expiry, slow_down and back_off.
+
+``acquire(timeout=0)`` is the probe used throughout: it answers at once whether a
+grant is available right now, with no wall-clock assertion. Rates of 1,000,000/s
+give a 10 ms window (10,000 grants) for the tests that need a window to roll over;
+20,000/s gives half a second, far longer than taking 10,000 grants; lower rates give
+one-second windows that cannot roll over during a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import pytest
+
+from vidgo_async._retry import RateLimiter
+
+FAST = 1_000_000.0  # 10,000 grants per 10 ms window
+
+
+async def take(limiter: RateLimiter, count: int) -> None:
+    """Take ``count`` grants that must be available at once."""
+    for _ in range(count):
+        await limiter.acquire(timeout=0)
+
+
+async def has_room(limiter: RateLimiter) -> bool:
+    """Whether a grant is available right now (it is taken if so)."""
+    try:
+        await limiter.acquire(timeout=0)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def queued(limiter: RateLimiter, timeout: float | None = 1.0) -> asyncio.Task[None]:
+    """An acquire that has joined the queue."""
+    task = asyncio.ensure_future(limiter.acquire(timeout))
+    await asyncio.sleep(0)
+    assert not task.done()
+    return task
+
+
+# ---------------------------------------------------------------- construction
+
+
+@pytest.mark.parametrize("rate", [True, "10", None, [1]])
+def test_non_numeric_rate_is_a_type_error(rate: object) -> None:
+    """A rate that is not a number (bools included) raises TypeError."""
+    with pytest.raises(TypeError, match="must be a number"):
+        RateLimiter(rate)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("rate", [0, -1, 0.0, math.nan, math.inf, -math.inf])
+def test_non_positive_or_non_finite_rate_is_a_value_error(rate: float) -> None:
+    """A rate that is not finite and positive raises ValueError."""
+    with pytest.raises(ValueError, match="finite number > 0"):
+        RateLimiter(rate)
+
+
+# ---------------------------------------------------------------- sliding window
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("rate", "limit"), [(5, 5), (5.9, 5), (0.5, 1), (0.01, 1), (20_000, 10_000)]
+)
+async def test_window_admits_at_most_its_limit_at_once(rate: float, limit: int) -> None:
+    """A fresh limiter grants ``limit`` requests at once, then none."""
+    limiter = RateLimiter(rate)
+    await take(limiter, limit)
+    assert not await has_room(limiter)
+
+
+@pytest.mark.asyncio
+async def test_grants_leave_the_window_and_make_room() -> None:
+    """Grants older than the window no longer count."""
+    limiter = RateLimiter(FAST)
+    await take(limiter, 10_000)
+    await asyncio.sleep(0.03)
+    assert await has_room(limiter)
+
+
+@pytest.mark.asyncio
+async def test_queued_request_is_granted_when_the_oldest_leaves() -> None:
+    """A request over the limit waits for room instead of failing."""
+    limiter = RateLimiter(FAST)
+    await take(limiter, 10_000)
+    await asyncio.wait_for(limiter.acquire(timeout=5.0), timeout=5.0)
+
+
+@pytest.mark.asyncio
+async def test_queued_requests_are_granted_in_order() -> None:
+    """Requests that queue are served first come, first served."""
+    limiter = RateLimiter(FAST)
+    await take(limiter, 10_000)
+    order: list[int] = []
+
+    async def one(n: int) -> None:
+        await limiter.acquire(timeout=5.0)
+        order.append(n)
+
+    jobs = [asyncio.ensure_future(one(n)) for n in range(5)]
+    await asyncio.wait_for(asyncio.gather(*jobs), timeout=5.0)
+    assert order == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.asyncio
+async def test_grants_beyond_the_room_wait_for_the_next_window() -> None:
+    """When a pause ends, only the window's room is granted; the rest keep waiting."""
+    limiter = RateLimiter(2)  # one-second window
+    limiter.slow_down(0.01)
+    first, second = await queued(limiter), await queued(limiter)
+    third = await queued(limiter, timeout=0.05)
+    await asyncio.wait_for(asyncio.gather(first, second), timeout=5.0)
+    with pytest.raises(TimeoutError):
+        await third
+
+
+# ---------------------------------------------------------------- timeouts and cancellation
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("timeout", [0, -1.0])
+async def test_no_room_and_no_time_fails_at_once(timeout: float) -> None:
+    """With no room and a spent deadline, acquire raises TimeoutError without queueing."""
+    limiter = RateLimiter(1)
+    await take(limiter, 1)
+    with pytest.raises(TimeoutError, match="no request slot"):
+        await limiter.acquire(timeout)
+
+
+@pytest.mark.asyncio
+async def test_queued_request_times_out() -> None:
+    """A queued request that gets no grant within its timeout raises TimeoutError."""
+    limiter = RateLimiter(1)  # one-second window
+    await take(limiter, 1)
+    with pytest.raises(TimeoutError, match="no request slot"):
+        await limiter.acquire(timeout=0.02)
+
+
+@pytest.mark.asyncio
+async def test_timed_out_request_takes_nothing() -> None:
+    """A request that timed out in the queue leaves its grant to the next one."""
+    limiter = RateLimiter(2)
+    limiter.slow_down(0.03)
+    with pytest.raises(TimeoutError):
+        await limiter.acquire(timeout=0.01)
+    await asyncio.wait_for(limiter.acquire(timeout=5.0), timeout=5.0)
+    assert await has_room(limiter)  # the second of two grants is still free
+    assert not await has_room(limiter)
+
+
+@pytest.mark.asyncio
+async def test_cancelled_request_takes_nothing() -> None:
+    """A queued request that is cancelled leaves its grant to the next one."""
+    limiter = RateLimiter(3)
+    limiter.slow_down(0.02)
+    gone, kept = await queued(limiter), await queued(limiter)
+    gone.cancel()
+    await asyncio.wait_for(kept, timeout=5.0)
+    assert gone.cancelled()
+    await take(limiter, 2)  # three per window: one taken by ``kept`` only
+    assert not await has_room(limiter)
+
+
+@pytest.mark.asyncio
+async def test_grant_due_with_the_timeout_wins() -> None:
+    """A grant and a timeout falling due together: the grant stands, no error."""
+    limiter = RateLimiter(5)
+    limiter.slow_down(0.005)
+    waiting = await queued(limiter, timeout=0.01)
+    time.sleep(0.03)  # block the loop: both timers are due when it next runs
+    await asyncio.wait_for(waiting, timeout=5.0)
+
+
+@pytest.mark.asyncio
+async def test_unbounded_acquire_waits_for_the_grant() -> None:
+    """acquire() without a timeout waits as long as it takes."""
+    limiter = RateLimiter(4)
+    limiter.slow_down(0.02)
+    await asyncio.wait_for(limiter.acquire(), timeout=5.0)
+
+
+# ---------------------------------------------------------------- slow_down
+
+
+@pytest.mark.asyncio
+async def test_slow_down_holds_every_grant() -> None:
+    """After slow_down no request starts at once, though the window has room."""
+    limiter = RateLimiter(100)
+    limiter.slow_down(5.0)
+    assert not await has_room(limiter)
+
+
+@pytest.mark.asyncio
+async def test_slow_down_delays_but_does_not_refuse() -> None:
+    """A request during a pause is granted when it ends."""
+    limiter = RateLimiter(100)
+    limiter.slow_down(0.03)
+    started = time.monotonic()
+    await asyncio.wait_for(limiter.acquire(timeout=5.0), timeout=5.0)
+    assert time.monotonic() - started >= 0.02
+
+
+@pytest.mark.asyncio
+async def test_shorter_slow_down_does_not_shorten_a_pause() -> None:
+    """A later, shorter slow_down leaves the longer pause in force."""
+    limiter = RateLimiter(100)
+    limiter.slow_down(5.0)
+    limiter.slow_down(0.0)
+    assert not await has_room(limiter)
+
+
+@pytest.mark.asyncio
+async def test_longer_slow_down_postpones_queued_grants() -> None:
+    """A longer slow_down while requests queue re-times their grant."""
+    limiter = RateLimiter(100)
+    limiter.slow_down(0.005)
+    started = time.monotonic()
+    waiting = await queued(limiter)
+    limiter.slow_down(0.04)
+    await asyncio.wait_for(waiting, timeout=5.0)
+    assert time.monotonic() - started >= 0.03
+
+
+def test_slow_down_needs_no_event_loop_when_nobody_queues() -> None:
+    """slow_down from synchronous code (no loop, empty queue) just records the pause."""
+    limiter = RateLimiter(5)
+    limiter.slow_down(1.0)
+    limiter.slow_down(2.0)
+
+
+# ---------------------------------------------------------------- back_off
+
+
+@pytest.mark.asyncio
+async def test_back_off_halves_the_rate() -> None:
+    """One back_off halves the grants a window admits."""
+    limiter = RateLimiter(8)
+    limiter.back_off()
+    await take(limiter, 4)
+    assert not await has_room(limiter)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("times", [2, 3])
+async def test_back_offs_compound(times: int) -> None:
+    """Each back_off halves the current share again."""
+    limiter = RateLimiter(16)
+    for _ in range(times):
+        limiter.back_off()
+    await take(limiter, 16 >> times)
+    assert not await has_room(limiter)
+
+
+@pytest.mark.asyncio
+async def test_back_off_floors_at_a_sixteenth() -> None:
+    """However many back_offs, a sixteenth of the rate remains."""
+    limiter = RateLimiter(32)
+    for _ in range(20):
+        limiter.back_off()
+    await take(limiter, 2)
+    assert not await has_room(limiter)
+
+
+@pytest.mark.asyncio
+async def test_back_off_always_leaves_one_grant() -> None:
+    """A backed-off small rate still admits one request per window."""
+    limiter = RateLimiter(2)
+    for _ in range(5):
+        limiter.back_off()
+    assert await has_room(limiter)
+    assert not await has_room(limiter)
+
+
+@pytest.mark.asyncio
+async def test_backed_off_rate_recovers_over_time() -> None:
+    """The share grows back by a tenth of the rate per second."""
+    limiter = RateLimiter(200)  # one-second window, 100 grants after back_off
+    limiter.back_off()
+    await take(limiter, 100)
+    assert not await has_room(limiter)
+    await asyncio.sleep(0.06)  # at least 0.6 % more: one more grant of 200
+    assert await has_room(limiter)
