@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
+from support import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, MakeClient, MakeFake
 
-from vidgo_async import PollPolicy, RetryPolicy, Timeouts, VidgoClient
+from vidgo_async import RetryPolicy, VidgoClient
 from vidgo_async.testing import FakeVidgo
-
-# Policies scaled to the fake's fast clock: no test waits on production timings.
-FAST_POLL = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05)
-FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.01, max_retry_after=0.05)
-FAST_TIMEOUTS = Timeouts(connect=2.0, total=5.0)
-
-MakeFake = Callable[..., Awaitable[FakeVidgo]]
-MakeClient = Callable[..., VidgoClient]
 
 
 @pytest_asyncio.fixture

@@ -11,14 +11,15 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
+from support import MakeClient
 
-from vidgo_async import PollPolicy, Task, TaskStatus, VidgoClient, VidgoError
+from vidgo_async import PollPolicy, Task, TaskStatus, VidgoError
 from vidgo_async._callbacks import CallbackPacer, Registry, Slot, registry_of
 from vidgo_async.testing import FakeVidgo, Fault
 from vidgo_async.webhooks import (
@@ -30,7 +31,6 @@ from vidgo_async.webhooks import (
 )
 
 PUBLIC = "https://hooks.example.com"
-MakeClient = Callable[..., VidgoClient]
 NET = PollPolicy(initial=0.01, jitter=0.1, callback_interval=10.0)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from support import MakeClient, MakeFake
 
 from vidgo_async import (
     AlreadyConvertedError,
@@ -36,9 +36,6 @@ from vidgo_async._journal import Journal, State
 from vidgo_async._retry import parse_retry_after
 from vidgo_async.errors import InvalidResponseError, RequestTimeoutError
 from vidgo_async.testing import FakeVidgo, Fault
-
-MakeClient = Callable[..., VidgoClient]
-MakeFake = Callable[..., Awaitable[FakeVidgo]]
 
 NOW = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
 CAP = 100.0

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from support import MakeClient, MakeFake
 
 from vidgo_async import (
     APIError,
@@ -24,15 +25,12 @@ from vidgo_async import (
     ServerError,
     Timeouts,
     TransportError,
-    VidgoClient,
 )
 from vidgo_async._download import download_file
 from vidgo_async.testing import FakeVidgo, Fault, iter_wav
 
 pytestmark = pytest.mark.asyncio
 
-MakeFake = Callable[..., Awaitable[FakeVidgo]]  # the conftest factories
-MakeClient = Callable[..., VidgoClient]
 SIZE = 1_000_044  # several chunks, and a truncation point past the header
 NO_WAIT = RetryPolicy(base_delay=0, max_delay=0, max_retry_after=0.01)
 QUICK = Timeouts(connect=2.0, total=5.0)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
+from support import FAST_POLL, FAST_RETRY
 
-from vidgo_async import Event, PollPolicy, RetryPolicy, TaskStatus, VidgoClient
+from vidgo_async import Event, TaskStatus, VidgoClient
 from vidgo_async.testing import FakeVidgo, Fault
 
 pytestmark = pytest.mark.asyncio
-
-FAST_POLL = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05)
-FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.01, max_retry_after=0.05)
 
 
 def _client(fake: FakeVidgo, events: list[Event]) -> VidgoClient:

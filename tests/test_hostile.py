@@ -8,13 +8,13 @@ import json
 import statistics
 import tracemalloc
 import zlib
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import MakeClient
 
 from vidgo_async import (
     InvalidResponseError,
@@ -26,8 +26,6 @@ from vidgo_async import (
 )
 from vidgo_async._retry import backoff_delays
 from vidgo_async.testing import FakeVidgo, Fault
-
-MakeClient = Callable[..., VidgoClient]
 
 
 @pytest_asyncio.fixture

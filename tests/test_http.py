@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import MakeClient
 
 from vidgo_async import (
     APIError,
@@ -32,7 +32,6 @@ from vidgo_async.testing import FakeVidgo, Fault
 pytestmark = pytest.mark.asyncio
 
 MIB = 1024 * 1024
-MakeClient = Callable[..., VidgoClient]
 
 STATUS_CLASSES = [
     (400, BadRequestError),

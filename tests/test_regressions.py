@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
+from support import MakeClient, MakeFake
 
 from vidgo_async import (
     AlreadyConvertedError,
@@ -36,8 +37,6 @@ from vidgo_async.webhooks import CallbackReceiver
 
 pytestmark = pytest.mark.asyncio
 
-MakeFake = Callable[..., Awaitable[FakeVidgo]]
-MakeClient = Callable[..., VidgoClient]
 
 # A callback safety net far longer than any task here: a quick return means a callback woke it.
 SLOW_NET = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05, callback_interval=30.0)

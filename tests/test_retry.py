@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Callable
 
 import pytest
+from support import TRANSIENT_FAULTS, MakeClient
 
 from vidgo_async import (
     APIError,
@@ -22,25 +22,8 @@ from vidgo_async.testing import FakeVidgo, Fault
 
 pytestmark = pytest.mark.asyncio
 
-MakeClient = Callable[..., VidgoClient]
 
-TRANSIENT = [
-    pytest.param(Fault.reset_before(), id="reset-before"),
-    pytest.param(Fault.reset_after(), id="reset-after"),
-    pytest.param(Fault.rate_limited(), id="429"),
-    pytest.param(Fault.rate_limited("0"), id="429-retry-after-0"),
-    pytest.param(Fault.server_error(500), id="500"),
-    pytest.param(Fault.server_error(502, body="html"), id="502-html"),
-    pytest.param(Fault.server_error(503, body="empty"), id="503-empty"),
-    pytest.param(Fault.server_error(504), id="504"),
-    pytest.param(Fault.garbage("html"), id="garbage-html"),
-    pytest.param(Fault.garbage("truncated"), id="garbage-truncated"),
-    pytest.param(Fault.code_in_200(500), id="code-500-in-200"),
-    pytest.param(Fault.stall(30), id="stall"),
-]
-
-
-@pytest.mark.parametrize("fault", TRANSIENT)
+@pytest.mark.parametrize("fault", TRANSIENT_FAULTS)
 async def test_get_retries_transient_failure(
     fake: FakeVidgo, make_client: MakeClient, fault: Fault
 ) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 import pytest
 import pytest_asyncio
+from support import MakeClient, MakeFake
 
 from vidgo_async import (
     Balance,
@@ -27,8 +28,6 @@ from vidgo_async.testing import FakeVidgo, Fault
 pytestmark = pytest.mark.asyncio
 
 CANARY = "sk-canary-7f3a9c1e5b2d4f60"
-MakeFake = Callable[..., Awaitable[FakeVidgo]]
-MakeClient = Callable[..., VidgoClient]
 
 
 @pytest_asyncio.fixture

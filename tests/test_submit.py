@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from support import MakeClient, MakeFake
 
 from vidgo_async import (
     AlreadyConvertedError,
@@ -25,9 +25,6 @@ from vidgo_async import (
 from vidgo_async.testing import FakeVidgo, Fault
 
 pytestmark = pytest.mark.asyncio
-
-MakeClient = Callable[..., VidgoClient]
-MakeFake = Callable[..., Awaitable[FakeVidgo]]
 
 
 async def test_submit_wav_returns_new_task(fake: FakeVidgo, client: VidgoClient) -> None:

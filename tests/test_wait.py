@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
+from support import TRANSIENT_FAULTS, MakeClient
 
 from vidgo_async import (
     AuthenticationError,
@@ -27,9 +28,6 @@ from vidgo_async import (
 from vidgo_async.testing import FakeVidgo, Fault
 
 pytestmark = pytest.mark.asyncio
-
-MakeClient = Callable[..., VidgoClient]
-MakeFake = Callable[..., Awaitable[FakeVidgo]]
 
 
 async def eventually(condition: Callable[[], bool]) -> None:
@@ -127,24 +125,7 @@ async def test_slow_request_timeout_does_not_outlast_deadline(
     assert time.monotonic() - started < 0.3 + 3.0
 
 
-FAULTS = [
-    pytest.param(Fault.reset_before(), id="reset-before"),
-    pytest.param(Fault.reset_after(), id="reset-after"),
-    pytest.param(Fault.rate_limited(), id="429"),
-    pytest.param(Fault.rate_limited("0.01"), id="429-retry-after"),
-    pytest.param(Fault.server_error(500), id="500"),
-    pytest.param(Fault.server_error(502, body="html"), id="502-html"),
-    pytest.param(Fault.server_error(503, body="empty"), id="503-empty"),
-    pytest.param(Fault.server_error(504), id="504"),
-    pytest.param(Fault.garbage("html"), id="garbage-html"),
-    pytest.param(Fault.garbage("truncated"), id="garbage-truncated"),
-    pytest.param(Fault.code_in_200(500), id="code-500-in-200"),
-    pytest.param(Fault.code_in_200(429), id="code-429-in-200"),
-    pytest.param(Fault.stall(30), id="stall"),
-]
-
-
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("fault", TRANSIENT_FAULTS)
 async def test_wait_survives_transient_faults(
     fake: FakeVidgo, make_client: MakeClient, fault: Fault
 ) -> None:
@@ -166,7 +147,7 @@ async def test_wait_survives_more_failures_than_max_attempts(
     assert task.status is TaskStatus.FINISHED
 
 
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("fault", TRANSIENT_FAULTS)
 async def test_convert_survives_transient_faults_everywhere(
     fake: FakeVidgo, make_client: MakeClient, fault: Fault
 ) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -19,13 +19,12 @@ import pytest_asyncio
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
+from support import FAST_RETRY, FAST_TIMEOUTS, MakeFake
 
 from vidgo_async import (
     PollPolicy,
-    RetryPolicy,
     TaskFailedError,
     TaskStatus,
-    Timeouts,
     VidgoClient,
     VidgoError,
 )
@@ -44,10 +43,7 @@ pytestmark = pytest.mark.asyncio
 SLOW_NET = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05, callback_interval=30.0)
 QUICK_NET = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05, callback_interval=0.3)
 DATA = {"task_id": "task-1", "status": "finished", "files": [{"wav_url": "https://x/1.wav"}]}
-FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.01, max_retry_after=0.05)
-FAST_TIMEOUTS = Timeouts(connect=2.0, total=5.0)
 MakeCallbackClient = Callable[..., VidgoClient]
-MakeFake = Callable[..., Awaitable[FakeVidgo]]  # the conftest factory
 
 
 @pytest_asyncio.fixture
