@@ -16,7 +16,7 @@ from vidgo_async import (
     TaskStatus,
     VidgoClient,
 )
-from vidgo_async.testing import FakeVidgo
+from vidgo_async.testing import FakeVidgo, Fault
 
 pytestmark = pytest.mark.asyncio
 
@@ -184,3 +184,22 @@ async def test_status_strings(
     """Documented status strings map to their member; anything else is UNKNOWN."""
     task = await client.get_task(fake.seed_task(status=raw, files=[]))
     assert task.status is status
+
+
+@pytest.mark.parametrize(
+    ("data", "expected_id"),
+    [
+        pytest.param([{"task_id": "t-1", "status": "running"}], "t-1", id="one-task-list"),
+        pytest.param({"id": "t-2", "status": "running"}, "t-2", id="id-key"),
+        pytest.param({"status": "running"}, "asked-for", id="no-id"),
+        pytest.param({"task_id": 42, "status": "running"}, "42", id="integer-id"),
+    ],
+)
+async def test_detail_shapes_of_other_platforms_are_read(
+    fake: FakeVidgo, client: VidgoClient, data: object, expected_id: str
+) -> None:
+    """A one-task list, an "id" key, no id at all or an integer id still give the task."""
+    fake.inject(Fault.http_error(200, {"code": 200, "data": data}), route="detail")
+    task = await client.get_task("asked-for")
+    assert task.task_id == expected_id
+    assert task.status is TaskStatus.RUNNING

@@ -106,10 +106,14 @@ def parse_task(data: Any, *, task_id: str | None = None) -> Task:
     Raises:
         InvalidResponseError: ``data`` is not a task description.
     """
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]  # a one-task list, as some platforms wrap it
     if not isinstance(data, Mapping):
         raise InvalidResponseError("expected a task object in data", excerpt=_excerpt(data))
-    if task_id is not None and not data.get("task_id"):
-        data = {**data, "task_id": task_id}
+    if not data.get("task_id"):
+        fallback = data.get("id") or task_id  # "id" on some platforms; else the id asked for
+        if fallback is not None:
+            data = {**data, "task_id": fallback}
     try:
         task: Task = _converter.structure(data, Task)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
