@@ -233,3 +233,19 @@ async def test_client_built_outside_loop_is_usable(fake: FakeVidgo) -> None:
     assert fake.requests == []
     async with client:
         await client.balance()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"retry": 5}, id="retry"),
+        pytest.param({"poll": "fast"}, id="poll"),
+        pytest.param({"timeouts": None}, id="timeouts"),
+        pytest.param({"session": object()}, id="session"),
+        pytest.param({"on_event": 3}, id="on_event"),
+    ],
+)
+async def test_options_of_the_wrong_kind_are_type_errors(options: dict[str, object]) -> None:
+    """A policy, session or hook of the wrong kind is refused when the client is built."""
+    with pytest.raises(TypeError):
+        VidgoClient("key", **options)  # type: ignore[arg-type]

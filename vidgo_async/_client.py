@@ -29,6 +29,7 @@ from ._validate import (
     check_count,
     check_id,
     check_input,
+    check_options,
     deadline_after,
     handle_from,
     is_loopback,
@@ -86,6 +87,7 @@ class VidgoClient:
         on_event: EventHook | None = None,
     ) -> None:
         max_connections = check_count("max_connections", max_connections)
+        check_options(retry=retry, poll=poll, timeouts=timeouts, session=session, on_event=on_event)
         self._base_url = base_url_from(base_url)
         self._transport = Transport(
             base_url=self._base_url,

@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from yarl import URL
 
+from ._config import PollPolicy, RetryPolicy, Timeouts
 from ._models import TaskHandle
 from .errors import ConfigurationError
 
@@ -26,6 +28,7 @@ __all__ = [
     "check_folder",
     "check_id",
     "check_input",
+    "check_options",
     "check_timeout",
     "deadline_after",
     "handle_from",
@@ -205,3 +208,24 @@ def deadline_after(timeout: object) -> float | None:
     """The ``time.monotonic`` instant ``timeout`` seconds from now (``None``: never)."""
     seconds = check_timeout(timeout)
     return None if seconds is None else time.monotonic() + seconds
+
+
+def check_options(**options: object) -> None:
+    """The client's policy, session and hook arguments are of the right kinds.
+
+    Raises:
+        TypeError: One is not.
+    """
+    kinds: dict[str, type] = {
+        "retry": RetryPolicy,
+        "poll": PollPolicy,
+        "timeouts": Timeouts,
+        "session": aiohttp.ClientSession,
+    }
+    for name, value in options.items():
+        if name == "on_event":
+            if value is not None and not callable(value):
+                raise TypeError("on_event must be callable")
+        elif not (value is None and name == "session") and not isinstance(value, kinds[name]):
+            expected = kinds[name].__name__
+            raise TypeError(f"{name} must be a {expected}, got {type(value).__name__}")
