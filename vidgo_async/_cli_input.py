@@ -6,7 +6,6 @@ Bad rows are reported with their line numbers and skipped; good rows go on.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterator
 from typing import IO
@@ -106,8 +105,3 @@ def _pair(row: dict[str, object], number: int) -> tuple[str, str] | BadRow:
 
 def _text(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
-
-
-def open_text(data: bytes) -> IO[str]:
-    """A text stream over ``data`` (for tests and stdin)."""
-    return io.StringIO(data.decode("utf-8-sig"))
