@@ -239,3 +239,32 @@ async def test_download_timeout_bounds_the_whole_download(tmp_path: Path) -> Non
     assert code == 1
     assert "RequestTimeoutError" in err and len(err.strip().splitlines()) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]
+
+
+async def test_batch_reports_undecodable_and_malformed_rows_and_goes_on(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """Non-UTF-8 bytes, an unterminated quote, blank ids: per-line reports; the rest converts."""
+    source = tmp_path / "pairs.csv"
+    source.write_bytes(b'task_id,audio_id\nm,a1\nm,bad\xff\n  ,  \nm,a2\nm,"unterminated\n')
+    output = tmp_path / "results.jsonl"
+    code, _, err = await _cli("batch", str(source), "--output", str(output), env=_api(vidgo_fake))
+    assert code == 1
+    assert "line 3: skipped: not valid UTF-8" in err
+    assert "line 4: skipped:" in err
+    assert "line 6: skipped: not valid CSV" in err
+    assert "Traceback" not in err
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sorted(row["audio_id"] for row in rows) == ["a1", "a2"]
+
+
+async def test_batch_of_an_empty_input_says_so_and_exits_0(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A header without rows converts nothing, says so, and is not a failure."""
+    source = tmp_path / "pairs.csv"
+    source.write_text("task_id,audio_id\n")
+    code, _, err = await _cli("batch", str(source), env=_api(vidgo_fake))
+    assert code == 0
+    assert "no pairs" in err
+    assert vidgo_fake.requests == []

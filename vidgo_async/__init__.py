@@ -9,7 +9,7 @@ Convert generated music tracks to WAV, safely and economically::
 from ._batch import BatchProgress
 from ._client import VidgoClient
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
-from ._events import Event
+from ._events import Event, EventHook, EventKind
 from ._models import Balance, ConversionResult, Task, TaskFile, TaskHandle, TaskStatus
 from .errors import (
     AlreadyConvertedError,
@@ -48,6 +48,8 @@ __all__ = [
     "ConflictError",
     "ConversionResult",
     "Event",
+    "EventHook",
+    "EventKind",
     "InsufficientCreditsError",
     "InvalidCallbackError",
     "InvalidResponseError",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
+import io
 import json
 import os
 import sys
@@ -174,9 +175,14 @@ async def _fake_server(args: argparse.Namespace) -> int:
 
 
 async def _batch(args: argparse.Namespace) -> int:
+    source: IO[str]
     with ExitStack() as stack:
         if args.file == "-":
-            source, total = sys.stdin, None
+            # Bytes that are not UTF-8 become per-line reports, not the end of the batch.
+            source = io.TextIOWrapper(
+                sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=""
+            )
+            total = None
         else:
             source = stack.enter_context(_open_input(args.file))
             total = _count_rows(Path(args.file))
@@ -277,7 +283,11 @@ async def run_batch(
                     reporter.line(f"ok {result.audio_id} -> {result.wav_url}")
                 reporter.update(_progress(done, succeeded, total), result)
     print_summary(summary_rows(counts), sys.stderr)
-    return 0 if counts and set(counts) == {"ok"} else 1
+    if not counts:
+        reporter_line = "vidgo-async: no pairs in the input"
+        print(reporter_line, file=sys.stderr)
+        return 0
+    return 0 if set(counts) == {"ok"} else 1
 
 
 def _progress(done: int, succeeded: int, total: int | None) -> Any:
@@ -297,7 +307,7 @@ def _open_input(name: str) -> IO[str]:
     """The batch input file, open; an unreadable one is a usage error (exit 2)."""
     try:
         # The caller closes it. A local file opened once: not worth a thread.
-        return open(name, encoding="utf-8-sig", newline="")
+        return open(name, encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
         raise InputError(f"cannot read {name}: {exc.strerror or type(exc).__name__}") from None
 

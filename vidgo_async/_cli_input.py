@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from typing import IO
 
@@ -15,6 +16,9 @@ import attrs
 from ._validate import check_id
 
 __all__ = ["BadRow", "InputError", "read_pairs"]
+
+# Bytes that were not UTF-8, as the input's "surrogateescape" decoding keeps them.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 class InputError(ValueError):
@@ -76,7 +80,7 @@ def _jsonl(lines: Iterator[str], line_no: int) -> Iterator[tuple[str, str] | Bad
 
 
 def _csv(lines: Iterator[str], line_no: int, name: str) -> Iterator[tuple[str, str] | BadRow]:
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, strict=True)
     header = [column.strip().lower() for column in next(reader)]
     missing = [column for column in ("task_id", "audio_id") if column not in header]
     if missing:
@@ -84,10 +88,17 @@ def _csv(lines: Iterator[str], line_no: int, name: str) -> Iterator[tuple[str, s
             f"{name}: the CSV header must name task_id and audio_id (missing {', '.join(missing)};"
             f" got {', '.join(header) or 'nothing'})"
         )
-    for row in reader:
-        number = line_no + reader.line_num - 1
-        if not any(cell.strip() for cell in row):
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield BadRow(line_no + reader.line_num - 1, f"not valid CSV: {exc}")
             continue
+        number = line_no + reader.line_num - 1
+        if not row:
+            continue  # an empty line
         if len(row) != len(header):
             yield BadRow(number, f"expected {len(header)} columns, got {len(row)}")
             continue
@@ -95,6 +106,8 @@ def _csv(lines: Iterator[str], line_no: int, name: str) -> Iterator[tuple[str, s
 
 
 def _pair(row: dict[str, object], number: int) -> tuple[str, str] | BadRow:
+    if any(isinstance(value, str) and _UNDECODABLE.search(value) for value in row.values()):
+        return BadRow(number, "not valid UTF-8")
     try:
         task_id = check_id("task_id", _text(row.get("task_id")))
         audio_id = check_id("audio_id", _text(row.get("audio_id")))
