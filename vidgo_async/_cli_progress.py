@@ -39,10 +39,18 @@ class Reporter:
         """Print one line above any live display."""
         print(text, file=self.stream, flush=True)
 
+    def failed(self, result: ConversionResult) -> None:
+        """Report one failed pair."""
+        self.line(f"failed {result.source_task_id} {result.audio_id}: {result.error}")
+
+    def elapsed(self) -> float:
+        """Seconds since the batch started (never zero)."""
+        return max(time.monotonic() - self.started, 1e-9)
+
     def update(self, progress: BatchProgress, result: ConversionResult) -> None:
         """Note one more result."""
         if not result.ok:
-            self.line(f"failed {result.source_task_id} {result.audio_id}: {result.error}")
+            self.failed(result)
         now = time.monotonic()
         if now - self._last >= self.every or (progress.input_done and not progress.in_flight):
             self._last = now
@@ -50,7 +58,7 @@ class Reporter:
 
     def status(self, progress: BatchProgress) -> str:
         """``done/total ok failed rate`` as one line."""
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+        elapsed = self.elapsed()
         total = self.total if self.total is not None else "?"
         return (
             f"{progress.done}/{total} done, {progress.succeeded} ok, {progress.failed} failed,"
@@ -103,8 +111,8 @@ class _RichReporter(Reporter):
 
     def update(self, progress: BatchProgress, result: ConversionResult) -> None:
         if not result.ok:
-            self.line(f"failed {result.source_task_id} {result.audio_id}: {result.error}")
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+            self.failed(result)
+        elapsed = self.elapsed()
         self._bar.update(
             self._task,
             completed=progress.done,
