@@ -1,10 +1,13 @@
 """``convert_many``: thousands of conversions, streamed, bounded, resumable.
 
-Each distinct pair runs as one task (submit, wait, download) admitted only
-while fewer than ``concurrency + max_waiting`` are in flight, so the input
-is read lazily and memory stays bounded. Submits and downloads each have
-their own ``concurrency`` slots; waits share the client's poll rate cap.
-Results go through a bounded queue, so a slow consumer slows the intake.
+``concurrency`` workers each take the next input pair and carry it as far
+as it goes without sleeping: journal, submit, the polls due at once, the
+download. A pair whose task is not done moves to a waiting room of at most
+``max_waiting`` sleeping waits, and its worker takes the next pair. So
+submits and the requests around them stay within ``concurrency``, quick
+tasks cost no task or lock per pair, and the input is read only as fast as
+there is room. Results go through a bounded queue, so a slow consumer
+slows the intake.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Iterable,
+    Iterator,
 )
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +35,7 @@ import attrs
 from ._journal import Entry, Journal, State, journalled_error
 from ._models import ConversionResult, TaskHandle
 from ._validate import check_count, check_folder, check_id, check_timeout
+from ._waiter import Poller, poll_while_due, wait_until_done
 from .errors import (
     APIError,
     BadRequestError,
@@ -84,11 +90,52 @@ class _Failure:
     error: BaseException
 
 
+class _Intake:
+    """The input, shared by the workers: read one pair at a time, lazily."""
+
+    def __init__(self, pairs: Pairs) -> None:
+        self._pairs = pairs
+        self._sync: Iterator[Any] | None = None
+        self._async: AsyncIterator[Any] | None = None
+        self._lock = asyncio.Lock()  # an async iterator serves one reader at a time
+        self.read = 0
+        self.done = False
+
+    async def next(self) -> Any:
+        """The next pair; ``_END`` once the input is exhausted (or has failed)."""
+        if self.done:
+            return _END
+        try:
+            if isinstance(self._pairs, AsyncIterable):
+                pair = await self._anext(self._pairs)
+            else:
+                if self._sync is None:
+                    self._sync = iter(self._pairs)
+                pair = next(self._sync)
+        except (StopIteration, StopAsyncIteration):
+            self.done = True
+            return _END
+        except BaseException:
+            self.done = True
+            raise
+        self.read += 1
+        return pair
+
+    async def _anext(self, pairs: AsyncIterable[Any]) -> Any:
+        async with self._lock:
+            if self.done:  # it ended while this reader queued
+                raise StopAsyncIteration
+            if self._async is None:
+                self._async = aiter(pairs)
+            return await anext(self._async)
+
+
 class _Run:
     def __init__(
         self,
         engine: Engine,
         download: Download,
+        pairs: Pairs,
         *,
         concurrency: int,
         max_waiting: int,
@@ -101,117 +148,140 @@ class _Run:
         self.timeout = timeout
         self.journal = journal
         self.download_to = download_to
+        self.intake = _Intake(pairs)
+        self.workers = concurrency
         self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize=max(1, concurrency))
-        self.submit_slots = asyncio.Semaphore(concurrency)
         self.download_slots = asyncio.Semaphore(concurrency)
-        self.admission = asyncio.Semaphore(concurrency + max_waiting)
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.waiting_room = asyncio.Semaphore(max_waiting)
+        self.tasks: set[asyncio.Task[None]] = set()  # workers and waiting-room waits
         self.extra: dict[Key, int] = {}  # in-flight pair -> duplicate occurrences seen
         self.done: dict[Key, ConversionResult] = {}
-        self.read = 0
-        self.input_done = False
 
-    async def feed(self, pairs: Pairs) -> None:
+    async def supervise(self) -> None:
+        """Run the workers, then the waits they left; end the results with ``_END``."""
+        for _ in range(self.workers):
+            self._spawn(self._work())
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
+        await self.queue.put(_END)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _work(self) -> None:
         try:
-            async for pair in _iterate(pairs):
-                self.read += 1
-                await self._admit(pair)
-            self.input_done = True
-            while self.tasks:
-                await asyncio.wait(set(self.tasks))
-            await self.queue.put(_END)
+            while (key := await self._next_key()) is not None:
+                try:
+                    result = await self._convert(key)
+                except Exception as exc:  # a bug must cost one result, not the batch
+                    result = _unexpected(key, exc)
+                if result is not None:
+                    await self._deliver(key, result)
         except Exception as exc:  # the input itself failed: end the batch with it
             await self.queue.put(_Failure(exc))
 
-    async def _admit(self, pair: Any) -> None:
-        try:
-            key = _key(pair)
-        except (TypeError, ValueError) as exc:
-            source, audio = _describe(pair)
-            await self.queue.put(ConversionResult(source_task_id=source, audio_id=audio, error=exc))
-            return
-        if key in self.done:
-            await self.queue.put(self.done[key])
-        elif key in self.extra:
-            self.extra[key] += 1
-        else:
-            await self.admission.acquire()
-            self.extra[key] = 0
-            task = asyncio.create_task(self._item(key))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    async def _item(self, key: Key) -> None:
-        try:
+    async def _next_key(self) -> Key | None:
+        """The next distinct pair to convert; malformed and repeated pairs are answered here."""
+        while (pair := await self.intake.next()) is not _END:
             try:
-                result = await self._convert(key)
-            except Exception as exc:  # a bug must cost one result, not the batch
-                logger.exception("conversion of %s failed unexpectedly", key)
-                result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
-            self.done[key] = result
-            for _ in range(1 + self.extra.pop(key)):
-                await self.queue.put(result)
-        finally:
-            self.admission.release()
+                key = _key(pair)
+            except (TypeError, ValueError) as exc:
+                source, audio = _describe(pair)
+                await self.queue.put(
+                    ConversionResult(source_task_id=source, audio_id=audio, error=exc)
+                )
+                continue
+            if key in self.done:
+                await self.queue.put(self.done[key])
+            elif key in self.extra:
+                self.extra[key] += 1
+            else:
+                self.extra[key] = 0
+                return key
+        return None
 
-    async def _convert(self, key: Key) -> ConversionResult:
-        source, audio = key
+    async def _deliver(self, key: Key, result: ConversionResult) -> None:
+        self.done[key] = result
+        for _ in range(1 + self.extra.pop(key)):
+            await self.queue.put(result)
+
+    async def _convert(self, key: Key) -> ConversionResult | None:
+        """Carry a pair as far as it goes without sleeping; ``None`` if its wait sleeps on."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        entry = self.journal.get(source, audio) if self.journal else None
-        base = ConversionResult(source_task_id=source, audio_id=audio)
+        entry = self.journal.get(*key) if self.journal else None
         if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
-            return await self._from_journal(base, entry.state, entry)
+            return await self._from_journal(key, entry)
         if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
             task_id = entry.task_id
         else:
             resumed = entry is not None and entry.state is State.SUBMITTING
-            submitted = await self._submit(base, deadline, resumed=resumed)
+            submitted = await self._submit(key, deadline, resumed=resumed)
             if isinstance(submitted, ConversionResult):
                 return submitted
             task_id = submitted
-        with_task = ConversionResult(source_task_id=source, audio_id=audio, task_id=task_id)
-        return await self._finish(with_task, deadline, time.monotonic())
+        handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
+        poller = self.engine.poller(handle, deadline, started=time.monotonic())
+        return await self._wait(key, poller, handle, sleep=False)
 
     async def _submit(
-        self, base: ConversionResult, deadline: float | None, *, resumed: bool
+        self, key: Key, deadline: float | None, *, resumed: bool
     ) -> str | ConversionResult:
-        source, audio = base.source_task_id, base.audio_id
+        """The accepted task's id, or the pair's result if the submit failed."""
+        self._record(key, State.SUBMITTING)  # only now may the request go out
         try:
-            async with self.submit_slots:
-                self._record(base, State.SUBMITTING)  # only now may the request go out
-                task = await self.engine.submit_for_wait(
-                    {"task_id": source, "audio_id": audio}, None, deadline, resumed=resumed
-                )
+            task = await self.engine.submit_for_wait(
+                {"task_id": key[0], "audio_id": key[1]}, None, deadline, resumed=resumed
+            )
         except VidgoError as exc:
-            self._record(base, _state_after_failed_submit(exc), error=exc)
-            return attrs.evolve(base, error=exc)
-        self._record(base, State.ACCEPTED, task_id=task.task_id)
+            self._record(key, _state_after_failed_submit(exc), error=exc)
+            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
+        self._record(key, State.ACCEPTED, task_id=task.task_id)
         return task.task_id
 
-    async def _finish(
-        self, base: ConversionResult, deadline: float | None, started: float
-    ) -> ConversionResult:
-        assert base.task_id is not None
-        handle = TaskHandle(
-            task_id=base.task_id, source_task_id=base.source_task_id, audio_id=base.audio_id
-        )
+    async def _wait(
+        self, key: Key, poller: Poller, handle: TaskHandle, *, sleep: bool
+    ) -> ConversionResult | None:
+        """Wait for the task, then download; ``None`` once the wait moved to the waiting room.
+
+        Without ``sleep`` only the polls due at once are made; a task not
+        done by then is left to a waiting-room wait, and its worker moves on.
+        """
         try:
-            url = await self.engine.await_wav(handle, deadline, started)
+            if sleep:
+                task = await wait_until_done(poller, handle, wav=True)
+            elif (done := await poll_while_due(poller, handle, wav=True)) is not None:
+                task = done
+            else:
+                await self.waiting_room.acquire()
+                self._spawn(self._sleep_on(key, poller, handle))
+                return None
         except VidgoError as exc:
             if isinstance(exc, _TASK_IS_DONE_FOR):
-                self._record(base, State.FAILED, task_id=base.task_id, error=exc)
+                self._record(key, State.FAILED, task_id=handle.task_id, error=exc)
             # Otherwise (deadline, account trouble, ...) it stays accepted: a re-run waits again.
-            return attrs.evolve(base, error=exc)
-        result = ConversionResult(  # not attrs.evolve: this runs once per pair
-            source_task_id=base.source_task_id,
-            audio_id=base.audio_id,
-            task_id=base.task_id,
-            wav_url=url,
+            return ConversionResult(
+                source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, error=exc
+            )
+        self._record(key, State.FINISHED, task_id=task.task_id, wav_url=task.wav_url)
+        result = ConversionResult(
+            source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, wav_url=task.wav_url
         )
-        self._record(result, State.FINISHED)
-        return await self._download(result)
+        return result if self.download_to is None else await self._download(key, result)
 
-    async def _download(self, result: ConversionResult) -> ConversionResult:
+    async def _sleep_on(self, key: Key, poller: Poller, handle: TaskHandle) -> None:
+        try:
+            try:
+                result = await self._wait(key, poller, handle, sleep=True)
+            except Exception as exc:  # a bug must cost one result, not the batch
+                result = _unexpected(key, exc)
+            assert result is not None  # sleep=True waits to the end
+            await self._deliver(key, result)
+        finally:
+            self.waiting_room.release()
+
+    async def _download(self, key: Key, result: ConversionResult) -> ConversionResult:
         if self.download_to is None or result.wav_url is None:
             return result
         dest = self.download_to / _file_name(result.audio_id)
@@ -220,54 +290,52 @@ class _Run:
                 path = await self.fetch(result.wav_url, dest, overwrite=True)
         except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
             return attrs.evolve(result, error=exc)
-        result = attrs.evolve(result, path=path)
-        self._record(result, State.FINISHED)
-        return result
+        self._record(key, State.FINISHED, task_id=result.task_id, wav_url=result.wav_url, path=path)
+        return attrs.evolve(result, path=path)
 
-    async def _from_journal(
-        self, base: ConversionResult, state: State, entry: Entry
-    ) -> ConversionResult:
-        result = attrs.evolve(base, task_id=entry.task_id, wav_url=entry.wav_url)
-        if state is State.FINISHED:
+    async def _from_journal(self, key: Key, entry: Entry) -> ConversionResult:
+        result = ConversionResult(
+            source_task_id=key[0], audio_id=key[1], task_id=entry.task_id, wav_url=entry.wav_url
+        )
+        if entry.state is State.FINISHED:
             if entry.path and _exists(entry.path):
                 return attrs.evolve(result, path=Path(entry.path))
-            return await self._download(result)
-        return attrs.evolve(
-            result, error=journalled_error(entry, base.source_task_id, base.audio_id)
-        )
+            return await self._download(key, result)
+        return attrs.evolve(result, error=journalled_error(entry, *key))
 
     def _record(
         self,
-        result: ConversionResult,
+        key: Key,
         state: State,
         *,
         task_id: str | None = None,
+        wav_url: str | None = None,
+        path: Path | None = None,
         error: BaseException | None = None,
     ) -> None:
         if self.journal is None:
             return
         self.journal.record(
-            result.source_task_id,
-            result.audio_id,
+            *key,
             state,
-            task_id=task_id or result.task_id,
-            wav_url=result.wav_url,
-            path=str(result.path) if result.path else None,
+            task_id=task_id,
+            wav_url=wav_url,
+            path=str(path) if path else None,
             error=error,
         )
 
     def progress(self, done: int, succeeded: int) -> BatchProgress:
         return BatchProgress(
-            read=self.read,
+            read=self.intake.read,
             done=done,
             succeeded=succeeded,
             failed=done - succeeded,
             in_flight=len(self.extra),
-            input_done=self.input_done,
+            input_done=self.intake.done,
         )
 
-    async def close(self, feeder: asyncio.Task[None]) -> None:
-        pending = [feeder, *self.tasks]
+    async def close(self, supervisor: asyncio.Task[None]) -> None:
+        pending = [supervisor, *self.tasks]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -328,13 +396,14 @@ async def run_batch(
     run = _Run(
         engine,
         download,
+        pairs,
         concurrency=concurrency,
         max_waiting=max_waiting,
         timeout=timeout,
         journal=book,
         download_to=download_to,
     )
-    feeder = asyncio.create_task(run.feed(pairs))
+    supervisor = asyncio.create_task(run.supervise())
     done = succeeded = 0
     try:
         while True:
@@ -350,18 +419,14 @@ async def run_batch(
                 on_progress(run.progress(done, succeeded))
             yield item
     finally:
-        await run.close(feeder)
+        await run.close(supervisor)
         if book is not None:
             book.close()
 
 
-async def _iterate(pairs: Pairs) -> AsyncIterator[Any]:
-    if isinstance(pairs, AsyncIterable):
-        async for pair in pairs:
-            yield pair
-    else:
-        for pair in pairs:
-            yield pair
+def _unexpected(key: Key, exc: Exception) -> ConversionResult:
+    logger.exception("conversion of %s failed unexpectedly", key)
+    return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
 
 
 def _key(pair: Any) -> Key:

@@ -140,10 +140,11 @@ class Calls:
             RequestTimeoutError: The deadline came first.
             VidgoError: Whatever the single attempt met; the waiter decides.
         """
-        try:
-            await self.limiter.acquire(remaining(deadline))
-        except TimeoutError:
-            raise RequestTimeoutError("deadline reached before the next poll slot") from None
+        if not self.limiter.try_acquire():
+            try:
+                await self.limiter.acquire(remaining(deadline))
+            except TimeoutError:
+                raise RequestTimeoutError("deadline reached before the next poll slot") from None
         try:
             data = await self.transport.request(
                 "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=remaining(deadline)
@@ -155,7 +156,8 @@ class Calls:
                 self._slow_down(exc)
             raise
         self.budget.record_success()
-        emit(self.hook, "poll", task_id=task_id, status=task.status)
+        if self.hook is not None:  # spares building the event's fields on every poll
+            emit(self.hook, "poll", task_id=task_id, status=task.status)
         return task
 
     async def submit(
@@ -214,7 +216,8 @@ class Calls:
             else:
                 self.budget.record_success()
                 logger.debug("submitted %s: task %s", model, task.task_id)
-                emit(self.hook, "submit", task_id=task.task_id, attempt=attempt)
+                if self.hook is not None:
+                    emit(self.hook, "submit", task_id=task.task_id, attempt=attempt)
                 return task
 
     def _gives_up(self, attempt: int, deadline: float | None, delay: float) -> bool:

@@ -81,6 +81,27 @@ class Engine:
             registry.bind(slot, task)
         return task
 
+    def poller(
+        self,
+        handle: TaskHandle,
+        deadline: float | None,
+        policy: PollPolicy | None = None,
+        *,
+        first_delay: float | None = None,
+        started: float | None = None,
+    ) -> Poller:
+        """The poll loop of one wait; ``started``: when we submitted the task."""
+        policy = policy or self.poll
+        return Poller(
+            self.live(),
+            handle,
+            deadline=deadline,
+            policy=policy,
+            first_delay=policy.initial if first_delay is None else first_delay,
+            pacer=self.callbacks.pacer(handle.task_id, policy) if self.callbacks else None,
+            started=started,
+        )
+
     def wait(
         self,
         handle: TaskHandle,
@@ -91,27 +112,18 @@ class Engine:
         wav: bool = False,
         started: float | None = None,
     ) -> Coroutine[Any, Any, Task]:
-        """The finished task (see ``wait_until_done``); ``started``: when we submitted it."""
+        """The finished task (see ``wait_until_done``)."""
         # A plain function returning the coroutine: one frame less per pending wait.
-        policy = policy or self.poll
-        poller = Poller(
-            self.live(),
-            handle,
-            deadline=deadline,
-            policy=policy,
-            first_delay=policy.initial if first_delay is None else first_delay,
-            pacer=self.callbacks.pacer(handle.task_id, policy) if self.callbacks else None,
-            started=started,
-        )
+        poller = self.poller(handle, deadline, policy, first_delay=first_delay, started=started)
         return wait_until_done(poller, handle, wav=wav)
 
     async def await_wav(
         self, handle: TaskHandle, deadline: float | None, started: float | None = None
     ) -> str:
         """The WAV URL of a task once it finished."""
-        task = await self.wait(handle, deadline, wav=True, started=started)
-        assert task.wav_url is not None
-        return task.wav_url
+        url = (await self.wait(handle, deadline, wav=True, started=started)).wav_url
+        assert url is not None
+        return url
 
     def watch(
         self, handle: TaskHandle, deadline: float | None, policy: PollPolicy | None

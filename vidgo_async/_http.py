@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from ._config import Timeouts
@@ -89,7 +90,8 @@ class Transport:
     ) -> None:
         self._base_url = base_url
         self._prefix = base_url.raw_path.rstrip("/")
-        self._auth = {"Authorization": f"Bearer {api_key}"}
+        # Per request, never on the session: downloads share it and must not carry the key.
+        self._auth = CIMultiDict({"Authorization": f"Bearer {api_key}"})
         self.timeouts = timeouts
         self._session = session
         self._owns_session = session is None
@@ -141,7 +143,8 @@ class Transport:
             APIError: An error status, or an error ``code`` in an HTTP 200.
             InvalidResponseError: A 2xx that is not the documented JSON.
         """
-        started = time.monotonic()
+        debug = logger.isEnabledFor(logging.DEBUG)
+        started = time.monotonic() if debug else 0.0
         failure: BaseException | None = None
         try:
             async with self.session.request(
@@ -161,9 +164,10 @@ class Transport:
             # Raised outside the except block so that no aiohttp exception - whose
             # request_info holds the headers, the API key among them - is chained.
             error = transport_error(failure, f"{method} {path}")
-            logger.debug("%s %s failed after %.3fs: %s", method, path, _since(started), error)
+            if debug:
+                logger.debug("%s %s failed after %.3fs: %s", method, path, _since(started), error)
             raise error from (failure if safe_to_chain(failure) else None)
-        if logger.isEnabledFor(logging.DEBUG):
+        if debug:
             logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
         return _envelope_data(status, headers, raw, complete)
 
@@ -229,7 +233,6 @@ def transport_error(exc: BaseException, where: str) -> TransportError:
 
 
 def _envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete: bool) -> Any:
-    retry_after = parse_retry_after(headers.get("Retry-After"), cap=float("inf"))
     payload, problem = _decode(raw, complete)
     if 300 <= status < 400:
         # The API documents no redirect; following one would carry the key elsewhere.
@@ -239,32 +242,43 @@ def _envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete
         )
     if not 200 <= status < 300:
         message = _message(payload) if problem is None else _describe_body(raw, problem)
-        raise api_error(status, None, message, payload, retry_after)
+        raise api_error(status, None, message, payload, _retry_after(headers))
     if problem is not None:
         raise InvalidResponseError(
             f"expected a JSON envelope, got {problem}", status=status, excerpt=excerpt(raw)
         )
     if not isinstance(payload, dict):
         raise InvalidResponseError("expected a JSON object", status=status, excerpt=excerpt(raw))
-    code = _code(payload.get("code", 200))
-    if code is None:
-        raise InvalidResponseError(
-            "envelope code is not a number", status=status, excerpt=excerpt(raw)
-        )
-    if code != 200:
-        raise api_error(code, code, _message(payload), payload, retry_after)
+    code = payload.get("code", 200)
+    if code != 200 or type(code) is not int:  # the usual answer, checked without a call
+        code = _code(code)
+        if code is None:
+            raise InvalidResponseError(
+                "envelope code is not a number", status=status, excerpt=excerpt(raw)
+            )
+        if code != 200:
+            raise api_error(code, code, _message(payload), payload, _retry_after(headers))
     if "data" not in payload:
         raise InvalidResponseError("envelope has no data", status=status, excerpt=excerpt(raw))
     return payload["data"]
 
 
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    return parse_retry_after(headers.get("Retry-After"), cap=float("inf"))
+
+
 def _decode(raw: bytes, complete: bool) -> tuple[Any, str | None]:
     if not complete:
         return None, f"a body over {MAX_BODY} bytes"
+    try:
+        # Decoded first: json.loads(bytes) would sniff the encoding of every body.
+        return json.loads(raw.decode("utf-8")), None
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        pass
     if not raw.strip():
         return None, "an empty body"
     try:
-        return json.loads(raw), None
+        return json.loads(raw), None  # UTF-16 or UTF-32, which JSON allows
     except (ValueError, RecursionError):
         head = raw.lstrip()[:15].lower()
         return None, "HTML" if head.startswith((b"<!doctype", b"<html")) else "a non-JSON body"

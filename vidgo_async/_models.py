@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -108,12 +109,12 @@ class Task:
     error_message: str | None = None
     raw_status: str = attrs.field(default="", repr=False)
 
-    @property
+    @functools.cached_property
     def wav_url(self) -> str | None:
         """The first file's WAV URL, or ``None`` until there is one."""
         for file in self.files:
-            if file.wav_url:
-                return file.wav_url
+            if url := file.wav_url:
+                return url
         return None
 
     @property

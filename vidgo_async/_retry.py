@@ -222,7 +222,7 @@ class RateLimiter:
         Raises:
             TimeoutError: No grant came within ``timeout``.
         """
-        if not self._queue and self._take(time.monotonic()):
+        if self.try_acquire():
             return
         if timeout is not None and timeout <= 0:
             raise TimeoutError("no request slot before the deadline")
@@ -236,6 +236,10 @@ class RateLimiter:
         finally:
             if expiry is not None:
                 expiry.cancel()
+
+    def try_acquire(self) -> bool:
+        """Take a grant if one is free now and nobody queues; never waits."""
+        return not self._queue and self._take(time.monotonic())
 
     def back_off(self) -> None:
         """Halve the rate after a 429 that named no delay; it recovers by 10 % a second."""

@@ -28,7 +28,7 @@ from .errors import (
     VidgoError,
 )
 
-__all__ = ["Pacer", "Poller", "changes", "wait_until_done"]
+__all__ = ["Pacer", "Poller", "changes", "poll_while_due", "wait_until_done"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -63,6 +63,7 @@ class Poller:
         "_fresh",
         "_handle",
         "_pacer",
+        "_rereads",
         "_schedule",
         "last",
     )
@@ -86,7 +87,13 @@ class Poller:
         self._pacer = pacer
         self._schedule = PollSchedule(policy, started=started)
         self._delay = first_delay
+        self._rereads = 0  # reads of a finished task that lacked its wav_url
         self.last: Task | None = None
+
+    @property
+    def due(self) -> bool:
+        """Whether the next poll goes out without a pause."""
+        return self._delay <= 0 and self._pacer is None
 
     async def next(self) -> Task:
         """The next snapshot a poll reads.
@@ -120,13 +127,16 @@ class Poller:
                 self._delay = delay
                 logger.debug("poll of %s failed (%s); next in %.2fs", handle.task_id, exc, delay)
                 continue
-            if self.last is None or task.status is not self.last.status:
-                logger.debug("task %s is %s", task.task_id, task.status.value)
-                emit(calls.hook, "status", task_id=task.task_id, status=task.status)
+            last, status = self.last, task.status
+            if last is None or status is not last.status:
+                logger.debug("task %s is %s", task.task_id, status.value)
+                if calls.hook is not None:
+                    emit(calls.hook, "status", task_id=task.task_id, status=status)
             if self._pacer is not None:
                 self._pacer.observe(task)
             self.last = task
-            self._delay = self._schedule.next(task)
+            if status is not TaskStatus.FINISHED or not task.wav_url:  # else no next poll
+                self._delay = self._schedule.next(task)
             return task
 
     def _unseen(self, exc: VidgoError) -> bool:
@@ -134,10 +144,13 @@ class Poller:
         # consistency): until one read succeeds, its 404 is no news.
         return self._fresh and self.last is None and isinstance(exc, NotFoundError)
 
-    @property
-    def unbounded(self) -> bool:
-        """Whether this wait has no deadline."""
-        return self._deadline is None
+    def gives_up_on_wav_url(self) -> bool:
+        """Count a finished read that lacked its ``wav_url``; whether to stop rereading.
+
+        With a deadline, never: the deadline ends the wait.
+        """
+        self._rereads += 1
+        return self._deadline is None and self._rereads > _WAV_URL_REREADS
 
     def _check_deadline(self) -> None:
         deadline = self._deadline
@@ -167,28 +180,50 @@ async def wait_until_done(poller: Poller, handle: TaskHandle, *, wav: bool) -> T
         TaskTimeoutError: The deadline passed first.
         InvalidResponseError: With ``wav``, it finished and never showed a ``wav_url``.
     """
-    rereads = 0
     while True:
-        try:
-            task = await poller.next()
-        except TaskTimeoutError as exc:
-            last = poller.last
-            if last is not None and last.status is TaskStatus.FINISHED:
-                raise _no_wav_url(last) from exc
-            raise
-        if task.status is TaskStatus.FAILED:
-            raise TaskFailedError(
-                f"task {task.task_id} failed: {task.error_message or 'no reason given'}",
-                handle=handle,
-                task=task,
-                error_message=task.error_message,
-            )
-        if task.status is TaskStatus.FINISHED:
-            if task.wav_url or not wav:
-                return task
-            rereads += 1
-            if poller.unbounded and rereads > _WAV_URL_REREADS:
-                raise _no_wav_url(task)
+        task = await _settled(poller, handle, wav=wav)
+        if task is not None:
+            return task
+
+
+async def poll_while_due(poller: Poller, handle: TaskHandle, *, wav: bool) -> Task | None:
+    """Like :func:`wait_until_done`, but ``None`` as soon as the next poll needs a pause.
+
+    A batch worker calls it right after a submit: a task that finished at
+    once costs no sleeping coroutine; the rest are left to
+    :func:`wait_until_done` on the same ``poller``.
+    """
+    while poller.due:
+        task = await _settled(poller, handle, wav=wav)
+        if task is not None:
+            return task
+    return None
+
+
+async def _settled(poller: Poller, handle: TaskHandle, *, wav: bool) -> Task | None:
+    """One poll: the task if the wait is over with it, ``None`` to poll on."""
+    try:
+        task = await poller.next()
+    except TaskTimeoutError as exc:
+        last = poller.last
+        if last is not None and last.status is TaskStatus.FINISHED:
+            raise _no_wav_url(last) from exc
+        raise
+    status = task.status
+    if status is TaskStatus.FAILED:
+        raise TaskFailedError(
+            f"task {task.task_id} failed: {task.error_message or 'no reason given'}",
+            handle=handle,
+            task=task,
+            error_message=task.error_message,
+        )
+    if status is not TaskStatus.FINISHED:
+        return None
+    if not wav or task.wav_url:
+        return task
+    if poller.gives_up_on_wav_url():
+        raise _no_wav_url(task)
+    return None
 
 
 def _no_wav_url(task: Task) -> InvalidResponseError:
