@@ -100,10 +100,13 @@ class FakeServer:
 
 
 @contextlib.contextmanager
-def fake_server(**options: Any) -> Iterator[FakeServer]:
+def fake_server(*, pin: bool = False, **options: Any) -> Iterator[FakeServer]:
     """Run a FakeVidgo in a child process on a free port; stop it on exit.
 
     Args:
+        pin: Give the server the last CPU and this process the others (on
+            Linux with 2+ CPUs), so the scheduler never puts both on one
+            core; the client's CPU share, and so the timings, vary less.
         **options: :class:`~vidgo_async.testing.FakeVidgo` keyword arguments
             (``queue_time``, ``run_time``, ``report_progress`` ...); JSON values.
 
@@ -113,11 +116,18 @@ def fake_server(**options: Any) -> Iterator[FakeServer]:
     options = {"api_key": API_KEY, **options}
     command = [sys.executable, str(Path(__file__).resolve()), "--options", json.dumps(options)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pinned = pin and len(cpus) >= 2
     try:
+        if pinned:
+            os.sched_setaffinity(process.pid, {cpus[-1]})
+            os.sched_setaffinity(0, set(cpus[:-1]))
         url = _read_url(process)
         yield FakeServer(process, url)
     finally:
         _stop(process)
+        if pinned:
+            os.sched_setaffinity(0, set(cpus))
 
 
 def _read_url(process: subprocess.Popen[str]) -> str:

@@ -254,7 +254,7 @@ async def main_async(args: argparse.Namespace) -> None:
         f"{args.concurrency}; fake server in a separate process",
         flush=True,
     )
-    with fake_server(queue_time=0.0, run_time=0.0) as server:
+    with fake_server(pin=not args.no_pin, queue_time=0.0, run_time=0.0) as server:
         await bench(args, server)
         if args.profile_top:
             print("\n--- cProfile: one floor run and one sdk run, own time ---")
@@ -272,6 +272,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-default-policy", action="store_true", help="skip the sdk-default variant"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let the OS place the client and the server"
     )
     asyncio.run(main_async(parser.parse_args()))
 

@@ -13,12 +13,14 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
-from support import FAST_POLL, FAST_RETRY
+from support import FAST_POLL, FAST_RETRY, MakeFake
 
 from vidgo_async import (
     BatchProgress,
     ConversionResult,
+    PollPolicy,
     SubmitOutcomeUnknownError,
     TaskFailedError,
     VidgoClient,
@@ -253,3 +255,61 @@ async def test_sigkill_mid_batch_then_rerun_converts_each_track_once(tmp_path: P
     assert (
         sum(ok for _, ok, _ in rows) >= count - 16
     )  # only submits in flight at the kill may be unknown
+
+
+async def test_a_slow_task_does_not_hold_up_the_pairs_behind_it(vidgo_fake: FakeVidgo) -> None:
+    """With one worker, a task still running is left to wait while later pairs go ahead."""
+    vidgo_fake.set_duration("slow", queue_time=0.0, run_time=0.5)
+    quick = [f"quick-{i}" for i in range(5)]
+    for audio in quick:
+        vidgo_fake.set_duration(audio, queue_time=0.0, run_time=0.0)
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, [("m", "slow"), *(("m", a) for a in quick)], concurrency=1)
+    assert [r.audio_id for r in results] == [*quick, "slow"]
+    assert all(r.ok for r in results)
+
+
+async def test_quick_tasks_keep_requests_within_concurrency(make_fake: MakeFake) -> None:
+    """Tasks done at their first check never put more than ``concurrency`` requests in flight."""
+    fake = await make_fake(queue_time=0.0, run_time=0.0)
+    in_flight = peak = 0
+
+    async def started(*_: object) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+
+    async def ended(*_: object) -> None:
+        nonlocal in_flight
+        in_flight -= 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(started)
+    trace.on_request_end.append(ended)
+    trace.on_request_exception.append(ended)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        client = VidgoClient(
+            fake.api_key,
+            base_url=fake.url,
+            session=session,
+            poll=PollPolicy(initial=0.0),
+            max_polls_per_second=1e6,
+        )
+        async with client:
+            results = await _collect(client, [("m", f"a{i}") for i in range(200)], concurrency=4)
+    assert len(results) == 200 and all(r.ok for r in results)
+    assert 1 <= peak <= 4
+
+
+async def test_an_async_generator_feeds_many_workers(vidgo_fake: FakeVidgo) -> None:
+    """Workers take turns reading an async generator, which allows one reader at a time."""
+
+    async def pairs() -> AsyncIterator[tuple[str, str]]:
+        for i in range(60):
+            await asyncio.sleep(0)  # hand the loop to the other workers mid-read
+            yield ("m", f"a{i}")
+
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, pairs(), concurrency=16)
+    assert sorted(r.audio_id for r in results) == sorted(f"a{i}" for i in range(60))
+    assert all(r.ok for r in results)

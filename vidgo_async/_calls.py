@@ -147,7 +147,10 @@ class Calls:
                 raise RequestTimeoutError("deadline reached before the next poll slot") from None
         try:
             data = await self.transport.request(
-                "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=remaining(deadline)
+                "GET",
+                DETAIL_PATH,
+                params={"task_id": task_id},
+                timeout=None if deadline is None else deadline - time.monotonic(),
             )
             task = parse_task(data, task_id=task_id)
         except VidgoError as exc:

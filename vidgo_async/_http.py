@@ -147,7 +147,8 @@ class Transport:
         started = time.monotonic() if debug else 0.0
         failure: BaseException | None = None
         try:
-            async with self.session.request(
+            session = self._session if self._session is not None else self.session
+            async with session.request(
                 method,
                 self._url(path),
                 params=params,

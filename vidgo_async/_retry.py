@@ -108,7 +108,8 @@ class RetryBudget:
 
     def record_success(self) -> None:
         """Note a successful answer."""
-        self._tokens = min(self._max, self._tokens + self._ratio)
+        if self._tokens < self._max:  # full most of the time: no work then
+            self._tokens = min(self._max, self._tokens + self._ratio)
 
 
 class PollSchedule:
@@ -266,7 +267,8 @@ class RateLimiter:
         times = self._times
         while times and now - times[0] >= self._window:
             times.popleft()
-        if len(times) >= self._effective_limit(now):
+        limit = self._limit if self._share >= 1.0 else self._effective_limit(now)
+        if len(times) >= limit:
             return False
         times.append(now)
         return True

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Protocol
 
-from ._calls import Calls, is_transient, remaining
+from ._calls import Calls, is_transient
 from ._config import PollPolicy
 from ._events import emit
 from ._models import Task, TaskHandle, TaskStatus
@@ -63,8 +63,10 @@ class Poller:
         "_fresh",
         "_handle",
         "_pacer",
+        "_policy",
         "_rereads",
         "_schedule",
+        "_started",
         "last",
     )
 
@@ -85,7 +87,9 @@ class Poller:
         self._handle = handle
         self._deadline = deadline
         self._pacer = pacer
-        self._schedule = PollSchedule(policy, started=started)
+        self._policy = policy
+        self._started = started
+        self._schedule: PollSchedule | None = None  # made when a second poll is needed
         self._delay = first_delay
         self._rereads = 0  # reads of a finished task that lacked its wav_url
         self.last: Task | None = None
@@ -108,22 +112,23 @@ class Poller:
             delay = self._delay
             if self._pacer is not None:
                 delay = self._pacer.delay(delay, deadline)
-            left = remaining(deadline)
-            if left is not None:
-                delay = min(delay, max(0.0, left))
+            if delay > 0 and deadline is not None:
+                delay = min(delay, max(0.0, deadline - time.monotonic()))
             if delay > 0:
                 if self._pacer is None:
                     await asyncio.sleep(delay)
                 elif await self._pacer.nap(delay):
                     emit(calls.hook, "callback", task_id=handle.task_id)
-            self._check_deadline()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timeout()
             try:
                 task = await calls.poll(handle.task_id, deadline)
             except VidgoError as exc:
                 if not (is_transient(exc) or self._unseen(exc)):
                     raise
-                self._check_deadline()
-                delay = _lengthened(self._schedule.next(None), exc, calls.retry.max_retry_after)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise self._timeout() from exc
+                delay = _lengthened(self._next_delay(None), exc, calls.retry.max_retry_after)
                 self._delay = delay
                 logger.debug("poll of %s failed (%s); next in %.2fs", handle.task_id, exc, delay)
                 continue
@@ -136,8 +141,13 @@ class Poller:
                 self._pacer.observe(task)
             self.last = task
             if status is not TaskStatus.FINISHED or not task.wav_url:  # else no next poll
-                self._delay = self._schedule.next(task)
+                self._delay = self._next_delay(task)
             return task
+
+    def _next_delay(self, task: Task | None) -> float:
+        if self._schedule is None:
+            self._schedule = PollSchedule(self._policy, started=self._started)
+        return self._schedule.next(task)
 
     def _unseen(self, exc: VidgoError) -> bool:
         # A task this client just submitted may not be readable yet (eventual
@@ -152,15 +162,13 @@ class Poller:
         self._rereads += 1
         return self._deadline is None and self._rereads > _WAV_URL_REREADS
 
-    def _check_deadline(self) -> None:
-        deadline = self._deadline
-        if deadline is None or time.monotonic() < deadline:
-            return
+    def _timeout(self) -> TaskTimeoutError:
+        """The error of a wait whose deadline passed, with what it last saw."""
         last = self.last
         state = "never read" if last is None else last.status.value
         if last is not None and last.progress is not None:
             state += f", {last.progress:g}%"
-        raise TaskTimeoutError(
+        return TaskTimeoutError(
             f"task {self._handle.task_id} did not finish before the deadline (last seen: "
             f"{state}); it keeps running on the server - wait on the error's handle to resume",
             handle=self._handle,
