@@ -1,13 +1,14 @@
 """``convert_many``: thousands of conversions, streamed, bounded, resumable.
 
-``concurrency`` workers each take the next input pair and carry it as far
-as it goes without sleeping: journal, submit, the polls due at once, the
-download. A pair whose task is not done moves to a waiting room of at most
-``max_waiting`` sleeping waits, and its worker takes the next pair. So
-submits and the requests around them stay within ``concurrency``, quick
-tasks cost no task or lock per pair, and the input is read only as fast as
-there is room. Results go through a bounded queue, so a slow consumer
-slows the intake.
+``concurrency`` workers each take a pair and carry it as far as it goes
+without sleeping: journal, submit, the polls due at once, the download. A
+pair whose task is not done yet is parked in a waiting room (one timer for
+all of them) and handed back to a worker when its next poll is due; the
+worker meanwhile takes other pairs. So every request goes out through the
+``concurrency`` workers, a pair costs no task, timer or lock of its own,
+and the input is read only while fewer than ``concurrency + max_waiting``
+pairs are in flight. Results go through a bounded queue, so a slow
+consumer slows the intake.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import (
     Iterator,
 )
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
@@ -36,6 +37,7 @@ from ._journal import Entry, Journal, State, journalled_error
 from ._models import ConversionResult, TaskHandle
 from ._validate import check_count, check_folder, check_id, check_timeout
 from ._waiter import Poller, poll_while_due, wait_until_done
+from ._waiting_room import WaitingRoom
 from .errors import (
     APIError,
     BadRequestError,
@@ -59,6 +61,8 @@ logger = logging.getLogger("vidgo_async")
 Pairs = Iterable[Any] | AsyncIterable[Any]
 Key = tuple[str, str]
 _END = object()
+_STOP = object()  # tells a worker the batch is over (it passes it on)
+_ADMIT = object()  # tells an idle worker there is room for another input pair
 _PAIR_REFUSED = frozenset({400, 404, 409, 422})
 # Answers after which waiting on the same task again is pointless.
 _TASK_IS_DONE_FOR = (TaskFailedError, BadRequestError, NotFoundError, PermissionDeniedError)
@@ -88,6 +92,14 @@ class BatchProgress:
 @attrs.define
 class _Failure:
     error: BaseException
+
+
+class _Parked(NamedTuple):
+    """A pair in the waiting room: what a worker needs to poll on."""
+
+    key: Key
+    poller: Poller
+    handle: TaskHandle
 
 
 class _Intake:
@@ -150,15 +162,18 @@ class _Run:
         self.download_to = download_to
         self.intake = _Intake(pairs)
         self.workers = concurrency
+        self.room_for = concurrency + max_waiting  # pairs in flight at most
         self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize=max(1, concurrency))
+        self.work: asyncio.Queue[object] = asyncio.Queue()  # parked pairs come due, signals
+        self.idle = 0  # workers waiting on ``work``
+        self.waiting_room: WaitingRoom[_Parked] = WaitingRoom(self.work.put_nowait)
         self.download_slots = asyncio.Semaphore(concurrency)
-        self.waiting_room = asyncio.Semaphore(max_waiting)
-        self.tasks: set[asyncio.Task[None]] = set()  # workers and waiting-room waits
+        self.tasks: set[asyncio.Task[None]] = set()  # workers and callback-paced waits
         self.extra: dict[Key, int] = {}  # in-flight pair -> duplicate occurrences seen
         self.done: dict[Key, ConversionResult] = {}
 
     async def supervise(self) -> None:
-        """Run the workers, then the waits they left; end the results with ``_END``."""
+        """Run the workers (and the waits they leave); end the results with ``_END``."""
         for _ in range(self.workers):
             self._spawn(self._work())
         while self.tasks:
@@ -172,15 +187,48 @@ class _Run:
 
     async def _work(self) -> None:
         try:
-            while (key := await self._next_key()) is not None:
+            while (item := await self._next_item()) is not None:
+                key = item.key if isinstance(item, _Parked) else item
                 try:
-                    result = await self._convert(key)
+                    if isinstance(item, _Parked):
+                        item.poller.slept()  # its pause passed in the waiting room
+                        result = await self._wait(key, item.poller, item.handle, sleep=False)
+                    else:
+                        result = await self._convert(key)
                 except Exception as exc:  # a bug must cost one result, not the batch
                     result = _unexpected(key, exc)
                 if result is not None:
                     await self._deliver(key, result)
         except Exception as exc:  # the input itself failed: end the batch with it
             await self.queue.put(_Failure(exc))
+
+    async def _next_item(self) -> Key | _Parked | None:
+        """A parked pair come due, else a new pair while there is room; ``None`` at the end."""
+        work = self.work
+        while True:
+            if work.empty():
+                if not self.intake.done and len(self.extra) < self.room_for:
+                    key = await self._next_key()
+                    if key is not None:
+                        return key
+                    self._maybe_over()
+                    continue
+                self.idle += 1
+                try:
+                    item = await work.get()
+                finally:
+                    self.idle -= 1
+            else:
+                item = work.get_nowait()
+            if item is _STOP:
+                work.put_nowait(_STOP)  # for the next worker
+                return None
+            if isinstance(item, _Parked):
+                return item
+
+    def _maybe_over(self) -> None:
+        if self.intake.done and not self.extra:
+            self.work.put_nowait(_STOP)
 
     async def _next_key(self) -> Key | None:
         """The next distinct pair to convert; malformed and repeated pairs are answered here."""
@@ -204,7 +252,11 @@ class _Run:
 
     async def _deliver(self, key: Key, result: ConversionResult) -> None:
         self.done[key] = result
-        for _ in range(1 + self.extra.pop(key)):
+        copies = 1 + self.extra.pop(key)
+        if self.idle and not self.intake.done:
+            self.work.put_nowait(_ADMIT)  # room for another pair, and a worker waiting
+        self._maybe_over()
+        for _ in range(copies):
             await self.queue.put(result)
 
     async def _convert(self, key: Key) -> ConversionResult | None:
@@ -243,19 +295,22 @@ class _Run:
     async def _wait(
         self, key: Key, poller: Poller, handle: TaskHandle, *, sleep: bool
     ) -> ConversionResult | None:
-        """Wait for the task, then download; ``None`` once the wait moved to the waiting room.
+        """Wait for the task, then download; ``None`` if the wait goes on elsewhere.
 
         Without ``sleep`` only the polls due at once are made; a task not
-        done by then is left to a waiting-room wait, and its worker moves on.
+        done by then is parked in the waiting room (or, paced by callbacks,
+        left to a task of its own), and its worker moves on.
         """
         try:
             if sleep:
                 task = await wait_until_done(poller, handle, wav=True)
             elif (done := await poll_while_due(poller, handle, wav=True)) is not None:
                 task = done
-            else:
-                await self.waiting_room.acquire()
+            elif poller.paced:  # a callback may cut its pause short: it sleeps in a task
                 self._spawn(self._sleep_on(key, poller, handle))
+                return None
+            else:
+                self.waiting_room.park(_Parked(key, poller, handle), poller.pause)
                 return None
         except VidgoError as exc:
             if isinstance(exc, _TASK_IS_DONE_FOR):
@@ -272,14 +327,11 @@ class _Run:
 
     async def _sleep_on(self, key: Key, poller: Poller, handle: TaskHandle) -> None:
         try:
-            try:
-                result = await self._wait(key, poller, handle, sleep=True)
-            except Exception as exc:  # a bug must cost one result, not the batch
-                result = _unexpected(key, exc)
-            assert result is not None  # sleep=True waits to the end
-            await self._deliver(key, result)
-        finally:
-            self.waiting_room.release()
+            result = await self._wait(key, poller, handle, sleep=True)
+        except Exception as exc:  # a bug must cost one result, not the batch
+            result = _unexpected(key, exc)
+        assert result is not None  # sleep=True waits to the end
+        await self._deliver(key, result)
 
     async def _download(self, key: Key, result: ConversionResult) -> ConversionResult:
         if self.download_to is None or result.wav_url is None:
@@ -335,6 +387,7 @@ class _Run:
         )
 
     async def close(self, supervisor: asyncio.Task[None]) -> None:
+        self.waiting_room.close()
         pending = [supervisor, *self.tasks]
         for task in pending:
             task.cancel()

@@ -99,6 +99,23 @@ class Poller:
         """Whether the next poll goes out without a pause."""
         return self._delay <= 0 and self._pacer is None
 
+    @property
+    def paced(self) -> bool:
+        """Whether callbacks shape the pauses (so only :meth:`next` may sleep them)."""
+        return self._pacer is not None
+
+    @property
+    def pause(self) -> float:
+        """Seconds until the next poll is due; never past the deadline."""
+        delay = self._delay
+        if self._deadline is not None:
+            delay = min(delay, self._deadline - time.monotonic())
+        return max(0.0, delay)
+
+    def slept(self) -> None:
+        """Note that the pause before the next poll was slept elsewhere."""
+        self._delay = 0.0
+
     async def next(self) -> Task:
         """The next snapshot a poll reads.
 
