@@ -313,3 +313,30 @@ async def test_an_async_generator_feeds_many_workers(vidgo_fake: FakeVidgo) -> N
         results = await _collect(client, pairs(), concurrency=16)
     assert sorted(r.audio_id for r in results) == sorted(f"a{i}" for i in range(60))
     assert all(r.ok for r in results)
+
+
+async def test_a_low_poll_cap_does_not_hold_back_submits(make_fake: MakeFake) -> None:
+    """Polls waiting for the rate cap wait on their own: the workers keep submitting."""
+    fake = await make_fake(queue_time=0.0, run_time=1.0)
+    first_check_at_once = PollPolicy(initial=0.0, factor=1.5, max_interval=0.05)
+    async with VidgoClient(
+        fake.api_key,
+        base_url=fake.url,
+        poll=first_check_at_once,
+        retry=FAST_RETRY,
+        max_polls_per_second=2,
+    ) as client:
+        batch = client.convert_many([("m", f"a{i}") for i in range(20)], concurrency=2)
+        consumer = asyncio.create_task(_collect_from(batch))
+        await asyncio.sleep(0.6)
+        submits = sum(r.route == "submit" for r in fake.requests)
+        polls = sum(r.route == "detail" for r in fake.requests)
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await batch.aclose()
+    assert submits == 20  # every task started while the first polls were still queued
+    assert polls <= 2 + 2  # the cap: 2 a second, plus the window just begun
+
+
+async def _collect_from(batch: AsyncIterator[ConversionResult]) -> list[ConversionResult]:
+    return [result async for result in batch]

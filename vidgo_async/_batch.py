@@ -306,11 +306,13 @@ class _Run:
                 task = await wait_until_done(poller, handle, wav=True)
             elif (done := await poll_while_due(poller, handle, wav=True)) is not None:
                 task = done
-            elif poller.paced:  # a callback may cut its pause short: it sleeps in a task
-                self._spawn(self._sleep_on(key, poller, handle))
+            elif (pause := poller.pause) > 0 and not poller.paced:
+                self.waiting_room.park(_Parked(key, poller, handle), pause)
                 return None
             else:
-                self.waiting_room.park(_Parked(key, poller, handle), poller.pause)
+                # Callbacks may cut its pause short, or its poll must queue for the
+                # rate cap: either way it waits in a task of its own, not a worker.
+                self._spawn(self._sleep_on(key, poller, handle))
                 return None
         except VidgoError as exc:
             if isinstance(exc, _TASK_IS_DONE_FOR):

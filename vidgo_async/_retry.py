@@ -242,6 +242,10 @@ class RateLimiter:
         """Take a grant if one is free now and nobody queues; never waits."""
         return not self._queue and self._take(time.monotonic())
 
+    def has_room(self) -> bool:
+        """Whether :meth:`try_acquire` would succeed now (nothing is taken)."""
+        return not self._queue and self._room(time.monotonic())
+
     def back_off(self) -> None:
         """Halve the rate after a 429 that named no delay; it recovers by 10 % a second."""
         self._share = max(_MIN_SHARE, self._current_share(time.monotonic()) / 2)
@@ -262,16 +266,19 @@ class RateLimiter:
             self._arm(asyncio.get_running_loop())
 
     def _take(self, now: float) -> bool:
+        if not self._room(now):
+            return False
+        self._times.append(now)
+        return True
+
+    def _room(self, now: float) -> bool:
         if now < self._paused:
             return False
         times = self._times
         while times and now - times[0] >= self._window:
             times.popleft()
         limit = self._limit if self._share >= 1.0 else self._effective_limit(now)
-        if len(times) >= limit:
-            return False
-        times.append(now)
-        return True
+        return len(times) < limit
 
     def _effective_limit(self, now: float) -> int:
         if self._share >= 1.0:

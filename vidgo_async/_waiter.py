@@ -96,8 +96,9 @@ class Poller:
 
     @property
     def due(self) -> bool:
-        """Whether the next poll goes out without a pause."""
-        return self._delay <= 0 and self._pacer is None
+        """Whether the next poll goes out without any wait: no pause left, none
+        to be shaped by callbacks, and room under the client's poll rate cap."""
+        return self._delay <= 0 and self._pacer is None and self._calls.limiter.has_room()
 
     @property
     def paced(self) -> bool:
@@ -106,7 +107,7 @@ class Poller:
 
     @property
     def pause(self) -> float:
-        """Seconds until the next poll is due; never past the deadline."""
+        """Seconds until the next poll is scheduled; never past the deadline."""
         delay = self._delay
         if self._deadline is not None:
             delay = min(delay, self._deadline - time.monotonic())
