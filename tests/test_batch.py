@@ -20,6 +20,7 @@ from support import FAST_POLL, FAST_RETRY, MakeFake
 from vidgo_async import (
     BatchProgress,
     ConversionResult,
+    Event,
     PollPolicy,
     SubmitOutcomeUnknownError,
     TaskFailedError,
@@ -340,3 +341,45 @@ async def test_a_low_poll_cap_does_not_hold_back_submits(make_fake: MakeFake) ->
 
 async def _collect_from(batch: AsyncIterator[ConversionResult]) -> list[ConversionResult]:
     return [result async for result in batch]
+
+
+async def test_tasks_done_at_once_are_checked_at_once(make_fake: MakeFake) -> None:
+    """Under a long first pause, a batch whose probe finds its task done checks every
+    next task right after its submit, and wakes the first checks parked meanwhile."""
+    fake = await make_fake(queue_time=0.0, run_time=0.0)
+    async with VidgoClient(
+        fake.api_key,
+        base_url=fake.url,
+        poll=PollPolicy(initial=60.0),
+        retry=FAST_RETRY,
+        max_polls_per_second=1e6,
+    ) as client:
+        pairs = [("m", f"a{i}") for i in range(40)]
+        results = await asyncio.wait_for(_collect(client, pairs, concurrency=8), 10)
+    assert len(results) == 40 and all(r.ok for r in results)
+    assert sum(r.route == "detail" for r in fake.requests) == 40  # one check each
+
+
+async def test_tasks_still_running_get_one_probe_then_the_policy(make_fake: MakeFake) -> None:
+    """When the probe finds its task running, no other task is checked before the policy's
+    first pause: finding out cost one request for the whole batch."""
+    fake = await make_fake(queue_time=0.0, run_time=0.4)
+    submitted: dict[str, float] = {}
+    first_poll: dict[str, float] = {}
+
+    def record(event: Event) -> None:
+        assert event.task_id is not None
+        if event.kind == "submit":
+            submitted[event.task_id] = time.monotonic()
+        elif event.kind == "poll":
+            first_poll.setdefault(event.task_id, time.monotonic())
+
+    policy = PollPolicy(initial=0.2, factor=1.5, max_interval=0.2, jitter=0.0)
+    async with VidgoClient(
+        fake.api_key, base_url=fake.url, poll=policy, retry=FAST_RETRY, on_event=record
+    ) as client:
+        results = await _collect(client, [("m", f"a{i}") for i in range(8)], concurrency=2)
+    assert all(r.ok for r in results)
+    gaps = sorted(first_poll[task] - submitted[task] for task in submitted)
+    assert gaps[0] < 0.1  # the probe
+    assert all(gap >= 0.19 for gap in gaps[1:])

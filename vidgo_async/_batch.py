@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
+from ._first_check import FirstCheck
 from ._journal import Entry, Journal, State, journalled_error
 from ._models import ConversionResult, TaskHandle
 from ._validate import check_count, check_folder, check_id, check_timeout
@@ -171,6 +172,8 @@ class _Run:
         self.tasks: set[asyncio.Task[None]] = set()  # workers and callback-paced waits
         self.extra: dict[Key, int] = {}  # in-flight pair -> duplicate occurrences seen
         self.done: dict[Key, ConversionResult] = {}
+        # With callbacks, the callback tells when a task is done: nothing to learn.
+        self.first_check = FirstCheck(learning=engine.callbacks is None)
 
     async def supervise(self) -> None:
         """Run the workers (and the waits they leave); end the results with ``_END``."""
@@ -266,16 +269,18 @@ class _Run:
         if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
             return await self._from_journal(key, entry)
         if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
-            task_id = entry.task_id
+            task_id, at_once = entry.task_id, False  # an earlier run's task teaches nothing
         else:
             resumed = entry is not None and entry.state is State.SUBMITTING
             submitted = await self._submit(key, deadline, resumed=resumed)
             if isinstance(submitted, ConversionResult):
                 return submitted
-            task_id = submitted
+            task_id, at_once = submitted, self.first_check.check_at_once()
         handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
-        poller = self.engine.poller(handle, deadline, started=time.monotonic())
-        return await self._wait(key, poller, handle, sleep=False)
+        poller = self.engine.poller(
+            handle, deadline, started=time.monotonic(), first_delay=0.0 if at_once else None
+        )
+        return await self._wait(key, poller, handle, sleep=False, learn=at_once)
 
     async def _submit(
         self, key: Key, deadline: float | None, *, resumed: bool
@@ -293,28 +298,29 @@ class _Run:
         return task.task_id
 
     async def _wait(
-        self, key: Key, poller: Poller, handle: TaskHandle, *, sleep: bool
+        self, key: Key, poller: Poller, handle: TaskHandle, *, sleep: bool, learn: bool = False
     ) -> ConversionResult | None:
         """Wait for the task, then download; ``None`` if the wait goes on elsewhere.
 
         Without ``sleep`` only the polls due at once are made; a task not
         done by then is parked in the waiting room (or, paced by callbacks,
-        left to a task of its own), and its worker moves on.
+        left to a task of its own), and its worker moves on. ``learn``: the
+        first check was made at once, and tells whether tasks are instant.
         """
         try:
             if sleep:
                 task = await wait_until_done(poller, handle, wav=True)
-            elif (done := await poll_while_due(poller, handle, wav=True)) is not None:
-                task = done
-            elif (pause := poller.pause) > 0 and not poller.paced:
-                self.waiting_room.park(_Parked(key, poller, handle), pause)
-                return None
             else:
-                # Callbacks may cut its pause short, or its poll must queue for the
-                # rate cap: either way it waits in a task of its own, not a worker.
-                self._spawn(self._sleep_on(key, poller, handle))
-                return None
+                done = await poll_while_due(poller, handle, wav=True)
+                if learn:
+                    self._learn(None if poller.last is None else done is not None)
+                if done is None:
+                    self._wait_elsewhere(key, poller, handle)
+                    return None
+                task = done
         except VidgoError as exc:
+            if learn:
+                self._learn(None)
             if isinstance(exc, _TASK_IS_DONE_FOR):
                 self._record(key, State.FAILED, task_id=handle.task_id, error=exc)
             # Otherwise (deadline, account trouble, ...) it stays accepted: a re-run waits again.
@@ -326,6 +332,19 @@ class _Run:
             source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, wav_url=task.wav_url
         )
         return result if self.download_to is None else await self._download(key, result)
+
+    def _wait_elsewhere(self, key: Key, poller: Poller, handle: TaskHandle) -> None:
+        if (pause := poller.pause) > 0 and not poller.paced:
+            self.waiting_room.park(_Parked(key, poller, handle), pause)
+        else:
+            # Callbacks may cut its pause short, or its poll must queue for the
+            # rate cap: either way it waits in a task of its own, not in a worker.
+            self._spawn(self._sleep_on(key, poller, handle))
+
+    def _learn(self, done: bool | None) -> None:
+        if self.first_check.learn(done):
+            # Tasks are done at once: first checks parked meanwhile need not wait.
+            self.waiting_room.release(lambda parked: parked.poller.last is None)
 
     async def _sleep_on(self, key: Key, poller: Poller, handle: TaskHandle) -> None:
         try:
