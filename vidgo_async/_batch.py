@@ -108,24 +108,39 @@ class _Intake:
 
     def __init__(self, pairs: Pairs) -> None:
         self._pairs = pairs
+        self.is_async = isinstance(pairs, AsyncIterable)  # an ABC check: once, not per pair
         self._sync: Iterator[Any] | None = None
         self._async: AsyncIterator[Any] | None = None
         self._lock = asyncio.Lock()  # an async iterator serves one reader at a time
         self.read = 0
         self.done = False
 
-    async def next(self) -> Any:
-        """The next pair; ``_END`` once the input is exhausted (or has failed)."""
+    def next_now(self) -> Any:
+        """The next pair of a plain iterable; ``_END`` once it is exhausted (or failed)."""
         if self.done:
             return _END
         try:
-            if isinstance(self._pairs, AsyncIterable):
-                pair = await self._anext(self._pairs)
-            else:
-                if self._sync is None:
-                    self._sync = iter(self._pairs)
-                pair = next(self._sync)
-        except (StopIteration, StopAsyncIteration):
+            if self._sync is None:
+                self._sync = iter(self._pairs)  # type: ignore[arg-type]
+            pair = next(self._sync)
+        except StopIteration:
+            self.done = True
+            return _END
+        except BaseException:
+            self.done = True
+            raise
+        self.read += 1
+        return pair
+
+    async def next(self) -> Any:
+        """The next pair of either kind of input; ``_END`` at its end."""
+        if not self.is_async:
+            return self.next_now()
+        if self.done:
+            return _END
+        try:
+            pair = await self._anext(self._pairs)  # type: ignore[arg-type]
+        except StopAsyncIteration:
             self.done = True
             return _END
         except BaseException:
@@ -191,13 +206,13 @@ class _Run:
     async def _work(self) -> None:
         try:
             while (item := await self._next_item()) is not None:
-                key = item.key if isinstance(item, _Parked) else item
+                key, parked = item
                 try:
-                    if isinstance(item, _Parked):
-                        item.poller.slept()  # its pause passed in the waiting room
-                        result = await self._wait(key, item.poller, item.handle, sleep=False)
-                    else:
+                    if parked is None:
                         result = await self._convert(key)
+                    else:
+                        parked.poller.slept()  # its pause passed in the waiting room
+                        result = await self._wait(key, parked.poller, parked.handle, sleep=False)
                 except Exception as exc:  # a bug must cost one result, not the batch
                     result = _unexpected(key, exc)
                 if result is not None:
@@ -205,7 +220,7 @@ class _Run:
         except Exception as exc:  # the input itself failed: end the batch with it
             await self.queue.put(_Failure(exc))
 
-    async def _next_item(self) -> Key | _Parked | None:
+    async def _next_item(self) -> tuple[Key, _Parked | None] | None:
         """A parked pair come due, else a new pair while there is room; ``None`` at the end."""
         work = self.work
         while True:
@@ -213,7 +228,7 @@ class _Run:
                 if not self.intake.done and len(self.extra) < self.room_for:
                     key = await self._next_key()
                     if key is not None:
-                        return key
+                        return key, None
                     self._maybe_over()
                     continue
                 self.idle += 1
@@ -227,7 +242,7 @@ class _Run:
                 work.put_nowait(_STOP)  # for the next worker
                 return None
             if isinstance(item, _Parked):
-                return item
+                return item.key, item
 
     def _maybe_over(self) -> None:
         if self.intake.done and not self.extra:
@@ -235,7 +250,8 @@ class _Run:
 
     async def _next_key(self) -> Key | None:
         """The next distinct pair to convert; malformed and repeated pairs are answered here."""
-        while (pair := await self.intake.next()) is not _END:
+        intake = self.intake
+        while (pair := await intake.next() if intake.is_async else intake.next_now()) is not _END:
             try:
                 key = _key(pair)
             except (TypeError, ValueError) as exc:
@@ -259,8 +275,12 @@ class _Run:
         if self.idle and not self.intake.done:
             self.work.put_nowait(_ADMIT)  # room for another pair, and a worker waiting
         self._maybe_over()
+        queue = self.queue
         for _ in range(copies):
-            await self.queue.put(result)
+            if queue.full():
+                await queue.put(result)
+            else:
+                queue.put_nowait(result)  # no coroutine for the usual case
 
     async def _convert(self, key: Key) -> ConversionResult | None:
         """Carry a pair as far as it goes without sleeping; ``None`` if its wait sleeps on."""

@@ -218,7 +218,8 @@ class Calls:
                 await self._pause(exc, attempt, "POST", SUBMIT_PATH, delay)
             else:
                 self.budget.record_success()
-                logger.debug("submitted %s: task %s", model, task.task_id)
+                if logger.isEnabledFor(logging.DEBUG):  # one call, not two, when quiet
+                    logger.debug("submitted %s: task %s", model, task.task_id)
                 if self.hook is not None:
                     emit(self.hook, "submit", task_id=task.task_id, attempt=attempt)
                 return task

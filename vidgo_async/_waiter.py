@@ -152,7 +152,8 @@ class Poller:
                 continue
             last, status = self.last, task.status
             if last is None or status is not last.status:
-                logger.debug("task %s is %s", task.task_id, status.value)
+                if logger.isEnabledFor(logging.DEBUG):  # one call, not two, when quiet
+                    logger.debug("task %s is %s", task.task_id, status.value)
                 if calls.hook is not None:
                     emit(calls.hook, "status", task_id=task.task_id, status=status)
             if self._pacer is not None:
