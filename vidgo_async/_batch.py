@@ -1,72 +1,29 @@
 """``convert_many``: thousands of conversions, streamed, bounded, resumable.
 
-``concurrency`` workers each take a pair and carry it as far as it goes
-without sleeping: journal, submit, the polls due at once, the download. A
-pair whose task is not done yet is parked in a waiting room (one timer for
-all of them) and handed back to a worker when its next poll is due; the
-worker meanwhile takes other pairs. So every request goes out through the
-``concurrency`` workers, a pair costs no task, timer or lock of its own,
-and the input is read only while fewer than ``concurrency + max_waiting``
-pairs are in flight. Results go through a bounded queue, so a slow
-consumer slows the intake.
+The arguments are checked here, before any request; the work is done by
+``_workers.Run`` (see there); results are handed out here, with progress.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import re
-import time
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Iterable,
-    Iterator,
-)
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
 
 import attrs
 
-from ._first_check import FirstCheck
-from ._journal import Entry, Journal, State, journalled_error
-from ._models import ConversionResult, TaskHandle
-from ._validate import check_count, check_folder, check_id, check_timeout
-from ._waiter import Poller, poll_while_due, wait_until_done
-from ._waiting_room import WaitingRoom
-from .errors import (
-    APIError,
-    BadRequestError,
-    NotFoundError,
-    PermissionDeniedError,
-    SubmitOutcomeUnknownError,
-    TaskFailedError,
-    VidgoError,
-)
+from ._intake import END, Pairs
+from ._journal import Journal
+from ._models import ConversionResult
+from ._validate import check_count, check_folder, check_timeout
+from ._workers import Download, Failure, Run
 
 if TYPE_CHECKING:
     from ._engine import Engine
 
-#: ``download(url, dest, overwrite=...)``: the client's download.
-Download = Callable[..., Awaitable[Path]]
-
 __all__ = ["BatchProgress", "Pairs", "run_batch", "start_batch"]
-
-logger = logging.getLogger("vidgo_async")
-
-Pairs = Iterable[Any] | AsyncIterable[Any]
-Key = tuple[str, str]
-_END = object()
-_STOP = object()  # tells a worker the batch is over (it passes it on)
-_ADMIT = object()  # tells an idle worker there is room for another input pair
-_PAIR_REFUSED = frozenset({400, 404, 409, 422})
-# Answers after which waiting on the same task again is pointless.
-_TASK_IS_DONE_FOR = (TaskFailedError, BadRequestError, NotFoundError, PermissionDeniedError)
 
 
 @attrs.frozen(kw_only=True)
@@ -88,363 +45,6 @@ class BatchProgress:
     failed: int
     in_flight: int
     input_done: bool
-
-
-@attrs.define
-class _Failure:
-    error: BaseException
-
-
-class _Parked(NamedTuple):
-    """A pair in the waiting room: what a worker needs to poll on."""
-
-    key: Key
-    poller: Poller
-    handle: TaskHandle
-
-
-class _Intake:
-    """The input, shared by the workers: read one pair at a time, lazily."""
-
-    def __init__(self, pairs: Pairs) -> None:
-        self._pairs = pairs
-        self.is_async = isinstance(pairs, AsyncIterable)  # an ABC check: once, not per pair
-        self._sync: Iterator[Any] | None = None
-        self._async: AsyncIterator[Any] | None = None
-        self._lock = asyncio.Lock()  # an async iterator serves one reader at a time
-        self.read = 0
-        self.done = False
-
-    def next_now(self) -> Any:
-        """The next pair of a plain iterable; ``_END`` once it is exhausted (or failed)."""
-        if self.done:
-            return _END
-        try:
-            if self._sync is None:
-                self._sync = iter(self._pairs)  # type: ignore[arg-type]
-            pair = next(self._sync)
-        except StopIteration:
-            self.done = True
-            return _END
-        except BaseException:
-            self.done = True
-            raise
-        self.read += 1
-        return pair
-
-    async def next(self) -> Any:
-        """The next pair of either kind of input; ``_END`` at its end."""
-        if not self.is_async:
-            return self.next_now()
-        if self.done:
-            return _END
-        try:
-            pair = await self._anext(self._pairs)  # type: ignore[arg-type]
-        except StopAsyncIteration:
-            self.done = True
-            return _END
-        except BaseException:
-            self.done = True
-            raise
-        self.read += 1
-        return pair
-
-    async def _anext(self, pairs: AsyncIterable[Any]) -> Any:
-        async with self._lock:
-            if self.done:  # it ended while this reader queued
-                raise StopAsyncIteration
-            if self._async is None:
-                self._async = aiter(pairs)
-            return await anext(self._async)
-
-
-class _Run:
-    def __init__(
-        self,
-        engine: Engine,
-        download: Download,
-        pairs: Pairs,
-        *,
-        concurrency: int,
-        max_waiting: int,
-        timeout: float | None,
-        journal: Journal | None,
-        download_to: Path | None,
-    ) -> None:
-        self.engine = engine
-        self.fetch = download
-        self.timeout = timeout
-        self.journal = journal
-        self.download_to = download_to
-        self.intake = _Intake(pairs)
-        self.workers = concurrency
-        self.room_for = concurrency + max_waiting  # pairs in flight at most
-        self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize=max(1, concurrency))
-        self.work: asyncio.Queue[object] = asyncio.Queue()  # parked pairs come due, signals
-        self.idle = 0  # workers waiting on ``work``
-        self.waiting_room: WaitingRoom[_Parked] = WaitingRoom(self.work.put_nowait)
-        self.download_slots = asyncio.Semaphore(concurrency)
-        self.tasks: set[asyncio.Task[None]] = set()  # workers and callback-paced waits
-        self.extra: dict[Key, int] = {}  # in-flight pair -> duplicate occurrences seen
-        self.done: dict[Key, ConversionResult] = {}
-        # With callbacks, the callback tells when a task is done: nothing to learn.
-        self.first_check = FirstCheck(learning=engine.callbacks is None)
-
-    async def supervise(self) -> None:
-        """Run the workers (and the waits they leave); end the results with ``_END``."""
-        for _ in range(self.workers):
-            self._spawn(self._work())
-        while self.tasks:
-            await asyncio.wait(set(self.tasks))
-        await self.queue.put(_END)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _work(self) -> None:
-        try:
-            while (item := await self._next_item()) is not None:
-                key, parked = item
-                try:
-                    if parked is None:
-                        result = await self._convert(key)
-                    else:
-                        parked.poller.slept()  # its pause passed in the waiting room
-                        result = await self._wait(key, parked.poller, parked.handle, sleep=False)
-                except Exception as exc:  # a bug must cost one result, not the batch
-                    result = _unexpected(key, exc)
-                if result is not None:
-                    await self._deliver(key, result)
-        except Exception as exc:  # the input itself failed: end the batch with it
-            await self.queue.put(_Failure(exc))
-
-    async def _next_item(self) -> tuple[Key, _Parked | None] | None:
-        """A parked pair come due, else a new pair while there is room; ``None`` at the end."""
-        work = self.work
-        while True:
-            if work.empty():
-                if not self.intake.done and len(self.extra) < self.room_for:
-                    key = await self._next_key()
-                    if key is not None:
-                        return key, None
-                    self._maybe_over()
-                    continue
-                self.idle += 1
-                try:
-                    item = await work.get()
-                finally:
-                    self.idle -= 1
-            else:
-                item = work.get_nowait()
-            if item is _STOP:
-                work.put_nowait(_STOP)  # for the next worker
-                return None
-            if isinstance(item, _Parked):
-                return item.key, item
-
-    def _maybe_over(self) -> None:
-        if self.intake.done and not self.extra:
-            self.work.put_nowait(_STOP)
-
-    async def _next_key(self) -> Key | None:
-        """The next distinct pair to convert; malformed and repeated pairs are answered here."""
-        intake = self.intake
-        while (pair := await intake.next() if intake.is_async else intake.next_now()) is not _END:
-            try:
-                key = _key(pair)
-            except (TypeError, ValueError) as exc:
-                source, audio = _describe(pair)
-                await self.queue.put(
-                    ConversionResult(source_task_id=source, audio_id=audio, error=exc)
-                )
-                continue
-            if key in self.done:
-                await self.queue.put(self.done[key])
-            elif key in self.extra:
-                self.extra[key] += 1
-            else:
-                self.extra[key] = 0
-                return key
-        return None
-
-    async def _deliver(self, key: Key, result: ConversionResult) -> None:
-        self.done[key] = result
-        copies = 1 + self.extra.pop(key)
-        if self.idle and not self.intake.done:
-            self.work.put_nowait(_ADMIT)  # room for another pair, and a worker waiting
-        self._maybe_over()
-        queue = self.queue
-        for _ in range(copies):
-            if queue.full():
-                await queue.put(result)
-            else:
-                queue.put_nowait(result)  # no coroutine for the usual case
-
-    async def _convert(self, key: Key) -> ConversionResult | None:
-        """Carry a pair as far as it goes without sleeping; ``None`` if its wait sleeps on."""
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        entry = self.journal.get(*key) if self.journal else None
-        if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
-            return await self._from_journal(key, entry)
-        if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
-            task_id, at_once = entry.task_id, False  # an earlier run's task teaches nothing
-        else:
-            resumed = entry is not None and entry.state is State.SUBMITTING
-            submitted = await self._submit(key, deadline, resumed=resumed)
-            if isinstance(submitted, ConversionResult):
-                return submitted
-            task_id, at_once = submitted, self.first_check.check_at_once()
-        handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
-        poller = self.engine.poller(
-            handle, deadline, started=time.monotonic(), first_delay=0.0 if at_once else None
-        )
-        return await self._wait(key, poller, handle, sleep=False, learn=at_once)
-
-    async def _submit(
-        self, key: Key, deadline: float | None, *, resumed: bool
-    ) -> str | ConversionResult:
-        """The accepted task's id, or the pair's result if the submit failed."""
-        self._record(key, State.SUBMITTING)  # only now may the request go out
-        try:
-            task = await self.engine.submit_for_wait(
-                {"task_id": key[0], "audio_id": key[1]}, None, deadline, resumed=resumed
-            )
-        except VidgoError as exc:
-            self._record(key, _state_after_failed_submit(exc), error=exc)
-            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
-        self._record(key, State.ACCEPTED, task_id=task.task_id)
-        return task.task_id
-
-    async def _wait(
-        self, key: Key, poller: Poller, handle: TaskHandle, *, sleep: bool, learn: bool = False
-    ) -> ConversionResult | None:
-        """Wait for the task, then download; ``None`` if the wait goes on elsewhere.
-
-        Without ``sleep`` only the polls due at once are made; a task not
-        done by then is parked in the waiting room (or, paced by callbacks,
-        left to a task of its own), and its worker moves on. ``learn``: the
-        first check was made at once, and tells whether tasks are instant.
-        """
-        try:
-            if sleep:
-                task = await wait_until_done(poller, handle, wav=True)
-            else:
-                done = await poll_while_due(poller, handle, wav=True)
-                if learn:
-                    self._learn(None if poller.last is None else done is not None)
-                if done is None:
-                    self._wait_elsewhere(key, poller, handle)
-                    return None
-                task = done
-        except VidgoError as exc:
-            if learn:
-                self._learn(None)
-            if isinstance(exc, _TASK_IS_DONE_FOR):
-                self._record(key, State.FAILED, task_id=handle.task_id, error=exc)
-            # Otherwise (deadline, account trouble, ...) it stays accepted: a re-run waits again.
-            return ConversionResult(
-                source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, error=exc
-            )
-        self._record(key, State.FINISHED, task_id=task.task_id, wav_url=task.wav_url)
-        result = ConversionResult(
-            source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, wav_url=task.wav_url
-        )
-        return result if self.download_to is None else await self._download(key, result)
-
-    def _wait_elsewhere(self, key: Key, poller: Poller, handle: TaskHandle) -> None:
-        if (pause := poller.pause) > 0 and not poller.paced:
-            self.waiting_room.park(_Parked(key, poller, handle), pause)
-        else:
-            # Callbacks may cut its pause short, or its poll must queue for the
-            # rate cap: either way it waits in a task of its own, not in a worker.
-            self._spawn(self._sleep_on(key, poller, handle))
-
-    def _learn(self, done: bool | None) -> None:
-        if self.first_check.learn(done):
-            # Tasks are done at once: first checks parked meanwhile need not wait.
-            self.waiting_room.release(lambda parked: parked.poller.last is None)
-
-    async def _sleep_on(self, key: Key, poller: Poller, handle: TaskHandle) -> None:
-        try:
-            result = await self._wait(key, poller, handle, sleep=True)
-        except Exception as exc:  # a bug must cost one result, not the batch
-            result = _unexpected(key, exc)
-        assert result is not None  # sleep=True waits to the end
-        await self._deliver(key, result)
-
-    async def _download(self, key: Key, result: ConversionResult) -> ConversionResult:
-        if self.download_to is None or result.wav_url is None:
-            return result
-        dest = self.download_to / _file_name(result.audio_id)
-        try:
-            async with self.download_slots:
-                path = await self.fetch(result.wav_url, dest, overwrite=True)
-        except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
-            return attrs.evolve(result, error=exc)
-        self._record(key, State.FINISHED, task_id=result.task_id, wav_url=result.wav_url, path=path)
-        return attrs.evolve(result, path=path)
-
-    async def _from_journal(self, key: Key, entry: Entry) -> ConversionResult:
-        result = ConversionResult(
-            source_task_id=key[0], audio_id=key[1], task_id=entry.task_id, wav_url=entry.wav_url
-        )
-        if entry.state is State.FINISHED:
-            if entry.path and _exists(entry.path):
-                return attrs.evolve(result, path=Path(entry.path))
-            return await self._download(key, result)
-        return attrs.evolve(result, error=journalled_error(entry, *key))
-
-    def _record(
-        self,
-        key: Key,
-        state: State,
-        *,
-        task_id: str | None = None,
-        wav_url: str | None = None,
-        path: Path | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        if self.journal is None:
-            return
-        self.journal.record(
-            *key,
-            state,
-            task_id=task_id,
-            wav_url=wav_url,
-            path=str(path) if path else None,
-            error=error,
-        )
-
-    def progress(self, done: int, succeeded: int) -> BatchProgress:
-        return BatchProgress(
-            read=self.intake.read,
-            done=done,
-            succeeded=succeeded,
-            failed=done - succeeded,
-            in_flight=len(self.extra),
-            input_done=self.intake.done,
-        )
-
-    async def close(self, supervisor: asyncio.Task[None]) -> None:
-        self.waiting_room.close()
-        pending = [supervisor, *self.tasks]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-
-def _state_after_failed_submit(exc: VidgoError) -> State:
-    """What a failed submit leaves: ``Calls.submit`` raises a plain error only when
-    no attempt can have been accepted, so only answers about the pair itself
-    (400, 404, 409, 422) are final; account trouble (401, 402, 403), rate
-    limits and outages leave the pair to be submitted by a re-run."""
-    if isinstance(exc, SubmitOutcomeUnknownError):
-        return State.UNKNOWN
-    if isinstance(exc, APIError) and exc.status in _PAIR_REFUSED:
-        return State.FAILED
-    return State.UNSENT
 
 
 def start_batch(
@@ -487,7 +87,7 @@ async def run_batch(
 ) -> AsyncGenerator[ConversionResult, None]:
     """The engine behind :meth:`VidgoClient.convert_many` (arguments already checked)."""
     book = Journal(journal) if journal is not None else None  # opened on first iteration
-    run = _Run(
+    run = Run(
         engine,
         download,
         pairs,
@@ -502,42 +102,26 @@ async def run_batch(
     try:
         while True:
             item = await run.queue.get()
-            if item is _END:
+            if item is END:
                 return
-            if isinstance(item, _Failure):
+            if isinstance(item, Failure):
                 raise item.error
             assert isinstance(item, ConversionResult)
             done += 1
             succeeded += item.ok
             if on_progress is not None:
-                on_progress(run.progress(done, succeeded))
+                on_progress(
+                    BatchProgress(
+                        read=run.intake.read,
+                        done=done,
+                        succeeded=succeeded,
+                        failed=done - succeeded,
+                        in_flight=len(run.extra),
+                        input_done=run.intake.done,
+                    )
+                )
             yield item
     finally:
         await run.close(supervisor)
         if book is not None:
             book.close()
-
-
-def _unexpected(key: Key, exc: Exception) -> ConversionResult:
-    logger.exception("conversion of %s failed unexpectedly", key)
-    return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
-
-
-def _key(pair: Any) -> Key:
-    if isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise TypeError(f"each pair must be a (task_id, audio_id) tuple, got {pair!r:.80}")
-    return check_id("task_id", pair[0]), check_id("audio_id", pair[1])
-
-
-def _describe(pair: Any) -> tuple[str, str]:
-    if isinstance(pair, (tuple, list)) and len(pair) == 2:
-        return str(pair[0]), str(pair[1])
-    return repr(pair)[:80], ""
-
-
-def _exists(path: str) -> bool:
-    return Path(path).is_file()
-
-
-def _file_name(audio_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200] + ".wav"

@@ -278,7 +278,9 @@ class VidgoClient:
                 iterable, read lazily. Duplicates are converted once and
                 reported for each occurrence; malformed pairs get a result
                 carrying a ``TypeError``/``ValueError``.
-            concurrency: Most submits (and downloads) in flight at once.
+            concurrency: Workers, so most requests (submits, checks,
+                downloads) in flight at once. A task not done is parked
+                meanwhile, and the worker goes on to other pairs.
             timeout: Deadline of each pair's submit and wait, in seconds.
             journal: A SQLite file recording every submit before and after
                 its request; a re-run with it never submits an accepted track
@@ -287,7 +289,13 @@ class VidgoClient:
             download_to: A directory to download each WAV into (as
                 ``<audio_id>.wav``).
             on_progress: Called with a :class:`BatchProgress` before each result.
-            max_waiting: Most pairs waiting on their task at once.
+            max_waiting: Pairs waiting on their task, beyond the
+                ``concurrency`` being worked on; the input is read only
+                while fewer than ``concurrency + max_waiting`` are in flight.
+
+        The first task is checked right after its submit. If it is already
+        done, so is each next one, until one is found still going; after
+        that the poll policy's first pause applies to the rest of the batch.
 
         One pair's failure never stops the batch. Leaving the loop early (or
         cancelling it) stops all work; wrap it in ``contextlib.aclosing`` to
