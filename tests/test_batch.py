@@ -383,3 +383,38 @@ async def test_tasks_still_running_get_one_probe_then_the_policy(make_fake: Make
     gaps = sorted(first_poll[task] - submitted[task] for task in submitted)
     assert gaps[0] < 0.1  # the probe
     assert all(gap >= 0.19 for gap in gaps[1:])
+
+
+async def test_a_probe_the_cap_leaves_no_room_for_waits_the_policy_pause(
+    make_fake: MakeFake,
+) -> None:
+    """If the rate cap has no room for the probe, its task is not checked as soon as the
+    cap allows, which wastes a request on tasks that run: it waits the policy's first pause."""
+    fake = await make_fake(queue_time=0.0, run_time=30.0)
+    fake.seed_task("other", status="running")
+    polls: list[float] = []
+    checked = asyncio.Event()
+
+    def record(event: Event) -> None:
+        if event.kind == "poll" and event.task_id != "other":
+            polls.append(time.monotonic())
+            checked.set()
+
+    policy = PollPolicy(initial=1.5, factor=1.0, max_interval=1.5, jitter=0.0)
+    async with VidgoClient(
+        fake.api_key,
+        base_url=fake.url,
+        poll=policy,
+        retry=FAST_RETRY,
+        max_polls_per_second=1,
+        on_event=record,
+    ) as client:
+        await client.get_task("other")  # takes the one poll slot of this second
+        started = time.monotonic()
+        batch = client.convert_many([("m", "a0")], concurrency=1)
+        consumer = asyncio.create_task(_collect_from(batch))
+        await asyncio.wait_for(checked.wait(), 5)
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await batch.aclose()
+    assert polls[0] - started >= 1.4  # the policy's pause, not the cap's next slot (1 s)

@@ -117,6 +117,10 @@ class Poller:
         """Note that the pause before the next poll was slept elsewhere."""
         self._delay = 0.0
 
+    def defer(self) -> None:
+        """Put the next poll back to the policy's first pause."""
+        self._delay = self._policy.initial
+
     async def next(self) -> Task:
         """The next snapshot a poll reads.
 

@@ -249,6 +249,8 @@ class Run:
                 done = await poll_while_due(poller, handle, wav=True)
                 if learn:
                     self._learn(None if poller.last is None else done is not None)
+                    if poller.last is None:  # the cap left no room to check it at once
+                        poller.defer()
                 if done is None:
                     self._wait_elsewhere(key, poller, handle)
                     return None
