@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -418,3 +418,34 @@ async def test_a_probe_the_cap_leaves_no_room_for_waits_the_policy_pause(
         await asyncio.gather(consumer, return_exceptions=True)
         await batch.aclose()
     assert polls[0] - started >= 1.4  # the policy's pause, not the cap's next slot (1 s)
+
+
+@pytest.mark.parametrize("kind", ["iterator", "async generator"])
+async def test_an_input_that_fails_ends_the_batch_with_its_error(
+    vidgo_fake: FakeVidgo, kind: str
+) -> None:
+    """The input's own error reaches the consumer, after the results read before it."""
+
+    def plain() -> Iterator[tuple[str, str]]:
+        yield ("m", "a0")
+        yield ("m", "a1")
+        raise OSError("the input file went away")
+
+    async def streamed() -> AsyncIterator[tuple[str, str]]:
+        for pair in plain():
+            yield pair
+
+    before = asyncio.all_tasks()
+    seen: list[ConversionResult] = []
+
+    async def consume(client: VidgoClient) -> None:
+        pairs = plain() if kind == "iterator" else streamed()
+        async for result in client.convert_many(pairs, concurrency=4):
+            seen.append(result)
+
+    async with _client(vidgo_fake) as client:
+        with pytest.raises(OSError, match="went away"):
+            await consume(client)
+        await asyncio.sleep(0)
+        assert _client_tasks(asyncio.all_tasks() - before) == []
+    assert all(r.ok for r in seen)

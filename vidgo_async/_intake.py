@@ -47,9 +47,7 @@ class Intake:
         return pair
 
     async def next(self) -> Any:
-        """The next pair of either kind of input; ``END`` at its end."""
-        if not self.is_async:
-            return self.next_now()
+        """The next pair of an async iterable; ``END`` once it is exhausted (or failed)."""
         if self.done:
             return END
         try:
