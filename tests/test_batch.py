@@ -22,6 +22,7 @@ from vidgo_async import (
     ConversionResult,
     Event,
     PollPolicy,
+    RetryPolicy,
     SubmitOutcomeUnknownError,
     TaskFailedError,
     VidgoClient,
@@ -449,3 +450,96 @@ async def test_an_input_that_fails_ends_the_batch_with_its_error(
         await asyncio.sleep(0)
         assert _client_tasks(asyncio.all_tasks() - before) == []
     assert all(r.ok for r in seen)
+
+
+async def test_an_input_that_waits_for_results_does_not_deadlock(vidgo_fake: FakeVidgo) -> None:
+    """An async input that yields more pairs only as results come back still gets them:
+    a worker waiting on the input holds up no check of the pairs already submitted."""
+    results_seen: asyncio.Queue[None] = asyncio.Queue()
+
+    async def pairs() -> AsyncIterator[tuple[str, str]]:
+        for i in range(6):
+            yield ("m", f"a{i}")
+            if i % 2 == 1:
+                await results_seen.get()
+
+    async def consume(client: VidgoClient) -> int:
+        count = 0
+        async for _ in client.convert_many(pairs(), concurrency=4, max_waiting=4):
+            count += 1
+            results_seen.put_nowait(None)
+        return count
+
+    async with _client(vidgo_fake) as client:
+        assert await asyncio.wait_for(consume(client), 10) == 6
+
+
+@pytest.mark.parametrize("kind", ["async generator", "list with malformed pairs"])
+async def test_pairs_in_flight_stay_within_the_bound(make_fake: MakeFake, kind: str) -> None:
+    """Never more than ``concurrency + max_waiting`` pairs in flight, however the input comes."""
+    fake = await make_fake(queue_time=0.0, run_time=0.3)
+    plain: list[object] = []
+    for i in range(24):
+        plain.append(("m", f"a{i}"))
+        if kind != "async generator" and i % 3 == 0:
+            plain.append(("m",))  # answered at once, while other workers read on
+
+    async def streamed() -> AsyncIterator[object]:
+        for pair in plain:
+            await asyncio.sleep(0.002)
+            yield pair
+
+    peak = 0
+
+    def record(progress: BatchProgress) -> None:
+        nonlocal peak
+        peak = max(peak, progress.in_flight)
+
+    async with _client(fake) as client:
+        pairs = streamed() if kind == "async generator" else plain
+        results = await _collect(client, pairs, concurrency=3, max_waiting=1, on_progress=record)
+    assert sum(r.ok for r in results) == 24
+    assert peak <= 3 + 1
+
+
+async def test_a_poll_backing_off_holds_up_no_other_pair(make_fake: MakeFake) -> None:
+    """One worker, and one check answered 503 with Retry-After 2: only that pair waits."""
+    vidgo_fake = await make_fake(queue_time=0.0, run_time=0.1)
+    retry = RetryPolicy(base_delay=0.001, max_delay=0.01, max_retry_after=2.0)
+    policy = PollPolicy(initial=0.05, factor=1.5, max_interval=0.2)
+    arrivals: list[float] = []
+    async with VidgoClient(
+        vidgo_fake.api_key,
+        base_url=vidgo_fake.url,
+        poll=policy,
+        retry=retry,
+        max_polls_per_second=5000.0,
+    ) as client:
+        batch = client.convert_many([("m", f"a{i}") for i in range(5)], concurrency=1)
+        started = time.monotonic()
+        first = await batch.__anext__()  # every pair is submitted and parked by now
+        vidgo_fake.inject(
+            Fault.http_error(503, {"code": 503, "message": "busy"}, {"Retry-After": "2"}),
+            route="detail",
+            times=1,
+        )
+        async for result in batch:
+            assert result.ok
+            arrivals.append(time.monotonic() - started)
+    assert first.ok and len(arrivals) == 4
+    assert sorted(arrivals)[2] < 1.0  # three of the four came long before the back-off ended
+
+
+async def test_a_slow_consumer_does_not_make_finished_pairs_time_out(
+    make_fake: MakeFake,
+) -> None:
+    """A consumer that dawdles slows the intake; pairs already submitted still finish."""
+    fake = await make_fake(queue_time=0.0, run_time=0.1)
+    async with _client(fake) as client:
+        outcomes = []
+        async for result in client.convert_many(
+            [("m", f"a{i}") for i in range(12)], concurrency=2, max_waiting=10, timeout=1.0
+        ):
+            outcomes.append(result.ok)
+            await asyncio.sleep(0.2)  # work done per result
+    assert outcomes == [True] * 12

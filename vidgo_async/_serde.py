@@ -131,7 +131,7 @@ def parse_task(data: Any, *, task_id: str | None = None) -> Task:
             data = {**data, "task_id": fallback}
     try:
         task: Task = _structure_task(data, Task)
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise InvalidResponseError("unreadable task object", excerpt=_excerpt(data)) from exc
     return task
 

@@ -68,6 +68,7 @@ class Poller:
         "_schedule",
         "_started",
         "last",
+        "polled",
     )
 
     def __init__(
@@ -93,6 +94,7 @@ class Poller:
         self._delay = first_delay
         self._rereads = 0  # reads of a finished task that lacked its wav_url
         self.last: Task | None = None
+        self.polled = False  # whether a poll was tried (answered or not)
 
     @property
     def due(self) -> bool:
@@ -118,11 +120,11 @@ class Poller:
         self._delay = 0.0
 
     def defer(self) -> None:
-        """Put the next poll back to the policy's first pause."""
-        self._delay = self._policy.initial
+        """Make the next pause at least the policy's first one."""
+        self._delay = max(self._delay, self._policy.initial)
 
     async def next(self) -> Task:
-        """The next snapshot a poll reads.
+        """The next snapshot a poll reads, after the pause (cut short by a callback).
 
         Raises:
             TaskTimeoutError: The deadline passed first; carries the last snapshot.
@@ -141,31 +143,45 @@ class Poller:
                     await asyncio.sleep(delay)
                 elif await self._pacer.nap(delay):
                     emit(calls.hook, "callback", task_id=handle.task_id)
+            task = await self.step()
+            if task is not None:
+                return task
+
+    async def step(self) -> Task | None:
+        """One poll, now: the snapshot, or ``None`` after a failure that is no news
+        (the pause before the next poll is then set, lengthened by any Retry-After).
+
+        Raises:
+            TaskTimeoutError: The deadline has passed; carries the last snapshot.
+            VidgoError: A definitive error answer (400, 401, 403, 404 ...).
+        """
+        calls, handle, deadline = self._calls, self._handle, self._deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            raise self._timeout()
+        self.polled = True
+        try:
+            task = await calls.poll(handle.task_id, deadline)
+        except VidgoError as exc:
+            if not (is_transient(exc) or self._unseen(exc)):
+                raise
             if deadline is not None and time.monotonic() >= deadline:
-                raise self._timeout()
-            try:
-                task = await calls.poll(handle.task_id, deadline)
-            except VidgoError as exc:
-                if not (is_transient(exc) or self._unseen(exc)):
-                    raise
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise self._timeout() from exc
-                delay = _lengthened(self._next_delay(None), exc, calls.retry.max_retry_after)
-                self._delay = delay
-                logger.debug("poll of %s failed (%s); next in %.2fs", handle.task_id, exc, delay)
-                continue
-            last, status = self.last, task.status
-            if last is None or status is not last.status:
-                if logger.isEnabledFor(logging.DEBUG):  # one call, not two, when quiet
-                    logger.debug("task %s is %s", task.task_id, status.value)
-                if calls.hook is not None:
-                    emit(calls.hook, "status", task_id=task.task_id, status=status)
-            if self._pacer is not None:
-                self._pacer.observe(task)
-            self.last = task
-            if status is not TaskStatus.FINISHED or not task.wav_url:  # else no next poll
-                self._delay = self._next_delay(task)
-            return task
+                raise self._timeout() from exc
+            delay = _lengthened(self._next_delay(None), exc, calls.retry.max_retry_after)
+            self._delay = delay
+            logger.debug("poll of %s failed (%s); next in %.2fs", handle.task_id, exc, delay)
+            return None
+        last, status = self.last, task.status
+        if last is None or status is not last.status:
+            if logger.isEnabledFor(logging.DEBUG):  # one call, not two, when quiet
+                logger.debug("task %s is %s", task.task_id, status.value)
+            if calls.hook is not None:
+                emit(calls.hook, "status", task_id=task.task_id, status=status)
+        if self._pacer is not None:
+            self._pacer.observe(task)
+        self.last = task
+        if status is not TaskStatus.FINISHED or not task.wav_url:  # else no next poll
+            self._delay = self._next_delay(task)
+        return task
 
     def _next_delay(self, task: Task | None) -> float:
         if self._schedule is None:
@@ -212,7 +228,7 @@ async def wait_until_done(poller: Poller, handle: TaskHandle, *, wav: bool) -> T
         InvalidResponseError: With ``wav``, it finished and never showed a ``wav_url``.
     """
     while True:
-        task = await _settled(poller, handle, wav=wav)
+        task = await _settled(poller, handle, wav=wav, now=False)
         if task is not None:
             return task
 
@@ -220,26 +236,28 @@ async def wait_until_done(poller: Poller, handle: TaskHandle, *, wav: bool) -> T
 async def poll_while_due(poller: Poller, handle: TaskHandle, *, wav: bool) -> Task | None:
     """Like :func:`wait_until_done`, but ``None`` as soon as the next poll needs a pause.
 
-    A batch worker calls it right after a submit: a task that finished at
-    once costs no sleeping coroutine; the rest are left to
-    :func:`wait_until_done` on the same ``poller``.
+    It never sleeps, not even the back-off after a failed poll: a batch
+    worker calls it, and parks the pair (or hands it to a task) when it
+    returns ``None``, so that one pair's pause holds up no other.
     """
     while poller.due:
-        task = await _settled(poller, handle, wav=wav)
+        task = await _settled(poller, handle, wav=wav, now=True)
         if task is not None:
             return task
     return None
 
 
-async def _settled(poller: Poller, handle: TaskHandle, *, wav: bool) -> Task | None:
-    """One poll: the task if the wait is over with it, ``None`` to poll on."""
+async def _settled(poller: Poller, handle: TaskHandle, *, wav: bool, now: bool) -> Task | None:
+    """One poll (``now``: without the pause): the task if the wait is over, else ``None``."""
     try:
-        task = await poller.next()
+        task = await (poller.step() if now else poller.next())
     except TaskTimeoutError as exc:
         last = poller.last
         if last is not None and last.status is TaskStatus.FINISHED:
             raise _no_wav_url(last) from exc
         raise
+    if task is None:
+        return None
     status = task.status
     if status is TaskStatus.FAILED:
         raise TaskFailedError(

@@ -97,7 +97,8 @@ class Run:
         self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize=max(1, concurrency))
         self.work: asyncio.Queue[object] = asyncio.Queue()  # parked pairs come due, signals
         self.idle = 0  # workers waiting on ``work``
-        self.waiting_room: WaitingRoom[_Parked] = WaitingRoom(self.work.put_nowait)
+        self.waiting_room: WaitingRoom[_Parked] = WaitingRoom(self._come_due)
+        self.reading = 0  # workers reading the input (each holds a slot in flight)
         self.download_slots = asyncio.Semaphore(concurrency)
         self.tasks: set[asyncio.Task[None]] = set()  # workers and callback-paced waits
         self.extra: dict[Key, int] = {}  # in-flight pair -> duplicate occurrences seen
@@ -121,28 +122,46 @@ class Run:
     async def _work(self) -> None:
         try:
             while (item := await self._next_item()) is not None:
-                key, parked = item
-                try:
-                    if parked is None:
-                        result = await self._convert(key)
-                    else:
-                        parked.poller.slept()  # its pause passed in the waiting room
-                        result = await self._wait(key, parked.poller, parked.handle, sleep=False)
-                except Exception as exc:  # a bug must cost one result, not the batch
-                    result = _unexpected(key, exc)
-                if result is not None:
-                    await self._deliver(key, result)
+                await self._carry(*item)
         except Exception as exc:  # the input itself failed: end the batch with it
             await self.queue.put(Failure(exc))
+
+    async def _carry(self, key: Key, parked: _Parked | None) -> None:
+        """Take a pair (new, or back from the waiting room) as far as it goes without sleeping."""
+        try:
+            if parked is None:
+                result = await self._convert(key)
+            else:
+                parked.poller.slept()  # its pause passed in the waiting room
+                result = await self._wait(key, parked.poller, parked.handle, sleep=False)
+        except Exception as exc:  # a bug must cost one result, not the batch
+            result = _unexpected(key, exc)
+        if result is not None:
+            await self._deliver(key, result)
+
+    def _come_due(self, parked: _Parked) -> None:
+        """A parked pair's poll is due: for an idle worker, else for a task of its own,
+        so that workers busy submitting, reading a slow input, backing off or
+        waiting on a slow consumer hold up no check."""
+        if self.idle > self.work.qsize():
+            self.work.put_nowait(parked)
+        else:
+            self._spawn(self._carry(parked.key, parked))
 
     async def _next_item(self) -> tuple[Key, _Parked | None] | None:
         """A parked pair come due, else a new pair while there is room; ``None`` at the end."""
         work = self.work
         while True:
             if work.empty():
-                if not self.intake.done and len(self.extra) < self.room_for:
-                    key = await self._next_key()
+                if self._may_read():
+                    self.reading += 1
+                    try:
+                        key = await self._next_key()
+                    finally:
+                        self.reading -= 1
                     if key is not None:
+                        if self.intake.is_async and self.idle and self._may_read():
+                            work.put_nowait(_ADMIT)  # the next reader
                         return key, None
                     self._maybe_over()
                     continue
@@ -158,6 +177,14 @@ class Run:
                 return None
             if isinstance(item, _Parked):
                 return item.key, item
+
+    def _may_read(self) -> bool:
+        """Whether a worker may read the input now: there is room in flight, and
+        no other worker waits on an async input (the rest wait for parked pairs)."""
+        intake = self.intake
+        if intake.done or len(self.extra) + self.reading >= self.room_for:
+            return False
+        return not (intake.is_async and self.reading)
 
     def _maybe_over(self) -> None:
         if self.intake.done and not self.extra:
@@ -255,9 +282,11 @@ class Run:
                     self._wait_elsewhere(key, poller, handle)
                     return None
                 task = done
-        except VidgoError as exc:
+        except BaseException as exc:
             if learn:
                 self._learn(None)
+            if not isinstance(exc, VidgoError):
+                raise
             if isinstance(exc, _TASK_IS_DONE_FOR):
                 self._record(key, State.FAILED, task_id=handle.task_id, error=exc)
             # Otherwise (deadline, account trouble, ...) it stays accepted: a re-run waits again.
@@ -281,7 +310,7 @@ class Run:
     def _learn(self, done: bool | None) -> None:
         if self.first_check.learn(done):
             # Tasks are done at once: first checks parked meanwhile need not wait.
-            self.waiting_room.release(lambda parked: parked.poller.last is None)
+            self.waiting_room.release(lambda parked: not parked.poller.polled)
 
     async def _sleep_on(self, key: Key, poller: Poller, handle: TaskHandle) -> None:
         try:
