@@ -21,10 +21,12 @@ from vidgo_async import (
     BatchProgress,
     ConversionResult,
     Event,
+    NotFoundError,
     PollPolicy,
     RetryPolicy,
     SubmitOutcomeUnknownError,
     TaskFailedError,
+    TaskTimeoutError,
     VidgoClient,
 )
 from vidgo_async.testing import FakeVidgo, Fault
@@ -267,7 +269,8 @@ async def test_a_slow_task_does_not_hold_up_the_pairs_behind_it(vidgo_fake: Fake
         vidgo_fake.set_duration(audio, queue_time=0.0, run_time=0.0)
     async with _client(vidgo_fake) as client:
         results = await _collect(client, [("m", "slow"), *(("m", a) for a in quick)], concurrency=1)
-    assert [r.audio_id for r in results] == [*quick, "slow"]
+    assert sorted(r.audio_id for r in results[:-1]) == quick
+    assert results[-1].audio_id == "slow"
     assert all(r.ok for r in results)
 
 
@@ -543,3 +546,79 @@ async def test_a_slow_consumer_does_not_make_finished_pairs_time_out(
             outcomes.append(result.ok)
             await asyncio.sleep(0.2)  # work done per result
     assert outcomes == [True] * 12
+
+
+async def test_a_slow_consumer_slows_the_intake(make_fake: MakeFake) -> None:
+    """A pair keeps its place in flight until its result is handed over, so input is
+    read no further ahead than the bound while the consumer dawdles."""
+    fake = await make_fake(queue_time=0.0, run_time=0.02)
+    read = 0
+
+    async def pairs() -> AsyncIterator[tuple[str, str]]:
+        nonlocal read
+        for i in range(200):
+            await asyncio.sleep(0.03)  # slower than the tasks
+            read += 1
+            yield ("m", f"a{i}")
+
+    async with _client(fake) as client:
+        batch = client.convert_many(pairs(), concurrency=1, max_waiting=1)
+        assert (await batch.__anext__()).ok
+        await asyncio.sleep(1.5)  # the consumer is busy
+        await batch.aclose()
+    assert read <= 1 + 2 + 2  # taken + in flight + the result queue
+
+
+async def test_a_rerun_fails_at_once_on_a_task_the_server_no_longer_knows(
+    make_fake: MakeFake, tmp_path: Path
+) -> None:
+    """A task accepted by an earlier run answers 404 now: that is news, not lag."""
+    journal = tmp_path / "wav.sqlite"
+    first = await make_fake(queue_time=0.0, run_time=100.0)
+    async with _client(first) as client:
+        (left,) = await _collect(client, [("m", "a1")], journal=journal, timeout=0.2)
+    assert isinstance(left.error, TaskTimeoutError)
+    forgetful = await make_fake(queue_time=0.0, run_time=0.0)  # knows no earlier task
+    async with _client(forgetful) as client:
+        (again,) = await asyncio.wait_for(
+            _collect(client, [("m", "a1")], journal=journal, timeout=None), 5
+        )
+    assert isinstance(again.error, NotFoundError)
+
+
+async def test_no_request_goes_out_after_the_client_is_closed(vidgo_fake: FakeVidgo) -> None:
+    """Closing the client mid-batch stops its checks; no new session is opened."""
+    vidgo_fake.set_duration("slow", queue_time=0.0, run_time=5.0)
+    async with _client(vidgo_fake) as client:
+        batch = client.convert_many([("m", "quick"), ("m", "slow")], concurrency=2)
+        assert (await batch.__anext__()).audio_id == "quick"
+        await client.aclose()
+        seen = len(vidgo_fake.requests)
+        (slow,) = [result async for result in batch]
+    assert not slow.ok
+    assert len(vidgo_fake.requests) == seen
+
+
+async def test_a_visibility_lag_costs_one_probe_not_one_per_task(make_fake: MakeFake) -> None:
+    """A probe answered "not visible yet" means the tasks are not done at once."""
+    fake = await make_fake(queue_time=0.0, run_time=0.3)
+    fake.visibility_lag = 0.2
+    policy = PollPolicy(initial=0.3, factor=1.5, max_interval=0.4)
+    async with VidgoClient(
+        fake.api_key, base_url=fake.url, poll=policy, retry=FAST_RETRY
+    ) as client:
+        results = await _collect(client, [("m", f"a{i}") for i in range(10)], concurrency=1)
+    assert all(r.ok for r in results)
+    assert sum(r.route == "detail" and r.status == 404 for r in fake.requests) == 1
+
+
+async def test_downloads_of_ids_that_clean_up_alike_do_not_collide(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """Ids that map to the same safe file name still get a file each."""
+    ids = ["a b", "a_b", "a:b"]
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, [("m", i) for i in ids], download_to=tmp_path)
+    assert all(r.ok for r in results)
+    assert len({r.path for r in results}) == 3
+    assert len(list(tmp_path.glob("*.wav"))) == 3

@@ -278,16 +278,19 @@ class VidgoClient:
                 iterable, read lazily. Duplicates are converted once and
                 reported for each occurrence; malformed pairs get a result
                 carrying a ``TypeError``/``ValueError``.
-            concurrency: Workers, so most requests (submits, checks,
-                downloads) in flight at once. A task not done is parked
-                meanwhile, and the worker goes on to other pairs.
+            concurrency: Workers: most submits and downloads in flight at
+                once. A task not done is parked meanwhile, and the worker
+                goes on to other pairs; when its next check comes due and no
+                worker is idle, the check goes out from a task of its own
+                (checks are bounded by ``max_polls_per_second``).
             timeout: Deadline of each pair's submit and wait, in seconds.
             journal: A SQLite file recording every submit before and after
                 its request; a re-run with it never submits an accepted track
                 again, resumes waiting on known tasks and reports finished
                 pairs from the journal.
             download_to: A directory to download each WAV into (as
-                ``<audio_id>.wav``).
+                ``<audio_id>.wav``; an id that is not a safe file name is
+                cleaned up and given a short hash of itself).
             on_progress: Called with a :class:`BatchProgress` before each result.
             max_waiting: Pairs waiting on their task, beyond the
                 ``concurrency`` being worked on; the input is read only

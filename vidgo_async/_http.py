@@ -95,6 +95,7 @@ class Transport:
         self.timeouts = timeouts
         self._session = session
         self._owns_session = session is None
+        self._closed = False
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(
             total=timeouts.total, connect=min(timeouts.connect, timeouts.total)
@@ -103,8 +104,15 @@ class Transport:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The HTTP session, created on first use inside the running loop."""
+        """The HTTP session, created on first use inside the running loop.
+
+        Raises:
+            RuntimeError: The transport was closed (a wait still polling after
+                ``aclose()`` must not open a session nobody closes).
+        """
         if self._session is None:
+            if self._closed:
+                raise RuntimeError("this VidgoClient is closed")
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 headers={"User-Agent": _USER_AGENT},
@@ -119,7 +127,8 @@ class Transport:
         return aiohttp.ClientTimeout(total=total, connect=min(self.timeouts.connect, total))
 
     async def close(self) -> None:
-        """Close the session if this transport created it."""
+        """Close the session if this transport created it; no request is sent after."""
+        self._closed = True
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -147,6 +156,8 @@ class Transport:
         started = time.monotonic() if debug else 0.0
         failure: BaseException | None = None
         try:
+            if self._closed:
+                raise RuntimeError("this VidgoClient is closed")
             session = self._session if self._session is not None else self.session
             async with session.request(
                 method,

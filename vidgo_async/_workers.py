@@ -14,6 +14,7 @@ consumer slows the intake.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -212,17 +213,19 @@ class Run:
         return None
 
     async def _deliver(self, key: Key, result: ConversionResult) -> None:
+        # The pair keeps its slot in flight until its result is queued: a slow
+        # consumer must slow the intake. Repeats read meanwhile find it in ``done``.
         self.done[key] = result
-        copies = 1 + self.extra.pop(key)
-        if self.idle and not self.intake.done:
-            self.work.put_nowait(_ADMIT)  # room for another pair, and a worker waiting
-        self._maybe_over()
         queue = self.queue
-        for _ in range(copies):
+        for _ in range(1 + self.extra[key]):
             if queue.full():
                 await queue.put(result)
             else:
                 queue.put_nowait(result)  # no coroutine for the usual case
+        del self.extra[key]
+        if self.idle and not self.intake.done:
+            self.work.put_nowait(_ADMIT)  # room for another pair, and a worker waiting
+        self._maybe_over()
 
     async def _convert(self, key: Key) -> ConversionResult | None:
         """Carry a pair as far as it goes without sleeping; ``None`` if its wait sleeps on."""
@@ -230,6 +233,7 @@ class Run:
         entry = self.journal.get(*key) if self.journal else None
         if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
             return await self._from_journal(key, entry)
+        started: float | None = None  # an earlier run's task: its 404 is news
         if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
             task_id, at_once = entry.task_id, False  # an earlier run's task teaches nothing
         else:
@@ -238,9 +242,10 @@ class Run:
             if isinstance(submitted, ConversionResult):
                 return submitted
             task_id, at_once = submitted, self.first_check.check_at_once()
+            started = time.monotonic()
         handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
         poller = self.engine.poller(
-            handle, deadline, started=time.monotonic(), first_delay=0.0 if at_once else None
+            handle, deadline, started=started, first_delay=0.0 if at_once else None
         )
         return await self._wait(key, poller, handle, sleep=False, learn=at_once)
 
@@ -275,8 +280,10 @@ class Run:
             else:
                 done = await poll_while_due(poller, handle, wav=True)
                 if learn:
-                    self._learn(None if poller.last is None else done is not None)
-                    if poller.last is None:  # the cap left no room to check it at once
+                    # A check that was made but brought no answer (not visible yet,
+                    # a transient error) says the task is not done at once.
+                    self._learn(done is not None if poller.polled else None)
+                    if poller.last is None:  # no answer yet: the policy's pause
                         poller.defer()
                 if done is None:
                     self._wait_elsewhere(key, poller, handle)
@@ -393,4 +400,9 @@ def _exists(path: str) -> bool:
 
 
 def _file_name(audio_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200] + ".wav"
+    """``<audio_id>.wav``; an id that had to be changed to be a safe name gets a
+    short hash of itself, so that two ids never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200]
+    if safe != audio_id:
+        safe += "-" + hashlib.sha256(audio_id.encode()).hexdigest()[:10]
+    return safe + ".wav"
