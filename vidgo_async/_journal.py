@@ -24,7 +24,9 @@ from . import errors
 from ._models import WAV_MODEL, TaskHandle
 from .errors import APIError, SubmitOutcomeUnknownError, TaskFailedError, VidgoError
 
-__all__ = ["Entry", "Journal", "State", "journalled_error"]
+__all__ = ["Entry", "Journal", "State", "journalled_error", "state_after_failed_submit"]
+
+_PAIR_REFUSED = frozenset({400, 404, 409, 422})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversions (
@@ -179,3 +181,15 @@ def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoE
     if isinstance(api_error, type) and issubclass(api_error, APIError) and entry.error_status:
         return api_error(message, status=entry.error_status)
     return VidgoError(f"{kind}: {message}" if kind else message)
+
+
+def state_after_failed_submit(exc: VidgoError) -> State:
+    """What a failed submit leaves: ``Calls.submit`` raises a plain error only when
+    no attempt can have been accepted, so only answers about the pair itself
+    (400, 404, 409, 422) are final; account trouble (401, 402, 403), rate
+    limits and outages leave the pair to be submitted by a re-run."""
+    if isinstance(exc, SubmitOutcomeUnknownError):
+        return State.UNKNOWN
+    if isinstance(exc, APIError) and exc.status in _PAIR_REFUSED:
+        return State.FAILED
+    return State.UNSENT

@@ -6,6 +6,7 @@ Also where a download lands, and which exceptions may be chained safely.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import os
 import re
@@ -22,6 +23,7 @@ __all__ = [
     "is_refused",
     "refused_address",
     "url_label",
+    "wav_file_name",
 ]
 
 _METADATA = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::254")))
@@ -103,3 +105,12 @@ def _file_name(url: URL) -> str:
     """The URL path's last segment, reduced to a safe file name."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", url.name).lstrip(".")[:200]
     return name or "download.wav"
+
+
+def wav_file_name(audio_id: str) -> str:
+    """``<audio_id>.wav``; an id that had to be changed to be a safe name gets a
+    short hash of itself, so that two ids never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200]
+    if safe != audio_id:
+        safe += "-" + hashlib.sha256(audio_id.encode()).hexdigest()[:10]
+    return safe + ".wav"

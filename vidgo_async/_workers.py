@@ -14,9 +14,7 @@ consumer slows the intake.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -26,16 +24,15 @@ import attrs
 
 from ._first_check import FirstCheck
 from ._intake import END, Intake, Key, Pairs, describe_pair, pair_key
-from ._journal import Entry, Journal, State, journalled_error
+from ._journal import Entry, Journal, State, journalled_error, state_after_failed_submit
 from ._models import ConversionResult, TaskHandle
+from ._urls import wav_file_name
 from ._waiter import Poller, poll_while_due, wait_until_done
 from ._waiting_room import WaitingRoom
 from .errors import (
-    APIError,
     BadRequestError,
     NotFoundError,
     PermissionDeniedError,
-    SubmitOutcomeUnknownError,
     TaskFailedError,
     VidgoError,
 )
@@ -52,7 +49,6 @@ Download = Callable[..., Awaitable[Path]]
 
 _STOP = object()  # tells a worker the batch is over (it passes it on)
 _ADMIT = object()  # tells an idle worker there is room for another input pair
-_PAIR_REFUSED = frozenset({400, 404, 409, 422})
 # Answers after which waiting on the same task again is pointless.
 _TASK_IS_DONE_FOR = (TaskFailedError, BadRequestError, NotFoundError, PermissionDeniedError)
 
@@ -259,7 +255,7 @@ class Run:
                 {"task_id": key[0], "audio_id": key[1]}, None, deadline, resumed=resumed
             )
         except VidgoError as exc:
-            self._record(key, _state_after_failed_submit(exc), error=exc)
+            self._record(key, state_after_failed_submit(exc), error=exc)
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
         self._record(key, State.ACCEPTED, task_id=task.task_id)
         return task.task_id
@@ -330,7 +326,7 @@ class Run:
     async def _download(self, key: Key, result: ConversionResult) -> ConversionResult:
         if self.download_to is None or result.wav_url is None:
             return result
-        dest = self.download_to / _file_name(result.audio_id)
+        dest = self.download_to / wav_file_name(result.audio_id)
         try:
             async with self.download_slots:
                 path = await self.fetch(result.wav_url, dest, overwrite=True)
@@ -378,31 +374,10 @@ class Run:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _state_after_failed_submit(exc: VidgoError) -> State:
-    """What a failed submit leaves: ``Calls.submit`` raises a plain error only when
-    no attempt can have been accepted, so only answers about the pair itself
-    (400, 404, 409, 422) are final; account trouble (401, 402, 403), rate
-    limits and outages leave the pair to be submitted by a re-run."""
-    if isinstance(exc, SubmitOutcomeUnknownError):
-        return State.UNKNOWN
-    if isinstance(exc, APIError) and exc.status in _PAIR_REFUSED:
-        return State.FAILED
-    return State.UNSENT
-
-
 def _unexpected(key: Key, exc: Exception) -> ConversionResult:
     logger.exception("conversion of %s failed unexpectedly", key)
     return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
 
 
 def _exists(path: str) -> bool:
-    return Path(path).is_file()
-
-
-def _file_name(audio_id: str) -> str:
-    """``<audio_id>.wav``; an id that had to be changed to be a safe name gets a
-    short hash of itself, so that two ids never share a file."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200]
-    if safe != audio_id:
-        safe += "-" + hashlib.sha256(audio_id.encode()).hexdigest()[:10]
-    return safe + ".wav"
+    return Path(path).is_file()  # one stat, once per pair a re-run finds finished
