@@ -21,6 +21,7 @@ from support import MakeClient
 
 from vidgo_async import PollPolicy, Task, TaskStatus, VidgoError
 from vidgo_async._callbacks import CallbackPacer, Registry, Slot, registry_of
+from vidgo_async._calls import Accepted
 from vidgo_async.testing import FakeVidgo, Fault
 from vidgo_async.webhooks import (
     DEFAULT_PATH,
@@ -56,12 +57,15 @@ def make_registry(ttl: float = 60.0, max_slots: int = 100) -> Registry:
     return Registry(url_for=lambda token: f"{PUBLIC}/{token}", ttl=ttl, max_slots=max_slots)
 
 
-def bound(
-    registry: Registry, task_id: str = "t1", status: TaskStatus = TaskStatus.NOT_STARTED
-) -> Slot:
-    """A slot issued and bound to ``task_id`` as a submit answer would."""
+def answered(task_id: str = "t1") -> Accepted:
+    """A submit answered with ``task_id``."""
+    return Accepted(task_id, {"task_id": task_id, "status": "not_started"})
+
+
+def bound(registry: Registry, task_id: str = "t1", *, answer: bool = True) -> Slot:
+    """A slot issued and bound to ``task_id`` as a submit's answer (or a 409) would."""
     slot = registry.issue()
-    registry.bind(slot, task(task_id, status))
+    registry.bind(slot, answered(task_id) if answer else Accepted(task_id, None))
     return slot
 
 
@@ -167,23 +171,16 @@ def test_binding_a_discarded_slot_does_nothing() -> None:
     registry = make_registry()
     slot = registry.issue()
     registry.discard(slot)
-    registry.bind(slot, task("t1", TaskStatus.NOT_STARTED))
+    registry.bind(slot, answered("t1"))
     assert slot.task_id is None
     assert registry.pacer("t1", NET) is None
 
 
-@pytest.mark.parametrize(
-    ("status", "trusted"),
-    [
-        (TaskStatus.NOT_STARTED, True),
-        (TaskStatus.RUNNING, True),
-        (TaskStatus.UNKNOWN, False),  # named by a 409: may carry another URL
-    ],
-)
-def test_binding_trusts_only_tasks_this_submit_created(status: TaskStatus, trusted: bool) -> None:
-    """A task named by a 409 (status UNKNOWN) is bound but not trusted."""
+@pytest.mark.parametrize(("answer", "trusted"), [(True, True), (False, False)])
+def test_binding_trusts_only_tasks_this_submit_created(answer: bool, trusted: bool) -> None:
+    """A task named by a 409 (not by the submit's answer) is bound but not trusted."""
     registry = make_registry()
-    assert bound(registry, "t1", status).trusted is trusted
+    assert bound(registry, "t1", answer=answer).trusted is trusted
 
 
 def test_discarding_a_task_slot_forgets_the_task() -> None:
@@ -242,7 +239,7 @@ def test_hint_before_binding_is_kept_as_early() -> None:
     registry = make_registry()
     slot = registry.issue()
     assert registry.hint(slot.token, task("t1")) == "early"
-    registry.bind(slot, task("t1", TaskStatus.NOT_STARTED))
+    registry.bind(slot, answered("t1"))
     assert slot.generation == 1
     assert slot.early == []
 
@@ -252,7 +249,7 @@ def test_early_hint_for_another_task_is_dropped_at_binding() -> None:
     registry = make_registry()
     slot = registry.issue()
     registry.hint(slot.token, task("forged"))
-    registry.bind(slot, task("t1", TaskStatus.NOT_STARTED))
+    registry.bind(slot, answered("t1"))
     assert slot.generation == 0
     assert slot.early == []
 
@@ -272,7 +269,7 @@ def test_early_hint_past_the_cap_is_not_honoured() -> None:
     slot = registry.issue()
     for task_id in ["f1", "f2", "f3", "f4", "t1"]:
         registry.hint(slot.token, task(task_id))
-    registry.bind(slot, task("t1", TaskStatus.NOT_STARTED))
+    registry.bind(slot, answered("t1"))
     assert slot.generation == 0
 
 
@@ -321,7 +318,7 @@ def test_only_the_last_twenty_outcomes_count() -> None:
 def test_untrusted_hint_records_no_hit() -> None:
     """A callback for a 409-named task wakes its wait but is not counted as a hit."""
     registry = make_registry()
-    slot = bound(registry, "t1", TaskStatus.UNKNOWN)
+    slot = bound(registry, "t1", answer=False)
     assert registry.hint(slot.token, task("t1")) == "hint"
     record(registry, misses=1)
     assert not registry.reliable  # the miss alone counts
@@ -331,7 +328,7 @@ def test_untrusted_hint_records_no_hit() -> None:
 def test_untrusted_terminal_poll_records_no_miss() -> None:
     """A poll finding a 409-named task finished is not counted as a miss."""
     registry = make_registry()
-    registry.saw_terminal(bound(registry, "t1", TaskStatus.UNKNOWN))
+    registry.saw_terminal(bound(registry, "t1", answer=False))
     record(registry, hits=1, misses=1)
     assert registry.reliable  # one hit, one miss: nothing else was counted
     assert registry.pacer("t1", NET) is None
@@ -423,7 +420,7 @@ def test_pacer_far_deadline_does_not_cut_the_safety_net() -> None:
 def test_untrusted_task_keeps_the_normal_schedule() -> None:
     """A 409-named task may not carry our URL: it is polled normally."""
     registry = make_registry()
-    bound(registry, "t1", TaskStatus.UNKNOWN)
+    bound(registry, "t1", answer=False)
     assert pacer_for(registry).delay(0.5, None) == 0.5
 
 
@@ -494,7 +491,7 @@ async def test_stretched_nap_ends_when_callbacks_stop_arriving() -> None:
 async def test_unstretched_nap_is_not_on_the_safety_net() -> None:
     """A nap on the normal schedule is not cut short by a reliability change."""
     registry = make_registry()
-    bound(registry, "t1", TaskStatus.UNKNOWN)
+    bound(registry, "t1", answer=False)
     pacer = pacer_for(registry)
     pacer.delay(0.01, None)  # untrusted: not stretched
     nap = asyncio.ensure_future(pacer.nap(0.03))

@@ -344,3 +344,19 @@ async def test_chaotic_submits_never_convert_twice(
         assert isinstance(result, (str, SubmitOutcomeUnknownError))
     assert all(count <= 1 for count in fake.accept_count.values())
     assert sum(isinstance(result, str) for result in results) >= len(audio_ids) // 2
+
+
+async def test_an_answer_naming_only_the_task_is_accepted(
+    fake: FakeVidgo, client: VidgoClient
+) -> None:
+    """A submit answer with the task id alone (no status) is the accepted task, not
+    a garbled answer: the submit is not repeated, and the wait goes on with that id."""
+    real = await client.submit_wav("parent-1", "audio-1")
+    bare = Fault.http_error(200, {"code": 200, "data": {"id": real.task_id}})
+    fake.inject(bare, route="submit")
+    task = await client.submit_wav("parent-1", "audio-2")
+    assert (task.task_id, task.status, task.raw_status) == (real.task_id, TaskStatus.UNKNOWN, "")
+    fake.inject(bare, route="submit")
+    url = await client.convert_to_wav("parent-1", "audio-3", timeout=10)
+    assert real.task_id in url
+    assert len(fake.requests_to("submit")) == 3  # none repeated

@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
-from ._calls import remaining
+from ._calls import Accepted, remaining
 from ._config import PollPolicy
 from ._models import Task, TaskStatus
 
@@ -114,18 +114,18 @@ class Registry:
         self._slots[slot.key] = slot
         return slot
 
-    def bind(self, slot: Slot, task: Task) -> None:
+    def bind(self, slot: Slot, accepted: Accepted) -> None:
         """Tie ``slot`` to the task its submit created (or named, after a 409)."""
         if slot.key not in self._slots:
             return
-        slot.task_id = task.task_id
+        task_id = slot.task_id = accepted.task_id
         # A 409 names a task an earlier submit created: it may carry another URL.
-        slot.trusted = task.status is not TaskStatus.UNKNOWN
-        if task.task_id in slot.early:
+        slot.trusted = accepted.answer is not None
+        if task_id in slot.early:
             self._record(hit=True)
             slot.wake()
         slot.early.clear()
-        self._by_task[task.task_id] = slot
+        self._by_task[task_id] = slot
 
     def discard(self, slot: Slot) -> None:
         """Forget ``slot``: its submit failed, or its task's wait resolved."""
@@ -261,8 +261,8 @@ def _settle(waiter: asyncio.Future[None]) -> None:
 async def with_callback(
     registry: Registry | None,
     callback_url: str | None,
-    send: Callable[[str | None], Awaitable[Task]],
-) -> Task:
+    send: Callable[[str | None], Awaitable[Accepted]],
+) -> Accepted:
     """Run a submit, adding a fresh callback URL when there is a receiver and none was given."""
     if registry is None or callback_url is not None:
         return await send(callback_url)

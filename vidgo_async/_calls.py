@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from ._config import RetryPolicy
@@ -17,7 +18,7 @@ from ._events import EventHook, emit
 from ._http import Transport
 from ._models import WAV_MODEL, Task, TaskStatus
 from ._retry import RateLimiter, RetryBudget, retry_delay
-from ._serde import parse_task
+from ._serde import parse_accepted, parse_submitted, parse_task
 from .errors import (
     AlreadyConvertedError,
     ConflictError,
@@ -30,7 +31,7 @@ from .errors import (
     VidgoError,
 )
 
-__all__ = ["DETAIL_PATH", "Calls", "is_transient", "remaining"]
+__all__ = ["DETAIL_PATH", "Accepted", "Calls", "is_transient", "remaining"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -64,6 +65,20 @@ def _submit_was_refused(exc: VidgoError) -> bool:
     if isinstance(exc, ServerError):
         return exc.status in _REFUSED_5XX
     return isinstance(exc, RateLimitError)
+
+
+class Accepted(NamedTuple):
+    """The task a submit settled on: its id, and the answer's task object
+    (``None`` when a 409 named a task an earlier attempt had created)."""
+
+    task_id: str
+    answer: Mapping[str, Any] | None
+
+    def task(self) -> Task:
+        """The task as the answer described it; ``UNKNOWN`` when a 409 named it."""
+        if self.answer is None:
+            return Task(task_id=self.task_id, status=TaskStatus.UNKNOWN)
+        return parse_submitted(self.answer, self.task_id)
 
 
 class Calls:
@@ -171,8 +186,11 @@ class Calls:
         deadline: float | None,
         *,
         resumed: bool = False,
-    ) -> Task:
+    ) -> Accepted:
         """Submit a task, repeating it only where that cannot convert a track twice.
+
+        Only the answer's task id is read here: a wait needs nothing more,
+        and :meth:`Accepted.task` reads the rest for those who want it.
 
         Without a deadline, at most ``max_attempts`` attempts within the retry
         budget; with one, attempts go on until it passes. ``resumed`` says an
@@ -198,7 +216,7 @@ class Calls:
                 data = await self.transport.request(
                     "POST", SUBMIT_PATH, body=body, timeout=remaining(deadline)
                 )
-                task = parse_task(data)
+                accepted = Accepted(*parse_accepted(data))
             except ConflictError as exc:
                 emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                 return self._after_conflict(exc, model, input, ambiguous)
@@ -219,10 +237,10 @@ class Calls:
             else:
                 self.budget.record_success()
                 if logger.isEnabledFor(logging.DEBUG):  # one call, not two, when quiet
-                    logger.debug("submitted %s: task %s", model, task.task_id)
+                    logger.debug("submitted %s: task %s", model, accepted.task_id)
                 if self.hook is not None:
-                    emit(self.hook, "submit", task_id=task.task_id, attempt=attempt)
-                return task
+                    emit(self.hook, "submit", task_id=accepted.task_id, attempt=attempt)
+                return accepted
 
     def _gives_up(self, attempt: int, deadline: float | None, delay: float) -> bool:
         if deadline is None:
@@ -236,13 +254,13 @@ class Calls:
         model: str,
         input: dict[str, Any],
         ambiguous: VidgoError | None,
-    ) -> Task:
+    ) -> Accepted:
         if ambiguous is None:
             kind = AlreadyConvertedError if model == WAV_MODEL else ConflictError
             raise kind(exc.message, status=exc.status, code=exc.code, task_id=exc.task_id) from exc
         if exc.task_id is not None:
             # The server named the task our earlier, unanswered attempt created.
-            return Task(task_id=exc.task_id, status=TaskStatus.UNKNOWN)
+            return Accepted(exc.task_id, None)
         raise _unknown(model, input, ambiguous) from exc
 
     async def _pause(

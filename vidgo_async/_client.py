@@ -255,9 +255,9 @@ class VidgoClient:
         input = wav_input(task_id, audio_id)
         callback_url = check_callback_url(callback_url)
         deadline = deadline_after(timeout)
-        task = await self._engine.submit_for_wait(input, callback_url, deadline)
+        new_id = await self._engine.submit_for_wait(input, callback_url, deadline)
         started = time.monotonic()
-        handle = TaskHandle(task_id=task.task_id, source_task_id=task_id, audio_id=audio_id)
+        handle = TaskHandle(task_id=new_id, source_task_id=task_id, audio_id=audio_id)
         return await self._engine.await_wav(handle, deadline, started)
 
     def convert_many(

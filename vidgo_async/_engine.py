@@ -11,9 +11,9 @@ from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
 from ._callbacks import Registry, Slot, with_callback
-from ._calls import Calls
+from ._calls import Accepted, Calls
 from ._config import PollPolicy
-from ._models import WAV_MODEL, Task, TaskHandle, TaskStatus
+from ._models import WAV_MODEL, Task, TaskHandle
 from ._waiter import Poller, changes, wait_until_done
 from .errors import ConflictError
 
@@ -44,9 +44,10 @@ class Engine:
     async def submit(self, model: str, input: dict[str, Any], callback_url: str | None) -> Task:
         """A bare submit (``max_attempts`` at most); with a receiver, a callback URL added."""
         calls = self.live()
-        return await with_callback(
+        accepted = await with_callback(
             self.callbacks, callback_url, lambda url: calls.submit(model, input, url, None)
         )
+        return accepted.task()
 
     async def submit_for_wait(
         self,
@@ -55,11 +56,12 @@ class Engine:
         deadline: float | None,
         *,
         resumed: bool = False,
-    ) -> Task:
-        """Submit a WAV conversion about to be waited on, retrying until ``deadline``.
+    ) -> str:
+        """Submit a WAV conversion about to be waited on, retrying until ``deadline``;
+        the task's id.
 
-        A 409 that names a task gives that task (status ``UNKNOWN``), to be
-        waited on instead; ``resumed`` says an earlier run may have submitted it.
+        A 409 that names a task gives that task, to be waited on instead;
+        ``resumed`` says an earlier run may have submitted it.
         """
         calls, registry = self.live(), self.callbacks
         # Inline rather than through with_callback(): a batch runs this thousands of times.
@@ -68,18 +70,18 @@ class Engine:
             slot = registry.issue()
             callback_url = registry.url_for(slot.token)
         try:
-            task = await calls.submit(WAV_MODEL, input, callback_url, deadline, resumed=resumed)
+            accepted = await calls.submit(WAV_MODEL, input, callback_url, deadline, resumed=resumed)
         except ConflictError as exc:
             if exc.task_id is None:
                 _discard(registry, slot)
                 raise
-            task = Task(task_id=exc.task_id, status=TaskStatus.UNKNOWN)
+            accepted = Accepted(exc.task_id, None)
         except BaseException:
             _discard(registry, slot)
             raise
         if registry is not None and slot is not None:
-            registry.bind(slot, task)
-        return task
+            registry.bind(slot, accepted)
+        return accepted.task_id
 
     def poller(
         self,

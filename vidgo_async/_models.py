@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -109,7 +108,7 @@ class Task:
     error_message: str | None = None
     raw_status: str = attrs.field(default="", repr=False)
 
-    @functools.cached_property
+    @property
     def wav_url(self) -> str | None:
         """The first file's WAV URL, or ``None`` until there is one."""
         for file in self.files:

@@ -18,7 +18,14 @@ import cattrs
 from ._models import _BY_TEXT, Balance, Task, TaskFile, TaskHandle, TaskStatus
 from .errors import InvalidResponseError
 
-__all__ = ["dump_handle", "load_handle", "parse_balance", "parse_task"]
+__all__ = [
+    "dump_handle",
+    "load_handle",
+    "parse_accepted",
+    "parse_balance",
+    "parse_submitted",
+    "parse_task",
+]
 
 _MAX_ID = 256
 
@@ -134,6 +141,34 @@ def parse_task(data: Any, *, task_id: str | None = None) -> Task:
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise InvalidResponseError("unreadable task object", excerpt=_excerpt(data)) from exc
     return task
+
+
+def parse_accepted(data: Any) -> tuple[str, Mapping[str, Any]]:
+    """The id of the task a submit answer's ``data`` names, and the object naming it.
+
+    Only the id is read (a wait needs nothing else): an answer with no
+    ``status`` - some platforms send the id alone - is accepted too.
+
+    Raises:
+        InvalidResponseError: ``data`` names no task.
+    """
+    if type(data) is not dict:
+        if isinstance(data, list) and len(data) == 1:
+            data = data[0]  # a one-task list, as some platforms wrap it
+        if not isinstance(data, Mapping):
+            raise InvalidResponseError("expected a task object in data", excerpt=_excerpt(data))
+    try:
+        return _task_id(data.get("task_id") or data.get("id")), data
+    except ValueError as exc:
+        raise InvalidResponseError("the answer names no task", excerpt=_excerpt(data)) from exc
+
+
+def parse_submitted(data: Mapping[str, Any], task_id: str) -> Task:
+    """The :class:`Task` of a submit answer :func:`parse_accepted` took
+    (status ``UNKNOWN`` and ``raw_status`` empty when it sent none)."""
+    if "status" not in data:
+        data = {**data, "status": ""}
+    return parse_task(data, task_id=task_id)
 
 
 def parse_balance(data: Any) -> Balance:

@@ -228,8 +228,13 @@ async def wait_until_done(poller: Poller, handle: TaskHandle, *, wav: bool) -> T
         InvalidResponseError: With ``wav``, it finished and never showed a ``wav_url``.
     """
     while True:
-        task = await _settled(poller, handle, wav=wav, now=False)
-        if task is not None:
+        try:
+            task = await poller.next()
+        except TaskTimeoutError as exc:
+            if (never_had_url := _finished_without_url(poller)) is not None:
+                raise never_had_url from exc
+            raise
+        if _is_over(poller, handle, task, wav=wav):
             return task
 
 
@@ -241,23 +246,24 @@ async def poll_while_due(poller: Poller, handle: TaskHandle, *, wav: bool) -> Ta
     returns ``None``, so that one pair's pause holds up no other.
     """
     while poller.due:
-        task = await _settled(poller, handle, wav=wav, now=True)
-        if task is not None:
+        try:
+            task = await poller.step()
+        except TaskTimeoutError as exc:
+            if (never_had_url := _finished_without_url(poller)) is not None:
+                raise never_had_url from exc
+            raise
+        if task is not None and _is_over(poller, handle, task, wav=wav):
             return task
     return None
 
 
-async def _settled(poller: Poller, handle: TaskHandle, *, wav: bool, now: bool) -> Task | None:
-    """One poll (``now``: without the pause): the task if the wait is over, else ``None``."""
-    try:
-        task = await (poller.step() if now else poller.next())
-    except TaskTimeoutError as exc:
-        last = poller.last
-        if last is not None and last.status is TaskStatus.FINISHED:
-            raise _no_wav_url(last) from exc
-        raise
-    if task is None:
-        return None
+def _is_over(poller: Poller, handle: TaskHandle, task: Task, *, wav: bool) -> bool:
+    """Whether the wait ends with ``task`` (finished; with ``wav``, with its URL).
+
+    Raises:
+        TaskFailedError: The task failed.
+        InvalidResponseError: It finished, and its ``wav_url`` is given up on.
+    """
     status = task.status
     if status is TaskStatus.FAILED:
         raise TaskFailedError(
@@ -267,12 +273,20 @@ async def _settled(poller: Poller, handle: TaskHandle, *, wav: bool, now: bool) 
             error_message=task.error_message,
         )
     if status is not TaskStatus.FINISHED:
-        return None
+        return False
     if not wav or task.wav_url:
-        return task
+        return True
     if poller.gives_up_on_wav_url():
         raise _no_wav_url(task)
-    return None
+    return False
+
+
+def _finished_without_url(poller: Poller) -> InvalidResponseError | None:
+    """At the deadline: the error of a task seen finished but never with its URL."""
+    last = poller.last
+    if last is None or last.status is not TaskStatus.FINISHED:
+        return None
+    return _no_wav_url(last)
 
 
 def _no_wav_url(task: Task) -> InvalidResponseError:

@@ -251,14 +251,14 @@ class Run:
         """The accepted task's id, or the pair's result if the submit failed."""
         self._record(key, State.SUBMITTING)  # only now may the request go out
         try:
-            task = await self.engine.submit_for_wait(
+            task_id = await self.engine.submit_for_wait(
                 {"task_id": key[0], "audio_id": key[1]}, None, deadline, resumed=resumed
             )
         except VidgoError as exc:
             self._record(key, state_after_failed_submit(exc), error=exc)
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
-        self._record(key, State.ACCEPTED, task_id=task.task_id)
-        return task.task_id
+        self._record(key, State.ACCEPTED, task_id=task_id)
+        return task_id
 
     async def _wait(
         self, key: Key, poller: Poller, handle: TaskHandle, *, sleep: bool, learn: bool = False
