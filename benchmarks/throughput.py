@@ -131,7 +131,7 @@ def make_pairs(tag: str, count: int) -> Pairs:
 
 
 async def bench(args: argparse.Namespace, server: FakeServer) -> None:
-    names = ["floor", "sdk"] + ([] if args.no_default_policy else ["sdk-default"])
+    names = ["floor"] + ([] if args.no_default_policy else ["sdk-default"]) + ["sdk"]
     for name in names:  # warm-up: imports, first connections, code paths
         await measure(server, name, make_pairs(f"warm-{name}", args.warmup), args.concurrency)
     runs: dict[str, list[dict[str, float]]] = defaultdict(list)

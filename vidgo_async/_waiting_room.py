@@ -49,15 +49,13 @@ class WaitingRoom(Generic[T]):
         if self._timer is None or due < self._timer_due:
             self._arm(due)
 
-    def release(self, matches: Callable[[T], bool]) -> None:
-        """Hand back at once, in their order, the parked items ``matches`` picks."""
+    def take(self, matches: Callable[[T], bool]) -> list[T]:
+        """Take out the parked items ``matches`` picks, in their order (no ``wake``)."""
         picked = sorted(entry for entry in self._heap if matches(entry[2]))
-        if not picked:
-            return
-        self._heap = [entry for entry in self._heap if not matches(entry[2])]
-        heapq.heapify(self._heap)
-        for entry in picked:
-            self._wake(entry[2])
+        if picked:
+            self._heap = [entry for entry in self._heap if not matches(entry[2])]
+            heapq.heapify(self._heap)
+        return [entry[2] for entry in picked]
 
     def close(self) -> None:
         """Drop every parked item and the timer."""

@@ -214,10 +214,10 @@ class Run:
         self.done[key] = result
         queue = self.queue
         for _ in range(1 + self.extra[key]):
-            if queue.full():
-                await queue.put(result)
-            else:
+            try:
                 queue.put_nowait(result)  # no coroutine for the usual case
+            except asyncio.QueueFull:
+                await queue.put(result)
         del self.extra[key]
         if self.idle and not self.intake.done:
             self.work.put_nowait(_ADMIT)  # room for another pair, and a worker waiting
@@ -296,9 +296,10 @@ class Run:
             return ConversionResult(
                 source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, error=exc
             )
-        self._record(key, State.FINISHED, task_id=task.task_id, wav_url=task.wav_url)
+        wav_url = task.wav_url
+        self._record(key, State.FINISHED, task_id=task.task_id, wav_url=wav_url)
         result = ConversionResult(
-            source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, wav_url=task.wav_url
+            source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, wav_url=wav_url
         )
         return result if self.download_to is None else await self._download(key, result)
 
@@ -313,7 +314,10 @@ class Run:
     def _learn(self, done: bool | None) -> None:
         if self.first_check.learn(done):
             # Tasks are done at once: first checks parked meanwhile need not wait.
-            self.waiting_room.release(lambda parked: not parked.poller.polled)
+            # They go to the workers, which take them before any new pair: fewer
+            # than ``concurrency`` of them, no task (nor connection) each.
+            for parked in self.waiting_room.take(lambda parked: not parked.poller.polled):
+                self.work.put_nowait(parked)
 
     async def _sleep_on(self, key: Key, poller: Poller, handle: TaskHandle) -> None:
         try:
