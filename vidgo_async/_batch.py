@@ -102,14 +102,14 @@ async def run_batch(
     try:
         while True:
             item = await run.queue.get()
-            if item is END:
-                return
-            if isinstance(item, Failure):
+            if type(item) is not ConversionResult:  # the usual item, checked in one step
+                if item is END:
+                    return
+                assert isinstance(item, Failure)
                 raise item.error
-            assert isinstance(item, ConversionResult)
-            done += 1
-            succeeded += item.ok
             if on_progress is not None:
+                done += 1
+                succeeded += item.ok
                 on_progress(
                     BatchProgress(
                         read=run.intake.read,

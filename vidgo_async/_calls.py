@@ -148,14 +148,15 @@ class Calls:
         path = "/api/generate/status/" + quote(task_id, safe="")
         return parse_task(await self.get(path, limited=True), task_id=task_id)
 
-    async def poll(self, task_id: str, deadline: float | None) -> Task:
-        """One rate-capped Query Music Detail request, bounded by ``deadline``.
+    async def poll(self, task_id: str, deadline: float | None, *, claimed: bool = False) -> Task:
+        """One rate-capped Query Music Detail request, bounded by ``deadline``;
+        ``claimed``: its slot under the rate cap is already taken.
 
         Raises:
             RequestTimeoutError: The deadline came first.
             VidgoError: Whatever the single attempt met; the waiter decides.
         """
-        if not self.limiter.try_acquire():
+        if not (claimed or self.limiter.try_acquire()):
             try:
                 await self.limiter.acquire(remaining(deadline))
             except TimeoutError:
@@ -214,7 +215,10 @@ class Calls:
             attempt += 1
             try:
                 data = await self.transport.request(
-                    "POST", SUBMIT_PATH, body=body, timeout=remaining(deadline)
+                    "POST",
+                    SUBMIT_PATH,
+                    body=body,
+                    timeout=None if deadline is None else deadline - time.monotonic(),
                 )
                 accepted = Accepted(*parse_accepted(data))
             except ConflictError as exc:

@@ -48,6 +48,7 @@ logger = logging.getLogger("vidgo_async")
 #: Largest response body read, in bytes; the rest is never buffered.
 MAX_BODY = 1024 * 1024
 _USER_AGENT = "vidgo-async/0.1"
+_ENCODING = "Content-Encoding"
 _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -154,22 +155,33 @@ class Transport:
         """
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.monotonic() if debug else 0.0
+        if timeout is None or timeout >= self.timeouts.total:
+            client_timeout = self._timeout
+        else:
+            client_timeout = self.client_timeout(timeout)
         failure: BaseException | None = None
         try:
             if self._closed:
                 raise RuntimeError("this VidgoClient is closed")
             session = self._session if self._session is not None else self.session
+            url = self._urls.get(path)
+            if url is None:
+                url = self._url(path)
             async with session.request(
                 method,
-                self._url(path),
+                url,
                 params=params,
                 json=body,
                 headers=self._auth,
-                timeout=self.client_timeout(timeout),
+                timeout=client_timeout,
                 allow_redirects=False,
             ) as response:
                 status, headers = response.status, response.headers
-                raw, complete = await _read_capped(response)
+                length = response.content_length
+                if length is not None and length <= MAX_BODY and _ENCODING not in headers:
+                    raw, complete = await response.read(), True  # parsing stops at the length
+                else:
+                    raw, complete = await _read_capped(response)
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             failure = exc
         if failure is not None:
@@ -184,19 +196,15 @@ class Transport:
         return _envelope_data(status, headers, raw, complete)
 
     def _url(self, path: str) -> URL:
-        url = self._urls.get(path)
-        if url is None:
-            url = self._base_url.with_path(self._prefix + path, encoded=True)
-            if len(self._urls) < 16:  # the fixed routes; per-task paths are not kept
-                self._urls[path] = url
+        url = self._base_url.with_path(self._prefix + path, encoded=True)
+        if len(self._urls) < 16:  # the fixed routes; per-task paths are not kept
+            self._urls[path] = url
         return url
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-    """The body up to :data:`MAX_BODY`, and whether it was complete."""
-    length = response.content_length
-    if length is not None and length <= MAX_BODY and "Content-Encoding" not in response.headers:
-        return await response.read(), True  # the parser stops at Content-Length
+    """The body, read in chunks up to :data:`MAX_BODY`, and whether it was complete
+    (for a body of unknown or large length, or compressed: it may unpack to more)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
@@ -245,7 +253,14 @@ def transport_error(exc: BaseException, where: str) -> TransportError:
 
 
 def _envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete: bool) -> Any:
-    payload, problem = _decode(raw, complete)
+    if complete:
+        try:
+            # Decoded first: json.loads(bytes) would sniff the encoding of every body.
+            payload, problem = json.loads(raw.decode("utf-8")), None
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            payload, problem = _not_utf8_json(raw)
+    else:
+        payload, problem = None, f"a body over {MAX_BODY} bytes"
     if 300 <= status < 400:
         # The API documents no redirect; following one would carry the key elsewhere.
         where = headers.get("Location", "nowhere")
@@ -279,14 +294,8 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return parse_retry_after(headers.get("Retry-After"), cap=float("inf"))
 
 
-def _decode(raw: bytes, complete: bool) -> tuple[Any, str | None]:
-    if not complete:
-        return None, f"a body over {MAX_BODY} bytes"
-    try:
-        # Decoded first: json.loads(bytes) would sniff the encoding of every body.
-        return json.loads(raw.decode("utf-8")), None
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        pass
+def _not_utf8_json(raw: bytes) -> tuple[Any, str | None]:
+    """A body that is not UTF-8 JSON: maybe UTF-16 or UTF-32 JSON, else what it is."""
     if not raw.strip():
         return None, "an empty body"
     try:

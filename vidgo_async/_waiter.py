@@ -96,11 +96,10 @@ class Poller:
         self.last: Task | None = None
         self.polled = False  # whether a poll was tried (answered or not)
 
-    @property
-    def due(self) -> bool:
-        """Whether the next poll goes out without any wait: no pause left, none
-        to be shaped by callbacks, and room under the client's poll rate cap."""
-        return self._delay <= 0 and self._pacer is None and self._calls.limiter.has_room()
+    def claim(self) -> bool:
+        """Whether the next poll may go out now, and if so take its slot under the
+        client's poll rate cap: no pause left and none to be shaped by callbacks."""
+        return self._delay <= 0 and self._pacer is None and self._calls.limiter.try_acquire()
 
     @property
     def paced(self) -> bool:
@@ -147,9 +146,10 @@ class Poller:
             if task is not None:
                 return task
 
-    async def step(self) -> Task | None:
+    async def step(self, *, claimed: bool = False) -> Task | None:
         """One poll, now: the snapshot, or ``None`` after a failure that is no news
         (the pause before the next poll is then set, lengthened by any Retry-After).
+        ``claimed``: :meth:`claim` took its slot under the rate cap.
 
         Raises:
             TaskTimeoutError: The deadline has passed; carries the last snapshot.
@@ -160,7 +160,7 @@ class Poller:
             raise self._timeout()
         self.polled = True
         try:
-            task = await calls.poll(handle.task_id, deadline)
+            task = await calls.poll(handle.task_id, deadline, claimed=claimed)
         except VidgoError as exc:
             if not (is_transient(exc) or self._unseen(exc)):
                 raise
@@ -179,7 +179,7 @@ class Poller:
         if self._pacer is not None:
             self._pacer.observe(task)
         self.last = task
-        if status is not TaskStatus.FINISHED or not task.wav_url:  # else no next poll
+        if status is not TaskStatus.FINISHED:  # else no next poll (or see rereads_wav_url)
             self._delay = self._next_delay(task)
         return task
 
@@ -194,11 +194,11 @@ class Poller:
         return self._fresh and self.last is None and isinstance(exc, NotFoundError)
 
     def gives_up_on_wav_url(self) -> bool:
-        """Count a finished read that lacked its ``wav_url``; whether to stop rereading.
-
-        With a deadline, never: the deadline ends the wait.
+        """Count a finished read that lacked its ``wav_url``; whether to stop rereading
+        (else the next read is scheduled). With a deadline, never: the deadline ends the wait.
         """
         self._rereads += 1
+        self._delay = self._next_delay(self.last)
         return self._deadline is None and self._rereads > _WAV_URL_REREADS
 
     def _timeout(self) -> TaskTimeoutError:
@@ -245,9 +245,9 @@ async def poll_while_due(poller: Poller, handle: TaskHandle, *, wav: bool) -> Ta
     worker calls it, and parks the pair (or hands it to a task) when it
     returns ``None``, so that one pair's pause holds up no other.
     """
-    while poller.due:
+    while poller.claim():
         try:
-            task = await poller.step()
+            task = await poller.step(claimed=True)
         except TaskTimeoutError as exc:
             if (never_had_url := _finished_without_url(poller)) is not None:
                 raise never_had_url from exc

@@ -249,7 +249,9 @@ class Run:
         self, key: Key, deadline: float | None, *, resumed: bool
     ) -> str | ConversionResult:
         """The accepted task's id, or the pair's result if the submit failed."""
-        self._record(key, State.SUBMITTING)  # only now may the request go out
+        journal = self.journal
+        if journal is not None:
+            journal.record(*key, State.SUBMITTING)  # only now may the request go out
         try:
             task_id = await self.engine.submit_for_wait(
                 {"task_id": key[0], "audio_id": key[1]}, None, deadline, resumed=resumed
@@ -257,7 +259,8 @@ class Run:
         except VidgoError as exc:
             self._record(key, state_after_failed_submit(exc), error=exc)
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
-        self._record(key, State.ACCEPTED, task_id=task_id)
+        if journal is not None:
+            journal.record(*key, State.ACCEPTED, task_id=task_id)
         return task_id
 
     async def _wait(
@@ -297,7 +300,8 @@ class Run:
                 source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, error=exc
             )
         wav_url = task.wav_url
-        self._record(key, State.FINISHED, task_id=task.task_id, wav_url=wav_url)
+        if self.journal is not None:
+            self.journal.record(*key, State.FINISHED, task_id=task.task_id, wav_url=wav_url)
         result = ConversionResult(
             source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, wav_url=wav_url
         )
