@@ -354,7 +354,7 @@ class VidgoClient:
                 (``RequestTimeoutError`` when ``timeout`` passed).
         """
         return await download_file(
-            self._transport.session,
+            self._transport.storage_session,
             url,
             dest,
             overwrite=overwrite,

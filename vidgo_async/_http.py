@@ -91,11 +91,14 @@ class Transport:
     ) -> None:
         self._base_url = base_url
         self._prefix = base_url.raw_path.rstrip("/")
-        # Per request, never on the session: downloads share it and must not carry the key.
         self._auth = CIMultiDict({"Authorization": f"Bearer {api_key}"})
         self.timeouts = timeouts
         self._session = session
         self._owns_session = session is None
+        # Downloads never go through a session carrying the key: with sessions of our
+        # own, they get a second one; a borrowed session gets the key per request only.
+        self._storage: aiohttp.ClientSession | None = None
+        self._request_headers = None if session is None else self._auth
         self._closed = False
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(
@@ -105,20 +108,42 @@ class Transport:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The HTTP session, created on first use inside the running loop.
+        """The API's HTTP session, created on first use inside the running loop.
+
+        A session of our own carries the key as a default header (no merge
+        per request) and no cookie jar (the API authenticates by token); a
+        borrowed one gets the key per request and must not carry it itself.
 
         Raises:
             RuntimeError: The transport was closed (a wait still polling after
                 ``aclose()`` must not open a session nobody closes).
         """
         if self._session is None:
-            if self._closed:
-                raise RuntimeError("this VidgoClient is closed")
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                headers={"User-Agent": _USER_AGENT},
-            )
+            self._session = self._new_session(self._auth)
         return self._session
+
+    @property
+    def storage_session(self) -> aiohttp.ClientSession:
+        """The session for downloads from the storage host: the borrowed session,
+        or one of our own that never carries the key.
+
+        Raises:
+            RuntimeError: The transport was closed.
+        """
+        if not self._owns_session:
+            return self.session
+        if self._storage is None:
+            self._storage = self._new_session({})
+        return self._storage
+
+    def _new_session(self, headers: Mapping[str, str]) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this VidgoClient is closed")
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._max_connections),
+            headers={"User-Agent": _USER_AGENT, **headers},
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
 
     def client_timeout(self, cap: float | None = None) -> aiohttp.ClientTimeout:
         """The aiohttp timeout of one request, shortened to ``cap`` seconds if given."""
@@ -128,11 +153,14 @@ class Transport:
         return aiohttp.ClientTimeout(total=total, connect=min(self.timeouts.connect, total))
 
     async def close(self) -> None:
-        """Close the session if this transport created it; no request is sent after."""
+        """Close the sessions this transport created; no request is sent after."""
         self._closed = True
-        if self._owns_session and self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        if self._owns_session:
+            sessions = [self._session, self._storage]
+            self._session = self._storage = None
+            for session in sessions:
+                if session is not None:
+                    await session.close()
 
     async def request(
         self,
@@ -172,7 +200,7 @@ class Transport:
                 url,
                 params=params,
                 json=body,
-                headers=self._auth,
+                headers=self._request_headers,
                 timeout=client_timeout,
                 allow_redirects=False,
             ) as response:
