@@ -14,7 +14,7 @@ from ._callbacks import Registry, Slot, with_callback
 from ._calls import Accepted, Calls
 from ._config import PollPolicy
 from ._models import WAV_MODEL, Task, TaskHandle
-from ._waiter import Poller, changes, wait_until_done
+from ._waiter import Poller, changes, task_id_of, wait_until_done
 from .errors import ConflictError
 
 __all__ = ["Engine"]
@@ -87,7 +87,7 @@ class Engine:
 
     def poller(
         self,
-        handle: TaskHandle,
+        handle: TaskHandle | tuple[str, str, str],
         deadline: float | None,
         policy: PollPolicy | None = None,
         *,
@@ -102,7 +102,7 @@ class Engine:
             deadline=deadline,
             policy=policy,
             first_delay=policy.initial if first_delay is None else first_delay,
-            pacer=self.callbacks.pacer(handle.task_id, policy) if self.callbacks else None,
+            pacer=self.callbacks.pacer(task_id_of(handle), policy) if self.callbacks else None,
             started=started,
         )
 
@@ -119,7 +119,7 @@ class Engine:
         """The finished task (see ``wait_until_done``)."""
         # A plain function returning the coroutine: one frame less per pending wait.
         poller = self.poller(handle, deadline, policy, first_delay=first_delay, started=started)
-        return wait_until_done(poller, handle, wav=wav)
+        return wait_until_done(poller, wav=wav)
 
     async def await_wav(
         self, handle: TaskHandle, deadline: float | None, started: float | None = None

@@ -40,8 +40,6 @@ MAX_ID = 256
 MAX_CALLBACK_URL = 2048
 DEFAULT_BASE_URL = "https://api.vidgo.ai"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-# A usable id in one call: 1-256 characters, none of them a control character.
-_USABLE_ID = re.compile(f"[^\x00-\x1f\x7f-\x9f]{{1,{MAX_ID}}}")
 
 
 def check_id(name: str, value: object) -> str:
@@ -51,8 +49,13 @@ def check_id(name: str, value: object) -> str:
         TypeError: It is not a string.
         ValueError: It is empty, blank, over 256 characters or has control characters.
     """
-    if type(value) is str and _USABLE_ID.fullmatch(value) and not value.isspace():
-        return value  # the usual id, in as few calls as can be: a batch checks thousands
+    if (
+        type(value) is str
+        and value.isprintable()  # so it has no control character
+        and 0 < len(value) <= MAX_ID
+        and not value.isspace()
+    ):
+        return value  # the usual id, checked fast
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not value.strip():

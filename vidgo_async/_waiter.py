@@ -28,7 +28,7 @@ from .errors import (
     VidgoError,
 )
 
-__all__ = ["Pacer", "Poller", "changes", "poll_while_due", "wait_until_done"]
+__all__ = ["Pacer", "Poller", "changes", "poll_while_due", "task_id_of", "wait_until_done"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -54,6 +54,10 @@ class Poller:
 
     Kept flat - one object and one coroutine frame per step - because a
     process may hold a hundred thousand of these pending at once.
+
+    ``handle`` is the task's :class:`TaskHandle`, or the ``(task_id,
+    source_task_id, audio_id)`` of a WAV conversion, made into one only if
+    an error needs it (a batch makes thousands of pollers).
     """
 
     __slots__ = (
@@ -69,12 +73,13 @@ class Poller:
         "_started",
         "last",
         "polled",
+        "task_id",
     )
 
     def __init__(
         self,
         calls: Calls,
-        handle: TaskHandle,
+        handle: TaskHandle | tuple[str, str, str],
         *,
         deadline: float | None,
         policy: PollPolicy,
@@ -86,6 +91,7 @@ class Poller:
         self._fresh = started is not None
         self._calls = calls
         self._handle = handle
+        self.task_id = task_id_of(handle)
         self._deadline = deadline
         self._pacer = pacer
         self._policy = policy
@@ -95,6 +101,16 @@ class Poller:
         self._rereads = 0  # reads of a finished task that lacked its wav_url
         self.last: Task | None = None
         self.polled = False  # whether a poll was tried (answered or not)
+
+    @property
+    def handle(self) -> TaskHandle:
+        """The handle of the task waited on."""
+        handle = self._handle
+        if isinstance(handle, tuple):
+            task_id, source_task_id, audio_id = handle
+            handle = TaskHandle(task_id=task_id, source_task_id=source_task_id, audio_id=audio_id)
+            self._handle = handle
+        return handle
 
     def claim(self) -> bool:
         """Whether the next poll may go out now, and if so take its slot under the
@@ -129,7 +145,7 @@ class Poller:
             TaskTimeoutError: The deadline passed first; carries the last snapshot.
             VidgoError: A definitive error answer (400, 401, 403, 404 ...).
         """
-        calls, handle, deadline = self._calls, self._handle, self._deadline
+        calls, deadline = self._calls, self._deadline
         while True:
             # The pause, inline: a frame less for each of many pending waits.
             delay = self._delay
@@ -141,7 +157,7 @@ class Poller:
                 if self._pacer is None:
                     await asyncio.sleep(delay)
                 elif await self._pacer.nap(delay):
-                    emit(calls.hook, "callback", task_id=handle.task_id)
+                    emit(calls.hook, "callback", task_id=self.task_id)
             task = await self.step()
             if task is not None:
                 return task
@@ -155,12 +171,12 @@ class Poller:
             TaskTimeoutError: The deadline has passed; carries the last snapshot.
             VidgoError: A definitive error answer (400, 401, 403, 404 ...).
         """
-        calls, handle, deadline = self._calls, self._handle, self._deadline
+        calls, task_id, deadline = self._calls, self.task_id, self._deadline
         if deadline is not None and time.monotonic() >= deadline:
             raise self._timeout()
         self.polled = True
         try:
-            task = await calls.poll(handle.task_id, deadline, claimed=claimed)
+            task = await calls.poll(task_id, deadline, claimed=claimed)
         except VidgoError as exc:
             if not (is_transient(exc) or self._unseen(exc)):
                 raise
@@ -168,7 +184,7 @@ class Poller:
                 raise self._timeout() from exc
             delay = _lengthened(self._next_delay(None), exc, calls.retry.max_retry_after)
             self._delay = delay
-            logger.debug("poll of %s failed (%s); next in %.2fs", handle.task_id, exc, delay)
+            logger.debug("poll of %s failed (%s); next in %.2fs", task_id, exc, delay)
             return None
         last, status = self.last, task.status
         if last is None or status is not last.status:
@@ -208,14 +224,19 @@ class Poller:
         if last is not None and last.progress is not None:
             state += f", {last.progress:g}%"
         return TaskTimeoutError(
-            f"task {self._handle.task_id} did not finish before the deadline (last seen: "
+            f"task {self.task_id} did not finish before the deadline (last seen: "
             f"{state}); it keeps running on the server - wait on the error's handle to resume",
-            handle=self._handle,
+            handle=self.handle,
             task=last,
         )
 
 
-async def wait_until_done(poller: Poller, handle: TaskHandle, *, wav: bool) -> Task:
+def task_id_of(handle: TaskHandle | tuple[str, str, str]) -> str:
+    """The id of the task a :class:`Poller`'s ``handle`` names."""
+    return handle[0] if isinstance(handle, tuple) else handle.task_id
+
+
+async def wait_until_done(poller: Poller, *, wav: bool) -> Task:
     """The finished task; with ``wav``, one whose ``wav_url`` is there.
 
     A finished task without its ``wav_url`` is polled on, as "no news", in
@@ -234,11 +255,11 @@ async def wait_until_done(poller: Poller, handle: TaskHandle, *, wav: bool) -> T
             if (never_had_url := _finished_without_url(poller)) is not None:
                 raise never_had_url from exc
             raise
-        if _is_over(poller, handle, task, wav=wav):
+        if _is_over(poller, task, wav=wav):
             return task
 
 
-async def poll_while_due(poller: Poller, handle: TaskHandle, *, wav: bool) -> Task | None:
+async def poll_while_due(poller: Poller, *, wav: bool) -> Task | None:
     """Like :func:`wait_until_done`, but ``None`` as soon as the next poll needs a pause.
 
     It never sleeps, not even the back-off after a failed poll: a batch
@@ -252,12 +273,12 @@ async def poll_while_due(poller: Poller, handle: TaskHandle, *, wav: bool) -> Ta
             if (never_had_url := _finished_without_url(poller)) is not None:
                 raise never_had_url from exc
             raise
-        if task is not None and _is_over(poller, handle, task, wav=wav):
+        if task is not None and _is_over(poller, task, wav=wav):
             return task
     return None
 
 
-def _is_over(poller: Poller, handle: TaskHandle, task: Task, *, wav: bool) -> bool:
+def _is_over(poller: Poller, task: Task, *, wav: bool) -> bool:
     """Whether the wait ends with ``task`` (finished; with ``wav``, with its URL).
 
     Raises:
@@ -268,7 +289,7 @@ def _is_over(poller: Poller, handle: TaskHandle, task: Task, *, wav: bool) -> bo
     if status is TaskStatus.FAILED:
         raise TaskFailedError(
             f"task {task.task_id} failed: {task.error_message or 'no reason given'}",
-            handle=handle,
+            handle=poller.handle,
             task=task,
             error_message=task.error_message,
         )

@@ -25,7 +25,7 @@ import attrs
 from ._first_check import FirstCheck
 from ._intake import END, Intake, Key, Pairs, describe_pair, pair_key
 from ._journal import Entry, Journal, State, journalled_error, state_after_failed_submit
-from ._models import ConversionResult, TaskHandle
+from ._models import ConversionResult
 from ._urls import wav_file_name
 from ._waiter import Poller, poll_while_due, wait_until_done
 from ._waiting_room import WaitingRoom
@@ -65,7 +65,6 @@ class _Parked(NamedTuple):
 
     key: Key
     poller: Poller
-    handle: TaskHandle
 
 
 class Run:
@@ -130,7 +129,7 @@ class Run:
                 result = await self._convert(key)
             else:
                 parked.poller.slept()  # its pause passed in the waiting room
-                result = await self._wait(key, parked.poller, parked.handle, sleep=False)
+                result = await self._wait(key, parked.poller, sleep=False)
         except Exception as exc:  # a bug must cost one result, not the batch
             result = _unexpected(key, exc)
         if result is not None:
@@ -239,11 +238,10 @@ class Run:
                 return submitted
             task_id, at_once = submitted, self.first_check.check_at_once()
             started = time.monotonic()
-        handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
         poller = self.engine.poller(
-            handle, deadline, started=started, first_delay=0.0 if at_once else None
+            (task_id, *key), deadline, started=started, first_delay=0.0 if at_once else None
         )
-        return await self._wait(key, poller, handle, sleep=False, learn=at_once)
+        return await self._wait(key, poller, sleep=False, learn=at_once)
 
     async def _submit(
         self, key: Key, deadline: float | None, *, resumed: bool
@@ -264,7 +262,7 @@ class Run:
         return task_id
 
     async def _wait(
-        self, key: Key, poller: Poller, handle: TaskHandle, *, sleep: bool, learn: bool = False
+        self, key: Key, poller: Poller, *, sleep: bool, learn: bool = False
     ) -> ConversionResult | None:
         """Wait for the task, then download; ``None`` if the wait goes on elsewhere.
 
@@ -275,9 +273,9 @@ class Run:
         """
         try:
             if sleep:
-                task = await wait_until_done(poller, handle, wav=True)
+                task = await wait_until_done(poller, wav=True)
             else:
-                done = await poll_while_due(poller, handle, wav=True)
+                done = await poll_while_due(poller, wav=True)
                 if learn:
                     # A check that was made but brought no answer (not visible yet,
                     # a transient error) says the task is not done at once.
@@ -285,7 +283,7 @@ class Run:
                     if poller.last is None:  # no answer yet: the policy's pause
                         poller.defer()
                 if done is None:
-                    self._wait_elsewhere(key, poller, handle)
+                    self._wait_elsewhere(key, poller)
                     return None
                 task = done
         except BaseException as exc:
@@ -294,26 +292,26 @@ class Run:
             if not isinstance(exc, VidgoError):
                 raise
             if isinstance(exc, _TASK_IS_DONE_FOR):
-                self._record(key, State.FAILED, task_id=handle.task_id, error=exc)
+                self._record(key, State.FAILED, task_id=poller.task_id, error=exc)
             # Otherwise (deadline, account trouble, ...) it stays accepted: a re-run waits again.
             return ConversionResult(
-                source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, error=exc
+                source_task_id=key[0], audio_id=key[1], task_id=poller.task_id, error=exc
             )
         wav_url = task.wav_url
         if self.journal is not None:
             self.journal.record(*key, State.FINISHED, task_id=task.task_id, wav_url=wav_url)
         result = ConversionResult(
-            source_task_id=key[0], audio_id=key[1], task_id=handle.task_id, wav_url=wav_url
+            source_task_id=key[0], audio_id=key[1], task_id=poller.task_id, wav_url=wav_url
         )
         return result if self.download_to is None else await self._download(key, result)
 
-    def _wait_elsewhere(self, key: Key, poller: Poller, handle: TaskHandle) -> None:
+    def _wait_elsewhere(self, key: Key, poller: Poller) -> None:
         if (pause := poller.pause) > 0 and not poller.paced:
-            self.waiting_room.park(_Parked(key, poller, handle), pause)
+            self.waiting_room.park(_Parked(key, poller), pause)
         else:
             # Callbacks may cut its pause short, or its poll must queue for the
             # rate cap: either way it waits in a task of its own, not in a worker.
-            self._spawn(self._sleep_on(key, poller, handle))
+            self._spawn(self._sleep_on(key, poller))
 
     def _learn(self, done: bool | None) -> None:
         if self.first_check.learn(done):
@@ -323,9 +321,9 @@ class Run:
             for parked in self.waiting_room.take(lambda parked: not parked.poller.polled):
                 self.work.put_nowait(parked)
 
-    async def _sleep_on(self, key: Key, poller: Poller, handle: TaskHandle) -> None:
+    async def _sleep_on(self, key: Key, poller: Poller) -> None:
         try:
-            result = await self._wait(key, poller, handle, sleep=True)
+            result = await self._wait(key, poller, sleep=True)
         except Exception as exc:  # a bug must cost one result, not the batch
             result = _unexpected(key, exc)
         assert result is not None  # sleep=True waits to the end
