@@ -120,7 +120,7 @@ class Transport:
                 ``aclose()`` must not open a session nobody closes).
         """
         if self._session is None:
-            self._session = self._new_session(self._auth)
+            self._session = self._new_session(self._auth, aiohttp.DummyCookieJar())
         return self._session
 
     @property
@@ -137,13 +137,15 @@ class Transport:
             self._storage = self._new_session({})
         return self._storage
 
-    def _new_session(self, headers: Mapping[str, str]) -> aiohttp.ClientSession:
+    def _new_session(
+        self, headers: Mapping[str, str], cookie_jar: aiohttp.abc.AbstractCookieJar | None = None
+    ) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("this VidgoClient is closed")
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._max_connections),
             headers={"User-Agent": _USER_AGENT, **headers},
-            cookie_jar=aiohttp.DummyCookieJar(),
+            cookie_jar=cookie_jar,
         )
 
     def client_timeout(self, cap: float | None = None) -> aiohttp.ClientTimeout:
@@ -184,10 +186,7 @@ class Transport:
         """
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.monotonic() if debug else 0.0
-        if timeout is None or timeout >= self.timeouts.total:
-            client_timeout = self._timeout
-        else:
-            client_timeout = self.client_timeout(timeout)
+        client_timeout = self._timeout if timeout is None else self.client_timeout(timeout)
         failure: BaseException | None = None
         try:
             if self._closed:

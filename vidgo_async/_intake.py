@@ -76,9 +76,10 @@ def pair_key(pair: Any) -> Key:
     Raises:
         TypeError, ValueError: ``pair`` is not a ``(task_id, audio_id)`` pair of ids.
     """
-    if type(pair) is tuple and len(pair) == 2:  # the usual pair, without more checks
-        return check_id("task_id", pair[0]), check_id("audio_id", pair[1])
-    if isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+    usual = type(pair) is tuple and len(pair) == 2  # skips the checks below
+    if not usual and (
+        isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2
+    ):
         raise TypeError(f"each pair must be a (task_id, audio_id) tuple, got {pair!r:.80}")
     return check_id("task_id", pair[0]), check_id("audio_id", pair[1])
 
