@@ -26,6 +26,7 @@ from vidgo_async import (
     RetryPolicy,
     SubmitOutcomeUnknownError,
     TaskFailedError,
+    TaskHandle,
     TaskTimeoutError,
     VidgoClient,
 )
@@ -72,6 +73,25 @@ async def test_one_failure_does_not_stop_the_batch(vidgo_fake: FakeVidgo) -> Non
     assert isinstance(results["audio-3"].error, TaskFailedError)
     assert results["audio-3"].error.error_message == "silent track"
     assert sum(r.ok for r in results.values()) == 9
+
+
+async def test_a_pairs_task_errors_carry_a_handle_to_resume_with(make_fake: MakeFake) -> None:
+    """A failed or timed-out pair's error names its conversion task and its pair."""
+    quick, slow = await make_fake(), await make_fake(queue_time=0.0, run_time=0.6)
+    quick.fail("audio-1", "silent track")
+    async with _client(quick) as client:
+        (failed,) = await _collect(client, [("music", "audio-1")])
+    async with _client(slow) as client:
+        (late,) = await _collect(client, [("music", "audio-2")], timeout=0.2)
+    assert isinstance(failed.error, TaskFailedError)
+    assert isinstance(late.error, TaskTimeoutError)
+    for result, handle in ((failed, failed.error.handle), (late, late.error.handle)):
+        assert result.task_id is not None
+        assert handle == TaskHandle(
+            task_id=result.task_id, source_task_id="music", audio_id=result.audio_id
+        )
+    async with _client(slow) as client:  # the handle resumes the wait
+        assert (await client.wait(late.error.handle, timeout=5)).wav_url
 
 
 async def test_duplicates_are_converted_once_and_reported_each_time(vidgo_fake: FakeVidgo) -> None:
