@@ -2,7 +2,8 @@
 
 Both convert ``--count`` instantly-finishing tracks (fake ``queue_time=0,
 run_time=0``) at ``--concurrency`` against one FakeVidgo in a separate
-process, alternated in one run (floor, sdk, floor, sdk ...). Each task is
+process, alternated in one run (floor, sdk-default, sdk, then sdk,
+sdk-default, floor, and so on). Each task is
 one ``POST /api/generate/submit`` and one ``GET /api/generate/detail/music``
 for both; the request counts the fake recorded are printed to prove it.
 
@@ -136,7 +137,8 @@ async def bench(args: argparse.Namespace, server: FakeServer) -> None:
         await measure(server, name, make_pairs(f"warm-{name}", args.warmup), args.concurrency)
     runs: dict[str, list[dict[str, float]]] = defaultdict(list)
     for round_ in range(args.rounds):
-        for name in names:
+        # Forwards, then backwards: no variant always runs first, or after the same one.
+        for name in names if round_ % 2 == 0 else names[::-1]:
             figures = await measure(
                 server, name, make_pairs(f"r{round_}-{name}", args.count), args.concurrency
             )

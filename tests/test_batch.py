@@ -104,6 +104,38 @@ async def test_duplicates_are_converted_once_and_reported_each_time(vidgo_fake: 
     assert vidgo_fake.request_count("submit") == 2
 
 
+async def test_a_repeat_read_after_its_pair_finished_gets_an_equal_result(
+    vidgo_fake: FakeVidgo,
+) -> None:
+    """A pair read again after its result came out is answered without a request,
+    with an equal result: success and failure alike."""
+    vidgo_fake.fail("audio-2", "silent track")
+    first: dict[str, ConversionResult] = {}
+    both_out = asyncio.Event()
+
+    async def pairs() -> AsyncIterator[tuple[str, str]]:
+        yield ("music", "audio-1")
+        yield ("music", "audio-2")
+        await asyncio.wait_for(both_out.wait(), 10)
+        yield ("music", "audio-1")
+        yield ("music", "audio-2")
+
+    async with _client(vidgo_fake) as client:
+        repeats = []
+        async for result in client.convert_many(pairs()):
+            if result.audio_id in first:
+                repeats.append(result)
+            first.setdefault(result.audio_id, result)
+            if len(first) == 2:
+                both_out.set()
+    assert sorted(r.audio_id for r in repeats) == ["audio-1", "audio-2"]
+    for repeat in repeats:
+        assert repeat == first[repeat.audio_id]
+    assert first["audio-1"].ok
+    assert isinstance(first["audio-2"].error, TaskFailedError)
+    assert vidgo_fake.request_count("submit") == 2
+
+
 async def test_malformed_pairs_get_an_error_result_without_requests(vidgo_fake: FakeVidgo) -> None:
     """Bad pairs come back as results carrying TypeError/ValueError; nothing is sent for them."""
     pairs: list[object] = [("music", ""), ("only-one",), "not-a-pair", ("music", "x" * 300)]

@@ -1,4 +1,5 @@
-"""A batch's input: pairs read lazily, one at a time, by any of its workers."""
+"""A batch's input: pairs read lazily, one at a time, by any of its workers; what is
+kept of a finished pair for its repeats."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any
 
+from ._models import ConversionResult
 from ._validate import check_id
 
-__all__ = ["END", "Intake", "Key", "Pairs", "describe_pair", "pair_key"]
+__all__ = ["END", "Intake", "Kept", "Key", "Pairs", "describe_pair", "keep", "pair_key", "recall"]
 
 Pairs = Iterable[Any] | AsyncIterable[Any]
 #: A checked ``(task_id, audio_id)`` pair.
@@ -89,3 +91,30 @@ def describe_pair(pair: Any) -> tuple[str, str]:
     if isinstance(pair, (tuple, list)) and len(pair) == 2:
         return str(pair[0]), str(pair[1])
     return repr(pair)[:80], ""
+
+
+#: A finished pair's result as kept for repeats: a plain success as ``(task_id,
+#: wav_url)``, anything else as it is.
+Kept = ConversionResult | tuple[str | None, str]
+
+
+def keep(result: ConversionResult) -> Kept:
+    """What to keep of a result for repeats of its pair read later.
+
+    A batch keeps one per pair. A tuple of strings is one object the garbage
+    collector stops tracking, where a result is one it walks in every
+    collection to the end of the batch (measured: 2-3 % of a batch's CPU).
+    """
+    if result.error is None and result.path is None and result.wav_url is not None:
+        return (result.task_id, result.wav_url)
+    return result
+
+
+def recall(key: Key, kept: Kept) -> ConversionResult:
+    """The result :func:`keep` kept for ``key``'s pair (an equal one)."""
+    if isinstance(kept, ConversionResult):
+        return kept
+    task_id, wav_url = kept
+    return ConversionResult(
+        source_task_id=key[0], audio_id=key[1], task_id=task_id, wav_url=wav_url
+    )

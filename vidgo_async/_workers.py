@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import attrs
 
 from ._first_check import FirstCheck
-from ._intake import END, Intake, Key, Pairs, describe_pair, pair_key
+from ._intake import END, Intake, Kept, Key, Pairs, describe_pair, keep, pair_key, recall
 from ._journal import Entry, Journal, State, journalled_error, state_after_failed_submit
 from ._models import ConversionResult
 from ._urls import wav_file_name
@@ -98,7 +98,7 @@ class Run:
         self.download_slots = asyncio.Semaphore(concurrency)
         self.tasks: set[asyncio.Task[None]] = set()  # workers and callback-paced waits
         self.extra: dict[Key, int] = {}  # in-flight pair -> duplicate occurrences seen
-        self.done: dict[Key, ConversionResult] = {}
+        self.done: dict[Key, Kept] = {}  # finished pairs, for repeats read later
         # With callbacks, the callback tells when a task is done: nothing to learn.
         self.first_check = FirstCheck(learning=engine.callbacks is None)
 
@@ -199,7 +199,7 @@ class Run:
                 )
                 continue
             if key in self.done:
-                await self.queue.put(self.done[key])
+                await self.queue.put(recall(key, self.done[key]))
             elif key in self.extra:
                 self.extra[key] += 1
             else:
@@ -210,7 +210,7 @@ class Run:
     async def _deliver(self, key: Key, result: ConversionResult) -> None:
         # The pair keeps its slot in flight until its result is queued: a slow
         # consumer must slow the intake. Repeats read meanwhile find it in ``done``.
-        self.done[key] = result
+        self.done[key] = keep(result)
         queue = self.queue
         for _ in range(1 + self.extra[key]):
             try:
