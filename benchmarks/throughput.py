@@ -2,8 +2,8 @@
 
 Both convert ``--count`` instantly-finishing tracks (fake ``queue_time=0,
 run_time=0``) at ``--concurrency`` against one FakeVidgo in a separate
-process, alternated in one run (floor, sdk-default, sdk, then sdk,
-sdk-default, floor, and so on). Each task is
+process, alternated in one run (floor, sdk-default, sdk, then floor, sdk,
+sdk-default, and so on). Each task is
 one ``POST /api/generate/submit`` and one ``GET /api/generate/detail/music``
 for both; the request counts the fake recorded are printed to prove it.
 
@@ -137,8 +137,11 @@ async def bench(args: argparse.Namespace, server: FakeServer) -> None:
         await measure(server, name, make_pairs(f"warm-{name}", args.warmup), args.concurrency)
     runs: dict[str, list[dict[str, float]]] = defaultdict(list)
     for round_ in range(args.rounds):
-        # Forwards, then backwards: no variant always runs first, or after the same one.
-        for name in names if round_ % 2 == 0 else names[::-1]:
+        # The floor first, then the others in turn: each runs right after the floor
+        # as often as the others (which showed in its wall time).
+        others = names[1:]
+        shift = round_ % len(others) if others else 0
+        for name in [names[0], *others[shift:], *others[:shift]]:
             figures = await measure(
                 server, name, make_pairs(f"r{round_}-{name}", args.count), args.concurrency
             )
