@@ -395,6 +395,24 @@ async def test_a_low_poll_cap_does_not_hold_back_submits(make_fake: MakeFake) ->
     assert polls <= 2 + 2  # the cap: 2 a second, plus the window just begun
 
 
+async def test_a_check_due_at_its_deadline_takes_no_poll_slot(make_fake: MakeFake) -> None:
+    """A parked check that comes due at its pair's deadline ends the wait without
+    using up a slot under max_polls_per_second: the client's next read gets it."""
+    fake = await make_fake(queue_time=0.0, run_time=30.0)
+    async with VidgoClient(
+        fake.api_key, base_url=fake.url, retry=FAST_RETRY, max_polls_per_second=2
+    ) as client:
+        # The probe takes one slot of this second; the check due at the deadline none.
+        (late,) = await _collect(client, [("m", "a1")], timeout=0.1)
+        assert isinstance(late.error, TaskTimeoutError)
+        assert late.task_id is not None
+        started = time.monotonic()
+        await client.get_task(late.task_id)  # the second slot of the same second
+        elapsed = time.monotonic() - started
+    assert fake.request_count("detail") == 2
+    assert elapsed < 0.5, f"the read waited {elapsed:.2f}s for a slot"
+
+
 async def _collect_from(batch: AsyncIterator[ConversionResult]) -> list[ConversionResult]:
     return [result async for result in batch]
 

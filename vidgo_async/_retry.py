@@ -242,10 +242,6 @@ class RateLimiter:
         """Take a grant if one is free now and nobody queues; never waits."""
         return not self._queue and self._take(time.monotonic())
 
-    def has_room(self) -> bool:
-        """Whether :meth:`try_acquire` would succeed now (nothing is taken)."""
-        return not self._queue and self._room(time.monotonic())
-
     def back_off(self) -> None:
         """Halve the rate after a 429 that named no delay; it recovers by 10 % a second."""
         self._share = max(_MIN_SHARE, self._current_share(time.monotonic()) / 2)

@@ -113,9 +113,14 @@ class Poller:
         return handle
 
     def claim(self) -> bool:
-        """Whether the next poll may go out now, and if so take its slot under the
-        client's poll rate cap: no pause left and none to be shaped by callbacks."""
-        return self._delay <= 0 and self._pacer is None and self._calls.limiter.try_acquire()
+        """Whether the next step may go now, and if it polls, take its slot under
+        the client's poll rate cap: no pause left and none to be shaped by
+        callbacks. Past the deadline no slot is taken (the step ends the wait)."""
+        if self._delay > 0 or self._pacer is not None:
+            return False
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            return True
+        return self._calls.limiter.try_acquire()
 
     @property
     def paced(self) -> bool:
@@ -195,7 +200,7 @@ class Poller:
         if self._pacer is not None:
             self._pacer.observe(task)
         self.last = task
-        if status is not TaskStatus.FINISHED:  # else no next poll (or see rereads_wav_url)
+        if status is not TaskStatus.FINISHED:  # else no next poll (or see gives_up_on_wav_url)
             self._delay = self._next_delay(task)
         return task
 
