@@ -22,6 +22,7 @@ from vidgo_async import (
     RetryPolicy,
     ServerError,
     Task,
+    TaskStatus,
     Timeouts,
     TransportError,
     VidgoClient,
@@ -152,9 +153,33 @@ async def test_envelope_without_code_is_accepted(fake: FakeVidgo, one_shot: Vidg
     assert task.task_id == "task-1"
 
 
+_RUNNING = b'{"code": 200, "data": {"task_id": "t", "status": "running"}}'
+
+
 @pytest.mark.parametrize(
     "body",
     [
+        pytest.param(_RUNNING, id="bare"),
+        pytest.param(b" \r\n\t" + _RUNNING, id="whitespace-before"),
+        pytest.param(_RUNNING + b"\n\n \t", id="whitespace-after"),
+        pytest.param(_RUNNING.decode().encode("utf-16"), id="utf-16"),
+    ],
+)
+async def test_json_envelope_is_read_with_whitespace_around_or_utf16(
+    fake: FakeVidgo, one_shot: VidgoClient, body: bytes
+) -> None:
+    """A valid envelope is read whatever JSON's own whitespace surrounds it, or in UTF-16."""
+    fake.inject(Fault.http_error(200, body), route="detail")
+    task = await one_shot.get_task("t")
+    assert task.status is TaskStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(_RUNNING + b" x", id="trailing-garbage"),
+        pytest.param(_RUNNING + b"\x0c", id="trailing-form-feed"),
+        pytest.param(_RUNNING + _RUNNING, id="two-documents"),
         pytest.param(b"<!DOCTYPE html><html><body>proxy</body></html>", id="html"),
         pytest.param(b"", id="empty"),
         pytest.param(b"   \n", id="blank"),

@@ -215,10 +215,7 @@ class Calls:
             attempt += 1
             try:
                 data = await self.transport.request(
-                    "POST",
-                    SUBMIT_PATH,
-                    body=body,
-                    timeout=None if deadline is None else deadline - time.monotonic(),
+                    "POST", SUBMIT_PATH, body=body, timeout=remaining(deadline)
                 )
                 accepted = Accepted(*parse_accepted(data))
             except ConflictError as exc:

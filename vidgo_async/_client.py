@@ -57,7 +57,8 @@ class VidgoClient:
         retry: How single calls retry transient failures.
         poll: How waits space their status requests.
         timeouts: Per-request timeouts.
-        max_connections: Size of the connection pool the client creates.
+        max_connections: Size of the connection pool the client creates
+            (shared by its API requests and its downloads).
         max_polls_per_second: Client-wide cap on status requests.
         session: An ``aiohttp.ClientSession`` to use; the client never
             closes a session it did not create.
@@ -115,7 +116,7 @@ class VidgoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP session if the client created it. Safe to call twice."""
+        """Close the HTTP sessions the client created (not a borrowed one). Safe to call twice."""
         self._engine.closed = True
         await self._transport.close()
 

@@ -26,7 +26,8 @@ import attrs
 from yarl import URL
 
 from ._config import RetryPolicy, Timeouts
-from ._http import api_error, excerpt, safe_to_chain, transport_error
+from ._envelope import api_error, excerpt
+from ._http import safe_to_chain, transport_error
 from ._retry import backoff_delays, parse_retry_after
 from ._urls import check_url, download_target, is_refused, refused_address, url_label
 from ._wavcheck import HEAD as _HEAD

@@ -1,16 +1,14 @@
-"""The one place that touches aiohttp: a single API request, its envelope, its errors.
+"""The one place that touches aiohttp: a single API request, its errors.
 
-Every failure leaves here as a :mod:`vidgo_async.errors` type. Retrying is
-the caller's business (``_client``), timing lives in ``_retry``.
+Every failure leaves here as a :mod:`vidgo_async.errors` type; the answer's
+envelope is read by ``_envelope``. Retrying is the caller's business
+(``_calls``), timing lives in ``_retry``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -20,76 +18,16 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from ._config import Timeouts
-from ._retry import parse_retry_after
-from .errors import (
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    InsufficientCreditsError,
-    InvalidResponseError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTimeoutError,
-    ServerError,
-    TransportError,
-)
+from ._envelope import MAX_BODY, envelope_data, excerpt
+from ._malloc import let_glibc_serve_socket_reads_from_its_heap
+from .errors import RequestTimeoutError, TransportError
 
-__all__ = [
-    "MAX_BODY",
-    "Transport",
-    "api_error",
-    "excerpt",
-    "safe_to_chain",
-    "transport_error",
-]
+__all__ = ["Transport", "safe_to_chain", "transport_error"]
 
 logger = logging.getLogger("vidgo_async")
 
-#: Largest response body read, in bytes; the rest is never buffered.
-MAX_BODY = 1024 * 1024
 _USER_AGENT = "vidgo-async/0.1"
 _ENCODING = "Content-Encoding"
-_raw_decode = json.JSONDecoder().raw_decode
-_BY_STATUS: dict[int, type[APIError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    402: InsufficientCreditsError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: BadRequestError,
-}
-
-
-def excerpt(body: bytes | str, limit: int = 160) -> str:
-    """A short, single-line, escaped excerpt of a body for error messages."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = " ".join(text.split())
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@functools.cache
-def _let_glibc_serve_socket_reads_from_its_heap() -> None:
-    """Free one 1 MiB block, once per process, where the C library is glibc.
-
-    asyncio reads a socket into a fresh 256 KiB buffer, then shrinks it to
-    what arrived. glibc hands out blocks that size by ``mmap`` until its
-    threshold for that has risen, which it does for good when a larger
-    block is freed. Until then every read of every response costs three
-    system calls and fresh pages (mmap, mremap, munmap). A batch measured
-    25 µs of kernel time per conversion for it, ~10 % of its CPU, and the
-    same run after this call none (see BENCHMARKS.md). Nothing else changes.
-    """
-    try:
-        glibc = os.confstr("CS_GNU_LIBC_VERSION") or ""
-    except (AttributeError, ValueError, OSError):  # not a glibc system
-        return
-    if glibc.startswith("glibc"):
-        block = bytearray(1 << 20)
-        del block
 
 
 class Transport:
@@ -113,7 +51,7 @@ class Transport:
         session: aiohttp.ClientSession | None,
         max_connections: int,
     ) -> None:
-        _let_glibc_serve_socket_reads_from_its_heap()
+        let_glibc_serve_socket_reads_from_its_heap()
         self._base_url = base_url
         self._prefix = base_url.raw_path.rstrip("/")
         self._auth = CIMultiDict({"Authorization": f"Bearer {api_key}"})
@@ -123,6 +61,7 @@ class Transport:
         # Downloads never go through a session carrying the key: with sessions of our
         # own, they get a second one; a borrowed session gets the key per request only.
         self._storage: aiohttp.ClientSession | None = None
+        self._connector: aiohttp.TCPConnector | None = None  # our sessions' shared pool
         self._request_headers = None if session is None else self._auth
         self._closed = False
         self._max_connections = max_connections
@@ -166,8 +105,11 @@ class Transport:
     ) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("this VidgoClient is closed")
+        if self._connector is None:  # one pool of max_connections for both sessions
+            self._connector = aiohttp.TCPConnector(limit=self._max_connections)
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections),
+            connector=self._connector,
+            connector_owner=False,
             headers={"User-Agent": _USER_AGENT, **headers},
             cookie_jar=cookie_jar,
         )
@@ -182,12 +124,17 @@ class Transport:
     async def close(self) -> None:
         """Close the sessions this transport created; no request is sent after."""
         self._closed = True
+        sessions = [self._session, self._storage] if self._owns_session else []
+        connector, self._connector = self._connector, None
         if self._owns_session:
-            sessions = [self._session, self._storage]
             self._session = self._storage = None
+        try:
             for session in sessions:
                 if session is not None:
                     await session.close()
+        finally:
+            if connector is not None:
+                await connector.close()
 
     async def request(
         self,
@@ -245,7 +192,7 @@ class Transport:
             raise error from (failure if safe_to_chain(failure) else None)
         if debug:
             logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
-        return _envelope_data(status, headers, raw, complete)
+        return envelope_data(status, headers, raw, complete)
 
     def _url(self, path: str) -> URL:
         url = self._base_url.with_path(self._prefix + path, encoded=True)
@@ -302,115 +249,3 @@ def transport_error(exc: BaseException, where: str) -> TransportError:
         return TransportError(f"{where}: unreadable answer ({exc.status}, {exc.message})")
     name = type(exc).__name__
     return TransportError(f"{where}: connection failed ({name}: {excerpt(str(exc), 120)})")
-
-
-def _envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete: bool) -> Any:
-    if complete:
-        try:
-            payload, problem = _loads(raw.decode("utf-8")), None
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            payload, problem = _not_utf8_json(raw)
-    else:
-        payload, problem = None, f"a body over {MAX_BODY} bytes"
-    if 300 <= status < 400:
-        # The API documents no redirect; following one would carry the key elsewhere.
-        where = headers.get("Location", "nowhere")
-        raise InvalidResponseError(
-            f"unexpected redirect to {excerpt(where, 80)}", status=status, excerpt=excerpt(raw)
-        )
-    if not 200 <= status < 300:
-        message = _message(payload) if problem is None else _describe_body(raw, problem)
-        raise api_error(status, None, message, payload, _retry_after(headers))
-    if problem is not None:
-        raise InvalidResponseError(
-            f"expected a JSON envelope, got {problem}", status=status, excerpt=excerpt(raw)
-        )
-    if not isinstance(payload, dict):
-        raise InvalidResponseError("expected a JSON object", status=status, excerpt=excerpt(raw))
-    code = payload.get("code", 200)
-    if code != 200 or type(code) is not int:  # the usual answer, checked without a call
-        code = _code(code)
-        if code is None:
-            raise InvalidResponseError(
-                "envelope code is not a number", status=status, excerpt=excerpt(raw)
-            )
-        if code != 200:
-            raise api_error(code, code, _message(payload), payload, _retry_after(headers))
-    if "data" not in payload:
-        raise InvalidResponseError("envelope has no data", status=status, excerpt=excerpt(raw))
-    return payload["data"]
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    return parse_retry_after(headers.get("Retry-After"), cap=float("inf"))
-
-
-def _loads(text: str) -> Any:
-    """``json.loads(text)``, with fewer steps for the usual body: one JSON document
-    and nothing around it (the rest, and every error, goes to ``json.loads``).
-
-    Bodies are decoded first: ``json.loads(bytes)`` would sniff their encoding.
-    """
-    try:
-        value, end = _raw_decode(text)
-    except ValueError:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
-
-
-def _not_utf8_json(raw: bytes) -> tuple[Any, str | None]:
-    """A body that is not UTF-8 JSON: maybe UTF-16 or UTF-32 JSON, else what it is."""
-    if not raw.strip():
-        return None, "an empty body"
-    try:
-        return json.loads(raw), None  # UTF-16 or UTF-32, which JSON allows
-    except (ValueError, RecursionError):
-        head = raw.lstrip()[:15].lower()
-        return None, "HTML" if head.startswith((b"<!doctype", b"<html")) else "a non-JSON body"
-
-
-def _describe_body(raw: bytes, problem: str) -> str:
-    return f"{problem}: {excerpt(raw)}" if raw.strip() else problem
-
-
-def _code(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-def _message(payload: Any) -> str:
-    if not isinstance(payload, dict):
-        return excerpt(json.dumps(payload)) if payload is not None else "no message"
-    error = payload.get("error")
-    candidates = [error.get("message") if isinstance(error, dict) else error]
-    candidates += [payload.get("message"), payload.get("msg")]
-    for candidate in candidates:
-        if isinstance(candidate, str) and candidate.strip():
-            return excerpt(candidate, 300)
-    return "no message"
-
-
-def api_error(
-    status: int, code: int | None, message: str, payload: Any, retry_after: float | None
-) -> APIError:
-    """The :class:`APIError` subclass for ``status`` (an HTTP status or a JSON code)."""
-    if status == 429:
-        return RateLimitError(message, status=status, code=code, retry_after=retry_after)
-    if 500 <= status < 600:
-        return ServerError(message, status=status, code=code, retry_after=retry_after)
-    if status == 409:
-        return ConflictError(message, status=status, code=code, task_id=_conflict_task(payload))
-    return _BY_STATUS.get(status, APIError)(message, status=status, code=code)
-
-
-def _conflict_task(payload: Any) -> str | None:
-    data = payload.get("data") if isinstance(payload, dict) else None
-    task_id = data.get("task_id") if isinstance(data, dict) else None
-    if isinstance(task_id, int) and not isinstance(task_id, bool):
-        return str(task_id)  # ids are strings in the docs, integers on some platforms
-    return task_id if isinstance(task_id, str) and task_id.strip() else None

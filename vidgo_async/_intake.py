@@ -103,7 +103,7 @@ def keep(result: ConversionResult) -> Kept:
 
     A batch keeps one per pair. A tuple of strings is one object the garbage
     collector stops tracking, where a result is one it walks in every
-    collection to the end of the batch (measured: 2-3 % of a batch's CPU).
+    collection to the end of the batch (see BENCHMARKS.md, garbage collection).
     """
     if result.error is None and result.path is None and result.wav_url is not None:
         return (result.task_id, result.wav_url)

@@ -316,8 +316,8 @@ class Run:
     def _learn(self, done: bool | None) -> None:
         if self.first_check.learn(done):
             # Tasks are done at once: first checks parked meanwhile need not wait.
-            # They go to the workers, which take them before any new pair: fewer
-            # than ``concurrency`` of them, no task (nor connection) each.
+            # They go to the workers, which take them before any new pair: no
+            # task of their own each, and no more requests at once than workers.
             for parked in self.waiting_room.take(lambda parked: not parked.poller.polled):
                 self.work.put_nowait(parked)
 
