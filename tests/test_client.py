@@ -6,6 +6,7 @@ from datetime import datetime
 
 import attrs
 import pytest
+from aiohttp import web
 
 from vidgo_async import (
     BadRequestError,
@@ -141,6 +142,32 @@ async def test_user_agent_names_sdk(fake: FakeVidgo, client: VidgoClient) -> Non
     """Requests identify the SDK in User-Agent."""
     await client.balance()
     assert fake.requests[0].headers["User-Agent"].startswith("vidgo-async/")
+
+
+async def test_the_api_session_keeps_no_cookies() -> None:
+    """A cookie the API sets is never sent back: the API authenticates by its key alone."""
+    cookies: list[str | None] = []
+
+    async def balance(request: web.Request) -> web.Response:
+        cookies.append(request.headers.get("Cookie"))
+        response = web.json_response({"code": 200, "data": {"credits_amount": 5}})
+        response.set_cookie("visitor", "tracked")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/user/balance", balance)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "localhost", 0)  # a host name: a jar keeps no cookie of an IP
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with VidgoClient("test-key", base_url=f"http://localhost:{port}") as client:
+            await client.balance()
+            await client.balance()
+    finally:
+        await runner.cleanup()
+    assert cookies == [None, None]
 
 
 async def test_task_is_frozen(fake: FakeVidgo, client: VidgoClient) -> None:
