@@ -63,10 +63,8 @@ class Engine:
         A 409 that names a task gives that task, to be waited on instead;
         ``resumed`` says an earlier run may have submitted it.
         """
-        if self.closed:  # as live(), inline: a batch runs this thousands of times
-            raise RuntimeError("this VidgoClient is closed")
-        calls, registry = self.calls, self.callbacks
-        # Inline rather than through with_callback(), for the same reason.
+        calls, registry = self.live(), self.callbacks
+        # Inline rather than through with_callback(): a batch runs this thousands of times.
         slot = None
         if registry is not None and callback_url is None:
             slot = registry.issue()
