@@ -25,7 +25,7 @@ from pathlib import Path
 
 import aiohttp
 
-from vidgo_async._download import download_file
+from vidgo_async._wire.download import download_file
 from vidgo_async.testing import FakeVidgo
 
 MIB = 1024 * 1024

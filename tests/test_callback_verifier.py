@@ -20,8 +20,10 @@ import pytest_asyncio
 from support import MakeClient
 
 from vidgo_async import PollPolicy, Task, TaskStatus, VidgoError
-from vidgo_async._callbacks import CallbackPacer, Registry, Slot, registry_of
-from vidgo_async._calls import Accepted
+from vidgo_async._client import _registry_of as registry_of
+from vidgo_async._lifecycle import Lifecycle
+from vidgo_async._ops.callbacks import CallbackPacer, Registry, Slot
+from vidgo_async._timing.deadline import Deadline
 from vidgo_async.testing import FakeVidgo, Fault
 from vidgo_async.webhooks import (
     DEFAULT_PATH,
@@ -57,21 +59,16 @@ def make_registry(ttl: float = 60.0, max_slots: int = 100) -> Registry:
     return Registry(url_for=lambda token: f"{PUBLIC}/{token}", ttl=ttl, max_slots=max_slots)
 
 
-def answered(task_id: str = "t1") -> Accepted:
-    """A submit answered with ``task_id``."""
-    return Accepted(task_id, {"task_id": task_id, "status": "not_started"})
-
-
 def bound(registry: Registry, task_id: str = "t1", *, answer: bool = True) -> Slot:
     """A slot issued and bound to ``task_id`` as a submit's answer (or a 409) would."""
     slot = registry.issue()
-    registry.bind(slot, answered(task_id) if answer else Accepted(task_id, None))
+    registry.bind(slot, task_id, trusted=answer)
     return slot
 
 
 def pacer_for(registry: Registry, task_id: str = "t1", policy: PollPolicy = NET) -> CallbackPacer:
     """The pacer of a wait on ``task_id``, which must expect a callback."""
-    pacer = registry.pacer(task_id, policy)
+    pacer = registry.pacer(task_id, policy, Lifecycle())
     assert pacer is not None
     return pacer
 
@@ -152,7 +149,7 @@ def test_purged_slot_is_forgotten_by_its_task() -> None:
     registry = make_registry(max_slots=1)
     bound(registry, "t1")
     registry.issue()
-    assert registry.pacer("t1", NET) is None
+    assert registry.pacer("t1", NET, Lifecycle()) is None
 
 
 # ---------------------------------------------------------------- binding and discarding
@@ -162,8 +159,8 @@ def test_binding_ties_the_task_to_a_pacer() -> None:
     """Once bound, a wait on the task gets a pacer; other tasks do not."""
     registry = make_registry()
     bound(registry, "t1")
-    assert isinstance(registry.pacer("t1", NET), CallbackPacer)
-    assert registry.pacer("t2", NET) is None
+    assert isinstance(registry.pacer("t1", NET, Lifecycle()), CallbackPacer)
+    assert registry.pacer("t2", NET, Lifecycle()) is None
 
 
 def test_binding_a_discarded_slot_does_nothing() -> None:
@@ -171,9 +168,9 @@ def test_binding_a_discarded_slot_does_nothing() -> None:
     registry = make_registry()
     slot = registry.issue()
     registry.discard(slot)
-    registry.bind(slot, answered("t1"))
+    registry.bind(slot, "t1", trusted=True)
     assert slot.task_id is None
-    assert registry.pacer("t1", NET) is None
+    assert registry.pacer("t1", NET, Lifecycle()) is None
 
 
 @pytest.mark.parametrize(("answer", "trusted"), [(True, True), (False, False)])
@@ -188,7 +185,7 @@ def test_discarding_a_task_slot_forgets_the_task() -> None:
     registry = make_registry()
     slot = bound(registry, "t1")
     registry.discard(slot)
-    assert registry.pacer("t1", NET) is None
+    assert registry.pacer("t1", NET, Lifecycle()) is None
 
 
 def test_discarding_a_superseded_slot_keeps_the_newer_one() -> None:
@@ -199,7 +196,7 @@ def test_discarding_a_superseded_slot_keeps_the_newer_one() -> None:
     registry.discard(old)
     registry.hint(new.token, task("t1"))
     assert new.generation == 1
-    assert registry.pacer("t1", NET) is not None
+    assert registry.pacer("t1", NET, Lifecycle()) is not None
 
 
 # ---------------------------------------------------------------- hints
@@ -239,7 +236,7 @@ def test_hint_before_binding_is_kept_as_early() -> None:
     registry = make_registry()
     slot = registry.issue()
     assert registry.hint(slot.token, task("t1")) == "early"
-    registry.bind(slot, answered("t1"))
+    registry.bind(slot, "t1", trusted=True)
     assert slot.generation == 1
     assert slot.early == []
 
@@ -249,7 +246,7 @@ def test_early_hint_for_another_task_is_dropped_at_binding() -> None:
     registry = make_registry()
     slot = registry.issue()
     registry.hint(slot.token, task("forged"))
-    registry.bind(slot, answered("t1"))
+    registry.bind(slot, "t1", trusted=True)
     assert slot.generation == 0
     assert slot.early == []
 
@@ -269,7 +266,7 @@ def test_early_hint_past_the_cap_is_not_honoured() -> None:
     slot = registry.issue()
     for task_id in ["f1", "f2", "f3", "f4", "t1"]:
         registry.hint(slot.token, task(task_id))
-    registry.bind(slot, answered("t1"))
+    registry.bind(slot, "t1", trusted=True)
     assert slot.generation == 0
 
 
@@ -331,7 +328,7 @@ def test_untrusted_terminal_poll_records_no_miss() -> None:
     registry.saw_terminal(bound(registry, "t1", answer=False))
     record(registry, hits=1, misses=1)
     assert registry.reliable  # one hit, one miss: nothing else was counted
-    assert registry.pacer("t1", NET) is None
+    assert registry.pacer("t1", NET, Lifecycle()) is None
 
 
 def test_terminal_poll_after_a_hint_is_no_miss() -> None:
@@ -342,7 +339,7 @@ def test_terminal_poll_after_a_hint_is_no_miss() -> None:
     registry.saw_terminal(slot)
     record(registry, misses=1)
     assert registry.reliable  # one hit, one miss
-    assert registry.pacer("t1", NET) is None
+    assert registry.pacer("t1", NET, Lifecycle()) is None
 
 
 @pytest.mark.asyncio
@@ -375,7 +372,7 @@ async def test_nap_woken_twice_in_one_tick_is_harmless() -> None:
     record(registry, hits=1)  # one each: reliable
     slot = bound(registry)
     pacer = pacer_for(registry)
-    pacer.delay(0.01, None)  # stretched
+    pacer.delay(0.01, Deadline())  # stretched
     nap = asyncio.ensure_future(pacer.nap(60.0))
     await asyncio.sleep(0)
     registry.hint(slot.token, task("t1"))  # a hit: two hits, one miss
@@ -391,7 +388,7 @@ def test_pacer_stretches_to_the_safety_net() -> None:
     """While reliable, the next poll waits about ``callback_interval``."""
     registry = make_registry()
     bound(registry)
-    delays = [pacer_for(registry).delay(0.5, None) for _ in range(100)]
+    delays = [pacer_for(registry).delay(0.5, Deadline()) for _ in range(100)]
     assert all(9.0 <= delay <= 10.0 for delay in delays)
 
 
@@ -399,14 +396,14 @@ def test_pacer_keeps_a_longer_schedule() -> None:
     """A normal schedule longer than the safety net is kept."""
     registry = make_registry()
     bound(registry)
-    assert pacer_for(registry).delay(30.0, None) == 30.0
+    assert pacer_for(registry).delay(30.0, Deadline()) == 30.0
 
 
 def test_pacer_keeps_a_poll_inside_the_deadline() -> None:
     """The safety net is cut to half the time left before the deadline."""
     registry = make_registry()
     bound(registry)
-    delay = pacer_for(registry).delay(0.01, time.monotonic() + 4.0)
+    delay = pacer_for(registry).delay(0.01, Deadline(time.monotonic() + 4.0))
     assert 1.0 < delay <= 2.0
 
 
@@ -414,14 +411,14 @@ def test_pacer_far_deadline_does_not_cut_the_safety_net() -> None:
     """A deadline far beyond the safety net leaves it as is."""
     registry = make_registry()
     bound(registry)
-    assert 9.0 <= pacer_for(registry).delay(0.01, time.monotonic() + 3600) <= 10.0
+    assert 9.0 <= pacer_for(registry).delay(0.01, Deadline(time.monotonic() + 3600)) <= 10.0
 
 
 def test_untrusted_task_keeps_the_normal_schedule() -> None:
     """A 409-named task may not carry our URL: it is polled normally."""
     registry = make_registry()
     bound(registry, "t1", answer=False)
-    assert pacer_for(registry).delay(0.5, None) == 0.5
+    assert pacer_for(registry).delay(0.5, Deadline()) == 0.5
 
 
 def test_unreliable_receiver_keeps_the_normal_schedule() -> None:
@@ -429,7 +426,7 @@ def test_unreliable_receiver_keeps_the_normal_schedule() -> None:
     registry = make_registry()
     bound(registry)
     record(registry, misses=1)
-    assert pacer_for(registry).delay(0.5, None) == 0.5
+    assert pacer_for(registry).delay(0.5, Deadline()) == 0.5
 
 
 def test_terminal_answer_ends_stretching() -> None:
@@ -438,7 +435,7 @@ def test_terminal_answer_ends_stretching() -> None:
     bound(registry)
     pacer = pacer_for(registry)
     pacer.observe(task("t1"))
-    assert pacer.delay(0.5, None) == 0.5
+    assert pacer.delay(0.5, Deadline()) == 0.5
 
 
 @pytest.mark.asyncio
@@ -465,7 +462,7 @@ async def test_nap_is_cut_short_by_a_hint() -> None:
     registry = make_registry()
     slot = bound(registry)
     pacer = pacer_for(registry)
-    pacer.delay(0.01, None)
+    pacer.delay(0.01, Deadline())
     nap = asyncio.ensure_future(pacer.nap(60.0))
     await asyncio.sleep(0)
     assert registry.hint(slot.token, task("t1")) == "hint"
@@ -479,7 +476,7 @@ async def test_stretched_nap_ends_when_callbacks_stop_arriving() -> None:
     registry = make_registry()
     bound(registry)
     pacer = pacer_for(registry)
-    pacer.delay(0.01, None)  # stretched
+    pacer.delay(0.01, Deadline())  # stretched
     nap = asyncio.ensure_future(pacer.nap(60.0))
     await asyncio.sleep(0)
     assert registry.napping
@@ -493,7 +490,7 @@ async def test_unstretched_nap_is_not_on_the_safety_net() -> None:
     registry = make_registry()
     bound(registry, "t1", answer=False)
     pacer = pacer_for(registry)
-    pacer.delay(0.01, None)  # untrusted: not stretched
+    pacer.delay(0.01, Deadline())  # untrusted: not stretched
     nap = asyncio.ensure_future(pacer.nap(0.03))
     await asyncio.sleep(0)
     assert not registry.napping

@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from support import MakeClient, MakeFake
+from support import FAST_RETRY, MakeClient, MakeFake
 
 from vidgo_async import (
     AlreadyConvertedError,
@@ -31,9 +31,9 @@ from vidgo_async import (
     VidgoClient,
     VidgoError,
 )
-from vidgo_async._calls import is_transient
-from vidgo_async._journal import Journal, State
-from vidgo_async._retry import parse_retry_after
+from vidgo_async._batch.journal import Journal, State
+from vidgo_async._timing.classify import retryable
+from vidgo_async._wire.envelope import parse_retry_after
 from vidgo_async.errors import InvalidResponseError, RequestTimeoutError
 from vidgo_async.testing import FakeVidgo, Fault
 
@@ -112,9 +112,10 @@ TRANSIENT_TABLE = [
     (ServerError("x", status=502), True),
     (ServerError("x", status=503), True),
     (ServerError("x", status=504), True),
-    (ServerError("x", status=501), False),
-    (ServerError("x", status=505), False),
-    (ServerError("x", status=599), False),
+    (ServerError("x", status=501), True),  # refused: not processed
+    (ServerError("x", status=505), True),  # ambiguous, like every other 5xx
+    (ServerError("x", status=520), True),
+    (ServerError("x", status=599), True),
     (RateLimitError("x", status=429), True),
     (TransportError("x"), True),
     (TransportError("x", sent=False), True),
@@ -135,8 +136,8 @@ TRANSIENT_TABLE = [
     ids=[f"{type(e).__name__}-{getattr(e, 'status', '')}" for e, _ in TRANSIENT_TABLE],
 )
 def test_is_transient_table(exc: BaseException, expected: bool) -> None:
-    """Only 500/502/503/504, 429, transport and invalid-answer failures are retried."""
-    assert is_transient(exc) is expected
+    """Every failure but a final answer is retried: 5xx, 429, transport, invalid answers."""
+    assert retryable(exc) is expected
 
 
 # ---------------------------------------------------------------- GET and poll classification
@@ -186,15 +187,13 @@ async def test_transient_balance_read_is_retried(fake: FakeVidgo, make_client: M
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("status", [501, 505])
-async def test_unretried_5xx_get_is_answered_at_once(
-    fake: FakeVidgo, client: VidgoClient, status: int
-) -> None:
-    """A 5xx outside 500/502/503/504 is definitive: one request, ServerError."""
+async def test_every_5xx_get_is_retried(fake: FakeVidgo, client: VidgoClient, status: int) -> None:
+    """A 5xx outside 500/502/503/504 is retried too (refused or ambiguous, never final)."""
     fake.inject(Fault.server_error(status), route="detail", times=MANY)
     with pytest.raises(ServerError) as info:
         await client.get_task(fake.seed_task())
     assert info.value.status == status
-    assert fake.request_count("detail") == 1
+    assert fake.request_count("detail") == FAST_RETRY.max_attempts
 
 
 @pytest.mark.asyncio
@@ -359,7 +358,7 @@ async def test_unsent_submits_are_retried_and_never_unknown(make_client: MakeCli
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 422, 501, 505])
+@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 422])
 async def test_definitive_submit_failure_is_raised_after_one_request(
     fake: FakeVidgo, client: VidgoClient, status: int
 ) -> None:
@@ -372,15 +371,30 @@ async def test_definitive_submit_failure_is_raised_after_one_request(
 
 
 @pytest.mark.asyncio
-async def test_definitive_answer_after_ambiguity_is_raised_as_is(
+async def test_definitive_answer_after_ambiguity_leaves_the_outcome_unknown(
     fake: FakeVidgo, make_client: MakeClient
 ) -> None:
-    """A definitive answer to a retry settles the submit: it was not accepted."""
+    """A 400 to a retry after an ambiguous 500 settles nothing: the first attempt may
+    have converted the track, so the outcome is unknown and carries the 400."""
     client = make_client(retry=QUICK)
     fake.inject(Fault.server_error(500), route="submit")
     fake.inject(Fault.http_error(400, {"message": "bad input"}), route="submit")
-    with pytest.raises(BadRequestError, match="bad input"):
+    with pytest.raises(SubmitOutcomeUnknownError, match="bad input") as info:
         await client.submit_wav("p", "a")
+    assert isinstance(info.value.answer, BadRequestError)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [501, 505, 520, 524, 599])
+async def test_other_5xx_submits_are_retried_and_accepted_once(
+    fake: FakeVidgo, make_client: MakeClient, status: int
+) -> None:
+    """501 (refused) and every other 5xx (ambiguous) are retried; the retry is accepted."""
+    client = make_client(retry=QUICK)
+    fake.inject(Fault.server_error(status), route="submit")
+    task = await client.submit_wav("p", "a")
+    assert fake.accepted["a"] == [task.task_id]
+    assert fake.request_count("submit") == 2
 
 
 @pytest.mark.asyncio

@@ -227,6 +227,6 @@ async def test_detail_shapes_of_other_platforms_are_read(
 ) -> None:
     """A one-task list, an "id" key, no id at all or an integer id still give the task."""
     fake.inject(Fault.http_error(200, {"code": 200, "data": data}), route="detail")
-    task = await client.get_task("asked-for")
+    task = await client.get_task(expected_id)
     assert task.task_id == expected_id
     assert task.status is TaskStatus.RUNNING

@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from vidgo_async import (
+    ClientClosedError,
     ConfigurationError,
     PollPolicy,
     RetryPolicy,
@@ -219,10 +220,10 @@ async def test_aclose_is_idempotent(fake: FakeVidgo) -> None:
 
 
 async def test_closed_client_refuses_calls(fake: FakeVidgo) -> None:
-    """A closed client raises instead of silently reopening a session."""
+    """A closed client raises ClientClosedError instead of silently reopening a session."""
     client = VidgoClient(fake.api_key, base_url=fake.url)
     await client.aclose()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ClientClosedError):
         await client.balance()
     assert fake.requests == []
 

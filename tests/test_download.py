@@ -26,7 +26,7 @@ from vidgo_async import (
     Timeouts,
     TransportError,
 )
-from vidgo_async._download import download_file
+from vidgo_async._wire.download import download_file
 from vidgo_async.testing import FakeVidgo, Fault, iter_wav
 
 pytestmark = pytest.mark.asyncio
@@ -250,7 +250,9 @@ async def test_bad_redirects_fail(
 ) -> None:
     """Too many hops, a hop breaking the URL rules, or no Location is an InvalidResponseError."""
     headers = {} if location is None else {"Location": location}
-    big.inject(Fault.http_error(302, headers=headers), route="files", times=times)
+    big.inject(
+        Fault.http_error(302, headers=headers), route="files", times=times * 100
+    )  # every attempt
     with pytest.raises(InvalidResponseError):
         await fetch(session, wav_url(big), tmp_path / "a.wav")
     assert not (tmp_path / "a.wav").exists()
@@ -451,7 +453,7 @@ async def test_not_a_wav_is_refused(
     big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, body: bytes
 ) -> None:
     """Content that is not RIFF/WAVE raises InvalidResponseError; no file is left."""
-    big.inject(Fault.http_error(200, body=body), route="files")
+    big.inject(Fault.http_error(200, body=body), route="files", times=100)  # every attempt
     with pytest.raises(InvalidResponseError):
         await fetch(session, wav_url(big), tmp_path / "a.wav")
     assert list(tmp_path.iterdir()) == []
@@ -461,7 +463,7 @@ async def test_an_unexpected_success_status_is_invalid(
     big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """A 2xx other than 200/206 (here 204) is an InvalidResponseError."""
-    big.inject(Fault.http_error(204), route="files")
+    big.inject(Fault.http_error(204), route="files", times=100)  # every attempt
     with pytest.raises(InvalidResponseError):
         await fetch(session, wav_url(big), tmp_path / "a.wav")
 
@@ -622,7 +624,7 @@ async def test_a_riff_size_is_not_checked_when_unknown_or_unwanted(
     """A RIFF size of 0 or 0xFFFFFFFF (streaming writers), or check_wav=False, is accepted."""
     data = wav_bytes(1000)
     body = data[:4] + riff.to_bytes(4, "little") + data[8:]
-    big.inject(Fault.http_error(200, body=body), route="files")
+    big.inject(Fault.http_error(200, body=body), route="files", times=100)  # every attempt
     path = await fetch(session, wav_url(big), tmp_path / "a.wav", check_wav=check_wav)
     assert path.read_bytes() == body
 

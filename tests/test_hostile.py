@@ -24,7 +24,7 @@ from vidgo_async import (
     VidgoClient,
     VidgoError,
 )
-from vidgo_async._retry import backoff_delays
+from vidgo_async._timing.schedules import start
 from vidgo_async.testing import FakeVidgo, Fault
 
 
@@ -133,10 +133,10 @@ def test_backoff_delays_are_full_jitter_over_10000_samples(attempt: int) -> None
     ceiling = min(8.0, 0.5 * 2**attempt)
     samples = []
     for _ in range(10_000):
-        delays = backoff_delays(policy)
+        delays = start(policy)
         for _ in range(attempt):
-            next(delays)
-        samples.append(next(delays))
+            delays.send(None)
+        samples.append(delays.send(None))
     assert min(samples) >= 0
     assert max(samples) <= ceiling
     assert statistics.fmean(samples) == pytest.approx(ceiling / 2, rel=0.03)

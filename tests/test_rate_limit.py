@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from vidgo_async._retry import RateLimiter
+from vidgo_async import VidgoClient
+from vidgo_async._timing.limits import RateLimiter
 
 FAST = 1_000_000.0  # 10,000 grants per 10 ms window
 
@@ -50,14 +51,14 @@ async def queued(limiter: RateLimiter, timeout: float | None = 1.0) -> asyncio.T
 def test_non_numeric_rate_is_a_type_error(rate: object) -> None:
     """A rate that is not a number (bools included) raises TypeError."""
     with pytest.raises(TypeError, match="must be a number"):
-        RateLimiter(rate)  # type: ignore[arg-type]
+        VidgoClient("key", max_polls_per_second=rate)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("rate", [0, -1, 0.0, math.nan, math.inf, -math.inf])
 def test_non_positive_or_non_finite_rate_is_a_value_error(rate: float) -> None:
     """A rate that is not finite and positive raises ValueError."""
     with pytest.raises(ValueError, match="finite number > 0"):
-        RateLimiter(rate)
+        VidgoClient("key", max_polls_per_second=rate)
 
 
 # ---------------------------------------------------------------- sliding window

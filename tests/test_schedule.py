@@ -10,14 +10,31 @@ import itertools
 import random
 import statistics
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from vidgo_async import PollPolicy, RetryPolicy, Task, TaskStatus
-from vidgo_async._retry import PollSchedule, RetryBudget, backoff_delays, retry_delay
+from vidgo_async._timing.limits import RetryBudget
+from vidgo_async._timing.schedules import PollSchedule, start
+
+
+def backoff_delays(policy: RetryPolicy) -> Iterator[float]:
+    """The retry pauses after the 1st, 2nd, 3rd ... failure (none with a Retry-After)."""
+    waits = start(policy)
+    while True:
+        yield waits.send(None)
+
+
+def retry_delay(policy: RetryPolicy, attempt: int) -> float:
+    """The retry pause after the ``attempt``-th failure (1-based)."""
+    return next(itertools.islice(backoff_delays(policy), attempt - 1, None))
+
 
 # No jitter: every blind interval is exact.
 EXACT = PollPolicy(initial=1.0, factor=2.0, max_interval=8.0, jitter=0.0)
+# Blind intervals capped at 8 s, estimates free to aim anywhere (the cap applies to both).
+ROOMY = PollPolicy(initial=1.0, factor=2.0, max_interval=1000.0, jitter=0.0)
 BLIND = PollPolicy(initial=1.0, factor=2.0, max_interval=8.0, jitter=0.0, use_progress=False)
 
 
@@ -43,16 +60,30 @@ def test_blind_intervals_grow_by_factor_up_to_the_cap() -> None:
 def test_zero_initial_interval_still_grows() -> None:
     """A zero initial interval grows from a small floor instead of busy-looping."""
     sched = schedule(PollPolicy(initial=0.0, factor=2.0, max_interval=1.0, jitter=0.0))
-    assert [sched.next(None) for _ in range(4)] == pytest.approx([0.0, 0.02, 0.04, 0.08])
+    assert [sched.next(None) for _ in range(4)] == pytest.approx([0.01, 0.02, 0.04, 0.08])
 
 
 def test_jitter_keeps_each_interval_within_its_fraction() -> None:
     """Jittered intervals stay within ``jitter`` of the blind interval, and vary."""
-    policy = PollPolicy(initial=4.0, factor=1.0, max_interval=4.0, jitter=0.25)
+    policy = PollPolicy(initial=4.0, factor=1.0, max_interval=8.0, jitter=0.25)
     sched = schedule(policy)
     delays = [sched.next(None) for _ in range(500)]
     assert all(3.0 <= delay <= 5.0 for delay in delays)
     assert max(delays) - min(delays) > 1.5
+
+
+def test_jittered_intervals_never_pass_the_cap() -> None:
+    """At the cap, jitter only shortens an interval: a pause never exceeds max_interval."""
+    policy = PollPolicy(initial=4.0, factor=1.0, max_interval=4.0, jitter=0.25)
+    sched = schedule(policy)
+    delays = [sched.next(None) for _ in range(500)]
+    assert all(3.0 <= delay <= 4.0 for delay in delays)
+
+
+def test_a_progress_estimate_never_passes_the_cap() -> None:
+    """However far the estimated finish, the next check comes within max_interval."""
+    sched = schedule(EXACT, started=0.0)
+    assert sched.next(running(1.0), now=60.0) == 8.0
 
 
 def test_jitter_is_reproducible_with_a_seeded_rng() -> None:
@@ -104,12 +135,12 @@ def test_unsure_estimate_aims_short_of_the_finish() -> None:
     moved = 10.5
     left = (100 - moved) * 10 / moved
     expected = left * (1 - 1 / moved)
-    assert schedule(started=0.0).next(running(10), now=10.0) == pytest.approx(expected)
+    assert schedule(ROOMY, started=0.0).next(running(10), now=10.0) == pytest.approx(expected)
 
 
 def test_sure_estimate_aims_just_past_the_finish() -> None:
     """Once progress moved far from the first sample, the check aims at the finish plus 1 %."""
-    sched = schedule(started=0.0)
+    sched = schedule(ROOMY, started=0.0)
     sched.next(running(10), now=10.0)
     left = (100 - 60.5) * 40 / 50  # rate measured from the first running sample
     length = 50.0 + left  # measured from the submit
@@ -118,12 +149,12 @@ def test_sure_estimate_aims_just_past_the_finish() -> None:
 
 def test_without_start_one_sample_gives_the_blind_interval() -> None:
     """With no known start, a single running sample cannot give a rate."""
-    assert schedule(started=None).next(running(40), now=10.0) == 1.0
+    assert schedule(ROOMY, started=None).next(running(40), now=10.0) == 1.0
 
 
 def test_without_start_two_distant_samples_give_an_estimate() -> None:
     """With no known start, two samples 5+ points apart give a rate and a length."""
-    sched = schedule(started=None)
+    sched = schedule(ROOMY, started=None)
     assert sched.next(running(10), now=10.0) == 1.0
     left = (100 - 40.5) * 10 / 30
     length = 10.0 + left  # measured from the first sample
@@ -132,7 +163,7 @@ def test_without_start_two_distant_samples_give_an_estimate() -> None:
 
 def test_close_samples_measure_from_the_start() -> None:
     """A second sample under 5 points from the first is measured from the start at 0 %."""
-    sched = schedule(started=0.0)
+    sched = schedule(ROOMY, started=0.0)
     sched.next(running(10), now=10.0)
     moved = 12.5
     left = (100 - moved) * 20 / moved
@@ -141,7 +172,7 @@ def test_close_samples_measure_from_the_start() -> None:
 
 def test_queued_answer_moves_the_start() -> None:
     """A not-started answer moves the start to its instant, and later estimates use it."""
-    sched = schedule(started=0.0)
+    sched = schedule(ROOMY, started=0.0)
     sched.next(Task(task_id="t", status=TaskStatus.NOT_STARTED), now=100.0)
     moved = 10.5
     left = (100 - moved) * 10 / moved
@@ -150,22 +181,22 @@ def test_queued_answer_moves_the_start() -> None:
 
 def test_sample_at_the_start_instant_gets_the_blind_interval() -> None:
     """No time elapsed since the start gives no rate."""
-    assert schedule(started=5.0).next(running(10), now=5.0) == 1.0
+    assert schedule(ROOMY, started=5.0).next(running(10), now=5.0) == 1.0
 
 
 def test_non_positive_progress_movement_gets_the_blind_interval() -> None:
     """Progress that did not move forward from 0 % gives no rate."""
-    assert schedule(started=0.0).next(running(-3), now=10.0) == 1.0
+    assert schedule(ROOMY, started=0.0).next(running(-3), now=10.0) == 1.0
 
 
 def test_unsure_estimate_is_at_least_the_initial_interval() -> None:
     """Aiming short never goes below ``initial``."""
-    assert schedule(started=0.0).next(running(1), now=0.01) == 1.0
+    assert schedule(ROOMY, started=0.0).next(running(1), now=0.01) == 1.0
 
 
 def test_sure_estimate_is_at_least_a_quarter_initial() -> None:
     """Aiming at an imminent finish never goes below ``initial / 4``."""
-    assert schedule(started=0.0).next(running(99), now=1.0) == 0.25
+    assert schedule(ROOMY, started=0.0).next(running(99), now=1.0) == 0.25
 
 
 def test_estimate_uses_the_monotonic_clock_by_default() -> None:
@@ -234,7 +265,8 @@ def test_zero_backoff_policies_give_zero_delays(policy: RetryPolicy) -> None:
 
 
 @pytest.mark.parametrize(
-    ("attempt", "ceiling"), [(1, 0.25), (2, 0.5), (3, 1.0), (4, 2.0), (5, 2.0), (10**6, 2.0)]
+    ("attempt", "ceiling"),
+    [(1, 0.25), (2, 0.5), (3, 1.0), (4, 2.0), (5, 2.0), (1_100, 2.0)],  # past 2**1024
 )
 def test_retry_delay_of_attempt_n_is_under_its_ceiling(attempt: int, ceiling: float) -> None:
     """The pause after the n-th failure lies in ``[0, min(max_delay, base * 2**(n-1))]``."""

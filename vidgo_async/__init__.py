@@ -6,7 +6,7 @@ Convert generated music tracks to WAV, safely and economically::
         url = await client.convert_to_wav(task_id, audio_id)
 """
 
-from ._batch import BatchProgress
+from ._batch.run import BatchProgress
 from ._client import VidgoClient
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
 from ._events import Event, EventHook, EventKind
@@ -16,6 +16,7 @@ from .errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConfigurationError,
     ConflictError,
     InsufficientCreditsError,
@@ -44,6 +45,7 @@ __all__ = [
     "BadRequestError",
     "Balance",
     "BatchProgress",
+    "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
     "ConversionResult",

@@ -21,8 +21,8 @@ from ._cli_input import BadRow, InputError, read_pairs
 from ._cli_progress import make_reporter, print_summary, summary_rows
 from ._client import VidgoClient
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy
-from ._download import DOWNLOAD_TIMEOUT
 from ._models import ConversionResult, Task
+from ._wire.download import DOWNLOAD_TIMEOUT
 from .errors import ConfigurationError, VidgoError
 
 __all__ = ["main"]
@@ -291,7 +291,7 @@ async def run_batch(
 
 
 def _progress(done: int, succeeded: int, total: int | None) -> Any:
-    from ._batch import BatchProgress
+    from ._batch.run import BatchProgress
 
     return BatchProgress(
         read=total or done,

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import IO
 
-from ._batch import BatchProgress
+from ._batch.run import BatchProgress
 from ._models import ConversionResult
 
 __all__ = ["Reporter", "make_reporter", "print_summary", "summary_rows"]

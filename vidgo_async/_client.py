@@ -11,17 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ._batch import BatchProgress, Pairs, start_batch
-from ._callbacks import registry_of
-from ._calls import Calls
+from ._batch.run import BatchProgress, Pairs, start_batch
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
-from ._download import DOWNLOAD_TIMEOUT, download_file
-from ._engine import Engine
 from ._events import EventHook
-from ._http import Transport
+from ._lifecycle import Lifecycle
 from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
-from ._retry import RateLimiter
-from ._serde import parse_balance
+from ._ops.callbacks import Registry
+from ._ops.reads import Reader
+from ._ops.submit import Submitter
+from ._ops.wait import Waits
+from ._timing.limits import RateLimiter, RetryBudget
 from ._validate import (
     api_key_from,
     base_url_from,
@@ -30,11 +29,15 @@ from ._validate import (
     check_id,
     check_input,
     check_options,
+    check_rate,
     deadline_after,
     handle_from,
     is_loopback,
     wav_input,
 )
+from ._wire.convert import parse_balance
+from ._wire.download import DOWNLOAD_TIMEOUT, download_file
+from ._wire.transport import Transport
 
 if TYPE_CHECKING:
     from .webhooks import CallbackReceiver
@@ -88,18 +91,27 @@ class VidgoClient:
         on_event: EventHook | None = None,
     ) -> None:
         max_connections = check_count("max_connections", max_connections)
+        rate = check_rate("max_polls_per_second", max_polls_per_second)
         check_options(retry=retry, poll=poll, timeouts=timeouts, session=session, on_event=on_event)
+        registry = _registry_of(callbacks)
         self._base_url = base_url_from(base_url)
+        self._retry = retry
+        self._lifecycle = Lifecycle()
+        self._limiter = RateLimiter(rate)
         self._transport = Transport(
-            base_url=self._base_url,
-            api_key=api_key_from(api_key),
-            timeouts=timeouts,
-            session=session,
-            max_connections=max_connections,
+            self._base_url,
+            api_key_from(api_key),
+            timeouts,
+            self._lifecycle,
+            session,
+            max_connections,
         )
-        limiter = RateLimiter(max_polls_per_second)
-        calls = Calls(self._transport, retry, limiter, on_event)
-        self._engine = Engine(calls, registry_of(callbacks), poll)
+        budget = RetryBudget(retry)
+        self._reader = Reader(self._transport, retry, self._limiter, budget, on_event)
+        self._submitter = Submitter(
+            self._transport, retry, budget, self._lifecycle, registry, on_event
+        )
+        self._waits = Waits(self._reader, self._lifecycle, poll, registry)
 
     def __repr__(self) -> str:
         return f"VidgoClient(base_url={str(self._base_url)!r})"
@@ -116,8 +128,10 @@ class VidgoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP sessions the client created (not a borrowed one). Safe to call twice."""
-        self._engine.closed = True
+        """Close the client: pending waits end with :class:`ClientClosedError`, and the
+        HTTP sessions the client created are closed (not a borrowed one). Safe to call twice."""
+        self._lifecycle.close()
+        self._limiter.close()
         await self._transport.close()
 
     @property
@@ -147,7 +161,10 @@ class VidgoClient:
         model = check_id("model", model)
         body = check_input(input)
         callback_url = check_callback_url(callback_url)
-        return await self._engine.submit(model, body, callback_url)
+        accepted = await self._submitter.submit(
+            model, body, callback_url=callback_url, deadline=None
+        )
+        return accepted.task()
 
     async def submit_wav(
         self, task_id: str, audio_id: str, *, callback_url: str | None = None
@@ -167,7 +184,10 @@ class VidgoClient:
         """
         input = wav_input(task_id, audio_id)
         callback_url = check_callback_url(callback_url)
-        return await self._engine.submit(WAV_MODEL, input, callback_url)
+        accepted = await self._submitter.submit(
+            WAV_MODEL, input, callback_url=callback_url, deadline=None
+        )
+        return accepted.task()
 
     async def get_task(self, task_id: str) -> Task:
         """The current state of a music task (Query Music Detail).
@@ -176,18 +196,23 @@ class VidgoClient:
             NotFoundError: No such task.
             APIError, TransportError, InvalidResponseError: The call failed.
         """
-        return await self._engine.live().detail(check_id("task_id", task_id))
+        task_id = check_id("task_id", task_id)
+        self._lifecycle.check()
+        return await self._reader.detail(task_id)
 
     async def get_status(self, task_id: str) -> Task:
         """The current state of an image or video task (generic status endpoint).
 
         Music tasks, WAV conversions included, are read with :meth:`get_task`.
         """
-        return await self._engine.live().status(check_id("task_id", task_id))
+        task_id = check_id("task_id", task_id)
+        self._lifecycle.check()
+        return await self._reader.status(task_id)
 
     async def balance(self) -> Balance:
         """The account's remaining credits."""
-        return parse_balance(await self._engine.live().get("/api/user/balance"))
+        self._lifecycle.check()
+        return parse_balance(await self._reader.get("/api/user/balance", limited=False))
 
     async def wait(
         self,
@@ -212,8 +237,8 @@ class VidgoClient:
             APIError: A definitive error (the task is unknown, forbidden ...).
         """
         handle = handle_from(task_id)
-        deadline = deadline_after(timeout)
-        return await self._engine.wait(handle, deadline, poll, first_delay=0.0)
+        poller = self._waits.poller(handle, deadline_after(timeout), policy=poll, first_delay=0.0)
+        return await self._waits.until_done(poller)
 
     async def await_task(
         self,
@@ -229,10 +254,8 @@ class VidgoClient:
             Same as :meth:`wait` otherwise.
         """
         handle = handle_from(task_id)
-        deadline = deadline_after(timeout)
-        task = await self._engine.wait(handle, deadline, poll, first_delay=0.0, wav=True)
-        assert task.wav_url is not None
-        return task.wav_url
+        poller = self._waits.poller(handle, deadline_after(timeout), policy=poll, first_delay=0.0)
+        return await self._waits.wav_url(poller)
 
     async def convert_to_wav(
         self,
@@ -256,10 +279,12 @@ class VidgoClient:
         input = wav_input(task_id, audio_id)
         callback_url = check_callback_url(callback_url)
         deadline = deadline_after(timeout)
-        new_id = await self._engine.submit_for_wait(input, callback_url, deadline)
-        started = time.monotonic()
-        handle = TaskHandle(task_id=new_id, source_task_id=task_id, audio_id=audio_id)
-        return await self._engine.await_wav(handle, deadline, started)
+        accepted = await self._submitter.submit(
+            WAV_MODEL, input, callback_url=callback_url, deadline=deadline, adopt=True
+        )
+        handle = TaskHandle(task_id=accepted.task_id, source_task_id=task_id, audio_id=audio_id)
+        poller = self._waits.poller(handle, deadline, submitted_at=time.monotonic())
+        return await self._waits.wav_url(poller)
 
     def convert_many(
         self,
@@ -308,9 +333,10 @@ class VidgoClient:
         Raises:
             ValueError, TypeError: Bad arguments, before any request.
         """
-        self._engine.live()
+        self._lifecycle.check()
         return start_batch(
-            self._engine,
+            self._submitter,
+            self._waits,
             self.download,
             pairs,
             concurrency=concurrency,
@@ -360,7 +386,7 @@ class VidgoClient:
             dest,
             overwrite=overwrite,
             on_progress=on_progress,
-            retry=self._engine.calls.retry,
+            retry=self._retry,
             timeouts=self._transport.timeouts,
             allow_private=is_loopback(self._base_url),
             timeout=timeout,
@@ -378,4 +404,21 @@ class VidgoClient:
         A failed task is yielded, not raised. ``TaskTimeoutError`` ends the
         iteration when ``timeout`` passes. Arguments are checked at once.
         """
-        return self._engine.watch(handle_from(task_id), deadline_after(timeout), poll)
+        handle = handle_from(task_id)
+        poller = self._waits.poller(handle, deadline_after(timeout), policy=poll, first_delay=0.0)
+        return self._waits.changes(poller)
+
+
+def _registry_of(receiver: object) -> Registry | None:
+    """The registry of a :class:`~vidgo_async.webhooks.CallbackReceiver` (None for None).
+
+    Raises:
+        TypeError: ``receiver`` is something else.
+    """
+    if receiver is None:
+        return None
+    from .webhooks import CallbackReceiver  # the receiver's aiohttp.web only when used
+
+    if not isinstance(receiver, CallbackReceiver):
+        raise TypeError(f"callbacks must be a CallbackReceiver, got {type(receiver).__name__}")
+    return receiver._registry

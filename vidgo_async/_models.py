@@ -1,4 +1,4 @@
-"""Value classes. They know nothing about JSON; ``_serde`` converts at the edge."""
+"""Value classes. They know nothing about JSON; ``_wire.convert`` converts at the edge."""
 
 from __future__ import annotations
 
@@ -111,8 +111,17 @@ class Task:
     @property
     def wav_url(self) -> str | None:
         """The first file's WAV URL, or ``None`` until there is one."""
+        return self.wav_url_for(None)
+
+    def wav_url_for(self, audio_id: str | None) -> str | None:
+        """The WAV URL of track ``audio_id``: the first file's that is an absolute
+        http(s) URL and, when the file names its ``audio_id``, names this one."""
         for file in self.files:
-            if url := file.wav_url:
+            url = file.wav_url
+            if url is None or not url.lower().startswith(("https://", "http://")):
+                continue
+            named = file.get("audio_id")
+            if audio_id is None or named is None or named == audio_id:
                 return url
         return None
 
@@ -142,7 +151,7 @@ class TaskHandle:
 
     def to_json(self) -> str:
         """This handle as a JSON string."""
-        from ._serde import dump_handle
+        from ._wire.convert import dump_handle  # the converter imports the models
 
         return dump_handle(self)
 
@@ -153,7 +162,7 @@ class TaskHandle:
         Raises:
             ValueError: ``text`` is not such a string.
         """
-        from ._serde import load_handle
+        from ._wire.convert import load_handle
 
         return load_handle(text)
 

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import re
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from yarl import URL
 
 from ._config import PollPolicy, RetryPolicy, Timeouts
 from ._models import TaskHandle
+from ._timing.deadline import Deadline
 from .errors import ConfigurationError
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "check_id",
     "check_input",
     "check_options",
+    "check_rate",
     "check_timeout",
     "deadline_after",
     "handle_from",
@@ -211,10 +212,23 @@ def handle_from(task_id: object) -> TaskHandle:
     return TaskHandle(task_id=check_id("task_id", task_id))
 
 
-def deadline_after(timeout: object) -> float | None:
-    """The ``time.monotonic`` instant ``timeout`` seconds from now (``None``: never)."""
-    seconds = check_timeout(timeout)
-    return None if seconds is None else time.monotonic() + seconds
+def deadline_after(timeout: object) -> Deadline:
+    """The deadline ``timeout`` seconds from now (``None``: never)."""
+    return Deadline.after(check_timeout(timeout))
+
+
+def check_rate(name: str, value: object) -> float:
+    """``value`` if it is a finite number > 0.
+
+    Raises:
+        TypeError: It is not a number.
+        ValueError: It is not finite and positive.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def check_options(**options: object) -> None:

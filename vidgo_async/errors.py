@@ -3,7 +3,8 @@
 ::
 
     VidgoError
-    ├── ConfigurationError(VidgoError, ValueError)    no API key, bad base URL
+    ├── ConfigurationError(VidgoError, ValueError)    no API key, bad base URL or journal
+    ├── ClientClosedError                             the client was closed; waits end
     ├── TransportError                                no usable reply
     │   └── RequestTimeoutError(TransportError, TimeoutError)
     ├── APIError(status, code, message)               the server said no
@@ -39,6 +40,7 @@ __all__ = [
     "AlreadyConvertedError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
     "InsufficientCreditsError",
@@ -63,7 +65,11 @@ class VidgoError(Exception):
 
 
 class ConfigurationError(VidgoError, ValueError):
-    """The client cannot be built as configured (no API key, bad base URL)."""
+    """The client cannot be built as configured (no API key, bad base URL, unusable journal)."""
+
+
+class ClientClosedError(VidgoError):
+    """The client was closed: no request is sent after ``aclose()``, and pending waits end."""
 
 
 class TransportError(VidgoError):
@@ -215,12 +221,23 @@ class SubmitOutcomeUnknownError(VidgoError):
     Attributes:
         model: The model that was submitted.
         input: The input that was submitted.
+        answer: The last answer, when one came after the ambiguous attempt
+            (a 409 without a task id, a 402, a 400 ...): it settles nothing,
+            since an earlier attempt may have been accepted.
     """
 
-    def __init__(self, message: str, *, model: str, input: dict[str, str]) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        input: dict[str, str],
+        answer: VidgoError | None = None,
+    ) -> None:
         super().__init__(message)
         self.model = model
         self.input = input
+        self.answer = answer
 
 
 class TaskError(VidgoError):

@@ -54,10 +54,10 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
-from ._callbacks import Registry
 from ._models import Task
-from ._serde import parse_task
+from ._ops.callbacks import Registry
 from ._validate import MAX_CALLBACK_URL, is_loopback
+from ._wire.convert import parse_task
 from .errors import InvalidCallbackError, InvalidResponseError
 
 __all__ = ["DEFAULT_PATH", "MAX_BODY", "CallbackReceiver", "InvalidCallbackError", "parse_callback"]

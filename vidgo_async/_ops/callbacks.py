@@ -32,13 +32,14 @@ import random
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from ._calls import Accepted, remaining
-from ._config import PollPolicy
-from ._models import Task, TaskStatus
+from .._config import PollPolicy
+from .._lifecycle import Lifecycle
+from .._models import Task, TaskStatus
+from .._timing.deadline import Deadline
 
-__all__ = ["CallbackPacer", "Registry", "Slot", "registry_of", "with_callback"]
+__all__ = ["CallbackPacer", "Registry", "Slot"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -114,13 +115,13 @@ class Registry:
         self._slots[slot.key] = slot
         return slot
 
-    def bind(self, slot: Slot, accepted: Accepted) -> None:
-        """Tie ``slot`` to the task its submit created (or named, after a 409)."""
+    def bind(self, slot: Slot, task_id: str, *, trusted: bool) -> None:
+        """Tie ``slot`` to the task its submit created, or named in a 409 (not
+        ``trusted``: an earlier submit created it, maybe with another URL)."""
         if slot.key not in self._slots:
             return
-        task_id = slot.task_id = accepted.task_id
-        # A 409 names a task an earlier submit created: it may carry another URL.
-        slot.trusted = accepted.answer is not None
+        slot.task_id = task_id
+        slot.trusted = trusted
         if task_id in slot.early:
             self._record(hit=True)
             slot.wake()
@@ -162,12 +163,12 @@ class Registry:
         slot.wake()
         return "hint"
 
-    def pacer(self, task_id: str, policy: PollPolicy) -> CallbackPacer | None:
+    def pacer(self, task_id: str, policy: PollPolicy, lifecycle: Lifecycle) -> CallbackPacer | None:
         """A pacer for one wait on ``task_id``; None if no callback is expected for it."""
         slot = self._by_task.get(task_id)
         if slot is None:
             return None
-        return CallbackPacer(self, slot, policy)
+        return CallbackPacer(self, slot, policy, lifecycle)
 
     def saw_terminal(self, slot: Slot) -> None:
         """A poll found the task of ``slot`` terminal: the wait resolves."""
@@ -197,15 +198,18 @@ class Registry:
 class CallbackPacer:
     """Paces one wait on a task that carries a callback URL (see the module docstring)."""
 
-    def __init__(self, registry: Registry, slot: Slot, policy: PollPolicy) -> None:
+    def __init__(
+        self, registry: Registry, slot: Slot, policy: PollPolicy, lifecycle: Lifecycle
+    ) -> None:
         self._registry = registry
         self._slot = slot
         self._policy = policy
+        self._lifecycle = lifecycle
         self._seen = 0
         self._terminal = False
         self._stretched = False
 
-    def delay(self, scheduled: float, deadline: float | None) -> float:
+    def delay(self, scheduled: float, deadline: Deadline) -> float:
         """The wait before the next poll, given the normal schedule's ``scheduled``."""
         self._stretched = False
         slot = self._slot
@@ -214,7 +218,7 @@ class CallbackPacer:
         self._stretched = True
         interval = self._policy.callback_interval
         interval *= 1 - self._policy.jitter * random.random()
-        left = remaining(deadline)
+        left = deadline.remaining()
         if left is not None and interval > left / 2:
             # Keep a poll inside the deadline even if every callback is lost.
             interval = left / 2
@@ -226,17 +230,14 @@ class CallbackPacer:
         if slot.generation > self._seen:
             self._seen = slot.generation
             return True
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(seconds, _settle, waiter)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slot.waiters.add(waiter)
         napping = self._registry.napping
         if self._stretched:
             napping.add(waiter)
         try:
-            await waiter
+            await self._lifecycle.sleep(seconds, wake=waiter)
         finally:
-            timer.cancel()
             slot.waiters.discard(waiter)
             napping.discard(waiter)
         hinted = slot.generation > self._seen
@@ -256,36 +257,3 @@ class CallbackPacer:
 def _settle(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-async def with_callback(
-    registry: Registry | None,
-    callback_url: str | None,
-    send: Callable[[str | None], Awaitable[Accepted]],
-) -> Accepted:
-    """Run a submit, adding a fresh callback URL when there is a receiver and none was given."""
-    if registry is None or callback_url is not None:
-        return await send(callback_url)
-    slot = registry.issue()
-    try:
-        task = await send(registry.url_for(slot.token))
-    except BaseException:
-        registry.discard(slot)
-        raise
-    registry.bind(slot, task)
-    return task
-
-
-def registry_of(receiver: object) -> Registry | None:
-    """The registry of a :class:`~vidgo_async.webhooks.CallbackReceiver` (None for None).
-
-    Raises:
-        TypeError: ``receiver`` is something else.
-    """
-    from .webhooks import CallbackReceiver
-
-    if receiver is None:
-        return None
-    if not isinstance(receiver, CallbackReceiver):
-        raise TypeError(f"callbacks must be a CallbackReceiver, got {type(receiver).__name__}")
-    return receiver._registry

@@ -7,12 +7,14 @@ what a success must carry. Every failure is a :mod:`vidgo_async.errors` type.
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
-from ._retry import parse_retry_after
-from .errors import (
+from ..errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
@@ -24,12 +26,12 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
+from .convert import server_id
 
-__all__ = ["MAX_BODY", "api_error", "envelope_data", "excerpt"]
+__all__ = ["MAX_BODY", "api_error", "envelope_data", "excerpt", "parse_retry_after"]
 
 #: Largest response body read, in bytes; the rest is never buffered.
 MAX_BODY = 1024 * 1024
-_raw_decode = json.JSONDecoder().raw_decode
 _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -52,7 +54,7 @@ def excerpt(body: bytes | str, limit: int = 160) -> str:
 def envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete: bool) -> Any:
     if complete:
         try:
-            payload, problem = _loads(raw.decode("utf-8")), None
+            payload, problem = json.loads(raw.decode("utf-8")), None
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             payload, problem = _not_utf8_json(raw)
     else:
@@ -64,7 +66,7 @@ def envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete:
             f"unexpected redirect to {excerpt(where, 80)}", status=status, excerpt=excerpt(raw)
         )
     if not 200 <= status < 300:
-        message = _message(payload) if problem is None else _describe_body(raw, problem)
+        message = _message(payload, raw) if problem is None else _describe_body(raw, problem)
         raise api_error(status, None, message, payload, _retry_after(headers))
     if problem is not None:
         raise InvalidResponseError(
@@ -80,7 +82,7 @@ def envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete:
                 "envelope code is not a number", status=status, excerpt=excerpt(raw)
             )
         if code != 200:
-            raise api_error(code, code, _message(payload), payload, _retry_after(headers))
+            raise api_error(code, code, _message(payload, raw), payload, _retry_after(headers))
     if "data" not in payload:
         raise InvalidResponseError("envelope has no data", status=status, excerpt=excerpt(raw))
     return payload["data"]
@@ -88,21 +90,6 @@ def envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete:
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     return parse_retry_after(headers.get("Retry-After"), cap=float("inf"))
-
-
-def _loads(text: str) -> Any:
-    """``json.loads(text)``, with fewer steps for the usual body: one JSON document,
-    maybe followed by whitespace (anything else, and every error, goes to ``json.loads``).
-
-    Bodies are decoded first: ``json.loads(bytes)`` would sniff their encoding.
-    """
-    try:
-        value, end = _raw_decode(text)
-    except ValueError:
-        return json.loads(text)  # leading whitespace, or its error
-    if end != len(text) and text[end:].strip(" \t\n\r"):  # not just JSON's whitespace
-        return json.loads(text)  # its "extra data" error
-    return value
 
 
 def _not_utf8_json(raw: bytes) -> tuple[Any, str | None]:
@@ -125,14 +112,13 @@ def _code(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    text = value.strip() if isinstance(value, str) else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
-def _message(payload: Any) -> str:
+def _message(payload: Any, raw: bytes) -> str:
     if not isinstance(payload, dict):
-        return excerpt(json.dumps(payload)) if payload is not None else "no message"
+        return excerpt(raw) if payload is not None else "no message"
     error = payload.get("error")
     candidates = [error.get("message") if isinstance(error, dict) else error]
     candidates += [payload.get("message"), payload.get("msg")]
@@ -158,6 +144,40 @@ def api_error(
 def _conflict_task(payload: Any) -> str | None:
     data = payload.get("data") if isinstance(payload, dict) else None
     task_id = data.get("task_id") if isinstance(data, dict) else None
-    if isinstance(task_id, int) and not isinstance(task_id, bool):
-        return str(task_id)  # ids are strings in the docs, integers on some platforms
-    return task_id if isinstance(task_id, str) and task_id.strip() else None
+    try:
+        return None if task_id is None else server_id(task_id)
+    except InvalidResponseError:
+        return None
+
+
+def parse_retry_after(value: str | None, *, cap: float, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for, capped; ``None`` if unusable.
+
+    Accepts delta-seconds (``"120"``, ``"1.5"``) and HTTP dates. Negative
+    values and past dates mean "now" (0); junk, NaN and infinities are
+    ignored (``None``), so the caller's own backoff applies.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    seconds: float | None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = _seconds_until_http_date(text, now)
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), cap)
+
+
+def _seconds_until_http_date(text: str, now: float | None) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    reference = datetime.now(timezone.utc).timestamp() if now is None else now
+    return when.timestamp() - reference

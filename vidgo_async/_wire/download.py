@@ -25,22 +25,15 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._config import RetryPolicy, Timeouts
-from ._envelope import api_error, excerpt
-from ._http import safe_to_chain, transport_error
-from ._retry import backoff_delays, parse_retry_after
-from ._urls import check_url, download_target, is_refused, refused_address, url_label
-from ._wavcheck import HEAD as _HEAD
-from ._wavcheck import is_wav, riff_mismatch
-from .errors import (
-    APIError,
-    InvalidResponseError,
-    RateLimitError,
-    RequestTimeoutError,
-    ServerError,
-    TransportError,
-    VidgoError,
-)
+from .._config import RetryPolicy, Timeouts
+from .._timing.classify import retryable
+from .._timing.deadline import Deadline
+from .._timing.schedules import start
+from ..errors import APIError, InvalidResponseError, RequestTimeoutError, VidgoError
+from .envelope import api_error, excerpt, parse_retry_after
+from .peers import check_url, download_target, is_refused, refused_address, url_label
+from .transport import safe_to_chain, transport_error
+from .wavfile import PartFile, part_size, resume_offset
 
 __all__ = ["CHUNK_SIZE", "DOWNLOAD_TIMEOUT", "MAX_REDIRECTS", "ProgressCallback", "download_file"]
 
@@ -61,11 +54,8 @@ _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_TIMEOUTS = Timeouts()
 
 
-class _Incomplete(Exception):
+class _Incomplete(InvalidResponseError):
     """The body ended early or the range went stale: retry, resuming if possible."""
-
-
-_TRANSIENT = (TransportError, RateLimitError, ServerError, _Incomplete)
 
 
 async def download_file(
@@ -126,7 +116,7 @@ async def download_file(
         refused = await refused_address(first)
         if refused is not None:
             raise ValueError(f"refusing {url_label(first)}: it resolves to {refused}")
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = Deadline.after(timeout)
     job = _Download(session, first, target, retry, timeouts, allow_private, check_wav, deadline)
     await job.run(on_progress)
     return target
@@ -143,7 +133,7 @@ class _Download:
     _timeouts: Timeouts
     _allow_private: bool
     _check_wav: bool
-    _deadline: float | None  # time.monotonic()
+    _deadline: Deadline
 
     @property
     def _part(self) -> Path:
@@ -151,34 +141,35 @@ class _Download:
 
     async def run(self, on_progress: ProgressCallback | None) -> None:
         """Attempt until done; give up after ``max_attempts`` failures without progress."""
-        best, failures, delays = _size(self._part), 0, backoff_delays(self._retry)
+        # Our loop, not backoff's: an attempt that grows the file starts the count afresh.
+        best, failures, pauses = part_size(self._part), 0, start(self._retry)
         while True:
             try:
                 await self._attempt(on_progress)
                 return
-            except _TRANSIENT as exc:
+            except VidgoError as exc:
+                if not retryable(exc):
+                    raise
                 failure = exc
             # Raised outside the handler: nothing of the attempt gets chained.
-            left = self._left(failure)  # a passed deadline outranks the attempt count
-            size = _size(self._part)
+            self._left(failure)  # a passed deadline outranks the attempt count
+            size = part_size(self._part)
             if size > best:
-                best, failures, delays = size, 0, backoff_delays(self._retry)
+                best, failures, pauses = size, 0, start(self._retry)
             failures += 1
             if failures >= self._retry.max_attempts:
                 if isinstance(failure, _Incomplete):
                     raise InvalidResponseError(str(failure), status=200)
                 raise failure
-            delay = max(next(delays), getattr(failure, "retry_after", None) or 0.0)
+            delay = self._deadline.clamp(pauses.send(failure))
             logger.debug("download %s: %s; retrying in %.3fs", url_label(self._url), failure, delay)
-            await asyncio.sleep(delay if left is None else min(delay, left))
+            await asyncio.sleep(delay)
             self._left(failure)
 
     def _left(self, failure: Exception | None = None) -> float | None:
         """Seconds until the deadline; RequestTimeoutError once it has passed."""
-        if self._deadline is None:
-            return None
-        left = self._deadline - time.monotonic()
-        if left > 0:
+        left = self._deadline.remaining()
+        if left is None or left > 0:
             return left
         # The deadline's own timeout says nothing more; another failure might.
         quiet = failure is None or isinstance(failure, RequestTimeoutError)
@@ -191,7 +182,7 @@ class _Download:
         return aiohttp.ClientTimeout(total=self._left(), connect=connect, sock_read=silence)
 
     async def _attempt(self, on_progress: ProgressCallback | None) -> None:
-        offset = _resume_offset(self._part, self._check_wav)
+        offset = resume_offset(self._part, self._check_wav)
         failure: BaseException | None = None
         try:
             response = await self._open(offset)
@@ -266,7 +257,7 @@ class _Download:
         if status not in (200, 206):
             raise InvalidResponseError(f"{url_label(self._url)}: unexpected status", status=status)
         start, total = self._span(response, offset)
-        with _PartFile(self._part, start, self._check_wav) as part:
+        with PartFile(self._part, start, self._check_wav) as part:
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 part.write(chunk)
                 if on_progress is not None:
@@ -290,86 +281,6 @@ class _Download:
         if match[3] != "*":
             return offset, int(match[3])
         return offset, None if length is None else offset + length
-
-
-class _PartFile:
-    """The ``.part`` file opened at ``start``; closed on exit unless committed."""
-
-    def __init__(self, path: Path, start: int, check_wav: bool) -> None:
-        self._path = path
-        # Blocking writes of one chunk to the page cache are brief; fsync runs in a thread.
-        self._file = open(path, "r+b" if start else "wb")  # noqa: SIM115 - closed in __exit__/commit
-        # A resumed file's header is on disk (_resume_offset keeps none shorter).
-        self._head = self._file.read(_HEAD) if start and check_wav else b""
-        self._file.seek(start)
-        self._file.truncate()
-        self._committed = False
-        self._check_wav = check_wav
-        self.size = start
-
-    def __enter__(self) -> _PartFile:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if not self._committed:
-            self._file.close()
-
-    def write(self, chunk: bytes) -> None:
-        """Append ``chunk``; check the header once its 12 bytes are in."""
-        if self._check_wav and self.size < _HEAD:
-            self._head += chunk[: _HEAD - self.size]
-            if len(self._head) == _HEAD:
-                self._require_wav()
-        self._file.write(chunk)
-        self.size += len(chunk)
-
-    def riff_problem(self) -> str | None:
-        """How the size disagrees with the RIFF header's, if it does and WAVs are checked."""
-        return riff_mismatch(self._head, self.size) if self._check_wav else None
-
-    async def commit(self, target: Path) -> None:
-        """fsync, close and rename to ``target`` in a thread, which then owns the file."""
-        if self._check_wav and self.size < _HEAD:
-            self._require_wav()  # the whole file is shorter than a header
-        self._committed = True
-        await asyncio.to_thread(self._commit, target)
-
-    def _commit(self, target: Path) -> None:
-        with self._file:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        os.replace(self._path, target)
-        if hasattr(os, "O_DIRECTORY"):
-            fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def _require_wav(self) -> None:
-        if not is_wav(self._head):
-            self._file.close()
-            self._path.unlink(missing_ok=True)
-            raise InvalidResponseError("not a WAV file", status=200, excerpt=excerpt(self._head))
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _resume_offset(part: Path, check_wav: bool) -> int:
-    """Bytes of ``part`` worth keeping: all of it, unless too short or not a WAV."""
-    size = _size(part)
-    if size < _HEAD:
-        return 0
-    if check_wav:
-        with part.open("rb") as file:
-            if not is_wav(file.read(_HEAD)):
-                return 0
-    return size
 
 
 def _status_error(

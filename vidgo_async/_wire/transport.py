@@ -1,87 +1,88 @@
-"""The one place that touches aiohttp: a single API request, its errors.
+"""The one place that sends API requests through aiohttp, and maps their failures.
 
 Every failure leaves here as a :mod:`vidgo_async.errors` type; the answer's
-envelope is read by ``_envelope``. Retrying is the caller's business
-(``_calls``), timing lives in ``_retry``.
+envelope is read by :mod:`.envelope`. Whether to try again is the caller's
+question, answered by ``_timing.classify``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import attrs
 from multidict import CIMultiDict
 from yarl import URL
 
-from ._config import Timeouts
-from ._envelope import MAX_BODY, envelope_data, excerpt
-from ._malloc import let_glibc_serve_socket_reads_from_its_heap
-from .errors import RequestTimeoutError, TransportError
+from .._config import Timeouts
+from .._lifecycle import Lifecycle
+from ..errors import ClientClosedError, RequestTimeoutError, TransportError
+from .envelope import MAX_BODY, envelope_data, excerpt
 
-__all__ = ["Transport", "safe_to_chain", "transport_error"]
+__all__ = ["Transport", "redact", "safe_to_chain", "transport_error"]
 
 logger = logging.getLogger("vidgo_async")
 
-_USER_AGENT = "vidgo-async/0.1"
-_ENCODING = "Content-Encoding"
+
+def _user_agent() -> str:
+    try:
+        return f"vidgo-async/{importlib.metadata.version('vidgo-async')}"
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "vidgo-async"
 
 
+_USER_AGENT = _user_agent()
+_REDACTED = "[redacted]"
+
+
+def redact(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` replaced."""
+    return text.replace(secret, _REDACTED) if secret and secret in text else text
+
+
+@attrs.define(repr=False)
 class Transport:
     """Sends API requests with the key, reads capped bodies, maps every failure.
 
     Args:
         base_url: The API's origin, e.g. ``https://api.vidgo.ai``.
-        api_key: Sent as a bearer token to ``base_url`` only.
+        api_key: Sent as a bearer token to ``base_url`` only, redacted from
+            any server text we repeat.
         timeouts: Per-request timeouts.
-        session: A session to borrow; never closed here. Without one, a
-            session is created on first use and closed by :meth:`close`.
-        max_connections: Connection pool size of a created session.
+        lifecycle: The client's open/closed state; nothing is sent once closed.
+        session: A session to borrow; never closed here. Without one,
+            sessions are created on first use and closed by :meth:`close`.
+        max_connections: Connection pool size of the created sessions.
     """
 
-    def __init__(
-        self,
-        *,
-        base_url: URL,
-        api_key: str,
-        timeouts: Timeouts,
-        session: aiohttp.ClientSession | None,
-        max_connections: int,
-    ) -> None:
-        let_glibc_serve_socket_reads_from_its_heap()
-        self._base_url = base_url
-        self._prefix = base_url.raw_path.rstrip("/")
-        self._auth = CIMultiDict({"Authorization": f"Bearer {api_key}"})
-        self.timeouts = timeouts
-        self._session = session
-        self._owns_session = session is None
-        # Downloads never go through a session carrying the key: with sessions of our
-        # own, they get a second one; a borrowed session gets the key per request only.
-        self._storage: aiohttp.ClientSession | None = None
-        self._connector: aiohttp.TCPConnector | None = None  # our sessions' shared pool
-        self._request_headers = None if session is None else self._auth
-        self._closed = False
-        self._max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(
-            total=timeouts.total, connect=min(timeouts.connect, timeouts.total)
-        )
-        self._urls: dict[str, URL] = {}
+    base_url: URL
+    _api_key: str
+    timeouts: Timeouts
+    lifecycle: Lifecycle
+    _borrowed: aiohttp.ClientSession | None = None
+    _max_connections: int = 32
+    _session: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
+    _storage: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
+    _connector: aiohttp.TCPConnector | None = attrs.field(init=False, default=None)
+
+    @property
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"}
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The API's HTTP session, created on first use inside the running loop.
+        """The API's session: the borrowed one, or ours, made on first use in the running loop.
 
-        A session of our own carries the key as a default header (no merge
-        per request) and no cookie jar (the API authenticates by token); a
-        borrowed one gets the key per request and must not carry it itself.
-
-        Raises:
-            RuntimeError: The transport was closed (a wait still polling after
-                ``aclose()`` must not open a session nobody closes).
+        Ours carries the key as a default header and no cookie jar (the API
+        authenticates by token); a borrowed one gets the key per request.
         """
+        if self._borrowed is not None:
+            return self._borrowed
         if self._session is None:
             self._session = self._new_session(self._auth, aiohttp.DummyCookieJar())
         return self._session
@@ -89,13 +90,9 @@ class Transport:
     @property
     def storage_session(self) -> aiohttp.ClientSession:
         """The session for downloads from the storage host: the borrowed session,
-        or one of our own that never carries the key.
-
-        Raises:
-            RuntimeError: The transport was closed.
-        """
-        if not self._owns_session:
-            return self.session
+        or one of ours that never carries the key."""
+        if self._borrowed is not None:
+            return self._borrowed
         if self._storage is None:
             self._storage = self._new_session({})
         return self._storage
@@ -103,8 +100,7 @@ class Transport:
     def _new_session(
         self, headers: Mapping[str, str], cookie_jar: aiohttp.abc.AbstractCookieJar | None = None
     ) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("this VidgoClient is closed")
+        self.lifecycle.check()  # a session made after close would never be closed
         if self._connector is None:  # one pool of max_connections for both sessions
             self._connector = aiohttp.TCPConnector(limit=self._max_connections)
         return aiohttp.ClientSession(
@@ -114,20 +110,10 @@ class Transport:
             cookie_jar=cookie_jar,
         )
 
-    def client_timeout(self, cap: float | None = None) -> aiohttp.ClientTimeout:
-        """The aiohttp timeout of one request, shortened to ``cap`` seconds if given."""
-        if cap is None or cap >= self.timeouts.total:
-            return self._timeout
-        total = max(0.001, cap)
-        return aiohttp.ClientTimeout(total=total, connect=min(self.timeouts.connect, total))
-
     async def close(self) -> None:
-        """Close the sessions this transport created; no request is sent after."""
-        self._closed = True
-        sessions = [self._session, self._storage] if self._owns_session else []
-        connector, self._connector = self._connector, None
-        if self._owns_session:
-            self._session = self._storage = None
+        """Close the sessions this transport created (never a borrowed one)."""
+        sessions, connector = (self._session, self._storage), self._connector
+        self._session = self._storage = self._connector = None
         try:
             for session in sessions:
                 if session is not None:
@@ -151,59 +137,56 @@ class Transport:
             timeout: Cap on this request's total time (a deadline's remainder).
 
         Raises:
+            ClientClosedError: The client is closed, or was closed meanwhile.
             TransportError: No usable reply (``sent`` says whether it left).
             APIError: An error status, or an error ``code`` in an HTTP 200.
             InvalidResponseError: A 2xx that is not the documented JSON.
         """
-        debug = logger.isEnabledFor(logging.DEBUG)
-        started = time.monotonic() if debug else 0.0
-        client_timeout = self._timeout if timeout is None else self.client_timeout(timeout)
+        self.lifecycle.check()
+        started = time.monotonic()
         failure: BaseException | None = None
         try:
-            if self._closed:
-                raise RuntimeError("this VidgoClient is closed")
-            session = self._session if self._session is not None else self.session
-            url = self._urls.get(path)
-            if url is None:
-                url = self._url(path)
-            async with session.request(
+            async with self.session.request(
                 method,
-                url,
+                self.base_url.with_path(self.base_url.raw_path.rstrip("/") + path, encoded=True),
                 params=params,
                 json=body,
-                headers=self._request_headers,
-                timeout=client_timeout,
+                headers=self._auth if self._borrowed is not None else None,
+                timeout=self._client_timeout(timeout),
                 allow_redirects=False,
             ) as response:
-                status, headers = response.status, response.headers
-                length = response.content_length
-                if length is not None and length <= MAX_BODY and _ENCODING not in headers:
-                    raw, complete = await response.read(), True  # parsing stops at the length
-                else:
-                    raw, complete = await _read_capped(response)
+                status, headers = response.status, CIMultiDict(response.headers)
+                raw, complete = await _read_capped(response)
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             failure = exc
+        except Exception:
+            if not self.lifecycle.closed:
+                raise
+            failure = ClientClosedError("the client was closed during the request")
+        if self.lifecycle.closed:  # aiohttp fails in many ways under a closing session
+            raise ClientClosedError("the client was closed during the request")
         if failure is not None:
             # Raised outside the except block so that no aiohttp exception - whose
             # request_info holds the headers, the API key among them - is chained.
             error = transport_error(failure, f"{method} {path}")
-            if debug:
-                logger.debug("%s %s failed after %.3fs: %s", method, path, _since(started), error)
+            logger.debug("%s %s failed after %.3fs: %s", method, path, _since(started), error)
             raise error from (failure if safe_to_chain(failure) else None)
-        if debug:
-            logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
+        logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
+        secret = self._api_key.encode()
+        if secret in raw:  # the server echoed the key: repeat none of it
+            raw = raw.replace(secret, _REDACTED.encode())
+        if (location := headers.get("Location")) is not None:
+            headers["Location"] = redact(location, self._api_key)
         return envelope_data(status, headers, raw, complete)
 
-    def _url(self, path: str) -> URL:
-        url = self._base_url.with_path(self._prefix + path, encoded=True)
-        if len(self._urls) < 16:  # the fixed routes; per-task paths are not kept
-            self._urls[path] = url
-        return url
+    def _client_timeout(self, cap: float | None) -> aiohttp.ClientTimeout:
+        total = self.timeouts.total if cap is None else max(0.001, min(cap, self.timeouts.total))
+        return aiohttp.ClientTimeout(total=total, connect=min(self.timeouts.connect, total))
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     """The body, read in chunks up to :data:`MAX_BODY`, and whether it was complete
-    (for a body of unknown or large length, or compressed: it may unpack to more)."""
+    (a compressed body may unpack to more than its length says)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):

@@ -1,12 +1,9 @@
-"""URL rules for downloads: https to public addresses only, unless told otherwise.
-
-Also where a download lands, and which exceptions may be chained safely.
-"""
+"""Which hosts may serve a download: https to public addresses only, unless told otherwise;
+and where a download lands."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import os
 import re
@@ -15,7 +12,7 @@ from pathlib import Path
 
 from yarl import URL
 
-from .errors import TransportError
+from ..errors import TransportError
 
 __all__ = [
     "check_url",
@@ -23,7 +20,6 @@ __all__ = [
     "is_refused",
     "refused_address",
     "url_label",
-    "wav_file_name",
 ]
 
 _METADATA = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::254")))
@@ -105,12 +101,3 @@ def _file_name(url: URL) -> str:
     """The URL path's last segment, reduced to a safe file name."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", url.name).lstrip(".")[:200]
     return name or "download.wav"
-
-
-def wav_file_name(audio_id: str) -> str:
-    """``<audio_id>.wav``; an id that had to be changed to be a safe name gets a
-    short hash of itself, so that two ids never share a file."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200]
-    if safe != audio_id:
-        safe += "-" + hashlib.sha256(audio_id.encode()).hexdigest()[:10]
-    return safe + ".wav"

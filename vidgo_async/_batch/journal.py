@@ -20,9 +20,17 @@ from pathlib import Path
 
 import attrs
 
-from . import errors
-from ._models import WAV_MODEL, TaskHandle
-from .errors import APIError, SubmitOutcomeUnknownError, TaskFailedError, VidgoError
+from .. import errors
+from .._models import WAV_MODEL, TaskHandle
+from .._wire.convert import converter
+from ..errors import (
+    APIError,
+    ClientClosedError,
+    ConfigurationError,
+    SubmitOutcomeUnknownError,
+    TaskFailedError,
+    VidgoError,
+)
 
 __all__ = ["Entry", "Journal", "State", "journalled_error", "state_after_failed_submit"]
 
@@ -69,19 +77,40 @@ class Entry:
     error_status: int | None = None
 
 
+_COLUMNS = ("state", "task_id", "wav_url", "path", "error_type", "error", "error_status")
+
+
 class Journal:
     """A SQLite journal of one batch (or several runs of it).
 
     Args:
         path: The database file; created if missing.
+
+    Raises:
+        ConfigurationError: ``path`` is a folder, not a SQLite database, or
+            cannot be written.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"cannot open the journal {str(path)!r}: {exc}") from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise ConfigurationError(
+                f"the journal {str(path)!r} is not a usable SQLite database: {exc}"
+            ) from None
+
+    @classmethod
+    def check(cls, path: str | os.PathLike[str]) -> None:
+        """Open and close the journal at ``path``: raise now what opening it would raise."""
+        cls(path).close()
 
     def close(self) -> None:
         """Close the database."""
@@ -90,22 +119,14 @@ class Journal:
     def get(self, source_task_id: str, audio_id: str) -> Entry | None:
         """The pair's row, if it has one."""
         row = self._db.execute(
-            "SELECT state, task_id, wav_url, path, error_type, error, error_status"
-            " FROM conversions WHERE source_task_id = ? AND audio_id = ?",
+            f"SELECT {', '.join(_COLUMNS)} FROM conversions"
+            " WHERE source_task_id = ? AND audio_id = ?",
             (source_task_id, audio_id),
         ).fetchone()
         if row is None:
             return None
-        state, task_id, wav_url, path, error_type, error, error_status = row
-        return Entry(
-            state=State(state),
-            task_id=task_id,
-            wav_url=wav_url,
-            path=path,
-            error_type=error_type,
-            error=error,
-            error_status=error_status,
-        )
+        entry: Entry = converter.structure(dict(zip(_COLUMNS, row, strict=True)), Entry)
+        return entry
 
     def record(
         self,
@@ -187,7 +208,10 @@ def state_after_failed_submit(exc: VidgoError) -> State:
     """What a failed submit leaves: ``Calls.submit`` raises a plain error only when
     no attempt can have been accepted, so only answers about the pair itself
     (400, 404, 409, 422) are final; account trouble (401, 402, 403), rate
-    limits and outages leave the pair to be submitted by a re-run."""
+    limits and outages leave the pair to be submitted by a re-run. A client closed
+    mid-submit leaves it ``SUBMITTING``: a re-run settles it by the 409 rule."""
+    if isinstance(exc, ClientClosedError):
+        return State.SUBMITTING
     if isinstance(exc, SubmitOutcomeUnknownError):
         return State.UNKNOWN
     if isinstance(exc, APIError) and exc.status in _PAIR_REFUSED:

@@ -1,0 +1,1 @@
+"""The batch: ``convert_many`` (``run``), its input (``intake``) and its SQLite journal."""

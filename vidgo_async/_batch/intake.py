@@ -1,0 +1,42 @@
+"""A batch's input: pairs read lazily, one at a time, and checked."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+from .._validate import check_id
+
+__all__ = ["Key", "Pairs", "describe_pair", "each_pair", "pair_key"]
+
+Pairs = Iterable[Any] | AsyncIterable[Any]
+#: A checked ``(task_id, audio_id)`` pair.
+Key = tuple[str, str]
+
+
+async def each_pair(pairs: Pairs) -> AsyncIterator[Any]:
+    """The items of a plain or async iterable, one at a time, as they are asked for."""
+    if isinstance(pairs, AsyncIterable):
+        async for pair in pairs:
+            yield pair
+    else:
+        for pair in pairs:
+            yield pair
+
+
+def pair_key(pair: Any) -> Key:
+    """The checked pair.
+
+    Raises:
+        TypeError, ValueError: ``pair`` is not a ``(task_id, audio_id)`` pair of ids.
+    """
+    if isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"each pair must be a (task_id, audio_id) tuple, got {pair!r:.80}")
+    return check_id("task_id", pair[0]), check_id("audio_id", pair[1])
+
+
+def describe_pair(pair: Any) -> tuple[str, str]:
+    """What a malformed ``pair`` shows as, in its result."""
+    if isinstance(pair, (tuple, list)) and len(pair) == 2:
+        return str(pair[0])[:256], str(pair[1])[:256]
+    return repr(pair)[:80], ""

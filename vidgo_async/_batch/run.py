@@ -1,0 +1,337 @@
+"""``convert_many``: thousands of conversions, streamed, bounded, resumable.
+
+One task per distinct pair, under two semaphores: ``concurrency`` bounds the
+batch's requests in flight (submits, status reads, downloads),
+``concurrency + max_waiting`` its pairs in flight (the input is read only
+while there is room). A pair keeps its room until its result is queued, and
+the result queue is bounded, so a slow consumer slows the intake. A pair
+waiting on its task costs one sleeping task; every status read also goes
+through the client-wide poll rate cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .._models import WAV_MODEL, ConversionResult, TaskHandle
+from .._ops.submit import Submitter
+from .._ops.wait import Waits
+from .._timing.deadline import Deadline
+from .._validate import check_count, check_folder, check_timeout
+from ..errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    InsufficientCreditsError,
+    NotFoundError,
+    PermissionDeniedError,
+    TaskFailedError,
+    VidgoError,
+)
+from .intake import Key, Pairs, describe_pair, each_pair, pair_key
+from .journal import Entry, Journal, State, journalled_error, state_after_failed_submit
+
+__all__ = ["BatchProgress", "Download", "Pairs", "start_batch"]
+
+logger = logging.getLogger("vidgo_async")
+
+#: ``download(url, dest, overwrite=...)``: the client's download.
+Download = Callable[..., Awaitable[Path]]
+
+# Answers after which waiting on the same task again is pointless.
+_TASK_IS_DONE_FOR = (TaskFailedError, BadRequestError, NotFoundError, PermissionDeniedError)
+# Refusals of the account, not of a pair: no further submit can succeed.
+_ACCOUNT_REFUSALS = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
+_END = object()  # the last item of the result queue
+
+
+@attrs.frozen(kw_only=True)
+class BatchProgress:
+    """Counts of a running batch, passed to ``on_progress`` after each result.
+
+    Attributes:
+        read: Input pairs read so far.
+        done: Results delivered so far.
+        succeeded: Results that are ``ok``.
+        failed: Results that are not.
+        in_flight: Distinct pairs being submitted, waited on or downloaded.
+        input_done: Whether the whole input has been read.
+    """
+
+    read: int
+    done: int
+    succeeded: int
+    failed: int
+    in_flight: int
+    input_done: bool
+
+
+@attrs.frozen
+class _InputFailed:
+    """The input itself failed: the batch ends with this error."""
+
+    error: BaseException
+
+
+def start_batch(
+    submitter: Submitter,
+    waits: Waits,
+    download: Download,
+    pairs: Pairs,
+    *,
+    concurrency: object,
+    max_waiting: object,
+    timeout: object,
+    journal: str | os.PathLike[str] | None,
+    download_to: str | os.PathLike[str] | None,
+    on_progress: Callable[[BatchProgress], object] | None,
+) -> AsyncGenerator[ConversionResult, None]:
+    """Check the arguments of ``convert_many`` (before any request), then run it.
+
+    Raises:
+        TypeError, ValueError: A bad argument.
+        ConfigurationError: ``journal`` cannot be used.
+    """
+    concurrency = check_count("concurrency", concurrency)
+    room = concurrency + check_count("max_waiting", max_waiting)
+    if journal is not None:
+        Journal.check(journal)
+    batch = _Batch(
+        submitter,
+        waits,
+        download,
+        pairs,
+        concurrency=concurrency,
+        room=room,
+        timeout=check_timeout(timeout),
+        journal_path=journal,
+        download_to=check_folder(download_to),
+    )
+    return batch.results(on_progress)
+
+
+@attrs.define
+class _Batch:
+    """One ``convert_many`` run: its pairs' tasks, its bookkeeping and its result queue."""
+
+    submitter: Submitter
+    waits: Waits
+    download: Download
+    pairs: Pairs
+    concurrency: int = attrs.field(kw_only=True)
+    room: int = attrs.field(kw_only=True)
+    timeout: float | None = attrs.field(kw_only=True)
+    journal_path: str | os.PathLike[str] | None = attrs.field(kw_only=True)
+    download_to: Path | None = attrs.field(kw_only=True)
+    journal: Journal | None = attrs.field(init=False, default=None)
+    queue: asyncio.Queue[Any] = attrs.field(init=False)
+    slots: asyncio.Semaphore = attrs.field(init=False)  # pairs in flight
+    busy: asyncio.Semaphore = attrs.field(init=False)  # requests in flight
+    tasks: set[asyncio.Task[None]] = attrs.field(init=False, factory=set)
+    in_flight: dict[Key, int] = attrs.field(init=False, factory=dict)  # -> repeats seen
+    done: dict[Key, ConversionResult] = attrs.field(init=False, factory=dict)
+    read: int = attrs.field(init=False, default=0)
+    input_done: bool = attrs.field(init=False, default=False)
+    refused: APIError | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        self.queue = asyncio.Queue(maxsize=self.concurrency)
+        self.slots = asyncio.Semaphore(self.room)
+        self.busy = asyncio.Semaphore(self.concurrency)
+
+    async def results(
+        self, on_progress: Callable[[BatchProgress], object] | None
+    ) -> AsyncGenerator[ConversionResult, None]:
+        """Run the batch; yield each result as it is queued."""
+        if self.journal_path is not None:
+            self.journal = Journal(self.journal_path)
+        feeder = asyncio.create_task(self._feed())
+        done = succeeded = 0
+        try:
+            while (item := await self.queue.get()) is not _END:
+                if isinstance(item, _InputFailed):
+                    raise item.error
+                done += 1
+                succeeded += item.ok
+                if on_progress is not None:
+                    on_progress(
+                        BatchProgress(
+                            read=self.read,
+                            done=done,
+                            succeeded=succeeded,
+                            failed=done - succeeded,
+                            in_flight=len(self.in_flight),
+                            input_done=self.input_done,
+                        )
+                    )
+                yield item
+        finally:
+            pending = [feeder, *self.tasks]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if self.journal is not None:
+                self.journal.close()
+
+    async def _feed(self) -> None:
+        """Read the input while there is room, start a task per new pair, then end the queue."""
+        try:
+            async for pair in each_pair(self.pairs):
+                self.read += 1
+                await self._admit(pair)
+        except Exception as exc:  # the input itself failed: the batch ends with it
+            await self.queue.put(_InputFailed(exc))
+            return
+        self.input_done = True
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
+        await self.queue.put(_END)
+
+    async def _admit(self, pair: Any) -> None:
+        try:
+            key = pair_key(pair)
+        except (TypeError, ValueError) as exc:
+            source, audio = describe_pair(pair)
+            await self.queue.put(ConversionResult(source_task_id=source, audio_id=audio, error=exc))
+            return
+        if key in self.done:
+            await self.queue.put(self.done[key])
+        elif key in self.in_flight:
+            self.in_flight[key] += 1
+        else:
+            await self.slots.acquire()
+            self.in_flight[key] = 0
+            self._spawn(self._carry(key))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _carry(self, key: Key) -> None:
+        """Convert one pair and queue its result, once per occurrence read so far."""
+        try:
+            try:
+                result = await self._convert(key)
+            except Exception as exc:  # a bug must cost one result, not the batch
+                logger.exception("conversion of %s failed unexpectedly", key)
+                result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
+            self.done[key] = result
+            for _ in range(1 + self.in_flight.pop(key)):
+                await self.queue.put(result)
+        finally:
+            self.slots.release()
+
+    async def _convert(self, key: Key) -> ConversionResult:
+        deadline = Deadline.after(self.timeout)
+        entry = self.journal.get(*key) if self.journal else None
+        if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
+            return await self._from_journal(key, entry)
+        if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
+            task_id, submitted_at = entry.task_id, None  # an earlier run's: its 404 is news
+        else:
+            resumed = entry is not None and entry.state is State.SUBMITTING
+            submitted = await self._submit(key, deadline, resumed=resumed)
+            if isinstance(submitted, ConversionResult):
+                return submitted
+            task_id, submitted_at = submitted, time.monotonic()
+        handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
+        poller = self.waits.poller(handle, deadline, submitted_at=submitted_at, gate=self.busy)
+        result = ConversionResult(source_task_id=key[0], audio_id=key[1], task_id=task_id)
+        try:
+            wav_url = await self.waits.wav_url(poller)
+        except VidgoError as exc:
+            if isinstance(exc, _TASK_IS_DONE_FOR):
+                self._record(key, State.FAILED, task_id=task_id, error=exc)
+            # Otherwise (deadline, account trouble ...) it stays accepted: a re-run waits again.
+            return attrs.evolve(result, error=exc)
+        self._record(key, State.FINISHED, task_id=task_id, wav_url=wav_url)
+        return await self._download(key, attrs.evolve(result, wav_url=wav_url))
+
+    async def _submit(
+        self, key: Key, deadline: Deadline, *, resumed: bool
+    ) -> str | ConversionResult:
+        """The accepted task's id, or the pair's result if no task is known."""
+        async with self.busy:
+            if self.refused is not None:  # the account cannot submit: not attempted
+                return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
+            self._record(key, State.SUBMITTING)  # only now may the request go out
+            input = {"task_id": key[0], "audio_id": key[1]}
+            try:
+                accepted = await self.submitter.submit(
+                    WAV_MODEL,
+                    input,
+                    callback_url=None,
+                    deadline=deadline,
+                    adopt=True,
+                    resumed=resumed,
+                )
+            except VidgoError as exc:
+                if isinstance(exc, _ACCOUNT_REFUSALS) and self.refused is None:
+                    self.refused = exc
+                    logger.warning("batch submits stopped: %s", exc)
+                self._record(key, state_after_failed_submit(exc), error=exc)
+                return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
+        self._record(key, State.ACCEPTED, task_id=accepted.task_id)
+        return accepted.task_id
+
+    async def _download(self, key: Key, result: ConversionResult) -> ConversionResult:
+        if self.download_to is None or result.wav_url is None:
+            return result
+        dest = self.download_to / wav_file_name(result.audio_id)
+        try:
+            async with self.busy:
+                path = await self.download(result.wav_url, dest, overwrite=True)
+        except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
+            return attrs.evolve(result, error=exc)
+        self._record(key, State.FINISHED, task_id=result.task_id, wav_url=result.wav_url, path=path)
+        return attrs.evolve(result, path=path)
+
+    async def _from_journal(self, key: Key, entry: Entry) -> ConversionResult:
+        result = ConversionResult(
+            source_task_id=key[0], audio_id=key[1], task_id=entry.task_id, wav_url=entry.wav_url
+        )
+        if entry.state is not State.FINISHED:
+            return attrs.evolve(result, error=journalled_error(entry, *key))
+        if entry.path and Path(entry.path).is_file():  # noqa: ASYNC240 - one stat per re-run pair
+            return attrs.evolve(result, path=Path(entry.path))
+        return await self._download(key, result)
+
+    def _record(
+        self,
+        key: Key,
+        state: State,
+        *,
+        task_id: str | None = None,
+        wav_url: str | None = None,
+        path: Path | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        if self.journal is not None:
+            self.journal.record(
+                *key,
+                state,
+                task_id=task_id,
+                wav_url=wav_url,
+                path=None if path is None else str(path),
+                error=error,
+            )
+
+
+def wav_file_name(audio_id: str) -> str:
+    """``<audio_id>.wav``; an id that had to be changed to be a safe name gets a
+    short hash of itself, so that two ids never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200]
+    if safe != audio_id:
+        safe += "-" + hashlib.sha256(audio_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return safe + ".wav"

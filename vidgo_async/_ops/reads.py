@@ -1,0 +1,138 @@
+"""Reads: idempotent GETs retried by backoff, and the single rate-capped poll a wait makes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+import backoff
+
+from .._config import RetryPolicy
+from .._events import EventHook, emit
+from .._models import Task
+from .._timing.classify import retryable
+from .._timing.deadline import Deadline
+from .._timing.limits import RateLimiter, RetryBudget
+from .._timing.schedules import retry_waits
+from .._wire.convert import parse_task
+from .._wire.transport import Transport
+from ..errors import RateLimitError, RequestTimeoutError, VidgoError
+
+__all__ = ["DETAIL_PATH", "Reader"]
+
+logger = logging.getLogger("vidgo_async")
+
+DETAIL_PATH = "/api/generate/detail/music"
+
+
+@attrs.define
+class Reader:
+    """The client's reads, sharing one transport, retry budget and poll rate cap.
+
+    Status reads (detail and status, whether a call's or a wait's) count
+    against the client-wide ``max_polls_per_second``; a 429 on one slows
+    them all.
+    """
+
+    transport: Transport
+    retry: RetryPolicy
+    limiter: RateLimiter
+    budget: RetryBudget
+    hook: EventHook | None = None
+
+    async def get(self, path: str, params: dict[str, str] | None = None, *, limited: bool) -> Any:
+        """An idempotent GET, retried within ``max_attempts`` and the retry budget.
+
+        ``limited`` GETs (status reads) take a slot under the poll rate cap.
+        """
+        # backoff runs the loop; the policy is read at call time (its "runtime configuration").
+        retrying = backoff.on_exception(
+            retry_waits,
+            VidgoError,
+            max_tries=self.retry.max_attempts,
+            giveup=self._gives_up,
+            on_backoff=self._note_retry,
+            jitter=None,  # retry_waits jitters, and stretches pauses to Retry-After
+            logger=None,
+            policy=self.retry,
+        )(self._get_once)
+        data: Any = await retrying(path, params, limited)
+        return data
+
+    async def _get_once(self, path: str, params: dict[str, str] | None, limited: bool) -> Any:
+        if limited:
+            await self.limiter.acquire()
+        try:
+            data = await self.transport.request("GET", path, params=params)
+        except VidgoError as exc:
+            if retryable(exc):
+                self.budget.record_failure()
+            self._note_failure(exc, limited)
+            raise
+        self.budget.record_success()
+        return data
+
+    def _gives_up(self, exc: Exception) -> bool:
+        return not retryable(exc) or not self.budget.allows_retry()
+
+    def _note_retry(self, details: Any) -> None:
+        exc, path = details["exception"], details["args"][0]
+        logger.debug(
+            "GET %s attempt %d failed (%s); retrying in %.2fs",
+            path,
+            details["tries"],
+            type(exc).__name__,
+            details["wait"],
+        )
+        emit(
+            self.hook,
+            "retry",
+            attempt=details["tries"],
+            delay=details["wait"],
+            error=type(exc).__name__,
+            path=path,
+        )
+
+    def _note_failure(self, exc: VidgoError, limited: bool) -> None:
+        if limited and isinstance(exc, RateLimitError):
+            # One 429 slows every status read: its Retry-After, else half the rate.
+            if exc.retry_after:
+                self.limiter.slow_down(min(exc.retry_after, self.retry.max_retry_after))
+            else:
+                self.limiter.back_off()
+
+    async def detail(self, task_id: str) -> Task:
+        """Query Music Detail for ``task_id``, retried like any GET."""
+        data = await self.get(DETAIL_PATH, {"task_id": task_id}, limited=True)
+        return parse_task(data, task_id=task_id)
+
+    async def status(self, task_id: str) -> Task:
+        """The generic status endpoint (image and video tasks)."""
+        path = "/api/generate/status/" + quote(task_id, safe="")
+        return parse_task(await self.get(path, limited=True), task_id=task_id)
+
+    async def poll(self, task_id: str, deadline: Deadline) -> Task:
+        """One rate-capped Query Music Detail request, bounded by ``deadline``.
+
+        Raises:
+            RequestTimeoutError: The deadline came first.
+            VidgoError: Whatever the single attempt met; the wait decides.
+        """
+        try:
+            await self.limiter.acquire(deadline.remaining())
+        except TimeoutError:
+            raise RequestTimeoutError("deadline reached before the next poll slot") from None
+        try:
+            data = await self.transport.request(
+                "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=deadline.remaining()
+            )
+            task = parse_task(data, task_id=task_id)
+        except VidgoError as exc:
+            emit(self.hook, "poll", task_id=task_id, error=type(exc).__name__)
+            self._note_failure(exc, limited=True)
+            raise
+        self.budget.record_success()
+        emit(self.hook, "poll", task_id=task_id, status=task.status)
+        return task

@@ -1,0 +1,202 @@
+"""Submits: the one unsafe request, repeated only where that cannot convert a track twice.
+
+The rule (DESIGN, "Submits are not idempotent"): unsent and refused attempts
+may be repeated; so may ambiguous ones, since the server refuses a second
+conversion of one track - but once any attempt was ambiguous, only an
+acceptance or a 409 naming the task settles the outcome. Any other later
+answer raises :class:`SubmitOutcomeUnknownError` carrying it.
+
+This loop stays ours rather than backoff's: what a failure means depends on
+the attempts before it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .._config import RetryPolicy
+from .._events import EventHook, emit
+from .._lifecycle import Lifecycle
+from .._models import WAV_MODEL, Task, TaskStatus
+from .._timing.classify import Failure, classify
+from .._timing.deadline import Deadline
+from .._timing.limits import RetryBudget
+from .._timing.schedules import start
+from .._wire.convert import parse_accepted, parse_task
+from .._wire.transport import Transport
+from ..errors import (
+    AlreadyConvertedError,
+    ConflictError,
+    SubmitOutcomeUnknownError,
+    TransportError,
+    VidgoError,
+)
+from .callbacks import Registry
+
+__all__ = ["SUBMIT_PATH", "Accepted", "Submitter"]
+
+logger = logging.getLogger("vidgo_async")
+
+SUBMIT_PATH = "/api/generate/submit"
+
+
+@attrs.frozen
+class Accepted:
+    """The task a submit settled on, and the answer's task object
+    (``None`` when a 409 named a task an earlier attempt had created)."""
+
+    task_id: str
+    answer: Mapping[str, Any] | None
+
+    def task(self) -> Task:
+        """The task as the answer described it; ``UNKNOWN`` when it sent no status."""
+        if self.answer is None or "status" not in self.answer:
+            return Task(task_id=self.task_id, status=TaskStatus.UNKNOWN)
+        return parse_task(self.answer, task_id=self.task_id)
+
+
+@attrs.define
+class Submitter:
+    """Submits tasks, each with a fresh callback URL when the client has a receiver."""
+
+    transport: Transport
+    retry: RetryPolicy
+    budget: RetryBudget
+    lifecycle: Lifecycle
+    callbacks: Registry | None = None
+    hook: EventHook | None = None
+
+    async def submit(
+        self,
+        model: str,
+        input: dict[str, Any],
+        *,
+        callback_url: str | None,
+        deadline: Deadline | None,
+        adopt: bool = False,
+        resumed: bool = False,
+    ) -> Accepted:
+        """Submit a task; see the module docstring for when an attempt is repeated.
+
+        Args:
+            deadline: ``None``: at most ``max_attempts`` attempts within the
+                retry budget; else attempts go on until it passes.
+            adopt: A 409 that names a task gives that task (a wait carries on
+                with it) instead of :class:`AlreadyConvertedError`.
+            resumed: An earlier submit of the same input (another run's) may
+                have been accepted.
+
+        Raises:
+            AlreadyConvertedError: 409 on a clean first attempt of a WAV conversion.
+            ConflictError: 409 on a clean first attempt of another model.
+            SubmitOutcomeUnknownError: An attempt may have been accepted and
+                no later answer settled it.
+            VidgoError: The last failure, when no attempt can have been accepted.
+        """
+        registry, slot = self.callbacks, None
+        if registry is not None and callback_url is None:
+            slot = registry.issue()
+        try:
+            if registry is not None and slot is not None:
+                callback_url = registry.url_for(slot.token)
+            body: dict[str, Any] = {"model": model, "input": input}
+            if callback_url is not None:
+                body["callback_url"] = callback_url
+            accepted = await self._settle(body, deadline, adopt=adopt, resumed=resumed)
+        except BaseException:
+            if registry is not None and slot is not None:
+                registry.discard(slot)
+            raise
+        if registry is not None and slot is not None:
+            registry.bind(slot, accepted.task_id, trusted=accepted.answer is not None)
+        return accepted
+
+    async def _settle(
+        self, body: dict[str, Any], deadline: Deadline | None, *, adopt: bool, resumed: bool
+    ) -> Accepted:
+        ambiguous: VidgoError | None = None
+        if resumed:
+            ambiguous = TransportError("an earlier run was interrupted during this submit")
+        pauses = start(self.retry)
+        for attempt in itertools.count(1):
+            timeout = None if deadline is None else deadline.remaining()
+            try:
+                data = await self.transport.request("POST", SUBMIT_PATH, body=body, timeout=timeout)
+                task_id, answer = parse_accepted(data)
+            except ConflictError as exc:
+                emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
+                return _after_conflict(exc, body, ambiguous, adopt=adopt)
+            except VidgoError as exc:
+                failure = classify(exc)
+                if failure is Failure.AMBIGUOUS:
+                    ambiguous = exc
+                if failure is not Failure.FINAL:
+                    self.budget.record_failure()
+                delay = pauses.send(exc)
+                if failure is Failure.FINAL or self._gives_up(attempt, deadline, delay):
+                    emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
+                    if ambiguous is not None:
+                        answer_error = None if ambiguous is exc else exc
+                        raise _unknown(body, ambiguous, answer_error) from exc
+                    raise
+                logger.debug(
+                    "submit attempt %d failed (%s); retrying in %.2fs",
+                    attempt,
+                    type(exc).__name__,
+                    delay,
+                )
+                emit(
+                    self.hook,
+                    "retry",
+                    attempt=attempt,
+                    delay=delay,
+                    error=type(exc).__name__,
+                    path=SUBMIT_PATH,
+                )
+                await self.lifecycle.sleep(delay)
+            else:
+                self.budget.record_success()
+                logger.debug("submitted %s: task %s", body["model"], task_id)
+                emit(self.hook, "submit", task_id=task_id, attempt=attempt)
+                return Accepted(task_id, answer)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _gives_up(self, attempt: int, deadline: Deadline | None, delay: float) -> bool:
+        if deadline is None:
+            return attempt >= self.retry.max_attempts or not self.budget.allows_retry()
+        # With a deadline: stop when the next attempt could only start at or past it.
+        left = deadline.remaining()
+        return left is not None and left <= delay
+
+
+def _after_conflict(
+    exc: ConflictError, body: dict[str, Any], ambiguous: VidgoError | None, *, adopt: bool
+) -> Accepted:
+    if exc.task_id is not None and (adopt or ambiguous is not None):
+        # The server named the task: ours from an earlier, unanswered attempt, or
+        # (adopt) the one that converted this track before.
+        return Accepted(exc.task_id, None)
+    if ambiguous is not None:
+        raise _unknown(body, ambiguous, exc) from exc
+    kind = AlreadyConvertedError if body["model"] == WAV_MODEL else ConflictError
+    raise kind(exc.message, status=exc.status, code=exc.code, task_id=exc.task_id) from exc
+
+
+def _unknown(
+    body: dict[str, Any], cause: VidgoError, answer: VidgoError | None
+) -> SubmitOutcomeUnknownError:
+    model, input = body["model"], body["input"]
+    later = "" if answer is None else f"; a later attempt got {type(answer).__name__}: {answer}"
+    return SubmitOutcomeUnknownError(
+        f"{model} submit for {input!r:.200} may have been accepted: an attempt failed after "
+        f"it was sent ({type(cause).__name__}: {cause}){later}; "
+        "do not resubmit blindly, look the task up instead",
+        model=model,
+        input=input,
+        answer=answer,
+    )

@@ -1,0 +1,256 @@
+"""Waiting on a task: a poll loop bounded by a deadline, maybe paced by callbacks.
+
+A failed poll is "no news" unless the classification table calls it final:
+transport errors, 429, 5xx and garbage bodies only push the next poll back
+(to any ``Retry-After``). Only a final answer (400, 401, 403, 404 ...), a
+closed client or the deadline ends a wait early. Every pause comes from the
+poll schedule (``_timing.schedules``), never runs past
+``PollPolicy.max_interval`` unless the server or the callback safety net
+asks for it, and ends early enough for a last read before the deadline.
+
+This loop stays ours rather than backoff's: backoff knows neither deadlines
+nor a schedule that follows the task's reported progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+
+import attrs
+
+from .._config import PollPolicy
+from .._events import emit
+from .._lifecycle import Lifecycle
+from .._models import Task, TaskHandle, TaskStatus
+from .._timing.classify import retryable, stretch
+from .._timing.deadline import Deadline
+from .._timing.schedules import PollSchedule
+from ..errors import (
+    InvalidResponseError,
+    NotFoundError,
+    TaskFailedError,
+    TaskTimeoutError,
+    VidgoError,
+)
+from .callbacks import CallbackPacer, Registry
+from .reads import Reader
+
+__all__ = ["Poller", "Waits"]
+
+logger = logging.getLogger("vidgo_async")
+
+_WAV_URL_REREADS = 10  # without a deadline: reads of a finished task that lacks its wav_url
+
+
+@attrs.define
+class Waits:
+    """Makes the client's waits: its reader, lifecycle, poll policy and callback registry."""
+
+    reader: Reader
+    lifecycle: Lifecycle
+    policy: PollPolicy
+    callbacks: Registry | None = None
+
+    def poller(
+        self,
+        handle: TaskHandle,
+        deadline: Deadline,
+        *,
+        policy: PollPolicy | None = None,
+        first_delay: float | None = None,
+        submitted_at: float | None = None,
+        gate: asyncio.Semaphore | None = None,
+    ) -> Poller:
+        """The poll loop of one wait.
+
+        Args:
+            first_delay: The pause before the first poll (default: the policy's ``initial``).
+            submitted_at: When this client submitted the task (``None``: not
+                here), so that its 404s before a first answer are no news.
+            gate: Held during each poll (a batch's bound on requests in flight).
+        """
+        policy = policy or self.policy
+        pacer = None
+        if self.callbacks is not None:
+            pacer = self.callbacks.pacer(handle.task_id, policy, self.lifecycle)
+        return Poller(
+            reader=self.reader,
+            lifecycle=self.lifecycle,
+            handle=handle,
+            deadline=deadline,
+            schedule=PollSchedule(policy, started=submitted_at),
+            delay=policy.initial if first_delay is None else first_delay,
+            pacer=pacer,
+            fresh=submitted_at is not None,
+            gate=gate,
+        )
+
+    async def until_done(self, poller: Poller) -> Task:
+        """The finished task.
+
+        Raises:
+            TaskFailedError: The task failed.
+            TaskTimeoutError: The deadline passed first.
+            ClientClosedError: The client was closed.
+        """
+        while True:
+            task = await poller.next()
+            if task.status is TaskStatus.FINISHED:
+                return task
+            poller.fail_if_failed(task)
+
+    async def wav_url(self, poller: Poller) -> str:
+        """The WAV URL of the track the poller's handle names, once its task finished.
+
+        A finished task without it is polled on as "no news", in case the
+        files lag behind the status - until the deadline (or, without one, a
+        few more reads).
+
+        Raises:
+            InvalidResponseError: It finished and never showed a usable WAV URL.
+            Same as :meth:`until_done` otherwise.
+        """
+        rereads = 0
+        while True:
+            try:
+                task = await poller.next()
+            except TaskTimeoutError as exc:
+                last = poller.last
+                if last is not None and last.status is TaskStatus.FINISHED:
+                    raise _no_wav_url(last) from exc
+                raise
+            poller.fail_if_failed(task)
+            if task.status is TaskStatus.FINISHED:
+                url = task.wav_url_for(poller.handle.audio_id)
+                if url is not None:
+                    return url
+                rereads += 1
+                if poller.deadline.at is None and rereads > _WAV_URL_REREADS:
+                    raise _no_wav_url(task)
+
+    async def changes(self, poller: Poller) -> AsyncGenerator[Task, None]:
+        """Polled snapshots whose status or progress differs from the one before; ends terminal."""
+        previous: Task | None = None
+        while True:
+            task = await poller.next()
+            if previous is None or (task.status, task.progress) != (
+                previous.status,
+                previous.progress,
+            ):
+                yield task
+            if task.is_terminal:
+                return
+            previous = task
+
+
+@attrs.define
+class Poller:
+    """One wait's poll loop, a step at a time: pause (maybe cut short by a
+    callback), check the deadline, read the task; repeat until a read succeeds."""
+
+    reader: Reader
+    lifecycle: Lifecycle
+    handle: TaskHandle
+    deadline: Deadline
+    schedule: PollSchedule
+    delay: float  # the pause before the next poll
+    pacer: CallbackPacer | None = None
+    fresh: bool = False  # submitted by this client: 404s before a first answer are no news
+    gate: asyncio.Semaphore | None = None  # held during each poll
+    last: Task | None = None
+    last_call: bool = False  # the next read is the last before the deadline
+
+    async def next(self) -> Task:
+        """The next snapshot a poll reads, after the pause.
+
+        Raises:
+            TaskTimeoutError: The deadline passed first; carries the last snapshot.
+            ClientClosedError: The client was closed.
+            VidgoError: A final error answer (400, 401, 403, 404 ...).
+        """
+        while True:
+            await self._pause()
+            if self.deadline.expired():
+                raise self._timeout()
+            try:
+                task = await self._read()
+            except VidgoError as exc:
+                if not (retryable(exc) or self._unseen(exc)):
+                    raise
+                if self.deadline.expired():
+                    raise self._timeout() from exc
+                max_wait = self.reader.retry.max_retry_after
+                self.delay = stretch(self.schedule.next(None), exc, max_wait)
+                logger.debug("poll of %s failed (%s); next in %.2fs", self.handle, exc, self.delay)
+                continue
+            self._note(task)
+            return task
+
+    async def _read(self) -> Task:
+        if self.gate is None:
+            return await self.reader.poll(self.handle.task_id, self.deadline)
+        async with self.gate:
+            return await self.reader.poll(self.handle.task_id, self.deadline)
+
+    async def _pause(self) -> None:
+        delay = self.delay
+        if self.pacer is not None:
+            delay = self.pacer.delay(delay, self.deadline)
+        if self.last_call:  # the last read was made: nothing more before the deadline
+            delay = self.deadline.clamp(delay)
+        else:
+            cut = self.deadline.pause(delay)
+            self.last_call = cut < delay
+            delay = cut
+        if delay <= 0:
+            return
+        if self.pacer is None:
+            await self.lifecycle.sleep(delay)
+        elif await self.pacer.nap(delay):
+            emit(self.reader.hook, "callback", task_id=self.handle.task_id)
+
+    def _note(self, task: Task) -> None:
+        last = self.last
+        if last is None or task.status is not last.status:
+            logger.debug("task %s is %s", task.task_id, task.status.value)
+            emit(self.reader.hook, "status", task_id=task.task_id, status=task.status)
+        if self.pacer is not None:
+            self.pacer.observe(task)
+        self.last = task
+        self.delay = self.schedule.next(task)
+
+    def _unseen(self, exc: VidgoError) -> bool:
+        # A task this client just submitted may not be readable yet (eventual
+        # consistency): until one read succeeds, its 404 is no news.
+        return self.fresh and self.last is None and isinstance(exc, NotFoundError)
+
+    def fail_if_failed(self, task: Task) -> None:
+        """Raise :class:`TaskFailedError` if ``task`` failed."""
+        if task.status is TaskStatus.FAILED:
+            raise TaskFailedError(
+                f"task {task.task_id} failed: {task.error_message or 'no reason given'}",
+                handle=self.handle,
+                task=task,
+                error_message=task.error_message,
+            )
+
+    def _timeout(self) -> TaskTimeoutError:
+        """The error of a wait whose deadline passed, with what it last saw."""
+        last = self.last
+        state = "never read" if last is None else last.status.value
+        if last is not None and last.progress is not None:
+            state += f", {last.progress:g}%"
+        return TaskTimeoutError(
+            f"task {self.handle.task_id} did not finish before the deadline (last seen: "
+            f"{state}); it keeps running on the server - wait on the error's handle to resume",
+            handle=self.handle,
+            task=last,
+        )
+
+
+def _no_wav_url(task: Task) -> InvalidResponseError:
+    return InvalidResponseError(
+        f"task {task.task_id} finished without a usable wav_url (files: {len(task.files)})"
+    )

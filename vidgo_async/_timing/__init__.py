@@ -1,0 +1,6 @@
+"""Timing: pure rules, no I/O.
+
+``classify`` (what a failure may have done), ``deadline`` (when a wait ends),
+``schedules`` (how long to pause: backoff's generators fed from the
+policies), ``limits`` (the client-wide rate cap and retry budget).
+"""

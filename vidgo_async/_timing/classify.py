@@ -1,0 +1,69 @@
+"""The one classification table: what a failed request may have done on the server.
+
+============  =====================================  ==========================================
+failure       meaning                                answers
+============  =====================================  ==========================================
+unsent        the server never saw it                connection refused, DNS failure
+refused       seen, provably not processed           429, 501, 503
+ambiguous     it may have been processed             timeouts and resets after sending, every
+                                                     other 5xx, a 2xx that is not the JSON
+                                                     documented (or names another task)
+final         a definitive answer                    400, 401, 402, 403, 404, 409, 410, 422,
+                                                     every other 4xx; a closed client
+============  =====================================  ==========================================
+
+Reads (polls, GETs, downloads) retry every failure but a final one. Submits
+retry unsent and refused failures freely, and ambiguous ones under the
+submit rule (``_ops.submit``). Every caller asks :func:`classify`; how long
+a server's ``Retry-After`` stretches a pause is :func:`stretch`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ..errors import (
+    APIError,
+    InvalidResponseError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
+
+__all__ = ["Failure", "classify", "retryable", "stretch"]
+
+# Statuses that prove the server did not process the request.
+_REFUSED = frozenset({429, 501, 503})
+
+
+class Failure(enum.Enum):
+    """What a failed request may have done on the server."""
+
+    UNSENT = "unsent"
+    REFUSED = "refused"
+    AMBIGUOUS = "ambiguous"
+    FINAL = "final"
+
+
+def classify(exc: BaseException) -> Failure:
+    """The row of the table ``exc`` falls in."""
+    if isinstance(exc, TransportError):
+        return Failure.AMBIGUOUS if exc.sent else Failure.UNSENT
+    if isinstance(exc, APIError):
+        if exc.status in _REFUSED:
+            return Failure.REFUSED
+        return Failure.AMBIGUOUS if 500 <= exc.status < 600 else Failure.FINAL
+    if isinstance(exc, InvalidResponseError):
+        return Failure.AMBIGUOUS
+    return Failure.FINAL
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a read that failed with ``exc`` is worth another attempt."""
+    return classify(exc) is not Failure.FINAL
+
+
+def stretch(delay: float, exc: BaseException, cap: float) -> float:
+    """``delay``, lengthened to the ``Retry-After`` that came with ``exc`` (at most ``cap``)."""
+    retry_after = exc.retry_after if isinstance(exc, (RateLimitError, ServerError)) else None
+    return delay if retry_after is None else max(delay, min(retry_after, cap))

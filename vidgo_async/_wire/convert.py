@@ -1,0 +1,246 @@
+"""The one wire converter: JSON shapes to models and back, through one cattrs converter.
+
+Lenient where the API is loose (unknown status strings, odd ``progress``,
+unparsable timestamps, unknown keys, integer ids), strict where going on
+would be wrong: no task id, an id that could not be sent back unchanged,
+an answer about another task. Every failure here becomes
+:class:`InvalidResponseError`; no ``KeyError``, ``OverflowError`` or
+``RecursionError`` escapes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from .._models import Balance, Task, TaskFile, TaskHandle, TaskStatus
+from ..errors import InvalidResponseError
+
+__all__ = [
+    "converter",
+    "dump_handle",
+    "load_handle",
+    "parse_accepted",
+    "parse_balance",
+    "parse_task",
+    "server_id",
+]
+
+MAX_ID = 256
+_LENGTH_LIMIT = 40  # digits of a number worth reading; longer ones are not data
+
+
+def server_id(value: Any, _: object = None) -> str:
+    """A task id the server sent, as the string we will send back.
+
+    Raises:
+        InvalidResponseError: Not a non-blank string (or integer) of at most
+            256 characters, or not one that survives being sent back (a lone
+            surrogate has no UTF-8 form).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**_LENGTH_LIMIT:
+        return str(value)  # ids are strings in the docs, integers on some platforms
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID:
+        raise InvalidResponseError(f"not a usable task id: {value!r:.80}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidResponseError(
+                f"a task id that cannot be sent back: {value!r:.80}"
+            ) from None
+    return value
+
+
+def _number(value: Any) -> float | None:
+    """A finite number, from a JSON number or a numeric string (``"42"``, ``"42%"``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip().rstrip("%")
+        if len(text) > _LENGTH_LIMIT:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        value = float(value) if abs(value) < 10**_LENGTH_LIMIT else math.inf
+    return value if isinstance(value, float) and math.isfinite(value) else None
+
+
+def _progress(value: Any, _: object) -> float | None:
+    number = _number(value)
+    return None if number is None else min(100.0, max(0.0, number))
+
+
+def _datetime(value: Any, _: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.strip())  # ISO 8601, "Z" included, since 3.11
+    except ValueError:
+        return None
+
+
+def _text(value: Any, _: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)  # already parsed once: its depth is a JSON decoder's
+    return str(value) if isinstance(value, (int, float, bool)) else None
+
+
+def _files(value: Any, _: object) -> tuple[TaskFile, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(TaskFile(item) for item in value if isinstance(item, dict))
+
+
+def _raw_status(value: Any, _: object) -> str:
+    return value if isinstance(value, str) else repr(value)[:80]
+
+
+def _status(value: Any, _: object) -> TaskStatus:
+    return TaskStatus.parse(value)
+
+
+converter = cattrs.Converter(detailed_validation=False)
+converter.register_structure_hook(
+    Task,
+    make_dict_structure_fn(
+        Task,
+        converter,
+        task_id=override(struct_hook=server_id),
+        status=override(struct_hook=_status),
+        raw_status=override(rename="status", struct_hook=_raw_status),
+        files=override(struct_hook=_files),
+        created_time=override(struct_hook=_datetime),
+        progress=override(struct_hook=_progress),
+        error_message=override(struct_hook=_text),
+    ),
+)
+converter.register_structure_hook(
+    Balance,
+    make_dict_structure_fn(
+        Balance,
+        converter,
+        credits_amount=override(struct_hook=lambda value, _: _required(_number(value))),
+        email=override(struct_hook=lambda value, _: value if isinstance(value, str) else None),
+    ),
+)
+
+
+def _required(number: float | None) -> float:
+    if number is None:
+        raise ValueError("not a finite number")
+    return number
+
+
+def _one_object(data: Any) -> Mapping[str, Any]:
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]  # a one-task list, as some platforms wrap it
+    if not isinstance(data, Mapping):
+        raise InvalidResponseError("expected a task object in data", excerpt=_excerpt(data))
+    return data
+
+
+def _excerpt(value: object) -> str:
+    try:
+        return repr(value)[:120]
+    except RecursionError:  # a list nested past the interpreter's limit
+        return type(value).__name__
+
+
+def parse_task(data: Any, *, task_id: str | None = None) -> Task:
+    """The :class:`Task` a ``data`` object describes.
+
+    Args:
+        data: The envelope's ``data``.
+        task_id: The id asked for: used when ``data`` names none, and an
+            answer naming another task is refused.
+
+    Raises:
+        InvalidResponseError: ``data`` is not a description of that task.
+    """
+    data = _one_object(data)
+    if not data.get("task_id"):
+        fallback = data.get("id") or task_id  # "id" on some platforms; else the id asked for
+        data = {**data, "task_id": fallback}
+    try:
+        task = converter.structure(data, Task)
+    except InvalidResponseError:
+        raise
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
+        raise InvalidResponseError("unreadable task object", excerpt=_excerpt(data)) from exc
+    if task_id is not None and task.task_id != task_id:
+        raise InvalidResponseError(
+            f"asked for task {task_id!r:.80}, the answer is about {task.task_id!r:.80}"
+        )
+    return task
+
+
+def parse_accepted(data: Any) -> tuple[str, Mapping[str, Any]]:
+    """The id of the task a submit answer's ``data`` names, and the object naming it.
+
+    Only the id is read (a wait needs nothing else): an answer with no
+    ``status`` - some platforms send the id alone - is accepted too.
+
+    Raises:
+        InvalidResponseError: ``data`` names no usable task id.
+    """
+    data = _one_object(data)
+    return server_id(data.get("task_id") or data.get("id")), data
+
+
+def parse_balance(data: Any) -> Balance:
+    """The :class:`Balance` a ``data`` object describes.
+
+    Raises:
+        InvalidResponseError: ``data`` has no finite numeric ``credits_amount``.
+    """
+    try:
+        balance: Balance = converter.structure(data, Balance)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise InvalidResponseError(
+            "expected a numeric credits_amount", excerpt=_excerpt(data)
+        ) from exc
+    return balance
+
+
+def dump_handle(handle: TaskHandle) -> str:
+    """``handle`` as a JSON string."""
+    return json.dumps(converter.unstructure(handle), sort_keys=True)
+
+
+def load_handle(text: str | bytes) -> TaskHandle:
+    """The handle ``text`` describes.
+
+    Raises:
+        ValueError: ``text`` is not a JSON task handle.
+    """
+    try:
+        data = json.loads(text)
+        # cattrs would turn any value into a str (5.5 -> "5.5"): check the JSON types first.
+        if not isinstance(data, dict) or not _handle_fields_ok(data):
+            raise ValueError("wrong shape")
+        handle: TaskHandle = converter.structure(data, TaskHandle)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ValueError(f"not a task handle: {str(text)[:80]!r}") from exc
+    return handle
+
+
+def _handle_fields_ok(data: dict[str, Any]) -> bool:
+    task_id = data.get("task_id")
+    if not isinstance(task_id, str) or not task_id.strip():
+        return False
+    if not isinstance(data.get("model", ""), str):
+        return False
+    optional = (data.get(name) for name in ("source_task_id", "audio_id"))
+    return all(value is None or isinstance(value, str) for value in optional)

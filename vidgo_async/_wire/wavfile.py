@@ -1,0 +1,116 @@
+"""A download on disk: the ``.part`` file it grows in, and the checks of its RIFF/WAVE header."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from ..errors import InvalidResponseError
+from .envelope import excerpt
+
+__all__ = ["HEAD", "PartFile", "is_wav", "part_size", "resume_offset", "riff_mismatch"]
+
+#: Bytes of the header checked: ``RIFF`` (or ``RF64``), the size, ``WAVE``.
+HEAD = 12
+#: RIFF sizes that promise nothing: streaming writers leave 0 or all ones there.
+_UNKNOWN_SIZES = frozenset({0, 0xFFFFFFFF})
+
+
+def is_wav(head: bytes) -> bool:
+    """Whether ``head`` starts a RIFF/WAVE (or RF64/WAVE) file."""
+    return len(head) >= HEAD and head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE"
+
+
+def riff_mismatch(head: bytes, size: int) -> str | None:
+    """Why a file of ``size`` bytes disagrees with the size its RIFF header declares, if it does.
+
+    RF64 files and RIFF sizes of 0 or 0xFFFFFFFF declare nothing usable and
+    always pass; so does a header too short to read.
+    """
+    if len(head) < 8 or head[:4] != b"RIFF":
+        return None
+    declared = int.from_bytes(head[4:8], "little")
+    if declared in _UNKNOWN_SIZES or declared + 8 == size:
+        return None
+    return f"the RIFF header declares {declared + 8} bytes, got {size}"
+
+
+class PartFile:
+    """The ``.part`` file opened at ``start``; closed on exit unless committed."""
+
+    def __init__(self, path: Path, start: int, check_wav: bool) -> None:
+        self._path = path
+        # Blocking writes of one chunk to the page cache are brief; fsync runs in a thread.
+        self._file = open(path, "r+b" if start else "wb")  # noqa: SIM115 - closed in __exit__/commit
+        # A resumed file's header is on disk (_resume_offset keeps none shorter).
+        self._head = self._file.read(HEAD) if start and check_wav else b""
+        self._file.seek(start)
+        self._file.truncate()
+        self._committed = False
+        self._check_wav = check_wav
+        self.size = start
+
+    def __enter__(self) -> PartFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._committed:
+            self._file.close()
+
+    def write(self, chunk: bytes) -> None:
+        """Append ``chunk``; check the header once its 12 bytes are in."""
+        if self._check_wav and self.size < HEAD:
+            self._head += chunk[: HEAD - self.size]
+            if len(self._head) == HEAD:
+                self._require_wav()
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    def riff_problem(self) -> str | None:
+        """How the size disagrees with the RIFF header's, if it does and WAVs are checked."""
+        return riff_mismatch(self._head, self.size) if self._check_wav else None
+
+    async def commit(self, target: Path) -> None:
+        """fsync, close and rename to ``target`` in a thread, which then owns the file."""
+        if self._check_wav and self.size < HEAD:
+            self._require_wav()  # the whole file is shorter than a header
+        self._committed = True
+        await asyncio.to_thread(self._commit, target)
+
+    def _commit(self, target: Path) -> None:
+        with self._file:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        os.replace(self._path, target)
+        if hasattr(os, "O_DIRECTORY"):
+            fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _require_wav(self) -> None:
+        if not is_wav(self._head):
+            self._file.close()
+            self._path.unlink(missing_ok=True)
+            raise InvalidResponseError("not a WAV file", status=200, excerpt=excerpt(self._head))
+
+
+def part_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def resume_offset(part: Path, check_wav: bool) -> int:
+    """Bytes of ``part`` worth keeping: all of it, unless too short or not a WAV."""
+    size = part_size(part)
+    if size < HEAD:
+        return 0
+    if check_wav:
+        with part.open("rb") as file:
+            if not is_wav(file.read(HEAD)):
+                return 0
+    return size
