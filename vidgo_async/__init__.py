@@ -6,6 +6,9 @@ Convert generated music tracks to WAV, safely and economically::
         url = await client.convert_to_wav(task_id, audio_id)
 """
 
+import importlib.metadata
+import logging
+
 from ._batch.run import BatchProgress
 from ._client import VidgoClient
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
@@ -35,7 +38,9 @@ from .errors import (
     VidgoError,
 )
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("vidgo-async")
+
+logging.getLogger("vidgo_async").addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -2,14 +2,19 @@
 
 Example::
 
-    from vidgo_async.testing import FakeVidgo, Fault
+    from vidgo_async.testing import FakeVidgo, Fault, fast_client
 
-    async with FakeVidgo(api_key="test-key") as fake:
+    async with FakeVidgo(api_key="test-key") as fake, fast_client(fake) as client:
         fake.inject(Fault.rate_limited(retry_after="1"), route="submit")
-        ...  # point a client at fake.url
+        url = await client.convert_to_wav("5c79xxxxbe8e", "e231xxxx-8cadc7dc")
+
+``FAST_POLL``, ``FAST_RETRY`` and ``FAST_TIMEOUTS`` are the policies that
+:func:`fast_client` (and the pytest plugin's ``vidgo_client``) use, scaled to
+the fake's fast clock.
 """
 
 from ._delivery import CallbackAttempt, CallbackBody, CallbackDelivery, CallbackFaults
+from ._fast import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, fast_client
 from ._faults import Fault, FaultKind, RouteName
 from ._log import RecordedRequest
 from ._server import DEFAULT_WAV_SIZE, FakeVidgo, serve
@@ -18,6 +23,9 @@ from ._wav import iter_wav, wav_header
 
 __all__ = [
     "DEFAULT_WAV_SIZE",
+    "FAST_POLL",
+    "FAST_RETRY",
+    "FAST_TIMEOUTS",
     "CallbackAttempt",
     "CallbackBody",
     "CallbackDelivery",
@@ -28,6 +36,7 @@ __all__ = [
     "FaultKind",
     "RecordedRequest",
     "RouteName",
+    "fast_client",
     "iter_wav",
     "serve",
     "wav_header",
