@@ -227,8 +227,7 @@ class HostileServer:
         finally:
             self._conns.discard(conn)
             self._handlers.discard(task)
-            if conn.open:
-                conn.close()
+            conn.close()
 
     async def _read(self, reader: asyncio.StreamReader) -> Request | None:
         try:
@@ -412,7 +411,10 @@ def half_close() -> Action:
 
     async def action(server: HostileServer, request: Request, conn: Conn) -> None:
         conn.writer.write_eof()
-        conn.open = False
+        with contextlib.suppress(ConnectionError):
+            while await conn.reader.read(65536):  # until the client gives up
+                pass
+        conn.close()
 
     return action
 
