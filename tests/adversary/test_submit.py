@@ -284,7 +284,7 @@ async def test_redirect_on_submit_is_not_followed(server: HostileServer, sdk: Vi
         where = f"{other.url}/api/generate/submit"
         server.script(SUBMIT, *[reply(307, b"", [("Location", where)]) for _ in range(10_000)])
         with pytest.raises(VidgoError) as info:
-            await convert(sdk, timeout=1)
+            await convert(sdk, timeout=0.5)
         assert not isinstance(info.value, FORBIDDEN)
         assert other.log == []
 

@@ -95,6 +95,24 @@ async def test_5xx_until_the_deadline_is_a_timeout(
     assert len(server.hits(DETAIL)) > 3
 
 
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(
+    "retry_after", ["99999999999", "Wed, 21 Oct 2099 07:28:00 GMT", "-1", "1e400", "junk"]
+)
+@pytest.mark.asyncio
+async def test_odd_retry_after_on_polls(
+    server: HostileServer, sdk: VidgoClient, status: int, retry_after: str
+) -> None:
+    """A huge, far-future, negative or junk Retry-After on a poll is capped: the wait goes on."""
+    server.add_task("t1")
+    server.script(DETAIL, reply(status, b"", [("Retry-After", retry_after)]))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task = await asyncio.wait_for(sdk.wait("t1", timeout=3), 5)
+    assert task.status.value == "finished"
+    assert loop.time() - started < 1.0
+
+
 # -- 4. pacing: never past max_interval, a last read before the deadline -------------
 
 
@@ -107,10 +125,11 @@ async def test_stuck_progress_never_sleeps_past_max_interval(
     server.task_defaults = {"finish_after": 0.6, "progress": 1}
     loop = asyncio.get_running_loop()
     started = loop.time()
-    url = await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=10), 4)
+    url = await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=10), 2.5)
     assert url == f"{server.url}/files/wav-1.wav"
-    assert loop.time() - started < 0.6 + 0.3
-    assert max(gaps([hit.at for hit in server.hits(DETAIL)])) < 0.05 * 1.1 + 0.1
+    assert loop.time() - started < 0.6 + 0.4
+    # max_interval plus jitter, and room for a busy machine; a progress estimate sleeps seconds.
+    assert max(gaps([hit.at for hit in server.hits(DETAIL)])) < 0.05 * 1.1 + 0.2
 
 
 @pytest.mark.xfail(strict=True, reason="issue 12 #4: the wait sleeps to its deadline, no last read")
@@ -270,9 +289,9 @@ async def test_unusable_wav_url_is_no_result(
     server.task_defaults = {"files": [{"wav_url": bad}]}
     server.add_task("t1", files=[{"wav_url": bad}])
     if entry == "convert_to_wav":
-        call = sdk.convert_to_wav(PARENT, TRACK, timeout=0.5)
+        call = sdk.convert_to_wav(PARENT, TRACK, timeout=0.3)
     else:
-        call = sdk.await_task("t1", timeout=0.5)
+        call = sdk.await_task("t1", timeout=0.3)
     with pytest.raises(VidgoError) as info:
         await asyncio.wait_for(call, 5)
     assert not isinstance(info.value, FORBIDDEN)
