@@ -1,0 +1,75 @@
+"""convert_many against a hostile server: never a second creation, journal, account refusals."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vidgo_async import ConversionResult, SubmitOutcomeUnknownError, VidgoClient
+
+from .server import SUBMIT, HostileServer, reply, reset
+
+PAIRS = [("parent-1", f"track-{i}") for i in range(6)]
+
+
+async def run(batch: AsyncIterator[ConversionResult], limit: float = 8) -> list[ConversionResult]:
+    async def collect() -> list[ConversionResult]:
+        return [result async for result in batch]
+
+    return await asyncio.wait_for(collect(), limit)
+
+
+@pytest.mark.asyncio
+async def test_resets_after_creation_never_create_twice(
+    server: HostileServer, sdk: VidgoClient, tmp_path: Path
+) -> None:
+    """Every submit reset after its creation is settled by the 409 naming it: one creation each."""
+    server.script(SUBMIT, *[reset() for _ in PAIRS])
+    results = await run(sdk.convert_many(PAIRS, timeout=3, journal=tmp_path / "j.sqlite"))
+    assert sorted(r.audio_id for r in results if r.ok) == sorted(a for _, a in PAIRS)
+    assert set(server.creations.values()) == {1}
+    wav_of = {server.tasks[t].audio_id: f"{server.url}/files/{t}.wav" for t in server.tasks}
+    assert all(r.wav_url == wav_of[r.audio_id] for r in results)
+
+
+@pytest.mark.asyncio
+async def test_rerun_never_resubmits_an_unknown_outcome(
+    server: HostileServer, make_sdk: Any, tmp_path: Path
+) -> None:
+    """A pair left SubmitOutcomeUnknown is never submitted again by a re-run with the journal."""
+    journal = tmp_path / "j.sqlite"
+    pair = [PAIRS[0]]
+    server.script(SUBMIT, reset(), reply(409, {"code": 409, "message": "converted"}))
+    first = await run(make_sdk().convert_many(pair, timeout=2, journal=journal))
+    assert isinstance(first[0].error, SubmitOutcomeUnknownError)
+    submits = len(server.hits(SUBMIT))
+    again = await run(make_sdk().convert_many(pair, timeout=2, journal=journal))
+    assert isinstance(again[0].error, SubmitOutcomeUnknownError)
+    assert len(server.hits(SUBMIT)) == submits
+    assert server.creations[PAIRS[0][1]] == 1
+
+
+@pytest.mark.xfail(strict=True, reason="own (DESIGN, Batches): every pair is still submitted")
+@pytest.mark.parametrize("status", [401, 402, 403])
+@pytest.mark.asyncio
+async def test_account_refusal_stops_the_batch_submits(
+    server: HostileServer, sdk: VidgoClient, status: int
+) -> None:
+    """401, 402 or 403 on a submit stops the batch's submits at once (one worker: one submit)."""
+    server.script(SUBMIT, *[reply(status, {"code": status, "message": "no"}) for _ in PAIRS])
+    results = await run(sdk.convert_many(PAIRS, concurrency=1, timeout=3))
+    assert len(results) == len(PAIRS)
+    assert not any(r.ok for r in results)
+    assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.asyncio
+async def test_duplicate_pairs_are_converted_once(server: HostileServer, sdk: VidgoClient) -> None:
+    """A pair listed three times is submitted once and reported three times."""
+    results = await run(sdk.convert_many([PAIRS[0]] * 3 + [PAIRS[1]], timeout=3))
+    assert len(results) == 4 and all(r.ok for r in results)
+    assert len(server.hits(SUBMIT)) == 2

@@ -1,0 +1,299 @@
+"""Submits against a hostile server: ambiguity, refusals, odd answers (issue 12 #1, #2)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from vidgo_async import (
+    APIError,
+    InsufficientCreditsError,
+    SubmitOutcomeUnknownError,
+    VidgoClient,
+    VidgoError,
+)
+
+from .server import SUBMIT, HostileServer, envelope, raw, reply, reset, running
+from .support import FORBIDDEN, chain
+
+PARENT, TRACK = "parent-1", "track-1"
+
+
+def error_body(status: int) -> dict[str, Any]:
+    return {"code": status, "message": f"refused with {status}"}
+
+
+async def convert(sdk: VidgoClient, timeout: float = 3.0) -> str:
+    return await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=timeout), 8)
+
+
+async def submit(sdk: VidgoClient) -> str:
+    task = await asyncio.wait_for(sdk.submit_wav(PARENT, TRACK), 8)
+    return task.task_id
+
+
+ENTRIES = [pytest.param(convert, id="convert_to_wav"), pytest.param(submit, id="submit_wav")]
+
+
+def carries(exc: BaseException, status: int) -> bool:
+    return any(isinstance(item, APIError) and item.status == status for item in chain(exc))
+
+
+# -- 1. a definitive answer after an ambiguous attempt ----------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #1: the later 4xx escapes as a definite error")
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 410, 422])
+@pytest.mark.asyncio
+async def test_definitive_answer_after_reset_is_unknown(
+    server: HostileServer, sdk: VidgoClient, entry: Any, status: int
+) -> None:
+    """After a reset that followed a creation, a retry's 4xx raises SubmitOutcomeUnknownError."""
+    server.script(SUBMIT, reset(), reply(status, error_body(status)))
+    with pytest.raises(VidgoError) as info:
+        await entry(sdk)
+    assert type(info.value) is SubmitOutcomeUnknownError, repr(info.value)
+    assert carries(info.value, status)
+    assert server.creations[TRACK] == 1
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.asyncio
+async def test_conflict_without_id_after_reset_is_unknown(
+    server: HostileServer, sdk: VidgoClient, entry: Any
+) -> None:
+    """After an ambiguous attempt, a 409 that names no task raises SubmitOutcomeUnknownError."""
+    server.script(SUBMIT, reset(), reply(409, error_body(409)))
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
+        await entry(sdk)
+    assert carries(info.value, 409)
+    assert server.creations[TRACK] == 1
+
+
+@pytest.mark.asyncio
+async def test_conflict_naming_the_task_after_reset_carries_on(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """After a reset, a 409 naming the created task is waited on: the WAV URL comes back."""
+    server.script(SUBMIT, reset())  # then the documented 409 naming wav-1
+    url = await convert(sdk)
+    assert url == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
+    assert len(server.hits(SUBMIT)) == 2
+
+
+@pytest.mark.asyncio
+async def test_conflict_naming_an_integer_id_after_reset_carries_on(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A 409 naming the task by an integer id (some platforms) is waited on as its string."""
+    server.add_task("12345", audio_id=TRACK)
+    conflict = {"code": 409, "message": "converted", "data": {"task_id": 12345}}
+    server.script(SUBMIT, reset(), reply(409, conflict))
+    assert await convert(sdk) == f"{server.url}/files/12345.wav"
+
+
+@pytest.mark.asyncio
+async def test_garbage_2xx_then_conflict_naming_task_carries_on(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A 2xx whose body was cut short (wrong Content-Length) is ambiguous; the 409 settles it."""
+    body = b'{"code": 200, "data": {"task_id": "wav-1", "status": "not_started"}}'
+    server.script(SUBMIT, reply(200, body, process=True, length=20, close=True))
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
+
+
+@pytest.mark.asyncio
+async def test_html_200_then_conflict_naming_task_carries_on(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A proxy's HTML page with status 200 is ambiguous; the 409 naming the task settles it."""
+    page = b"<!doctype html><html><body>Welcome to nginx</body></html>"
+    server.script(SUBMIT, reply(200, page, [("Content-Type", "text/html")], process=True))
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
+
+
+# -- 2. CDN 5xx after the origin processed the submit; refusals ----------------------
+
+CDN = [520, 524, 599]
+CDN_XFAIL = pytest.mark.xfail(
+    strict=True, reason="issue 12 #2: a CDN 5xx on a submit is a ServerError at once"
+)
+
+
+@CDN_XFAIL
+@pytest.mark.parametrize("status", CDN)
+@pytest.mark.asyncio
+async def test_cdn_5xx_then_conflict_naming_task_carries_on(
+    server: HostileServer, sdk: VidgoClient, status: int
+) -> None:
+    """A 520/524/599 after a creation is ambiguous: the retry's 409 naming the task is waited on."""
+    server.script(SUBMIT, reply(status, b"origin error", process=True))
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
+
+
+@CDN_XFAIL
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("status", CDN)
+@pytest.mark.asyncio
+async def test_cdn_5xx_then_payment_required_is_unknown(
+    server: HostileServer, sdk: VidgoClient, entry: Any, status: int
+) -> None:
+    """A 520/524/599 after a creation, then a 402: SubmitOutcomeUnknownError, never ServerError."""
+    server.script(SUBMIT, reply(status, b"", process=True), reply(402, error_body(402)))
+    with pytest.raises(VidgoError) as info:
+        await entry(sdk)
+    assert type(info.value) is SubmitOutcomeUnknownError, repr(info.value)
+    assert server.creations[TRACK] == 1
+
+
+@CDN_XFAIL
+@pytest.mark.parametrize("status", CDN)
+@pytest.mark.asyncio
+async def test_cdn_5xx_until_deadline_is_unknown(
+    server: HostileServer, sdk: VidgoClient, status: int
+) -> None:
+    """A submit answered only 520/524/599 until its deadline ends in SubmitOutcomeUnknownError."""
+    server.script(SUBMIT, *[reply(status, b"", process=True) for _ in range(10_000)])
+    with pytest.raises(VidgoError) as info:
+        await convert(sdk, timeout=0.5)
+    assert type(info.value) is SubmitOutcomeUnknownError, repr(info.value)
+    assert len(server.hits(SUBMIT)) > 1  # it did retry, not give up at once
+
+
+REFUSED = [
+    pytest.param(503, id="503"),
+    pytest.param(429, id="429"),
+    pytest.param(
+        501,
+        id="501",
+        marks=pytest.mark.xfail(strict=True, reason="issue 12 #2: 501 on a submit is not retried"),
+    ),
+]
+
+
+@pytest.mark.parametrize("status", REFUSED)
+@pytest.mark.asyncio
+async def test_refused_submit_is_retried(
+    server: HostileServer, sdk: VidgoClient, status: int
+) -> None:
+    """503, 501 and 429 mean "not processed": the submit is retried and succeeds, once."""
+    server.script(SUBMIT, reply(status, error_body(status)))
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
+    assert len(server.hits(SUBMIT)) == 2
+
+
+@pytest.mark.parametrize("status", REFUSED)
+@pytest.mark.asyncio
+async def test_refused_then_payment_required_is_definite(
+    server: HostileServer, sdk: VidgoClient, status: int
+) -> None:
+    """After refusals only (nothing ambiguous), a 402 is a definite InsufficientCreditsError."""
+    server.script(SUBMIT, reply(status, error_body(status)), reply(402, error_body(402)))
+    with pytest.raises(InsufficientCreditsError):
+        await convert(sdk)
+    assert server.creations[TRACK] == 0
+
+
+# -- odd but plausible answers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    ["Wed, 21 Oct 2099 07:28:00 GMT", "-5", "99999999999999", "1e400", "NaN", "soon", "", "0x10"],
+)
+@pytest.mark.asyncio
+async def test_odd_retry_after_on_429_submit(
+    server: HostileServer, sdk: VidgoClient, retry_after: str
+) -> None:
+    """A 429 with a far-future date, negative, huge or junk Retry-After is retried promptly."""
+    server.script(SUBMIT, reply(429, error_body(429), [("Retry-After", retry_after)]))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert loop.time() - started < 2.0
+    assert server.creations[TRACK] == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(envelope({"task_id": "wav-1"}), id="no-status"),
+        pytest.param(envelope([{"task_id": "wav-1", "status": "not_started"}]), id="one-list"),
+        pytest.param(envelope({"task_id": "wav-1", "status": "NOT_STARTED"}, "200"), id="str-code"),
+        pytest.param({"code": 200, "data": {"id": "wav-1"}}, id="id-key"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_loose_submit_answers_are_accepted(
+    server: HostileServer, sdk: VidgoClient, answer: Any
+) -> None:
+    """A submit answer without status, as a one-item list, with code "200" or "id" is accepted."""
+    server.script(SUBMIT, reply(200, answer, process=True))
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
+    assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #1: the 402 after the ambiguous 2xx is definite")
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(envelope(None), id="data-null"),
+        pytest.param(envelope([{"task_id": "a"}, {"task_id": "b"}]), id="two-tasks"),
+        pytest.param(envelope({"task_id": ""}), id="empty-id"),
+        pytest.param(envelope({"task_id": "x" * 300}), id="long-id"),
+        pytest.param(envelope({"task_id": True}), id="bool-id"),
+        pytest.param(b'{"code": 200, "data": {"task_id": "a"}} trailing', id="trailing-junk"),
+        pytest.param(b"\xff\xfe\x00garbage", id="binary"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_unusable_2xx_submit_answers_are_ambiguous(
+    server: HostileServer, sdk: VidgoClient, answer: Any
+) -> None:
+    """A 2xx naming no usable task after a creation is ambiguous; 402 then -> outcome unknown."""
+    server.script(SUBMIT, reply(200, answer, process=True), reply(402, error_body(402)))
+    with pytest.raises(VidgoError) as info:
+        await convert(sdk)
+    assert type(info.value) is SubmitOutcomeUnknownError, repr(info.value)
+    assert server.creations[TRACK] == 1
+
+
+@pytest.mark.asyncio
+async def test_error_code_in_http_200_is_an_error(server: HostileServer, sdk: VidgoClient) -> None:
+    """An HTTP 200 carrying code 402 (no creation) raises InsufficientCreditsError."""
+    server.script(SUBMIT, reply(200, {"code": 402, "msg": "insufficient credits"}))
+    with pytest.raises(InsufficientCreditsError) as info:
+        await convert(sdk)
+    assert "insufficient credits" in info.value.message
+
+
+@pytest.mark.asyncio
+async def test_redirect_on_submit_is_not_followed(server: HostileServer, sdk: VidgoClient) -> None:
+    """A 307 on a submit is never followed to the other host (the key would go with it)."""
+    async with running("unused") as other:
+        where = f"{other.url}/api/generate/submit"
+        server.script(SUBMIT, *[reply(307, b"", [("Location", where)]) for _ in range(10_000)])
+        with pytest.raises(VidgoError) as info:
+            await convert(sdk, timeout=0.5)
+        assert not isinstance(info.value, FORBIDDEN)
+        assert other.log == []
+
+
+@pytest.mark.asyncio
+async def test_half_closed_submit_then_conflict_carries_on(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A submit closed without an answer after a creation is ambiguous; the 409 settles it."""
+    server.script(SUBMIT, raw(b"", process=True))
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1

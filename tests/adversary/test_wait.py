@@ -1,0 +1,449 @@
+"""Waits against a hostile server: 5xx, pacing, identity, closing, the poll cap (issue 12)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from vidgo_async import (
+    InvalidResponseError,
+    PollPolicy,
+    TaskTimeoutError,
+    VidgoClient,
+    VidgoError,
+)
+
+from .conftest import MakeSdk
+from .server import DETAIL, STATUS, HostileServer, hang, reply, reset
+from .support import FORBIDDEN
+
+PARENT, TRACK = "parent-1", "track-1"
+NEVER = 1e9  # finish_after of a task that never finishes
+T = TypeVar("T")
+
+
+async def collect(batch: AsyncIterator[T]) -> list[T]:
+    return [item async for item in batch]
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+def most_in_window(times: list[float], window: float) -> int:
+    """The most requests seen within any ``window`` seconds."""
+    times, best, start = sorted(times), 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+# -- 3. a 5xx on a poll is no news --------------------------------------------------
+
+SLIPPED_5XX = pytest.mark.xfail(strict=True, reason="issue 12 #3: this 5xx is final, not retried")
+ALL_5XX = [
+    pytest.param(status, marks=() if status in (500, 502, 503, 504) else SLIPPED_5XX)
+    for status in (500, 501, 502, 503, 504, 505, 507, 511, 520, 521, 522, 523, 524, 527, 530, 599)
+]
+
+
+@pytest.mark.parametrize("status", ALL_5XX)
+@pytest.mark.asyncio
+async def test_one_5xx_on_a_poll_does_not_end_the_wait(
+    server: HostileServer, sdk: VidgoClient, status: int
+) -> None:
+    """A single 5xx of any code on a poll is retried: the wait still returns the finished task."""
+    server.add_task("t1")
+    server.script(DETAIL, reply(status, b"<html>origin down</html>"))
+    task = await asyncio.wait_for(sdk.wait("t1", timeout=3), 5)
+    assert task.status.value == "finished"
+    assert len(server.hits(DETAIL)) == 2
+
+
+@pytest.mark.parametrize("status", ALL_5XX)
+@pytest.mark.asyncio
+async def test_one_5xx_on_get_task_is_retried(
+    server: HostileServer, sdk: VidgoClient, status: int
+) -> None:
+    """A single 5xx of any code on get_task is retried like any idempotent read."""
+    server.add_task("t1")
+    server.script(DETAIL, reply(status, {"code": status, "message": "busy"}))
+    task = await asyncio.wait_for(sdk.get_task("t1"), 5)
+    assert task.task_id == "t1"
+
+
+@pytest.mark.parametrize("status", [pytest.param(520, marks=SLIPPED_5XX), 502])
+@pytest.mark.asyncio
+async def test_5xx_until_the_deadline_is_a_timeout(
+    server: HostileServer, sdk: VidgoClient, status: int
+) -> None:
+    """Polls answered only 5xx go on until the deadline: TaskTimeoutError, not ServerError."""
+    server.add_task("t1")
+    server.script(DETAIL, *[reply(status, b"") for _ in range(10_000)])
+    with pytest.raises(VidgoError) as info:
+        await asyncio.wait_for(sdk.wait("t1", timeout=0.5), 5)
+    assert type(info.value) is TaskTimeoutError, repr(info.value)
+    assert len(server.hits(DETAIL)) > 3
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(
+    "retry_after", ["99999999999", "Wed, 21 Oct 2099 07:28:00 GMT", "-1", "1e400", "junk"]
+)
+@pytest.mark.asyncio
+async def test_odd_retry_after_on_polls(
+    server: HostileServer, sdk: VidgoClient, status: int, retry_after: str
+) -> None:
+    """A huge, far-future, negative or junk Retry-After on a poll is capped: the wait goes on."""
+    server.add_task("t1")
+    server.script(DETAIL, reply(status, b"", [("Retry-After", retry_after)]))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task = await asyncio.wait_for(sdk.wait("t1", timeout=3), 5)
+    assert task.status.value == "finished"
+    assert loop.time() - started < 1.0
+
+
+# -- 4. pacing: never past max_interval, a last read before the deadline -------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #4: a progress estimate sleeps past max_interval")
+@pytest.mark.asyncio
+async def test_stuck_progress_never_sleeps_past_max_interval(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """Progress stuck at 1% then finished: polls stay max_interval apart, the wait ends promptly."""
+    server.task_defaults = {"finish_after": 0.6, "progress": 1}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    url = await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=10), 2.5)
+    assert url == f"{server.url}/files/wav-1.wav"
+    assert loop.time() - started < 0.6 + 0.4
+    # max_interval plus jitter, and room for a busy machine; a progress estimate sleeps seconds.
+    assert max(gaps([hit.at for hit in server.hits(DETAIL)])) < 0.05 * 1.1 + 0.2
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #4: the wait sleeps to its deadline, no last read")
+@pytest.mark.parametrize("progress", [1, None, lambda age: 1 if age < 0.3 else 2])
+@pytest.mark.asyncio
+async def test_a_last_read_before_the_deadline(
+    server: HostileServer, sdk: VidgoClient, progress: Any
+) -> None:
+    """A task that finished before the deadline is found by a last read, even on a slow schedule."""
+    server.add_task("t1", finish_after=0.3, progress=progress)
+    slow = PollPolicy(initial=5, max_interval=60)  # the next poll is due past the deadline
+    task = await asyncio.wait_for(sdk.wait("t1", timeout=1.0, poll=slow), 3)
+    assert task.status.value == "finished"
+
+
+# -- 5, 6. identity: another task, another track ------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #5: an answer about task b is taken for task a")
+@pytest.mark.parametrize("read", ["get_task", "get_status"])
+@pytest.mark.asyncio
+async def test_answer_naming_another_task_is_invalid(
+    server: HostileServer, sdk: VidgoClient, read: str
+) -> None:
+    """get_task('a') answered with task_id 'b' raises InvalidResponseError."""
+    server.add_task("a", extra={"task_id": "b"})
+    with pytest.raises(InvalidResponseError):
+        await asyncio.wait_for(getattr(sdk, read)("a"), 5)
+    assert server.hits(DETAIL if read == "get_task" else STATUS)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #5: returns the wav_url of the task named b")
+@pytest.mark.asyncio
+async def test_convert_never_returns_another_tasks_wav(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """convert_to_wav answered about another task never returns that task's wav_url."""
+    other = f"{server.url}/files/other.wav"
+    server.task_defaults = {"extra": {"task_id": "other"}, "files": [{"wav_url": other}]}
+    with pytest.raises(VidgoError) as info:
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=0.5), 5)
+    assert not isinstance(info.value, FORBIDDEN)
+
+
+def track_files(server: HostileServer, *audio_ids: str) -> list[dict[str, str]]:
+    return [{"audio_id": a, "wav_url": f"{server.url}/files/{a}.wav"} for a in audio_ids]
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        pytest.param((TRACK,), id="own"),
+        pytest.param(
+            ("other-track", TRACK),
+            id="other-first",
+            marks=pytest.mark.xfail(strict=True, reason="issue 12 #6: the first file is taken"),
+        ),
+    ],
+)
+@pytest.mark.asyncio
+async def test_wav_of_the_pairs_track(
+    server: HostileServer, sdk: VidgoClient, listed: tuple[str, ...]
+) -> None:
+    """When files carry audio_id, the returned wav_url is the pair's track's."""
+    server.task_defaults = {"files": track_files(server, *listed)}
+    url = await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=3), 5)
+    assert url == f"{server.url}/files/{TRACK}.wav"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #6: another track's file is returned")
+@pytest.mark.asyncio
+async def test_only_another_tracks_file_is_no_result(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A finished task listing only another track's file gives no result for this pair."""
+    server.task_defaults = {"files": track_files(server, "other-track")}
+    with pytest.raises(VidgoError) as info:
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=0.5), 5)
+    assert not isinstance(info.value, FORBIDDEN)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #6: convert_many takes another track's file")
+@pytest.mark.asyncio
+async def test_batch_wav_of_the_pairs_track(server: HostileServer, sdk: VidgoClient) -> None:
+    """convert_many gives each pair its own track's wav_url when files carry audio_id."""
+    server.task_defaults = {"files": track_files(server, "other-track", TRACK)}
+    results = [r async for r in sdk.convert_many([(PARENT, TRACK)], timeout=3)]
+    assert [r.wav_url for r in results] == [f"{server.url}/files/{TRACK}.wav"]
+
+
+# -- 7. a task id that cannot be sent back unchanged -----------------------------------
+
+SURROGATE_ID = "t\ud800x"  # sent as the JSON escape "t\ud800x"; yarl drops the \ud800
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #7: sent back as 'tx'; tx's wav_url returned")
+@pytest.mark.asyncio
+async def test_surrogate_task_id_is_invalid(server: HostileServer, sdk: VidgoClient) -> None:
+    """A server-issued id with a lone surrogate raises InvalidResponseError, never polls 'tx'."""
+    server.next_ids.append(SURROGATE_ID)
+    server.add_task("tx", files=[{"wav_url": f"{server.url}/files/someone-else.wav"}])
+    with pytest.raises(VidgoError) as info:
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=1), 5)
+    assert isinstance(info.value, InvalidResponseError), repr(info.value)
+    assert [hit.query for hit in server.hits(DETAIL)] == []
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #7: UnicodeEncodeError from the sqlite journal")
+@pytest.mark.asyncio
+async def test_surrogate_task_id_with_journal(
+    server: HostileServer, sdk: VidgoClient, tmp_path: Path
+) -> None:
+    """convert_many with a journal reports the surrogate id as a typed error per pair."""
+    server.next_ids.append(SURROGATE_ID)
+    pairs = [(PARENT, TRACK), (PARENT, "track-2")]
+    batch = sdk.convert_many(pairs, timeout=1, journal=tmp_path / "j.sqlite")
+    results = await asyncio.wait_for(collect(batch), 5)
+    by_track = {r.audio_id: r for r in results}
+    assert isinstance(by_track[TRACK].error, InvalidResponseError), repr(by_track[TRACK].error)
+    assert by_track["track-2"].ok
+    assert server.creations[TRACK] == 1
+
+
+@pytest.mark.xfail(strict=True, reason="own: a caller id with a lone surrogate is sent, altered")
+@pytest.mark.asyncio
+async def test_caller_id_with_surrogate_is_refused_before_sending(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """get_task with an id carrying a lone surrogate raises ValueError before any request."""
+    server.add_task("tx")
+    with pytest.raises(ValueError):
+        await asyncio.wait_for(sdk.get_task(SURROGATE_ID), 5)
+    assert server.log == []
+
+
+# -- 8. wav_url that is no download URL ---------------------------------------------
+
+BAD_URLS = [
+    "javascript:alert(document.cookie)",
+    "JaVaScRiPt:alert(1)",
+    "file:///etc/passwd",
+    "data:audio/wav;base64,UklGRiQAAABXQVZF",
+    "/files/relative.wav",
+    "relative.wav",
+    "//evil.example/x.wav",
+]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #8: the URL comes back as a result")
+@pytest.mark.parametrize("entry", ["convert_to_wav", "await_task"])
+@pytest.mark.parametrize("bad", BAD_URLS)
+@pytest.mark.asyncio
+async def test_unusable_wav_url_is_no_result(
+    server: HostileServer, sdk: VidgoClient, bad: str, entry: str
+) -> None:
+    """A wav_url with a javascript:, file:, data: scheme or a relative one is never returned."""
+    server.task_defaults = {"files": [{"wav_url": bad}]}
+    server.add_task("t1", files=[{"wav_url": bad}])
+    if entry == "convert_to_wav":
+        call = sdk.convert_to_wav(PARENT, TRACK, timeout=0.3)
+    else:
+        call = sdk.await_task("t1", timeout=0.3)
+    with pytest.raises(VidgoError) as info:
+        await asyncio.wait_for(call, 5)
+    assert not isinstance(info.value, FORBIDDEN)
+
+
+# -- 11. closing the client ends every pending wait --------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 #11: pending waits do not end promptly, typed")
+@pytest.mark.asyncio
+async def test_close_ends_pending_waits(
+    server: HostileServer, make_sdk: MakeSdk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aclose() ends a sleeping wait, a wait with a poll in flight and a batch with
+    ClientClosedError within a second, and logs no traceback."""
+    caplog.set_level(logging.DEBUG)
+    sdk = make_sdk()
+    server.add_task("sleeping", finish_after=NEVER)
+    server.add_task("inflight", finish_after=NEVER)
+    server.task_defaults = {"finish_after": NEVER}
+    in_flight = asyncio.Event()
+    server.script(DETAIL, hang(in_flight), task_id="inflight")
+
+    async def batch() -> list[Any]:
+        pairs = [(PARENT, f"track-{i}") for i in range(3)]
+        return [r.error async for r in sdk.convert_many(pairs, timeout=30)]
+
+    sleepy = PollPolicy(initial=20, max_interval=20)
+    waits = {
+        "sleeping": asyncio.create_task(sdk.wait("sleeping", timeout=30, poll=sleepy)),
+        "inflight": asyncio.create_task(sdk.wait("inflight", timeout=30)),
+        "batch": asyncio.create_task(batch()),
+    }
+    try:
+        await asyncio.wait_for(in_flight.wait(), 3)
+        while len({hit.query["task_id"] for hit in server.hits(DETAIL)}) < 5:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(sdk.aclose(), 2)
+        done, _ = await asyncio.wait(waits.values(), timeout=1.0)
+        assert set(done) == set(waits.values()), "pending waits survived aclose()"
+        for name, task in waits.items():
+            exc = task.exception()
+            if name == "batch" and exc is None:  # or every pair's result carries it
+                errors = task.result()
+                assert len(errors) == 3
+                exc = next(iter(errors))
+            assert isinstance(exc, VidgoError), f"{name}: {exc!r}"
+            assert type(exc).__name__ == "ClientClosedError", f"{name}: {exc!r}"
+        assert [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()] == []
+    finally:
+        for task in waits.values():
+            task.cancel()
+        await asyncio.gather(*waits.values(), return_exceptions=True)
+
+
+# -- 12. the poll cap holds on the wire ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "resets",
+    [
+        pytest.param(False, id="plain"),
+        pytest.param(
+            True,
+            id="resets",
+            marks=pytest.mark.xfail(
+                strict=True, reason="issue 12 #12: aiohttp re-sends reset GETs past the limiter"
+            ),
+        ),
+    ],
+)
+@pytest.mark.asyncio
+async def test_poll_cap_holds_on_the_wire(
+    server: HostileServer, make_sdk: MakeSdk, resets: bool
+) -> None:
+    """With max_polls_per_second=10, the server never sees more than 10 status requests a second."""
+    sdk = make_sdk(max_polls_per_second=10)
+    for name in ("t1", "t2"):
+        server.add_task(name, finish_after=NEVER)
+    if resets:
+        server.script(DETAIL, *[reset(process=False) for _ in range(10_000)])
+    waits = [sdk.wait(name, timeout=2.2) for name in ("t1", "t2")]
+    outcomes = await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 5)
+    assert all(isinstance(outcome, TaskTimeoutError) for outcome in outcomes), outcomes
+    times = [hit.at for hit in server.hits(DETAIL)]
+    assert len(times) >= 15  # the cap, not the schedule, was the limit
+    assert most_in_window(times, 0.95) <= 10
+
+
+# -- own cases: odd but plausible detail answers -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({"status": "FINISHED"}, id="upper"),
+        pytest.param({"status": " Finished\n"}, id="padded"),
+        pytest.param({"code": "200"}, id="str-code"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_loose_status_spelling_finishes(
+    server: HostileServer, sdk: VidgoClient, extra: dict[str, Any]
+) -> None:
+    """A finished status in odd case or padding is still finished."""
+    server.add_task("t1", extra=extra)
+    task = await asyncio.wait_for(sdk.wait("t1", timeout=2), 5)
+    assert task.wav_url == f"{server.url}/files/t1.wav"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({"status": None}, id="null-status"),
+        pytest.param({"status": 3}, id="int-status"),
+        pytest.param({"status": ["finished"]}, id="list-status"),
+        pytest.param({"files": {"wav_url": "https://x/y.wav"}}, id="files-dict"),
+        pytest.param({"files": "https://x/y.wav"}, id="files-str"),
+        pytest.param({"files": [None, 1, "x", []]}, id="files-junk"),
+        pytest.param({"files": [{"wav_url": 7}]}, id="url-int"),
+        pytest.param({"progress": "NaN"}, id="progress-nan"),
+        pytest.param({"progress": {"p": 1}}, id="progress-dict"),
+        pytest.param({"created_time": "9999-99-99T99:99"}, id="bad-time"),
+        pytest.param({"error_message": {"deep": [[[1]]]}}, id="message-object"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_odd_detail_fields_give_a_typed_outcome(
+    server: HostileServer, sdk: VidgoClient, extra: dict[str, Any]
+) -> None:
+    """Odd status, files, progress or time fields end in a result or a typed error, in time."""
+    server.add_task("t1", extra=extra)
+    with contextlib.suppress(VidgoError):
+        await asyncio.wait_for(sdk.await_task("t1", timeout=0.3), 5)
+
+
+@pytest.mark.asyncio
+async def test_http_200_with_5xx_code_on_poll_is_retried(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """An HTTP 200 carrying code 502 on a poll is no news; the wait goes on to the result."""
+    server.add_task("t1")
+    server.script(DETAIL, reply(200, {"code": 502, "msg": "upstream"}))
+    task = await asyncio.wait_for(sdk.wait("t1", timeout=3), 5)
+    assert task.status.value == "finished"
+
+
+@pytest.mark.asyncio
+async def test_failed_task_is_typed(server: HostileServer, sdk: VidgoClient) -> None:
+    """A failed task raises TaskFailedError carrying the server's message."""
+    server.add_task("t1", outcome="failed", error_message="source audio missing")
+    with pytest.raises(VidgoError) as info:
+        await asyncio.wait_for(sdk.wait("t1", timeout=2), 5)
+    assert type(info.value).__name__ == "TaskFailedError"
+    assert "source audio missing" in str(info.value)
