@@ -17,6 +17,12 @@ from vidgo_async.testing import FakeVidgo, iter_wav
 pytestmark = pytest.mark.asyncio
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every command in ``tmp_path``: the default journal is written there."""
+    monkeypatch.chdir(tmp_path)
+
+
 async def _cli(
     *args: str, env: dict[str, str] | None = None, python: tuple[str, ...] = ()
 ) -> tuple[int, str, str]:

@@ -1,28 +1,100 @@
-"""Batch progress for the CLI: a live bar on a terminal (with rich), plain lines otherwise."""
+"""Batch progress for the CLI: a live bar on a terminal (with rich), plain lines otherwise.
+
+Both show the same :class:`Tally`, updated before any line about a result
+is printed, so the counts on screen always agree with the lines above them.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections import Counter
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
-from ._batch import BatchProgress
-from ._models import ConversionResult
+import attrs
 
-__all__ = ["Reporter", "make_reporter", "print_summary", "summary_rows"]
+from vidgo_async import BatchProgress, ConversionResult
+
+from .exits import one_line
+
+__all__ = ["Reporter", "Tally", "make_reporter", "print_summary"]
+
+
+@attrs.define
+class Tally:
+    """A batch's counts as the CLI shows them.
+
+    Attributes:
+        total: Input rows (bad ones included), when known in advance.
+        outcomes: Results by outcome: ``"ok"`` or the error's type name.
+        skipped: Input rows that were not a pair (reported, never sent).
+        in_flight: Distinct pairs being submitted, waited on or downloaded.
+    """
+
+    total: int | None
+    outcomes: Counter[str] = attrs.Factory(Counter)
+    skipped: int = 0
+    in_flight: int = 0
+    started: float = attrs.Factory(time.monotonic)
+
+    @property
+    def results(self) -> int:
+        """Results received."""
+        return sum(self.outcomes.values())
+
+    @property
+    def ok(self) -> int:
+        """Results that succeeded."""
+        return self.outcomes["ok"]
+
+    @property
+    def failed(self) -> int:
+        """Results that did not."""
+        return self.results - self.ok
+
+    @property
+    def rows(self) -> int:
+        """Input rows dealt with: results and skipped rows."""
+        return self.results + self.skipped
+
+    @property
+    def left(self) -> int | None:
+        """Input rows without a result yet, when the total is known."""
+        return None if self.total is None else max(0, self.total - self.rows)
+
+    def rate(self) -> float:
+        """Results a second so far."""
+        return self.results / max(time.monotonic() - self.started, 1e-9)
+
+    def note(self, progress: BatchProgress) -> None:
+        """Take the pairs in flight from ``convert_many``'s progress (its ``on_progress``)."""
+        self.in_flight = progress.in_flight
+
+    def add(self, result: ConversionResult) -> None:
+        """Count one result."""
+        self.outcomes["ok" if result.ok else type(result.error).__name__] += 1
+        if self.left == 0:
+            self.in_flight = 0
+
+    def status(self) -> str:
+        """All counts on one line."""
+        total = "?" if self.total is None else self.total
+        return (
+            f"{self.rows}/{total} rows: {self.ok} ok, {self.failed} failed,"
+            f" {self.skipped} skipped, {self.in_flight} in flight, {self.rate():.1f}/s"
+        )
 
 
 class Reporter:
-    """Plain lines on ``stream``: each failure, and a status line every few seconds."""
+    """Plain lines on ``stream``: each failure, and the counts every few seconds."""
 
-    def __init__(self, stream: IO[str], total: int | None, *, every: float = 2.0) -> None:
+    def __init__(self, tally: Tally, stream: IO[str], *, every: float = 2.0) -> None:
+        self.tally = tally
         self.stream = stream
-        self.total = total
         self.every = every
-        self.started = time.monotonic()
-        self._last = 0.0
+        self._last = time.monotonic()
+        self._shown = True  # whether the last counts printed are the current ones
 
     def __enter__(self) -> Reporter:
         return self
@@ -33,44 +105,45 @@ class Reporter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None
+        if not self._shown:
+            self.line(self.tally.status())
 
     def line(self, text: str) -> None:
-        """Print one line above any live display."""
+        """Print one line (above the live bar, if any)."""
         print(text, file=self.stream, flush=True)
 
-    def failed(self, result: ConversionResult) -> None:
-        """Report one failed pair."""
-        self.line(f"failed {result.source_task_id} {result.audio_id}: {result.error}")
+    def skipped(self, line: int, reason: str) -> None:
+        """Count and report an input row that is not a pair."""
+        self.tally.skipped += 1
+        self._report(f"line {line}: skipped: {reason}")
 
-    def elapsed(self) -> float:
-        """Seconds since the batch started (never zero)."""
-        return max(time.monotonic() - self.started, 1e-9)
+    def result(self, result: ConversionResult, *, show: str | None = None) -> None:
+        """Count one result; print ``show``, or the failure if it is one."""
+        self.tally.add(result)
+        if show is None and result.error is not None:
+            show = f"failed {result.source_task_id} {result.audio_id}: {one_line(result.error)}"
+        self._report(show)
 
-    def update(self, progress: BatchProgress, result: ConversionResult) -> None:
-        """Note one more result."""
-        if not result.ok:
-            self.failed(result)
+    def _report(self, text: str | None) -> None:
+        if text:
+            self.line(text)
+        self.changed()
+
+    def changed(self) -> None:
+        """The counts changed: print them when due (every few seconds, and at the end)."""
+        self._shown = False
         now = time.monotonic()
-        if now - self._last >= self.every or (progress.input_done and not progress.in_flight):
+        if now - self._last >= self.every or self.tally.left == 0:
             self._last = now
-            self.line(self.status(progress))
-
-    def status(self, progress: BatchProgress) -> str:
-        """``done/total ok failed rate`` as one line."""
-        elapsed = self.elapsed()
-        total = self.total if self.total is not None else "?"
-        return (
-            f"{progress.done}/{total} done, {progress.succeeded} ok, {progress.failed} failed,"
-            f" {progress.in_flight} in flight, {progress.done / elapsed:.1f}/s"
-        )
+            self._shown = True
+            self.line(self.tally.status())
 
 
 class _RichReporter(Reporter):
-    """A live progress bar with counts, rate and ETA."""
+    """A live progress bar with counts, rate and ETA, redrawn ten times a second."""
 
-    def __init__(self, stream: IO[str], total: int | None) -> None:
-        super().__init__(stream, total)
+    def __init__(self, tally: Tally, stream: IO[str]) -> None:
+        super().__init__(tally, stream)
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -86,13 +159,27 @@ class _RichReporter(Reporter):
             TextColumn("[bold]converting"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[ok]} ok, [red]{task.fields[failed]} failed[/red]"),
+            TextColumn(
+                "{task.fields[ok]} ok, [red]{task.fields[failed]} failed[/red],"
+                " {task.fields[skipped]} skipped, {task.fields[in_flight]} in flight"
+            ),
             TextColumn("{task.fields[rate]}/s"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self._console,
+            refresh_per_second=10,
         )
-        self._task = self._bar.add_task("batch", total=total, ok=0, failed=0, rate="0.0")
+        self._task = self._bar.add_task("batch", total=tally.total, **self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        tally = self.tally
+        return {
+            "ok": tally.ok,
+            "failed": tally.failed,
+            "skipped": tally.skipped,
+            "in_flight": tally.in_flight,
+            "rate": f"{tally.rate():.1f}",
+        }
 
     def __enter__(self) -> Reporter:
         self._bar.start()
@@ -104,41 +191,32 @@ class _RichReporter(Reporter):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._bar.stop()
+        self.changed()
+        self._bar.stop()  # draws the last counts and ends the bar's line, interrupted or not
 
     def line(self, text: str) -> None:
         self._console.print(text, markup=False, highlight=False)
 
-    def update(self, progress: BatchProgress, result: ConversionResult) -> None:
-        if not result.ok:
-            self.failed(result)
-        elapsed = self.elapsed()
-        self._bar.update(
-            self._task,
-            completed=progress.done,
-            ok=progress.succeeded,
-            failed=progress.failed,
-            rate=f"{progress.done / elapsed:.1f}",
-        )
+    def _report(self, text: str | None) -> None:
+        self.changed()  # first: printing the line redraws the bar, with this count in it
+        if text:
+            self.line(text)
+
+    def changed(self) -> None:
+        # Every change reaches the bar at once (the refresh thread draws it), so a
+        # line printed next is drawn above a bar that already counts it.
+        self._bar.update(self._task, completed=self.tally.rows, **self._fields())
 
 
-def make_reporter(total: int | None, stream: IO[str] | None = None) -> Reporter:
+def make_reporter(tally: Tally, stream: IO[str] | None = None) -> Reporter:
     """A live bar when ``stream`` is a terminal and rich is installed, else plain lines."""
     stream = stream or sys.stderr
     if stream.isatty():
         try:
-            return _RichReporter(stream, total)
+            return _RichReporter(tally, stream)
         except ImportError:
             pass
-    return Reporter(stream, total)
-
-
-def summary_rows(counts: Mapping[str, int]) -> list[tuple[str, str]]:
-    """The end-of-batch summary as ``(label, value)`` rows, from outcome counts."""
-    total = sum(counts.values())
-    rows = [("results", str(total)), ("succeeded", str(counts.get("ok", 0)))]
-    rows += [(f"failed: {name}", str(n)) for name, n in sorted(counts.items()) if name != "ok"]
-    return rows
+    return Reporter(tally, stream)
 
 
 def print_summary(rows: list[tuple[str, str]], stream: IO[str]) -> None:
