@@ -95,7 +95,7 @@ async def run_batch(
         left = "the rest of the input" if tally.left is None else f"{tally.left} rows"
         print(
             f"vidgo-async: stopped: {one_line(refusal)} - {account_advice(refusal)};"
-            f" {left} not attempted{_rerun(options.journal)}",
+            f" {left} not attempted or unfinished{_rerun(options.journal)}",
             file=sys.stderr,
         )
         return Exit.ACCOUNT
@@ -118,6 +118,7 @@ async def _convert(
             if isinstance(row, BadRow):
                 reporter.skipped(row.line, row.reason)
             else:
+                reporter.sent()
                 yield row
 
     results = client.convert_many(
@@ -126,7 +127,6 @@ async def _convert(
         timeout=options.timeout,
         journal=options.journal,
         download_to=options.download,
-        on_progress=reporter.tally.note,
     )
     async with aclosing(results):  # leaving the loop stops every submit and wait at once
         async for result in results:
@@ -156,7 +156,8 @@ def _summary(tally: Tally, options: BatchOptions, *, stopped: str | None) -> lis
     if tally.skipped:
         rows.append(("skipped input rows", str(tally.skipped)))
     if stopped:
-        rows.append((f"{stopped}: not attempted", "?" if tally.left is None else str(tally.left)))
+        left = "the rest" if tally.left is None else str(tally.left)
+        rows.append((f"{stopped}: left for a re-run", left))
     if options.journal:
         rows.append(("journal (re-run to resume)", options.journal))
     return rows

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import attrs
 
-from vidgo_async import BatchProgress, ConversionResult
+from vidgo_async import ConversionResult
 
 from .exits import one_line
 
@@ -29,13 +29,13 @@ class Tally:
         total: Input rows (bad ones included), when known in advance.
         outcomes: Results by outcome: ``"ok"`` or the error's type name.
         skipped: Input rows that were not a pair (reported, never sent).
-        in_flight: Distinct pairs being submitted, waited on or downloaded.
+        sent: Pairs handed to ``convert_many`` (each gets one result).
     """
 
     total: int | None
     outcomes: Counter[str] = attrs.Factory(Counter)
     skipped: int = 0
-    in_flight: int = 0
+    sent: int = 0
     started: float = attrs.Factory(time.monotonic)
 
     @property
@@ -59,6 +59,11 @@ class Tally:
         return self.results + self.skipped
 
     @property
+    def in_flight(self) -> int:
+        """Pairs handed over without a result yet (skipped rows never are)."""
+        return self.sent - self.results
+
+    @property
     def left(self) -> int | None:
         """Input rows without a result yet, when the total is known."""
         return None if self.total is None else max(0, self.total - self.rows)
@@ -67,15 +72,9 @@ class Tally:
         """Results a second so far."""
         return self.results / max(time.monotonic() - self.started, 1e-9)
 
-    def note(self, progress: BatchProgress) -> None:
-        """Take the pairs in flight from ``convert_many``'s progress (its ``on_progress``)."""
-        self.in_flight = progress.in_flight
-
     def add(self, result: ConversionResult) -> None:
         """Count one result."""
         self.outcomes["ok" if result.ok else type(result.error).__name__] += 1
-        if self.left == 0:
-            self.in_flight = 0
 
     def status(self) -> str:
         """All counts on one line."""
@@ -111,6 +110,11 @@ class Reporter:
     def line(self, text: str) -> None:
         """Print one line (above the live bar, if any)."""
         print(text, file=self.stream, flush=True)
+
+    def sent(self) -> None:
+        """Count a pair handed to ``convert_many``."""
+        self.tally.sent += 1
+        self.changed()
 
     def skipped(self, line: int, reason: str) -> None:
         """Count and report an input row that is not a pair."""
@@ -155,14 +159,13 @@ class _RichReporter(Reporter):
         )
 
         self._console = Console(file=stream)
+        # Short enough for 120 columns with room to spare: a line filling the
+        # terminal wraps when the terminal echoes ^C, leaving a stale copy above.
         self._bar = Progress(
             TextColumn("[bold]converting"),
-            BarColumn(),
+            BarColumn(bar_width=30),
             MofNCompleteColumn(),
-            TextColumn(
-                "{task.fields[ok]} ok, [red]{task.fields[failed]} failed[/red],"
-                " {task.fields[skipped]} skipped, {task.fields[in_flight]} in flight"
-            ),
+            TextColumn("{task.fields[counts]}"),
             TextColumn("{task.fields[rate]}/s"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -173,13 +176,10 @@ class _RichReporter(Reporter):
 
     def _fields(self) -> dict[str, Any]:
         tally = self.tally
-        return {
-            "ok": tally.ok,
-            "failed": tally.failed,
-            "skipped": tally.skipped,
-            "in_flight": tally.in_flight,
-            "rate": f"{tally.rate():.1f}",
-        }
+        failed = f"[red]{tally.failed} failed[/red]" if tally.failed else "0 failed"
+        skipped = f", {tally.skipped} skipped" if tally.skipped else ""
+        counts = f"{tally.ok} ok, {failed}{skipped}, {tally.in_flight} in flight"
+        return {"counts": counts, "rate": f"{tally.rate():.1f}"}
 
     def __enter__(self) -> Reporter:
         self._bar.start()
@@ -198,13 +198,14 @@ class _RichReporter(Reporter):
         self._console.print(text, markup=False, highlight=False)
 
     def _report(self, text: str | None) -> None:
-        self.changed()  # first: printing the line redraws the bar, with this count in it
+        self.changed()
         if text:
+            # Printing a line redraws the bar as last rendered: render it with this count first.
+            self._bar.refresh()
             self.line(text)
 
     def changed(self) -> None:
-        # Every change reaches the bar at once (the refresh thread draws it), so a
-        # line printed next is drawn above a bar that already counts it.
+        # Every change reaches the bar at once; the refresh thread draws it 10 times a second.
         self._bar.update(self._task, completed=self.tally.rows, **self._fields())
 
 
