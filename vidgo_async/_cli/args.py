@@ -19,7 +19,7 @@ from .client import DOWNLOAD_TIMEOUT
 
 __all__ = ["Parser", "build_parser", "port", "positive_int", "positive_number"]
 
-EPILOG = f"""\
+_EXAMPLES = """\
 examples:
   vidgo-async demo                                   # a batch against a built-in fake, offline
   vidgo-async wav 5c79xxxxbe8e e231xxxx-8cadc7dc --download track.wav
@@ -30,15 +30,21 @@ examples:
   vidgo-async fake-server --port 8080                # the fake API, for local development
   export VIDGO_BASE_URL=http://127.0.0.1:8080 VIDGO_API_KEY=test-key
   vidgo-async batch pairs.csv --max-polls-per-second 500   # against that fake
+"""
 
+_INPUT = """\
 batch input: CSV with a header naming task_id and audio_id, or JSON lines
-({{"task_id": ..., "audio_id": ...}}); rows that are not a pair are reported and skipped.
+({"task_id": ..., "audio_id": ...}); rows that are not a pair are reported and skipped.
+"""
 
+_JOURNAL = f"""\
 journal: `wav` and `batch` record every submit in ./{DEFAULT_JOURNAL} (in the
 directory they run from; --journal PATH for another, --no-journal for none).
 Re-running a command there never converts a track twice: it prints the known
 WAV URL, waits on tasks already submitted and submits only the rest.
+"""
 
+_EXITS = """\
 exit status:
   0    every item succeeded
   1    some item failed (a batch: each failure is printed; the others succeeded)
@@ -47,11 +53,17 @@ exit status:
        a batch stops at once and leaves the rest to a re-run
   130  interrupted by Ctrl-C (143 SIGTERM, 129 SIGHUP): in-flight work stops,
        the journal keeps every submitted task; re-run to resume
+"""
 
+_ENVIRONMENT = """\
 environment:
   VIDGO_API_KEY    the API key, when --api-key is not given
   VIDGO_BASE_URL   the API origin, when --base-url is not given (default https://api.vidgo.ai)
 """
+
+
+def _epilog(*parts: str) -> str:
+    return "\n".join(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,17 +71,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="vidgo-async",
         description="Convert Vidgo music tracks to WAV, one or thousands at a time.",
-        epilog=EPILOG,
+        epilog=_epilog(_EXAMPLES, _INPUT, _JOURNAL, _EXITS, _ENVIRONMENT),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _verbose(parser, default=0)
     commands_ = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    wav = commands_.add_parser("wav", parents=[_api()], help="convert one track to WAV")
+    wav = commands_.add_parser(
+        "wav",
+        parents=[_api()],
+        help="convert one track to WAV",
+        description="Convert one track to WAV and print its URL (then download it, if asked).",
+        epilog=_epilog(_JOURNAL, _EXITS, _ENVIRONMENT),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     wav.add_argument("task_id")
     wav.add_argument("audio_id")
-    wav.add_argument("--timeout", type=_SECONDS, default=DEFAULT_TIMEOUT, help="seconds to wait")
+    _timeout(wav, "to wait at most (default %(default)g)")
     wav.add_argument(
         "--download", metavar="DEST", help="also download the WAV (a file, or a folder)"
     )
@@ -77,12 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     _journal(wav)
     wav.set_defaults(handler=commands.wav)
 
-    batch_ = commands_.add_parser("batch", parents=[_api()], help="convert many tracks")
+    batch_ = commands_.add_parser(
+        "batch",
+        parents=[_api()],
+        help="convert many tracks",
+        description="Convert many tracks, with a progress bar on stderr and a summary.",
+        epilog=_epilog(_INPUT, _JOURNAL, _EXITS, _ENVIRONMENT),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     batch_.add_argument("file", help="CSV or JSONL of task_id,audio_id; - for stdin")
-    batch_.add_argument("--concurrency", type=positive_int, default=32, help="submits in flight")
+    batch_.add_argument(
+        "--concurrency", type=positive_int, default=32, metavar="N", help="submits in flight"
+    )
     batch_.add_argument("--download", metavar="DIR", help="download the WAVs into DIR")
     batch_.add_argument("--output", metavar="PATH", help="write each result as a JSON line")
-    batch_.add_argument("--timeout", type=_SECONDS, default=DEFAULT_TIMEOUT, help="per pair")
+    _timeout(batch_, "to wait at most for each pair (default %(default)g)")
     _journal(batch_)
     batch_.set_defaults(handler=batch.batch)
 
@@ -96,12 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("url")
     download.add_argument("dest", help="a file, or a folder (named after the URL)")
     _overwrite(download)
-    download.add_argument(
-        "--timeout",
-        type=_SECONDS,
-        default=DOWNLOAD_TIMEOUT,
-        help="seconds for the whole download, retries included (default %(default)g)",
-    )
+    _timeout(download, "for all of it, retries included (default %(default)g)", DOWNLOAD_TIMEOUT)
     download.add_argument("--base-url", help=argparse.SUPPRESS)  # allows loopback storage
     download.set_defaults(handler=commands.download)
 
@@ -153,7 +176,13 @@ def _verbose(parser: argparse.ArgumentParser, default: object = argparse.SUPPRES
         "--verbose",
         action="count",
         default=default,
-        help="log the SDK's work to stderr (-v: INFO, -vv: DEBUG); print each success",
+        help="log the SDK's work to stderr (-v: INFO, -vv: DEBUG); a batch lists each success",
+    )
+
+
+def _timeout(parser: argparse.ArgumentParser, help: str, default: float = DEFAULT_TIMEOUT) -> None:
+    parser.add_argument(
+        "--timeout", type=_SECONDS, default=default, metavar="SECONDS", help=f"seconds {help}"
     )
 
 

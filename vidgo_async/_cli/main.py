@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -53,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         _error(f"error: {flags(str(exc))}")
         return Exit.USAGE
+    except BrokenPipeError:  # stdout closed early (`| head`): nothing more to say there
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return Exit.FAILED
+    except sqlite3.Error as exc:  # checked before the start; this is trouble on the way
+        _error(f"error: the journal failed: {one_line(exc)}")
+        return Exit.FAILED
     except (VidgoError, OSError) as exc:
         _error(f"error: {one_line(exc)}")
         return Exit.FAILED
