@@ -88,9 +88,13 @@ async def run_batch(
             refusal = await _convert(client, options, rows, reporter)
     except asyncio.CancelledError:
         print_summary(_summary(tally, options, stopped="interrupted"), sys.stderr)
+        if options.journal:
+            print(f"journal: {options.journal} (re-run the command to resume)", file=sys.stderr)
         raise
     stopped = None if refusal is None else "stopped"
     print_summary(_summary(tally, options, stopped=stopped), sys.stderr)
+    if options.journal and tally.rows:
+        print(f"journal: {options.journal} (a re-run converts nothing twice)", file=sys.stderr)
     if refusal is not None:
         left = "the rest of the input" if tally.left is None else f"{tally.left} rows"
         print(
@@ -158,8 +162,6 @@ def _summary(tally: Tally, options: BatchOptions, *, stopped: str | None) -> lis
     if stopped:
         left = "the rest" if tally.left is None else str(tally.left)
         rows.append((f"{stopped}: left for a re-run", left))
-    if options.journal:
-        rows.append(("journal (re-run to resume)", options.journal))
     return rows
 
 

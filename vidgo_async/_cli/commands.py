@@ -16,7 +16,7 @@ from .batch import BatchOptions, run_batch
 from .checks import check_download_dest, check_download_folder, journal_of
 from .client import DOWNLOAD_TIMEOUT, download_client, make_client
 from .exits import ACCOUNT_REFUSALS, CommandError, Exit, UsageError, account_advice, hint, one_line
-from .output import task_json, task_text, wav_json
+from .output import download_json, task_json, task_text, wav_json
 
 __all__ = ["demo", "download", "fake_server", "status", "wav"]
 
@@ -91,7 +91,7 @@ async def download(args: argparse.Namespace) -> int:
     dest = check_download_dest(args.dest, overwrite=args.overwrite, flag="DEST")
     async with download_client(args) as client:
         path = await client.download(args.url, dest, overwrite=args.overwrite, timeout=args.timeout)
-    print(json.dumps({"path": str(path)}) if args.json else f"saved to {path}")
+    print(json.dumps(download_json(path)) if args.json else f"saved to {path}")
     return Exit.OK
 
 

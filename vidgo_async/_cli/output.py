@@ -14,7 +14,7 @@ from vidgo_async import ConversionResult, Task
 
 from .exits import one_line
 
-__all__ = ["result_json", "task_json", "task_text", "wav_json"]
+__all__ = ["download_json", "result_json", "task_json", "task_text", "wav_json"]
 
 
 def result_json(result: ConversionResult) -> dict[str, Any]:
@@ -34,6 +34,11 @@ def result_json(result: ConversionResult) -> dict[str, Any]:
 def wav_json(wav_url: str, path: Path | None) -> dict[str, Any]:
     """The answer of ``wav --json``."""
     return {"wav_url": wav_url, "path": os.fspath(path) if path else None}
+
+
+def download_json(path: Path) -> dict[str, Any]:
+    """The answer of ``download --json``."""
+    return {"path": os.fspath(path)}
 
 
 def task_json(task: Task) -> dict[str, Any]:
