@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cli_support import api_env, run_cli
 
 from vidgo_async.testing import FakeVidgo, iter_wav
 
@@ -20,25 +19,12 @@ pytestmark = pytest.mark.asyncio
 async def _cli(
     *args: str, env: dict[str, str] | None = None, python: tuple[str, ...] = ()
 ) -> tuple[int, str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("VIDGO_")}
-    environ.update(env or {})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *python,
-        "-m",
-        "vidgo_async",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environ,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    ran = await run_cli(*args, env=env, python=python)
+    return ran.code, ran.out, ran.err
 
 
 def _api(fake: FakeVidgo) -> dict[str, str]:
-    return {"VIDGO_API_KEY": fake.api_key, "VIDGO_BASE_URL": fake.url}
+    return api_env(fake)
 
 
 async def test_help_lists_commands_and_examples() -> None:
@@ -103,25 +89,13 @@ async def test_batch_reports_bad_rows_and_converts_good_ones(
 async def test_batch_of_jsonl_from_stdin_exits_zero(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
     """JSON lines on stdin, all converting, exit 0 with --json results on stdout."""
     pairs = "".join(json.dumps({"task_id": "m", "audio_id": f"a{i}"}) + "\n" for i in range(4))
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("VIDGO_")}
-    environ.update(_api(vidgo_fake))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "vidgo_async",
-        "batch",
-        "-",
-        "--json",
-        "--download",
-        str(tmp_path),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environ,
+    ran = await run_cli(
+        *("batch", "-", "--json", "--download", str(tmp_path)),
+        env=_api(vidgo_fake),
+        input=pairs.encode(),
     )
-    out, err = await asyncio.wait_for(process.communicate(pairs.encode()), 60)
-    assert process.returncode == 0, err.decode()
-    rows = [json.loads(line) for line in out.decode().splitlines()]
+    assert ran.code == 0, ran.err
+    rows = [json.loads(line) for line in ran.out.splitlines()]
     assert len(rows) == 4 and all(Path(row["path"]).is_file() for row in rows)
 
 

@@ -5,24 +5,26 @@ Bad rows are reported with their line numbers and skipped; good rows go on.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 import attrs
 
-from ._validate import check_id
+from .exits import UsageError
 
-__all__ = ["BadRow", "InputError", "read_pairs"]
+__all__ = ["BadRow", "InputError", "count_rows", "open_input", "read_pairs"]
 
 # Bytes that were not UTF-8, as the input's "surrogateescape" decoding keeps them.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
-class InputError(ValueError):
-    """The input as a whole is unusable (no header, missing columns)."""
+class InputError(UsageError):
+    """The input as a whole is unusable (unreadable, no header, missing columns): exit 2."""
 
 
 @attrs.frozen
@@ -81,7 +83,10 @@ def _jsonl(lines: Iterator[str], line_no: int) -> Iterator[tuple[str, str] | Bad
 
 def _csv(lines: Iterator[str], line_no: int, name: str) -> Iterator[tuple[str, str] | BadRow]:
     reader = csv.reader(lines, strict=True)
-    header = [column.strip().lower() for column in next(reader)]
+    try:
+        header = [column.strip().lower() for column in next(reader)]
+    except csv.Error as exc:
+        raise InputError(f"{name}: the CSV header is not valid CSV: {exc}") from None
     missing = [column for column in ("task_id", "audio_id") if column not in header]
     if missing:
         raise InputError(
@@ -109,12 +114,42 @@ def _pair(row: dict[str, object], number: int) -> tuple[str, str] | BadRow:
     if any(isinstance(value, str) and _UNDECODABLE.search(value) for value in row.values()):
         return BadRow(number, "not valid UTF-8")
     try:
-        task_id = check_id("task_id", _text(row.get("task_id")))
-        audio_id = check_id("audio_id", _text(row.get("audio_id")))
-    except (TypeError, ValueError) as exc:
+        return _id("task_id", row.get("task_id")), _id("audio_id", row.get("audio_id"))
+    except ValueError as exc:
         return BadRow(number, str(exc))
-    return task_id, audio_id
 
 
-def _text(value: object) -> object:
-    return value.strip() if isinstance(value, str) else value
+def _id(name: str, value: object) -> str:
+    """A plausible id; ``convert_many`` checks the rest (length ...) as a per-pair error."""
+    if not isinstance(value, str):
+        what = "missing" if value is None else f"not text ({type(value).__name__})"
+        raise ValueError(f"{name} is {what}")
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{name} is empty")
+    if not value.isprintable():
+        raise ValueError(f"{name} contains control characters: {value[:40]!r}")
+    return value
+
+
+def open_input(name: str) -> IO[str]:
+    """The batch input file, open; an unreadable one is a usage error (exit 2)."""
+    try:
+        # The caller closes it. A local file opened once: not worth a thread.
+        return open(name, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {exc.strerror or type(exc).__name__}") from None
+
+
+def count_rows(path: Path) -> int | None:
+    """Data rows of ``path`` (non-blank lines, less a CSV header), for the progress total."""
+    lines, first = 0, b""
+    try:
+        with path.open("rb") as stream:
+            for line in stream:
+                if line.strip():
+                    first = first or line.removeprefix(codecs.BOM_UTF8).lstrip()[:1]
+                    lines += 1
+    except OSError:
+        return None
+    return max(0, lines - (0 if first == b"{" else 1))

@@ -1,0 +1,144 @@
+"""`vidgo-async batch` (and `demo`, `download`): the default journal, account refusals, progress."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from cli_support import api_env, one_line, run_cli
+
+from vidgo_async import VidgoClient
+from vidgo_async.testing import FakeVidgo
+
+pytestmark = pytest.mark.asyncio
+
+_FAST = ("--max-polls-per-second", "500")
+
+
+def _pairs(path: Path, count: int, *, bad: str = "") -> Path:
+    path.write_text("task_id,audio_id\n" + "".join(f"m,a{i}\n" for i in range(count)) + bad)
+    return path
+
+
+async def test_batch_journals_by_default_and_a_rerun_converts_nothing_twice(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """Without --journal, ./vidgo-journal.sqlite is kept; the same batch again submits nothing."""
+    source = _pairs(tmp_path / "pairs.csv", 4)
+    first = await run_cli("batch", str(source), *_FAST, env=api_env(vidgo_fake))
+    again = await run_cli("batch", str(source), *_FAST, "--json", env=api_env(vidgo_fake))
+    assert (first.code, again.code) == (0, 0), again.err
+    assert (tmp_path / "vidgo-journal.sqlite").is_file()
+    assert "vidgo-journal.sqlite" in first.err  # the summary says where it is
+    assert vidgo_fake.request_count("submit") == 4
+    assert all(json.loads(line)["ok"] for line in again.out.splitlines())
+
+
+async def test_no_journal_keeps_none(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
+    """`--no-journal` writes no journal file anywhere."""
+    source = _pairs(tmp_path / "pairs.csv", 2)
+    ran = await run_cli("batch", str(source), "--no-journal", *_FAST, env=api_env(vidgo_fake))
+    assert ran.code == 0, ran.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv"]
+
+
+@pytest.mark.parametrize(
+    ("journal", "needle"),
+    [("folder", "is a folder"), ("pairs.csv", "not a SQLite journal"), ("no/j.db", "no")],
+    ids=["folder", "not-sqlite", "missing-folder"],
+)
+async def test_unusable_journal_is_a_usage_error_before_any_request(
+    vidgo_fake: FakeVidgo, tmp_path: Path, journal: str, needle: str
+) -> None:
+    """A --journal that is a folder, not SQLite, or in no folder: exit 2, one line, no request."""
+    (tmp_path / "folder").mkdir()
+    source = _pairs(tmp_path / "pairs.csv", 2)
+    ran = await run_cli("batch", str(source), "--journal", journal, env=api_env(vidgo_fake))
+    assert ran.code == 2, ran.err
+    assert one_line(ran.err) and "--journal" in ran.err and needle in ran.err
+    assert vidgo_fake.requests == []
+
+
+async def test_out_of_credits_stops_the_batch_and_a_rerun_finishes_it(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A 402 stops the batch at once (exit 3, one message); a re-run converts only the rest."""
+    vidgo_fake.credits = 3
+    source = _pairs(tmp_path / "pairs.csv", 20)
+    output = tmp_path / "results.jsonl"
+    args = ("batch", str(source), "--concurrency", "1", "--output", str(output), *_FAST)
+    ran = await run_cli(*args, env=api_env(vidgo_fake))
+    assert ran.code == 3, ran.err
+    stops = [line for line in ran.err.splitlines() if line.startswith("vidgo-async:")]
+    assert len(stops) == 1 and "InsufficientCreditsError" in stops[0] and "credits" in stops[0]
+    assert "not attempted" in stops[0] and "Traceback" not in ran.err
+    assert vidgo_fake.request_count("submit") < 8  # stopped, not tried on every pair
+    written = [json.loads(line) for line in output.read_text().splitlines()]
+    assert written[-1]["error_type"] == "InsufficientCreditsError"
+
+    vidgo_fake.credits = 100
+    rerun = await run_cli("batch", str(source), *_FAST, env=api_env(vidgo_fake))
+    assert rerun.code == 0, rerun.err
+    assert all(vidgo_fake.accept_count[f"a{i}"] == 1 for i in range(20))
+
+
+async def test_refused_key_stops_a_batch_with_exit_3(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
+    """A 401 on a batch: exit 3, the key advice once, no failure line per pair."""
+    source = _pairs(tmp_path / "pairs.csv", 10)
+    env = api_env(vidgo_fake, VIDGO_API_KEY="wrong-key")
+    ran = await run_cli("batch", str(source), "--concurrency", "1", env=env)
+    assert ran.code == 3, ran.err
+    assert ran.err.count("AuthenticationError") == 2  # the summary row and the message
+    assert "failed m a" not in ran.err and "--api-key" in ran.err
+
+
+async def test_plain_progress_counts_skipped_rows_apart(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """Skipped input rows are counted as skipped, never as in flight, in the progress line."""
+    source = _pairs(tmp_path / "pairs.csv", 3, bad="m,\nm,x,y\n")
+    ran = await run_cli("batch", str(source), *_FAST, env=api_env(vidgo_fake))
+    assert ran.code == 1
+    status = [line for line in ran.err.splitlines() if "in flight" in line]
+    assert status[-1].startswith("5/5 rows: 3 ok, 0 failed, 2 skipped, 0 in flight")
+
+
+async def test_demo_prints_failures_and_summary_only(tmp_path: Path) -> None:
+    """`demo` prints no line per success (unless -v); its failures and summary, yes."""
+    quiet = await run_cli("demo", "--count", "60", "--with-failures")
+    loud = await run_cli("demo", "--count", "5", "-v")
+    assert quiet.code == 1 and loud.code == 0, loud.err
+    assert not [line for line in quiet.err.splitlines() if line.startswith("ok ")]
+    assert len([line for line in quiet.err.splitlines() if line.startswith("failed ")]) == 2
+    assert re.search(r"^succeeded +58$", quiet.err, re.MULTILINE)
+    assert len([line for line in loud.err.splitlines() if line.startswith("ok ")]) == 5
+
+
+async def test_download_needs_no_api_key(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
+    """`download URL DEST` works without VIDGO_API_KEY: it never sends one."""
+    async with VidgoClient(vidgo_fake.api_key, base_url=vidgo_fake.url) as client:
+        url = await client.convert_to_wav("m", "a1")
+    env = {"VIDGO_BASE_URL": vidgo_fake.url}  # loopback storage is allowed for a loopback API
+    ran = await run_cli("download", url, "track.wav", env=env)
+    assert ran.code == 0, ran.err
+    assert (tmp_path / "track.wav").read_bytes()[:4] == b"RIFF"
+
+
+async def test_output_is_written_line_by_line_and_journal_records_each_pair(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """Each --output line is a result; the default journal holds every pair as finished."""
+    source = _pairs(tmp_path / "pairs.csv", 5)
+    output = tmp_path / "out.jsonl"
+    args = ("batch", str(source), "--output", str(output), *_FAST)
+    ran = await run_cli(*args, env=api_env(vidgo_fake))
+    assert ran.code == 0, ran.err
+    assert sorted(json.loads(line)["audio_id"] for line in output.read_text().splitlines()) == [
+        f"a{i}" for i in range(5)
+    ]
+    with sqlite3.connect(tmp_path / "vidgo-journal.sqlite") as db:
+        states = db.execute("SELECT state, COUNT(*) FROM conversions GROUP BY state").fetchall()
+    assert states == [("finished", 5)]

@@ -1,0 +1,156 @@
+"""An interrupted batch loses nothing; the live bar on a terminal agrees with the lines above it."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import pty
+import re
+import signal
+import sqlite3
+import struct
+import sys
+import termios
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cli_support import COMMAND_TIMEOUT, api_env, environ, run_cli, start_cli
+
+from vidgo_async.testing import FakeVidgo
+
+pytestmark = pytest.mark.asyncio
+
+_FAST = ("--max-polls-per-second", "500")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _pairs(path: Path, fast: int, slow: int, *, bad: str = "") -> Path:
+    rows = [f"m,fast{i}\n" for i in range(fast)] + [f"m,slow{i}\n" for i in range(slow)]
+    path.write_text("task_id,audio_id\n" + "".join(rows) + bad)
+    return path
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the batch"
+        await asyncio.sleep(0.05)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)],
+    ids=["SIGTERM", "SIGHUP", "SIGINT"],
+)
+async def test_a_signal_stops_the_batch_and_a_rerun_resumes_it(
+    vidgo_fake: FakeVidgo, tmp_path: Path, signum: int, code: int
+) -> None:
+    """SIGTERM/SIGHUP/SIGINT: 128+N, one line, results already on disk, journal intact."""
+    for i in range(3):
+        vidgo_fake.set_duration(f"slow{i}", run_time=120)
+    source = _pairs(tmp_path / "pairs.csv", 3, 3)
+    output = tmp_path / "out.jsonl"
+    process = await start_cli(
+        "batch", str(source), "--output", str(output), *_FAST, env=api_env(vidgo_fake)
+    )
+    try:
+        # Each result is flushed as it comes: the fast ones are on disk while the batch runs.
+        await _until(
+            lambda: (
+                len(_lines(output)) == 3
+                and all(vidgo_fake.accept_count[f"slow{i}"] == 1 for i in range(3))
+            )
+        )
+        process.send_signal(signum)
+        _, err_bytes = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    err = err_bytes.decode()
+    assert process.returncode == code, err
+    assert f"vidgo-async: interrupted by {signal.Signals(signum).name}" in err
+    assert "Traceback" not in err
+    with sqlite3.connect(tmp_path / "vidgo-journal.sqlite") as db:
+        states = dict(db.execute("SELECT state, COUNT(*) FROM conversions GROUP BY state"))
+    assert states == {"finished": 3, "accepted": 3}
+
+    for i in range(3):
+        vidgo_fake.set_duration(f"slow{i}", run_time=0.01)
+    rerun = await run_cli("batch", str(source), *_FAST, env=api_env(vidgo_fake))
+    assert rerun.code == 0, rerun.err
+    assert vidgo_fake.request_count("submit") == 6  # the re-run waited, never resubmitted
+
+
+async def _on_a_terminal(*args: str, env: dict[str, str], stop_when: Path | None = None) -> str:
+    """Run the CLI with stderr on a 160-column pty; what the terminal got, without ANSI codes.
+
+    With ``stop_when``, SIGTERM is sent once that file has a line.
+    """
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "vidgo_async", *args),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=slave,
+        env=environ({**env, "TERM": "xterm-256color", "COLUMNS": "160"}),
+    )
+    os.close(slave)
+    reader = asyncio.create_task(asyncio.to_thread(_read_all, master))
+    try:
+        if stop_when is not None:
+            await _until(lambda: bool(_lines(stop_when)))
+            process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), COMMAND_TIMEOUT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        text = await reader  # ends once the child (the pty's last writer) is gone
+        os.close(master)
+    return _ANSI.sub("", text).replace("\r\n", "\n")
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+async def test_live_bar_counts_skipped_rows_like_the_lines_above_it(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """On a terminal the bar ends at rows/rows with the skipped rows it reported above it."""
+    source = _pairs(tmp_path / "pairs.csv", 3, 0, bad="m,\nm,x,y\n")
+    screen = await _on_a_terminal("batch", str(source), *_FAST, env=api_env(vidgo_fake))
+    assert "line 5: skipped" in screen and "line 6: skipped" in screen
+    bars = [line for line in re.split(r"[\r\n]", screen) if line.startswith("converting")]
+    assert bars, screen
+    assert re.search(r"\b5/5 3 ok, 0 failed, 2 skipped, 0 in flight\b", bars[-1]), bars[-1]
+
+
+async def test_interrupted_bar_line_is_finished(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
+    """SIGTERM on a terminal: the bar's line is ended before the summary and the message."""
+    vidgo_fake.set_duration("slow0", run_time=120)
+    source = _pairs(tmp_path / "pairs.csv", 1, 1)
+    output = tmp_path / "out.jsonl"
+    args = ("batch", str(source), "--output", str(output), *_FAST)
+    screen = await _on_a_terminal(*args, env=api_env(vidgo_fake), stop_when=output)
+    assert "\nvidgo-async: interrupted by SIGTERM" in screen, screen
+    last_bar = screen[screen.rindex("converting") :].split("\n", 1)
+    assert len(last_bar) == 2 and "1/2 1 ok" in last_bar[0], screen

@@ -1,0 +1,171 @@
+"""``vidgo-async batch``: many pairs through ``convert_many``, journalled by default.
+
+Each result is written (``--output``, ``--json``) as it comes. An account-level
+refusal (401, 402, 403) stops the batch at once: no other pair can succeed
+until the user acts, and the journal leaves the rest for a re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, aclosing
+from pathlib import Path
+from typing import IO
+
+import attrs
+
+from vidgo_async import DEFAULT_TIMEOUT, ConversionResult, VidgoClient
+
+from .checks import check_download_folder, journal_of, open_output
+from .client import make_client
+from .exits import ACCOUNT_REFUSALS, Exit, account_advice, one_line
+from .input import BadRow, count_rows, open_input, read_pairs
+from .output import result_json
+from .progress import Reporter, Tally, make_reporter, print_summary
+
+__all__ = ["BatchOptions", "batch", "run_batch"]
+
+
+@attrs.frozen(kw_only=True)
+class BatchOptions:
+    """How a batch runs and reports (from the flags, or set by ``demo``)."""
+
+    concurrency: int = 32
+    timeout: float | None = DEFAULT_TIMEOUT
+    journal: str | None = None
+    download: Path | None = None
+    output: IO[str] | None = None
+    json: bool = False
+    verbose: bool = False
+
+
+async def batch(args: argparse.Namespace) -> int:
+    """Check every flag and the input, then run the batch."""
+    journal = journal_of(args.journal, off=args.no_journal)
+    # The client first: it checks the key before any file is created.
+    async with make_client(args) as client:
+        with ExitStack() as stack:
+            if args.file == "-":
+                # Bytes that are not UTF-8 become per-line reports, not the end of the batch.
+                source: IO[str] = io.TextIOWrapper(
+                    sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=""
+                )
+                total = None
+            else:
+                source = stack.enter_context(open_input(args.file))
+                total = count_rows(Path(args.file))
+            options = BatchOptions(
+                concurrency=args.concurrency,
+                timeout=args.timeout,
+                journal=journal,
+                download=check_download_folder(args.download) if args.download else None,
+                output=stack.enter_context(open_output(args.output)) if args.output else None,
+                json=args.json,
+                verbose=args.verbose > 0,
+            )
+            return await run_batch(client, options, read_pairs(source, args.file), total)
+
+
+async def run_batch(
+    client: VidgoClient,
+    options: BatchOptions,
+    rows: Iterable[tuple[str, str] | BadRow],
+    total: int | None,
+) -> int:
+    """Convert ``rows``, reporting progress, results and a summary; the exit status.
+
+    Raises:
+        asyncio.CancelledError: Interrupted (the summary is printed first).
+    """
+    tally = Tally(total)
+    try:
+        with make_reporter(tally) as reporter:
+            refusal = await _convert(client, options, rows, reporter)
+    except asyncio.CancelledError:
+        print_summary(_summary(tally, options, stopped="interrupted"), sys.stderr)
+        if options.journal:
+            print(f"journal: {options.journal} (re-run the command to resume)", file=sys.stderr)
+        raise
+    stopped = None if refusal is None else "stopped"
+    print_summary(_summary(tally, options, stopped=stopped), sys.stderr)
+    if options.journal and tally.rows:
+        print(f"journal: {options.journal} (a re-run converts nothing twice)", file=sys.stderr)
+    if refusal is not None:
+        left = "the rest of the input" if tally.left is None else f"{tally.left} rows"
+        print(
+            f"vidgo-async: stopped: {one_line(refusal)} - {account_advice(refusal)};"
+            f" {left} not attempted or unfinished{_rerun(options.journal)}",
+            file=sys.stderr,
+        )
+        return Exit.ACCOUNT
+    if not tally.rows:
+        print("vidgo-async: no pairs in the input", file=sys.stderr)
+        return Exit.OK
+    return Exit.OK if tally.ok == tally.rows else Exit.FAILED
+
+
+async def _convert(
+    client: VidgoClient,
+    options: BatchOptions,
+    rows: Iterable[tuple[str, str] | BadRow],
+    reporter: Reporter,
+) -> Exception | None:
+    """Run the batch to its end, or to an account-level refusal (returned)."""
+
+    def pairs() -> Iterator[tuple[str, str]]:
+        for row in rows:
+            if isinstance(row, BadRow):
+                reporter.skipped(row.line, row.reason)
+            else:
+                reporter.sent()
+                yield row
+
+    results = client.convert_many(
+        pairs(),
+        concurrency=options.concurrency,
+        timeout=options.timeout,
+        journal=options.journal,
+        download_to=options.download,
+    )
+    async with aclosing(results):  # leaving the loop stops every submit and wait at once
+        async for result in results:
+            _write(result, options)
+            if isinstance(result.error, ACCOUNT_REFUSALS):
+                reporter.result(result, show="")  # the stop message says it, once
+                return result.error
+            show = f"ok {result.audio_id} -> {result.wav_url}" if options.verbose else None
+            reporter.result(result, show=show if result.ok else None)
+    return None
+
+
+def _write(result: ConversionResult, options: BatchOptions) -> None:
+    if options.output is None and not options.json:
+        return
+    line = json.dumps(result_json(result))
+    if options.output is not None:
+        options.output.write(line + "\n")  # line-buffered: on disk at once
+    if options.json:
+        print(line, flush=True)
+
+
+def _summary(tally: Tally, options: BatchOptions, *, stopped: str | None) -> list[tuple[str, str]]:
+    rows = [("results", str(tally.results)), ("succeeded", str(tally.ok))]
+    failed = sorted((name, n) for name, n in tally.outcomes.items() if name != "ok")
+    rows += [(f"failed: {name}", str(n)) for name, n in failed]
+    if tally.skipped:
+        rows.append(("skipped input rows", str(tally.skipped)))
+    if stopped:
+        left = "the rest" if tally.left is None else str(tally.left)
+        rows.append((f"{stopped}: left for a re-run", left))
+    return rows
+
+
+def _rerun(journal: str | None) -> str:
+    if journal is None:
+        return " (no journal was kept: re-run only the pairs without a result)"
+    return f"; re-run the same command to go on (journal {journal})"

@@ -1,0 +1,130 @@
+"""Checks made before the first request: a paid conversion must never be wasted on
+a destination, journal or output file that was unusable from the start.
+
+Each failure is a :class:`UsageError` (one line, exit status 2) naming the flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import IO
+
+from .exits import UsageError
+
+__all__ = [
+    "DEFAULT_JOURNAL",
+    "check_download_dest",
+    "check_download_folder",
+    "check_journal",
+    "journal_of",
+    "open_output",
+    "wav_name",
+]
+
+#: The journal ``wav`` and ``batch`` keep unless told otherwise: in the current
+#: directory, visible, so that re-running a command there resumes it.
+DEFAULT_JOURNAL = "vidgo-journal.sqlite"
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def check_download_dest(
+    dest: str, *, overwrite: bool, audio_id: str | None = None, flag: str = "--download"
+) -> Path:
+    """Where a download will write, checked.
+
+    ``dest`` is a file in an existing folder, or an existing folder: the file
+    is then ``<audio_id>.wav`` in it, or (without ``audio_id``) named by the
+    downloader after the URL. It must not exist unless ``overwrite``.
+    """
+    path = Path(dest)
+    if path.is_dir():
+        if audio_id is None:
+            _check_writable(path, flag)
+            return path
+        path = path / wav_name(audio_id)
+        if path.is_dir():
+            raise UsageError(f"{flag}: {path} is a folder")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"{flag}: the folder {folder} does not exist")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{flag}: {path} exists (pass --overwrite to replace it)")
+    _check_writable(folder, flag)
+    return path
+
+
+def check_download_folder(folder: str) -> Path:
+    """The folder ``batch --download DIR`` writes into, created if missing."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"--download: {path} is not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"--download: cannot create {path}: {_reason(exc)}") from None
+    _check_writable(path, "--download")
+    return path
+
+
+def journal_of(journal: str | None, *, off: bool) -> str | None:
+    """The journal to keep (``--journal``, else the default), checked; ``None`` if ``off``."""
+    return None if off else check_journal(journal or DEFAULT_JOURNAL)
+
+
+def check_journal(journal: str) -> str:
+    """``journal`` if SQLite can keep the batch's journal there.
+
+    It is a new file in an existing, writable folder, or an existing SQLite
+    database (an empty file is one) that can be written.
+    """
+    path = Path(journal)
+    if path.is_dir():
+        raise UsageError(f"--journal: {path} is a folder; give a file path (or --no-journal)")
+    if not path.parent.is_dir():
+        raise UsageError(f"--journal: the folder {path.parent} does not exist")
+    if path.exists():
+        try:
+            with path.open("rb") as stream:
+                head = stream.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise UsageError(f"--journal: cannot read {path}: {_reason(exc)}") from None
+        if head and head != _SQLITE_MAGIC:
+            raise UsageError(
+                f"--journal: {path} is not a SQLite journal; give another path (or --no-journal)"
+            )
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"--journal: {path} is not writable")
+    # SQLite keeps -wal and -shm files beside the database.
+    _check_writable(path.parent, "--journal")
+    return journal
+
+
+def open_output(name: str) -> IO[str]:
+    """``--output PATH`` open for writing, line-buffered: each result is on disk at once."""
+    try:
+        # A local file opened once, before the batch starts: not worth a thread.
+        return open(name, "w", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise UsageError(f"--output: cannot write {name}: {_reason(exc)}") from None
+
+
+def wav_name(audio_id: str) -> str:
+    """A safe file name for ``audio_id``'s WAV (a cleaned-up id gets a short hash of itself)."""
+    clean = _UNSAFE_IN_NAME.sub("_", audio_id).strip("._") or "audio"
+    if clean != audio_id:
+        clean += "-" + hashlib.sha256(audio_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return clean[:200] + ".wav"
+
+
+def _check_writable(folder: Path, flag: str) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag}: cannot write in the folder {folder}")
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
