@@ -65,6 +65,10 @@ def check_id(name: str, value: object) -> str:
         raise ValueError(f"{name} must be at most {MAX_ID} characters, got {len(value)}")
     if _CONTROL.search(value):
         raise ValueError(f"{name} must not contain control characters: {value[:40]!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} must be valid Unicode text: {value[:40]!r}") from None
     return value
 
 

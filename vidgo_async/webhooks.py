@@ -112,9 +112,13 @@ def parse_callback(
     if not isinstance(data.get("status"), str):
         raise InvalidCallbackError("callback has no status string")
     try:
-        return parse_task(data)
-    except InvalidResponseError as exc:
-        raise InvalidCallbackError(f"callback is not a task description: {exc}") from exc
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")  # a lone surrogate fails here
+        task = parse_task(data)
+    except (InvalidResponseError, UnicodeEncodeError, RecursionError) as exc:
+        raise InvalidCallbackError(f"callback is not a task description: {exc}") from None
+    if data.get("progress") is not None and task.progress is None:
+        raise InvalidCallbackError("callback progress is not a percentage")
+    return task
 
 
 class CallbackReceiver:

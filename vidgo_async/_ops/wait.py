@@ -27,6 +27,7 @@ from .._models import Task, TaskHandle, TaskStatus
 from .._timing.classify import retryable, stretch
 from .._timing.deadline import Deadline
 from .._timing.schedules import PollSchedule
+from .._wire.envelope import excerpt
 from ..errors import (
     InvalidResponseError,
     NotFoundError,
@@ -229,8 +230,9 @@ class Poller:
     def fail_if_failed(self, task: Task) -> None:
         """Raise :class:`TaskFailedError` if ``task`` failed."""
         if task.status is TaskStatus.FAILED:
+            reason = excerpt(task.error_message or "no reason given", 300)
             raise TaskFailedError(
-                f"task {task.task_id} failed: {task.error_message or 'no reason given'}",
+                f"task {task.task_id} failed: {reason}",
                 handle=self.handle,
                 task=task,
                 error_message=task.error_message,

@@ -58,6 +58,14 @@ class _Incomplete(InvalidResponseError):
     """The body ended early or the range went stale: retry, resuming if possible."""
 
 
+class _Refused(Exception):
+    """A hop our URL rules refuse: asking again cannot change that, so no retry."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 async def download_file(
     session: aiohttp.ClientSession,
     url: str,
@@ -147,6 +155,8 @@ class _Download:
             try:
                 await self._attempt(on_progress)
                 return
+            except _Refused as refusal:
+                raise InvalidResponseError(str(refusal), status=refusal.status) from None
             except VidgoError as exc:
                 if not retryable(exc):
                     raise
@@ -216,20 +226,18 @@ class _Download:
                 return response
             response.release()
             url = await self._next_hop(url, response.headers.get("Location"), response.status)
-        raise InvalidResponseError(f"{url_label(self._url)}: more than {MAX_REDIRECTS} redirects")
+        raise _Refused(f"{url_label(self._url)}: more than {MAX_REDIRECTS} redirects", 200)
 
     async def _next_hop(self, url: URL, location: str | None, status: int) -> URL:
         if not location:
-            raise InvalidResponseError(
-                f"{url_label(url)}: redirect without Location", status=status
-            )
+            raise _Refused(f"{url_label(url)}: redirect without Location", status)
         try:
             hop = check_url(str(url.join(URL(location))), self._allow_private)
             refused = None if self._allow_private else await refused_address(hop)
         except ValueError as exc:
-            raise InvalidResponseError(f"refused redirect: {exc}", status=status) from None
+            raise _Refused(f"refused redirect: {exc}", status) from None
         if refused is not None:
-            raise InvalidResponseError(f"refused redirect to {refused}", status=status)
+            raise _Refused(f"refused redirect to {refused}", status)
         return hop
 
     def _check_peer(self, response: aiohttp.ClientResponse) -> None:
@@ -242,7 +250,7 @@ class _Download:
         address = ipaddress.ip_address(peer[0])
         if is_refused(address):
             response.release()
-            raise InvalidResponseError(f"{url_label(self._url)}: connected to refused {address}")
+            raise _Refused(f"{url_label(self._url)}: connected to refused {address}", 200)
 
     async def _receive(
         self, response: aiohttp.ClientResponse, offset: int, on_progress: ProgressCallback | None
