@@ -20,7 +20,6 @@ from pathlib import Path
 
 import attrs
 
-from .. import errors
 from .._models import WAV_MODEL, TaskHandle
 from .._wire.convert import converter
 from ..errors import (
@@ -181,6 +180,14 @@ def _encode(error: BaseException | None) -> tuple[str | None, str | None, int | 
     return type(error).__name__, str(error), None
 
 
+def _subclasses(kind: type[APIError]) -> list[type[APIError]]:
+    return [kind, *(sub for child in kind.__subclasses__() for sub in _subclasses(child))]
+
+
+# The API errors a journal row may name, by class name (RateLimitError, ServerError ...).
+_API_ERRORS = {kind.__name__: kind for kind in _subclasses(APIError)}
+
+
 def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoError:
     """The error an earlier run recorded for a pair, rebuilt as its own type."""
     message = entry.error or "failed in an earlier run"
@@ -198,8 +205,8 @@ def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoE
             task=None,
             error_message=entry.error,
         )
-    api_error = getattr(errors, kind or "", None)
-    if isinstance(api_error, type) and issubclass(api_error, APIError) and entry.error_status:
+    api_error = _API_ERRORS.get(kind or "")
+    if api_error is not None and entry.error_status:
         return api_error(message, status=entry.error_status)
     return VidgoError(f"{kind}: {message}" if kind else message)
 

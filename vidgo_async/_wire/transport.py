@@ -8,6 +8,7 @@ question, answered by ``_timing.classify``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.metadata
 import logging
 import time
@@ -69,6 +70,7 @@ class Transport:
     _session: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
     _storage: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
     _connector: aiohttp.TCPConnector | None = attrs.field(init=False, default=None)
+    _urls: dict[str, URL] = attrs.field(init=False, factory=dict)  # of the fixed routes
 
     @property
     def _auth(self) -> dict[str, str]:
@@ -145,17 +147,18 @@ class Transport:
         self.lifecycle.check()
         started = time.monotonic()
         failure: BaseException | None = None
+        headers: Mapping[str, str]
         try:
             async with self.session.request(
                 method,
-                self.base_url.with_path(self.base_url.raw_path.rstrip("/") + path, encoded=True),
+                self._url(path),
                 params=params,
                 json=body,
                 headers=self._auth if self._borrowed is not None else None,
                 timeout=self._client_timeout(timeout),
                 allow_redirects=False,
             ) as response:
-                status, headers = response.status, CIMultiDict(response.headers)
+                status, headers = response.status, response.headers
                 raw, complete = await _read_capped(response)
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             failure = exc
@@ -176,17 +179,35 @@ class Transport:
         if secret in raw:  # the server echoed the key: repeat none of it
             raw = raw.replace(secret, _REDACTED.encode())
         if (location := headers.get("Location")) is not None:
-            headers["Location"] = redact(location, self._api_key)
+            headers = CIMultiDict(headers, Location=redact(location, self._api_key))
         return envelope_data(status, headers, raw, complete)
 
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self.base_url.with_path(self.base_url.raw_path.rstrip("/") + path, encoded=True)
+            if len(self._urls) < 8:  # the fixed routes; per-task status paths are not kept
+                self._urls[path] = url
+        return url
+
     def _client_timeout(self, cap: float | None) -> aiohttp.ClientTimeout:
-        total = self.timeouts.total if cap is None else max(0.001, min(cap, self.timeouts.total))
-        return aiohttp.ClientTimeout(total=total, connect=min(self.timeouts.connect, total))
+        total = self.timeouts.total
+        if cap is not None and cap < total:
+            total = max(0.001, cap)
+        return _timeout(total, min(self.timeouts.connect, total))
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(total: float, connect: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total, connect=connect)
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-    """The body, read in chunks up to :data:`MAX_BODY`, and whether it was complete
-    (a compressed body may unpack to more than its length says)."""
+    """The body, up to :data:`MAX_BODY`, and whether it was complete (a compressed
+    body may unpack to more than its length says)."""
+    length = response.content_length
+    if length is not None and length <= MAX_BODY and "Content-Encoding" not in response.headers:
+        return await response.read(), True
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
