@@ -53,7 +53,6 @@ async def test_rerun_never_resubmits_an_unknown_outcome(
     assert server.creations[PAIRS[0][1]] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="own (DESIGN, Batches): every pair is still submitted")
 @pytest.mark.parametrize("status", [401, 402, 403])
 @pytest.mark.asyncio
 async def test_account_refusal_stops_the_batch_submits(

@@ -33,7 +33,11 @@ def test_connected_peer_check_applies_to_small_bodies() -> None:
     """A small body from a private connected peer is refused like a large one."""
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #13: reads on past the RIFF size until timeout")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 #13: reads on past the RIFF size; ends only at the 2 s timeout with "
+    "RequestTimeoutError",
+)
 @pytest.mark.parametrize("length", [None, 10**12], ids=["no-length", "absurd-length"])
 @pytest.mark.asyncio
 async def test_endless_body_stops_at_the_riff_size(
@@ -93,6 +97,11 @@ async def test_bad_wav_bodies_are_refused(
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".part")] == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="not issue 12, a regression since 5d64f51: the refused redirect's "
+    "InvalidResponseError is retried as ambiguous; the retried GET's WAV is returned",
+)
 @pytest.mark.parametrize(
     "location",
     ["file:///etc/passwd", "javascript:alert(1)", "ftp://127.0.0.1/x.wav", "http://user:pw@x/y"],

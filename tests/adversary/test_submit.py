@@ -44,7 +44,6 @@ def carries(exc: BaseException, status: int) -> bool:
 # -- 1. a definitive answer after an ambiguous attempt ----------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #1: the later 4xx escapes as a definite error")
 @pytest.mark.parametrize("entry", ENTRIES)
 @pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 410, 422])
 @pytest.mark.asyncio
@@ -121,12 +120,8 @@ async def test_html_200_then_conflict_naming_task_carries_on(
 # -- 2. CDN 5xx after the origin processed the submit; refusals ----------------------
 
 CDN = [520, 524, 599]
-CDN_XFAIL = pytest.mark.xfail(
-    strict=True, reason="issue 12 #2: a CDN 5xx on a submit is a ServerError at once"
-)
 
 
-@CDN_XFAIL
 @pytest.mark.parametrize("status", CDN)
 @pytest.mark.asyncio
 async def test_cdn_5xx_then_conflict_naming_task_carries_on(
@@ -138,7 +133,6 @@ async def test_cdn_5xx_then_conflict_naming_task_carries_on(
     assert server.creations[TRACK] == 1
 
 
-@CDN_XFAIL
 @pytest.mark.parametrize("entry", ENTRIES)
 @pytest.mark.parametrize("status", CDN)
 @pytest.mark.asyncio
@@ -153,7 +147,6 @@ async def test_cdn_5xx_then_payment_required_is_unknown(
     assert server.creations[TRACK] == 1
 
 
-@CDN_XFAIL
 @pytest.mark.parametrize("status", CDN)
 @pytest.mark.asyncio
 async def test_cdn_5xx_until_deadline_is_unknown(
@@ -170,11 +163,7 @@ async def test_cdn_5xx_until_deadline_is_unknown(
 REFUSED = [
     pytest.param(503, id="503"),
     pytest.param(429, id="429"),
-    pytest.param(
-        501,
-        id="501",
-        marks=pytest.mark.xfail(strict=True, reason="issue 12 #2: 501 on a submit is not retried"),
-    ),
+    pytest.param(501, id="501"),
 ]
 
 
@@ -242,7 +231,6 @@ async def test_loose_submit_answers_are_accepted(
     assert len(server.hits(SUBMIT)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #1: the 402 after the ambiguous 2xx is definite")
 @pytest.mark.parametrize(
     "answer",
     [

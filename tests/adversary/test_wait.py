@@ -49,11 +49,7 @@ def most_in_window(times: list[float], window: float) -> int:
 
 # -- 3. a 5xx on a poll is no news --------------------------------------------------
 
-SLIPPED_5XX = pytest.mark.xfail(strict=True, reason="issue 12 #3: this 5xx is final, not retried")
-ALL_5XX = [
-    pytest.param(status, marks=() if status in (500, 502, 503, 504) else SLIPPED_5XX)
-    for status in (500, 501, 502, 503, 504, 505, 507, 511, 520, 521, 522, 523, 524, 527, 530, 599)
-]
+ALL_5XX = [500, 501, 502, 503, 504, 505, 507, 511, 520, 521, 522, 523, 524, 527, 530, 599]
 
 
 @pytest.mark.parametrize("status", ALL_5XX)
@@ -81,7 +77,7 @@ async def test_one_5xx_on_get_task_is_retried(
     assert task.task_id == "t1"
 
 
-@pytest.mark.parametrize("status", [pytest.param(520, marks=SLIPPED_5XX), 502])
+@pytest.mark.parametrize("status", [520, 502])
 @pytest.mark.asyncio
 async def test_5xx_until_the_deadline_is_a_timeout(
     server: HostileServer, sdk: VidgoClient, status: int
@@ -116,7 +112,6 @@ async def test_odd_retry_after_on_polls(
 # -- 4. pacing: never past max_interval, a last read before the deadline -------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #4: a progress estimate sleeps past max_interval")
 @pytest.mark.asyncio
 async def test_stuck_progress_never_sleeps_past_max_interval(
     server: HostileServer, sdk: VidgoClient
@@ -132,7 +127,6 @@ async def test_stuck_progress_never_sleeps_past_max_interval(
     assert max(gaps([hit.at for hit in server.hits(DETAIL)])) < 0.05 * 1.1 + 0.2
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #4: the wait sleeps to its deadline, no last read")
 @pytest.mark.parametrize("progress", [1, None, lambda age: 1 if age < 0.3 else 2])
 @pytest.mark.asyncio
 async def test_a_last_read_before_the_deadline(
@@ -148,7 +142,6 @@ async def test_a_last_read_before_the_deadline(
 # -- 5, 6. identity: another task, another track ------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #5: an answer about task b is taken for task a")
 @pytest.mark.parametrize("read", ["get_task", "get_status"])
 @pytest.mark.asyncio
 async def test_answer_naming_another_task_is_invalid(
@@ -161,7 +154,6 @@ async def test_answer_naming_another_task_is_invalid(
     assert server.hits(DETAIL if read == "get_task" else STATUS)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #5: returns the wav_url of the task named b")
 @pytest.mark.asyncio
 async def test_convert_never_returns_another_tasks_wav(
     server: HostileServer, sdk: VidgoClient
@@ -182,11 +174,7 @@ def track_files(server: HostileServer, *audio_ids: str) -> list[dict[str, str]]:
     "listed",
     [
         pytest.param((TRACK,), id="own"),
-        pytest.param(
-            ("other-track", TRACK),
-            id="other-first",
-            marks=pytest.mark.xfail(strict=True, reason="issue 12 #6: the first file is taken"),
-        ),
+        pytest.param(("other-track", TRACK), id="other-first"),
     ],
 )
 @pytest.mark.asyncio
@@ -199,7 +187,6 @@ async def test_wav_of_the_pairs_track(
     assert url == f"{server.url}/files/{TRACK}.wav"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #6: another track's file is returned")
 @pytest.mark.asyncio
 async def test_only_another_tracks_file_is_no_result(
     server: HostileServer, sdk: VidgoClient
@@ -211,7 +198,6 @@ async def test_only_another_tracks_file_is_no_result(
     assert not isinstance(info.value, FORBIDDEN)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #6: convert_many takes another track's file")
 @pytest.mark.asyncio
 async def test_batch_wav_of_the_pairs_track(server: HostileServer, sdk: VidgoClient) -> None:
     """convert_many gives each pair its own track's wav_url when files carry audio_id."""
@@ -225,7 +211,13 @@ async def test_batch_wav_of_the_pairs_track(server: HostileServer, sdk: VidgoCli
 SURROGATE_ID = "t\ud800x"  # sent as the JSON escape "t\ud800x"; yarl drops the \ud800
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #7: sent back as 'tx'; tx's wav_url returned")
+SURROGATE_SUBMIT = (
+    "issue 12 #7: the InvalidResponseError for the id is retried as an ambiguous submit; "
+    "the retry's 409 ends it as SubmitOutcomeUnknownError"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=SURROGATE_SUBMIT)
 @pytest.mark.asyncio
 async def test_surrogate_task_id_is_invalid(server: HostileServer, sdk: VidgoClient) -> None:
     """A server-issued id with a lone surrogate raises InvalidResponseError, never polls 'tx'."""
@@ -237,7 +229,7 @@ async def test_surrogate_task_id_is_invalid(server: HostileServer, sdk: VidgoCli
     assert [hit.query for hit in server.hits(DETAIL)] == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #7: UnicodeEncodeError from the sqlite journal")
+@pytest.mark.xfail(strict=True, reason=f"{SURROGATE_SUBMIT} (the pair's error)")
 @pytest.mark.asyncio
 async def test_surrogate_task_id_with_journal(
     server: HostileServer, sdk: VidgoClient, tmp_path: Path
@@ -253,7 +245,10 @@ async def test_surrogate_task_id_with_journal(
     assert server.creations[TRACK] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="own: a caller id with a lone surrogate is sent, altered")
+@pytest.mark.xfail(
+    strict=True,
+    reason="own: the id is sent (as 'tx'); InvalidResponseError on the answer, not ValueError",
+)
 @pytest.mark.asyncio
 async def test_caller_id_with_surrogate_is_refused_before_sending(
     server: HostileServer, sdk: VidgoClient
@@ -278,7 +273,6 @@ BAD_URLS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #8: the URL comes back as a result")
 @pytest.mark.parametrize("entry", ["convert_to_wav", "await_task"])
 @pytest.mark.parametrize("bad", BAD_URLS)
 @pytest.mark.asyncio
@@ -300,7 +294,6 @@ async def test_unusable_wav_url_is_no_result(
 # -- 11. closing the client ends every pending wait --------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 #11: pending waits do not end promptly, typed")
 @pytest.mark.asyncio
 async def test_close_ends_pending_waits(
     server: HostileServer, make_sdk: MakeSdk, caplog: pytest.LogCaptureFixture
@@ -358,7 +351,9 @@ async def test_close_ends_pending_waits(
             True,
             id="resets",
             marks=pytest.mark.xfail(
-                strict=True, reason="issue 12 #12: aiohttp re-sends reset GETs past the limiter"
+                strict=True,
+                reason="issue 12 #12: aiohttp re-sends each reset GET at once, past the "
+                "limiter: 20 status requests within 0.95 s under a cap of 10",
             ),
         ),
     ],

@@ -58,12 +58,7 @@ async def outcome(call: Any, limit: float = 5.0) -> Any:
 
 # -- 9. 400-digit integers ------------------------------------------------------------
 
-OVERFLOW = pytest.mark.xfail(
-    strict=True, reason="issue 12 #9: OverflowError escapes (math.isfinite)"
-)
 
-
-@OVERFLOW
 @pytest.mark.parametrize("value", [HUGE, -HUGE], ids=["positive", "negative"])
 @pytest.mark.asyncio
 async def test_huge_progress_on_get_task(
@@ -75,7 +70,6 @@ async def test_huge_progress_on_get_task(
     assert isinstance(result, (Task, VidgoError)), repr(result)
 
 
-@OVERFLOW
 @pytest.mark.asyncio
 async def test_huge_progress_during_wait(server: HostileServer, sdk: VidgoClient) -> None:
     """A ~400-digit progress while running does not break the wait; it returns once finished."""
@@ -84,7 +78,6 @@ async def test_huge_progress_during_wait(server: HostileServer, sdk: VidgoClient
     assert task.status.value == "finished"
 
 
-@OVERFLOW
 @pytest.mark.parametrize("value", [HUGE, -HUGE], ids=["positive", "negative"])
 @pytest.mark.asyncio
 async def test_huge_balance(server: HostileServer, sdk: VidgoClient, value: int) -> None:
@@ -119,12 +112,6 @@ def nested_message(depth: int) -> bytes:
     return b'{"code": 400, "error": {"message": ' + nested(depth) + b"}}"
 
 
-DEEP = pytest.mark.xfail(
-    strict=True, reason="issue 12 #10: RecursionError escapes (json.dumps of a list error body)"
-)
-
-
-@DEEP
 @pytest.mark.parametrize("entry", ["submit_wav", "convert_to_wav", "get_task"])
 @pytest.mark.asyncio
 async def test_error_body_nested_near_the_recursion_limit(
