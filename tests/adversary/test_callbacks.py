@@ -54,10 +54,6 @@ async def submitted(server: HostileServer, sdk: VidgoClient, timeout: float = 20
 
 # -- 9. huge integers in callbacks ----------------------------------------------------
 
-OVERFLOW = pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 #9: feed() answers 200, not 400, to a ~400-digit progress (read as None)",
-)
 HUGE_BODIES = [
     pytest.param(
         b'{"task_id": "t", "status": "running", "progress": %s}' % HUGE.encode(), id="bare"
@@ -77,7 +73,6 @@ def test_parse_callback_huge_progress(raw: bytes) -> None:
         assert isinstance(parse_callback(raw), Task)
 
 
-@OVERFLOW
 @pytest.mark.parametrize("raw", HUGE_BODIES)
 def test_feed_huge_progress_answers_400(receiver: CallbackReceiver, raw: bytes) -> None:
     """CallbackReceiver.feed answers 400 to a ~400-digit progress, never raises."""
@@ -86,26 +81,17 @@ def test_feed_huge_progress_answers_400(receiver: CallbackReceiver, raw: bytes) 
 
 # -- 15. lone surrogates in callbacks ---------------------------------------------------
 
-SURROGATE = pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 #15: a lone surrogate outside task_id (in error_message, status or a key) "
-    "is answered 200, not 400",
-)
 SURROGATE_BODIES = [
     pytest.param(b'{"task_id": "t\\ud800", "status": "finished"}', id="in-id"),
     pytest.param(
         b'{"task_id": "t", "status": "failed", "error_message": "\\udfff"}',
         id="message",
-        marks=SURROGATE,
     ),
     pytest.param(
         b'{"code": 200, "data": {"task_id": "t", "status": "fin\\ud800"}}',
         id="status",
-        marks=SURROGATE,
     ),
-    pytest.param(
-        b'{"\\ud800": 1, "task_id": "t", "status": "finished"}', id="key", marks=SURROGATE
-    ),
+    pytest.param(b'{"\\ud800": 1, "task_id": "t", "status": "finished"}', id="key"),
 ]
 
 

@@ -97,11 +97,6 @@ async def test_bad_wav_bodies_are_refused(
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".part")] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not issue 12, a regression since 5d64f51: the refused redirect's "
-    "InvalidResponseError is retried as ambiguous; the retried GET's WAV is returned",
-)
 @pytest.mark.parametrize(
     "location",
     ["file:///etc/passwd", "javascript:alert(1)", "ftp://127.0.0.1/x.wav", "http://user:pw@x/y"],

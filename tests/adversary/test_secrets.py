@@ -167,10 +167,6 @@ async def test_key_is_sent_to_the_api_only(
 # -- server text repeated: capped, escaped --------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 #14: the whole 900,000-character error_message is in the TaskFailedError",
-)
 @pytest.mark.asyncio
 async def test_huge_error_message_is_capped(server: HostileServer, sdk: VidgoClient) -> None:
     """A 900,000-character error_message is not embedded whole in the TaskFailedError."""
@@ -180,10 +176,6 @@ async def test_huge_error_message_is_capped(server: HostileServer, sdk: VidgoCli
     assert len(str(exc)) < 10_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 #14: ESC, CR, LF, NUL and BEL of error_message are in the TaskFailedError raw",
-)
 @pytest.mark.asyncio
 async def test_error_message_control_characters_are_escaped(
     server: HostileServer, sdk: VidgoClient

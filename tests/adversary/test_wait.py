@@ -245,10 +245,6 @@ async def test_surrogate_task_id_with_journal(
     assert server.creations[TRACK] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="own: the id is sent (as 'tx'); InvalidResponseError on the answer, not ValueError",
-)
 @pytest.mark.asyncio
 async def test_caller_id_with_surrogate_is_refused_before_sending(
     server: HostileServer, sdk: VidgoClient

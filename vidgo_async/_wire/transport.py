@@ -179,7 +179,9 @@ class Transport:
         if secret in raw:  # the server echoed the key: repeat none of it
             raw = raw.replace(secret, _REDACTED.encode())
         if (location := headers.get("Location")) is not None:
-            headers = CIMultiDict(headers, Location=redact(location, self._api_key))
+            redacted = CIMultiDict(headers)
+            redacted["Location"] = redact(location, self._api_key)
+            headers = redacted
         return envelope_data(status, headers, raw, complete)
 
     def _url(self, path: str) -> URL:
