@@ -210,6 +210,7 @@ class _Batch:
             self.in_flight[key] += 1
         else:
             await self.slots.acquire()
+            await self.busy.acquire()  # the pair's submit goes out under this permit
             self.in_flight[key] = 0
             self._spawn(self._carry(key))
 
@@ -234,17 +235,15 @@ class _Batch:
 
     async def _convert(self, key: Key) -> ConversionResult:
         deadline = Deadline.after(self.timeout)
-        entry = self.journal.get(*key) if self.journal else None
-        if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
-            return await self._from_journal(key, entry)
-        if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
-            task_id, submitted_at = entry.task_id, None  # an earlier run's: its 404 is news
-        else:
-            resumed = entry is not None and entry.state is State.SUBMITTING
-            submitted = await self._submit(key, deadline, resumed=resumed)
-            if isinstance(submitted, ConversionResult):
-                return submitted
-            task_id, submitted_at = submitted, time.monotonic()
+        try:
+            started = await self._start(key, deadline)
+        finally:
+            self.busy.release()  # the permit the feeder took for this pair's submit
+        if isinstance(started, Entry):
+            return await self._from_journal(key, started)
+        if isinstance(started, ConversionResult):
+            return started
+        task_id, submitted_at = started
         handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
         poller = self.waits.poller(handle, deadline, submitted_at=submitted_at, gate=self.busy)
         result = ConversionResult(source_task_id=key[0], audio_id=key[1], task_id=task_id)
@@ -258,32 +257,37 @@ class _Batch:
         self._record(key, State.FINISHED, task_id=task_id, wav_url=wav_url)
         return await self._download(key, attrs.evolve(result, wav_url=wav_url))
 
-    async def _submit(
-        self, key: Key, deadline: Deadline, *, resumed: bool
-    ) -> str | ConversionResult:
-        """The accepted task's id, or the pair's result if no task is known."""
-        async with self.busy:
-            if self.refused is not None:  # the account cannot submit: not attempted
-                return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
-            self._record(key, State.SUBMITTING)  # only now may the request go out
-            input = {"task_id": key[0], "audio_id": key[1]}
-            try:
-                accepted = await self.submitter.submit(
-                    WAV_MODEL,
-                    input,
-                    callback_url=None,
-                    deadline=deadline,
-                    adopt=True,
-                    resumed=resumed,
-                )
-            except VidgoError as exc:
-                if isinstance(exc, _ACCOUNT_REFUSALS) and self.refused is None:
-                    self.refused = exc
-                    logger.warning("batch submits stopped: %s", exc)
-                self._record(key, state_after_failed_submit(exc), error=exc)
-                return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
+    async def _start(
+        self, key: Key, deadline: Deadline
+    ) -> Entry | ConversionResult | tuple[str, float | None]:
+        """What the journal knows of the pair, its result if no task is known, or
+        the task to wait on and when this run submitted it (``None``: an earlier run)."""
+        entry = self.journal.get(*key) if self.journal else None
+        if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
+            return entry
+        if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
+            return entry.task_id, None  # an earlier run's task: its 404 is news
+        if self.refused is not None:  # the account cannot submit: not attempted
+            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
+        self._record(key, State.SUBMITTING)  # only now may the request go out
+        input = {"task_id": key[0], "audio_id": key[1]}
+        try:
+            accepted = await self.submitter.submit(
+                WAV_MODEL,
+                input,
+                callback_url=None,
+                deadline=deadline,
+                adopt=True,
+                resumed=entry is not None and entry.state is State.SUBMITTING,
+            )
+        except VidgoError as exc:
+            if isinstance(exc, _ACCOUNT_REFUSALS) and self.refused is None:
+                self.refused = exc
+                logger.warning("batch submits stopped: %s", exc)
+            self._record(key, state_after_failed_submit(exc), error=exc)
+            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
         self._record(key, State.ACCEPTED, task_id=accepted.task_id)
-        return accepted.task_id
+        return accepted.task_id, time.monotonic()
 
     async def _download(self, key: Key, result: ConversionResult) -> ConversionResult:
         if self.download_to is None or result.wav_url is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 from urllib.parse import quote
@@ -113,8 +115,13 @@ class Reader:
         path = "/api/generate/status/" + quote(task_id, safe="")
         return parse_task(await self.get(path, limited=True), task_id=task_id)
 
-    async def poll(self, task_id: str, deadline: Deadline) -> Task:
+    async def poll(
+        self, task_id: str, deadline: Deadline, gate: asyncio.Semaphore | None = None
+    ) -> Task:
         """One rate-capped Query Music Detail request, bounded by ``deadline``.
+
+        ``gate`` (a batch's bound on its requests in flight) is taken after the
+        slot under the rate cap, so that no poll queued on the cap holds it.
 
         Raises:
             RequestTimeoutError: The deadline came first.
@@ -125,9 +132,10 @@ class Reader:
         except TimeoutError:
             raise RequestTimeoutError("deadline reached before the next poll slot") from None
         try:
-            data = await self.transport.request(
-                "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=deadline.remaining()
-            )
+            async with gate or contextlib.nullcontext():
+                data = await self.transport.request(
+                    "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=deadline.remaining()
+                )
             task = parse_task(data, task_id=task_id)
         except VidgoError as exc:
             emit(self.hook, "poll", task_id=task_id, error=type(exc).__name__)

@@ -176,7 +176,7 @@ class Poller:
             if self.deadline.expired():
                 raise self._timeout()
             try:
-                task = await self._read()
+                task = await self.reader.poll(self.handle.task_id, self.deadline, self.gate)
             except VidgoError as exc:
                 if not (retryable(exc) or self._unseen(exc)):
                     raise
@@ -188,12 +188,6 @@ class Poller:
                 continue
             self._note(task)
             return task
-
-    async def _read(self) -> Task:
-        if self.gate is None:
-            return await self.reader.poll(self.handle.task_id, self.deadline)
-        async with self.gate:
-            return await self.reader.poll(self.handle.task_id, self.deadline)
 
     async def _pause(self) -> None:
         delay = self.delay
