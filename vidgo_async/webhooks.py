@@ -241,7 +241,8 @@ class CallbackReceiver:
         """
         app = web.Application()
         self.add_routes(app)
-        runner = web.AppRunner(app, access_log=None)
+        # On exit, a client still sending a body it declared is not waited for.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)

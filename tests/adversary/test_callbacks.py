@@ -149,11 +149,6 @@ async def test_handler_lone_surrogate_with_a_live_token(
 # -- 16. a forged hint during the confirming read --------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 #16: the real callback, fed while the forged hint's read is in flight, "
-    "is dropped: the wait sleeps on past 1.5 s",
-)
 @pytest.mark.asyncio
 async def test_real_callback_during_a_confirming_read_is_kept(
     server: HostileServer, make_sdk: MakeSdk, receiver: CallbackReceiver
@@ -195,12 +190,7 @@ async def test_a_callback_wakes_the_wait(
 
 # -- 17. tokens released; a receiver that does not linger ----------------------------------
 
-RELEASE = pytest.mark.xfail(
-    strict=True, reason="issue 12 #17: the ended wait's token stays pending (receiver.pending 1)"
-)
 
-
-@RELEASE
 @pytest.mark.asyncio
 async def test_cancelled_wait_releases_its_token(
     server: HostileServer, make_sdk: MakeSdk, receiver: CallbackReceiver
@@ -214,7 +204,6 @@ async def test_cancelled_wait_releases_its_token(
     assert receiver.pending == 0
 
 
-@RELEASE
 @pytest.mark.asyncio
 async def test_timed_out_wait_releases_its_token(
     server: HostileServer, make_sdk: MakeSdk, receiver: CallbackReceiver
@@ -257,11 +246,6 @@ async def stalled_client(port: int, declared: int) -> asyncio.StreamWriter:
     return writer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 #17: leaving serve() waits for the stalled client: ~10 s after a huge "
-    "declared body, ~60 s after a silent 60,000-byte one",
-)
 @pytest.mark.parametrize(
     ("declared", "hang_up"),
     [(10**12, True), (10**12, False), (60_000, False)],

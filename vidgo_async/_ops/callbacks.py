@@ -57,6 +57,7 @@ class Slot:
         "expires",
         "generation",
         "key",
+        "missed",
         "secret",
         "task_id",
         "trusted",
@@ -72,6 +73,7 @@ class Slot:
         self.early: list[str] = []
         self.generation = 0  # hints honoured
         self.armed = True  # False while a honoured hint awaits its confirming read
+        self.missed = False  # a hint came while a confirming read was in flight
         self.waiters: set[asyncio.Future[None]] = set()
 
     @property
@@ -151,6 +153,9 @@ class Registry:
         if task.status in _NOT_TERMINAL:
             return "not terminal"
         if not slot.armed:
+            # The confirming read in flight may predate what this hint reports:
+            # if that read refutes the first hint, this one earns a read of its own.
+            slot.missed = True
             return "duplicate"
         if slot.task_id is None:  # it beat the submit answer
             if task.task_id not in slot.early and len(slot.early) < _MAX_EARLY:
@@ -246,12 +251,20 @@ class CallbackPacer:
 
     def observe(self, task: Task) -> None:
         """Note a poll's answer: a terminal one resolves the slot, another re-arms it."""
+        slot = self._slot
         if not task.is_terminal:
-            if self._seen == self._slot.generation:
-                self._slot.armed = True  # any hint so far has been refuted
+            if self._seen == slot.generation:
+                slot.armed = True  # any hint so far has been refuted
+                if slot.missed:  # but one came during the read: read again
+                    slot.missed = False
+                    slot.wake()
         elif not self._terminal:
             self._terminal = True
             self._registry.saw_terminal(self._slot)
+
+    def close(self) -> None:
+        """The wait ended (done, failed, timed out or cancelled): release its token."""
+        self._registry.discard(self._slot)
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:

@@ -96,11 +96,12 @@ class Waits:
             TaskTimeoutError: The deadline passed first.
             ClientClosedError: The client was closed.
         """
-        while True:
-            task = await poller.next()
-            if task.status is TaskStatus.FINISHED:
-                return task
-            poller.fail_if_failed(task)
+        with poller:
+            while True:
+                task = await poller.next()
+                if task.status is TaskStatus.FINISHED:
+                    return task
+                poller.fail_if_failed(task)
 
     async def wav_url(self, poller: Poller) -> str:
         """The WAV URL of the track the poller's handle names, once its task finished.
@@ -113,6 +114,10 @@ class Waits:
             InvalidResponseError: It finished and never showed a usable WAV URL.
             Same as :meth:`until_done` otherwise.
         """
+        with poller:
+            return await self._wav_url(poller)
+
+    async def _wav_url(self, poller: Poller) -> str:
         rereads = 0
         while True:
             try:
@@ -134,16 +139,17 @@ class Waits:
     async def changes(self, poller: Poller) -> AsyncGenerator[Task, None]:
         """Polled snapshots whose status or progress differs from the one before; ends terminal."""
         previous: Task | None = None
-        while True:
-            task = await poller.next()
-            if previous is None or (task.status, task.progress) != (
-                previous.status,
-                previous.progress,
-            ):
-                yield task
-            if task.is_terminal:
-                return
-            previous = task
+        with poller:
+            while True:
+                task = await poller.next()
+                if previous is None or (task.status, task.progress) != (
+                    previous.status,
+                    previous.progress,
+                ):
+                    yield task
+                if task.is_terminal:
+                    return
+                previous = task
 
 
 @attrs.define
@@ -162,6 +168,14 @@ class Poller:
     gate: asyncio.Semaphore | None = None  # held during each poll
     last: Task | None = None
     last_call: bool = False  # the next read is the last before the deadline
+
+    def __enter__(self) -> Poller:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """The wait is over, however it ended: a callback token it holds is released."""
+        if self.pacer is not None:
+            self.pacer.close()
 
     async def next(self) -> Task:
         """The next snapshot a poll reads, after the pause.
