@@ -390,6 +390,7 @@ class VidgoClient:
             timeouts=self._transport.timeouts,
             allow_private=is_loopback(self._base_url),
             timeout=timeout,
+            secret=self._transport.secret,
         )
 
     def watch(

@@ -123,11 +123,6 @@ async def test_redirect_location_echoing_the_key(
     assert_no_key(exc, debug_log.records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 #14: a key in a download URL's path is repeated: in the DEBUG 'GET ...' "
-    "line (200) and in the APIError's message (404, 503)",
-)
 @pytest.mark.parametrize("status", [200, 404, 503])
 @pytest.mark.asyncio
 async def test_download_url_carrying_the_key(

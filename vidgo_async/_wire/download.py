@@ -30,7 +30,7 @@ from .._timing.classify import retryable
 from .._timing.deadline import Deadline
 from .._timing.schedules import start
 from ..errors import APIError, InvalidResponseError, RequestTimeoutError, VidgoError
-from .envelope import api_error, excerpt, parse_retry_after
+from .envelope import api_error, excerpt, parse_retry_after, redact
 from .peers import check_url, download_target, is_refused, refused_address, url_label
 from .transport import safe_to_chain, transport_error
 from .wavfile import PartFile, part_size, resume_offset
@@ -78,6 +78,7 @@ async def download_file(
     allow_private: bool = False,
     check_wav: bool = True,
     timeout: float | None = DOWNLOAD_TIMEOUT,
+    secret: str = "",
 ) -> Path:
     """Download ``url`` to ``dest`` through ``.part`` and an atomic rename.
 
@@ -100,6 +101,7 @@ async def download_file(
         timeout: Seconds for the whole download, retries and backoff
             included; ``None`` for no limit. On expiry the ``.part`` file is
             kept for a later call to resume.
+        secret: Text never repeated in a message or log line (the API key).
 
     Returns:
         The path written.
@@ -123,9 +125,12 @@ async def download_file(
     if not allow_private:
         refused = await refused_address(first)
         if refused is not None:
-            raise ValueError(f"refusing {url_label(first)}: it resolves to {refused}")
+            where = redact(url_label(first), secret)
+            raise ValueError(f"refusing {where}: it resolves to {refused}")
     deadline = Deadline.after(timeout)
-    job = _Download(session, first, target, retry, timeouts, allow_private, check_wav, deadline)
+    job = _Download(
+        session, first, target, retry, timeouts, allow_private, check_wav, deadline, secret
+    )
     await job.run(on_progress)
     return target
 
@@ -142,6 +147,11 @@ class _Download:
     _allow_private: bool
     _check_wav: bool
     _deadline: Deadline
+    _secret: str  # never repeated: a storage URL's path may carry it
+
+    def _where(self, url: URL | None = None) -> str:
+        """Host and path of ``url`` (default: the first), for messages and logs."""
+        return redact(url_label(url or self._url), self._secret)
 
     @property
     def _part(self) -> Path:
@@ -172,7 +182,7 @@ class _Download:
                     raise InvalidResponseError(str(failure), status=200)
                 raise failure
             delay = self._deadline.clamp(pauses.send(failure))
-            logger.debug("download %s: %s; retrying in %.3fs", url_label(self._url), failure, delay)
+            logger.debug("download %s: %s; retrying in %.3fs", self._where(), failure, delay)
             await asyncio.sleep(delay)
             self._left(failure)
 
@@ -184,7 +194,7 @@ class _Download:
         # The deadline's own timeout says nothing more; another failure might.
         quiet = failure is None or isinstance(failure, RequestTimeoutError)
         last = "" if quiet else f" (last error: {failure})"
-        raise RequestTimeoutError(f"{url_label(self._url)}: download not finished in time{last}")
+        raise RequestTimeoutError(f"{self._where()}: download not finished in time{last}")
 
     def _client_timeout(self) -> aiohttp.ClientTimeout:
         """Each request's timeouts: ``total`` ends it, body included, at the deadline."""
@@ -205,7 +215,7 @@ class _Download:
         if failure is not None:
             # Raised outside the handler: an aiohttp exception's request_info holds the
             # request's headers and URL (query included), so it must not be chained.
-            error = transport_error(failure, url_label(self._url))
+            error = transport_error(failure, self._where())
             raise error from (failure if safe_to_chain(failure) else None)
 
     async def _open(self, offset: int) -> aiohttp.ClientResponse:
@@ -215,7 +225,7 @@ class _Download:
         if offset:
             headers["Range"] = f"bytes={offset}-"
         for _ in range(MAX_REDIRECTS + 1):
-            started, where = time.monotonic(), url_label(url)
+            started, where = time.monotonic(), self._where(url)
             response = await self._session.get(
                 url, headers=headers, allow_redirects=False, timeout=self._client_timeout()
             )
@@ -226,11 +236,11 @@ class _Download:
                 return response
             response.release()
             url = await self._next_hop(url, response.headers.get("Location"), response.status)
-        raise _Refused(f"{url_label(self._url)}: more than {MAX_REDIRECTS} redirects", 200)
+        raise _Refused(f"{self._where()}: more than {MAX_REDIRECTS} redirects", 200)
 
     async def _next_hop(self, url: URL, location: str | None, status: int) -> URL:
         if not location:
-            raise _Refused(f"{url_label(url)}: redirect without Location", status)
+            raise _Refused(f"{self._where(url)}: redirect without Location", status)
         try:
             hop = check_url(str(url.join(URL(location))), self._allow_private)
             refused = None if self._allow_private else await refused_address(hop)
@@ -250,7 +260,7 @@ class _Download:
         address = ipaddress.ip_address(peer[0])
         if is_refused(address):
             response.release()
-            raise _Refused(f"{url_label(self._url)}: connected to refused {address}", 200)
+            raise _Refused(f"{self._where()}: connected to refused {address}", 200)
 
     async def _receive(
         self, response: aiohttp.ClientResponse, offset: int, on_progress: ProgressCallback | None
@@ -258,12 +268,12 @@ class _Download:
         status = response.status
         if status == 416 and offset:
             self._part.unlink(missing_ok=True)
-            raise _Incomplete(f"{url_label(self._url)}: range {offset}- no longer satisfiable")
+            raise _Incomplete(f"{self._where()}: range {offset}- no longer satisfiable")
         if status >= 400:
             body = await response.content.read(1024)
-            raise _status_error(response, body, url_label(self._url), self._retry)
+            raise _status_error(response, body, self._where(), self._retry, self._secret)
         if status not in (200, 206):
-            raise InvalidResponseError(f"{url_label(self._url)}: unexpected status", status=status)
+            raise InvalidResponseError(f"{self._where()}: unexpected status", status=status)
         start, total = self._span(response, offset)
         with PartFile(self._part, start, self._check_wav) as part:
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
@@ -271,10 +281,10 @@ class _Download:
                 if on_progress is not None:
                     on_progress(part.size, total)
             if total is not None and part.size != total:
-                raise _Incomplete(f"{url_label(self._url)}: got {part.size} of {total} bytes")
+                raise _Incomplete(f"{self._where()}: got {part.size} of {total} bytes")
             problem = part.riff_problem()
             if problem is not None:  # e.g. a body without Content-Length, cut short
-                raise _Incomplete(f"{url_label(self._url)}: {problem}")
+                raise _Incomplete(f"{self._where()}: {problem}")
             await part.commit(self._target)
 
     def _span(self, response: aiohttp.ClientResponse, offset: int) -> tuple[int, int | None]:
@@ -285,17 +295,17 @@ class _Download:
         match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
         if match is None or int(match[1]) != offset:
             self._part.unlink(missing_ok=True)
-            raise _Incomplete(f"{url_label(self._url)}: unexpected Content-Range, restarting")
+            raise _Incomplete(f"{self._where()}: unexpected Content-Range, restarting")
         if match[3] != "*":
             return offset, int(match[3])
         return offset, None if length is None else offset + length
 
 
 def _status_error(
-    response: aiohttp.ClientResponse, body: bytes, where: str, retry: RetryPolicy
+    response: aiohttp.ClientResponse, body: bytes, where: str, retry: RetryPolicy, secret: str
 ) -> APIError:
     """The error for an error status, mapped as for API calls."""
     header = response.headers.get("Retry-After")
     retry_after = parse_retry_after(header, cap=retry.max_retry_after)
-    message = f"{where}: {excerpt(body) or 'no body'}"
+    message = redact(f"{where}: {excerpt(body) or 'no body'}", secret)
     return api_error(response.status, None, message, None, retry_after)

@@ -28,7 +28,15 @@ from ..errors import (
 )
 from .convert import server_id
 
-__all__ = ["MAX_BODY", "api_error", "envelope_data", "excerpt", "parse_retry_after"]
+__all__ = [
+    "MAX_BODY",
+    "REDACTED",
+    "api_error",
+    "envelope_data",
+    "excerpt",
+    "parse_retry_after",
+    "redact",
+]
 
 #: Largest response body read, in bytes; the rest is never buffered.
 MAX_BODY = 1024 * 1024
@@ -41,6 +49,15 @@ _BY_STATUS: dict[int, type[APIError]] = {
     409: ConflictError,
     422: BadRequestError,
 }
+
+
+#: What stands in for a secret in any text we repeat.
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` replaced."""
+    return text.replace(secret, REDACTED) if secret and secret in text else text
 
 
 def excerpt(body: bytes | str, limit: int = 160) -> str:

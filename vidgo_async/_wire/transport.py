@@ -23,9 +23,9 @@ from yarl import URL
 from .._config import Timeouts
 from .._lifecycle import Lifecycle
 from ..errors import ClientClosedError, RequestTimeoutError, TransportError
-from .envelope import MAX_BODY, envelope_data, excerpt
+from .envelope import MAX_BODY, REDACTED, envelope_data, excerpt, redact
 
-__all__ = ["Transport", "redact", "safe_to_chain", "transport_error"]
+__all__ = ["Transport", "safe_to_chain", "transport_error"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -38,12 +38,6 @@ def _user_agent() -> str:
 
 
 _USER_AGENT = _user_agent()
-_REDACTED = "[redacted]"
-
-
-def redact(text: str, secret: str) -> str:
-    """``text`` with every occurrence of ``secret`` replaced."""
-    return text.replace(secret, _REDACTED) if secret and secret in text else text
 
 
 @attrs.define(repr=False)
@@ -71,6 +65,11 @@ class Transport:
     _storage: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
     _connector: aiohttp.TCPConnector | None = attrs.field(init=False, default=None)
     _urls: dict[str, URL] = attrs.field(init=False, factory=dict)  # of the fixed routes
+
+    @property
+    def secret(self) -> str:
+        """The API key, for the layers that must keep it out of what they repeat."""
+        return self._api_key
 
     @property
     def _auth(self) -> dict[str, str]:
@@ -177,7 +176,7 @@ class Transport:
         logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
         secret = self._api_key.encode()
         if secret in raw:  # the server echoed the key: repeat none of it
-            raw = raw.replace(secret, _REDACTED.encode())
+            raw = raw.replace(secret, REDACTED.encode())
         if (location := headers.get("Location")) is not None:
             redacted = CIMultiDict(headers)
             redacted["Location"] = redact(location, self._api_key)

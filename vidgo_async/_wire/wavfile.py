@@ -9,10 +9,21 @@ from pathlib import Path
 from ..errors import InvalidResponseError
 from .envelope import excerpt
 
-__all__ = ["HEAD", "PartFile", "is_wav", "part_size", "resume_offset", "riff_mismatch"]
+__all__ = [
+    "HEAD",
+    "MAX_SIZE",
+    "PartFile",
+    "declared_size",
+    "is_wav",
+    "part_size",
+    "resume_offset",
+    "riff_mismatch",
+]
 
 #: Bytes of the header checked: ``RIFF`` (or ``RF64``), the size, ``WAVE``.
 HEAD = 12
+#: Largest file downloaded when no RIFF size bounds it (RF64, or a size left open).
+MAX_SIZE = 16 * 1024**3
 #: RIFF sizes that promise nothing: streaming writers leave 0 or all ones there.
 _UNKNOWN_SIZES = frozenset({0, 0xFFFFFFFF})
 
@@ -20,6 +31,14 @@ _UNKNOWN_SIZES = frozenset({0, 0xFFFFFFFF})
 def is_wav(head: bytes) -> bool:
     """Whether ``head`` starts a RIFF/WAVE (or RF64/WAVE) file."""
     return len(head) >= HEAD and head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE"
+
+
+def declared_size(head: bytes) -> int | None:
+    """The file size a RIFF header declares, if it declares one."""
+    if len(head) < 8 or head[:4] != b"RIFF":
+        return None
+    declared = int.from_bytes(head[4:8], "little")
+    return None if declared in _UNKNOWN_SIZES else declared + 8
 
 
 def riff_mismatch(head: bytes, size: int) -> str | None:
@@ -59,13 +78,24 @@ class PartFile:
             self._file.close()
 
     def write(self, chunk: bytes) -> None:
-        """Append ``chunk``; check the header once its 12 bytes are in."""
+        """Append ``chunk``; check the header once its 12 bytes are in.
+
+        Raises:
+            InvalidResponseError: Not a WAV, or more bytes than its RIFF header
+                declares (or than :data:`MAX_SIZE`): the rest is not read.
+        """
         if self._check_wav and self.size < HEAD:
             self._head += chunk[: HEAD - self.size]
             if len(self._head) == HEAD:
                 self._require_wav()
+        size = self.size + len(chunk)
+        limit = declared_size(self._head) if self._check_wav else None
+        if size > (MAX_SIZE if limit is None else limit):
+            raise InvalidResponseError(
+                f"the body runs past {limit or MAX_SIZE} bytes (its RIFF size or the cap)"
+            )
         self._file.write(chunk)
-        self.size += len(chunk)
+        self.size = size
 
     def riff_problem(self) -> str | None:
         """How the size disagrees with the RIFF header's, if it does and WAVs are checked."""
