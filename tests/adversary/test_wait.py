@@ -343,15 +343,7 @@ async def test_close_ends_pending_waits(
     "resets",
     [
         pytest.param(False, id="plain"),
-        pytest.param(
-            True,
-            id="resets",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 12 #12: aiohttp re-sends each reset GET at once, past the "
-                "limiter: 20 status requests within 0.95 s under a cap of 10",
-            ),
-        ),
+        pytest.param(True, id="resets"),
     ],
 )
 @pytest.mark.asyncio

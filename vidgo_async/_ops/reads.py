@@ -67,7 +67,8 @@ class Reader:
         if limited:
             await self.limiter.acquire()
         try:
-            data = await self.transport.request("GET", path, params=params)
+            resend = self.limiter.acquire if limited else None
+            data = await self.transport.request("GET", path, params=params, before_resend=resend)
         except VidgoError as exc:
             if retryable(exc):
                 self.budget.record_failure()
@@ -134,7 +135,11 @@ class Reader:
         try:
             async with gate or contextlib.nullcontext():
                 data = await self.transport.request(
-                    "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=deadline.remaining()
+                    "GET",
+                    DETAIL_PATH,
+                    params={"task_id": task_id},
+                    timeout=deadline.remaining(),
+                    before_resend=lambda: self.limiter.acquire(deadline.remaining()),
                 )
             task = parse_task(data, task_id=task_id)
         except VidgoError as exc:

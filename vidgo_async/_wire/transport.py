@@ -12,7 +12,8 @@ import functools
 import importlib.metadata
 import logging
 import time
-from collections.abc import Mapping
+import types
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -109,6 +110,7 @@ class Transport:
             connector_owner=False,
             headers={"User-Agent": _USER_AGENT, **headers},
             cookie_jar=cookie_jar,
+            trace_configs=[_RESENDS],
         )
 
     async def close(self) -> None:
@@ -131,11 +133,16 @@ class Transport:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        before_resend: Callable[[], Awaitable[None]] | None = None,
     ) -> Any:
         """One request; the envelope's ``data`` on success.
 
         Args:
             timeout: Cap on this request's total time (a deadline's remainder).
+            before_resend: Awaited before aiohttp sends the request again on a
+                new connection (it does so once for an idempotent request whose
+                kept-alive connection failed): a status read takes its slot under
+                the rate cap there too. Only on the client's own sessions.
 
         Raises:
             ClientClosedError: The client is closed, or was closed meanwhile.
@@ -156,10 +163,11 @@ class Transport:
                 headers=self._auth if self._borrowed is not None else None,
                 timeout=self._client_timeout(timeout),
                 allow_redirects=False,
+                trace_request_ctx=None if before_resend is None else _Sends(before_resend),
             ) as response:
                 status, headers = response.status, response.headers
                 raw, complete = await _read_capped(response)
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        except (asyncio.TimeoutError, TimeoutError, aiohttp.ClientError) as exc:
             failure = exc
         except Exception:
             if not self.lifecycle.closed:
@@ -196,6 +204,29 @@ class Transport:
         if cap is not None and cap < total:
             total = max(0.001, cap)
         return _timeout(total, min(self.timeouts.connect, total))
+
+
+@attrs.define
+class _Sends:
+    """The wire attempts of one request, counted by :data:`_RESENDS`."""
+
+    before_resend: Callable[[], Awaitable[None]]
+    count: int = 0
+
+
+async def _on_connection(_: object, context: types.SimpleNamespace, __: object) -> None:
+    sends = context.trace_request_ctx
+    if isinstance(sends, _Sends):
+        sends.count += 1
+        if sends.count > 1:
+            await sends.before_resend()
+
+
+# One connection is taken per wire attempt: a new one or one from the pool.
+_RESENDS = aiohttp.TraceConfig()
+_RESENDS.on_connection_create_start.append(_on_connection)
+_RESENDS.on_connection_reuseconn.append(_on_connection)
+_RESENDS.freeze()
 
 
 @functools.lru_cache(maxsize=64)
