@@ -255,7 +255,10 @@ class _Batch:
             # Otherwise (deadline, account trouble ...) it stays accepted: a re-run waits again.
             return attrs.evolve(result, error=exc)
         self._record(key, State.FINISHED, task_id=task_id, wav_url=wav_url)
-        return await self._download(key, attrs.evolve(result, wav_url=wav_url))
+        result = ConversionResult(
+            source_task_id=key[0], audio_id=key[1], task_id=task_id, wav_url=wav_url
+        )
+        return await self._download(key, result)
 
     async def _start(
         self, key: Key, deadline: Deadline

@@ -67,8 +67,7 @@ class Reader:
         if limited:
             await self.limiter.acquire()
         try:
-            resend = self.limiter.acquire if limited else None
-            data = await self.transport.request("GET", path, params=params, before_resend=resend)
+            data = await self.transport.request("GET", path, params=params)
         except VidgoError as exc:
             if retryable(exc):
                 self.budget.record_failure()
@@ -135,11 +134,7 @@ class Reader:
         try:
             async with gate or contextlib.nullcontext():
                 data = await self.transport.request(
-                    "GET",
-                    DETAIL_PATH,
-                    params={"task_id": task_id},
-                    timeout=deadline.remaining(),
-                    before_resend=lambda: self.limiter.acquire(deadline.remaining()),
+                    "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=deadline.remaining()
                 )
             task = parse_task(data, task_id=task_id)
         except VidgoError as exc:

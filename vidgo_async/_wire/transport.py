@@ -12,8 +12,7 @@ import functools
 import importlib.metadata
 import logging
 import time
-import types
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -105,13 +104,19 @@ class Transport:
         self.lifecycle.check()  # a session made after close would never be closed
         if self._connector is None:  # one pool of max_connections for both sessions
             self._connector = aiohttp.TCPConnector(limit=self._max_connections)
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=self._connector,
             connector_owner=False,
             headers={"User-Agent": _USER_AGENT, **headers},
             cookie_jar=cookie_jar,
-            trace_configs=[_RESENDS],
         )
+        # aiohttp sends an idempotent request again, at once, when a kept-alive
+        # connection fails - past the rate cap, and past the retry rules, which
+        # already treat such a failure. It has no public switch for that (a trace
+        # config could count the re-sends, at ~10 % of a batch's CPU); a test
+        # counts status reads on the wire in case this attribute goes away.
+        session._retry_connection = False
+        return session
 
     async def close(self) -> None:
         """Close the sessions this transport created (never a borrowed one)."""
@@ -133,16 +138,11 @@ class Transport:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
         timeout: float | None = None,
-        before_resend: Callable[[], Awaitable[None]] | None = None,
     ) -> Any:
         """One request; the envelope's ``data`` on success.
 
         Args:
             timeout: Cap on this request's total time (a deadline's remainder).
-            before_resend: Awaited before aiohttp sends the request again on a
-                new connection (it does so once for an idempotent request whose
-                kept-alive connection failed): a status read takes its slot under
-                the rate cap there too. Only on the client's own sessions.
 
         Raises:
             ClientClosedError: The client is closed, or was closed meanwhile.
@@ -163,7 +163,6 @@ class Transport:
                 headers=self._auth if self._borrowed is not None else None,
                 timeout=self._client_timeout(timeout),
                 allow_redirects=False,
-                trace_request_ctx=None if before_resend is None else _Sends(before_resend),
             ) as response:
                 status, headers = response.status, response.headers
                 raw, complete = await _read_capped(response)
@@ -204,29 +203,6 @@ class Transport:
         if cap is not None and cap < total:
             total = max(0.001, cap)
         return _timeout(total, min(self.timeouts.connect, total))
-
-
-@attrs.define
-class _Sends:
-    """The wire attempts of one request, counted by :data:`_RESENDS`."""
-
-    before_resend: Callable[[], Awaitable[None]]
-    count: int = 0
-
-
-async def _on_connection(_: object, context: types.SimpleNamespace, __: object) -> None:
-    sends = context.trace_request_ctx
-    if isinstance(sends, _Sends):
-        sends.count += 1
-        if sends.count > 1:
-            await sends.before_resend()
-
-
-# One connection is taken per wire attempt: a new one or one from the pool.
-_RESENDS = aiohttp.TraceConfig()
-_RESENDS.on_connection_create_start.append(_on_connection)
-_RESENDS.on_connection_reuseconn.append(_on_connection)
-_RESENDS.freeze()
 
 
 @functools.lru_cache(maxsize=64)
