@@ -35,6 +35,7 @@ from .errors import (
     TaskFailedError,
     TaskTimeoutError,
     TransportError,
+    UnusableTaskIdError,
     VidgoError,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "TaskTimeoutError",
     "Timeouts",
     "TransportError",
+    "UnusableTaskIdError",
     "VidgoClient",
     "VidgoError",
     "__version__",

@@ -18,6 +18,7 @@
     │   ├── RateLimitError               429 (retry_after)
     │   └── ServerError                  5xx
     ├── InvalidResponseError                          a 2xx that is not the documented JSON
+    │   └── UnusableTaskIdError                       it names a task by an id we cannot send back
     ├── InvalidCallbackError(VidgoError, ValueError)  a callback body too large or malformed
     ├── SubmitOutcomeUnknownError                     a submit may or may not have been accepted
     └── TaskError(handle, task)
@@ -56,6 +57,7 @@ __all__ = [
     "TaskFailedError",
     "TaskTimeoutError",
     "TransportError",
+    "UnusableTaskIdError",
     "VidgoError",
 ]
 
@@ -196,6 +198,11 @@ class InvalidResponseError(VidgoError):
         super().__init__(f"{message} (HTTP {status}, body {excerpt!r})" if excerpt else message)
         self.status = status
         self.excerpt = excerpt
+
+
+class UnusableTaskIdError(InvalidResponseError):
+    """The answer names a task by an id that cannot be sent back unchanged (a lone
+    surrogate): the task exists, but no status read can name it."""
 
 
 class InvalidCallbackError(VidgoError, ValueError):

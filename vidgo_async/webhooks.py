@@ -202,6 +202,9 @@ class CallbackReceiver:
         except InvalidCallbackError as exc:
             logger.debug("callback refused: %s", exc)
             return _answer(exc.status)
+        except ConnectionError as exc:  # the client hung up mid-body: nobody to answer
+            logger.debug("callback client went away: %s", exc)
+            return _answer(400)
         return _answer(self.feed(request.match_info.get("token", ""), body, request.headers))
 
     def feed(self, token: str, body: bytes, headers: Mapping[str, str] | None = None) -> int:

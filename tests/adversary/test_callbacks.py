@@ -279,11 +279,6 @@ async def test_serve_does_not_linger_after_a_declared_body(declared: int, hang_u
             writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="own: aiohttp.server logs 'Error handling request' with a ConnectionResetError "
-    "traceback",
-)
 @pytest.mark.asyncio
 async def test_client_hanging_up_mid_body_logs_no_traceback(
     caplog: pytest.LogCaptureFixture,

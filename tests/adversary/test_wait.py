@@ -211,13 +211,6 @@ async def test_batch_wav_of_the_pairs_track(server: HostileServer, sdk: VidgoCli
 SURROGATE_ID = "t\ud800x"  # sent as the JSON escape "t\ud800x"; yarl drops the \ud800
 
 
-SURROGATE_SUBMIT = (
-    "issue 12 #7: the InvalidResponseError for the id is retried as an ambiguous submit; "
-    "the retry's 409 ends it as SubmitOutcomeUnknownError"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SURROGATE_SUBMIT)
 @pytest.mark.asyncio
 async def test_surrogate_task_id_is_invalid(server: HostileServer, sdk: VidgoClient) -> None:
     """A server-issued id with a lone surrogate raises InvalidResponseError, never polls 'tx'."""
@@ -229,7 +222,6 @@ async def test_surrogate_task_id_is_invalid(server: HostileServer, sdk: VidgoCli
     assert [hit.query for hit in server.hits(DETAIL)] == []
 
 
-@pytest.mark.xfail(strict=True, reason=f"{SURROGATE_SUBMIT} (the pair's error)")
 @pytest.mark.asyncio
 async def test_surrogate_task_id_with_journal(
     server: HostileServer, sdk: VidgoClient, tmp_path: Path

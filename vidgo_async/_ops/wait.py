@@ -115,26 +115,23 @@ class Waits:
             Same as :meth:`until_done` otherwise.
         """
         with poller:
-            return await self._wav_url(poller)
-
-    async def _wav_url(self, poller: Poller) -> str:
-        rereads = 0
-        while True:
-            try:
-                task = await poller.next()
-            except TaskTimeoutError as exc:
-                last = poller.last
-                if last is not None and last.status is TaskStatus.FINISHED:
-                    raise _no_wav_url(last) from exc
-                raise
-            poller.fail_if_failed(task)
-            if task.status is TaskStatus.FINISHED:
-                url = task.wav_url_for(poller.handle.audio_id)
-                if url is not None:
-                    return url
-                rereads += 1
-                if poller.deadline.at is None and rereads > _WAV_URL_REREADS:
-                    raise _no_wav_url(task)
+            rereads = 0
+            while True:
+                try:
+                    task = await poller.next()
+                except TaskTimeoutError as exc:
+                    last = poller.last
+                    if last is not None and last.status is TaskStatus.FINISHED:
+                        raise _no_wav_url(last) from exc
+                    raise
+                poller.fail_if_failed(task)
+                if task.status is TaskStatus.FINISHED:
+                    url = task.wav_url_for(poller.handle.audio_id)
+                    if url is not None:
+                        return url
+                    rereads += 1
+                    if poller.deadline.at is None and rereads > _WAV_URL_REREADS:
+                        raise _no_wav_url(task)
 
     async def changes(self, poller: Poller) -> AsyncGenerator[Task, None]:
         """Polled snapshots whose status or progress differs from the one before; ends terminal."""

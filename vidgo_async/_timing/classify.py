@@ -9,7 +9,8 @@ ambiguous     it may have been processed             timeouts and resets after s
                                                      other 5xx, a 2xx that is not the JSON
                                                      documented (or names another task)
 final         a definitive answer                    400, 401, 402, 403, 404, 409, 410, 422,
-                                                     every other 4xx; a closed client
+                                                     every other 4xx; an answer naming its
+                                                     task by an unusable id; a closed client
 ============  =====================================  ==========================================
 
 Reads (polls, GETs, downloads) retry every failure but a final one. Submits
@@ -28,6 +29,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
     TransportError,
+    UnusableTaskIdError,
 )
 
 __all__ = ["Failure", "classify", "retryable", "stretch"]
@@ -54,7 +56,8 @@ def classify(exc: BaseException) -> Failure:
             return Failure.REFUSED
         return Failure.AMBIGUOUS if 500 <= exc.status < 600 else Failure.FINAL
     if isinstance(exc, InvalidResponseError):
-        return Failure.AMBIGUOUS
+        # An unusable id was still an answer: the task exists, asking again cannot help.
+        return Failure.FINAL if isinstance(exc, UnusableTaskIdError) else Failure.AMBIGUOUS
     return Failure.FINAL
 
 

@@ -20,7 +20,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from .._models import Balance, Task, TaskFile, TaskHandle, TaskStatus
-from ..errors import InvalidResponseError
+from ..errors import InvalidResponseError, UnusableTaskIdError
 
 __all__ = [
     "converter",
@@ -41,8 +41,9 @@ def server_id(value: Any, _: object = None) -> str:
 
     Raises:
         InvalidResponseError: Not a non-blank string (or integer) of at most
-            256 characters, or not one that survives being sent back (a lone
-            surrogate has no UTF-8 form).
+            256 characters.
+        UnusableTaskIdError: One that would not survive being sent back (a
+            lone surrogate has no UTF-8 form).
     """
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**_LENGTH_LIMIT:
         return str(value)  # ids are strings in the docs, integers on some platforms
@@ -52,9 +53,8 @@ def server_id(value: Any, _: object = None) -> str:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidResponseError(
-                f"a task id that cannot be sent back: {value!r:.80}"
-            ) from None
+            message = f"a task id that cannot be sent back unchanged: {value!r:.80}"
+            raise UnusableTaskIdError(message) from None
     return value
 
 
