@@ -27,6 +27,7 @@ from vidgo_async import (
     TransportError,
 )
 from vidgo_async._wire.download import download_file
+from vidgo_async._wire.peers import PublicResolver
 from vidgo_async.testing import FakeVidgo, Fault, iter_wav
 
 pytestmark = pytest.mark.asyncio
@@ -727,3 +728,17 @@ async def test_a_malformed_answer_chains_no_aiohttp_response_error(
     assert len(seen) >= 1
     assert not [e for e in seen if isinstance(e, aiohttp.ClientResponseError)], seen
     assert not [e for e in seen if hasattr(e, "request_info")], seen
+
+
+async def test_storage_hosts_resolve_only_to_public_addresses() -> None:
+    """The client's resolver keeps a storage host from connecting to a private address
+    (DNS rebinding after the check), while the API's own host resolves as usual."""
+    resolver = PublicResolver("localhost")
+    try:
+        assert await resolver.resolve("localhost", 443)  # the API host: unfiltered
+        other = PublicResolver("api.vidgo.ai")
+        with pytest.raises(OSError, match="no public address"):
+            await other.resolve("localhost", 443)
+        await other.close()
+    finally:
+        await resolver.close()

@@ -10,11 +10,14 @@ import re
 import socket
 from pathlib import Path
 
+import aiohttp
+from aiohttp.abc import ResolveResult
 from yarl import URL
 
 from ..errors import TransportError
 
 __all__ = [
+    "PublicResolver",
     "check_url",
     "download_target",
     "is_refused",
@@ -101,3 +104,28 @@ def _file_name(url: URL) -> str:
     """The URL path's last segment, reduced to a safe file name."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", url.name).lstrip(".")[:200]
     return name or "download.wav"
+
+
+class PublicResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's default resolver, keeping only public addresses for every host but
+    the API's: a download connects where the check said it would, so a name that
+    resolves elsewhere the second time (DNS rebinding) cannot reach a private peer,
+    whatever the size of the answer."""
+
+    def __init__(self, api_host: str) -> None:
+        self._api_host = api_host
+        self._resolver = aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        infos = await self._resolver.resolve(host, port, family)
+        if host == self._api_host:
+            return infos
+        public = [info for info in infos if not is_refused(ipaddress.ip_address(info["host"]))]
+        if not public:
+            raise OSError(f"{host} resolves to no public address")
+        return public
+
+    async def close(self) -> None:
+        await self._resolver.close()

@@ -22,8 +22,10 @@ from yarl import URL
 
 from .._config import Timeouts
 from .._lifecycle import Lifecycle
+from .._validate import is_loopback
 from ..errors import ClientClosedError, RequestTimeoutError, TransportError
 from .envelope import MAX_BODY, REDACTED, envelope_data, excerpt, redact
+from .peers import PublicResolver
 
 __all__ = ["Transport", "safe_to_chain", "transport_error"]
 
@@ -65,6 +67,7 @@ class Transport:
     _storage: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
     _connector: aiohttp.TCPConnector | None = attrs.field(init=False, default=None)
     _urls: dict[str, URL] = attrs.field(init=False, factory=dict)  # of the fixed routes
+    _resolver: PublicResolver | None = attrs.field(init=False, default=None)
 
     @property
     def secret(self) -> str:
@@ -103,7 +106,11 @@ class Transport:
     ) -> aiohttp.ClientSession:
         self.lifecycle.check()  # a session made after close would never be closed
         if self._connector is None:  # one pool of max_connections for both sessions
-            self._connector = aiohttp.TCPConnector(limit=self._max_connections)
+            # Against the fake on loopback, storage is on loopback too: no filter then.
+            resolver = (
+                None if is_loopback(self.base_url) else PublicResolver(self.base_url.host or "")
+            )
+            self._connector = aiohttp.TCPConnector(limit=self._max_connections, resolver=resolver)
         session = aiohttp.ClientSession(
             connector=self._connector,
             connector_owner=False,
@@ -129,6 +136,9 @@ class Transport:
         finally:
             if connector is not None:
                 await connector.close()
+            if self._resolver is not None:
+                await self._resolver.close()
+                self._resolver = None
 
     async def request(
         self,
