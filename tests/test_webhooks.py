@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -487,3 +488,39 @@ async def test_feed_serves_other_frameworks(
     await settle()
     assert fake.request_count("detail") == reads + 1
     await cancel(waits)
+
+
+async def test_lost_callbacks_are_reported_once_as_a_warning(
+    fake: FakeVidgo,
+    make_callback_client: MakeCallbackClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When callbacks stop arriving, one WARNING says so and names the likely causes."""
+    fake.callbacks.faults = CallbackFaults(drop=1.0)
+    client = make_callback_client(poll=QUICK_NET)
+    pairs = [("t", f"a{index}") for index in range(20)]
+    with caplog.at_level(logging.WARNING, logger="vidgo_async"):
+        results = [result async for result in client.convert_many(pairs)]
+    assert all(result.ok for result in results)
+    lost = [
+        r.getMessage() for r in caplog.records if "callbacks are not arriving" in r.getMessage()
+    ]
+    assert len(lost) == 1
+    assert "public_url" in lost[0]
+
+
+async def test_the_fake_plays_the_proxy_in_front_of_a_public_receiver(
+    make_fake: MakeFake,
+) -> None:
+    """A receiver whose public URL is a public name gets its callbacks through the fake's
+    ``callback_proxy``: the wait returns on the callback after one status read."""
+    receiver = CallbackReceiver("https://hooks.example.com")
+    async with receiver.serve() as local:
+        fake = await make_fake(callback_proxy=local)
+        async with VidgoClient(
+            fake.api_key, base_url=fake.url, callbacks=receiver, poll=SLOW_NET, retry=FAST_RETRY
+        ) as client:
+            url = await asyncio.wait_for(client.convert_to_wav("t", "a1"), 10)
+    assert url.endswith(".wav")
+    assert fake.request_count("detail") == 1
+    assert fake.callbacks.attempts[0].outcome == "answered"

@@ -187,7 +187,11 @@ class Registry:
         self._outcomes.append(hit)
         if was_reliable and not self.reliable:
             # Callbacks are being lost: waits sleeping on the safety net poll now.
-            logger.debug("callbacks are not arriving; waits go back to polling")
+            logger.warning(
+                "callbacks are not arriving (most tasks finished without one): waits go"
+                " back to polling. Check that the receiver's public_url reaches it from"
+                " the internet (reverse proxy or tunnel up, https, its path forwarded)"
+            )
             for waiter in self.napping:
                 _settle(waiter)
 

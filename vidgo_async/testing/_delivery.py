@@ -104,6 +104,7 @@ class CallbackDelivery:
         timeout: float,
         loopback_only: bool,
         seed: int | None,
+        proxy: str | None = None,
     ) -> None:
         if body not in ("wrapped", "bare"):
             raise ValueError(f"callback_body must be 'wrapped' or 'bare', got {body!r}")
@@ -117,6 +118,7 @@ class CallbackDelivery:
         self._scale = retry_scale
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._loopback_only = loopback_only
+        self._proxy = None if proxy is None else URL(proxy)
         self._rng = random.Random(seed)
         self._tasks: dict[str, FakeTask] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -250,7 +252,9 @@ class CallbackDelivery:
         """POST once; whether the receiver answered 2xx (or the URL is out of bounds)."""
         url = task.callback_url
         assert url is not None
-        if self._loopback_only and not _is_loopback(url):
+        if self._proxy is not None:  # a reverse proxy in front of the receiver
+            url = str(self._proxy.with_path(URL(url).path))
+        elif self._loopback_only and not _is_loopback(url):
             self._record(task, attempt, "skipped", duplicate=duplicate)
             return True
         if self._session is None:

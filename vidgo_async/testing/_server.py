@@ -62,6 +62,10 @@ class FakeVidgo(TaskShaping):
         callback_timeout: Seconds a receiver has to answer a callback.
         callback_hosts: ``"loopback"`` delivers callbacks only to this
             machine (others are recorded as skipped), ``"any"`` everywhere.
+        callback_proxy: An origin such as ``"http://127.0.0.1:8081"``: every
+            callback goes there, its URL's path kept, as the reverse proxy in
+            front of a receiver whose ``public_url`` is a public name would
+            send it (``callback_hosts`` then does not apply).
         callback_faults: Scripted callback misbehaviour (also :attr:`callbacks`).
         files_lag: Seconds a finished conversion answers ``files: []`` before
             its ``wav_url`` appears (also per audio via :meth:`set_duration`).
@@ -90,6 +94,7 @@ class FakeVidgo(TaskShaping):
         callback_retry_scale: float = 0.01,
         callback_timeout: float = 10.0,
         callback_hosts: Literal["loopback", "any"] = "loopback",
+        callback_proxy: str | None = None,
         callback_faults: CallbackFaults | None = None,
         files_lag: float = 0.0,
         visibility_lag: float = 0.0,
@@ -129,6 +134,7 @@ class FakeVidgo(TaskShaping):
             timeout=callback_timeout,
             loopback_only=callback_hosts == "loopback",
             seed=seed,
+            proxy=callback_proxy,
         )
         self._delivery.faults = callback_faults or CallbackFaults()
         self._api.on_accept = self._delivery.accepted
