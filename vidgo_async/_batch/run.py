@@ -136,6 +136,7 @@ class _Batch:
     journal: Journal | None = attrs.field(init=False, default=None)
     queue: asyncio.Queue[Any] = attrs.field(init=False)
     slots: asyncio.Semaphore = attrs.field(init=False)  # pairs in flight
+    waiting: asyncio.Semaphore = attrs.field(init=False)  # pairs past their submit
     busy: asyncio.Semaphore = attrs.field(init=False)  # requests in flight
     tasks: set[asyncio.Task[None]] = attrs.field(init=False, factory=set)
     in_flight: dict[Key, int] = attrs.field(init=False, factory=dict)  # -> repeats seen
@@ -147,6 +148,7 @@ class _Batch:
     def __attrs_post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.concurrency)
         self.slots = asyncio.Semaphore(self.room)
+        self.waiting = asyncio.Semaphore(self.waits.capacity())
         self.busy = asyncio.Semaphore(self.concurrency)
 
     async def results(
@@ -210,6 +212,9 @@ class _Batch:
             self.in_flight[key] += 1
         else:
             await self.slots.acquire()
+            # Never more tasks accepted and not finished than the poll cap can serve
+            # (a task accepted, then timed out unpolled, was paid for nothing).
+            await self.waiting.acquire()
             await self.busy.acquire()  # the pair's submit goes out under this permit
             self.in_flight[key] = 0
             self._spawn(self._carry(key))
@@ -227,6 +232,8 @@ class _Batch:
             except Exception as exc:  # a bug must cost one result, not the batch
                 logger.exception("conversion of %s failed unexpectedly", key)
                 result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
+            finally:
+                self.waiting.release()
             self.done[key] = result
             for _ in range(1 + self.in_flight.pop(key)):
                 await self.queue.put(result)
@@ -286,7 +293,7 @@ class _Batch:
         except VidgoError as exc:
             if isinstance(exc, _ACCOUNT_REFUSALS) and self.refused is None:
                 self.refused = exc
-                logger.warning("batch submits stopped: %s", exc)
+                logger.info("batch submits stopped: %s", exc)
             self._record(key, state_after_failed_submit(exc), error=exc)
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
         self._record(key, State.ACCEPTED, task_id=accepted.task_id)

@@ -103,14 +103,18 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def _configure_logging(verbosity: int) -> None:
-    """``-v``: the SDK's INFO records on stderr; ``-vv``: DEBUG. (An application may
-    configure logging; the library never does.)"""
-    if verbosity <= 0:
-        return
+    """The SDK's warnings on stderr (persistent failures, lost callbacks); ``-v``: its
+    INFO records too; ``-vv``: DEBUG. (An application may configure logging; the
+    library never does.)"""
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if verbosity <= 0:
+        handler.setFormatter(logging.Formatter("vidgo-async: %(levelname)s: %(message)s"))
+        level = logging.WARNING
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        level = logging.INFO if verbosity == 1 else logging.DEBUG
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+    logger.setLevel(level)
 
 
 class _StderrHandler(logging.Handler):

@@ -39,10 +39,12 @@ class RateLimiter:
         "_timer",
         "_times",
         "_window",
+        "rate",
     )
 
     def __init__(self, rate: float) -> None:
         """``rate``: grants per second, a finite number > 0 (checked by the client)."""
+        self.rate = rate
         # A window of one second (longer for rates under 1/s), at most _MAX_WINDOW grants.
         self._limit = max(1, min(_MAX_WINDOW, int(rate)))
         self._window = self._limit / rate
