@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
 from datetime import datetime
 
 import attrs
 import pytest
 from aiohttp import web
+from support import FAST_RETRY
 
 from vidgo_async import (
     BadRequestError,
@@ -15,6 +19,7 @@ from vidgo_async import (
     Task,
     TaskFile,
     TaskStatus,
+    TransportError,
     VidgoClient,
 )
 from vidgo_async.testing import FakeVidgo, Fault
@@ -230,3 +235,29 @@ async def test_detail_shapes_of_other_platforms_are_read(
     task = await client.get_task(expected_id)
     assert task.task_id == expected_id
     assert task.status is TaskStatus.RUNNING
+
+
+async def test_an_api_that_never_answered_fails_fast(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing listening at the base URL: convert_to_wav gives up after the retry policy's
+    attempts, well before its 15-minute deadline, saying what it could not reach."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with VidgoClient("key", base_url=f"http://127.0.0.1:{port}", retry=FAST_RETRY) as client:
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="cannot reach the API") as info:
+            await client.convert_to_wav("t", "a")
+    assert time.monotonic() - started < 5
+    assert info.value.sent is False
+
+
+async def test_persistent_poll_failures_are_reported_once_as_a_warning(
+    fake: FakeVidgo, client: VidgoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wait whose polls keep failing says so once (a WARNING), then goes on to its result."""
+    fake.inject(Fault.server_error(503), route="detail", times=7)
+    with caplog.at_level(logging.WARNING, logger="vidgo_async"):
+        task = await client.wait(fake.seed_task(status="finished"))
+    assert task.status is TaskStatus.FINISHED
+    warned = [r.getMessage() for r in caplog.records if "have failed" in r.getMessage()]
+    assert len(warned) == 1

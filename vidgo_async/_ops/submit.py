@@ -26,7 +26,7 @@ from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.classify import Failure, classify
 from .._timing.deadline import Deadline
 from .._timing.limits import RetryBudget
-from .._timing.schedules import start
+from .._timing.schedules import WARN_AFTER, start
 from .._wire.convert import parse_accepted, parse_task
 from .._wire.transport import Transport
 from ..errors import (
@@ -138,12 +138,27 @@ class Submitter:
                 if failure is not Failure.FINAL:
                     self.budget.record_failure()
                 delay = pauses.send(exc)
-                if failure is Failure.FINAL or self._gives_up(attempt, deadline, delay):
+                unreachable = self._unreachable(failure, attempt)
+                stop = failure is Failure.FINAL or self._gives_up(attempt, deadline, delay)
+                if stop or unreachable:
                     emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                     if ambiguous is not None:
                         answer_error = None if ambiguous is exc else exc
                         raise _unknown(body, ambiguous, answer_error) from exc
+                    if unreachable:
+                        raise TransportError(
+                            f"cannot reach the API at {self.transport.base_url} ({exc}); "
+                            "nothing was submitted",
+                            sent=False,
+                        ) from exc
                     raise
+                if attempt == WARN_AFTER:
+                    logger.warning(
+                        "a submit has failed %d times (last: %s: %s); retrying until its deadline",
+                        attempt,
+                        type(exc).__name__,
+                        exc,
+                    )
                 logger.debug(
                     "submit attempt %d failed (%s); retrying in %.2fs",
                     attempt,
@@ -165,6 +180,15 @@ class Submitter:
                 emit(self.hook, "submit", task_id=task_id, attempt=attempt)
                 return Accepted(task_id, answer)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _unreachable(self, failure: Failure, attempt: int) -> bool:
+        """Whether to stop trying an API that never answered this client: then an
+        unsent failure is a wrong URL or a network down, not worth a whole deadline."""
+        return (
+            failure is Failure.UNSENT
+            and not self.transport.answered
+            and attempt >= self.retry.max_attempts
+        )
 
     def _gives_up(self, attempt: int, deadline: Deadline | None, delay: float) -> bool:
         if deadline is None:

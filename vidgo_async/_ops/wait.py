@@ -24,9 +24,9 @@ from .._config import PollPolicy
 from .._events import emit
 from .._lifecycle import Lifecycle
 from .._models import Task, TaskHandle, TaskStatus
-from .._timing.classify import retryable, stretch
+from .._timing.classify import Failure, classify, retryable, stretch
 from .._timing.deadline import Deadline
-from .._timing.schedules import PollSchedule
+from .._timing.schedules import WARN_AFTER, PollSchedule
 from .._wire.envelope import excerpt
 from ..errors import (
     InvalidResponseError,
@@ -171,6 +171,7 @@ class Poller:
     gate: asyncio.Semaphore | None = None  # held during each poll
     last: Task | None = None
     last_call: bool = False  # the next read is the last before the deadline
+    failures: int = 0  # in a row
 
     def __enter__(self) -> Poller:
         return self
@@ -195,10 +196,20 @@ class Poller:
             try:
                 task = await self.reader.poll(self.handle.task_id, self.deadline, self.gate)
             except VidgoError as exc:
-                if not (retryable(exc) or self._unseen(exc)):
+                if not (retryable(exc) or self._unseen(exc)) or self._unreachable(exc):
                     raise
                 if self.deadline.expired():
                     raise self._timeout() from exc
+                self.failures += 1
+                if self.failures == WARN_AFTER:
+                    logger.warning(
+                        "polls of task %s have failed %d times (last: %s: %s); retrying"
+                        " until the wait's deadline",
+                        self.handle.task_id,
+                        self.failures,
+                        type(exc).__name__,
+                        exc,
+                    )
                 max_wait = self.reader.retry.max_retry_after
                 self.delay = stretch(self.schedule.next(None), exc, max_wait)
                 logger.debug("poll of %s failed (%s); next in %.2fs", self.handle, exc, self.delay)
@@ -223,7 +234,17 @@ class Poller:
         elif await self.pacer.nap(delay):
             emit(self.reader.hook, "callback", task_id=self.handle.task_id)
 
+    def _unreachable(self, exc: VidgoError) -> bool:
+        """An API that never answered this client, failing unsent ``max_attempts``
+        times: a wrong URL or a network down, not worth waiting the deadline out."""
+        return (
+            classify(exc) is Failure.UNSENT
+            and not self.reader.transport.answered
+            and self.failures + 1 >= self.reader.retry.max_attempts
+        )
+
     def _note(self, task: Task) -> None:
+        self.failures = 0
         last = self.last
         if last is None or task.status is not last.status:
             logger.debug("task %s is %s", task.task_id, task.status.value)

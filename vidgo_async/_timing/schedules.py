@@ -19,8 +19,10 @@ from .._config import PollPolicy, RetryPolicy
 from .._models import Task, TaskStatus
 from .classify import stretch
 
-__all__ = ["PollSchedule", "retry_waits", "start"]
+__all__ = ["WARN_AFTER", "PollSchedule", "retry_waits", "start"]
 
+#: Failures in a row after which a retry loop says so, once (a WARNING).
+WARN_AFTER = 5
 _RANDOM = random.Random()
 _MIN_GROWTH = 0.01  # seconds: where a zero initial poll interval starts growing from
 

@@ -68,6 +68,7 @@ class Transport:
     _connector: aiohttp.TCPConnector | None = attrs.field(init=False, default=None)
     _urls: dict[str, URL] = attrs.field(init=False, factory=dict)  # of the fixed routes
     _resolver: PublicResolver | None = attrs.field(init=False, default=None)
+    answered: bool = attrs.field(init=False, default=False)  # any answer since the start
 
     @property
     def secret(self) -> str:
@@ -174,6 +175,7 @@ class Transport:
                 timeout=self._client_timeout(timeout),
                 allow_redirects=False,
             ) as response:
+                self.answered = True
                 status, headers = response.status, response.headers
                 raw, complete = await _read_capped(response)
         except (asyncio.TimeoutError, TimeoutError, aiohttp.ClientError) as exc:
