@@ -215,9 +215,14 @@ async def test_connect_refused_submit_is_unsent(make_client: MakeClient) -> None
 async def test_convert_retries_refused_connections_until_server_is_up(
     make_fake: MakeFake, make_client: MakeClient
 ) -> None:
-    """convert_to_wav retries refused connections until the server answers, accepting once."""
+    """Once the API has answered this client, convert_to_wav retries refused connections
+    (a restart) until the server answers again, accepting once. (An API that never
+    answered fails fast instead: test_client.py.)"""
     port = free_port()
-    client = make_client(base_url=f"http://127.0.0.1:{port}")
+    first = await make_fake(port=port)
+    client = make_client(first)
+    await client.balance()
+    await first.close()
     job = asyncio.ensure_future(client.convert_to_wav("p", "audio-1", timeout=20))
     await asyncio.sleep(0.2)
     assert not job.done()
