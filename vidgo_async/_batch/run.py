@@ -53,6 +53,8 @@ _TASK_IS_DONE_FOR = (TaskFailedError, BadRequestError, NotFoundError, Permission
 # Refusals of the account, not of a pair: no further submit can succeed.
 _ACCOUNT_REFUSALS = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
 _END = object()  # the last item of the result queue
+#: Seconds a stopped batch waits for its submits in flight to be answered.
+SUBMIT_GRACE = 10.0
 
 
 @attrs.frozen(kw_only=True)
@@ -144,6 +146,7 @@ class _Batch:
     read: int = attrs.field(init=False, default=0)
     input_done: bool = attrs.field(init=False, default=False)
     refused: APIError | None = attrs.field(init=False, default=None)
+    submits: set[asyncio.Future[Any]] = attrs.field(init=False, factory=set)  # in flight
 
     def __attrs_post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.concurrency)
@@ -182,8 +185,19 @@ class _Batch:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            await self._finish_submits()
             if self.journal is not None:
                 self.journal.close()
+
+    async def _finish_submits(self) -> None:
+        """Give the submits in flight a moment to be answered and journalled, so that a
+        stopped batch's re-run waits on their tasks: a 409 that names no task could
+        not tell it which one its track was converted into."""
+        if self.submits:
+            _, late = await asyncio.wait(set(self.submits), timeout=SUBMIT_GRACE)
+            for submit in late:
+                submit.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def _feed(self) -> None:
         """Read the input while there is room, start a task per new pair, then end the queue."""
@@ -279,16 +293,23 @@ class _Batch:
             return entry.task_id, None  # an earlier run's task: its 404 is news
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
+        resumed = entry is not None and entry.state is State.SUBMITTING
+        # A submit outlives its pair's task: stopping the batch must not leave a track
+        # converted and its task unknown (see :meth:`_finish_submits`).
+        submit = asyncio.ensure_future(self._submit(key, deadline, resumed=resumed))
+        self.submits.add(submit)
+        submit.add_done_callback(self.submits.discard)
+        return await asyncio.shield(submit)
+
+    async def _submit(
+        self, key: Key, deadline: Deadline, *, resumed: bool
+    ) -> ConversionResult | tuple[str, float]:
+        """Submit the pair, journalled before and after; its task, or its result."""
         self._record(key, State.SUBMITTING)  # only now may the request go out
         input = {"task_id": key[0], "audio_id": key[1]}
         try:
             accepted = await self.submitter.submit(
-                WAV_MODEL,
-                input,
-                callback_url=None,
-                deadline=deadline,
-                adopt=True,
-                resumed=entry is not None and entry.state is State.SUBMITTING,
+                WAV_MODEL, input, callback_url=None, deadline=deadline, adopt=True, resumed=resumed
             )
         except VidgoError as exc:
             if isinstance(exc, _ACCOUNT_REFUSALS) and self.refused is None:

@@ -120,6 +120,9 @@ class FakeApi:
             _abort(request, reset=True)
             return None
         response = await self._handle(request, handler, route, cut=fault.kind == "reset_after")
+        if fault.kind == "slow":
+            await self._stall(fault.seconds)
+            return response
         if route == "submit" and response.status == 200:
             self.undelivered_accepts += 1
         if fault.kind == "stall":

@@ -22,6 +22,7 @@ FaultKind = Literal[
     "reset_before",
     "reset_after",
     "stall",
+    "slow",
     "garbage",
     "code_in_200",
     "http_error",
@@ -112,6 +113,11 @@ class Fault:
         return cls(kind="stall", seconds=seconds, after_accept=after_accept)
 
     @classmethod
+    def slow(cls, seconds: float = 1.0) -> Fault:
+        """Process the request at once (a submit is accepted), answer it ``seconds`` later."""
+        return cls(kind="slow", seconds=seconds)
+
+    @classmethod
     def garbage(cls, variant: Literal["html", "truncated"] = "html") -> Fault:
         """HTTP 200 labelled ``application/json`` whose body is not JSON."""
         body = b"<html>oops" if variant == "html" else b'{"code": 200, "data": {"task_id": "'
@@ -159,8 +165,9 @@ class Fault:
 
     @property
     def answers(self) -> bool:
-        """Whether the fault is an HTTP answer rather than a broken connection."""
-        return self.kind not in {"reset_before", "reset_after", "stall", "malformed"}
+        """Whether the fault is an answer of its own (not a broken connection, not the real
+        answer late)."""
+        return self.kind not in {"reset_before", "reset_after", "stall", "slow", "malformed"}
 
     def response(self) -> web.Response:
         """The HTTP answer of an answering fault."""
