@@ -53,6 +53,7 @@ _TASK_IS_DONE_FOR = (TaskFailedError, BadRequestError, NotFoundError, Permission
 # Refusals of the account, not of a pair: no further submit can succeed.
 _ACCOUNT_REFUSALS = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
 _END = object()  # the last item of the result queue
+_KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
 
 
 @attrs.frozen(kw_only=True)
@@ -143,6 +144,7 @@ class _Batch:
     read: int = attrs.field(init=False, default=0)
     input_done: bool = attrs.field(init=False, default=False)
     refused: APIError | None = attrs.field(init=False, default=None)
+    unsaved: int = attrs.field(init=False, default=0)  # pairs finished since the last save
 
     def __attrs_post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.concurrency)
@@ -155,6 +157,8 @@ class _Batch:
         """Run the batch; yield each result as it is queued."""
         if self.journal_path is not None:
             self.journal = Journal(self.journal_path)
+            for model, seen in self.journal.learned().items():  # start warm
+                self.waits.learner.durations(model).restore(seen)
         feeder = asyncio.create_task(self._feed())
         done = succeeded = 0
         try:
@@ -181,6 +185,7 @@ class _Batch:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             if self.journal is not None:
+                self._keep_learned()
                 self.journal.close()
 
     async def _feed(self) -> None:
@@ -255,6 +260,9 @@ class _Batch:
             # Otherwise (deadline, account trouble ...) it stays accepted: a re-run waits again.
             return attrs.evolve(result, error=exc)
         self._record(key, State.FINISHED, task_id=task_id, wav_url=wav_url)
+        self.unsaved += 1
+        if self.unsaved >= _KEEP_LEARNED_EVERY:
+            self._keep_learned()
         return await self._download(key, attrs.evolve(result, wav_url=wav_url))
 
     async def _start(
@@ -310,6 +318,14 @@ class _Batch:
         if entry.path and Path(entry.path).is_file():  # noqa: ASYNC240 - one stat per re-run pair
             return attrs.evolve(result, path=Path(entry.path))
         return await self._download(key, result)
+
+    def _keep_learned(self) -> None:
+        """Save to the journal what the client learned of task durations."""
+        self.unsaved = 0
+        if self.journal is not None:
+            learner = self.waits.learner
+            for model in learner.models():
+                self.journal.keep_learned(model, learner.durations(model).observations())
 
     def _record(
         self,

@@ -9,20 +9,19 @@ after the submit at which to check, placed where finishes are likely.
 
 The plan is the cheapest path through a grid of candidate instants (a
 dynamic program in which no step exceeds ``max_interval``), where a check
-costs 1, a task seen later than ``_LATE`` of its duration after it finished
-costs ``_LATE_WEIGHT``, and the detection delay costs ``_DELAY_WEIGHT`` per
-task-duration of it. The middle term keeps most tasks' delay under ``_LATE``
-of their length (the tail users notice); the last one prefers the earlier
-check among paths that cost the same. Each observed interval counts as spread
-evenly over itself, widened by ``_SMEAR`` either way, so that few or coarse
-observations give a smooth distribution rather than spikes. Past the plan's
-last instant (longer than any task seen), each pause is ``_TAIL_SHARE`` of
-the time elapsed.
+costs 1 and a task seen late costs more checks the later it is seen, as a
+share of its duration (``_LATES``, ``_DELAY_WEIGHT``): users notice the tail
+of the delays, so most tasks should be seen within about a fifth of their
+length, and hardly any after half of it. Each observed interval counts as
+spread evenly over itself, widened by ``_SMEAR`` either way, so that few or
+coarse observations give a smooth distribution rather than spikes. Past the
+plan's last instant (longer than any task seen), each pause is
+``_TAIL_SHARE`` of the time elapsed.
 
 With fewer than ``_MIN_OBSERVED`` observations there is no plan: the blind
-schedule runs. When most of the recent finishes fall on one side outside the
-learned 5-95 % range, the durations have drifted: everything else learned is
-dropped and learning starts again from those finishes.
+schedule runs. When the recent finishes rank far from the middle of what
+was learned (mostly longer, or mostly shorter), the durations have drifted:
+everything older is dropped and learning starts again from those finishes.
 """
 
 from __future__ import annotations
@@ -37,18 +36,18 @@ __all__ = ["Durations", "Learner", "Plan"]
 _WINDOW = 200  # observations kept per model: the most recent ones
 _MIN_OBSERVED = 20  # fewer: no plan, the blind schedule
 _SMEAR = 0.1  # each observed interval is widened by this share either way
-# Costs, in checks (the weights were tuned in benchmarks/poll_economy.py's scenarios).
-_LATE = 0.24  # a task seen later than this share of its duration after it finished ...
-_LATE_WEIGHT = 48.0  # ... costs this many checks
-_DELAY_WEIGHT = 10.0  # a delay of 10 % of a task's duration costs one check
+# The costs of a plan, in checks (tuned in benchmarks/poll_economy.py's scenarios): a task
+# seen later than each share of its duration after it finished costs that many checks more,
+# and every task-duration of delay costs _DELAY_WEIGHT.
+_LATES = ((0.21, 12.0), (0.29, 12.0), (0.5, 36.0))
+_DELAY_WEIGHT = 5.0
 _GRID_RATIO = 1.03  # candidate instants: at least 3 % apart (in time elapsed)
 _GRID_POINTS = 150  # ... and about this many over the observed range
 _GRID_MAX = 400  # more (a cap tiny against the durations): no plan
 _REACH = 64  # candidate instants one step may skip
 _TAIL_SHARE = 0.25  # past the plan: pause this share of the time elapsed
-_DRIFT_RECENT = 10  # recent finishes the drift test looks at
-_DRIFT_AT = 6  # ... of which this many outside the 5-95 % range on one side is a drift
-_DRIFT_QUANTILE = 0.05
+_DRIFT_RECENT = 12  # recent finishes the drift test looks at
+_DRIFT_SHIFT = 0.32  # ... a drift when their mean rank (0..1) is this far from 0.5
 _MAX_MODELS = 32  # models a learner remembers (least recently used dropped)
 
 
@@ -114,16 +113,6 @@ class _Spread:
             values.append(min(1.0, value))
         return values
 
-    def quantiles(self, *shares: float) -> list[float]:
-        """The durations below which these shares of the tasks finish."""
-        grid = _geometric(self.shortest / 4, self.high)
-        cdf = self.cdf(grid)
-        found = []
-        for share in shares:
-            k = min(bisect.bisect_left(cdf, share), len(grid) - 1)
-            found.append(grid[k])
-        return found
-
 
 def _geometric(low: float, high: float) -> list[float]:
     """Candidate instants from ``low`` to ``high``, a constant ratio apart."""
@@ -160,7 +149,7 @@ def make_plan(spread: _Spread, max_interval: float) -> Plan | None:
     if grid is None:
         return None
     cdf = spread.cdf(grid)
-    late = spread.cdf([at / (1 + _LATE) for at in grid])  # F(grid[j] / (1 + _LATE))
+    lates = [(w, spread.cdf([at / (1 + x) for at in grid])) for x, w in _LATES]
     # inverse[k] = E[1/D; D <= grid[k]], so that a check at grid[j] after one at grid[i]
     # has E[(grid[j] - D) / D; grid[i] < D <= grid[j]] as its relative delay, in O(1).
     inverse = [0.0]
@@ -176,8 +165,8 @@ def make_plan(spread: _Spread, max_interval: float) -> Plan | None:
             if at - grid[i] > max_interval:
                 break
             delay = at * (inverse[j] - inverse[i]) - (cdf[j] - cdf[i])
-            missed = max(0.0, late[j] - cdf[i])  # P(grid[i] < D < grid[j] / (1 + _LATE))
-            total = _DELAY_WEIGHT * delay + _LATE_WEIGHT * missed + cost[j]
+            missed = sum(w * max(0.0, late[j] - cdf[i]) for w, late in lates)
+            total = _DELAY_WEIGHT * delay + missed + cost[j]
             if total < best:
                 best, step[i] = total, j
         cost[i] = (1 - cdf[i]) + best  # the next check is made unless the task finished
@@ -191,13 +180,13 @@ def make_plan(spread: _Spread, max_interval: float) -> Plan | None:
 class Durations:
     """The recent durations of one model's tasks, and the plan made from them."""
 
-    __slots__ = ("_fresh", "_plan", "_range", "_recent", "_seen", "_spread")
+    __slots__ = ("_fresh", "_plan", "_recent", "_seen", "_spread")
 
     def __init__(self) -> None:
         self._seen: deque[tuple[float, float]] = deque(maxlen=_WINDOW)
-        self._recent: deque[tuple[int, float, float]] = deque(maxlen=_DRIFT_RECENT)
+        # Recent finishes with the rank of their bounds in the learned distribution (F).
+        self._recent: deque[tuple[float, float, float, float]] = deque(maxlen=_DRIFT_RECENT)
         self._spread: _Spread | None = None
-        self._range: tuple[float, float] | None = None  # the learned 5 % and 95 % quantiles
         self._plan: Plan | None = None
         self._fresh = 0  # observations since the spread was made
 
@@ -214,8 +203,10 @@ class Durations:
             return
         self._seen.append((low, high))
         self._fresh += 1
-        if self._range is not None:
-            self._check_drift(low, high)
+        # Only against a distribution of many finishes: the first ones lean short (a
+        # stream's short tasks finish first), and later ones would look like a drift.
+        if self._spread is not None and len(self._seen) >= 2 * _MIN_OBSERVED:
+            self._check_drift(self._spread, low, high)
 
     def restore(self, observations: Iterable[tuple[float, float]]) -> None:
         """Add what an earlier run observed, as older than anything seen since."""
@@ -233,30 +224,33 @@ class Durations:
             return None
         if self._spread is None or self._fresh >= max(_MIN_OBSERVED // 4, len(self._seen) // 8):
             self._spread = _Spread(self._seen)
-            low, high = self._spread.quantiles(_DRIFT_QUANTILE, 1 - _DRIFT_QUANTILE)
-            self._range = (low, high)
             self._plan = None
             self._fresh = 0
         if self._plan is None or self._plan.max_interval != max_interval:
             self._plan = make_plan(self._spread, max_interval)
         return self._plan
 
-    def _check_drift(self, low: float, high: float) -> None:
-        assert self._range is not None
-        middle = (low + high) / 2
-        side = -1 if middle < self._range[0] else 1 if middle > self._range[1] else 0
-        self._recent.append((side, low, high))
-        for direction in (-1, 1):
-            drifted = [(lo, hi) for s, lo, hi in self._recent if s == direction]
-            if len(drifted) >= _DRIFT_AT:
-                self._seen.clear()
-                self._seen.extend(drifted)
-                self._forget_plan()
-                return
+    def _check_drift(self, spread: _Spread, low: float, high: float) -> None:
+        # The ranks of finishes from an unchanged distribution are uniform: the mean of
+        # 12 strays 0.32 from 0.5 about once in ten thousand (3.8 standard deviations).
+        # A finish is ranked by its lower bound to test for longer tasks, by its upper
+        # bound to test for shorter ones, so that coarse reads never fake a drift.
+        after, by = spread.cdf([low, high])
+        self._recent.append((after, by, low, high))
+        if len(self._recent) < _DRIFT_RECENT:
+            return
+        longer = sum(after for after, _, _, _ in self._recent) / _DRIFT_RECENT - 0.5
+        shorter = 0.5 - sum(by for _, by, _, _ in self._recent) / _DRIFT_RECENT
+        if max(longer, shorter) > _DRIFT_SHIFT:
+            # Keep the finishes that showed the drift: mostly of the new durations.
+            drifted = [(lo, hi) for _, _, lo, hi in self._recent]
+            self._seen.clear()
+            self._seen.extend(drifted)
+            self._forget_plan()
 
     def _forget_plan(self) -> None:
         self._recent.clear()
-        self._spread = self._range = self._plan = None
+        self._spread = self._plan = None
         self._fresh = 0
 
 
