@@ -39,8 +39,8 @@ _SMEAR = 0.1  # each observed interval is widened by this share either way
 # The costs of a plan, in checks (tuned in benchmarks/poll_economy.py's scenarios): a task
 # seen later than each share of its duration after it finished costs that many checks more,
 # and every task-duration of delay costs _DELAY_WEIGHT.
-_LATES = ((0.21, 12.0), (0.29, 12.0), (0.5, 36.0))
-_DELAY_WEIGHT = 5.0
+_LATES = ((0.21, 16.0), (0.29, 16.0), (0.5, 36.0))
+_DELAY_WEIGHT = 3.0
 _GRID_RATIO = 1.03  # candidate instants: at least 3 % apart (in time elapsed)
 _GRID_POINTS = 150  # ... and about this many over the observed range
 _GRID_MAX = 400  # more (a cap tiny against the durations): no plan
@@ -68,14 +68,13 @@ class Plan:
 
     def next_after(self, elapsed: float, shift: float = 0.0) -> float:
         """The first planned instant after ``elapsed``, each moved by ``shift`` (within
-        +-1) times the step that leads to it; past the plan, a pause of
-        ``_TAIL_SHARE`` of ``elapsed`` (at least the plan's last step, at most the cap)."""
+        [-1, 0]) times the step before it; past the plan, a pause of ``_TAIL_SHARE``
+        of ``elapsed`` (at least the plan's last step, at most the cap)."""
         instants = self.instants
         # A read a hair before an instant counts as made at it: never two checks at once.
-        index = max(0, bisect.bisect_right(instants, elapsed * 1.001) - 1)
+        index = bisect.bisect_right(instants, elapsed * 1.001)
         for k in range(index, len(instants)):
-            step = instants[k] - (instants[k - 1] if k else 0.0)
-            moved = instants[k] + shift * step
+            moved = instants[k] + shift * (instants[k] - (instants[k - 1] if k else 0.0))
             if moved > elapsed * 1.001:
                 return moved
         last_step = instants[-1] - instants[-2] if len(instants) > 1 else instants[-1]

@@ -74,12 +74,22 @@ class PollSchedule:
 
     Without a progress estimate, a wait on a task submitted at ``started``
     checks at the instants ``learned`` plans (``_timing.learned``) once it
-    knows enough, each moved by one draw within ``jitter`` of its step per
-    wait (so that waits submitted together spread out); and it reports to
-    ``learned`` when its task was first seen finished.
+    knows enough, each made earlier by up to ``jitter`` of the step before it
+    (one draw per wait, so that waits submitted together spread out); and it
+    reports to ``learned`` when its task was first seen finished.
     """
 
-    __slots__ = ("_blind", "_first", "_learned", "_policy", "_read", "_rng", "_shift", "_started")
+    __slots__ = (
+        "_blind",
+        "_first",
+        "_learned",
+        "_policy",
+        "_read",
+        "_rng",
+        "_shift",
+        "_started",
+        "_submitted",
+    )
 
     def __init__(
         self,
@@ -94,8 +104,10 @@ class PollSchedule:
         self._rng = rng or _RANDOM
         # Durations count from the submit: a wait that did not submit neither learns nor plans.
         self._learned = learned if policy.learn and started is not None else None
+        self._submitted = started  # unlike _started, never moved by a queued answer
         self._read = started  # the last read that saw the task unfinished
-        self._shift = policy.jitter * (2 * self._rng.random() - 1)
+        # Only earlier: a step moved so is between two planned steps, so never over the cap.
+        self._shift = -policy.jitter * self._rng.random()
         # A zero initial interval still grows: never a busy loop.
         start = max(policy.initial, _MIN_GROWTH)
         self._blind = backoff.expo(base=policy.factor, factor=start, max_value=policy.max_interval)
@@ -122,22 +134,22 @@ class PollSchedule:
         return min(blind if estimate is None else estimate, policy.max_interval)
 
     def _learn(self, task: Task, now: float) -> None:
-        if self._learned is None or self._read is None or self._started is None:
+        if self._learned is None or self._read is None or self._submitted is None:
             return
         if task.status is TaskStatus.FINISHED:
-            self._learned.observe(self._read - self._started, now - self._started)
+            self._learned.observe(self._read - self._submitted, now - self._submitted)
             self._read = None  # reported once, even if the wait reads it again
         elif not task.is_terminal:
             self._read = now
 
     def _planned(self, now: float) -> float | None:
         """The pause to the next instant of the learned plan; None without one."""
-        if self._learned is None or self._started is None:
+        if self._learned is None or self._submitted is None:
             return None
         plan = self._learned.plan(self._policy.max_interval)
         if plan is None:
             return None
-        elapsed = now - self._started
+        elapsed = now - self._submitted
         return plan.next_after(elapsed, self._shift) - elapsed
 
     def _estimate(self, task: Task, now: float) -> float | None:
