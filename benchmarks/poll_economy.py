@@ -27,13 +27,13 @@ Scenarios (durations in unscaled seconds):
 * ``consistent``: log-normal, median 30 s, sigma 0.35;
 * ``wide``: uniform over 5-120 s (stratified);
 * ``bimodal``: 70 % log-normal around 15 s, 30 % around 90 s (sigma 0.2);
-* ``drift``: ``consistent``, doubled from task 200 on;
+* ``drift``: ``consistent``, doubled from task 200 on (350 tasks);
 * ``progress``: ``wide`` with ``progress`` reported (blind and learned only):
   the progress estimate still leads.
 
 Figures: requests per task and delay (p50, p95, p95 as % of duration) over
 the first 50 tasks (learning) and after them; for ``drift``, over tasks
-50-199, 200-249 (the change) and 250 on.
+50-199, 200-249 (the change) and 250-349.
 
 Targets (issue 14), as ratios to ``blind`` in the same run: consistent and
 bimodal, learned requests <= 0.7x and p95 % <= 0.5x; wide, neither figure
@@ -197,7 +197,7 @@ async def run_scenario(
     scenario: str, args: argparse.Namespace
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Every policy on the scenario's durations, at once; figures per policy and segment."""
-    count = args.tasks + (150 if scenario == "drift" else 0)
+    count = DRIFT_AT + 150 if scenario == "drift" else args.tasks
     spans = durations(scenario, count, args.seed)
     chosen = {n: p for n, p in POLICIES.items() if scenario != "progress" or n in BLIND_LEARNED}
     with fake_server(
@@ -296,7 +296,7 @@ def verdicts(
 async def main_async(args: argparse.Namespace) -> None:
     print(machine())
     print(
-        f"{args.tasks} tasks per scenario (drift: {args.tasks + 150}), {args.concurrency} in"
+        f"{args.tasks} tasks per scenario (drift: {DRIFT_AT + 150}), {args.concurrency} in"
         f" flight per policy, seed {args.seed}, time scaled 1/{args.scale:g};"
         " figures in unscaled seconds",
         flush=True,

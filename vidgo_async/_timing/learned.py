@@ -139,7 +139,7 @@ def _grid(spread: _Spread, max_interval: float) -> list[float] | None:
     return grid
 
 
-def make_plan(spread: _Spread, max_interval: float) -> Plan | None:
+def _make_plan(spread: _Spread, max_interval: float) -> Plan | None:
     """The cheapest instants to check at (see the module docstring); None if the
     cap is too small against the durations for a plan to be worth it."""
     if max_interval <= 0:
@@ -226,7 +226,7 @@ class Durations:
             self._plan = None
             self._fresh = 0
         if self._plan is None or self._plan.max_interval != max_interval:
-            self._plan = make_plan(self._spread, max_interval)
+            self._plan = _make_plan(self._spread, max_interval)
         return self._plan
 
     def _check_drift(self, spread: _Spread, low: float, high: float) -> None:
