@@ -1,59 +1,95 @@
-"""Poll economy: status requests per task and detection delay, per poll policy.
+"""Poll economy: status requests per task and detection delay, per poll policy and scenario.
 
-Tasks last 5-120 s (stratified uniform, seeded), with time scaled down by
-``--scale`` (default 20: 0.25-6 s of real time). Each task is one
-``convert_to_wav`` (submit, then the SDK's waiter) against a FakeVidgo in a
-separate process whose per-track ``run_time`` is set to the scaled duration
-(``queue_time=0``). Every policy converts the same durations; the fake counts
-the status requests each task got, and knows each task's finish instant on
-the machine-wide monotonic clock, so
+Each scenario is a stream of conversions: ``--concurrency`` tasks in flight
+per policy, the next one submitted when one returns, so that a client that
+learns has seen earlier tasks finish. Every task is one ``convert_to_wav``
+against a FakeVidgo in a separate process whose per-track ``run_time`` is
+the scaled duration (``queue_time=0``, no ``progress`` reported unless said).
+The fake counts the status requests each task got and knows each task's
+finish instant on the machine-wide monotonic clock, so
 
     detection delay = (convert_to_wav returned) - (task finished).
 
-Every figure is reported in unscaled seconds (scaled x ``--scale``).
+Time is scaled down by ``--scale`` (default 50); every figure is reported in
+unscaled seconds. All policies of a scenario run at once, on the same
+durations (seeded), each with a client of its own (a fresh learner):
 
-Policies (intervals divided by the scale):
+* ``blind``: the default ``PollPolicy`` with ``learn=False`` (1 s, x1.5,
+  15 s cap, 10 % jitter) - the schedule before issue 14;
+* ``learned``: the default ``PollPolicy()`` (``learn=True``);
+* ``fixed 1s`` / ``fixed 6s``: what peer SDKs do - ``PollPolicy(initial=T,
+  factor=1, max_interval=T, jitter=0, use_progress=False, learn=False)``;
+* ``callbacks``: the default policy with a ``CallbackReceiver`` (the fake
+  POSTs each task's end to it).
 
-* ``default``: vidgo-async's default ``PollPolicy`` (1 s, x1.5, 15 s cap,
-  10 % jitter, progress estimate on).
-* ``fixed 0.1s / 1s / 6s``: what peer SDKs do - ``PollPolicy(initial=T,
-  factor=1, max_interval=T, jitter=0, use_progress=False)``; they ignore
-  ``progress``, so they run once and are listed under both modes.
-* ``candidate ...``: other ``PollPolicy`` field values (``--candidate``).
-* ``prototype estimator``: the default policy's blind schedule with the
-  progress estimate of :class:`ProtoSchedule` (a proposal for
-  ``PollSchedule``), run by a hand-written submit + ``get_task`` loop.
+Scenarios (durations in unscaled seconds):
 
-The client's rate cap is lifted (``max_polls_per_second=1e6``); instead a
-policy's tasks run at most ``--max-rate x shortest interval`` at a time, so
-the fake is never flooded (the 0.1 s poller runs a few tasks at a time).
+* ``consistent``: log-normal, median 30 s, sigma 0.35;
+* ``wide``: uniform over 5-120 s (stratified);
+* ``bimodal``: 70 % log-normal around 15 s, 30 % around 90 s (sigma 0.2);
+* ``drift``: ``consistent``, doubled from task 200 on (350 tasks);
+* ``progress``: ``wide`` with ``progress`` reported (blind and learned only):
+  the progress estimate still leads.
 
-Targets (issue 6): (a) no fixed-interval poller beats the default on both
-mean requests and p95 delay; (b) with progress, <= 4 requests per task and
-p95 delay < 5 % of the task's duration.
+Figures: requests per task and delay (p50, p95, p95 as % of duration) over
+the first 50 tasks (learning) and after them; for ``drift``, over tasks
+50-199, 200-249 (the change) and 250-349.
+
+Targets (issue 14), as ratios to ``blind`` in the same run: consistent and
+bimodal, learned requests <= 0.7x and p95 % <= 0.5x; wide, neither figure
+worse and no fixed poller better on both; drift, the consistent targets from
+task 250 on and requests <= 1.2x over tasks 200-249.
 
 Run::
 
     python benchmarks/poll_economy.py
-    python benchmarks/poll_economy.py --tasks 120 --scale 10
+    python benchmarks/poll_economy.py --scenario consistent --scale 20
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import math
 import random
 import statistics
 import time
-from typing import Any
+from collections.abc import AsyncIterator
 
 import attrs
 from _common import API_KEY, FakeServer, fake_server, machine, percentile, table
 
-from vidgo_async import PollPolicy, Task, TaskStatus, VidgoClient
+from vidgo_async import PollPolicy, VidgoClient
+from vidgo_async.webhooks import CallbackReceiver
 
-SHORTEST, LONGEST = 5.0, 120.0
-DEFAULT = PollPolicy()
+WARM_UP = 50
+DRIFT_AT = 200
+BLIND = PollPolicy(learn=False)
+
+
+def fixed(interval: float) -> PollPolicy:
+    """A peer SDK's fixed-interval poller."""
+    return PollPolicy(
+        initial=interval,
+        factor=1.0,
+        max_interval=interval,
+        jitter=0.0,
+        use_progress=False,
+        learn=False,
+    )
+
+
+# name -> (unscaled policy, with a callback receiver)
+POLICIES: dict[str, tuple[PollPolicy, bool]] = {
+    "blind": (BLIND, False),
+    "learned": (PollPolicy(), False),
+    "fixed 1s": (fixed(1.0), False),
+    "fixed 6s": (fixed(6.0), False),
+    "callbacks": (PollPolicy(), True),
+}
+SCENARIOS = ("consistent", "wide", "bimodal", "drift", "progress")
+BLIND_LEARNED = ("blind", "learned")  # the policies of the progress scenario
 
 
 def scaled(policy: PollPolicy, scale: float) -> PollPolicy:
@@ -66,131 +102,71 @@ def scaled(policy: PollPolicy, scale: float) -> PollPolicy:
     )
 
 
-def fixed(interval: float) -> PollPolicy:
-    """A peer SDK's fixed-interval poller."""
-    return PollPolicy(
-        initial=interval, factor=1.0, max_interval=interval, jitter=0.0, use_progress=False
-    )
+def durations(scenario: str, count: int, seed: int) -> list[float]:
+    """``count`` task durations of ``scenario``, in submission order (seeded)."""
+    rng = random.Random(f"{scenario}-{seed}")
+    if scenario in ("wide", "progress"):
+        width = 115 / count
+        spans = [5 + width * (i + rng.random()) for i in range(count)]
+        rng.shuffle(spans)
+        return spans
+    if scenario == "bimodal":
+        return [
+            (15.0 if rng.random() < 0.7 else 90.0) * math.exp(rng.gauss(0, 0.2))
+            for _ in range(count)
+        ]
+    spans = [30 * math.exp(rng.gauss(0, 0.35)) for _ in range(count)]
+    if scenario == "drift":
+        spans = [span * (2 if i >= DRIFT_AT else 1) for i, span in enumerate(spans)]
+    return spans
 
 
-class ProtoSchedule:
-    """A proposed progress estimate: widest baseline, aim short while unsure.
-
-    The rate is measured from the first running sample once progress has
-    moved >= 5 points since it, else from the submit instant at 0 %
-    (assumes little queueing). Reported progress is read as the middle of
-    its integer step. With ``err = 1 / points moved`` (the rate's relative
-    error from integer steps), the next check aims at
-    ``remaining * (1 - err)`` until the uncertainty of the remaining time is
-    under 3 % of the task's estimated length, then at the estimated finish
-    plus 1 % of it. Without progress it is the blind exponential schedule.
-    """
-
-    def __init__(self, policy: PollPolicy, started: float) -> None:
-        self._policy = policy
-        self._started = started
-        self._blind = policy.initial
-        self._samples: list[tuple[float, float]] = []
-
-    def next(self, task: Task, now: float) -> float:
-        """Delay before the next check after ``task``, read at ``now``."""
-        blind = self._blind * (1 - self._policy.jitter * random.random())
-        self._blind = min(self._blind * self._policy.factor, self._policy.max_interval)
-        if task.status is not TaskStatus.RUNNING or not task.progress:
-            return blind
-        progress = task.progress + 0.5
-        self._samples.append((now, progress))
-        t0, p0 = self._samples[0]
-        if progress - p0 < 5:
-            t0, p0 = self._started, 0.0
-        moved = progress - p0
-        remaining = (100 - progress) * (now - t0) / moved
-        err = 1 / max(moved, 0.5)
-        length = now - self._started + remaining
-        if remaining * err > 0.03 * length:
-            return max(self._policy.initial, remaining * (1 - err))
-        return max(self._policy.initial / 4, remaining + 0.01 * length)
-
-
-async def proto_convert(client: VidgoClient, source: str, audio: str, policy: PollPolicy) -> None:
-    """Submit and wait like ``convert_to_wav``, scheduled by :class:`ProtoSchedule`."""
-    task = await client.submit_wav(source, audio)
-    schedule = ProtoSchedule(policy, time.monotonic())
-    delay = policy.initial
-    while True:
-        await asyncio.sleep(delay)
-        snapshot = await client.get_task(task.task_id)
-        if snapshot.status is TaskStatus.FINISHED and snapshot.wav_url:
-            return
-        if snapshot.status is TaskStatus.FAILED:
-            raise RuntimeError(f"task {task.task_id} failed")
-        delay = schedule.next(snapshot, time.monotonic())
-
-
-PROTO = "prototype estimator"
-
-
-def policies(candidates: list[str]) -> dict[str, tuple[PollPolicy, bool]]:
-    """Name -> (unscaled policy, whether it reads progress, i.e. runs in both modes)."""
-    chosen: dict[str, tuple[PollPolicy, bool]] = {"default": (DEFAULT, True)}
-    for interval in (0.1, 1.0, 6.0):
-        chosen[f"fixed {interval:g}s"] = (fixed(interval), False)
-    for text in candidates:
-        fields = dict(item.split("=") for item in text.split(","))
-        values: dict[str, Any] = {k: float(v) for k, v in fields.items()}
-        policy = attrs.evolve(DEFAULT, **values)
-        chosen[f"candidate {text}"] = (policy, True)
-    chosen[PROTO] = (DEFAULT, True)
-    return chosen
-
-
-def durations(count: int, seed: int) -> list[float]:
-    """``count`` durations spread uniformly over 5-120 s (one per stratum), shuffled."""
-    rng = random.Random(seed)
-    width = (LONGEST - SHORTEST) / count
-    values = [SHORTEST + width * (i + rng.random()) for i in range(count)]
-    rng.shuffle(values)
-    return values
+@contextlib.asynccontextmanager
+async def client_for(
+    server: FakeServer, policy: PollPolicy, callbacks: bool
+) -> AsyncIterator[VidgoClient]:
+    """A client of ``server`` under ``policy`` (rate cap lifted), maybe with a receiver."""
+    receiver = CallbackReceiver() if callbacks else None
+    async with contextlib.AsyncExitStack() as stack:
+        if receiver is not None:
+            await stack.enter_async_context(receiver.serve())
+        client = VidgoClient(
+            API_KEY,
+            base_url=server.url,
+            poll=policy,
+            callbacks=receiver,
+            max_polls_per_second=1e6,
+            max_connections=64,
+        )
+        yield await stack.enter_async_context(client)
 
 
 async def run_policy(
     server: FakeServer,
     tag: str,
     policy: PollPolicy,
+    callbacks: bool,
     spans: list[float],
     args: argparse.Namespace,
-    *,
-    proto: bool = False,
 ) -> list[dict[str, float]]:
-    """Convert one track per duration under ``policy``; per-task figures (unscaled)."""
+    """Convert one track per duration, ``--concurrency`` at a time, in order;
+    per-task figures (unscaled), in submission order."""
     audio_ids = [f"{tag}-{i}" for i in range(len(spans))]
-    await server.set_durations(
-        {a: (0.0, span / args.scale) for a, span in zip(audio_ids, spans, strict=True)}
-    )
-    shortest = min(policy.initial, policy.max_interval) or 1e-3
-    slots = asyncio.Semaphore(max(1, min(len(spans), int(args.max_rate * shortest))))
     returned: dict[str, float] = {}
-    async with VidgoClient(
-        API_KEY, base_url=server.url, poll=policy, max_polls_per_second=1e6, max_connections=100
-    ) as client:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for audio_id in audio_ids:
+        queue.put_nowait(audio_id)
+    async with client_for(server, policy, callbacks) as client:
 
-        async def convert(audio_id: str) -> None:
-            async with slots:
-                if proto:
-                    await proto_convert(client, f"music-{tag}", audio_id, policy)
-                else:
-                    await client.convert_to_wav(f"music-{tag}", audio_id, timeout=LONGEST)
+        async def worker() -> None:
+            while not queue.empty():
+                audio_id = queue.get_nowait()
+                await client.convert_to_wav(f"music-{tag}", audio_id, timeout=1000 / args.scale)
                 returned[audio_id] = time.monotonic()
 
-        await asyncio.gather(*(convert(a) for a in audio_ids))
-    finish = await server.finish_times()
-    polls = (await server.stats(by_task=True, reset=True))["detail_by_task"]
-    rows = []
-    for audio_id, span in zip(audio_ids, spans, strict=True):
-        task_id, finished_at = finish[audio_id]
-        delay = (returned[audio_id] - finished_at) * args.scale
-        rows.append({"span": span, "requests": polls[task_id], "delay": delay})
-    return rows
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    pairs = zip(audio_ids, spans, strict=True)
+    return [{"audio": a, "span": s, "returned": returned[a]} for a, s in pairs]
 
 
 def summary(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -200,88 +176,146 @@ def summary(rows: list[dict[str, float]]) -> dict[str, float]:
         "requests": statistics.mean(r["requests"] for r in rows),
         "p50": percentile(delays, 50),
         "p95": percentile(delays, 95),
-        "p95_pct": percentile([100 * r["delay"] / r["span"] for r in rows], 95),
+        "pct": percentile([100 * r["delay"] / r["span"] for r in rows], 95),
         "min": min(delays),
     }
 
 
-def verdicts(figures: dict[str, dict[str, float]], progress: bool) -> list[str]:
-    """Target (a) for this mode, and (b) when progress is reported."""
-    lines = []
-    base = figures["default"]
-    for name, f in figures.items():
-        if name.startswith("fixed"):
-            beats = f["requests"] < base["requests"] and f["p95"] < base["p95"]
-            lines.append(f"  (a) {name} beats default on both figures: {'YES' if beats else 'no'}")
-    if progress:
-        for name, f in figures.items():
-            if name.startswith("fixed"):
-                continue
-            met = f["requests"] <= 4 and f["p95_pct"] < 5
-            lines.append(
-                f"  (b) {name}: {f['requests']:.2f} requests/task, p95 delay "
-                f"{f['p95_pct']:.1f}% of duration -> {'MET' if met else 'NOT MET'}"
+def segments(scenario: str, count: int) -> list[tuple[str, int, int]]:
+    """The task ranges reported: learning, then warm (and around the drift)."""
+    if scenario == "drift":
+        return [
+            ("first 50", 0, WARM_UP),
+            ("50-199", WARM_UP, DRIFT_AT),
+            ("200-249", DRIFT_AT, DRIFT_AT + 50),
+            (f"250-{count - 1}", DRIFT_AT + 50, count),
+        ]
+    return [("first 50", 0, WARM_UP), (f"50-{count - 1}", WARM_UP, count)]
+
+
+async def run_scenario(
+    scenario: str, args: argparse.Namespace
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Every policy on the scenario's durations, at once; figures per policy and segment."""
+    count = DRIFT_AT + 150 if scenario == "drift" else args.tasks
+    spans = durations(scenario, count, args.seed)
+    chosen = {n: p for n, p in POLICIES.items() if scenario != "progress" or n in BLIND_LEARNED}
+    with fake_server(
+        queue_time=0.0, report_progress=scenario == "progress", callback_retry_scale=1 / args.scale
+    ) as server:
+        tags = {name: f"{scenario}-{i}" for i, name in enumerate(chosen)}
+        await server.set_durations(
+            {
+                f"{tags[name]}-{i}": (0.0, span / args.scale)
+                for name in chosen
+                for i, span in enumerate(spans)
+            }
+        )
+        started = time.perf_counter()
+        runs = await asyncio.gather(
+            *(
+                run_policy(server, tags[name], scaled(policy, args.scale), cb, spans, args)
+                for name, (policy, cb) in chosen.items()
             )
-    return lines
+        )
+        finish = await server.finish_times()
+        polls = (await server.stats(by_task=True, reset=True))["detail_by_task"]
+    print(f"  {scenario}: {count} tasks, {time.perf_counter() - started:.0f} s", flush=True)
+    figures: dict[str, dict[str, dict[str, float]]] = {}
+    for name, rows in zip(chosen, runs, strict=True):
+        for row in rows:
+            task_id, finished_at = finish[row["audio"]]
+            row["requests"] = polls.get(task_id, 0)
+            row["delay"] = (row["returned"] - finished_at) * args.scale
+        figures[name] = {
+            label: summary(rows[start:end]) for label, start, end in segments(scenario, count)
+        }
+    return figures
+
+
+def report(scenario: str, figures: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """The scenario's table, then its verdicts."""
+    labels = list(next(iter(figures.values())))
+    rows = []
+    for name, by_label in figures.items():
+        for label in labels:
+            f, base = by_label[label], figures["blind"][label]
+            rows.append(
+                [
+                    name,
+                    label,
+                    f["requests"],
+                    f"{f['requests'] / base['requests']:.2f}x",
+                    f["p50"],
+                    f["p95"],
+                    f["pct"],
+                    f"{f['pct'] / base['pct']:.2f}x",
+                ]
+            )
+    headers = ["policy", "tasks", "req/task", "vs blind", "p50 s", "p95 s", "p95 %", "vs blind"]
+    print(f"\n{scenario}\n" + table(headers, rows))
+    if min(f["min"] for by_label in figures.values() for f in by_label.values()) < 0:
+        print("  warning: a negative delay - the clocks do not agree")
+    return verdicts(scenario, figures, labels)
+
+
+def ratio(figures: dict[str, dict[str, dict[str, float]]], label: str) -> tuple[float, float]:
+    """Learned / blind: requests per task, and p95 delay as % of duration."""
+    f, base = figures["learned"][label], figures["blind"][label]
+    return f["requests"] / base["requests"], f["pct"] / base["pct"]
+
+
+def verdicts(
+    scenario: str, figures: dict[str, dict[str, dict[str, float]]], labels: list[str]
+) -> list[str]:
+    """One line per target of issue 14 that applies to ``scenario``."""
+    warm = labels[-1]
+    requests, pct = ratio(figures, warm)
+    met = "MET" if scenario == "progress" else "NOT MET"
+    if scenario in ("consistent", "bimodal", "drift"):
+        met = "MET" if requests <= 0.7 and pct <= 0.5 else "NOT MET"
+        line = f"{scenario} [{warm}]: requests {requests:.2f}x, p95 % {pct:.2f}x -> {met}"
+        lines = [line + " (target <= 0.7x and <= 0.5x)"]
+        if scenario == "drift":
+            change, _ = ratio(figures, labels[2])
+            met = "MET" if change <= 1.2 else "NOT MET"
+            lines.append(f"drift [{labels[2]}]: requests {change:.2f}x -> {met} (target <= 1.2x)")
+        return lines
+    if scenario == "wide":
+        met = "MET" if requests <= 1 and pct <= 1 else "NOT MET"
+        lines = [f"wide: requests {requests:.2f}x, p95 % {pct:.2f}x -> {met} (target <= 1x both)"]
+        learned = figures["learned"][warm]
+        for name in ("fixed 1s", "fixed 6s"):
+            f = figures[name][warm]
+            beats = f["requests"] < learned["requests"] and f["pct"] < learned["pct"]
+            lines.append(f"wide: {name} better than learned on both: {'YES' if beats else 'no'}")
+        return lines
+    return [f"progress: requests {requests:.2f}x, p95 % {pct:.2f}x (the estimate leads)"]
 
 
 async def main_async(args: argparse.Namespace) -> None:
     print(machine())
-    spans = durations(args.tasks, args.seed)
     print(
-        f"{args.tasks} tasks, durations uniform over {SHORTEST:g}-{LONGEST:g} s (seed "
-        f"{args.seed}), time scaled 1/{args.scale:g}; figures in unscaled seconds",
+        f"{args.tasks} tasks per scenario (drift: {DRIFT_AT + 150}), {args.concurrency} in"
+        f" flight per policy, seed {args.seed}, time scaled 1/{args.scale:g};"
+        " figures in unscaled seconds",
         flush=True,
     )
-    chosen = policies(args.candidate)
-    fixed_rows: dict[str, dict[str, float]] = {}
-    for progress in (False, True):
-        figures: dict[str, dict[str, float]] = {}
-        with fake_server(queue_time=0.0, report_progress=progress) as server:
-            for index, (name, (policy, reads_progress)) in enumerate(chosen.items()):
-                if not reads_progress and name in fixed_rows:
-                    figures[name] = fixed_rows[name]  # ignores progress: same as measured
-                    continue
-                started = time.perf_counter()
-                rows = await run_policy(
-                    server,
-                    f"p{int(progress)}-{index}",
-                    scaled(policy, args.scale),
-                    spans,
-                    args,
-                    proto=name == PROTO,
-                )
-                figures[name] = summary(rows)
-                if not reads_progress:
-                    fixed_rows[name] = figures[name]
-                print(f"  {name}: {time.perf_counter() - started:.1f}s", flush=True)
-        print(f"\nprogress reported: {'yes' if progress else 'no'}")
-        print(
-            table(
-                ["policy", "requests/task", "delay p50 s", "delay p95 s", "p95 % of duration"],
-                [[n, f["requests"], f["p50"], f["p95"], f["p95_pct"]] for n, f in figures.items()],
-            )
-        )
-        if min(f["min"] for f in figures.values()) < 0:
-            print("  warning: a negative delay - the clocks do not agree")
-        print("\n".join(verdicts(figures, progress)), flush=True)
+    started = time.perf_counter()
+    lines = []
+    for scenario in args.scenario or SCENARIOS:
+        lines += report(scenario, await run_scenario(scenario, args))
+    print("\n" + "\n".join(lines))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=60, help="tasks per policy")
-    parser.add_argument("--scale", type=float, default=20.0, help="time divided by this")
+    parser.add_argument("--tasks", type=int, default=300, help="tasks per policy and scenario")
+    parser.add_argument("--concurrency", type=int, default=8, help="tasks in flight per policy")
+    parser.add_argument("--scale", type=float, default=50.0, help="time divided by this")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--max-rate", type=float, default=1500.0, help="status requests/s the fake is offered"
-    )
-    parser.add_argument(
-        "--candidate",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE,...",
-        help="an extra PollPolicy to measure, e.g. initial=2,factor=1.4,max_interval=10",
-    )
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="(repeatable)")
     asyncio.run(main_async(parser.parse_args()))
 
 

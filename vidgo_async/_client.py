@@ -20,6 +20,7 @@ from ._ops.callbacks import Registry
 from ._ops.reads import Reader
 from ._ops.submit import Submitter
 from ._ops.wait import Waits
+from ._timing.learned import Learner
 from ._timing.limits import RateLimiter, RetryBudget
 from ._validate import (
     api_key_from,
@@ -111,7 +112,8 @@ class VidgoClient:
         self._submitter = Submitter(
             self._transport, retry, budget, self._lifecycle, registry, on_event
         )
-        self._waits = Waits(self._reader, self._lifecycle, poll, registry)
+        # What this client learns of how long tasks take, per model, shared by its waits.
+        self._waits = Waits(self._reader, self._lifecycle, poll, Learner(), registry)
 
     def __repr__(self) -> str:
         return f"VidgoClient(base_url={str(self._base_url)!r})"

@@ -68,6 +68,10 @@ class PollPolicy:
             spread out.
         use_progress: When the server reports ``progress``, schedule the
             next check at the estimated finish instead of blindly.
+        learn: Learn from the tasks this client saw finish how long they
+            take (per model), and check where finishes are likely instead of
+            blindly; the blind schedule runs until enough are known. A
+            ``progress`` estimate still leads, callbacks still pace.
         callback_interval: With a callback receiver, the interval of the
             safety-net polling that finds tasks whose callbacks were lost.
     """
@@ -77,6 +81,7 @@ class PollPolicy:
     max_interval: float = attrs.field(default=15.0, validator=_non_negative)
     jitter: float = attrs.field(default=0.1, validator=_non_negative)
     use_progress: bool = True
+    learn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     callback_interval: float = attrs.field(default=60.0, validator=_non_negative)
 
     @jitter.validator

@@ -6,6 +6,9 @@ known task, never submit again), was being submitted when the process died
 (its outcome is unknown: a resubmit may only settle it through the 409
 rule), or never reached the server (submit it).
 
+It also keeps what the client learned of how long tasks take (a bounded
+summary per model), so that a re-run polls from what the last run learned.
+
 Writes are committed one by one in WAL mode, so a SIGKILL loses nothing
 that was committed; SQLite calls are short enough to run on the event loop.
 """
@@ -13,6 +16,7 @@ that was committed; SQLite calls are short enough to run on the event loop.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import sqlite3
 import time
@@ -21,7 +25,7 @@ from pathlib import Path
 import attrs
 
 from .._models import WAV_MODEL, TaskHandle
-from .._wire.convert import converter
+from .._wire.convert import converter, dump_durations, load_durations
 from ..errors import (
     APIError,
     ClientClosedError,
@@ -32,6 +36,8 @@ from ..errors import (
 )
 
 __all__ = ["Entry", "Journal", "State", "journalled_error", "state_after_failed_submit"]
+
+logger = logging.getLogger("vidgo_async")
 
 _PAIR_REFUSED = frozenset({400, 404, 409, 422})
 
@@ -50,6 +56,8 @@ CREATE TABLE IF NOT EXISTS conversions (
     PRIMARY KEY (source_task_id, audio_id)
 )
 """
+# What was learned of task durations, per model (``_timing.learned``), as JSON.
+_LEARNED_SCHEMA = "CREATE TABLE IF NOT EXISTS learned (model TEXT PRIMARY KEY, summary TEXT)"
 
 
 class State(str, enum.Enum):
@@ -100,6 +108,7 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            self._db.execute(_LEARNED_SCHEMA)
         except sqlite3.Error as exc:
             self._db.close()
             raise ConfigurationError(
@@ -163,6 +172,23 @@ class Journal:
                 time.time(),
             ),
         )
+
+    def learned(self) -> dict[str, list[tuple[float, float]]]:
+        """The task durations an earlier run learned, per model."""
+        rows = self._db.execute("SELECT model, summary FROM learned")
+        return {model: load_durations(summary) for model, summary in rows if summary}
+
+    def keep_learned(self, model: str, observations: list[tuple[float, float]]) -> None:
+        """Save what was learned of ``model``'s durations; a failure is only logged,
+        since it costs a re-run no more than starting cold."""
+        try:
+            self._db.execute(
+                "INSERT INTO learned (model, summary) VALUES (?, ?)"
+                " ON CONFLICT (model) DO UPDATE SET summary = excluded.summary",
+                (model, dump_durations(observations)),
+            )
+        except sqlite3.Error as exc:
+            logger.warning("could not save the learned durations to the journal: %s", exc)
 
     def counts(self) -> dict[State, int]:
         """How many pairs stand in each state."""

@@ -55,6 +55,7 @@ _ACCOUNT_REFUSALS = (AuthenticationError, InsufficientCreditsError, PermissionDe
 _END = object()  # the last item of the result queue
 #: Seconds a stopped batch waits for its submits in flight to be answered.
 SUBMIT_GRACE = 10.0
+_KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
 
 
 @attrs.frozen(kw_only=True)
@@ -147,6 +148,7 @@ class _Batch:
     input_done: bool = attrs.field(init=False, default=False)
     refused: APIError | None = attrs.field(init=False, default=None)
     submits: set[asyncio.Future[Any]] = attrs.field(init=False, factory=set)  # in flight
+    unsaved: int = attrs.field(init=False, default=0)  # pairs finished since the last save
 
     def __attrs_post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.concurrency)
@@ -160,6 +162,8 @@ class _Batch:
         """Run the batch; yield each result as it is queued."""
         if self.journal_path is not None:
             self.journal = Journal(self.journal_path)
+            for model, seen in self.journal.learned().items():  # start warm
+                self.waits.learner.durations(model).restore(seen)
         feeder = asyncio.create_task(self._feed())
         done = succeeded = 0
         try:
@@ -187,6 +191,7 @@ class _Batch:
             await asyncio.gather(*pending, return_exceptions=True)
             await self._finish_submits()
             if self.journal is not None:
+                self._keep_learned()
                 self.journal.close()
 
     async def _finish_submits(self) -> None:
@@ -276,6 +281,9 @@ class _Batch:
             # Otherwise (deadline, account trouble ...) it stays accepted: a re-run waits again.
             return attrs.evolve(result, error=exc)
         self._record(key, State.FINISHED, task_id=task_id, wav_url=wav_url)
+        self.unsaved += 1
+        if self.unsaved >= _KEEP_LEARNED_EVERY:
+            self._keep_learned()
         result = ConversionResult(
             source_task_id=key[0], audio_id=key[1], task_id=task_id, wav_url=wav_url
         )
@@ -341,6 +349,14 @@ class _Batch:
         if entry.path and Path(entry.path).is_file():  # noqa: ASYNC240 - one stat per re-run pair
             return attrs.evolve(result, path=Path(entry.path))
         return await self._download(key, result)
+
+    def _keep_learned(self) -> None:
+        """Save to the journal what the client learned of task durations."""
+        self.unsaved = 0
+        if self.journal is not None:
+            learner = self.waits.learner
+            for model in learner.models():
+                self.journal.keep_learned(model, learner.durations(model).observations())
 
     def _record(
         self,

@@ -23,9 +23,10 @@ import attrs
 from .._config import PollPolicy
 from .._events import emit
 from .._lifecycle import Lifecycle
-from .._models import Task, TaskHandle, TaskStatus
+from .._models import WAV_MODEL, Task, TaskHandle, TaskStatus
 from .._timing.classify import Failure, classify, retryable, stretch
 from .._timing.deadline import Deadline
+from .._timing.learned import Learner
 from .._timing.schedules import WARN_AFTER, PollSchedule
 from .._wire.envelope import excerpt
 from ..errors import (
@@ -47,11 +48,13 @@ _WAV_URL_REREADS = 10  # without a deadline: reads of a finished task that lacks
 
 @attrs.define
 class Waits:
-    """Makes the client's waits: its reader, lifecycle, poll policy and callback registry."""
+    """Makes the client's waits: its reader, lifecycle, poll policy, what it learned
+    of task durations, and its callback registry."""
 
     reader: Reader
     lifecycle: Lifecycle
     policy: PollPolicy
+    learner: Learner
     callbacks: Registry | None = None
 
     def capacity(self) -> int:
@@ -69,26 +72,34 @@ class Waits:
         first_delay: float | None = None,
         submitted_at: float | None = None,
         gate: asyncio.Semaphore | None = None,
+        model: str = WAV_MODEL,
     ) -> Poller:
         """The poll loop of one wait.
 
         Args:
-            first_delay: The pause before the first poll (default: the policy's ``initial``).
+            first_delay: The pause before the first poll (default: the
+                schedule's, ``initial`` until durations were learned).
             submitted_at: When this client submitted the task (``None``: not
-                here), so that its 404s before a first answer are no news.
+                here), so that its 404s before a first answer are no news,
+                and its duration can be learned from and planned for.
             gate: Held during each poll (a batch's bound on requests in flight).
+            model: The task's model, whose durations the schedule learns from.
         """
         policy = policy or self.policy
         pacer = None
         if self.callbacks is not None:
             pacer = self.callbacks.pacer(handle.task_id, policy, self.lifecycle)
+        # A wait paced by callbacks keeps its schedule blind, and learns nothing from a
+        # finish that a callback (not a poll) revealed.
+        learned = self.learner.durations(model) if pacer is None else None
+        schedule = PollSchedule(policy, started=submitted_at, learned=learned)
         return Poller(
             reader=self.reader,
             lifecycle=self.lifecycle,
             handle=handle,
             deadline=deadline,
-            schedule=PollSchedule(policy, started=submitted_at),
-            delay=policy.initial if first_delay is None else first_delay,
+            schedule=schedule,
+            delay=schedule.first() if first_delay is None else first_delay,
             pacer=pacer,
             fresh=submitted_at is not None,
             gate=gate,

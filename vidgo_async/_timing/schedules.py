@@ -18,6 +18,7 @@ import backoff
 from .._config import PollPolicy, RetryPolicy
 from .._models import Task, TaskStatus
 from .classify import stretch
+from .learned import Durations
 
 __all__ = ["WARN_AFTER", "PollSchedule", "retry_waits", "start"]
 
@@ -72,31 +73,86 @@ class PollSchedule:
 
     Measured in ``benchmarks/poll_economy.py``: about 3 requests per task and
     a p95 detection delay near 3 % of the task's duration.
+
+    Without a progress estimate, a wait on a task submitted at ``started``
+    checks at the instants ``learned`` plans (``_timing.learned``) once it
+    knows enough, each made earlier by up to ``jitter`` of the step before it
+    (one draw per wait, so that waits submitted together spread out); and it
+    reports to ``learned`` when its task was first seen finished.
     """
 
-    __slots__ = ("_blind", "_first", "_policy", "_rng", "_started")
+    __slots__ = (
+        "_blind",
+        "_first",
+        "_learned",
+        "_policy",
+        "_read",
+        "_rng",
+        "_shift",
+        "_started",
+        "_submitted",
+    )
 
     def __init__(
-        self, policy: PollPolicy, *, started: float | None = None, rng: random.Random | None = None
+        self,
+        policy: PollPolicy,
+        *,
+        started: float | None = None,
+        rng: random.Random | None = None,
+        learned: Durations | None = None,
     ) -> None:
         self._policy = policy
         self._started = started
         self._rng = rng or _RANDOM
+        # Durations count from the submit: a wait that did not submit neither learns nor plans.
+        self._learned = learned if policy.learn and started is not None else None
+        self._submitted = started  # unlike _started, never moved by a queued answer
+        self._read = started  # the last read that saw the task unfinished
+        # Only earlier: a step moved so is between two planned steps, so never over the cap.
+        self._shift = -policy.jitter * self._rng.random()
         # A zero initial interval still grows: never a busy loop.
         start = max(policy.initial, _MIN_GROWTH)
         self._blind = backoff.expo(base=policy.factor, factor=start, max_value=policy.max_interval)
         next(self._blind)  # past expo's priming yield
         self._first: tuple[float, float] | None = None
 
+    def first(self, now: float | None = None) -> float:
+        """Delay before the first check: the plan's first instant, else ``initial``."""
+        planned = self._planned(time.monotonic() if now is None else now)
+        return self._policy.initial if planned is None else min(planned, self._policy.max_interval)
+
     def next(self, task: Task | None, now: float | None = None) -> float:
         """Delay before the check that follows ``task`` (``None``: a failed check);
-        never over ``max_interval``."""
+        never over ``max_interval``. The first finished ``task`` is reported to ``learned``."""
         policy = self._policy
         blind = next(self._blind) * (1 + policy.jitter * (2 * self._rng.random() - 1))
-        if task is None or not policy.use_progress:
+        if task is None:
             return min(blind, policy.max_interval)
-        estimate = self._estimate(task, time.monotonic() if now is None else now)
+        now = time.monotonic() if now is None else now
+        self._learn(task, now)
+        estimate = self._estimate(task, now) if policy.use_progress else None
+        if estimate is None:
+            estimate = self._planned(now)
         return min(blind if estimate is None else estimate, policy.max_interval)
+
+    def _learn(self, task: Task, now: float) -> None:
+        if self._learned is None or self._read is None or self._submitted is None:
+            return
+        if task.status is TaskStatus.FINISHED:
+            self._learned.observe(self._read - self._submitted, now - self._submitted)
+            self._read = None  # reported once, even if the wait reads it again
+        elif not task.is_terminal:
+            self._read = now
+
+    def _planned(self, now: float) -> float | None:
+        """The pause to the next instant of the learned plan; None without one."""
+        if self._learned is None or self._submitted is None:
+            return None
+        plan = self._learned.plan(self._policy.max_interval)
+        if plan is None:
+            return None
+        elapsed = now - self._submitted
+        return plan.next_after(elapsed, self._shift) - elapsed
 
     def _estimate(self, task: Task, now: float) -> float | None:
         if task.status is TaskStatus.NOT_STARTED:

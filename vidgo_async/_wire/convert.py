@@ -236,6 +236,30 @@ def load_handle(text: str | bytes) -> TaskHandle:
     return handle
 
 
+def dump_durations(observations: list[tuple[float, float]]) -> str:
+    """Learned task durations (``(after, by)`` seconds from the submit) as a JSON string."""
+    return json.dumps({"version": 1, "seen": [[round(a, 3), round(b, 3)] for a, b in observations]})
+
+
+def load_durations(text: str) -> list[tuple[float, float]]:
+    """The durations :func:`dump_durations` wrote; none from anything else (a hint
+    that cannot be read only means starting cold)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return []
+    seen = data.get("seen") if isinstance(data, dict) and data.get("version") == 1 else None
+    if not isinstance(seen, list):
+        return []
+    return [
+        (float(pair[0]), float(pair[1]))
+        for pair in seen
+        if isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair)
+    ]
+
+
 def _handle_fields_ok(data: dict[str, Any]) -> bool:
     task_id = data.get("task_id")
     if not isinstance(task_id, str) or not task_id.strip():

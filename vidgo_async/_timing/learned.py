@@ -1,0 +1,277 @@
+"""What a client learned of how long its tasks take, and the checks placed from it.
+
+A wait on a task this client submitted knows when it was submitted; the read
+that first sees it finished bounds its duration: it ended after the previous
+read and by this one (interval-censored). :class:`Durations` keeps the most
+recent such intervals of one model (a bounded window, so memory never grows
+with the number of tasks) and makes a :class:`Plan` from them: the instants
+after the submit at which to check, placed where finishes are likely.
+
+The plan is the cheapest path through a grid of candidate instants (a
+dynamic program in which no step exceeds ``max_interval``), where a check
+costs 1 and a task seen late costs more checks the later it is seen, as a
+share of its duration (``_LATES``, ``_DELAY_WEIGHT``): users notice the tail
+of the delays, so most tasks should be seen within about a fifth of their
+length, and hardly any after half of it. Each observed interval counts as
+spread evenly over itself, widened by ``_SMEAR`` either way, so that few or
+coarse observations give a smooth distribution rather than spikes. Past the
+plan's last instant (longer than any task seen), each pause is
+``_TAIL_SHARE`` of the time elapsed.
+
+With fewer than ``_MIN_OBSERVED`` observations there is no plan: the blind
+schedule runs. When the recent finishes rank far from the middle of what
+was learned (mostly longer, or mostly shorter), the durations have drifted:
+everything older is dropped and learning starts again from those finishes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+
+__all__ = ["Durations", "Learner", "Plan"]
+
+_WINDOW = 200  # observations kept per model: the most recent ones
+_MIN_OBSERVED = 20  # fewer: no plan, the blind schedule
+_SMEAR = 0.1  # each observed interval is widened by this share either way
+# The costs of a plan, in checks (tuned in benchmarks/poll_economy.py's scenarios): a task
+# seen later than each share of its duration after it finished costs that many checks more,
+# and every task-duration of delay costs _DELAY_WEIGHT.
+_LATES = ((0.21, 16.0), (0.29, 16.0), (0.5, 36.0))
+_DELAY_WEIGHT = 3.0
+_GRID_RATIO = 1.03  # candidate instants: at least 3 % apart (in time elapsed)
+_GRID_POINTS = 150  # ... and about this many over the observed range
+_GRID_MAX = 400  # more (a cap tiny against the durations): no plan
+_REACH = 64  # candidate instants one step may skip
+_TAIL_SHARE = 0.25  # past the plan: pause this share of the time elapsed
+_DRIFT_RECENT = 12  # recent finishes the drift test looks at
+_DRIFT_SHIFT = 0.32  # ... a drift when their mean rank (0..1) is this far from 0.5
+_MAX_MODELS = 32  # models a learner remembers (least recently used dropped)
+
+
+class Plan:
+    """The instants, in seconds after the submit, at which one model's waits check.
+
+    Attributes:
+        instants: Increasing; no two more than ``max_interval`` apart, the
+            first within ``max_interval`` of the submit.
+        max_interval: The cap it was made for.
+    """
+
+    __slots__ = ("instants", "max_interval")
+
+    def __init__(self, instants: Sequence[float], max_interval: float) -> None:
+        self.instants = tuple(instants)
+        self.max_interval = max_interval
+
+    def next_after(self, elapsed: float, shift: float = 0.0) -> float:
+        """The first planned instant after ``elapsed``, each moved by ``shift`` (within
+        [-1, 0]) times the step before it; past the plan, a pause of ``_TAIL_SHARE``
+        of ``elapsed`` (at least the plan's last step, at most the cap)."""
+        instants = self.instants
+        # A read a hair before an instant counts as made at it: never two checks at once.
+        index = bisect.bisect_right(instants, elapsed * 1.001)
+        for k in range(index, len(instants)):
+            moved = instants[k] + shift * (instants[k] - (instants[k - 1] if k else 0.0))
+            if moved > elapsed * 1.001:
+                return moved
+        last_step = instants[-1] - instants[-2] if len(instants) > 1 else instants[-1]
+        return elapsed + min(self.max_interval, max(last_step, _TAIL_SHARE * elapsed))
+
+
+class _Spread:
+    """Observed intervals as one distribution: each spread evenly over itself, widened."""
+
+    __slots__ = ("_events", "high", "shortest")
+
+    def __init__(self, seen: Sequence[tuple[float, float]]) -> None:
+        events: list[tuple[float, float]] = []
+        for low, high in seen:
+            start, end = low / (1 + _SMEAR), high * (1 + _SMEAR)
+            density = 1 / ((end - start) * len(seen))
+            events += [(start, density), (end, -density)]
+        events.sort()
+        self._events = events
+        self.high = events[-1][0]  # F = 1 from here
+        self.shortest = min(high for _, high in seen) * (1 + _SMEAR)
+
+    def cdf(self, points: Sequence[float]) -> list[float]:
+        """F at each of the increasing ``points``."""
+        values = []
+        events, count, k = self._events, len(self._events), 0
+        value = slope = at = 0.0
+        for point in points:
+            while k < count and events[k][0] <= point:
+                value += slope * (events[k][0] - at)
+                at, slope = events[k][0], slope + events[k][1]
+                k += 1
+            value += slope * (point - at)
+            at = point
+            values.append(min(1.0, value))
+        return values
+
+
+def _geometric(low: float, high: float) -> list[float]:
+    """Candidate instants from ``low`` to ``high``, a constant ratio apart."""
+    ratio = max(_GRID_RATIO, (high / low) ** (1 / _GRID_POINTS))
+    points = [low]
+    while points[-1] < high:
+        points.append(points[-1] * ratio)
+    return points
+
+
+def _grid(spread: _Spread, max_interval: float) -> list[float] | None:
+    """0, then the candidate instants, never more than half the cap apart; None if too many."""
+    grid = [0.0]
+    half = max_interval / 2
+    for point in _geometric(spread.shortest / 4, spread.high):
+        gap = point - grid[-1]
+        if gap > half:
+            steps = math.ceil(gap / half)
+            if len(grid) + steps > _GRID_MAX:
+                return None
+            grid += [grid[-1] + gap * i / steps for i in range(1, steps)]
+        grid.append(point)
+        if len(grid) > _GRID_MAX:
+            return None
+    return grid
+
+
+def _make_plan(spread: _Spread, max_interval: float) -> Plan | None:
+    """The cheapest instants to check at (see the module docstring); None if the
+    cap is too small against the durations for a plan to be worth it."""
+    if max_interval <= 0:
+        return None
+    grid = _grid(spread, max_interval)
+    if grid is None:
+        return None
+    cdf = spread.cdf(grid)
+    lates = [(w, spread.cdf([at / (1 + x) for at in grid])) for x, w in _LATES]
+    # inverse[k] = E[1/D; D <= grid[k]], so that a check at grid[j] after one at grid[i]
+    # has E[(grid[j] - D) / D; grid[i] < D <= grid[j]] as its relative delay, in O(1).
+    inverse = [0.0]
+    for k in range(1, len(grid)):
+        inverse.append(inverse[-1] + (cdf[k] - cdf[k - 1]) * 2 / (grid[k - 1] + grid[k]))
+    last = len(grid) - 1
+    cost = [0.0] * len(grid)  # from a check at grid[i] that found the task unfinished on
+    step = [last] * len(grid)
+    for i in range(last - 1, -1, -1):
+        best = math.inf
+        for j in range(i + 1, min(last, i + _REACH) + 1):
+            at = grid[j]
+            if at - grid[i] > max_interval:
+                break
+            delay = at * (inverse[j] - inverse[i]) - (cdf[j] - cdf[i])
+            missed = sum(w * max(0.0, late[j] - cdf[i]) for w, late in lates)
+            total = _DELAY_WEIGHT * delay + missed + cost[j]
+            if total < best:
+                best, step[i] = total, j
+        cost[i] = (1 - cdf[i]) + best  # the next check is made unless the task finished
+    instants, i = [], 0
+    while i < last:
+        i = step[i]
+        instants.append(grid[i])
+    return Plan(instants, max_interval)
+
+
+class Durations:
+    """The recent durations of one model's tasks, and the plan made from them."""
+
+    __slots__ = ("_fresh", "_plan", "_recent", "_seen", "_spread")
+
+    def __init__(self) -> None:
+        self._seen: deque[tuple[float, float]] = deque(maxlen=_WINDOW)
+        # Recent finishes with the rank of their bounds in the learned distribution (F).
+        self._recent: deque[tuple[float, float, float, float]] = deque(maxlen=_DRIFT_RECENT)
+        self._spread: _Spread | None = None
+        self._plan: Plan | None = None
+        self._fresh = 0  # observations since the spread was made
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def observations(self) -> list[tuple[float, float]]:
+        """The intervals kept, oldest first (what a journal saves)."""
+        return list(self._seen)
+
+    def observe(self, low: float, high: float) -> None:
+        """A task ended after ``low`` and by ``high`` seconds from its submit."""
+        if not (0 <= low < high < math.inf):
+            return
+        self._seen.append((low, high))
+        self._fresh += 1
+        # Only against a distribution of many finishes: the first ones lean short (a
+        # stream's short tasks finish first), and later ones would look like a drift.
+        if self._spread is not None and len(self._seen) >= 2 * _MIN_OBSERVED:
+            self._check_drift(self._spread, low, high)
+
+    def restore(self, observations: Iterable[tuple[float, float]]) -> None:
+        """Add what an earlier run observed, as older than anything seen since."""
+        newer = list(self._seen)
+        self._seen.clear()
+        for low, high in observations:
+            if 0 <= low < high < math.inf:
+                self._seen.append((low, high))
+        self._seen.extend(newer)
+        self._forget_plan()
+
+    def plan(self, max_interval: float) -> Plan | None:
+        """Where to check, for waits capped at ``max_interval``; None while too little is known."""
+        if len(self._seen) < _MIN_OBSERVED:
+            return None
+        if self._spread is None or self._fresh >= max(_MIN_OBSERVED // 4, len(self._seen) // 8):
+            self._spread = _Spread(self._seen)
+            self._plan = None
+            self._fresh = 0
+        if self._plan is None or self._plan.max_interval != max_interval:
+            self._plan = _make_plan(self._spread, max_interval)
+        return self._plan
+
+    def _check_drift(self, spread: _Spread, low: float, high: float) -> None:
+        # The ranks of finishes from an unchanged distribution are uniform: the mean of
+        # 12 strays 0.32 from 0.5 about once in ten thousand (3.8 standard deviations).
+        # A finish is ranked by its lower bound to test for longer tasks, by its upper
+        # bound to test for shorter ones, so that coarse reads never fake a drift.
+        after, by = spread.cdf([low, high])
+        self._recent.append((after, by, low, high))
+        if len(self._recent) < _DRIFT_RECENT:
+            return
+        longer = sum(after for after, _, _, _ in self._recent) / _DRIFT_RECENT - 0.5
+        shorter = 0.5 - sum(by for _, by, _, _ in self._recent) / _DRIFT_RECENT
+        if max(longer, shorter) > _DRIFT_SHIFT:
+            # Keep the finishes that showed the drift: mostly of the new durations.
+            drifted = [(lo, hi) for _, _, lo, hi in self._recent]
+            self._seen.clear()
+            self._seen.extend(drifted)
+            self._forget_plan()
+
+    def _forget_plan(self) -> None:
+        self._recent.clear()
+        self._spread = self._plan = None
+        self._fresh = 0
+
+
+class Learner:
+    """Client-wide: the :class:`Durations` of each model this client waited on."""
+
+    __slots__ = ("_models",)
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[str, Durations] = OrderedDict()
+
+    def durations(self, model: str) -> Durations:
+        """What was learned of ``model`` (created empty on first use)."""
+        found = self._models.get(model)
+        if found is None:
+            found = self._models[model] = Durations()
+            while len(self._models) > _MAX_MODELS:
+                self._models.popitem(last=False)
+        else:
+            self._models.move_to_end(model)
+        return found
+
+    def models(self) -> list[str]:
+        """The models something was learned of."""
+        return [model for model, durations in self._models.items() if len(durations)]
