@@ -84,7 +84,7 @@ class Plan:
 class _Spread:
     """Observed intervals as one distribution: each spread evenly over itself, widened."""
 
-    __slots__ = ("_events", "high", "shortest")
+    __slots__ = ("_at", "_slope", "_value", "high", "shortest")
 
     def __init__(self, seen: Sequence[tuple[float, float]]) -> None:
         events: list[tuple[float, float]] = []
@@ -93,23 +93,30 @@ class _Spread:
             density = 1 / ((end - start) * len(seen))
             events += [(start, density), (end, -density)]
         events.sort()
-        self._events = events
+        # F is piecewise linear: its value and slope from each event on, for bisection.
+        self._at: list[float] = []
+        self._value: list[float] = []
+        self._slope: list[float] = []
+        value = slope = 0.0
+        for at, change in events:
+            if self._at:
+                value += slope * (at - self._at[-1])
+            slope += change
+            self._at.append(at)
+            self._value.append(value)
+            self._slope.append(slope)
         self.high = events[-1][0]  # F = 1 from here
         self.shortest = min(high for _, high in seen) * (1 + _SMEAR)
 
     def cdf(self, points: Sequence[float]) -> list[float]:
-        """F at each of the increasing ``points``."""
+        """F at each of ``points``."""
         values = []
-        events, count, k = self._events, len(self._events), 0
-        value = slope = at = 0.0
         for point in points:
-            while k < count and events[k][0] <= point:
-                value += slope * (events[k][0] - at)
-                at, slope = events[k][0], slope + events[k][1]
-                k += 1
-            value += slope * (point - at)
-            at = point
-            values.append(min(1.0, value))
+            k = bisect.bisect_right(self._at, point) - 1
+            if k < 0:
+                values.append(0.0)
+            else:
+                values.append(min(1.0, self._value[k] + self._slope[k] * (point - self._at[k])))
         return values
 
 
@@ -221,7 +228,9 @@ class Durations:
         """Where to check, for waits capped at ``max_interval``; None while too little is known."""
         if len(self._seen) < _MIN_OBSERVED:
             return None
-        if self._spread is None or self._fresh >= max(_MIN_OBSERVED // 4, len(self._seen) // 8):
+        # Planning costs a few milliseconds: again once as many finishes are new as
+        # were known (20, 40, 80 ...; then once per window), or after a drift.
+        if self._spread is None or self._fresh >= len(self._seen):
             self._spread = _Spread(self._seen)
             self._plan = None
             self._fresh = 0
