@@ -365,3 +365,11 @@ async def test_an_answer_naming_only_the_task_is_accepted(
     url = await client.convert_to_wav("parent-1", "audio-3", timeout=10)
     assert real.task_id in url
     assert len(fake.requests_to("submit")) == 3  # none repeated
+
+
+async def test_a_repeated_conversion_says_how_to_get_its_url_back(client: VidgoClient) -> None:
+    """The second conversion of a track raises AlreadyConvertedError, whose message says
+    where the first one's URL can be found."""
+    await client.convert_to_wav("p", "twice")
+    with pytest.raises(AlreadyConvertedError, match="journal"):
+        await client.convert_to_wav("p", "twice")

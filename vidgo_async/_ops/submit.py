@@ -207,8 +207,20 @@ def _after_conflict(
         return Accepted(exc.task_id, None)
     if ambiguous is not None:
         raise _unknown(body, ambiguous, exc) from exc
-    kind = AlreadyConvertedError if body["model"] == WAV_MODEL else ConflictError
-    raise kind(exc.message, status=exc.status, code=exc.code, task_id=exc.task_id) from exc
+    if body["model"] != WAV_MODEL:
+        raise ConflictError(
+            exc.message, status=exc.status, code=exc.code, task_id=exc.task_id
+        ) from exc
+    # The server says what happened; say what the user can do about it.
+    named = f" (conversion task {exc.task_id})" if exc.task_id else ""
+    raise AlreadyConvertedError(
+        f"{exc.message} - this track was converted before{named}: a batch journal "
+        "(convert_many(journal=...), or the CLI's vidgo-journal.sqlite) answers a repeat "
+        "with its URL; else wait on the conversion task's id if you kept it",
+        status=exc.status,
+        code=exc.code,
+        task_id=exc.task_id,
+    ) from exc
 
 
 def _unknown(
