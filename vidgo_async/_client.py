@@ -306,34 +306,35 @@ class VidgoClient:
                 iterable, read lazily. Duplicates are converted once and
                 reported for each occurrence; malformed pairs get a result
                 carrying a ``TypeError``/``ValueError``.
-            concurrency: Workers: most submits and downloads in flight at
-                once. A task not done is parked meanwhile, and the worker
-                goes on to other pairs; when its next check comes due and no
-                worker is idle, the check goes out from a task of its own
-                (checks are bounded by ``max_polls_per_second``).
+            concurrency: The batch's requests in flight at most (submits,
+                status reads, downloads); status reads also go through the
+                client's ``max_polls_per_second``.
             timeout: Deadline of each pair's submit and wait, in seconds.
             journal: A SQLite file recording every submit before and after
                 its request; a re-run with it never submits an accepted track
-                again, resumes waiting on known tasks and reports finished
-                pairs from the journal.
+                again, resumes waiting on known tasks, reports finished pairs
+                from the journal and starts with the learned task durations.
             download_to: A directory to download each WAV into (as
                 ``<audio_id>.wav``; an id that is not a safe file name is
                 cleaned up and given a short hash of itself).
             on_progress: Called with a :class:`BatchProgress` before each result.
-            max_waiting: Pairs waiting on their task, beyond the
-                ``concurrency`` being worked on; the input is read only
-                while fewer than ``concurrency + max_waiting`` are in flight.
+            max_waiting: Pairs in flight beyond ``concurrency``; the input is
+                read only while fewer than ``concurrency + max_waiting`` are.
+                Accepted, unfinished tasks are also kept within what the poll
+                cap can check once per ``PollPolicy.max_interval``.
 
-        The first task is checked right after its submit. If it is already
-        done, so is each next one, until one is found still going; after
-        that the poll policy's first pause applies to the rest of the batch.
-
-        One pair's failure never stops the batch. Leaving the loop early (or
-        cancelling it) stops all work; wrap it in ``contextlib.aclosing`` to
-        have that happen at once rather than when the iterator is collected.
+        Each task is first checked after the poll policy's ``initial`` pause
+        (``PollPolicy(initial=0)`` for tasks that finish at once). One pair's
+        failure never stops the batch, but a 401, 402 or 403 on a submit
+        stops its submits (the pairs left get that error, not attempted).
+        Leaving the loop early (or cancelling it) stops all work, after the
+        submits in flight were answered and journalled (at most 10 s); wrap
+        it in ``contextlib.aclosing`` to have that happen at once rather than
+        when the iterator is collected.
 
         Raises:
             ValueError, TypeError: Bad arguments, before any request.
+            ConfigurationError: ``journal`` is a folder or not a SQLite file.
         """
         self._lifecycle.check()
         return start_batch(
