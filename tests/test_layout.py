@@ -121,3 +121,20 @@ def test_the_cli_uses_only_the_public_api() -> None:
     for module, targets in _graph().items():
         if _layer(module) == "_cli":
             assert {t for t in targets if not t.startswith("vidgo_async._cli")} <= public, module
+
+
+def main() -> None:
+    """Print the package's import graph by layer: ``python tests/test_layout.py``."""
+    graph = _graph()
+    for layer in ("", *sorted(ALLOWED), "_cli"):
+        modules = sorted(
+            m for m in graph if _layer(m) == layer or (not layer and _layer(m) in BOTTOM)
+        )
+        print(f"[{layer or 'top and shared bottom'}]")
+        for module in modules:
+            targets = sorted(t.removeprefix("vidgo_async.") for t in graph[module])
+            print(f"  {module.removeprefix('vidgo_async.') or '__init__'} -> {', '.join(targets)}")
+
+
+if __name__ == "__main__":
+    main()
