@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from .._config import RetryPolicy
-from .._events import EventHook, emit
+from .._events import EventHook, emit, operation
 from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.classify import Failure, classify
@@ -98,23 +98,26 @@ class Submitter:
                 no later answer settled it.
             VidgoError: The last failure, when no attempt can have been accepted.
         """
-        registry, slot = self.callbacks, None
-        if registry is not None and callback_url is None:
-            slot = registry.issue()
-        try:
+        ids = _track_of(model, input)
+        with operation(self.hook, "submit", model=model, **ids) as scope:
+            registry, slot = self.callbacks, None
+            if registry is not None and callback_url is None:
+                slot = registry.issue()
+            try:
+                if registry is not None and slot is not None:
+                    callback_url = registry.url_for(slot.token)
+                body: dict[str, Any] = {"model": model, "input": input}
+                if callback_url is not None:
+                    body["callback_url"] = callback_url
+                accepted = await self._settle(body, deadline, adopt=adopt, resumed=resumed)
+            except BaseException:
+                if registry is not None and slot is not None:
+                    registry.discard(slot)
+                raise
             if registry is not None and slot is not None:
-                callback_url = registry.url_for(slot.token)
-            body: dict[str, Any] = {"model": model, "input": input}
-            if callback_url is not None:
-                body["callback_url"] = callback_url
-            accepted = await self._settle(body, deadline, adopt=adopt, resumed=resumed)
-        except BaseException:
-            if registry is not None and slot is not None:
-                registry.discard(slot)
-            raise
-        if registry is not None and slot is not None:
-            registry.bind(slot, accepted.task_id, trusted=accepted.answer is not None)
-        return accepted
+                registry.bind(slot, accepted.task_id, trusted=accepted.answer is not None)
+            scope.note(task_id=accepted.task_id)
+            return accepted
 
     async def _settle(
         self, body: dict[str, Any], deadline: Deadline | None, *, adopt: bool, resumed: bool
@@ -196,6 +199,13 @@ class Submitter:
         # With a deadline: stop when the next attempt could only start at or past it.
         left = deadline.remaining()
         return left is not None and left <= delay
+
+
+def _track_of(model: str, input: dict[str, Any]) -> dict[str, str]:
+    """The ids of the track a WAV conversion's input names, for the hook."""
+    if model != WAV_MODEL:
+        return {}
+    return {"source_task_id": input["task_id"], "audio_id": input["audio_id"]}
 
 
 def _after_conflict(
