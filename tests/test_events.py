@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from support import FAST_POLL, FAST_RETRY
 
-from vidgo_async import Event, TaskFailedError, TaskStatus, VidgoClient
+from vidgo_async import Event, TaskFailedError, TaskStatus, VidgoClient, VidgoError
 from vidgo_async.testing import FakeVidgo, Fault
 
 pytestmark = pytest.mark.asyncio
@@ -132,3 +132,18 @@ async def test_events_carry_neither_the_key_nor_a_query(
     assert {e.operation for e in events if e.kind == "operation_end"} >= {"download", "wait"}
     dumped = repr(events)
     assert vidgo_fake.api_key not in dumped and "?" not in dumped
+
+
+async def test_a_submit_of_any_input_is_reported(vidgo_fake: FakeVidgo) -> None:
+    """A conversion submitted with an input lacking the track's ids is reported all the same."""
+    events: list[Event] = []
+    async with _client(vidgo_fake, events) as client:
+        with pytest.raises(VidgoError):
+            await client.submit("convert-to-wav", {"audio_id": "audio-1"})
+    (start,) = [e for e in events if e.kind == "operation_start"]
+    assert (start.operation, start.model, start.source_task_id) == (
+        "submit",
+        "convert-to-wav",
+        None,
+    )
+    assert [e.error for e in events if e.kind == "operation_end"] == ["BadRequestError"]

@@ -98,26 +98,25 @@ class Submitter:
                 no later answer settled it.
             VidgoError: The last failure, when no attempt can have been accepted.
         """
-        ids = _track_of(model, input)
-        with operation(self.hook, "submit", model=model, **ids) as scope:
-            registry, slot = self.callbacks, None
-            if registry is not None and callback_url is None:
-                slot = registry.issue()
-            try:
-                if registry is not None and slot is not None:
-                    callback_url = registry.url_for(slot.token)
-                body: dict[str, Any] = {"model": model, "input": input}
-                if callback_url is not None:
-                    body["callback_url"] = callback_url
-                accepted = await self._settle(body, deadline, adopt=adopt, resumed=resumed)
-            except BaseException:
-                if registry is not None and slot is not None:
-                    registry.discard(slot)
-                raise
+        registry, slot = self.callbacks, None
+        if registry is not None and callback_url is None:
+            slot = registry.issue()
+        try:
             if registry is not None and slot is not None:
-                registry.bind(slot, accepted.task_id, trusted=accepted.answer is not None)
-            scope.note(task_id=accepted.task_id)
-            return accepted
+                callback_url = registry.url_for(slot.token)
+            body: dict[str, Any] = {"model": model, "input": input}
+            if callback_url is not None:
+                body["callback_url"] = callback_url
+            with operation(self.hook, "submit", model=model, **_track_of(model, input)) as scope:
+                accepted = await self._settle(body, deadline, adopt=adopt, resumed=resumed)
+                scope.note(task_id=accepted.task_id)
+        except BaseException:
+            if registry is not None and slot is not None:
+                registry.discard(slot)
+            raise
+        if registry is not None and slot is not None:
+            registry.bind(slot, accepted.task_id, trusted=accepted.answer is not None)
+        return accepted
 
     async def _settle(
         self, body: dict[str, Any], deadline: Deadline | None, *, adopt: bool, resumed: bool
@@ -201,11 +200,12 @@ class Submitter:
         return left is not None and left <= delay
 
 
-def _track_of(model: str, input: dict[str, Any]) -> dict[str, str]:
+def _track_of(model: str, input: Mapping[str, Any]) -> dict[str, str]:
     """The ids of the track a WAV conversion's input names, for the hook."""
     if model != WAV_MODEL:
         return {}
-    return {"source_task_id": input["task_id"], "audio_id": input["audio_id"]}
+    ids = {"source_task_id": input.get("task_id"), "audio_id": input.get("audio_id")}
+    return {name: value for name, value in ids.items() if isinstance(value, str)}
 
 
 def _after_conflict(

@@ -151,6 +151,7 @@ class Waits:
                         raise _no_wav_url(task)
 
     def _operation(self, poller: Poller) -> Scope:
+        """The wait's operation events (:meth:`changes` has none: it yields between polls)."""
         handle = poller.handle
         return operation(self.reader.hook, "wait", task_id=handle.task_id, audio_id=handle.audio_id)
 
