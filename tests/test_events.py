@@ -1,13 +1,15 @@
-"""The on_event hook: structured events for submit, poll, retry, status change, callback."""
+"""The on_event hook: structured events for submits, polls, retries, status changes,
+callbacks, and the start and end of operations and requests."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from support import FAST_POLL, FAST_RETRY
 
-from vidgo_async import Event, TaskStatus, VidgoClient
+from vidgo_async import Event, TaskFailedError, TaskStatus, VidgoClient, VidgoError
 from vidgo_async.testing import FakeVidgo, Fault
 
 pytestmark = pytest.mark.asyncio
@@ -79,3 +81,69 @@ async def test_a_failing_hook_never_breaks_the_sdk(
         url = await client.convert_to_wav("music", "audio-1")
     assert url.endswith(".wav")
     assert "on_event hook raised" in caplog.text
+
+
+async def test_operations_and_requests_come_in_nested_pairs(vidgo_fake: FakeVidgo) -> None:
+    """convert_to_wav: its submit and wait, and each request, start and end properly nested."""
+    events: list[Event] = []
+    async with _client(vidgo_fake, events) as client:
+        await client.convert_to_wav("music", "audio-1")
+    open_: list[str] = []
+    for event in events:
+        if event.kind.endswith("_start"):
+            open_.append(event.operation or event.kind)
+        elif event.kind.endswith("_end"):
+            assert open_.pop() == (event.operation or "request_start")
+            assert event.duration is not None and event.duration >= 0
+    assert open_ == []
+    operations = [e.operation for e in events if e.kind == "operation_start"]
+    assert operations == ["convert_to_wav", "submit", "wait"]
+    ends = [e for e in events if e.kind == "request_end"]
+    assert len(ends) == 1 + vidgo_fake.request_count("detail")
+    assert {(e.method, e.route, e.status_code) for e in ends} == {
+        ("POST", "/api/generate/submit", 200),
+        ("GET", "/api/generate/detail/music", 200),
+    }
+    assert all(e.server_address == "127.0.0.1" and e.server_port for e in ends)
+
+
+async def test_a_failed_operation_ends_with_its_error(vidgo_fake: FakeVidgo) -> None:
+    """An operation that raised ends with the error's class name; its task id is known."""
+    vidgo_fake.fail("audio-1")
+    events: list[Event] = []
+    async with _client(vidgo_fake, events) as client:
+        with pytest.raises(TaskFailedError):
+            await client.convert_to_wav("music", "audio-1")
+    ends = {e.operation: e for e in events if e.kind == "operation_end"}
+    assert ends["submit"].error is None and ends["submit"].task_id
+    assert ends["wait"].error == ends["convert_to_wav"].error == "TaskFailedError"
+    assert ends["convert_to_wav"].task_id == ends["submit"].task_id
+
+
+async def test_events_carry_neither_the_key_nor_a_query(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """No event of a conversion, a retried poll and a download repeats the key or a URL query."""
+    vidgo_fake.inject(Fault.server_error(500), route="detail")
+    events: list[Event] = []
+    async with _client(vidgo_fake, events) as client:
+        url = await client.convert_to_wav("music", "audio-1")
+        await client.download(url, tmp_path / "a.wav")
+    assert {e.operation for e in events if e.kind == "operation_end"} >= {"download", "wait"}
+    dumped = repr(events)
+    assert vidgo_fake.api_key not in dumped and "?" not in dumped
+
+
+async def test_a_submit_of_any_input_is_reported(vidgo_fake: FakeVidgo) -> None:
+    """A conversion submitted with an input lacking the track's ids is reported all the same."""
+    events: list[Event] = []
+    async with _client(vidgo_fake, events) as client:
+        with pytest.raises(VidgoError):
+            await client.submit("convert-to-wav", {"audio_id": "audio-1"})
+    (start,) = [e for e in events if e.kind == "operation_start"]
+    assert (start.operation, start.model, start.source_task_id) == (
+        "submit",
+        "convert-to-wav",
+        None,
+    )
+    assert [e.error for e in events if e.kind == "operation_end"] == ["BadRequestError"]

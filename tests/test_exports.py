@@ -28,6 +28,13 @@ def test_all_is_sorted(module: object) -> None:
     assert len(names) == len(set(names))
 
 
+def test_the_otel_module_exports_sorted_names() -> None:
+    """vidgo_async.otel (behind the otel extra) has a sorted ``__all__`` of names that exist."""
+    otel = pytest.importorskip("vidgo_async.otel")
+    assert otel.__all__ == sorted(otel.__all__, key=isort_key)
+    assert all(getattr(otel, name) is not None for name in otel.__all__)
+
+
 @pytest.mark.parametrize("module", [vidgo_async, vidgo_async.errors, vidgo_async.testing])
 def test_every_exported_name_exists(module: object) -> None:
     """Every name in ``__all__`` is importable from its module."""

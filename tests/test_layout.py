@@ -123,6 +123,20 @@ def test_the_cli_uses_only_the_public_api() -> None:
             assert {t for t in targets if not t.startswith("vidgo_async._cli")} <= public, module
 
 
+def test_only_the_otel_module_imports_opentelemetry() -> None:
+    """opentelemetry (the otel extra) is imported by vidgo_async.otel alone; nothing imports it."""
+    for path in PACKAGE.rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.split(".")[0])
+        if path.name != "otel.py":
+            assert "opentelemetry" not in names, path.name
+    assert not [m for m, targets in _graph().items() if "vidgo_async.otel" in targets]
+
+
 def main() -> None:
     """Print the package's import graph by layer: ``python tests/test_layout.py``."""
     graph = _graph()

@@ -13,7 +13,7 @@ import aiohttp
 
 from ._batch.run import BatchProgress, Pairs, start_batch
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
-from ._events import EventHook
+from ._events import EventHook, operation
 from ._lifecycle import Lifecycle
 from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
 from ._ops.callbacks import Registry
@@ -70,8 +70,9 @@ class VidgoClient:
             then carry a callback URL (unless given one), and waits return
             on a confirmed callback or a poll, whichever comes first.
         on_event: Called with an :class:`Event` at each submit, poll, retry,
-            status change and callback hint (for metrics and tracing); it
-            must be quick and must not block.
+            status change and callback hint, and at the start and end of each
+            operation and HTTP request (for metrics and tracing, such as
+            :class:`vidgo_async.otel.Telemetry`); it must be quick and must not block.
 
     Raises:
         ConfigurationError: No API key, or an unusable base URL.
@@ -97,6 +98,7 @@ class VidgoClient:
         registry = _registry_of(callbacks)
         self._base_url = base_url_from(base_url)
         self._retry = retry
+        self._hook = on_event
         self._lifecycle = Lifecycle()
         self._limiter = RateLimiter(rate)
         self._transport = Transport(
@@ -106,6 +108,7 @@ class VidgoClient:
             self._lifecycle,
             session,
             max_connections,
+            on_event,
         )
         budget = RetryBudget(retry)
         self._reader = Reader(self._transport, retry, self._limiter, budget, on_event)
@@ -281,12 +284,15 @@ class VidgoClient:
         input = wav_input(task_id, audio_id)
         callback_url = check_callback_url(callback_url)
         deadline = deadline_after(timeout)
-        accepted = await self._submitter.submit(
-            WAV_MODEL, input, callback_url=callback_url, deadline=deadline, adopt=True
-        )
-        handle = TaskHandle(task_id=accepted.task_id, source_task_id=task_id, audio_id=audio_id)
-        poller = self._waits.poller(handle, deadline, submitted_at=time.monotonic())
-        return await self._waits.wav_url(poller)
+        ids = {"model": WAV_MODEL, "source_task_id": task_id, "audio_id": audio_id}
+        with operation(self._hook, "convert_to_wav", **ids) as scope:
+            accepted = await self._submitter.submit(
+                WAV_MODEL, input, callback_url=callback_url, deadline=deadline, adopt=True
+            )
+            scope.note(task_id=accepted.task_id)
+            handle = TaskHandle(task_id=accepted.task_id, source_task_id=task_id, audio_id=audio_id)
+            poller = self._waits.poller(handle, deadline, submitted_at=time.monotonic())
+            return await self._waits.wav_url(poller)
 
     def convert_many(
         self,
@@ -348,6 +354,7 @@ class VidgoClient:
             journal=journal,
             download_to=download_to,
             on_progress=on_progress,
+            hook=self._hook,
         )
 
     async def download(
@@ -394,6 +401,7 @@ class VidgoClient:
             allow_private=is_loopback(self._base_url),
             timeout=timeout,
             secret=self._transport.secret,
+            hook=self._hook,
         )
 
     def watch(

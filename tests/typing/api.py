@@ -30,6 +30,7 @@ from vidgo_async import (
     VidgoError,
 )
 from vidgo_async.errors import ConfigurationError, ConflictError
+from vidgo_async.otel import Telemetry
 from vidgo_async.testing import FakeVidgo, Fault
 
 
@@ -37,6 +38,11 @@ async def convert(task_id: str, audio_id: str) -> str:
     async with VidgoClient() as client:
         url: str = await client.convert_to_wav(task_id, audio_id)
         return url
+
+
+async def traced(task_id: str, audio_id: str) -> str:
+    async with VidgoClient(on_event=Telemetry()) as client:
+        return await client.convert_to_wav(task_id, audio_id)
 
 
 async def every_call(client: VidgoClient) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from .._events import EventHook, operation
 from .._models import WAV_MODEL, ConversionResult, TaskHandle
 from .._ops.submit import Submitter
 from .._ops.wait import Waits
@@ -98,6 +99,7 @@ def start_batch(
     journal: str | os.PathLike[str] | None,
     download_to: str | os.PathLike[str] | None,
     on_progress: Callable[[BatchProgress], object] | None,
+    hook: EventHook | None = None,
 ) -> AsyncGenerator[ConversionResult, None]:
     """Check the arguments of ``convert_many`` (before any request), then run it.
 
@@ -119,6 +121,7 @@ def start_batch(
         timeout=check_timeout(timeout),
         journal_path=journal,
         download_to=check_folder(download_to),
+        hook=hook,
     )
     return batch.results(on_progress)
 
@@ -136,6 +139,7 @@ class _Batch:
     timeout: float | None = attrs.field(kw_only=True)
     journal_path: str | os.PathLike[str] | None = attrs.field(kw_only=True)
     download_to: Path | None = attrs.field(kw_only=True)
+    hook: EventHook | None = attrs.field(kw_only=True, default=None)
     journal: Journal | None = attrs.field(init=False, default=None)
     queue: asyncio.Queue[Any] = attrs.field(init=False)
     slots: asyncio.Semaphore = attrs.field(init=False)  # pairs in flight
@@ -205,17 +209,22 @@ class _Batch:
             await asyncio.gather(*late, return_exceptions=True)
 
     async def _feed(self) -> None:
-        """Read the input while there is room, start a task per new pair, then end the queue."""
-        try:
-            async for pair in each_pair(self.pairs):
-                self.read += 1
-                await self._admit(pair)
-        except Exception as exc:  # the input itself failed: the batch ends with it
-            await self.queue.put(_InputFailed(exc))
-            return
-        self.input_done = True
-        while self.tasks:
-            await asyncio.wait(set(self.tasks))
+        """Read the input while there is room, start a task per new pair, then end the queue.
+
+        The batch's operation events come from here: the pairs' tasks start inside it.
+        """
+        with operation(self.hook, "batch") as scope:
+            try:
+                async for pair in each_pair(self.pairs):
+                    self.read += 1
+                    await self._admit(pair)
+            except Exception as exc:  # the input itself failed: the batch ends with it
+                scope.note(error=type(exc).__name__)
+                await self.queue.put(_InputFailed(exc))
+                return
+            self.input_done = True
+            while self.tasks:
+                await asyncio.wait(set(self.tasks))
         await self.queue.put(_END)
 
     async def _admit(self, pair: Any) -> None:
@@ -245,9 +254,13 @@ class _Batch:
 
     async def _carry(self, key: Key) -> None:
         """Convert one pair and queue its result, once per occurrence read so far."""
+        ids = {"model": WAV_MODEL, "source_task_id": key[0], "audio_id": key[1]}
         try:
             try:
-                result = await self._convert(key)
+                with operation(self.hook, "pair", **ids) as scope:
+                    result = await self._convert(key)
+                    error = None if result.error is None else type(result.error).__name__
+                    scope.note(task_id=result.task_id, error=error)
             except Exception as exc:  # a bug must cost one result, not the batch
                 logger.exception("conversion of %s failed unexpectedly", key)
                 result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)

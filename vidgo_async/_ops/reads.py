@@ -22,11 +22,13 @@ from .._wire.convert import parse_task
 from .._wire.transport import Transport
 from ..errors import RateLimitError, RequestTimeoutError, VidgoError
 
-__all__ = ["DETAIL_PATH", "Reader"]
+__all__ = ["DETAIL_PATH", "STATUS_ROUTE", "Reader"]
 
 logger = logging.getLogger("vidgo_async")
 
 DETAIL_PATH = "/api/generate/detail/music"
+#: The template of the generic status endpoint's path, as events name it.
+STATUS_ROUTE = "/api/generate/status/{task_id}"
 
 
 @attrs.define
@@ -44,10 +46,18 @@ class Reader:
     budget: RetryBudget
     hook: EventHook | None = None
 
-    async def get(self, path: str, params: dict[str, str] | None = None, *, limited: bool) -> Any:
+    async def get(
+        self,
+        path: str,
+        params: dict[str, str] | None = None,
+        *,
+        limited: bool,
+        route: str | None = None,
+    ) -> Any:
         """An idempotent GET, retried within ``max_attempts`` and the retry budget.
 
-        ``limited`` GETs (status reads) take a slot under the poll rate cap.
+        ``limited`` GETs (status reads) take a slot under the poll rate cap;
+        ``route`` is the path's template (default: the path).
         """
         # backoff runs the loop; the policy is read at call time (its "runtime configuration").
         retrying = backoff.on_exception(
@@ -60,14 +70,16 @@ class Reader:
             logger=None,
             policy=self.retry,
         )(self._get_once)
-        data: Any = await retrying(path, params, limited)
+        data: Any = await retrying(path, params, limited, route)
         return data
 
-    async def _get_once(self, path: str, params: dict[str, str] | None, limited: bool) -> Any:
+    async def _get_once(
+        self, path: str, params: dict[str, str] | None, limited: bool, route: str | None
+    ) -> Any:
         if limited:
             await self.limiter.acquire()
         try:
-            data = await self.transport.request("GET", path, params=params)
+            data = await self.transport.request("GET", path, params=params, route=route)
         except VidgoError as exc:
             if retryable(exc):
                 self.budget.record_failure()
@@ -113,7 +125,8 @@ class Reader:
     async def status(self, task_id: str) -> Task:
         """The generic status endpoint (image and video tasks)."""
         path = "/api/generate/status/" + quote(task_id, safe="")
-        return parse_task(await self.get(path, limited=True), task_id=task_id)
+        data = await self.get(path, limited=True, route=STATUS_ROUTE)
+        return parse_task(data, task_id=task_id)
 
     async def poll(
         self, task_id: str, deadline: Deadline, gate: asyncio.Semaphore | None = None

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from .._config import RetryPolicy
-from .._events import EventHook, emit
+from .._events import EventHook, emit, operation
 from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.classify import Failure, classify
@@ -107,7 +107,9 @@ class Submitter:
             body: dict[str, Any] = {"model": model, "input": input}
             if callback_url is not None:
                 body["callback_url"] = callback_url
-            accepted = await self._settle(body, deadline, adopt=adopt, resumed=resumed)
+            with operation(self.hook, "submit", model=model, **_track_of(model, input)) as scope:
+                accepted = await self._settle(body, deadline, adopt=adopt, resumed=resumed)
+                scope.note(task_id=accepted.task_id)
         except BaseException:
             if registry is not None and slot is not None:
                 registry.discard(slot)
@@ -196,6 +198,14 @@ class Submitter:
         # With a deadline: stop when the next attempt could only start at or past it.
         left = deadline.remaining()
         return left is not None and left <= delay
+
+
+def _track_of(model: str, input: Mapping[str, Any]) -> dict[str, str]:
+    """The ids of the track a WAV conversion's input names, for the hook."""
+    if model != WAV_MODEL:
+        return {}
+    ids = {"source_task_id": input.get("task_id"), "audio_id": input.get("audio_id")}
+    return {name: value for name, value in ids.items() if isinstance(value, str)}
 
 
 def _after_conflict(

@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator
 import attrs
 
 from .._config import PollPolicy
-from .._events import emit
+from .._events import Scope, emit, operation
 from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, Task, TaskHandle, TaskStatus
 from .._timing.classify import Failure, classify, retryable, stretch
@@ -37,7 +37,7 @@ from ..errors import (
     VidgoError,
 )
 from .callbacks import CallbackPacer, Registry
-from .reads import Reader
+from .reads import DETAIL_PATH, Reader
 
 __all__ = ["Poller", "Waits"]
 
@@ -113,7 +113,7 @@ class Waits:
             TaskTimeoutError: The deadline passed first.
             ClientClosedError: The client was closed.
         """
-        with poller:
+        with poller, self._operation(poller):
             while True:
                 task = await poller.next()
                 if task.status is TaskStatus.FINISHED:
@@ -131,7 +131,7 @@ class Waits:
             InvalidResponseError: It finished and never showed a usable WAV URL.
             Same as :meth:`until_done` otherwise.
         """
-        with poller:
+        with poller, self._operation(poller):
             rereads = 0
             while True:
                 try:
@@ -149,6 +149,11 @@ class Waits:
                     rereads += 1
                     if poller.deadline.at is None and rereads > _WAV_URL_REREADS:
                         raise _no_wav_url(task)
+
+    def _operation(self, poller: Poller) -> Scope:
+        """The wait's operation events (:meth:`changes` has none: it yields between polls)."""
+        handle = poller.handle
+        return operation(self.reader.hook, "wait", task_id=handle.task_id, audio_id=handle.audio_id)
 
     async def changes(self, poller: Poller) -> AsyncGenerator[Task, None]:
         """Polled snapshots whose status or progress differs from the one before; ends terminal."""
@@ -223,6 +228,15 @@ class Poller:
                     )
                 max_wait = self.reader.retry.max_retry_after
                 self.delay = stretch(self.schedule.next(None), exc, max_wait)
+                emit(
+                    self.reader.hook,
+                    "retry",
+                    task_id=self.handle.task_id,
+                    attempt=self.failures,
+                    delay=self.delay,
+                    error=type(exc).__name__,
+                    path=DETAIL_PATH,
+                )
                 logger.debug("poll of %s failed (%s); next in %.2fs", self.handle, exc, self.delay)
                 continue
             self._note(task)

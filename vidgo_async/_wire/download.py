@@ -26,6 +26,7 @@ import attrs
 from yarl import URL
 
 from .._config import RetryPolicy, Timeouts
+from .._events import EventHook, emit, operation, request
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
 from .._timing.schedules import start
@@ -79,6 +80,7 @@ async def download_file(
     check_wav: bool = True,
     timeout: float | None = DOWNLOAD_TIMEOUT,
     secret: str = "",
+    hook: EventHook | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` through ``.part`` and an atomic rename.
 
@@ -102,6 +104,7 @@ async def download_file(
             included; ``None`` for no limit. On expiry the ``.part`` file is
             kept for a later call to resume.
         secret: Text never repeated in a message or log line (the API key).
+        hook: Told of the download, its requests and retries (paths only, redacted).
 
     Returns:
         The path written.
@@ -129,9 +132,11 @@ async def download_file(
             raise ValueError(f"refusing {where}: it resolves to {refused}")
     deadline = Deadline.after(timeout)
     job = _Download(
-        session, first, target, retry, timeouts, allow_private, check_wav, deadline, secret
+        session, first, target, retry, timeouts, allow_private, check_wav, deadline, secret, hook
     )
-    await job.run(on_progress)
+    peer = {"path": job.path(first), "server_address": first.host, "server_port": first.port}
+    with operation(hook, "download", **peer):
+        await job.run(on_progress)
     return target
 
 
@@ -148,10 +153,15 @@ class _Download:
     _check_wav: bool
     _deadline: Deadline
     _secret: str  # never repeated: a storage URL's path may carry it
+    _hook: EventHook | None = None
 
     def _where(self, url: URL | None = None) -> str:
         """Host and path of ``url`` (default: the first), for messages and logs."""
         return redact(url_label(url or self._url), self._secret)
+
+    def path(self, url: URL) -> str:
+        """The path of ``url`` without its query, as events show it."""
+        return redact(url.path, self._secret)
 
     @property
     def _part(self) -> Path:
@@ -183,6 +193,14 @@ class _Download:
                 raise failure
             delay = self._deadline.clamp(pauses.send(failure))
             logger.debug("download %s: %s; retrying in %.3fs", self._where(), failure, delay)
+            emit(
+                self._hook,
+                "retry",
+                attempt=failures,
+                delay=delay,
+                error=type(failure).__name__,
+                path=self.path(self._url),
+            )
             await asyncio.sleep(delay)
             self._left(failure)
 
@@ -226,9 +244,7 @@ class _Download:
             headers["Range"] = f"bytes={offset}-"
         for _ in range(MAX_REDIRECTS + 1):
             started, where = time.monotonic(), self._where(url)
-            response = await self._session.get(
-                url, headers=headers, allow_redirects=False, timeout=self._client_timeout()
-            )
+            response = await self._get(url, headers)
             elapsed = time.monotonic() - started
             logger.debug("GET %s from %d -> %d in %.3fs", where, offset, response.status, elapsed)
             if response.status not in _REDIRECTS:
@@ -237,6 +253,21 @@ class _Download:
             response.release()
             url = await self._next_hop(url, response.headers.get("Location"), response.status)
         raise _Refused(f"{self._where()}: more than {MAX_REDIRECTS} redirects", 200)
+
+    async def _get(self, url: URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """One GET, until its answer's headers (the body is the download's to read)."""
+        hook = self._hook
+        path = None if hook is None else self.path(url)
+        with request(hook, "GET", None, path, url.host, url.port) as scope:
+            try:
+                response = await self._session.get(
+                    url, headers=headers, allow_redirects=False, timeout=self._client_timeout()
+                )
+            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                scope.note(error=type(transport_error(exc, "")).__name__)
+                raise
+            scope.note(status_code=response.status)
+            return response
 
     async def _next_hop(self, url: URL, location: str | None, status: int) -> URL:
         if not location:

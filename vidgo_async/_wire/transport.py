@@ -21,6 +21,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .._config import Timeouts
+from .._events import EventHook
+from .._events import request as request_scope
 from .._lifecycle import Lifecycle
 from .._validate import is_loopback
 from ..errors import ClientClosedError, RequestTimeoutError, TransportError
@@ -55,6 +57,7 @@ class Transport:
         session: A session to borrow; never closed here. Without one,
             sessions are created on first use and closed by :meth:`close`.
         max_connections: Connection pool size of the created sessions.
+        hook: The client's ``on_event`` hook, told of each request.
     """
 
     base_url: URL
@@ -63,6 +66,7 @@ class Transport:
     lifecycle: Lifecycle
     _borrowed: aiohttp.ClientSession | None = None
     _max_connections: int = 32
+    hook: EventHook | None = None
     _session: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
     _storage: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
     _connector: aiohttp.TCPConnector | None = attrs.field(init=False, default=None)
@@ -149,11 +153,13 @@ class Transport:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        route: str | None = None,
     ) -> Any:
         """One request; the envelope's ``data`` on success.
 
         Args:
             timeout: Cap on this request's total time (a deadline's remainder).
+            route: The path's template, for the hook (default: ``path`` itself).
 
         Raises:
             ClientClosedError: The client is closed, or was closed meanwhile.
@@ -162,6 +168,21 @@ class Transport:
             InvalidResponseError: A 2xx that is not the documented JSON.
         """
         self.lifecycle.check()
+        base = self.base_url
+        with request_scope(self.hook, method, route or path, None, base.host, base.port) as scope:
+            status, headers, raw, complete = await self._send(method, path, params, body, timeout)
+            scope.note(status_code=status)
+            return envelope_data(status, headers, raw, complete)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
+        timeout: float | None,
+    ) -> tuple[int, Mapping[str, str], bytes, bool]:
+        """Status, headers and capped body of one request, the key redacted from them."""
         started = time.monotonic()
         failure: BaseException | None = None
         headers: Mapping[str, str]
@@ -200,7 +221,7 @@ class Transport:
             redacted = CIMultiDict(headers)
             redacted["Location"] = redact(location, self._api_key)
             headers = redacted
-        return envelope_data(status, headers, raw, complete)
+        return status, headers, raw, complete
 
     def _url(self, path: str) -> URL:
         url = self._urls.get(path)
