@@ -24,9 +24,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-# asyncpg ships no type hints: this module is its one user, and what it returns
-# is read into typed values here.
-import asyncpg  # type: ignore[import-untyped]
+try:
+    # asyncpg ships no type hints: this module is its one user, and what it
+    # returns is read into typed values here.
+    import asyncpg  # type: ignore[import-untyped]
+except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
+    raise ImportError(
+        "vidgo_async.postgres needs asyncpg: pip install 'vidgo-async[postgres]'"
+    ) from exc
 
 from .._timing.limits import MIN_SHARE, RECOVERY
 from ..errors import ClientClosedError, ConfigurationError, TransportError
