@@ -4,8 +4,8 @@
 PostgreSQL refuses to run as root: as root, the server runs as
 ``$VIDGO_TEST_PG_USER``, else ``postgres``, else ``nobody``. The binaries are
 looked up in ``$VIDGO_TEST_PG_BIN``, on ``$PATH``, then in Debian's
-``/usr/lib/postgresql/*/bin``. Used by the tests' ``postgres_dsn`` fixture and
-by ``benchmarks/shared_quota.py``.
+``/usr/lib/postgresql/*/bin``. Used by the tests' ``postgres_dsn`` fixture
+(``conftest.py``) and by ``benchmarks/shared_quota.py``.
 """
 
 from __future__ import annotations
