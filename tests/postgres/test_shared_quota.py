@@ -218,6 +218,29 @@ async def test_closing_a_client_leaves_the_quota_to_the_others(
     assert task.task_id == task_id
 
 
+# ---------------------------------------------------------------- the database
+
+
+@pytest.mark.asyncio
+async def test_a_lost_connection_is_made_again(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo, postgres_dsn: str
+) -> None:
+    """When the server drops the quota's connection, the next request reconnects and goes."""
+    client = make_client(quota=await make_quota(max_lease=1), max_polls_per_second=CAP)
+    (task_id,) = seed_running(fake, 1)
+    await client.get_task(task_id)
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'vidgo-async quota'"
+        )
+    finally:
+        await connection.close()
+    task = await asyncio.wait_for(client.get_task(task_id), 10)
+    assert task.task_id == task_id
+
+
 # ---------------------------------------------------------------- set-up
 
 

@@ -1,19 +1,21 @@
 """A limiter that spends tokens leased from a store shared by several processes.
 
-The store (``store.py``) hands out *leases*: ``k`` tokens to be spent within
-``seconds`` of the lease's grant, on the store's clock. The limiter spends
-them here, first come first served, and goes back to the store only when
-they are spent, expired, or dropped after a 429: a round trip per lease, not
-per request.
+The store (``store.py``) hands out *leases*: ``k`` tokens to be spent from
+the lease's start (now, or a little later when the window is full) for at
+most ``seconds``, on the store's clock. The limiter spends them here, first
+come first served, and goes back to the store only when they are spent,
+expired, or dropped after a 429: a round trip per lease, not per request.
 
 Why the cap holds on the wire, whatever the lease size: the store counts a
-lease's tokens from its grant until one window after it ends, and grants
+lease's tokens from its start until one window after it ends, and starts
 nothing that would put more than ``limit`` tokens in any window-long span.
-Here, a lease ends ``seconds`` after its request *left* (the local clock),
-so never after its end on the store's clock, which granted it later. When a
-lease is spent or dropped early, the next request reports how long after its
-own request the last token went (:class:`Spent`), and the store ends it there,
-so that a busy process does not hold the window for tokens it already used.
+Here, a lease told to start in ``wait`` seconds is used from ``wait`` after
+its answer *arrived* (so never before its start on the store's clock) until
+``wait + seconds`` after its request *left* (so never after its end). When a
+lease is spent or dropped early, the next request reports how long after
+that local origin the last token went (:class:`Spent`), and the store ends
+it there, so that a busy process does not hold the window for tokens it
+already used.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ __all__ = ["Lease", "LeaseSource", "LeasedLimiter", "Spent"]
 
 @attrs.frozen
 class Lease:
-    """What the store granted: ``tokens`` under ``lease_id``; none: ask again after ``wait`` s."""
+    """What the store granted: ``tokens`` under ``lease_id`` from ``wait`` seconds on
+    (none: ask again after ``wait`` seconds)."""
 
     lease_id: int | None
     tokens: int
@@ -44,7 +47,7 @@ class Lease:
 
 @attrs.frozen
 class Spent:
-    """A lease that ended early: its last token went ``after`` seconds after it was asked for."""
+    """A lease that ended early: its last token went ``after`` seconds after its start."""
 
     lease_id: int
     after: float
@@ -54,7 +57,7 @@ class LeaseSource(Protocol):
     """The shared store, as one limiter sees it (one namespace, one kind of request)."""
 
     async def lease(self, want: int, seconds: float, spent: Spent | None) -> Lease:
-        """Up to ``want`` tokens for ``seconds``; ``spent`` ends the previous lease early.
+        """Up to ``want`` tokens for ``seconds`` from now or soon; ``spent`` ends the last lease.
 
         Raises:
             VidgoError: The store could not be reached (nothing was granted).
@@ -94,7 +97,8 @@ class LeasedLimiter:
         self._on_close = on_close
         self._tokens = 0
         self._lease_id = 0
-        self._asked_at = 0.0
+        self._origin = 0.0  # the lease's start, on the local clock, at the earliest
+        self._starts = 0.0  # ... and at the latest: when its tokens may go
         self._expires = 0.0
         self._spent: Spent | None = None
         self._paused = 0.0
@@ -162,7 +166,7 @@ class LeasedLimiter:
     # -- tokens -----------------------------------------------------------------------------
 
     def _take(self, now: float) -> bool:
-        if not self._tokens or now < self._paused:
+        if not self._tokens or now < self._paused or now < self._starts:
             return False
         if now >= self._expires:  # ended with its lifetime: nothing to report
             self._tokens = 0
@@ -171,13 +175,13 @@ class LeasedLimiter:
         self.granted += 1
         self._recent.append(now)
         if not self._tokens:
-            self._spent = Spent(self._lease_id, now - self._asked_at)
+            self._spent = Spent(self._lease_id, now - self._origin)
         return True
 
     def _drop(self, now: float) -> None:
         """Give up the tokens in hand (after a 429): the lease ends now."""
         if self._tokens and now < self._expires:
-            self._spent = Spent(self._lease_id, now - self._asked_at)
+            self._spent = Spent(self._lease_id, max(0.0, now - self._origin))
         self._tokens = 0
 
     def _hand_out(self, now: float) -> None:
@@ -206,8 +210,8 @@ class LeasedLimiter:
                 self._hand_out(now)
                 if not self._queue:
                     return
-                if now < self._paused:
-                    await asyncio.sleep(self._paused - now)
+                if now < self._paused or (self._tokens and now < self._starts):
+                    await asyncio.sleep(max(self._paused, self._starts) - now)
                     continue
                 spent, self._spent = self._spent, None
                 try:
@@ -217,7 +221,9 @@ class LeasedLimiter:
                     return
                 if lease.tokens and lease.lease_id is not None:
                     self._tokens, self._lease_id = lease.tokens, lease.lease_id
-                    self._asked_at, self._expires = now, now + self._seconds
+                    self._origin = now + lease.wait
+                    self._starts = time.monotonic() + lease.wait
+                    self._expires = self._origin + self._seconds
                 else:
                     await asyncio.sleep(lease.wait)
         finally:

@@ -10,11 +10,14 @@ so that the hosts' clocks never matter. Both tables are UNLOGGED: a quota is
 worth nothing after a crash of the database.
 
 The rule the function keeps (see ``leased.py`` for the client's half): a
-lease granted at ``t`` that ends at ``e`` counts until ``e + window``, and a
-grant at ``t`` is made only while the leases still counting, itself included,
-hold at most ``limit`` tokens. Since grants of a row are made in time order,
-every window-long span then meets at most ``limit`` tokens that could be
-spent in it.
+lease that starts at ``s`` and ends at ``e`` counts until ``e + window``, and
+a lease starts only where the leases still counting, itself included, hold
+at most ``limit`` tokens. Leases of a row start in the order they are
+granted, so every window-long span then meets at most ``limit`` tokens that
+could be spent in it. When there is no room now, the lease is granted at
+once to start when there will be (within a window): a busy process makes
+one round trip per lease, and the processes of a namespace are served in
+turn rather than racing for each token that frees up.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ CREATE UNLOGGED TABLE IF NOT EXISTS vidgo_async_quota_lease (
     namespace text NOT NULL,
     bucket text NOT NULL,
     lease_id bigint NOT NULL,
-    granted timestamptz NOT NULL,
+    starts timestamptz NOT NULL,
     ends timestamptz NOT NULL,
     tokens integer NOT NULL,
     PRIMARY KEY (namespace, bucket, lease_id)
@@ -88,46 +91,50 @@ DECLARE
     t timestamptz;
     w interval := make_interval(secs => p_window);
     cap integer;
-    used integer;
+    base timestamptz;
+    s timestamptz;
+    room integer;
 BEGIN
     o_tokens := 0;
-    o_wait := 0;
     INSERT INTO vidgo_async_quota (namespace, bucket) VALUES (p_namespace, p_bucket)
         ON CONFLICT DO NOTHING;
     SELECT * INTO STRICT q FROM vidgo_async_quota r
         WHERE r.namespace = p_namespace AND r.bucket = p_bucket FOR UPDATE;
-    -- Read once the row is locked: the grants of a row never go back in time.
+    -- Read once the row is locked: the grants of a row are made in time order.
     t := clock_timestamp();
     IF p_spent_id IS NOT NULL THEN
         UPDATE vidgo_async_quota_lease l
-            SET ends = least(l.ends, l.granted + make_interval(secs => p_spent_after))
+            SET ends = least(l.ends, l.starts + make_interval(secs => p_spent_after))
             WHERE l.namespace = p_namespace AND l.bucket = p_bucket AND l.lease_id = p_spent_id;
     END IF;
     DELETE FROM vidgo_async_quota_lease l
         WHERE l.namespace = p_namespace AND l.bucket = p_bucket AND l.ends <= t - w;
-    IF q.paused_until > t THEN
-        o_wait := extract(epoch FROM q.paused_until - t);
-        RETURN;
-    END IF;
     cap := greatest(1, floor(p_limit
         * vidgo_async_quota_share_v1(q.share, q.shared_at, t, p_recovery)));
-    SELECT coalesce(sum(l.tokens), 0) INTO used FROM vidgo_async_quota_lease l
+    -- A lease starts no earlier than now, the end of a pause, or any lease before it;
+    -- so at its start, the leases that still count are all it can share a span with.
+    SELECT greatest(t, q.paused_until, max(l.starts)) INTO base FROM vidgo_async_quota_lease l
         WHERE l.namespace = p_namespace AND l.bucket = p_bucket;
-    IF used >= cap THEN
-        -- No room: it comes when enough of the earliest-ending leases stop counting.
-        SELECT extract(epoch FROM x.ends + w - t) INTO o_wait FROM (
-            SELECT l.ends, sum(l.tokens) OVER (ORDER BY l.ends, l.lease_id) AS freed
-            FROM vidgo_async_quota_lease l
-            WHERE l.namespace = p_namespace AND l.bucket = p_bucket) x
-        WHERE used - x.freed < cap ORDER BY x.ends LIMIT 1;
-        RETURN;
+    -- The first instant from there with room: base, or when a lease stops counting.
+    SELECT c.at, c.room INTO s, room FROM (
+        SELECT x.at, cap - (SELECT coalesce(sum(l.tokens), 0) FROM vidgo_async_quota_lease l
+                WHERE l.namespace = p_namespace AND l.bucket = p_bucket AND l.ends > x.at - w)
+            AS room
+        FROM (SELECT base AS at UNION ALL
+              SELECT l.ends + w FROM vidgo_async_quota_lease l
+              WHERE l.namespace = p_namespace AND l.bucket = p_bucket AND l.ends + w > base) x
+    ) c WHERE c.room > 0 ORDER BY c.at LIMIT 1;
+    o_wait := extract(epoch FROM s - t);
+    IF s > t + w THEN
+        RETURN;  -- too far ahead (a long pause): ask again then
     END IF;
-    o_tokens := least(cap - used, p_want);
+    -- Granted now, to start in o_wait seconds: one round trip per lease, busy or not.
+    o_tokens := least(room, p_want);
     o_lease := q.last_lease + 1;
     UPDATE vidgo_async_quota r SET last_lease = o_lease
         WHERE r.namespace = p_namespace AND r.bucket = p_bucket;
     INSERT INTO vidgo_async_quota_lease
-        VALUES (p_namespace, p_bucket, o_lease, t, t + make_interval(secs => p_seconds), o_tokens);
+        VALUES (p_namespace, p_bucket, o_lease, s, s + make_interval(secs => p_seconds), o_tokens);
 END
 $$;
 
@@ -225,8 +232,9 @@ class QuotaStore:
             RECOVERY,
         )
         lease_id, tokens, wait = await self._call(lambda: self._fetch(_LEASE, args))
-        wait = min(_MAX_WAIT, max(_MIN_WAIT, float(wait or 0.0)))
-        return Lease(None if lease_id is None else int(lease_id), int(tokens), wait)
+        if lease_id is None:  # none: ask again then (never in a busy loop)
+            return Lease(None, 0, min(_MAX_WAIT, max(_MIN_WAIT, float(wait))))
+        return Lease(int(lease_id), int(tokens), max(0.0, float(wait)))
 
     def pause_soon(self, bucket: str, seconds: float) -> None:
         """Record a pause of ``bucket`` for every sharer, in the background."""
