@@ -30,7 +30,7 @@ from typing import Protocol
 
 import attrs
 
-from ..errors import ClientClosedError, VidgoError
+from ..errors import ClientClosedError, TransportError, VidgoError
 
 __all__ = ["Lease", "LeaseSource", "LeasedLimiter", "Spent"]
 
@@ -219,6 +219,9 @@ class LeasedLimiter:
                 except VidgoError as exc:
                     self._fail(exc)
                     return
+                except Exception as exc:  # never leave a request waiting on a dead task
+                    self._fail(TransportError(f"the shared quota failed: {exc!r}", sent=False))
+                    raise
                 if lease.tokens and lease.lease_id is not None:
                     self._tokens, self._lease_id = lease.tokens, lease.lease_id
                     self._origin = now + lease.wait

@@ -165,8 +165,15 @@ _LEASE = (
 _PAUSE = "SELECT vidgo_async_quota_pause_v1($1, $2, $3)"
 _BACK_OFF = "SELECT vidgo_async_quota_back_off_v1($1, $2, $3, $4)"
 
-# What a broken connection, a refused login or a failed statement raises.
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+# What a broken connection, a refused login or a failed statement raises (a
+# connection the server dropped can also leave asyncpg "in another operation").
+_DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
 
 
 class QuotaStore:
@@ -271,7 +278,7 @@ class QuotaStore:
     async def _run(self, work: Callable[[], Awaitable[T]]) -> T:
         async with self._lock:
             try:
-                if self._connection is None:
+                if self._connection is None or self._connection.is_closed():
                     await self._connect()
                 return await work()
             except _DB_ERRORS:
