@@ -288,3 +288,12 @@ def test_bad_arguments_are_refused(kwargs: dict[str, Any], error: type[Exception
     """Bad arguments raise before anything connects."""
     with pytest.raises(error):
         SharedQuota("postgresql://db", **kwargs)
+
+
+def test_the_public_names_are_sorted_and_exist() -> None:
+    """vidgo_async.postgres exports a sorted ``__all__`` of names that exist."""
+    import vidgo_async.postgres
+
+    names = list(vidgo_async.postgres.__all__)
+    assert names == sorted(names) == ["QuotaStats", "SharedQuota"]
+    assert all(getattr(vidgo_async.postgres, name) for name in names)
