@@ -4,8 +4,8 @@ Every benchmark runs the fake server in a separate process (so client and
 server never share an event loop or a core's worth of Python), started with
 :func:`fake_server`. The child is this file run as a script: it builds a
 :class:`~vidgo_async.testing.FakeVidgo` with the given options, adds a few
-``/_bench/...`` control routes (request counts by route and by task, each
-task's finish time on the shared monotonic clock, per-audio durations,
+``/_bench/...`` control routes (request counts by route and by task, arrival
+times by route, each task's finish time on the shared monotonic clock, per-audio durations,
 seeded pending tasks), prints its URL and serves until terminated.
 
 The control routes go through the fake's own middleware, so they need the
@@ -79,6 +79,11 @@ class FakeServer:
         """
         params = {"by_task": "1" if by_task else "0", "reset": "1" if reset else "0"}
         result: dict[str, Any] = await self.control("GET", "stats", **params)
+        return result
+
+    async def arrivals(self, route: str) -> list[float]:
+        """When each request to ``route`` arrived, on the shared ``time.monotonic()``."""
+        result: list[float] = await self.control("GET", "arrivals", route=route)
         return result
 
     async def finish_times(self) -> dict[str, tuple[str, float]]:
@@ -227,6 +232,10 @@ def _control_routes(fake: Any) -> list[web.RouteDef]:
             fake.reset_log()
         return web.json_response(answer)
 
+    async def arrivals(request: web.Request) -> web.Response:
+        route = request.query["route"]
+        return web.json_response([r.at for r in fake.requests if r.route == route])
+
     async def finish(_: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -249,6 +258,7 @@ def _control_routes(fake: Any) -> list[web.RouteDef]:
 
     return [
         web.get("/_bench/stats", stats, name="bench-stats"),
+        web.get("/_bench/arrivals", arrivals, name="bench-arrivals"),
         web.get("/_bench/finish", finish, name="bench-finish"),
         web.post("/_bench/durations", durations, name="bench-durations"),
         web.post("/_bench/seed", seed, name="bench-seed"),

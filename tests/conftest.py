@@ -1,11 +1,16 @@
-"""Shared fixtures: factories for fake servers and clients that close what they create."""
+"""Shared fixtures: factories for fake servers and clients that close what they create,
+and a real PostgreSQL server for the tests that need one."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import pytest
 import pytest_asyncio
+from pg_server import TemporaryPostgres, Unavailable
 from support import FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, MakeClient, MakeFake
 
 from vidgo_async import RetryPolicy, VidgoClient
@@ -67,3 +72,38 @@ async def client(make_client: MakeClient) -> VidgoClient:
 async def one_shot(make_client: MakeClient) -> VidgoClient:
     """A client of ``fake`` that makes exactly one attempt per call (raw errors visible)."""
     return make_client(retry=RetryPolicy(max_attempts=1))
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """The DSN of a running PostgreSQL server, started once for the session.
+
+    ``initdb`` into a temporary directory and ``pg_ctl start`` on a free port
+    of 127.0.0.1 (``pg_server.TemporaryPostgres``), stopped and removed at the
+    end; ``$VIDGO_TEST_POSTGRES_DSN`` names a server of your own instead.
+    Where none can be started (no binaries; root and no other user) the test
+    skips, saying why - unless ``$VIDGO_REQUIRE_POSTGRES`` is set (CI).
+    """
+    external = os.environ.get("VIDGO_TEST_POSTGRES_DSN")
+    if external:
+        yield external
+        return
+    try:
+        server = TemporaryPostgres()
+    except Unavailable as exc:
+        if os.environ.get("VIDGO_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required here ($VIDGO_REQUIRE_POSTGRES): {exc}")
+        pytest.skip(str(exc))
+    try:
+        dsn = server.start()
+    except (subprocess.SubprocessError, OSError) as exc:
+        stderr = getattr(exc, "stderr", None) or b""
+        server.stop()
+        pytest.fail(
+            f"PostgreSQL did not start ({exc}):\n{stderr.decode(errors='replace')}\n"
+            f"{server.log_tail()}"
+        )
+    try:
+        yield dsn
+    finally:
+        server.stop()

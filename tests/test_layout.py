@@ -21,7 +21,11 @@ ALLOWED = {
     "_wire": {"_wire", "_timing"},
     "_ops": {"_ops", "_wire", "_timing"},
     "_batch": {"_batch", "_ops", "_wire", "_timing"},
+    # The PostgreSQL integration (extra ``postgres``) needs only the limiter rules.
+    "_postgres": {"_postgres", "_timing"},
 }
+# Optional integrations: public modules users import by name, and their internals.
+OPTIONAL = {"vidgo_async.postgres": "vidgo_async._postgres"}
 
 
 def _module_name(path: Path) -> str:
@@ -98,6 +102,16 @@ def test_layers_import_only_downwards(layer: str) -> None:
         if _layer(target) not in ALLOWED[layer] | BOTTOM
     ]
     assert wrong == []
+
+
+@pytest.mark.parametrize("integration", sorted(OPTIONAL))
+def test_the_core_never_imports_an_optional_integration(integration: str) -> None:
+    """Only the integration itself imports its internals; nothing imports the integration."""
+    internals = OPTIONAL[integration]
+    for module, targets in _graph().items():
+        if module == integration or module.startswith(internals):
+            continue
+        assert not {t for t in targets if t == integration or t.startswith(internals)}, module
 
 
 def test_the_timing_layer_does_no_io() -> None:

@@ -2,7 +2,8 @@
 
 A snippet that defines tests runs under pytest; any other runs as a script. Each
 runs in a subprocess, in a temporary directory, with ``VIDGO_API_KEY`` and
-``VIDGO_BASE_URL`` pointing at a fake. A snippet may be skipped only by an HTML
+``VIDGO_BASE_URL`` pointing at a fake (and ``VIDGO_QUOTA_DSN`` at the session's
+PostgreSQL server, for a snippet that reads it). A snippet may be skipped only by an HTML
 comment right before it: ``<!-- readme-test: skip (why) -->``.
 """
 
@@ -84,10 +85,14 @@ def test_readme_keeps_the_ci_test_command() -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("source", SNIPPETS)
-async def test_snippet_runs_against_the_fake(source: str, tmp_path: Path) -> None:
+async def test_snippet_runs_against_the_fake(
+    source: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """The snippet exits 0 (a test snippet: its tests pass) against a fresh fake server."""
     async with FakeVidgo() as fake:
         env = {**os.environ, "VIDGO_API_KEY": fake.api_key, "VIDGO_BASE_URL": fake.url}
+        if "VIDGO_QUOTA_DSN" in source:
+            env["VIDGO_QUOTA_DSN"] = request.getfixturevalue("postgres_dsn")
         env.pop("PYTEST_ADDOPTS", None)
         if re.search(r"^(async )?def test_", source, re.MULTILINE):
             (tmp_path / "pytest.ini").write_text(PYTEST_INI, encoding="utf-8")

@@ -21,7 +21,7 @@ from ._ops.reads import Reader
 from ._ops.submit import Submitter
 from ._ops.wait import Waits
 from ._timing.learned import Learner
-from ._timing.limits import RateLimiter, RetryBudget
+from ._timing.limits import Limiter, Quota, RateLimiter, RetryBudget
 from ._validate import (
     api_key_from,
     base_url_from,
@@ -73,6 +73,11 @@ class VidgoClient:
             status change and callback hint, and at the start and end of each
             operation and HTTP request (for metrics and tracing, such as
             :class:`vidgo_async.otel.Telemetry`); it must be quick and must not block.
+        quota: A quota shared with other processes
+            (:class:`vidgo_async.postgres.SharedQuota`): the status requests of
+            all its clients together stay under ``max_polls_per_second`` (their
+            submits under its own cap, if it has one), and a 429 seen by one
+            slows them all. ``None``: this client's own cap, in process.
 
     Raises:
         ConfigurationError: No API key, or an unusable base URL.
@@ -91,6 +96,7 @@ class VidgoClient:
         session: aiohttp.ClientSession | None = None,
         callbacks: CallbackReceiver | None = None,
         on_event: EventHook | None = None,
+        quota: Quota | None = None,
     ) -> None:
         max_connections = check_count("max_connections", max_connections)
         rate = check_rate("max_polls_per_second", max_polls_per_second)
@@ -100,7 +106,6 @@ class VidgoClient:
         self._retry = retry
         self._hook = on_event
         self._lifecycle = Lifecycle()
-        self._limiter = RateLimiter(rate)
         self._transport = Transport(
             self._base_url,
             api_key_from(api_key),
@@ -110,10 +115,18 @@ class VidgoClient:
             max_connections,
             on_event,
         )
+        # Last of the checks: a shared quota's limiters are live from here on.
+        self._limiter, self._submit_limiter = _limiters(quota, rate)
         budget = RetryBudget(retry)
         self._reader = Reader(self._transport, retry, self._limiter, budget, on_event)
         self._submitter = Submitter(
-            self._transport, retry, budget, self._lifecycle, registry, on_event
+            self._transport,
+            retry,
+            budget,
+            self._lifecycle,
+            registry,
+            on_event,
+            limiter=self._submit_limiter,
         )
         # What this client learns of how long tasks take, per model, shared by its waits.
         self._waits = Waits(self._reader, self._lifecycle, poll, Learner(), registry)
@@ -137,6 +150,8 @@ class VidgoClient:
         HTTP sessions the client created are closed (not a borrowed one). Safe to call twice."""
         self._lifecycle.close()
         self._limiter.close()
+        if self._submit_limiter is not None:
+            self._submit_limiter.close()
         await self._transport.close()
 
     @property
@@ -419,6 +434,19 @@ class VidgoClient:
         handle = handle_from(task_id)
         poller = self._waits.poller(handle, deadline_after(timeout), policy=poll, first_delay=0.0)
         return self._waits.changes(poller)
+
+
+def _limiters(quota: object, rate: float) -> tuple[Limiter, Limiter | None]:
+    """The client's limiters of status requests and of submits: its own, or a shared quota's.
+
+    Raises:
+        TypeError: ``quota`` is not a quota.
+    """
+    if quota is None:
+        return RateLimiter(rate), None
+    if not isinstance(quota, Quota):
+        raise TypeError(f"quota must be a SharedQuota, got {type(quota).__name__}")
+    return quota.poll_limiter(rate), quota.submit_limiter()
 
 
 def _registry_of(receiver: object) -> Registry | None:

@@ -144,3 +144,15 @@ async def with_fake() -> int:
 
 
 version: str = vidgo_async.__version__
+
+
+async def shared(dsn: str, task_id: str, audio_id: str) -> float:
+    from vidgo_async.postgres import QuotaStats, SharedQuota
+
+    async with (
+        SharedQuota(dsn, namespace="prod-key", max_submits_per_second=5.0) as quota,
+        VidgoClient(quota=quota, max_polls_per_second=50) as client,
+    ):
+        await client.convert_to_wav(task_id, audio_id)
+        stats: QuotaStats = quota.stats
+        return stats.round_trips_per_request

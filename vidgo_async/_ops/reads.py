@@ -16,7 +16,7 @@ from .._events import EventHook, emit
 from .._models import Task
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
-from .._timing.limits import RateLimiter, RetryBudget
+from .._timing.limits import Limiter, RetryBudget, after_refusal
 from .._timing.schedules import retry_waits
 from .._wire.convert import parse_task
 from .._wire.transport import Transport
@@ -42,7 +42,7 @@ class Reader:
 
     transport: Transport
     retry: RetryPolicy
-    limiter: RateLimiter
+    limiter: Limiter
     budget: RetryBudget
     hook: EventHook | None = None
 
@@ -112,10 +112,7 @@ class Reader:
     def _note_failure(self, exc: VidgoError, limited: bool) -> None:
         if limited and isinstance(exc, RateLimitError):
             # One 429 slows every status read: its Retry-After, else half the rate.
-            if exc.retry_after:
-                self.limiter.slow_down(min(exc.retry_after, self.retry.max_retry_after))
-            else:
-                self.limiter.back_off()
+            after_refusal(self.limiter, exc.retry_after, self.retry.max_retry_after)
 
     async def detail(self, task_id: str) -> Task:
         """Query Music Detail for ``task_id``, retried like any GET."""

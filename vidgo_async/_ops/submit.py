@@ -25,13 +25,15 @@ from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.classify import Failure, classify
 from .._timing.deadline import Deadline
-from .._timing.limits import RetryBudget
+from .._timing.limits import Limiter, RetryBudget, after_refusal
 from .._timing.schedules import WARN_AFTER, start
 from .._wire.convert import parse_accepted, parse_task
 from .._wire.transport import Transport
 from ..errors import (
     AlreadyConvertedError,
     ConflictError,
+    RateLimitError,
+    RequestTimeoutError,
     SubmitOutcomeUnknownError,
     TransportError,
     VidgoError,
@@ -62,7 +64,11 @@ class Accepted:
 
 @attrs.define
 class Submitter:
-    """Submits tasks, each with a fresh callback URL when the client has a receiver."""
+    """Submits tasks, each with a fresh callback URL when the client has a receiver.
+
+    With a ``limiter`` (a shared quota's cap on submits), every attempt takes
+    a slot under it first, and a 429 on one slows them all.
+    """
 
     transport: Transport
     retry: RetryPolicy
@@ -70,6 +76,7 @@ class Submitter:
     lifecycle: Lifecycle
     callbacks: Registry | None = None
     hook: EventHook | None = None
+    limiter: Limiter | None = None
 
     async def submit(
         self,
@@ -128,12 +135,15 @@ class Submitter:
         for attempt in itertools.count(1):
             timeout = None if deadline is None else deadline.remaining()
             try:
+                await self._take_slot(timeout)
                 data = await self.transport.request("POST", SUBMIT_PATH, body=body, timeout=timeout)
                 task_id, answer = parse_accepted(data)
             except ConflictError as exc:
                 emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                 return _after_conflict(exc, body, ambiguous, adopt=adopt)
             except VidgoError as exc:
+                if self.limiter is not None and isinstance(exc, RateLimitError):
+                    after_refusal(self.limiter, exc.retry_after, self.retry.max_retry_after)
                 failure = classify(exc)
                 if failure is Failure.AMBIGUOUS:
                     ambiguous = exc
@@ -182,6 +192,15 @@ class Submitter:
                 emit(self.hook, "submit", task_id=task_id, attempt=attempt)
                 return Accepted(task_id, answer)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _take_slot(self, timeout: float | None) -> None:
+        """A slot under the submit cap, if any; a failure to get one is an unsent attempt."""
+        if self.limiter is None:
+            return
+        try:
+            await self.limiter.acquire(timeout)
+        except TimeoutError:
+            raise RequestTimeoutError("deadline reached before a submit slot", sent=False) from None
 
     def _unreachable(self, failure: Failure, attempt: int) -> bool:
         """Whether to stop trying an API that never answered this client: then an

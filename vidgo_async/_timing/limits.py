@@ -1,21 +1,96 @@
-"""Client-wide limits: the cap on status requests per second, and the retry budget."""
+"""Client-wide limits: the cap on status requests per second, and the retry budget.
+
+:class:`Limiter` is the seam the reads (and, under a shared quota, the
+submits) take their slots through: :class:`RateLimiter` in one process, or a
+limiter leasing from a :class:`Quota` shared by several
+(``vidgo_async.postgres.SharedQuota``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import time
+from typing import Protocol, runtime_checkable
 
 import attrs
 
 from .._config import RetryPolicy
 from ..errors import ClientClosedError
 
-__all__ = ["RateLimiter", "RetryBudget"]
+__all__ = [
+    "MIN_SHARE",
+    "RECOVERY",
+    "Limiter",
+    "Quota",
+    "RateLimiter",
+    "RetryBudget",
+    "after_refusal",
+    "window_of",
+]
 
-_MAX_WINDOW = 10_000  # grants remembered by the rate limiter's sliding window
-_MIN_SHARE = 1 / 16  # the rate limiter never backs off below this share of its rate
-_RECOVERY = 0.1  # share of the rate won back per second after a back-off
+MAX_WINDOW = 10_000  # grants remembered by the rate limiter's sliding window
+MIN_SHARE = 1 / 16  # a limiter never backs off below this share of its rate
+RECOVERY = 0.1  # share of the rate won back per second after a back-off
+
+
+def window_of(rate: float) -> tuple[int, float]:
+    """The sliding window of a cap of ``rate`` per second: (grants, seconds).
+
+    One second (longer for rates under 1/s), at most ``MAX_WINDOW`` grants.
+    """
+    limit = max(1, min(MAX_WINDOW, int(rate)))
+    return limit, limit / rate
+
+
+class Limiter(Protocol):
+    """A cap on requests per second that every request takes a slot under."""
+
+    @property
+    def rate(self) -> float:
+        """The cap, in requests per second."""
+
+    async def acquire(self, timeout: float | None = None) -> None:
+        """Wait for a slot, at most ``timeout`` seconds.
+
+        Raises:
+            TimeoutError: No slot came within ``timeout``.
+            ClientClosedError: The limiter was closed meanwhile.
+            VidgoError: A shared limiter could not reach its store (the
+                request was not sent).
+        """
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now; never waits."""
+
+    def slow_down(self, seconds: float) -> None:
+        """Let no request start for ``seconds`` from now (after a 429 with Retry-After)."""
+
+    def back_off(self) -> None:
+        """Lower the rate for a while (after a 429 that named no delay)."""
+
+    def close(self) -> None:
+        """End every pending :meth:`acquire` with :class:`ClientClosedError`."""
+
+
+@runtime_checkable
+class Quota(Protocol):
+    """A quota shared with other clients and processes (``VidgoClient(quota=...)``)."""
+
+    def poll_limiter(self, rate: float) -> Limiter:
+        """A limiter of status requests, ``rate`` per second among all sharers."""
+
+    def submit_limiter(self) -> Limiter | None:
+        """A limiter of submits, or None when submits are not capped."""
+
+
+def after_refusal(limiter: Limiter, retry_after: float | None, cap: float) -> None:
+    """After a 429: hold every request back for its ``Retry-After`` (at most ``cap``),
+    or halve the rate when it named no delay."""
+    if retry_after:
+        limiter.slow_down(min(retry_after, cap))
+    else:
+        limiter.back_off()
 
 
 class RateLimiter:
@@ -45,9 +120,7 @@ class RateLimiter:
     def __init__(self, rate: float) -> None:
         """``rate``: grants per second, a finite number > 0 (checked by the client)."""
         self.rate = rate
-        # A window of one second (longer for rates under 1/s), at most _MAX_WINDOW grants.
-        self._limit = max(1, min(_MAX_WINDOW, int(rate)))
-        self._window = self._limit / rate
+        self._limit, self._window = window_of(rate)
         self._times: collections.deque[float] = collections.deque()
         self._paused = 0.0
         self._share = 1.0  # of the rate in force, below 1 after back_off()
@@ -83,13 +156,13 @@ class RateLimiter:
 
     def back_off(self) -> None:
         """Halve the rate after a 429 that named no delay; it recovers by 10 % a second."""
-        self._share = max(_MIN_SHARE, self._current_share(time.monotonic()) / 2)
+        self._share = max(MIN_SHARE, self._current_share(time.monotonic()) / 2)
         self._shared_at = time.monotonic()
 
     def _current_share(self, now: float) -> float:
         if self._share >= 1.0:
             return 1.0
-        return min(1.0, self._share + (now - self._shared_at) * _RECOVERY)
+        return min(1.0, self._share + (now - self._shared_at) * RECOVERY)
 
     def slow_down(self, seconds: float) -> None:
         """Let no request start for ``seconds`` from now."""

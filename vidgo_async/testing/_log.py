@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -22,6 +23,8 @@ class RecordedRequest:
         fault: The kind of the fault applied, or None.
         route: The route name (``"submit"``, ``"detail"``, ...), None for an
             unknown path.
+        at: When it arrived, on ``time.monotonic()`` (one clock for every
+            process of the machine: rates on the wire can be counted from it).
     """
 
     method: str
@@ -32,6 +35,7 @@ class RecordedRequest:
     status: int | None = None
     fault: str | None = None
     route: str | None = None
+    at: float = attrs.field(factory=time.monotonic)
 
 
 class RequestLog:

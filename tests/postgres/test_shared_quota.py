@@ -1,0 +1,299 @@
+"""A quota shared through a real PostgreSQL server, measured at the fake on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not installed")
+
+# Below the check: these import asyncpg.
+import pytest_asyncio  # noqa: E402
+from quota_support import QUICK_RETRY, keep_busy, max_in_window, seed_running  # noqa: E402
+from support import MakeClient  # noqa: E402
+
+from vidgo_async import ClientClosedError, RateLimitError, RetryPolicy, VidgoClient  # noqa: E402
+from vidgo_async.errors import ConfigurationError  # noqa: E402
+from vidgo_async.postgres import SharedQuota  # noqa: E402
+from vidgo_async.testing import FakeVidgo, Fault  # noqa: E402
+
+CAP = 20
+ONE_SHOT = RetryPolicy(max_attempts=1, max_retry_after=5.0)
+WORKER = Path(__file__).with_name("quota_support.py")
+
+MakeQuota = Callable[..., Awaitable[SharedQuota]]
+
+
+@pytest_asyncio.fixture
+async def make_quota(postgres_dsn: str, namespace: str) -> AsyncIterator[MakeQuota]:
+    """A factory of open quotas on this test's namespace, all closed after the test."""
+    quotas: list[SharedQuota] = []
+
+    async def make(**kwargs: Any) -> SharedQuota:
+        quota = SharedQuota(postgres_dsn, namespace=namespace, **kwargs)
+        await quota.start()
+        quotas.append(quota)
+        return quota
+
+    yield make
+    for quota in quotas:
+        await quota.close()
+
+
+async def quota_row(dsn: str, namespace: str) -> Any:
+    """The pause and share of this namespace's status requests, read from the database."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await connection.fetchrow(
+            "SELECT paused_until > clock_timestamp() AS paused, share FROM vidgo_async_quota"
+            " WHERE namespace = $1 AND bucket = 'polls'",
+            namespace,
+        )
+    finally:
+        await connection.close()
+
+
+async def until_recorded(dsn: str, namespace: str, column: str) -> None:
+    """Until the 429 one client saw is in the database (it is written in the background)."""
+    for _ in range(250):
+        row = await quota_row(dsn, namespace)
+        if row is not None and (row["paused"] if column == "paused" else row["share"] < 1):
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"the 429 never reached the database ({column})")
+
+
+# ---------------------------------------------------------------- the cap on the wire
+
+
+@pytest.mark.asyncio
+async def test_clients_sharing_a_namespace_never_exceed_the_cap(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo
+) -> None:
+    """Three busy clients over two quotas on one namespace: at most CAP status requests a second."""
+    first, second = await make_quota(), await make_quota()
+    clients = [
+        make_client(quota=quota, max_polls_per_second=CAP, retry=QUICK_RETRY)
+        for quota in (first, first, second)
+    ]
+    await keep_busy(clients, seed_running(fake, 60), seconds=2.5)
+    times = [r.at for r in fake.requests_to("detail")]
+    assert max_in_window(times) <= CAP
+    assert len(times) >= 2 * CAP  # the cap is shared, not starved
+
+
+@pytest.mark.asyncio
+async def test_processes_sharing_a_namespace_never_exceed_the_cap(
+    postgres_dsn: str, namespace: str, fake: FakeVidgo
+) -> None:
+    """Three worker processes on one namespace: at most CAP status requests a second."""
+    ids = seed_running(fake, 60)
+    start_at = time.monotonic() + 4.0  # each worker imports, connects, then waits for this
+    common = [postgres_dsn, namespace, fake.url, fake.api_key, str(CAP), str(start_at), "2.5"]
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, str(WORKER), *common, *ids[i::3], stdout=asyncio.subprocess.PIPE
+        )
+        for i in range(3)
+    ]
+    outputs = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in workers)), 60)
+    assert [w.returncode for w in workers] == [0, 0, 0]
+    stats = [json.loads(out) for out, _ in outputs]
+    times = [r.at for r in fake.requests_to("detail")]
+    assert max_in_window(times) <= CAP
+    assert len(times) == sum(s["requests"] for s in stats) >= 2 * CAP
+
+
+@pytest.mark.asyncio
+async def test_submits_share_their_own_cap(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo
+) -> None:
+    """With max_submits_per_second, two clients' submits together stay under it."""
+    quotas = [await make_quota(max_submits_per_second=5) for _ in range(2)]
+    clients = [make_client(quota=quota) for quota in quotas]
+    submits = [clients[i % 2].submit_wav(f"parent-{i}", f"audio-{i}") for i in range(12)]
+    await asyncio.wait_for(asyncio.gather(*submits), 20)
+    assert max_in_window([r.at for r in fake.requests_to("submit")]) <= 5
+
+
+@pytest.mark.asyncio
+async def test_a_lease_serves_many_requests(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo
+) -> None:
+    """A busy client makes about one database round trip per lease, not one per request."""
+    quota = await make_quota()
+    client = make_client(quota=quota, max_polls_per_second=40, retry=QUICK_RETRY)
+    await keep_busy([client], seed_running(fake, 40), seconds=2.0)
+    stats = quota.stats
+    assert stats.requests == fake.request_count("detail")
+    assert stats.round_trips_per_request <= 0.2  # leases of up to 10 tokens
+
+
+# ---------------------------------------------------------------- a 429 slows every sharer
+
+
+@pytest.mark.asyncio
+async def test_a_429_with_retry_after_seen_by_one_pauses_the_others(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo, postgres_dsn: str,
+    namespace: str,
+) -> None:  # fmt: skip
+    """After one client's 429 with Retry-After: 1, another client's next request waits it out."""
+    seen, other = [
+        make_client(quota=await make_quota(), retry=ONE_SHOT, max_polls_per_second=CAP)
+        for _ in range(2)
+    ]
+    (task_id,) = seed_running(fake, 1)
+    fake.inject(Fault.rate_limited("1"), route="detail")
+    with pytest.raises(RateLimitError):
+        await seen.get_task(task_id)
+    refused_at = time.monotonic()
+    await until_recorded(postgres_dsn, namespace, "paused")
+    await other.get_task(task_id)
+    assert time.monotonic() - refused_at >= 0.95
+
+
+@pytest.mark.asyncio
+async def test_a_429_without_retry_after_seen_by_one_halves_the_others(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo, postgres_dsn: str,
+    namespace: str,
+) -> None:  # fmt: skip
+    """After one client's bare 429, another busy client gets about half the cap."""
+    seen = make_client(quota=await make_quota(), retry=ONE_SHOT, max_polls_per_second=40)
+    other = make_client(quota=await make_quota(), retry=QUICK_RETRY, max_polls_per_second=40)
+    ids = seed_running(fake, 41)
+    fake.inject(Fault.rate_limited(), route="detail")
+    with pytest.raises(RateLimitError):
+        await seen.get_task(ids[0])
+    refused_at = time.monotonic()
+    await until_recorded(postgres_dsn, namespace, "share")
+    fake.reset_log()
+    await keep_busy([other], ids[1:], seconds=1.0)
+    # Half of 40, won back at 10 % of the rate a second since the 429.
+    allowed = int(40 * (0.5 + 0.1 * (time.monotonic() - refused_at)))
+    assert max_in_window([r.at for r in fake.requests_to("detail")]) <= allowed < 40
+
+
+# ---------------------------------------------------------------- closing
+
+
+@pytest.mark.asyncio
+async def test_closing_the_quota_ends_pending_requests(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo
+) -> None:
+    """Requests queued for a token end with ClientClosedError when the quota closes."""
+    quota = await make_quota()
+    client = make_client(quota=quota, max_polls_per_second=1)
+    (task_id,) = seed_running(fake, 1)
+    await client.get_task(task_id)  # the one token of this second
+    pending = [asyncio.ensure_future(client.get_task(task_id)) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    assert not any(p.done() for p in pending)
+    await quota.close()
+    results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 2)
+    assert all(isinstance(r, ClientClosedError) for r in results)
+    with pytest.raises(ClientClosedError):
+        await client.get_task(task_id)
+
+
+@pytest.mark.asyncio
+async def test_closing_a_client_leaves_the_quota_to_the_others(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo
+) -> None:
+    """A closed client's queued requests end; another client of the quota goes on."""
+    quota = await make_quota()
+    closing, staying = (make_client(quota=quota, max_polls_per_second=1) for _ in range(2))
+    (task_id,) = seed_running(fake, 1)
+    await closing.get_task(task_id)
+    pending = asyncio.ensure_future(closing.get_task(task_id))
+    await asyncio.sleep(0.1)
+    await closing.aclose()
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(pending, 2)
+    task = await asyncio.wait_for(staying.get_task(task_id), 5)
+    assert task.task_id == task_id
+
+
+# ---------------------------------------------------------------- the database
+
+
+@pytest.mark.asyncio
+async def test_a_lost_connection_is_made_again(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo, postgres_dsn: str
+) -> None:
+    """When the server drops the quota's connection, the next request reconnects and goes."""
+    client = make_client(quota=await make_quota(max_lease=1), max_polls_per_second=CAP)
+    (task_id,) = seed_running(fake, 1)
+    await client.get_task(task_id)
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'vidgo-async quota'"
+        )
+    finally:
+        await connection.close()
+    task = await asyncio.wait_for(client.get_task(task_id), 10)
+    assert task.task_id == task_id
+
+
+# ---------------------------------------------------------------- set-up
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_database_is_a_configuration_error(unused_tcp_port: int) -> None:
+    """Starting a quota whose database does not answer raises ConfigurationError."""
+    quota = SharedQuota(f"postgresql://vidgo@127.0.0.1:{unused_tcp_port}/x", namespace="n")
+    with pytest.raises(ConfigurationError, match="cannot open the shared quota"):
+        await quota.start()
+    await quota.close()
+
+
+def test_a_quota_must_be_open_before_its_clients() -> None:
+    """A client of a quota that was never started is refused at once."""
+    quota = SharedQuota("postgresql://vidgo@127.0.0.1:1/x", namespace="n")
+    with pytest.raises(ConfigurationError, match="not open"):
+        VidgoClient("key", quota=quota)
+
+
+def test_a_quota_is_a_shared_quota() -> None:
+    """Anything else as quota= is a TypeError."""
+    with pytest.raises(TypeError, match="quota must be a SharedQuota"):
+        VidgoClient("key", quota="postgresql://db")  # type: ignore[arg-type]
+
+
+def test_the_dsn_stays_out_of_the_repr() -> None:
+    """A password in the DSN never shows in the quota's repr."""
+    quota = SharedQuota("postgresql://app:hunter2@db/app", namespace="prod")
+    assert "hunter2" not in repr(quota)
+    assert repr(quota) == "SharedQuota(namespace='prod')"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"namespace": ""}, ValueError),
+        ({"namespace": "n", "lease_seconds": 0.01}, ValueError),
+        ({"namespace": "n", "max_lease": 0}, ValueError),
+        ({"namespace": "n", "max_submits_per_second": "5"}, TypeError),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    """Bad arguments raise before anything connects."""
+    with pytest.raises(error):
+        SharedQuota("postgresql://db", **kwargs)
+
+
+def test_the_public_names_are_sorted_and_exist() -> None:
+    """vidgo_async.postgres exports a sorted ``__all__`` of names that exist."""
+    import vidgo_async.postgres
+
+    names = list(vidgo_async.postgres.__all__)
+    assert names == sorted(names) == ["QuotaStats", "SharedQuota"]
+    assert all(getattr(vidgo_async.postgres, name) for name in names)
