@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from support import MakeClient
 
-from vidgo_async import PollPolicy, Task, TaskStatus, VidgoError
+from vidgo_async import ConfigurationError, PollPolicy, Task, TaskStatus, VidgoError
 from vidgo_async._client import _registry_of as registry_of
 from vidgo_async._lifecycle import Lifecycle
 from vidgo_async._ops.callbacks import CallbackPacer, Registry, Slot
@@ -892,7 +892,7 @@ async def test_unserved_receiver_without_public_url_cannot_issue(
     """Without a public URL or serve(), a submit fails before any request."""
     receiver = CallbackReceiver()
     client = make_client(callbacks=receiver)
-    with pytest.raises(RuntimeError, match="no public_url"):
+    with pytest.raises(ConfigurationError, match="no public_url"):
         await client.submit("separate-vocals", {"task_id": "p", "audio_id": "a"})
     assert receiver.pending == 0
     assert fake.request_count("submit") == 0

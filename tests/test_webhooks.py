@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from support import FAST_RETRY, FAST_TIMEOUTS, MakeFake
 
 from vidgo_async import (
+    ConfigurationError,
     PollPolicy,
     TaskFailedError,
     TaskStatus,
@@ -191,7 +192,7 @@ async def test_unserved_receiver_without_public_url_cannot_issue(
 ) -> None:
     """With no public_url and not serving, a submit fails before any request."""
     client = make_client(callbacks=CallbackReceiver())
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ConfigurationError):
         await client.submit_wav("t", "a1")
 
 

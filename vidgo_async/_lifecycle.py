@@ -1,9 +1,10 @@
 """The client's one lifecycle state: open, then closed for good.
 
 Everything that must stop when the client closes asks here: the transport
-before each request, and every pause of a retry or a wait sleeps through
+before each request, and the pauses of submits and waits sleep through
 :meth:`Lifecycle.sleep`, which ends at once with :class:`ClientClosedError`
-when the client closes.
+when the client closes. (A single GET's or download's retry pause - seconds
+at most - ends with the next attempt, which the closed transport refuses.)
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@
         └── TaskTimeoutError(TaskError, TimeoutError) the deadline passed; the task still runs
 
 No aiohttp exception ever reaches a user: the HTTP layer translates them here,
-chaining the original as ``__cause__``. Messages never contain the API key.
+chaining the original as ``__cause__`` only when it carries no request headers.
+Messages never contain the API key.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ from ._models import Task
 from ._ops.callbacks import Registry
 from ._validate import MAX_CALLBACK_URL, is_loopback
 from ._wire.convert import parse_task
-from .errors import InvalidCallbackError, InvalidResponseError
+from .errors import ConfigurationError, InvalidCallbackError, InvalidResponseError
 
 __all__ = ["DEFAULT_PATH", "MAX_BODY", "CallbackReceiver", "InvalidCallbackError", "parse_callback"]
 
@@ -261,7 +261,7 @@ class CallbackReceiver:
     def _url_for(self, token: str) -> str:
         base = self.public_url
         if base is None:
-            raise RuntimeError("CallbackReceiver has no public_url: give one, or use serve()")
+            raise ConfigurationError("CallbackReceiver has no public_url: give one, or use serve()")
         return f"{base}{self._path}/{token}"
 
 

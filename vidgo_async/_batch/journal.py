@@ -32,6 +32,7 @@ from ..errors import (
     ConfigurationError,
     SubmitOutcomeUnknownError,
     TaskFailedError,
+    UnusableTaskIdError,
     VidgoError,
 )
 
@@ -238,14 +239,15 @@ def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoE
 
 
 def state_after_failed_submit(exc: VidgoError) -> State:
-    """What a failed submit leaves: ``Calls.submit`` raises a plain error only when
+    """What a failed submit leaves: ``Submitter.submit`` raises a plain error only when
     no attempt can have been accepted, so only answers about the pair itself
     (400, 404, 409, 422) are final; account trouble (401, 402, 403), rate
     limits and outages leave the pair to be submitted by a re-run. A client closed
-    mid-submit leaves it ``SUBMITTING``: a re-run settles it by the 409 rule."""
+    mid-submit leaves it ``SUBMITTING``: a re-run settles it by the 409 rule. A
+    task accepted under an id that cannot be used is ``UNKNOWN``: never resubmitted."""
     if isinstance(exc, ClientClosedError):
         return State.SUBMITTING
-    if isinstance(exc, SubmitOutcomeUnknownError):
+    if isinstance(exc, (SubmitOutcomeUnknownError, UnusableTaskIdError)):
         return State.UNKNOWN
     if isinstance(exc, APIError) and exc.status in _PAIR_REFUSED:
         return State.FAILED

@@ -141,6 +141,8 @@ class Registry:
         key, _, secret = token.partition(".")
         slot = self._slots.get(key)
         expected = slot.secret if slot is not None else self._decoy
+        if not secret.isascii():  # tokens we issue are: no lone surrogate reaches encode()
+            return None
         if not hmac.compare_digest(secret.encode(), expected.encode()) or slot is None:
             return None
         return slot

@@ -12,7 +12,6 @@ the attempts before it.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -132,7 +131,9 @@ class Submitter:
         if resumed:
             ambiguous = TransportError("an earlier run was interrupted during this submit")
         pauses = start(self.retry)
-        for attempt in itertools.count(1):
+        attempt = 0
+        while True:
+            attempt += 1
             timeout = None if deadline is None else deadline.remaining()
             try:
                 await self._take_slot(timeout)
@@ -191,7 +192,6 @@ class Submitter:
                 logger.debug("submitted %s: task %s", body["model"], task_id)
                 emit(self.hook, "submit", task_id=task_id, attempt=attempt)
                 return Accepted(task_id, answer)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _take_slot(self, timeout: float | None) -> None:
         """A slot under the submit cap, if any; a failure to get one is an unsent attempt."""

@@ -2,5 +2,6 @@
 
 ``classify`` (what a failure may have done), ``deadline`` (when a wait ends),
 ``schedules`` (how long to pause: backoff's generators fed from the
-policies), ``limits`` (the client-wide rate cap and retry budget).
+policies), ``learned`` (where checks go once task durations are known),
+``limits`` (the client-wide rate cap and retry budget).
 """

@@ -87,7 +87,7 @@ class Quota(Protocol):
 def after_refusal(limiter: Limiter, retry_after: float | None, cap: float) -> None:
     """After a 429: hold every request back for its ``Retry-After`` (at most ``cap``),
     or halve the rate when it named no delay."""
-    if retry_after:
+    if retry_after is not None:
         limiter.slow_down(min(retry_after, cap))
     else:
         limiter.back_off()

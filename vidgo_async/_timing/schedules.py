@@ -119,7 +119,7 @@ class PollSchedule:
     def first(self, now: float | None = None) -> float:
         """Delay before the first check: the plan's first instant, else ``initial``."""
         planned = self._planned(time.monotonic() if now is None else now)
-        return self._policy.initial if planned is None else min(planned, self._policy.max_interval)
+        return min(self._policy.initial if planned is None else planned, self._policy.max_interval)
 
     def next(self, task: Task | None, now: float | None = None) -> float:
         """Delay before the check that follows ``task`` (``None``: a failed check);

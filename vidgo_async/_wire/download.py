@@ -50,7 +50,7 @@ MAX_REDIRECTS = 5
 ProgressCallback = Callable[[int, int | None], object]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)", re.ASCII)
 _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_TIMEOUTS = Timeouts()
 
@@ -140,7 +140,7 @@ async def download_file(
     return target
 
 
-@attrs.define
+@attrs.define(repr=False)  # its URL may be signed, and it holds the key to redact
 class _Download:
     """The attempts of one download, sharing its ``.part`` file."""
 

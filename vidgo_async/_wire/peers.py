@@ -72,6 +72,10 @@ async def refused_address(url: URL) -> str | None:
     host, loop = url.host or "", asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, url.port, type=socket.SOCK_STREAM)
+    except UnicodeError:  # a host name no resolver accepts ("xn--zz", an empty label)
+        raise TransportError(
+            f"cannot resolve {host!r:.80}: not a valid host name", sent=False
+        ) from None
     except socket.gaierror as exc:
         raise TransportError(f"cannot resolve {host} ({exc.strerror})", sent=False) from None
     for *_, sockaddr in infos:

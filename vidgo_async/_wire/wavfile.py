@@ -62,7 +62,7 @@ class PartFile:
         self._path = path
         # Blocking writes of one chunk to the page cache are brief; fsync runs in a thread.
         self._file = open(path, "r+b" if start else "wb")  # noqa: SIM115 - closed in __exit__/commit
-        # A resumed file's header is on disk (_resume_offset keeps none shorter).
+        # A resumed file's header is on disk (resume_offset keeps none shorter).
         self._head = self._file.read(HEAD) if start and check_wav else b""
         self._file.seek(start)
         self._file.truncate()
