@@ -742,3 +742,22 @@ async def test_storage_hosts_resolve_only_to_public_addresses() -> None:
         await other.close()
     finally:
         await resolver.close()
+
+
+async def test_an_absurd_content_range_is_an_invalid_response(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A 206 whose Content-Range holds thousands of digits ends in our error, never a
+    ValueError from converting them."""
+    digits = "9" * 5000
+    headers = {"Content-Range": f"bytes 0-{digits}/{digits}"}
+    big.inject(Fault.http_error(206, body=wav_bytes(64), headers=headers), route="files", times=50)
+    with pytest.raises(InvalidResponseError):
+        await fetch(session, wav_url(big), tmp_path / "a.wav")
+
+
+async def test_a_host_name_no_resolver_accepts_is_a_transport_error(tmp_path: Path) -> None:
+    """A WAV URL whose host is not a valid name ends in TransportError, not UnicodeError."""
+    async with VidgoClient("key", base_url="https://api.vidgo.ai") as client:
+        with pytest.raises(TransportError, match="not a valid host name"):
+            await client.download("https://xn--zz/x.wav", tmp_path / "a.wav")
