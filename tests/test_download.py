@@ -25,6 +25,7 @@ from vidgo_async import (
     ServerError,
     Timeouts,
     TransportError,
+    VidgoClient,
 )
 from vidgo_async._wire.download import download_file
 from vidgo_async._wire.peers import PublicResolver
@@ -749,15 +750,18 @@ async def test_an_absurd_content_range_is_an_invalid_response(
 ) -> None:
     """A 206 whose Content-Range holds thousands of digits ends in our error, never a
     ValueError from converting them."""
-    digits = "9" * 5000
-    headers = {"Content-Range": f"bytes 0-{digits}/{digits}"}
+    headers = {"Content-Range": f"bytes {'9' * 4400}-1/*"}  # past int()'s digit limit
     big.inject(Fault.http_error(206, body=wav_bytes(64), headers=headers), route="files", times=50)
     with pytest.raises(InvalidResponseError):
         await fetch(session, wav_url(big), tmp_path / "a.wav")
 
 
-async def test_a_host_name_no_resolver_accepts_is_a_transport_error(tmp_path: Path) -> None:
-    """A WAV URL whose host is not a valid name ends in TransportError, not UnicodeError."""
+async def test_a_host_name_that_does_not_decode_is_refused_before_any_request(
+    tmp_path: Path,
+) -> None:
+    """A WAV URL whose host is not a valid IDNA name is refused as a bad URL, not a
+    UnicodeError from deep in the URL parser."""
     async with VidgoClient("key", base_url="https://api.vidgo.ai") as client:
-        with pytest.raises(TransportError, match="not a valid host name"):
+        with pytest.raises(ValueError, match="not a valid URL") as info:
             await client.download("https://xn--zz/x.wav", tmp_path / "a.wav")
+    assert type(info.value) is ValueError

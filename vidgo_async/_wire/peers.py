@@ -33,7 +33,8 @@ def check_url(url: str, allow_private: bool) -> URL:
     """The parsed URL; ValueError unless absolute http(s), credential-free and allowed."""
     try:
         parsed = URL(url)
-    except (TypeError, ValueError):
+        parsed.host  # noqa: B018 - decodes an IDNA host, which may fail ("xn--zz")
+    except (TypeError, ValueError):  # UnicodeError included
         raise ValueError("not a valid URL") from None
     if not parsed.is_absolute() or parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError(f"not an absolute http(s) URL: {url_label(parsed)}")
