@@ -173,3 +173,12 @@ async def _safe_states(dsn: str, prefix: str) -> Counter[str | None]:
         return await states(dsn, prefix)
     except asyncpg.UndefinedTableError:
         return Counter()
+
+
+def test_the_cli_takes_a_dsn_as_its_journal_and_hides_its_password() -> None:
+    from vidgo_async._cli.checks import check_journal, journal_label
+
+    dsn = "postgresql://app:secret@db.example/app"
+    assert check_journal(dsn) == dsn
+    assert journal_label(dsn) == "postgresql://app:***@db.example/app"
+    assert journal_label("batch.sqlite") == "batch.sqlite"
