@@ -22,6 +22,7 @@ asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not insta
 from support import MakeClient  # noqa: E402
 
 from vidgo_async import ConversionResult, VidgoClient  # noqa: E402
+from vidgo_async._batch.journal import State  # noqa: E402
 from vidgo_async._postgres import journal as pg_journal  # noqa: E402
 from vidgo_async.testing import FakeVidgo  # noqa: E402
 
@@ -182,3 +183,31 @@ def test_the_cli_takes_a_dsn_as_its_journal_and_hides_its_password() -> None:
     assert check_journal(dsn) == dsn
     assert journal_label(dsn) == "postgresql://app:***@db.example/app"
     assert journal_label("batch.sqlite") == "batch.sqlite"
+
+
+async def left_mid_submit(dsn: str, audio_id: str, *, lease: float) -> None:
+    """The pair's row as a worker killed during its submit leaves it (lease from now)."""
+    journal = await pg_journal.PostgresJournal.open(dsn, lease_seconds=lease)
+    try:
+        await journal.claim("music", audio_id)
+        await journal.record("music", audio_id, State.SUBMITTING)
+    finally:
+        journal._renewer.cancel()  # killed: no renewal, no release
+        journal._pool.terminate()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("short_lease")
+async def test_a_pair_left_mid_submit_is_resumed_by_the_409_rule_after_the_lease(
+    postgres_dsn: str, make_fake: Any, make_client: MakeClient, prefix: str
+) -> None:
+    fake = await make_fake(conflict_includes_task_id=True)
+    client = make_client(fake)
+    audio_id = f"{prefix}-0"
+    first = await client.submit_wav("music", audio_id)  # what the killed worker got accepted
+    await left_mid_submit(postgres_dsn, audio_id, lease=LEASE)
+    assert await run(client, [("music", audio_id)], postgres_dsn) == []  # its lease still runs
+    await asyncio.sleep(LEASE + 0.2)
+    (result,) = await run(client, [("music", audio_id)], postgres_dsn)
+    assert result.ok and result.task_id == first.task_id
+    assert fake.accept_count[audio_id] == 1

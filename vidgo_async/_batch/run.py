@@ -12,10 +12,8 @@ through the client-wide poll rate cap.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -39,7 +37,7 @@ from ..errors import (
     TaskFailedError,
     VidgoError,
 )
-from .intake import Key, Pairs, describe_pair, each_pair, pair_key
+from .intake import Key, Pairs, describe_pair, each_pair, pair_key, wav_file_name
 from .journal import Entry, Journal, State, journalled_error, state_after_failed_submit
 from .journals import BatchJournal, is_postgres, open_journal
 
@@ -401,12 +399,3 @@ class _Batch:
                 path=None if path is None else str(path),
                 error=error,
             )
-
-
-def wav_file_name(audio_id: str) -> str:
-    """``<audio_id>.wav``; an id that had to be changed to be a safe name gets a
-    short hash of itself, so that two ids never share a file."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200]
-    if safe != audio_id:
-        safe += "-" + hashlib.sha256(audio_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return safe + ".wav"
