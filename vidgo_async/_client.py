@@ -335,6 +335,11 @@ class VidgoClient:
                 its request; a re-run with it never submits an accepted track
                 again, resumes waiting on known tasks, reports finished pairs
                 from the journal and starts with the learned task durations.
+                A ``postgresql://`` (or ``postgres://``) DSN instead: a journal
+                shared by workers on several hosts given the same input (extra
+                ``postgres``); each pair is claimed by one worker under a
+                lease, converted once, and reported by that worker only (a
+                pair another live worker holds is skipped, not reported).
             download_to: A directory to download each WAV into (as
                 ``<audio_id>.wav``; an id that is not a safe file name is
                 cleaned up and given a short hash of itself).
@@ -355,7 +360,8 @@ class VidgoClient:
 
         Raises:
             ValueError, TypeError: Bad arguments, before any request.
-            ConfigurationError: ``journal`` is a folder or not a SQLite file.
+            ConfigurationError: ``journal`` is a folder or not a SQLite file
+                (a PostgreSQL journal: at the first iteration, if it cannot be opened).
         """
         self._lifecycle.check()
         return start_batch(

@@ -1,13 +1,15 @@
-"""A batch's input: pairs read lazily, one at a time, and checked."""
+"""A batch's input: pairs read lazily, one at a time, and checked; the file of each WAV."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 from .._validate import check_id
 
-__all__ = ["Key", "Pairs", "describe_pair", "each_pair", "pair_key"]
+__all__ = ["Key", "Pairs", "describe_pair", "each_pair", "pair_key", "wav_file_name"]
 
 Pairs = Iterable[Any] | AsyncIterable[Any]
 #: A checked ``(task_id, audio_id)`` pair.
@@ -40,3 +42,12 @@ def describe_pair(pair: Any) -> tuple[str, str]:
     if isinstance(pair, (tuple, list)) and len(pair) == 2:
         return str(pair[0])[:256], str(pair[1])[:256]
     return repr(pair)[:80], ""
+
+
+def wav_file_name(audio_id: str) -> str:
+    """``<audio_id>.wav``; an id that had to be changed to be a safe name gets a
+    short hash of itself, so that two ids never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200]
+    if safe != audio_id:
+        safe += "-" + hashlib.sha256(audio_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return safe + ".wav"

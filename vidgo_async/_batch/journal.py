@@ -36,7 +36,14 @@ from ..errors import (
     VidgoError,
 )
 
-__all__ = ["Entry", "Journal", "State", "journalled_error", "state_after_failed_submit"]
+__all__ = [
+    "Entry",
+    "Journal",
+    "State",
+    "encode_error",
+    "journalled_error",
+    "state_after_failed_submit",
+]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -149,7 +156,7 @@ class Journal:
         error: BaseException | None = None,
     ) -> None:
         """Write the pair's new state (a committed transaction of its own)."""
-        error_type, message, status = _encode(error)
+        error_type, message, status = encode_error(error)
         self._db.execute(
             "INSERT INTO conversions (source_task_id, audio_id, state, task_id, wav_url,"
             " path, error_type, error, error_status, updated_at)"
@@ -197,7 +204,8 @@ class Journal:
         return {State(state): count for state, count in rows}
 
 
-def _encode(error: BaseException | None) -> tuple[str | None, str | None, int | None]:
+def encode_error(error: BaseException | None) -> tuple[str | None, str | None, int | None]:
+    """An error as a row's ``error_type``, ``error`` and ``error_status``."""
     if error is None:
         return None, None, None
     if isinstance(error, TaskFailedError):

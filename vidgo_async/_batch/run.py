@@ -12,10 +12,8 @@ through the client-wide poll rate cap.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -39,8 +37,9 @@ from ..errors import (
     TaskFailedError,
     VidgoError,
 )
-from .intake import Key, Pairs, describe_pair, each_pair, pair_key
+from .intake import Key, Pairs, describe_pair, each_pair, pair_key, wav_file_name
 from .journal import Entry, Journal, State, journalled_error, state_after_failed_submit
+from .journals import BatchJournal, is_postgres, open_journal
 
 __all__ = ["BatchProgress", "Download", "Pairs", "start_batch"]
 
@@ -109,8 +108,8 @@ def start_batch(
     """
     concurrency = check_count("concurrency", concurrency)
     room = concurrency + check_count("max_waiting", max_waiting)
-    if journal is not None:
-        Journal.check(journal)
+    if journal is not None and not is_postgres(journal):
+        Journal.check(journal)  # a PostgreSQL journal is checked when the batch starts
     batch = _Batch(
         submitter,
         waits,
@@ -140,14 +139,15 @@ class _Batch:
     journal_path: str | os.PathLike[str] | None = attrs.field(kw_only=True)
     download_to: Path | None = attrs.field(kw_only=True)
     hook: EventHook | None = attrs.field(kw_only=True, default=None)
-    journal: Journal | None = attrs.field(init=False, default=None)
+    journal: BatchJournal | None = attrs.field(init=False, default=None)
     queue: asyncio.Queue[Any] = attrs.field(init=False)
     slots: asyncio.Semaphore = attrs.field(init=False)  # pairs in flight
     waiting: asyncio.Semaphore = attrs.field(init=False)  # pairs past their submit
     busy: asyncio.Semaphore = attrs.field(init=False)  # requests in flight
     tasks: set[asyncio.Task[None]] = attrs.field(init=False, factory=set)
     in_flight: dict[Key, int] = attrs.field(init=False, factory=dict)  # -> repeats seen
-    done: dict[Key, ConversionResult] = attrs.field(init=False, factory=dict)
+    # -> its result; None: another worker holds the pair and reports it
+    done: dict[Key, ConversionResult | None] = attrs.field(init=False, factory=dict)
     read: int = attrs.field(init=False, default=0)
     input_done: bool = attrs.field(init=False, default=False)
     refused: APIError | None = attrs.field(init=False, default=None)
@@ -165,8 +165,8 @@ class _Batch:
     ) -> AsyncGenerator[ConversionResult, None]:
         """Run the batch; yield each result as it is queued."""
         if self.journal_path is not None:
-            self.journal = Journal(self.journal_path)
-            for model, seen in self.journal.learned().items():  # start warm
+            self.journal = await open_journal(self.journal_path)
+            for model, seen in (await self.journal.learned()).items():  # start warm
                 self.waits.learner.durations(model).restore(seen)
         feeder = asyncio.create_task(self._feed())
         done = succeeded = 0
@@ -195,8 +195,8 @@ class _Batch:
             await asyncio.gather(*pending, return_exceptions=True)
             await self._finish_submits()
             if self.journal is not None:
-                self._keep_learned()
-                self.journal.close()
+                await self._keep_learned()
+                await self.journal.close()
 
     async def _finish_submits(self) -> None:
         """Give the submits in flight a moment to be answered and journalled, so that a
@@ -235,7 +235,8 @@ class _Batch:
             await self.queue.put(ConversionResult(source_task_id=source, audio_id=audio, error=exc))
             return
         if key in self.done:
-            await self.queue.put(self.done[key])
+            if (known := self.done[key]) is not None:
+                await self.queue.put(known)
         elif key in self.in_flight:
             self.in_flight[key] += 1
         else:
@@ -259,25 +260,28 @@ class _Batch:
             try:
                 with operation(self.hook, "pair", **ids) as scope:
                     result = await self._convert(key)
-                    error = None if result.error is None else type(result.error).__name__
-                    scope.note(task_id=result.task_id, error=error)
+                    if result is not None:
+                        error = None if result.error is None else type(result.error).__name__
+                        scope.note(task_id=result.task_id, error=error)
             except Exception as exc:  # a bug must cost one result, not the batch
                 logger.exception("conversion of %s failed unexpectedly", key)
                 result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
             finally:
                 self.waiting.release()
             self.done[key] = result
-            for _ in range(1 + self.in_flight.pop(key)):
+            for _ in range(1 + self.in_flight.pop(key)) if result is not None else ():
                 await self.queue.put(result)
         finally:
             self.slots.release()
 
-    async def _convert(self, key: Key) -> ConversionResult:
+    async def _convert(self, key: Key) -> ConversionResult | None:
         deadline = Deadline.after(self.timeout)
         try:
             started = await self._start(key, deadline)
         finally:
             self.busy.release()  # the permit the feeder took for this pair's submit
+        if started is None:  # another worker holds the pair
+            return None
         if isinstance(started, Entry):
             return await self._from_journal(key, started)
         if isinstance(started, ConversionResult):
@@ -290,13 +294,13 @@ class _Batch:
             wav_url = await self.waits.wav_url(poller)
         except VidgoError as exc:
             if isinstance(exc, _TASK_IS_DONE_FOR):
-                self._record(key, State.FAILED, task_id=task_id, error=exc)
+                await self._record(key, State.FAILED, task_id=task_id, error=exc)
             # Otherwise (deadline, account trouble ...) it stays accepted: a re-run waits again.
             return attrs.evolve(result, error=exc)
-        self._record(key, State.FINISHED, task_id=task_id, wav_url=wav_url)
+        await self._record(key, State.FINISHED, task_id=task_id, wav_url=wav_url)
         self.unsaved += 1
         if self.unsaved >= _KEEP_LEARNED_EVERY:
-            self._keep_learned()
+            await self._keep_learned()
         result = ConversionResult(
             source_task_id=key[0], audio_id=key[1], task_id=task_id, wav_url=wav_url
         )
@@ -304,10 +308,13 @@ class _Batch:
 
     async def _start(
         self, key: Key, deadline: Deadline
-    ) -> Entry | ConversionResult | tuple[str, float | None]:
+    ) -> Entry | ConversionResult | tuple[str, float | None] | None:
         """What the journal knows of the pair, its result if no task is known, or
-        the task to wait on and when this run submitted it (``None``: an earlier run)."""
-        entry = self.journal.get(*key) if self.journal else None
+        the task to wait on and when this run submitted it (``None``: an earlier run);
+        ``None`` if another worker holds the pair."""
+        claimed, entry = await self.journal.claim(*key) if self.journal else (True, None)
+        if not claimed:
+            return None
         if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
             return entry
         if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
@@ -326,7 +333,7 @@ class _Batch:
         self, key: Key, deadline: Deadline, *, resumed: bool
     ) -> ConversionResult | tuple[str, float]:
         """Submit the pair, journalled before and after; its task, or its result."""
-        self._record(key, State.SUBMITTING)  # only now may the request go out
+        await self._record(key, State.SUBMITTING)  # only now may the request go out
         input = {"task_id": key[0], "audio_id": key[1]}
         try:
             accepted = await self.submitter.submit(
@@ -336,9 +343,9 @@ class _Batch:
             if isinstance(exc, _ACCOUNT_REFUSALS) and self.refused is None:
                 self.refused = exc
                 logger.info("batch submits stopped: %s", exc)
-            self._record(key, state_after_failed_submit(exc), error=exc)
+            await self._record(key, state_after_failed_submit(exc), error=exc)
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
-        self._record(key, State.ACCEPTED, task_id=accepted.task_id)
+        await self._record(key, State.ACCEPTED, task_id=accepted.task_id)
         return accepted.task_id, time.monotonic()
 
     async def _download(self, key: Key, result: ConversionResult) -> ConversionResult:
@@ -350,7 +357,9 @@ class _Batch:
                 path = await self.download(result.wav_url, dest, overwrite=True)
         except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
             return attrs.evolve(result, error=exc)
-        self._record(key, State.FINISHED, task_id=result.task_id, wav_url=result.wav_url, path=path)
+        await self._record(
+            key, State.FINISHED, task_id=result.task_id, wav_url=result.wav_url, path=path
+        )
         return attrs.evolve(result, path=path)
 
     async def _from_journal(self, key: Key, entry: Entry) -> ConversionResult:
@@ -363,15 +372,15 @@ class _Batch:
             return attrs.evolve(result, path=Path(entry.path))
         return await self._download(key, result)
 
-    def _keep_learned(self) -> None:
+    async def _keep_learned(self) -> None:
         """Save to the journal what the client learned of task durations."""
         self.unsaved = 0
         if self.journal is not None:
             learner = self.waits.learner
             for model in learner.models():
-                self.journal.keep_learned(model, learner.durations(model).observations())
+                await self.journal.keep_learned(model, learner.durations(model).observations())
 
-    def _record(
+    async def _record(
         self,
         key: Key,
         state: State,
@@ -382,7 +391,7 @@ class _Batch:
         error: BaseException | None = None,
     ) -> None:
         if self.journal is not None:
-            self.journal.record(
+            await self.journal.record(
                 *key,
                 state,
                 task_id=task_id,
@@ -390,12 +399,3 @@ class _Batch:
                 path=None if path is None else str(path),
                 error=error,
             )
-
-
-def wav_file_name(audio_id: str) -> str:
-    """``<audio_id>.wav``; an id that had to be changed to be a safe name gets a
-    short hash of itself, so that two ids never share a file."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200]
-    if safe != audio_id:
-        safe += "-" + hashlib.sha256(audio_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return safe + ".wav"

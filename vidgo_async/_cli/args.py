@@ -195,7 +195,8 @@ def _journal(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--journal",
         metavar="PATH",
-        help=f"SQLite journal of every submit (default ./{DEFAULT_JOURNAL}); re-run to resume",
+        help=f"SQLite journal of every submit (default ./{DEFAULT_JOURNAL}); re-run to resume;"
+        " a postgresql:// DSN: a journal shared by workers on several hosts",
     )
     group.add_argument("--no-journal", action="store_true", help="keep no journal")
 

@@ -21,7 +21,7 @@ import attrs
 
 from vidgo_async import DEFAULT_TIMEOUT, ConversionResult, VidgoClient
 
-from .checks import check_download_folder, journal_of, open_output
+from .checks import check_download_folder, journal_label, journal_of, open_output
 from .client import make_client
 from .exits import ACCOUNT_REFUSALS, Exit, account_advice, one_line
 from .input import BadRow, count_rows, open_input, read_pairs
@@ -89,12 +89,18 @@ async def run_batch(
     except asyncio.CancelledError:
         print_summary(_summary(tally, options, stopped="interrupted"), sys.stderr)
         if options.journal:
-            print(f"journal: {options.journal} (re-run the command to resume)", file=sys.stderr)
+            print(
+                f"journal: {journal_label(options.journal)} (re-run the command to resume)",
+                file=sys.stderr,
+            )
         raise
     stopped = None if refusal is None else "stopped"
     print_summary(_summary(tally, options, stopped=stopped), sys.stderr)
     if options.journal and tally.rows:
-        print(f"journal: {options.journal} (a re-run converts nothing twice)", file=sys.stderr)
+        print(
+            f"journal: {journal_label(options.journal)} (a re-run converts nothing twice)",
+            file=sys.stderr,
+        )
     if refusal is not None:
         left = "the rest of the input" if tally.left is None else f"{tally.left} rows"
         print(
@@ -168,4 +174,4 @@ def _summary(tally: Tally, options: BatchOptions, *, stopped: str | None) -> lis
 def _rerun(journal: str | None) -> str:
     if journal is None:
         return " (no journal was kept: re-run only the pairs without a result)"
-    return f"; re-run the same command to go on (journal {journal})"
+    return f"; re-run the same command to go on (journal {journal_label(journal)})"

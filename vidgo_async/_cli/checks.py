@@ -19,6 +19,7 @@ __all__ = [
     "check_download_dest",
     "check_download_folder",
     "check_journal",
+    "journal_label",
     "journal_of",
     "open_output",
     "wav_name",
@@ -80,8 +81,11 @@ def check_journal(journal: str) -> str:
     """``journal`` if SQLite can keep the batch's journal there.
 
     It is a new file in an existing, writable folder, or an existing SQLite
-    database (an empty file is one) that can be written.
+    database (an empty file is one) that can be written. A ``postgresql://``
+    DSN (a journal shared by several workers) is checked when the batch starts.
     """
+    if journal.startswith(("postgresql://", "postgres://")):
+        return journal
     path = Path(journal)
     if path.is_dir():
         raise UsageError(f"--journal: {path} is a folder; give a file path (or --no-journal)")
@@ -128,3 +132,8 @@ def _check_writable(folder: Path, flag: str) -> None:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
+
+
+def journal_label(journal: str) -> str:
+    """``journal`` as printed: a DSN's password hidden."""
+    return re.sub(r"^(postgres(?:ql)?://[^:@/]*):[^@/]*@", r"\1:***@", journal)

@@ -63,7 +63,8 @@ async def _convert_one(
     async with aclosing(results):
         async for result in results:
             return result
-    raise AssertionError("convert_many gave no result for its one pair")  # pragma: no cover
+    # Only a PostgreSQL journal can hold the pair for another worker.
+    raise CommandError("the pair is being converted by another worker sharing the journal")
 
 
 def _failure(result: ConversionResult, journal: str | None) -> CommandError:

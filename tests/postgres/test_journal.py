@@ -1,0 +1,213 @@
+"""convert_many with a PostgreSQL journal: workers sharing one batch, on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not installed")
+
+# Below the check: these import asyncpg.
+from support import MakeClient  # noqa: E402
+
+from vidgo_async import ConversionResult, VidgoClient  # noqa: E402
+from vidgo_async._batch.journal import State  # noqa: E402
+from vidgo_async._postgres import journal as pg_journal  # noqa: E402
+from vidgo_async.testing import FakeVidgo  # noqa: E402
+
+WORKER = Path(__file__).with_name("journal_support.py")
+LEASE = 1.0
+
+
+@pytest.fixture
+def short_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leases of a second, renewed every third of one."""
+    monkeypatch.setattr(pg_journal, "LEASE_SECONDS", LEASE)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """Audio ids of this test's own: the journal's rows are keyed by the pair alone."""
+    return f"a{uuid.uuid4().hex[:8]}"
+
+
+def pairs_of(prefix: str, count: int) -> list[tuple[str, str]]:
+    return [("music", f"{prefix}-{i}") for i in range(count)]
+
+
+async def run(
+    client: VidgoClient, pairs: list[tuple[str, str]], dsn: str
+) -> list[ConversionResult]:
+    return [r async for r in client.convert_many(pairs, journal=dsn, concurrency=4)]
+
+
+async def states(dsn: str, prefix: str) -> Counter[str | None]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT state FROM vidgo_async_journal WHERE audio_id LIKE $1", prefix + "-%"
+        )
+    finally:
+        await connection.close()
+    return Counter(r["state"] for r in rows)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("short_lease")
+async def test_two_clients_share_a_batch_each_pair_converted_and_reported_once(
+    postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str
+) -> None:
+    pairs = pairs_of(prefix, 20)
+    first, second = await asyncio.gather(
+        run(make_client(), pairs, postgres_dsn), run(make_client(), pairs, postgres_dsn)
+    )
+    reported = Counter(r.audio_id for r in [*first, *second])
+    assert reported == Counter(a for _, a in pairs)
+    assert all(r.ok for r in [*first, *second])
+    assert first and second  # both did a share
+    assert {a: fake.accept_count[a] for _, a in pairs} == {a: 1 for _, a in pairs}
+    # A re-run (once the leases ran out) answers every pair from the journal, converting nothing.
+    await asyncio.sleep(LEASE + 0.2)
+    again = await run(make_client(), pairs, postgres_dsn)
+    assert sorted(r.audio_id for r in again) == sorted(a for _, a in pairs)
+    assert all(r.ok for r in again)
+    assert {a: fake.accept_count[a] for _, a in pairs} == {a: 1 for _, a in pairs}
+
+
+@pytest.mark.asyncio
+async def test_a_bad_dsn_is_a_configuration_error(make_client: MakeClient) -> None:
+    from vidgo_async.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        await run(make_client(), [("music", "x")], "postgresql://nobody@127.0.0.1:1/none")
+
+
+def _spawn(dsn: str, fake: FakeVidgo, count: int, out: Path, lease: float = LEASE) -> Any:
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(WORKER.parent), *sys.path])}
+    with out.open("w") as stdout:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), dsn, fake.url, fake.api_key, str(lease), str(count)],
+            stdout=stdout,
+            env=env,
+        )
+
+
+def _lines(out: Path) -> Iterator[dict[str, Any]]:
+    for line in out.read_text().splitlines():
+        yield json.loads(line)
+
+
+@pytest.mark.asyncio
+async def test_two_processes_share_a_batch(
+    postgres_dsn: str, fake: FakeVidgo, tmp_path: Path
+) -> None:
+    count = 16
+    outs = [tmp_path / "one.jsonl", tmp_path / "two.jsonl"]
+    # The journal's rows are keyed by the pair: clear the worker's ids first.
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        await connection.execute("DELETE FROM vidgo_async_journal WHERE audio_id LIKE 'audio-%'")
+    except asyncpg.UndefinedTableError:
+        pass
+    finally:
+        await connection.close()
+    workers = [_spawn(postgres_dsn, fake, count, out, lease=10.0) for out in outs]
+    for worker in workers:
+        assert await asyncio.to_thread(worker.wait, 60) == 0
+    seen = [[line["audio_id"] for line in _lines(out)] for out in outs]
+    expected = [f"audio-{i}" for i in range(count)]
+    assert sorted(seen[0] + seen[1]) == sorted(expected)
+    assert {a: fake.accept_count[a] for a in expected} == dict.fromkeys(expected, 1)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("short_lease")
+async def test_a_killed_workers_pairs_are_taken_over_after_its_lease(
+    postgres_dsn: str, make_fake: Any, make_client: MakeClient, tmp_path: Path
+) -> None:
+    fake = await make_fake(run_time=3.0)
+    count = 6
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        await connection.execute("DELETE FROM vidgo_async_journal WHERE audio_id LIKE 'audio-%'")
+    except asyncpg.UndefinedTableError:
+        pass
+    finally:
+        await connection.close()
+    worker = _spawn(postgres_dsn, fake, count, tmp_path / "killed.jsonl", lease=3.0)
+    try:
+        deadline = time.monotonic() + 30
+        while (await _safe_states(postgres_dsn, "audio"))["accepted"] < count:
+            assert time.monotonic() < deadline, "the worker never got its tasks accepted"
+            assert worker.poll() is None
+            await asyncio.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    assert list(_lines(tmp_path / "killed.jsonl")) == []
+    # While the dead worker's lease runs, its pairs are not this one's to report.
+    pairs = [("music", f"audio-{i}") for i in range(count)]
+    early = await run(make_client(fake), pairs, postgres_dsn)
+    assert early == []
+    await asyncio.sleep(3.2)
+    later = await run(make_client(fake), pairs, postgres_dsn)
+    assert sorted(r.audio_id for r in later) == [a for _, a in pairs]
+    assert all(r.ok for r in later), later
+    assert {a: fake.accept_count[a] for _, a in pairs} == {a: 1 for _, a in pairs}
+
+
+async def _safe_states(dsn: str, prefix: str) -> Counter[str | None]:
+    try:
+        return await states(dsn, prefix)
+    except asyncpg.UndefinedTableError:
+        return Counter()
+
+
+def test_the_cli_takes_a_dsn_as_its_journal_and_hides_its_password() -> None:
+    from vidgo_async._cli.checks import check_journal, journal_label
+
+    dsn = "postgresql://app:secret@db.example/app"
+    assert check_journal(dsn) == dsn
+    assert journal_label(dsn) == "postgresql://app:***@db.example/app"
+    assert journal_label("batch.sqlite") == "batch.sqlite"
+
+
+async def left_mid_submit(dsn: str, audio_id: str, *, lease: float) -> None:
+    """The pair's row as a worker killed during its submit leaves it (lease from now)."""
+    journal = await pg_journal.PostgresJournal.open(dsn, lease_seconds=lease)
+    try:
+        await journal.claim("music", audio_id)
+        await journal.record("music", audio_id, State.SUBMITTING)
+    finally:
+        journal._renewer.cancel()  # killed: no renewal, no release
+        journal._pool.terminate()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("short_lease")
+async def test_a_pair_left_mid_submit_is_resumed_by_the_409_rule_after_the_lease(
+    postgres_dsn: str, make_fake: Any, make_client: MakeClient, prefix: str
+) -> None:
+    fake = await make_fake(conflict_includes_task_id=True)
+    client = make_client(fake)
+    audio_id = f"{prefix}-0"
+    first = await client.submit_wav("music", audio_id)  # what the killed worker got accepted
+    await left_mid_submit(postgres_dsn, audio_id, lease=LEASE)
+    assert await run(client, [("music", audio_id)], postgres_dsn) == []  # its lease still runs
+    await asyncio.sleep(LEASE + 0.2)
+    (result,) = await run(client, [("music", audio_id)], postgres_dsn)
+    assert result.ok and result.task_id == first.task_id
+    assert fake.accept_count[audio_id] == 1

@@ -1,0 +1,112 @@
+"""The batch's journal as the run sees it: async calls, and a claim per pair.
+
+``convert_many(journal=...)`` takes a SQLite file (``journal.Journal``, one
+process: every claim succeeds) or a ``postgresql://`` DSN (the PostgreSQL
+journal of ``vidgo_async._postgres.journal``, imported only then: workers on
+several hosts share one batch, each pair claimed by one of them under a lease).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from .journal import Entry, Journal, State
+
+__all__ = ["BatchJournal", "Claim", "SqliteJournal", "is_postgres", "open_journal"]
+
+#: What a claim answers: whether this process holds the pair, and the pair's row.
+Claim = tuple[bool, Entry | None]
+
+
+class BatchJournal(Protocol):
+    """What ``_Batch`` needs of a journal."""
+
+    async def claim(self, source_task_id: str, audio_id: str) -> Claim:
+        """Take the pair for this process (``False``: another live worker holds it)."""
+
+    async def record(
+        self,
+        source_task_id: str,
+        audio_id: str,
+        state: State,
+        *,
+        task_id: str | None = None,
+        wav_url: str | None = None,
+        path: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Write the pair's new state."""
+
+    async def learned(self) -> dict[str, list[tuple[float, float]]]:
+        """The task durations an earlier run learned, per model."""
+
+    async def keep_learned(self, model: str, observations: list[tuple[float, float]]) -> None:
+        """Save what was learned of ``model``'s durations."""
+
+    async def close(self) -> None:
+        """Give up this process's claims and disconnect."""
+
+
+class SqliteJournal:
+    """The SQLite journal behind the async calls; its writes stay synchronous."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.journal = Journal(path)
+
+    async def claim(self, source_task_id: str, audio_id: str) -> Claim:
+        """Always this process's: one process per SQLite journal."""
+        return True, self.journal.get(source_task_id, audio_id)
+
+    async def record(
+        self,
+        source_task_id: str,
+        audio_id: str,
+        state: State,
+        *,
+        task_id: str | None = None,
+        wav_url: str | None = None,
+        path: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Write the pair's new state (committed before this returns)."""
+        self.journal.record(
+            source_task_id,
+            audio_id,
+            state,
+            task_id=task_id,
+            wav_url=wav_url,
+            path=path,
+            error=error,
+        )
+
+    async def learned(self) -> dict[str, list[tuple[float, float]]]:
+        """The task durations an earlier run learned, per model."""
+        return self.journal.learned()
+
+    async def keep_learned(self, model: str, observations: list[tuple[float, float]]) -> None:
+        """Save what was learned of ``model``'s durations."""
+        self.journal.keep_learned(model, observations)
+
+    async def close(self) -> None:
+        """Close the database."""
+        self.journal.close()
+
+
+def is_postgres(journal: object) -> bool:
+    """Whether ``journal`` names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://"))
+
+
+async def open_journal(journal: str | os.PathLike[str]) -> BatchJournal:
+    """Open the journal ``journal`` names.
+
+    Raises:
+        ConfigurationError: It cannot be used.
+    """
+    if is_postgres(journal):
+        # Late binding: only a PostgreSQL journal needs the extra (and asyncpg).
+        from .._postgres.journal import PostgresJournal
+
+        return await PostgresJournal.open(str(journal))
+    return SqliteJournal(journal)

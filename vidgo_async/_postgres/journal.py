@@ -1,0 +1,210 @@
+"""The batch journal in PostgreSQL: workers on several hosts share one batch.
+
+``convert_many(pairs, journal="postgresql://...")`` in N processes given the
+same input: each pair is claimed by one worker at a time, under a lease on
+the database's clock (``claimed_by``, ``lease_until``). A claim is one
+``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` the row is free, this
+worker's, or its lease expired: the row lock serializes rival claims, and the
+loser gets no row back. A worker renews the leases of all its rows every
+third of a lease, and keeps them until its batch ends; then it frees the
+pairs left unfinished, and keeps the settled ones (finished, failed, unknown)
+for one more lease, so that a worker of the same run starting late does not
+report them again. A killed worker's pairs are
+claimable once its lease expires; the taker resumes them as a SQLite re-run
+would (accepted: wait on the task; caught mid-submit: resubmit with
+``resumed=True``, the submit rule settles it). A pair held by another live
+worker is skipped, not reported by this one: each pair is reported by the
+worker that holds it. A run started a lease or more after the last worker
+ended is a re-run: it finds every row free and answers from it.
+
+Rows are keyed by the pair alone, as a SQLite journal file's are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+try:
+    import asyncpg  # type: ignore[import-untyped]
+except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
+    raise ImportError(
+        "a PostgreSQL journal needs asyncpg: pip install 'vidgo-async[postgres]'"
+    ) from exc
+
+from .._batch.journal import Entry, State, encode_error
+from .._wire.convert import converter, dump_durations, load_durations
+from ..errors import ConfigurationError
+
+__all__ = ["LEASE_SECONDS", "PostgresJournal"]
+
+logger = logging.getLogger("vidgo_async")
+
+#: How long a worker's claim outlives its last renewal (renewed every third of it).
+LEASE_SECONDS = 30.0
+_CONNECT_TIMEOUT = 10.0
+_SETUP_LOCK = 0x76696468  # pg_advisory_xact_lock key of the journal's set-up
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS vidgo_async_journal (
+    source_task_id text NOT NULL,
+    audio_id text NOT NULL,
+    state text,
+    task_id text,
+    wav_url text,
+    path text,
+    error_type text,
+    error text,
+    error_status integer,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    claimed_by text,
+    lease_until timestamptz,
+    PRIMARY KEY (source_task_id, audio_id)
+);
+CREATE INDEX IF NOT EXISTS vidgo_async_journal_claimed
+    ON vidgo_async_journal (claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE TABLE IF NOT EXISTS vidgo_async_journal_learned (model text PRIMARY KEY, summary text);
+"""
+_COLUMNS = ("state", "task_id", "wav_url", "path", "error_type", "error", "error_status")
+
+_CLAIM = f"""
+INSERT INTO vidgo_async_journal AS j (source_task_id, audio_id, claimed_by, lease_until)
+    VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4))
+    ON CONFLICT (source_task_id, audio_id) DO UPDATE
+    SET claimed_by = excluded.claimed_by, lease_until = excluded.lease_until
+    WHERE j.claimed_by IS NULL OR j.claimed_by = excluded.claimed_by
+        OR j.lease_until < clock_timestamp()
+    RETURNING {", ".join("j." + c for c in _COLUMNS)}
+"""
+_RECORD = """
+INSERT INTO vidgo_async_journal AS j (source_task_id, audio_id, state, task_id, wav_url, path,
+        error_type, error, error_status, claimed_by, lease_until)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp() + make_interval(secs => $11))
+    ON CONFLICT (source_task_id, audio_id) DO UPDATE SET
+    state = excluded.state, task_id = COALESCE(excluded.task_id, j.task_id),
+    wav_url = excluded.wav_url, path = excluded.path, error_type = excluded.error_type,
+    error = excluded.error, error_status = excluded.error_status, updated_at = clock_timestamp()
+"""
+_RENEW = (
+    "UPDATE vidgo_async_journal SET lease_until = clock_timestamp() + make_interval(secs => $2)"
+    " WHERE claimed_by = $1"
+)
+# At a batch's end: the pairs left unfinished are free at once (a re-run resumes them), the
+# settled ones stay this worker's for one more lease (a worker of the same run that comes late
+# would otherwise report them again).
+_RELEASE = (
+    "UPDATE vidgo_async_journal SET"
+    " claimed_by = CASE WHEN state IN ('finished', 'failed', 'unknown') THEN claimed_by END,"
+    " lease_until = CASE WHEN state IN ('finished', 'failed', 'unknown')"
+    " THEN clock_timestamp() + make_interval(secs => $2) END"
+    " WHERE claimed_by = $1"
+)
+_LEARNED = "SELECT model, summary FROM vidgo_async_journal_learned"
+_KEEP_LEARNED = (
+    "INSERT INTO vidgo_async_journal_learned (model, summary) VALUES ($1, $2)"
+    " ON CONFLICT (model) DO UPDATE SET summary = excluded.summary"
+)
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+class PostgresJournal:
+    """One worker's view of the shared journal: a small pool and a lease renewer.
+
+    Use :meth:`open`; ``worker`` names this process in ``claimed_by``.
+    """
+
+    def __init__(self, pool: Any, *, lease_seconds: float, worker: str) -> None:
+        self.worker = worker
+        self.lease_seconds = lease_seconds
+        self._pool = pool
+        self._renewer = asyncio.create_task(self._renew())
+
+    @classmethod
+    async def open(cls, dsn: str, *, lease_seconds: float | None = None) -> PostgresJournal:
+        """Connect, create the tables if they are missing, and start renewing leases.
+
+        Raises:
+            ConfigurationError: The database cannot be reached or refuses the set-up.
+        """
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=4,
+                timeout=_CONNECT_TIMEOUT,
+                server_settings={"application_name": "vidgo-async journal"},
+            )
+            async with pool.acquire() as connection, connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
+                await connection.execute(SCHEMA)
+        except (*_DB_ERRORS, ValueError) as exc:
+            raise ConfigurationError(f"cannot open the PostgreSQL journal: {exc}") from None
+        worker = f"{uuid.uuid4().hex[:12]}@{time.time():.0f}"
+        lease = LEASE_SECONDS if lease_seconds is None else lease_seconds
+        return cls(pool, lease_seconds=lease, worker=worker)
+
+    async def claim(self, source_task_id: str, audio_id: str) -> tuple[bool, Entry | None]:
+        """Take the pair unless another live worker holds it; its row if it has a state."""
+        row = await self._pool.fetchrow(
+            _CLAIM, source_task_id, audio_id, self.worker, self.lease_seconds
+        )
+        if row is None:
+            return False, None
+        if row["state"] is None:  # claimed, nothing recorded yet
+            return True, None
+        entry: Entry = converter.structure({c: row[c] for c in _COLUMNS}, Entry)
+        return True, entry
+
+    async def record(
+        self,
+        source_task_id: str,
+        audio_id: str,
+        state: State,
+        *,
+        task_id: str | None = None,
+        wav_url: str | None = None,
+        path: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Write the pair's new state (committed before this returns)."""
+        error_type, message, status = encode_error(error)
+        args = (source_task_id, audio_id, state.value, task_id, wav_url, path)
+        await self._pool.execute(
+            _RECORD, *args, error_type, message, status, self.worker, self.lease_seconds
+        )
+
+    async def learned(self) -> dict[str, list[tuple[float, float]]]:
+        """The task durations an earlier run learned, per model."""
+        rows = await self._pool.fetch(_LEARNED)
+        return {r["model"]: load_durations(r["summary"]) for r in rows if r["summary"]}
+
+    async def keep_learned(self, model: str, observations: list[tuple[float, float]]) -> None:
+        """Save what was learned; a failure is only logged (a re-run starts cold)."""
+        try:
+            await self._pool.execute(_KEEP_LEARNED, model, dump_durations(observations))
+        except _DB_ERRORS as exc:
+            logger.warning("could not save the learned durations to the journal: %s", exc)
+
+    async def close(self) -> None:
+        """Stop renewing, give up this worker's claims, and disconnect."""
+        self._renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._renewer
+        try:
+            await self._pool.execute(_RELEASE, self.worker, self.lease_seconds)
+        except _DB_ERRORS as exc:  # the leases expire anyway
+            logger.warning("could not give up the journal's claims: %s", exc)
+        finally:
+            self._pool.terminate()
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self._pool.execute(_RENEW, self.worker, self.lease_seconds)
+            except _DB_ERRORS as exc:
+                logger.warning("could not renew the journal's claims: %s", exc)
