@@ -65,7 +65,9 @@ class VidgoClient:
             (shared by its API requests and its downloads).
         max_polls_per_second: Client-wide cap on status requests.
         session: An ``aiohttp.ClientSession`` to use; the client never
-            closes a session it did not create.
+            closes a session it did not create. (aiohttp may send a status
+            read again on a borrowed session when a kept-alive connection
+            fails, past the rate cap: the client's own sessions do not.)
         callbacks: A :class:`~vidgo_async.webhooks.CallbackReceiver`: submits
             then carry a callback URL (unless given one), and waits return
             on a confirmed callback or a poll, whichever comes first.
@@ -170,7 +172,8 @@ class VidgoClient:
             callback_url: Where the API should POST the result.
 
         Returns:
-            The new task (status ``not_started``).
+            The new task (status ``not_started``, or ``UNKNOWN`` when the
+            answer named the task without its status).
 
         Raises:
             AlreadyConvertedError: The track was converted to WAV before.

@@ -15,7 +15,7 @@ import attrs
 
 from .errors import ClientClosedError
 
-__all__ = ["Lifecycle"]
+__all__ = ["Lifecycle", "settle"]
 
 
 @attrs.define
@@ -39,7 +39,7 @@ class Lifecycle:
         self.check()
         loop = asyncio.get_running_loop()
         waiter = wake if wake is not None else loop.create_future()
-        timer = loop.call_later(seconds, _settle, waiter)
+        timer = loop.call_later(seconds, settle, waiter)
         self._sleepers.add(waiter)
         try:
             await waiter
@@ -56,6 +56,7 @@ class Lifecycle:
                 waiter.set_exception(ClientClosedError("the client was closed"))
 
 
-def _settle(waiter: asyncio.Future[None]) -> None:
+def settle(waiter: asyncio.Future[None]) -> None:
+    """End ``waiter`` (a pause) now, unless something else ended it first."""
     if not waiter.done():
         waiter.set_result(None)

@@ -35,7 +35,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from .._config import PollPolicy
-from .._lifecycle import Lifecycle
+from .._lifecycle import Lifecycle, settle
 from .._models import Task, TaskStatus
 from .._timing.deadline import Deadline
 
@@ -195,7 +195,7 @@ class Registry:
                 " the internet (reverse proxy or tunnel up, https, its path forwarded)"
             )
             for waiter in self.napping:
-                _settle(waiter)
+                settle(waiter)
 
     def _purge(self) -> None:
         now = time.monotonic()
@@ -271,8 +271,3 @@ class CallbackPacer:
     def close(self) -> None:
         """The wait ended (done, failed, timed out or cancelled): release its token."""
         self._registry.discard(self._slot)
-
-
-def _settle(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

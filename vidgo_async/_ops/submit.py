@@ -237,9 +237,7 @@ def _after_conflict(
     if ambiguous is not None:
         raise _unknown(body, ambiguous, exc) from exc
     if body["model"] != WAV_MODEL:
-        raise ConflictError(
-            exc.message, status=exc.status, code=exc.code, task_id=exc.task_id
-        ) from exc
+        raise exc
     # The server says what happened; say what the user can do about it.
     named = f" (conversion task {exc.task_id})" if exc.task_id else ""
     raise AlreadyConvertedError(

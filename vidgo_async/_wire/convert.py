@@ -20,6 +20,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from .._models import Balance, Task, TaskFile, TaskHandle, TaskStatus
+from .._validate import MAX_ID
 from ..errors import InvalidResponseError, UnusableTaskIdError
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "server_id",
 ]
 
-MAX_ID = 256
 _LENGTH_LIMIT = 40  # digits of a number worth reading; longer ones are not data
 
 
@@ -84,7 +84,8 @@ def _datetime(value: Any, _: object) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.strip())  # ISO 8601, "Z" included, since 3.11
+        text = value.strip()  # Python 3.10's fromisoformat reads no "Z"
+        return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     except ValueError:
         return None
 
