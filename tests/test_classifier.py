@@ -573,3 +573,32 @@ async def test_resumed_submit_never_accepted_is_submitted_once(
     result = await run_batch(client, tmp_path / "j.sqlite", "a")
     assert result.ok
     assert fake.accept_count["a"] == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "account", "pair", "task"),
+    [
+        (400, False, True, True),
+        (401, True, False, False),
+        (402, True, False, False),
+        (403, True, False, True),
+        (404, False, True, True),
+        (409, False, True, False),
+        (422, False, True, True),
+        (429, False, False, False),
+        (500, False, False, False),
+    ],
+)
+def test_the_final_answers_by_what_they_refuse(
+    status: int, account: bool, pair: bool, task: bool
+) -> None:
+    """Which final answers refuse the account, the pair submitted, or the task waited on."""
+    from vidgo_async._timing.classify import ends_the_task, refuses_the_account, refuses_the_pair
+    from vidgo_async._wire.envelope import api_error
+
+    exc = api_error(status, None, "no", None, None)
+    assert (refuses_the_account(exc), refuses_the_pair(exc), ends_the_task(exc)) == (
+        account,
+        pair,
+        task,
+    )

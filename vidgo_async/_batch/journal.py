@@ -25,6 +25,7 @@ from pathlib import Path
 import attrs
 
 from .._models import WAV_MODEL, TaskHandle
+from .._timing.classify import refuses_the_pair
 from .._wire.convert import converter, dump_durations, load_durations
 from ..errors import (
     APIError,
@@ -47,7 +48,6 @@ __all__ = [
 
 logger = logging.getLogger("vidgo_async")
 
-_PAIR_REFUSED = frozenset({400, 404, 409, 422})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversions (
@@ -257,6 +257,6 @@ def state_after_failed_submit(exc: VidgoError) -> State:
         return State.SUBMITTING
     if isinstance(exc, (SubmitOutcomeUnknownError, UnusableTaskIdError)):
         return State.UNKNOWN
-    if isinstance(exc, APIError) and exc.status in _PAIR_REFUSED:
+    if refuses_the_pair(exc):
         return State.FAILED
     return State.UNSENT

@@ -25,16 +25,10 @@ from .._events import EventHook, operation
 from .._models import WAV_MODEL, ConversionResult, TaskHandle
 from .._ops.submit import Submitter
 from .._ops.wait import Waits
+from .._timing.classify import ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_timeout
 from ..errors import (
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    InsufficientCreditsError,
-    NotFoundError,
-    PermissionDeniedError,
-    TaskFailedError,
     VidgoError,
 )
 from .intake import Key, Pairs, describe_pair, each_pair, pair_key, wav_file_name
@@ -48,10 +42,6 @@ logger = logging.getLogger("vidgo_async")
 #: ``download(url, dest, overwrite=...)``: the client's download.
 Download = Callable[..., Awaitable[Path]]
 
-# Answers after which waiting on the same task again is pointless.
-_TASK_IS_DONE_FOR = (TaskFailedError, BadRequestError, NotFoundError, PermissionDeniedError)
-# Refusals of the account, not of a pair: no further submit can succeed.
-_ACCOUNT_REFUSALS = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
 _END = object()  # the last item of the result queue
 #: Seconds a stopped batch waits for its submits in flight to be answered.
 SUBMIT_GRACE = 10.0
@@ -150,7 +140,7 @@ class _Batch:
     done: dict[Key, ConversionResult | None] = attrs.field(init=False, factory=dict)
     read: int = attrs.field(init=False, default=0)
     input_done: bool = attrs.field(init=False, default=False)
-    refused: APIError | None = attrs.field(init=False, default=None)
+    refused: VidgoError | None = attrs.field(init=False, default=None)
     submits: set[asyncio.Future[Any]] = attrs.field(init=False, factory=set)  # in flight
     unsaved: int = attrs.field(init=False, default=0)  # pairs finished since the last save
 
@@ -293,7 +283,7 @@ class _Batch:
         try:
             wav_url = await self.waits.wav_url(poller)
         except VidgoError as exc:
-            if isinstance(exc, _TASK_IS_DONE_FOR):
+            if ends_the_task(exc):
                 await self._record(key, State.FAILED, task_id=task_id, error=exc)
             # Otherwise (deadline, account trouble ...) it stays accepted: a re-run waits again.
             return attrs.evolve(result, error=exc)
@@ -340,7 +330,7 @@ class _Batch:
                 WAV_MODEL, input, callback_url=None, deadline=deadline, adopt=True, resumed=resumed
             )
         except VidgoError as exc:
-            if isinstance(exc, _ACCOUNT_REFUSALS) and self.refused is None:
+            if refuses_the_account(exc) and self.refused is None:
                 self.refused = exc
                 logger.info("batch submits stopped: %s", exc)
             await self._record(key, state_after_failed_submit(exc), error=exc)

@@ -28,14 +28,27 @@ from ..errors import (
     InvalidResponseError,
     RateLimitError,
     ServerError,
+    TaskFailedError,
     TransportError,
     UnusableTaskIdError,
 )
 
-__all__ = ["Failure", "classify", "retryable", "stretch"]
+__all__ = [
+    "Failure",
+    "classify",
+    "ends_the_task",
+    "refuses_the_account",
+    "refuses_the_pair",
+    "retryable",
+    "stretch",
+]
 
 # Statuses that prove the server did not process the request.
 _REFUSED = frozenset({429, 501, 503})
+# Final answers about the account, not about one task or pair.
+_ACCOUNT = frozenset({401, 402, 403})
+# Final answers about the pair submitted: submitting it again cannot help.
+_PAIR = frozenset({400, 404, 409, 422})
 
 
 class Failure(enum.Enum):
@@ -64,6 +77,24 @@ def classify(exc: BaseException) -> Failure:
 def retryable(exc: BaseException) -> bool:
     """Whether a read that failed with ``exc`` is worth another attempt."""
     return classify(exc) is not Failure.FINAL
+
+
+def refuses_the_account(exc: BaseException) -> bool:
+    """Whether ``exc`` refuses the account (401, 402, 403): no further submit can succeed."""
+    return isinstance(exc, APIError) and exc.status in _ACCOUNT
+
+
+def refuses_the_pair(exc: BaseException) -> bool:
+    """Whether a submit's ``exc`` refuses the pair itself (400, 404, 409, 422)."""
+    return isinstance(exc, APIError) and exc.status in _PAIR
+
+
+def ends_the_task(exc: BaseException) -> bool:
+    """Whether after ``exc`` waiting on the same task again is pointless: it failed,
+    or the server will not show it (400, 403, 404)."""
+    return isinstance(exc, TaskFailedError) or (
+        isinstance(exc, APIError) and exc.status in {400, 403, 404, 422}
+    )
 
 
 def stretch(delay: float, exc: BaseException, cap: float) -> float:
