@@ -21,7 +21,7 @@ from ._ops.reads import Reader
 from ._ops.submit import Submitter
 from ._ops.wait import Waits
 from ._timing.learned import Learner
-from ._timing.limits import Limiter, Quota, RateLimiter, RetryBudget
+from ._timing.limits import Quota, RetryBudget, limiters_for
 from ._validate import (
     api_key_from,
     base_url_from,
@@ -118,7 +118,7 @@ class VidgoClient:
             on_event,
         )
         # Last of the checks: a shared quota's limiters are live from here on.
-        self._limiter, self._submit_limiter = _limiters(quota, rate)
+        self._limiter, self._submit_limiter = limiters_for(quota, rate)
         budget = RetryBudget(retry)
         self._reader = Reader(self._transport, retry, self._limiter, budget, on_event)
         self._submitter = Submitter(
@@ -443,19 +443,6 @@ class VidgoClient:
         handle = handle_from(task_id)
         poller = self._waits.poller(handle, deadline_after(timeout), policy=poll, first_delay=0.0)
         return self._waits.changes(poller)
-
-
-def _limiters(quota: object, rate: float) -> tuple[Limiter, Limiter | None]:
-    """The client's limiters of status requests and of submits: its own, or a shared quota's.
-
-    Raises:
-        TypeError: ``quota`` is not a quota.
-    """
-    if quota is None:
-        return RateLimiter(rate), None
-    if not isinstance(quota, Quota):
-        raise TypeError(f"quota must be a SharedQuota, got {type(quota).__name__}")
-    return quota.poll_limiter(rate), quota.submit_limiter()
 
 
 def _registry_of(receiver: object) -> Registry | None:

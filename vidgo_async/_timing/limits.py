@@ -26,6 +26,7 @@ __all__ = [
     "RateLimiter",
     "RetryBudget",
     "after_refusal",
+    "limiters_for",
     "window_of",
 ]
 
@@ -262,3 +263,16 @@ class RetryBudget:
     def record_success(self) -> None:
         """Note a successful answer."""
         self._tokens = min(self.policy.budget, self._tokens + self.policy.budget_ratio)
+
+
+def limiters_for(quota: object, rate: float) -> tuple[Limiter, Limiter | None]:
+    """The client's limiters of status requests and of submits: its own, or a shared quota's.
+
+    Raises:
+        TypeError: ``quota`` is not a quota.
+    """
+    if quota is None:
+        return RateLimiter(rate), None
+    if not isinstance(quota, Quota):
+        raise TypeError(f"quota must be a SharedQuota, got {type(quota).__name__}")
+    return quota.poll_limiter(rate), quota.submit_limiter()
