@@ -21,8 +21,9 @@ ALLOWED = {
     "_wire": {"_wire", "_timing"},
     "_ops": {"_ops", "_wire", "_timing"},
     "_batch": {"_batch", "_ops", "_wire", "_timing"},
-    # The PostgreSQL integration (extra ``postgres``): the limiter rules, the batch journal.
-    "_postgres": {"_postgres", "_timing", "_wire", "_batch"},
+    # The PostgreSQL integration (extra ``postgres``): the limiter rules, the batch journal,
+    # the callback registry.
+    "_postgres": {"_postgres", "_timing", "_wire", "_ops", "_batch"},
 }
 # Optional integrations: public modules users import by name, and their internals.
 OPTIONAL = {"vidgo_async.postgres": "vidgo_async._postgres"}

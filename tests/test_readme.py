@@ -2,9 +2,10 @@
 
 A snippet that defines tests runs under pytest; any other runs as a script. Each
 runs in a subprocess, in a temporary directory, with ``VIDGO_API_KEY`` and
-``VIDGO_BASE_URL`` pointing at a fake (and ``VIDGO_QUOTA_DSN`` at the session's
-PostgreSQL server, for a snippet that reads it). A snippet may be skipped only by an HTML
-comment right before it: ``<!-- readme-test: skip (why) -->``.
+``VIDGO_BASE_URL`` pointing at a fake (and ``VIDGO_POSTGRES_DSN`` at the session's
+PostgreSQL server and ``VIDGO_CALLBACK_SECRET`` at a secret, for a snippet that reads
+them). A snippet may be skipped only by an HTML comment right before it:
+``<!-- readme-test: skip (why) -->``.
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ async def test_snippet_runs_against_the_fake(
     """The snippet exits 0 (a test snippet: its tests pass) against a fresh fake server."""
     async with FakeVidgo() as fake:
         env = {**os.environ, "VIDGO_API_KEY": fake.api_key, "VIDGO_BASE_URL": fake.url}
-        if "VIDGO_QUOTA_DSN" in source:
-            env["VIDGO_QUOTA_DSN"] = request.getfixturevalue("postgres_dsn")
+        if "VIDGO_POSTGRES_DSN" in source:
+            env["VIDGO_POSTGRES_DSN"] = request.getfixturevalue("postgres_dsn")
+            env["VIDGO_CALLBACK_SECRET"] = "a-secret-of-the-readme-s-own-32-bytes"
         env.pop("PYTEST_ADDOPTS", None)
         if re.search(r"^(async )?def test_", source, re.MULTILINE):
             (tmp_path / "pytest.ini").write_text(PYTEST_INI, encoding="utf-8")

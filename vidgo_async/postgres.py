@@ -1,4 +1,9 @@
-"""One API key's quota, shared by several processes through PostgreSQL (extra ``postgres``).
+"""Several processes on one API key, through PostgreSQL (extra ``postgres``).
+
+:class:`SharedQuota` shares the key's quota, :class:`CallbackRelay` routes a
+callback to the process whose wait it belongs to; a batch journal given as a
+``postgresql://`` DSN spreads a batch over several hosts (see
+``VidgoClient.convert_many``).
 
 ::
 
@@ -30,12 +35,13 @@ from types import TracebackType
 import attrs
 
 from ._postgres.leased import LeasedLimiter
+from ._postgres.relay import CallbackRelay, RelayStats
 from ._postgres.store import BucketSource, QuotaStore
 from ._timing.limits import Limiter, window_of
 from ._validate import check_rate
 from .errors import ClientClosedError, ConfigurationError
 
-__all__ = ["QuotaStats", "SharedQuota"]
+__all__ = ["CallbackRelay", "QuotaStats", "RelayStats", "SharedQuota"]
 
 _MAX_NAMESPACE = 200
 

@@ -55,7 +55,7 @@ from aiohttp import web
 from yarl import URL
 
 from ._models import Task
-from ._ops.callbacks import Registry
+from ._ops.callbacks import Registry, Relay
 from ._validate import MAX_CALLBACK_URL, is_loopback
 from ._wire.convert import parse_task
 from .errors import ConfigurationError, InvalidCallbackError, InvalidResponseError
@@ -139,6 +139,10 @@ class CallbackReceiver:
         max_body: Largest callback body accepted, in bytes.
         token_ttl: Seconds a token stays valid when no wait resolves it.
         max_tokens: Most live tokens; the oldest are dropped beyond it.
+        relay: Where callbacks for *other* processes' waits go, in an app
+            served by several worker processes behind one port: a
+            :class:`vidgo_async.postgres.CallbackRelay` shared by all of them.
+            None: one process receives all of its callbacks.
 
     Raises:
         ValueError: An unusable ``public_url`` or ``path``.
@@ -152,6 +156,7 @@ class CallbackReceiver:
         max_body: int = MAX_BODY,
         token_ttl: float = 86_400.0,
         max_tokens: int = 100_000,
+        relay: Relay | None = None,
     ) -> None:
         self._path = _check_path(path)
         self._public = None if public_url is None else _check_public_url(public_url, self._path)
@@ -163,7 +168,11 @@ class CallbackReceiver:
             raise ValueError(f"token_ttl must be a positive number, got {token_ttl!r}")
         self._max_body = max_body
         self._served: str | None = None
-        self._registry = Registry(url_for=self._url_for, ttl=token_ttl, max_slots=max_tokens)
+        if relay is not None and not isinstance(relay, Relay):
+            raise TypeError(f"relay must be a CallbackRelay, got {type(relay).__name__}")
+        self._registry = Registry(
+            url_for=self._url_for, ttl=token_ttl, max_slots=max_tokens, relay=relay
+        )
 
     def __repr__(self) -> str:
         return f"CallbackReceiver(public_url={self.public_url!r}, path={self._path!r})"

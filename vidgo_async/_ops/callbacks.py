@@ -21,11 +21,21 @@ the recent window (callbacks are being dropped, the public URL is wrong, a
 proxy is down), waits go back to the normal poll schedule until hits
 return; the first task whose callbacks are all lost therefore costs at most
 one safety-net interval of latency, the later ones none.
+
+Tokens are ``{instance}{nonce}.{mac}``: ``instance`` names the registry that
+issued it, ``mac`` is an HMAC of the rest under the registry's secret. With a
+:class:`Relay` (several processes sharing a secret, see
+``vidgo_async.postgres.CallbackRelay``), a registry that receives a callback
+for another registry's token checks the HMAC without any state of the wait,
+and forwards the hint to that registry, in whichever process it lives; it
+arrives there as any other callback, still a hint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import hmac
 import logging
 import random
@@ -33,19 +43,47 @@ import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from .._config import PollPolicy
 from .._lifecycle import Lifecycle, settle
 from .._models import Task, TaskStatus
 from .._timing.deadline import Deadline
 
-__all__ = ["CallbackPacer", "Registry", "Slot"]
+__all__ = ["CallbackPacer", "Registry", "Relay", "Slot"]
 
 logger = logging.getLogger("vidgo_async")
 
 _WINDOW = 20  # recent hit/miss outcomes the reliability verdict is based on
 _MAX_EARLY = 4  # task ids remembered from callbacks that beat the submit answer
 _NOT_TERMINAL = frozenset({TaskStatus.NOT_STARTED, TaskStatus.RUNNING})
+_INSTANCE = 8  # hex characters of a token's instance, then 8 of its nonce
+_MAC = 32  # characters of a token's HMAC (urlsafe base64 of SHA-256: 192 bits)
+
+
+@runtime_checkable
+class Relay(Protocol):
+    """Carries callback hints between the registries of several processes."""
+
+    @property
+    def secret(self) -> bytes:
+        """The key of every token's HMAC, the same in every process."""
+        ...
+
+    @property
+    def instance(self) -> str:
+        """This process's address: the first characters of the tokens it issues."""
+        ...
+
+    def check_open(self) -> None:
+        """Raise unless hints can be received now (before a token goes out)."""
+
+    def attach(self, registry: Registry) -> None:
+        """Deliver the hints forwarded to :attr:`instance` to ``registry``
+        (held weakly: a registry no longer used is forgotten)."""
+
+    def forward(self, instance: str, token: str, task: Task) -> None:
+        """Send a hint to the registries of ``instance`` (no I/O here: queued)."""
 
 
 class Slot:
@@ -92,10 +130,25 @@ class Slot:
 class Registry:
     """Slots by token and by task id, plus the hit/miss record of the receiver."""
 
-    def __init__(self, *, url_for: Callable[[str], str], ttl: float, max_slots: int) -> None:
+    def __init__(
+        self,
+        *,
+        url_for: Callable[[str], str],
+        ttl: float,
+        max_slots: int,
+        relay: Relay | None = None,
+    ) -> None:
         self.url_for = url_for  # token -> callback URL
         self._ttl = ttl
         self._max = max_slots
+        self._relay = relay
+        if relay is None:
+            self.instance = secrets.token_hex(_INSTANCE // 2)
+            self._secret = secrets.token_bytes(32)
+        else:
+            self.instance = relay.instance
+            self._secret = relay.secret
+            relay.attach(self)
         self._slots: OrderedDict[str, Slot] = OrderedDict()  # by key, oldest first
         self._by_task: dict[str, Slot] = {}
         self._outcomes: deque[bool] = deque(maxlen=_WINDOW)
@@ -112,8 +165,13 @@ class Registry:
 
     def issue(self) -> Slot:
         """A fresh slot whose token goes into a submit's callback URL."""
+        if self._relay is not None:
+            self._relay.check_open()
         self._purge()
-        slot = Slot(secrets.token_hex(8), secrets.token_urlsafe(24), time.monotonic() + self._ttl)
+        key = self.instance + secrets.token_hex(4)
+        while key in self._slots:
+            key = self.instance + secrets.token_hex(4)
+        slot = Slot(key, self._mac(key), time.monotonic() + self._ttl)
         self._slots[slot.key] = slot
         return slot
 
@@ -151,7 +209,7 @@ class Registry:
         """Apply a well-formed callback; returns what it did (for the log)."""
         slot = self.find(token)
         if slot is None:
-            return "unknown token"
+            return self._forward(token, task)
         if task.status in _NOT_TERMINAL:
             return "not terminal"
         if not slot.armed:
@@ -183,6 +241,25 @@ class Registry:
             self._record(hit=False)
             logger.debug("task %s finished without a callback", slot.task_id)
         self.discard(slot)
+
+    def _mac(self, key: str) -> str:
+        digest = hmac.new(self._secret, key.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode()[:_MAC]
+
+    def _forward(self, token: str, task: Task) -> str:
+        """Hand a token of another registry to the relay, if its HMAC holds."""
+        key, _, secret = token.partition(".")
+        instance = key[:_INSTANCE]
+        if self._relay is None or instance == self.instance or len(key) != 2 * _INSTANCE:
+            return "unknown token"
+        if task.status in _NOT_TERMINAL:
+            return "not terminal"
+        if not (key.isascii() and secret.isascii()):
+            return "unknown token"
+        if not hmac.compare_digest(secret.encode(), self._mac(key).encode()):
+            return "unknown token"
+        self._relay.forward(instance, token, task)
+        return "forwarded"
 
     def _record(self, *, hit: bool) -> None:
         was_reliable = self.reliable

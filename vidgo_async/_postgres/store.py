@@ -40,7 +40,7 @@ from .._timing.limits import MIN_SHARE, RECOVERY
 from ..errors import ClientClosedError, ConfigurationError, TransportError
 from .leased import Lease, Spent
 
-__all__ = ["BucketSource", "QuotaStore"]
+__all__ = ["DB_ERRORS", "BucketSource", "QuotaStore"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -167,7 +167,7 @@ _BACK_OFF = "SELECT vidgo_async_quota_back_off_v1($1, $2, $3, $4)"
 
 # What a broken connection, a refused login or a failed statement raises (a
 # connection the server dropped can also leave asyncpg "in another operation").
-_DB_ERRORS = (
+DB_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
@@ -264,7 +264,7 @@ class QuotaStore:
         call.add_done_callback(_retrieve)  # read even when the caller was cancelled
         try:
             return await asyncio.shield(call)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise TransportError(
                 f"the shared quota's database failed ({type(exc).__name__}: {exc})", sent=False
             ) from exc
@@ -281,7 +281,7 @@ class QuotaStore:
                 if self._connection is None or self._connection.is_closed():
                     await self._connect()
                 return await work()
-            except _DB_ERRORS:
+            except DB_ERRORS:
                 # Whatever state the connection is in, the next call starts afresh.
                 connection, self._connection = self._connection, None
                 if connection is not None:

@@ -1,0 +1,287 @@
+"""Callback hints routed between processes with PostgreSQL's LISTEN/NOTIFY.
+
+Each :class:`CallbackRelay` is an *instance* (8 random hex characters, the
+first of every token its receivers issue) and listens on the channel of that
+instance. A receiver handed a token of another instance checks the token's
+HMAC (the secret is shared, the wait's state is not needed) and the relay
+NOTIFYs the owner's channel with the token, the task id and the status. The
+owner's receivers take it as any callback: a hint, confirmed by one read.
+
+Sending is queued (``feed`` does no I/O) and done by one task over the
+relay's one connection, which is also the listening one. When the
+connection breaks, the task reconnects with backoff and listens again; a
+hint sent while the owner is not listening is lost, and that wait falls
+back to its safety-net poll, as for a callback the API never sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import weakref
+from types import TracebackType
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]  # store.py says how to install it
+import attrs
+
+from .._config import RetryPolicy
+from .._models import Task
+from .._ops.callbacks import Registry
+from .._timing.schedules import start
+from .._validate import check_rate
+from .._wire.convert import parse_task
+from ..errors import ClientClosedError, ConfigurationError, InvalidResponseError
+from .store import DB_ERRORS
+
+__all__ = ["CallbackRelay", "RelayStats"]
+
+logger = logging.getLogger("vidgo_async")
+
+_MIN_SECRET = 32  # bytes
+_CHANNEL = "vidgo_async_callbacks_"  # + the instance
+_BATCH = 256  # most hints sent in one round trip
+_NOTIFY = "SELECT pg_notify($1, $2)"
+_IDLE_CHECK = 1.0  # seconds: how often an idle sender looks at its (listening) connection
+_RECONNECT = RetryPolicy(base_delay=0.1, max_delay=5.0)
+
+
+@attrs.frozen(kw_only=True)
+class RelayStats:
+    """What a :class:`CallbackRelay` carried so far.
+
+    Attributes:
+        forwarded: Hints this process received for another process and sent on.
+        delivered: Hints other processes sent to this one.
+        dropped: Hints not sent: the queue was full, or the relay closed first.
+    """
+
+    forwarded: int
+    delivered: int
+    dropped: int
+
+
+class CallbackRelay:
+    """Routes callbacks to the process whose wait they belong to, through PostgreSQL.
+
+    In an app served by several worker processes behind one port, a
+    callback reaches any worker. Give every worker's
+    :class:`~vidgo_async.webhooks.CallbackReceiver` a relay (``relay=``) on the
+    same database and with the same ``secret``; a callback that reaches the
+    wrong worker is then sent on to the right one, within milliseconds::
+
+        async with CallbackRelay(dsn, secret=os.environ["VIDGO_CALLBACK_SECRET"]) as relay:
+            receiver = CallbackReceiver("https://hooks.example.com", relay=relay)
+            receiver.add_routes(app)
+            async with VidgoClient(callbacks=receiver) as client:
+                ...
+
+    The receivers' tokens are then HMACs under ``secret``, so any worker can
+    tell a genuine token from a forged one without the wait's state; only
+    genuine ones are sent on. A hint stays a hint: the wait that gets it
+    makes one status read before returning. Open the relay before its
+    receivers issue tokens (a submit with an unopened relay raises
+    :class:`~vidgo_async.ConfigurationError` before anything is sent), and
+    close it after its clients.
+
+    Args:
+        dsn: A PostgreSQL connection string.
+        secret: At least 32 bytes (or characters) shared by every process;
+            e.g. ``secrets.token_urlsafe(32)`` kept in the app's settings.
+            Whoever holds it can make valid callback URLs.
+        max_queue: Most hints waiting to be sent; beyond it, hints are dropped
+            (their waits fall back to their safety-net poll).
+        connect_timeout: Seconds to connect to the database.
+
+    Raises:
+        ValueError, TypeError: A bad argument.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        secret: str | bytes,
+        max_queue: int = 10_000,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not isinstance(dsn, str) or not dsn:
+            raise TypeError("dsn must be a non-empty string")
+        if isinstance(secret, str):
+            secret = secret.encode()
+        if not isinstance(secret, bytes):
+            raise TypeError("secret must be str or bytes")
+        if len(secret) < _MIN_SECRET:
+            raise ValueError(f"secret must be at least {_MIN_SECRET} bytes")
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise ValueError("max_queue must be a positive integer")
+        self._dsn = dsn
+        self._secret = secret
+        self._connect_timeout = check_rate("connect_timeout", connect_timeout)
+        self._instance = secrets.token_hex(4)
+        self._registries: weakref.WeakSet[Registry] = weakref.WeakSet()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(max_queue)
+        self._sender: asyncio.Task[None] | None = None
+        self._state = "new"
+        self._forwarded = self._delivered = self._dropped = 0
+
+    def __repr__(self) -> str:
+        # Never the DSN (it may carry a password) nor the secret.
+        return f"CallbackRelay(instance={self._instance!r}, state={self._state!r})"
+
+    @property
+    def secret(self) -> bytes:
+        """The key of the tokens' HMACs (repr never shows it)."""
+        return self._secret
+
+    @property
+    def instance(self) -> str:
+        """This relay's address: the first characters of its receivers' tokens."""
+        return self._instance
+
+    @property
+    def stats(self) -> RelayStats:
+        """Hints carried so far."""
+        return RelayStats(
+            forwarded=self._forwarded, delivered=self._delivered, dropped=self._dropped
+        )
+
+    async def start(self) -> None:
+        """Connect and listen.
+
+        Raises:
+            ConfigurationError: The database cannot be reached.
+            ClientClosedError: The relay was closed.
+        """
+        if self._state == "closed":
+            raise ClientClosedError("the callback relay was closed")
+        if self._state == "open":
+            return
+        try:
+            connection = await self._connect()
+        except DB_ERRORS as exc:
+            raise ConfigurationError(f"cannot open the callback relay: {exc!r:.200}") from None
+        self._state = "open"
+        self._sender = asyncio.create_task(self._send(connection), name="vidgo-callback-relay")
+
+    async def close(self) -> None:
+        """Send what is queued (for up to ``connect_timeout``), then disconnect. Safe twice."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        if self._sender is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._queue.join(), self._connect_timeout)
+        self._sender.cancel()
+        await asyncio.gather(self._sender, return_exceptions=True)
+        self._dropped += self._queue.qsize()
+
+    async def __aenter__(self) -> CallbackRelay:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # The half the receivers use (the Relay protocol of _ops/callbacks.py).
+
+    def check_open(self) -> None:
+        if self._state == "closed":
+            raise ClientClosedError("the callback relay was closed")
+        if self._state != "open":
+            raise ConfigurationError(
+                "the CallbackRelay is not open: use `async with CallbackRelay(...)` "
+                "(or await start()) before submitting with its receiver"
+            )
+
+    def attach(self, registry: Registry) -> None:
+        self._registries.add(registry)
+
+    def forward(self, instance: str, token: str, task: Task) -> None:
+        if self._state != "open":
+            self._dropped += 1
+            return
+        payload = json.dumps({"token": token, "task_id": task.task_id, "status": task.status})
+        try:
+            self._queue.put_nowait((_CHANNEL + instance, payload))
+        except asyncio.QueueFull:
+            self._dropped += 1
+            logger.warning("callback relay queue full: a hint for another process is dropped")
+            return
+        self._forwarded += 1
+
+    # The connection and its one task.
+
+    async def _connect(self) -> Any:
+        connection = await asyncpg.connect(
+            self._dsn,
+            timeout=self._connect_timeout,
+            server_settings={"application_name": "vidgo-async callbacks"},
+        )
+        try:
+            await connection.add_listener(_CHANNEL + self._instance, self._deliver)
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
+
+    async def _send(self, connection: Any) -> None:
+        """Send queued hints; reconnect, with backoff, when the connection breaks."""
+        batch: list[tuple[str, str]] = []
+        pauses = start(_RECONNECT)
+        try:
+            while True:
+                try:
+                    if connection is None or connection.is_closed():
+                        connection = None
+                        connection = await self._connect()
+                        pauses = start(_RECONNECT)
+                    batch = batch or await self._take()
+                    if batch:  # else a quiet second: look at the connection again
+                        await connection.executemany(_NOTIFY, batch)
+                        for _ in batch:
+                            self._queue.task_done()
+                        batch = []
+                except DB_ERRORS as exc:
+                    logger.warning("callback relay: database unreachable (%s)", type(exc).__name__)
+                    if connection is not None:
+                        connection.terminate()
+                    connection = None
+                    await asyncio.sleep(pauses.send(exc))
+        finally:
+            if connection is not None:
+                connection.terminate()
+
+    async def _take(self) -> list[tuple[str, str]]:
+        """The next hints to send: waits a second at most for the first."""
+        try:
+            batch = [await asyncio.wait_for(self._queue.get(), _IDLE_CHECK)]
+        except asyncio.TimeoutError:
+            return []
+        while len(batch) < _BATCH and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    def _deliver(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        """A hint another process sent: to this process's receivers."""
+        try:
+            message = json.loads(payload)
+            token = message["token"]
+            task = parse_task({"task_id": message["task_id"], "status": message["status"]})
+        except (ValueError, KeyError, TypeError, InvalidResponseError) as exc:
+            logger.debug("callback relay: unreadable hint dropped (%r:.200)", exc)
+            return
+        if not isinstance(token, str):
+            return
+        self._delivered += 1
+        for registry in list(self._registries):
+            registry.hint(token, task)
