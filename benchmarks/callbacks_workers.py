@@ -33,7 +33,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from vidgo_async import PollPolicy, VidgoClient
 from vidgo_async.webhooks import CallbackReceiver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from pg_server import TemporaryPostgres  # a helper of the tests
+from pg_server import database  # a helper of the tests
 
 SECRET = "benchmark-secret-of-at-least-32-bytes"
 START_DELAY = 4.0  # seconds for every worker to import, connect and listen
@@ -100,16 +99,6 @@ async def work(options: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the run ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def database(dsn: str | None) -> Iterator[str]:
-    """``dsn``, or a throw-away server's."""
-    if dsn:
-        yield dsn
-        return
-    with TemporaryPostgres() as own:
-        yield own
 
 
 def free_port() -> int:

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from _common import API_KEY, fake_server, machine, table
 from vidgo_async import VidgoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from pg_server import TemporaryPostgres  # a helper of the tests
+from pg_server import database  # a helper of the tests
 
 START_DELAY = 5.0  # seconds for every worker to import, connect and be ready
 
@@ -97,16 +96,6 @@ async def work(options: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the run ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def database(dsn: str | None) -> Iterator[str]:
-    """``dsn``, or a throw-away server's."""
-    if dsn:
-        yield dsn
-        return
-    with TemporaryPostgres() as own:
-        yield own
 
 
 async def run(args: argparse.Namespace, dsn: str | None) -> dict[str, Any]:

@@ -17,11 +17,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["TemporaryPostgres", "Unavailable"]
+__all__ = ["TemporaryPostgres", "Unavailable", "database"]
 
 _USERS = ("postgres", "nobody")
 _START_TIMEOUT = 60
@@ -150,3 +152,13 @@ class TemporaryPostgres:
             timeout=_START_TIMEOUT + 10,
             **kwargs,
         )
+
+
+@contextmanager
+def database(dsn: str | None) -> Iterator[str]:
+    """``dsn``, or (None) a throw-away server's for the duration of the ``with``."""
+    if dsn:
+        yield dsn
+        return
+    with TemporaryPostgres() as own:
+        yield own
