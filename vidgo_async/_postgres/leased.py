@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from typing import Protocol
 
 import attrs
 
+from .._timing.limits import Grants
 from ..errors import ClientClosedError, TransportError, VidgoError
 
 __all__ = ["Lease", "LeaseSource", "LeasedLimiter", "Spent"]
@@ -103,7 +105,7 @@ class LeasedLimiter:
         self._spent: Spent | None = None
         self._paused = 0.0
         self._recent: collections.deque[float] = collections.deque()  # grants of the last second
-        self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiting = Grants()
         self._refill: asyncio.Task[None] | None = None
         self._closed: str | None = None
 
@@ -117,25 +119,12 @@ class LeasedLimiter:
         """
         if self._closed is not None:
             raise ClientClosedError(self._closed)
-        if self.try_acquire():
-            return
-        if timeout is not None and timeout <= 0:
-            raise TimeoutError("no request slot before the deadline")
-        loop = asyncio.get_running_loop()
-        grant: asyncio.Future[None] = loop.create_future()
-        self._queue.append(grant)
-        if self._refill is None:
-            self._refill = loop.create_task(self._serve())
-        expiry = None if timeout is None else loop.call_later(timeout, _expire, grant)
-        try:
-            await grant
-        finally:
-            if expiry is not None:
-                expiry.cancel()
+        if not self.try_acquire():
+            await self._waiting.wait(timeout, self._start_serving)
 
     def try_acquire(self) -> bool:
         """Take a leased token if one is free now and nobody queues; never waits."""
-        return self._closed is None and not self._queue and self._take(time.monotonic())
+        return self._closed is None and not self._waiting and self._take(time.monotonic())
 
     def slow_down(self, seconds: float) -> None:
         """Start no request for ``seconds``, here and (at their next lease) in every sharer."""
@@ -156,10 +145,7 @@ class LeasedLimiter:
         self._closed = reason
         if self._refill is not None:
             self._refill.cancel()
-        while self._queue:
-            grant = self._queue.popleft()
-            if not grant.done():
-                grant.set_exception(ClientClosedError(reason))
+        self._waiting.fail(lambda: ClientClosedError(reason))
         if self._on_close is not None:
             self._on_close(self)
 
@@ -184,15 +170,9 @@ class LeasedLimiter:
             self._spent = Spent(self._lease_id, max(0.0, now - self._origin))
         self._tokens = 0
 
-    def _hand_out(self, now: float) -> None:
-        queue = self._queue
-        while queue:
-            if queue[0].done():  # cancelled or expired: takes nothing
-                del queue[0]
-            elif self._take(now):
-                queue.popleft().set_result(None)
-            else:
-                break
+    def _start_serving(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._refill is None:
+            self._refill = loop.create_task(self._serve())
 
     def _want(self, now: float) -> int:
         """Tokens to ask for: the queue, or the last second's pace over a lease's life."""
@@ -200,15 +180,15 @@ class LeasedLimiter:
         while recent and now - recent[0] > 1.0:
             recent.popleft()
         expected = math.ceil(len(recent) * self._seconds)
-        return max(1, min(self._max_lease, max(len(self._queue), expected)))
+        return max(1, min(self._max_lease, max(len(self._waiting), expected)))
 
     async def _serve(self) -> None:
         """Lease and hand out tokens while requests queue (one such task at a time)."""
         try:
             while True:
                 now = time.monotonic()
-                self._hand_out(now)
-                if not self._queue:
+                self._waiting.hand_out(functools.partial(self._take, now))
+                if not self._waiting:
                     return
                 if now < self._paused or (self._tokens and now < self._starts):
                     await asyncio.sleep(max(self._paused, self._starts) - now)
@@ -233,12 +213,4 @@ class LeasedLimiter:
             self._refill = None
 
     def _fail(self, exc: VidgoError) -> None:
-        while self._queue:
-            grant = self._queue.popleft()
-            if not grant.done():
-                grant.set_exception(copy.copy(exc))  # one each: tracebacks do not pile up
-
-
-def _expire(grant: asyncio.Future[None]) -> None:
-    if not grant.done():
-        grant.set_exception(TimeoutError("no request slot before the deadline"))
+        self._waiting.fail(lambda: copy.copy(exc))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -21,6 +23,7 @@ from ..errors import ClientClosedError
 __all__ = [
     "MIN_SHARE",
     "RECOVERY",
+    "Grants",
     "Limiter",
     "Quota",
     "RateLimiter",
@@ -94,6 +97,62 @@ def after_refusal(limiter: Limiter, retry_after: float | None, cap: float) -> No
         limiter.back_off()
 
 
+class Grants:
+    """The requests waiting for a limiter's grant, served first come, first served.
+
+    A waiter that was cancelled or timed out stays queued until it reaches
+    the front, where it takes nothing.
+    """
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    async def wait(
+        self, timeout: float | None, serve: Callable[[asyncio.AbstractEventLoop], None]
+    ) -> None:
+        """Queue for a grant and wait for it, at most ``timeout`` seconds; ``serve(loop)``
+        makes sure something will hand grants out.
+
+        Raises:
+            TimeoutError: No grant came within ``timeout``.
+        """
+        if timeout is not None and timeout <= 0:
+            raise TimeoutError("no request slot before the deadline")
+        loop = asyncio.get_running_loop()
+        grant: asyncio.Future[None] = loop.create_future()
+        self._queue.append(grant)
+        serve(loop)
+        expiry = None if timeout is None else loop.call_later(timeout, _expire, grant)
+        try:
+            await grant
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+
+    def hand_out(self, take: Callable[[], bool]) -> None:
+        """Grant the waiters in their order while ``take()`` finds room."""
+        queue = self._queue
+        while queue:
+            if queue[0].done():  # cancelled or expired: takes nothing
+                del queue[0]
+            elif take():
+                queue.popleft().set_result(None)
+            else:
+                break
+
+    def fail(self, error: Callable[[], BaseException]) -> None:
+        """End every waiter with an ``error()`` of its own (tracebacks do not pile up)."""
+        while self._queue:
+            grant = self._queue.popleft()
+            if not grant.done():
+                grant.set_exception(error())
+
+
 class RateLimiter:
     """A client-wide cap on requests per second, over a sliding window.
 
@@ -109,11 +168,11 @@ class RateLimiter:
     __slots__ = (
         "_limit",
         "_paused",
-        "_queue",
         "_share",
         "_shared_at",
         "_timer",
         "_times",
+        "_waiting",
         "_window",
         "rate",
     )
@@ -126,7 +185,7 @@ class RateLimiter:
         self._paused = 0.0
         self._share = 1.0  # of the rate in force, below 1 after back_off()
         self._shared_at = 0.0
-        self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiting = Grants()
         self._timer: asyncio.TimerHandle | None = None
 
     async def acquire(self, timeout: float | None = None) -> None:
@@ -136,24 +195,12 @@ class RateLimiter:
             TimeoutError: No grant came within ``timeout``.
             ClientClosedError: The client was closed meanwhile.
         """
-        if self.try_acquire():
-            return
-        if timeout is not None and timeout <= 0:
-            raise TimeoutError("no request slot before the deadline")
-        loop = asyncio.get_running_loop()
-        grant: asyncio.Future[None] = loop.create_future()
-        self._queue.append(grant)
-        self._arm(loop)
-        expiry = None if timeout is None else loop.call_later(timeout, _expire, grant)
-        try:
-            await grant
-        finally:
-            if expiry is not None:
-                expiry.cancel()
+        if not self.try_acquire():
+            await self._waiting.wait(timeout, self._arm)
 
     def try_acquire(self) -> bool:
         """Take a grant if one is free now and nobody queues; never waits."""
-        return not self._queue and self._take(time.monotonic())
+        return not self._waiting and self._take(time.monotonic())
 
     def back_off(self) -> None:
         """Halve the rate after a 429 that named no delay; it recovers by 10 % a second."""
@@ -171,7 +218,7 @@ class RateLimiter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._queue:
+        if self._waiting:
             self._arm(asyncio.get_running_loop())
 
     def close(self) -> None:
@@ -179,10 +226,7 @@ class RateLimiter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        while self._queue:
-            grant = self._queue.popleft()
-            if not grant.done():
-                grant.set_exception(ClientClosedError("the client was closed"))
+        self._waiting.fail(lambda: ClientClosedError("the client was closed"))
 
     def _take(self, now: float) -> bool:
         if not self._room(now):
@@ -218,16 +262,8 @@ class RateLimiter:
     def _grant(self) -> None:
         self._timer = None
         now = time.monotonic()
-        queue = self._queue
-        while queue:
-            if queue[0].done():  # cancelled or expired: takes nothing
-                del queue[0]
-            elif self._take(now):
-                grant = queue.popleft()
-                grant.set_result(None)
-            else:
-                break
-        if queue:
+        self._waiting.hand_out(functools.partial(self._take, now))
+        if self._waiting:
             self._arm(asyncio.get_running_loop())
 
 
