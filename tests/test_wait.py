@@ -351,6 +351,11 @@ async def test_handle_round_trips_json() -> None:
         '{"task_id": "x", "model": null}',
         '{"task_id": "x", "audio_id": {}}',
         '{"task_id": "x", "source_task_id": false}',
+        '"a string"',
+        "5",
+        '{"task_id": "   "}',
+        '{"task_id": "x", "audio_id": 7}',
+        "[" * 100_000 + "]" * 100_000,
     ],
 )
 async def test_handle_from_bad_json_raises_value_error(text: str) -> None:

@@ -45,10 +45,7 @@ class TaskStatus(str, enum.Enum):
         """The status named by ``value``; ``UNKNOWN`` for anything undocumented."""
         if not isinstance(value, str):
             return cls.UNKNOWN
-        status = _BY_TEXT.get(value)  # the usual exact spelling, without any work
-        if status is None:
-            status = _BY_TEXT.get(value.strip().lower(), cls.UNKNOWN)
-        return status
+        return _BY_TEXT.get(value.strip().lower(), cls.UNKNOWN)
 
 
 _BY_TEXT: dict[str, TaskStatus] = {

@@ -128,6 +128,17 @@ converter.register_structure_hook(
     ),
 )
 converter.register_structure_hook(
+    TaskHandle,
+    make_dict_structure_fn(
+        TaskHandle,
+        converter,
+        task_id=override(struct_hook=lambda value, _: _handle_text(value, empty=False)),
+        model=override(struct_hook=lambda value, _: _handle_text(value)),
+        source_task_id=override(struct_hook=lambda value, _: _handle_text(value, none=True)),
+        audio_id=override(struct_hook=lambda value, _: _handle_text(value, none=True)),
+    ),
+)
+converter.register_structure_hook(
     Balance,
     make_dict_structure_fn(
         Balance,
@@ -227,12 +238,8 @@ def load_handle(text: str | bytes) -> TaskHandle:
         ValueError: ``text`` is not a JSON task handle.
     """
     try:
-        data = json.loads(text)
-        # cattrs would turn any value into a str (5.5 -> "5.5"): check the JSON types first.
-        if not isinstance(data, dict) or not _handle_fields_ok(data):
-            raise ValueError("wrong shape")
-        handle: TaskHandle = converter.structure(data, TaskHandle)
-    except (ValueError, TypeError, RecursionError) as exc:
+        handle: TaskHandle = converter.structure(json.loads(text), TaskHandle)
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise ValueError(f"not a task handle: {str(text)[:80]!r}") from exc
     return handle
 
@@ -261,11 +268,10 @@ def load_durations(text: str) -> list[tuple[float, float]]:
     ]
 
 
-def _handle_fields_ok(data: dict[str, Any]) -> bool:
-    task_id = data.get("task_id")
-    if not isinstance(task_id, str) or not task_id.strip():
-        return False
-    if not isinstance(data.get("model", ""), str):
-        return False
-    optional = (data.get(name) for name in ("source_task_id", "audio_id"))
-    return all(value is None or isinstance(value, str) for value in optional)
+def _handle_text(value: Any, *, empty: bool = True, none: bool = False) -> Any:
+    """A handle's field as written: cattrs's own str hook would make a string of anything."""
+    if value is None and none:
+        return None
+    if not isinstance(value, str) or not (empty or value.strip()):
+        raise TypeError(f"expected a string, got {value!r:.40}")
+    return value

@@ -91,15 +91,13 @@ def envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete:
         )
     if not isinstance(payload, dict):
         raise InvalidResponseError("expected a JSON object", status=status, excerpt=excerpt(raw))
-    code = payload.get("code", 200)
-    if code != 200 or type(code) is not int:  # the usual answer, checked without a call
-        code = _code(code)
-        if code is None:
-            raise InvalidResponseError(
-                "envelope code is not a number", status=status, excerpt=excerpt(raw)
-            )
-        if code != 200:
-            raise api_error(code, code, _message(payload, raw), payload, _retry_after(headers))
+    code = _code(payload.get("code", 200))
+    if code is None:
+        raise InvalidResponseError(
+            "envelope code is not a number", status=status, excerpt=excerpt(raw)
+        )
+    if code != 200:
+        raise api_error(code, code, _message(payload, raw), payload, _retry_after(headers))
     if "data" not in payload:
         raise InvalidResponseError("envelope has no data", status=status, excerpt=excerpt(raw))
     return payload["data"]
