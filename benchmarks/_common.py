@@ -5,8 +5,9 @@ server never share an event loop or a core's worth of Python), started with
 :func:`fake_server`. The child is this file run as a script: it builds a
 :class:`~vidgo_async.testing.FakeVidgo` with the given options, adds a few
 ``/_bench/...`` control routes (request counts by route and by task, arrival
-times by route, each task's finish time on the shared monotonic clock, per-audio durations,
-seeded pending tasks), prints its URL and serves until terminated.
+times by route, each task's finish time on the shared monotonic clock,
+conversions created per audio id, per-audio durations, seeded pending
+tasks), prints its URL and serves until terminated.
 
 The control routes go through the fake's own middleware, so they need the
 API key and are logged under route names ``"bench-..."`` - never counted as
@@ -90,6 +91,11 @@ class FakeServer:
         """``audio_id`` -> (task id, the ``time.monotonic()`` instant it finishes)."""
         result = await self.control("GET", "finish")
         return {audio: (task_id, at) for audio, (task_id, at) in result.items()}
+
+    async def accepted(self) -> dict[str, int]:
+        """``audio_id`` -> how many conversions of it the fake accepted (created)."""
+        result: dict[str, int] = await self.control("GET", "accepted")
+        return result
 
     async def set_durations(self, durations: dict[str, tuple[float, float]]) -> None:
         """Per ``audio_id``, the ``(queue_time, run_time)`` of its conversions."""
@@ -245,6 +251,9 @@ def _control_routes(fake: Any) -> list[web.RouteDef]:
             }
         )
 
+    async def accepted(_: web.Request) -> web.Response:
+        return web.json_response(fake.accept_count)
+
     async def durations(request: web.Request) -> web.Response:
         for audio_id, (queue, run) in (await request.json()).items():
             fake.set_duration(audio_id, queue_time=queue, run_time=run)
@@ -260,6 +269,7 @@ def _control_routes(fake: Any) -> list[web.RouteDef]:
         web.get("/_bench/stats", stats, name="bench-stats"),
         web.get("/_bench/arrivals", arrivals, name="bench-arrivals"),
         web.get("/_bench/finish", finish, name="bench-finish"),
+        web.get("/_bench/accepted", accepted, name="bench-accepted"),
         web.post("/_bench/durations", durations, name="bench-durations"),
         web.post("/_bench/seed", seed, name="bench-seed"),
     ]
