@@ -295,5 +295,5 @@ def test_the_public_names_are_sorted_and_exist() -> None:
     import vidgo_async.postgres
 
     names = list(vidgo_async.postgres.__all__)
-    assert names == sorted(names) == ["QuotaStats", "SharedQuota"]
+    assert names == sorted(names) == ["QuotaStats", "SharedJournal", "SharedQuota"]
     assert all(getattr(vidgo_async.postgres, name) for name in names)
