@@ -356,6 +356,11 @@ class VidgoClient:
                 read only while fewer than ``concurrency + max_waiting`` are.
                 Accepted, unfinished tasks are also kept within what the poll
                 cap can check once per ``PollPolicy.max_interval``.
+                Under a ``SharedQuota`` that cap is the sharers' together,
+                and each process counts with all of it: with N processes
+                busy at once, keep ``concurrency + max_waiting`` within
+                ``max_polls_per_second * max_interval / N`` for checks to
+                stay within ``max_interval``.
 
         Each task is first checked after the poll policy's ``initial`` pause
         (``PollPolicy(initial=0)`` for tasks that finish at once). One pair's
