@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from ._batch.journals import JournalSource
 from ._batch.run import BatchProgress, Pairs, start_batch
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
 from ._events import EventHook, operation
@@ -318,7 +319,7 @@ class VidgoClient:
         *,
         concurrency: int = 32,
         timeout: float | None = DEFAULT_TIMEOUT,
-        journal: str | os.PathLike[str] | None = None,
+        journal: str | os.PathLike[str] | JournalSource | None = None,
         download_to: str | os.PathLike[str] | None = None,
         on_progress: Callable[[BatchProgress], object] | None = None,
         max_waiting: int = 10_000,
@@ -343,6 +344,10 @@ class VidgoClient:
                 ``postgres``); each pair is claimed by one worker under a
                 lease, converted once, and reported by that worker only (a
                 pair another live worker holds is skipped, not reported).
+                ``vidgo_async.postgres.SharedJournal(dsn, lease_seconds=...)``:
+                the same, with its options (the DSN alone: a 30 s lease). A
+                worker that lost a pair's lease to another (paused, cut off)
+                drops it: no submit, no journal write, no result (a WARNING).
             download_to: A directory to download each WAV into (as
                 ``<audio_id>.wav``; an id that is not a safe file name is
                 cleaned up and given a short hash of itself).
@@ -351,6 +356,11 @@ class VidgoClient:
                 read only while fewer than ``concurrency + max_waiting`` are.
                 Accepted, unfinished tasks are also kept within what the poll
                 cap can check once per ``PollPolicy.max_interval``.
+                Under a ``SharedQuota`` that cap is the sharers' together,
+                and each process counts with all of it: with N processes
+                busy at once, keep ``concurrency + max_waiting`` within
+                ``max_polls_per_second * max_interval / N`` for checks to
+                stay within ``max_interval``.
 
         Each task is first checked after the poll policy's ``initial`` pause
         (``PollPolicy(initial=0)`` for tasks that finish at once). One pair's

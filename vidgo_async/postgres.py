@@ -24,6 +24,10 @@ spends them locally: about one round trip per lease, not per request. The
 tables and functions (``vidgo_async_quota*``) are created at first use; the
 user needs the right to create them there once.
 
+:class:`SharedJournal` is ``convert_many``'s journal in the same database,
+with its options: ``journal=SharedJournal(dsn, lease_seconds=10)`` (a plain
+``journal="postgresql://..."`` takes the defaults).
+
 The core never imports this module; ``asyncpg`` is needed only here.
 """
 
@@ -34,6 +38,8 @@ from types import TracebackType
 
 import attrs
 
+from ._batch.journals import BatchJournal
+from ._postgres.journal import LEASE_SECONDS, PostgresJournal
 from ._postgres.leased import LeasedLimiter
 from ._postgres.relay import CallbackRelay, RelayStats
 from ._postgres.store import BucketSource, QuotaStore
@@ -41,9 +47,67 @@ from ._timing.limits import Limiter, window_of
 from ._validate import check_rate
 from .errors import ClientClosedError, ConfigurationError
 
-__all__ = ["CallbackRelay", "QuotaStats", "RelayStats", "SharedQuota"]
+__all__ = ["CallbackRelay", "QuotaStats", "RelayStats", "SharedJournal", "SharedQuota"]
 
 _MAX_NAMESPACE = 200
+_LEASES = (1.0, 3600.0)  # the journal's lease_seconds, at least and at most
+
+
+def _check_dsn(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a string, got {type(value).__name__}")
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"{attribute.name} must be a postgresql:// connection string")
+
+
+def _check_lease(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{attribute.name} must be a number, got {type(value).__name__}")
+    if not _LEASES[0] <= value <= _LEASES[1]:  # NaN fails too
+        raise ValueError(
+            f"{attribute.name} must be between {_LEASES[0]:g} and {_LEASES[1]:g} seconds"
+        )
+
+
+@attrs.frozen
+class SharedJournal:
+    """A batch journal in PostgreSQL, shared by workers on several hosts.
+
+    ``client.convert_many(pairs, journal=SharedJournal(dsn, lease_seconds=10))``
+    in each worker, all given the same input: each pair is claimed by one
+    worker under a lease on the database's clock, converted once, and
+    reported by that worker only. A worker renews its leases every third of
+    ``lease_seconds``; a worker that stops renewing (killed, paused, cut off
+    from the database) loses its pairs to the others ``lease_seconds`` later.
+    A worker that comes back after losing a pair neither writes its row, nor
+    submits for it, nor reports it (a WARNING says it dropped it).
+    ``journal="postgresql://..."`` is ``SharedJournal("postgresql://...")``.
+    The tables (``vidgo_async_journal*``) are created at first use.
+
+    Args:
+        dsn: A PostgreSQL connection string (``postgresql://user@host/db``);
+            never shown in the repr (it may carry a password).
+        lease_seconds: How long a claim outlives its last renewal (1 to 3600,
+            default 30). Shorter: a dead worker's pairs are taken over sooner;
+            longer: a worker survives longer pauses (GC, a slow database)
+            without losing its pairs, each lost pair costing a drop, not a
+            second conversion.
+
+    Raises:
+        TypeError, ValueError: A bad argument (at construction: before any
+            connection or request).
+    """
+
+    dsn: str = attrs.field(validator=_check_dsn, repr=False)
+    lease_seconds: float = attrs.field(default=LEASE_SECONDS, kw_only=True, validator=_check_lease)
+
+    async def open_batch_journal(self) -> BatchJournal:
+        """Connect and start renewing leases (``convert_many`` calls this as it starts).
+
+        Raises:
+            ConfigurationError: The database cannot be reached or refuses the set-up.
+        """
+        return await PostgresJournal.open(self.dsn, lease_seconds=self.lease_seconds)
 
 
 @attrs.frozen(kw_only=True)

@@ -24,7 +24,7 @@ from support import MakeClient  # noqa: E402
 from vidgo_async import ConversionResult, VidgoClient  # noqa: E402
 from vidgo_async._batch.journal import State  # noqa: E402
 from vidgo_async._postgres import journal as pg_journal  # noqa: E402
-from vidgo_async.testing import FakeVidgo  # noqa: E402
+from vidgo_async.testing import FakeVidgo, Fault  # noqa: E402
 
 WORKER = Path(__file__).with_name("journal_support.py")
 LEASE = 1.0
@@ -93,15 +93,18 @@ async def test_a_bad_dsn_is_a_configuration_error(make_client: MakeClient) -> No
         await run(make_client(), [("music", "x")], "postgresql://nobody@127.0.0.1:1/none")
 
 
-def _spawn(dsn: str, fake: FakeVidgo, count: int, out: Path, lease: float = LEASE) -> Any:
+def _spawn(
+    dsn: str, fake: FakeVidgo, count: int, out: Path, lease: float = LEASE, prefix: str = "audio"
+) -> Any:
+    """A worker process; its results in ``out``, its log in ``out`` + ``.log``."""
     import subprocess
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(WORKER.parent), *sys.path])}
-    with out.open("w") as stdout:  # the child keeps its own copy
+    args = [dsn, fake.url, fake.api_key, str(lease), str(count), prefix]
+    # The child keeps its own copies.
+    with out.open("w") as stdout, out.with_suffix(".log").open("w") as stderr:
         return subprocess.Popen(
-            [sys.executable, str(WORKER), dsn, fake.url, fake.api_key, str(lease), str(count)],
-            stdout=stdout,
-            env=env,
+            [sys.executable, str(WORKER), *args], stdout=stdout, stderr=stderr, env=env
         )
 
 
@@ -211,3 +214,158 @@ async def test_a_pair_left_mid_submit_is_resumed_by_the_409_rule_after_the_lease
     (result,) = await run(client, [("music", audio_id)], postgres_dsn)
     assert result.ok and result.task_id == first.task_id
     assert fake.accept_count[audio_id] == 1
+
+
+def _submits_for(fake: FakeVidgo, audio_id: str) -> list[int | None]:
+    """The statuses the fake answered to the submits of ``audio_id``, in order."""
+    return [
+        r.status
+        for r in fake.requests_to("submit")
+        if isinstance(r.json, dict) and r.json.get("input", {}).get("audio_id") == audio_id
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("fault", "statuses"),
+    [
+        # A's first attempt is refused: A is paused in its back-off, before the paid step.
+        (Fault.rate_limited(retry_after="1"), [429, 200]),
+        # A's submit is accepted but answered late: A is paused before journalling it.
+        (Fault.slow(3.0), [200, 409]),
+    ],
+    ids=["paused-before-its-submit", "paused-with-its-submit-accepted"],
+)
+async def test_a_worker_paused_past_its_lease_is_fenced_off_its_pair(
+    postgres_dsn: str,
+    make_fake: Any,
+    make_client: MakeClient,
+    tmp_path: Path,
+    prefix: str,
+    fault: Fault,
+    statuses: list[int],
+) -> None:
+    """A worker SIGSTOPped past its lease neither submits, writes nor reports the pair
+    the other worker took over: one conversion, one result."""
+    fake = await make_fake(conflict_includes_task_id=True)
+    fake.inject(fault, route="submit")
+    audio_id = f"{prefix}-0"
+    out = tmp_path / "paused.jsonl"
+    paused = _spawn(postgres_dsn, fake, 1, out, lease=LEASE, prefix=prefix)
+    try:
+        deadline = time.monotonic() + 30
+        while not _submits_for(fake, audio_id):
+            assert time.monotonic() < deadline, "the worker never submitted"
+            assert paused.poll() is None
+            await asyncio.sleep(0.01)
+        paused.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(LEASE + 0.5)  # its lease runs out, unrenewed
+        taken = await run(make_client(fake), [("music", audio_id)], postgres_dsn)
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    assert await asyncio.to_thread(paused.wait, 30) == 0
+    assert list(_lines(out)) == []  # the paused worker reported nothing
+    assert [(r.audio_id, r.ok) for r in taken] == [(audio_id, True)]
+    assert fake.accept_count[audio_id] == 1
+    assert _submits_for(fake, audio_id) == statuses  # nothing sent once the pair was lost
+    assert "dropped" in out.with_suffix(".log").read_text()
+    assert await states(postgres_dsn, prefix) == Counter({"finished": 1})
+
+
+@pytest.mark.asyncio
+async def test_a_lost_claim_refuses_writes_and_holds_but_keeps_a_task_id(
+    postgres_dsn: str, prefix: str
+) -> None:
+    """Once another worker took the pair over, the loser's writes change nothing but a
+    missing task id, and its hold fails."""
+    from vidgo_async._batch.journals import LostClaim
+
+    audio_id = f"{prefix}-0"
+    loser = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=1.0)
+    taker = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=30.0)
+    try:
+        loser._renewer.cancel()  # paused: no renewal
+        assert (await loser.claim("music", audio_id))[0]
+        await loser.record("music", audio_id, State.SUBMITTING)
+        assert not (await taker.claim("music", audio_id))[0]  # the lease still runs
+        await asyncio.sleep(1.2)
+        assert (await taker.claim("music", audio_id))[0]
+        with pytest.raises(LostClaim):
+            await loser.hold("music", audio_id)
+        with pytest.raises(LostClaim):
+            await loser.record("music", audio_id, State.ACCEPTED, task_id="task-of-loser")
+        claimed, entry = await taker.claim("music", audio_id)
+        assert claimed and entry is not None
+        assert (entry.state, entry.task_id) == (State.SUBMITTING, "task-of-loser")
+        await taker.hold("music", audio_id)
+        await taker.record("music", audio_id, State.FINISHED, task_id="task-of-loser")
+    finally:
+        await taker.close()
+        await loser.close()
+    assert await states(postgres_dsn, prefix) == Counter({"finished": 1})
+
+
+@pytest.mark.asyncio
+async def test_the_lease_setting_is_the_journals_lease(
+    postgres_dsn: str, make_client: MakeClient, prefix: str
+) -> None:
+    """SharedJournal(lease_seconds=...) sets how long a claim lives (30 s by default)."""
+    from vidgo_async.postgres import SharedJournal
+
+    async def lease_left(audio_id: str) -> float:
+        connection = await asyncpg.connect(postgres_dsn)
+        try:
+            left: float = await connection.fetchval(
+                "SELECT extract(epoch FROM lease_until - clock_timestamp())::float8"
+                " FROM vidgo_async_journal WHERE audio_id = $1",
+                audio_id,
+            )
+        finally:
+            await connection.close()
+        return left
+
+    client = make_client()
+    short = [("music", f"{prefix}-short")]
+    results = [
+        r
+        async for r in client.convert_many(
+            short, journal=SharedJournal(postgres_dsn, lease_seconds=2)
+        )
+    ]
+    assert [r.ok for r in results] == [True]
+    assert 0 < await lease_left(f"{prefix}-short") <= 2  # a settled pair is kept one lease
+    default = [("music", f"{prefix}-default")]
+    assert [r.ok for r in await run(client, default, postgres_dsn)] == [True]
+    assert 2 < await lease_left(f"{prefix}-default") <= pg_journal.LEASE_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        (("postgresql://db/app",), {"lease_seconds": 0.5}, ValueError),
+        (("postgresql://db/app",), {"lease_seconds": 3601}, ValueError),
+        (("postgresql://db/app",), {"lease_seconds": float("nan")}, ValueError),
+        (("postgresql://db/app",), {"lease_seconds": float("inf")}, ValueError),
+        (("postgresql://db/app",), {"lease_seconds": "30"}, TypeError),
+        (("postgresql://db/app",), {"lease_seconds": True}, TypeError),
+        (("batch.sqlite",), {}, ValueError),
+        ((b"postgresql://db/app",), {}, TypeError),
+    ],
+)
+def test_bad_journal_options_are_refused_before_any_connection(
+    args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    """SharedJournal checks its arguments when made, before convert_many connects."""
+    from vidgo_async.postgres import SharedJournal
+
+    with pytest.raises(error):
+        SharedJournal(*args, **kwargs)
+
+
+def test_a_shared_journals_repr_hides_its_dsn() -> None:
+    """The DSN may carry a password: the repr shows the lease only."""
+    from vidgo_async.postgres import SharedJournal
+
+    assert (
+        repr(SharedJournal("postgresql://app:secret@db/app")) == "SharedJournal(lease_seconds=30.0)"
+    )

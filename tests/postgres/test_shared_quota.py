@@ -295,5 +295,6 @@ def test_the_public_names_are_sorted_and_exist() -> None:
     import vidgo_async.postgres
 
     names = list(vidgo_async.postgres.__all__)
-    assert names == sorted(names) == ["CallbackRelay", "QuotaStats", "RelayStats", "SharedQuota"]
+    assert names == sorted(names)
+    assert names == ["CallbackRelay", "QuotaStats", "RelayStats", "SharedJournal", "SharedQuota"]
     assert all(getattr(vidgo_async.postgres, name) for name in names)

@@ -1,22 +1,41 @@
 """The batch's journal as the run sees it: async calls, and a claim per pair.
 
 ``convert_many(journal=...)`` takes a SQLite file (``journal.Journal``, one
-process: every claim succeeds) or a ``postgresql://`` DSN (the PostgreSQL
-journal of ``vidgo_async._postgres.journal``, imported only then: workers on
-several hosts share one batch, each pair claimed by one of them under a lease).
+process: every claim succeeds), or a ``postgresql://`` DSN or a
+:class:`JournalSource` (``vidgo_async.postgres.SharedJournal``): the PostgreSQL
+journal of ``vidgo_async._postgres.journal``, imported only then, where workers
+on several hosts share one batch, each pair claimed by one of them under a lease.
+
+A worker that lost a claim (paused past its lease, another worker took the
+pair over) learns it at its next write or :meth:`BatchJournal.hold`, which
+raise :class:`LostClaim`: the batch then drops the pair, sending nothing more
+for it and reporting nothing (the taker reports it).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .journal import Entry, Journal, State
 
-__all__ = ["BatchJournal", "Claim", "SqliteJournal", "is_postgres", "open_journal"]
+__all__ = [
+    "BatchJournal",
+    "Claim",
+    "JournalSource",
+    "LostClaim",
+    "SqliteJournal",
+    "is_postgres",
+    "open_journal",
+]
 
 #: What a claim answers: whether this process holds the pair, and the pair's row.
 Claim = tuple[bool, Entry | None]
+
+
+class LostClaim(Exception):
+    """This worker no longer holds the pair: another worker took it over (or the claim
+    could not be confirmed). Never reaches a user: the batch drops the pair."""
 
 
 class BatchJournal(Protocol):
@@ -36,7 +55,19 @@ class BatchJournal(Protocol):
         path: str | None = None,
         error: BaseException | None = None,
     ) -> None:
-        """Write the pair's new state."""
+        """Write the pair's new state.
+
+        Raises:
+            LostClaim: Another worker holds the pair now; nothing was written.
+        """
+
+    async def hold(self, source_task_id: str, audio_id: str) -> None:
+        """Confirm (and extend) this process's claim, right before a submit is sent
+        or a result reported.
+
+        Raises:
+            LostClaim: Another worker holds the pair now, or the claim cannot be confirmed.
+        """
 
     async def learned(self) -> dict[str, list[tuple[float, float]]]:
         """The task durations an earlier run learned, per model."""
@@ -46,6 +77,14 @@ class BatchJournal(Protocol):
 
     async def close(self) -> None:
         """Give up this process's claims and disconnect."""
+
+
+@runtime_checkable
+class JournalSource(Protocol):
+    """A journal given as an object with options (``vidgo_async.postgres.SharedJournal``)."""
+
+    async def open_batch_journal(self) -> BatchJournal:
+        """Connect; ``convert_many`` calls this when the batch starts."""
 
 
 class SqliteJournal:
@@ -80,6 +119,9 @@ class SqliteJournal:
             error=error,
         )
 
+    async def hold(self, source_task_id: str, audio_id: str) -> None:
+        """Nothing to confirm: one process per SQLite journal."""
+
     async def learned(self) -> dict[str, list[tuple[float, float]]]:
         """The task durations an earlier run learned, per model."""
         return self.journal.learned()
@@ -98,12 +140,14 @@ def is_postgres(journal: object) -> bool:
     return isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://"))
 
 
-async def open_journal(journal: str | os.PathLike[str]) -> BatchJournal:
+async def open_journal(journal: str | os.PathLike[str] | JournalSource) -> BatchJournal:
     """Open the journal ``journal`` names.
 
     Raises:
         ConfigurationError: It cannot be used.
     """
+    if isinstance(journal, JournalSource):
+        return await journal.open_batch_journal()
     if is_postgres(journal):
         # Late binding: only a PostgreSQL journal needs the extra (and asyncpg).
         from .._postgres.journal import PostgresJournal

@@ -12,6 +12,7 @@ through the client-wide poll rate cap.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -33,7 +34,7 @@ from ..errors import (
 )
 from .intake import Key, Pairs, describe_pair, each_pair, pair_key, wav_file_name
 from .journal import Entry, Journal, State, journalled_error, state_after_failed_submit
-from .journals import BatchJournal, is_postgres, open_journal
+from .journals import BatchJournal, JournalSource, LostClaim, is_postgres, open_journal
 
 __all__ = ["BatchProgress", "Download", "Pairs", "start_batch"]
 
@@ -85,7 +86,7 @@ def start_batch(
     concurrency: object,
     max_waiting: object,
     timeout: object,
-    journal: str | os.PathLike[str] | None,
+    journal: str | os.PathLike[str] | JournalSource | None,
     download_to: str | os.PathLike[str] | None,
     on_progress: Callable[[BatchProgress], object] | None,
     hook: EventHook | None = None,
@@ -98,7 +99,7 @@ def start_batch(
     """
     concurrency = check_count("concurrency", concurrency)
     room = concurrency + check_count("max_waiting", max_waiting)
-    if journal is not None and not is_postgres(journal):
+    if journal is not None and not (isinstance(journal, JournalSource) or is_postgres(journal)):
         Journal.check(journal)  # a PostgreSQL journal is checked when the batch starts
     batch = _Batch(
         submitter,
@@ -126,7 +127,7 @@ class _Batch:
     concurrency: int = attrs.field(kw_only=True)
     room: int = attrs.field(kw_only=True)
     timeout: float | None = attrs.field(kw_only=True)
-    journal_path: str | os.PathLike[str] | None = attrs.field(kw_only=True)
+    journal_path: str | os.PathLike[str] | JournalSource | None = attrs.field(kw_only=True)
     download_to: Path | None = attrs.field(kw_only=True)
     hook: EventHook | None = attrs.field(kw_only=True, default=None)
     journal: BatchJournal | None = attrs.field(init=False, default=None)
@@ -253,6 +254,15 @@ class _Batch:
                     if result is not None:
                         error = None if result.error is None else type(result.error).__name__
                         scope.note(task_id=result.task_id, error=error)
+                        if self.journal is not None:  # reported by the holder only
+                            await self.journal.hold(*key)
+            except LostClaim as exc:
+                logger.warning(
+                    "dropped %s/%s: %s (its result is the other worker's to report)",
+                    *key,
+                    exc,
+                )
+                result = None
             except Exception as exc:  # a bug must cost one result, not the batch
                 logger.exception("conversion of %s failed unexpectedly", key)
                 result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
@@ -325,9 +335,17 @@ class _Batch:
         """Submit the pair, journalled before and after; its task, or its result."""
         await self._record(key, State.SUBMITTING)  # only now may the request go out
         input = {"task_id": key[0], "audio_id": key[1]}
+        # The paid step: each attempt goes out only while this worker holds the pair.
+        hold = None if self.journal is None else functools.partial(self.journal.hold, *key)
         try:
             accepted = await self.submitter.submit(
-                WAV_MODEL, input, callback_url=None, deadline=deadline, adopt=True, resumed=resumed
+                WAV_MODEL,
+                input,
+                callback_url=None,
+                deadline=deadline,
+                adopt=True,
+                resumed=resumed,
+                before_send=hold,
             )
         except VidgoError as exc:
             if refuses_the_account(exc) and self.refused is None:

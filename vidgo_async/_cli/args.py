@@ -30,6 +30,8 @@ examples:
   vidgo-async fake-server --port 8080                # the fake API, for local development
   export VIDGO_BASE_URL=http://127.0.0.1:8080 VIDGO_API_KEY=test-key
   vidgo-async batch pairs.csv --max-polls-per-second 500   # against that fake
+  vidgo-async batch pairs.csv --journal postgresql://app@db/app \
+      --shared-quota postgresql://app@db/app          # on each host: one batch, one quota
 """
 
 _INPUT = """\
@@ -42,6 +44,9 @@ journal: `wav` and `batch` record every submit in ./{DEFAULT_JOURNAL} (in the
 directory they run from; --journal PATH for another, --no-journal for none).
 Re-running a command there never converts a track twice: it prints the known
 WAV URL, waits on tasks already submitted and submits only the rest.
+With --journal postgresql://... (extra `postgres`), workers on several hosts
+share one batch: each pair is claimed by one worker under a lease (30 s,
+--journal-lease), converted once and reported by that worker only.
 """
 
 _EXITS = """\
@@ -159,6 +164,19 @@ def _api() -> Parser:
         metavar="N",
         help="cap on status requests per second (default 10; raise it for the fake server)",
     )
+    common.add_argument(
+        "--shared-quota",
+        type=_dsn,
+        metavar="DSN",
+        help="share --max-polls-per-second with every process using this postgresql://"
+        " database and namespace (extra `postgres`): the cap of them all together",
+    )
+    common.add_argument(
+        "--quota-namespace",
+        metavar="NAME",
+        help="what the --shared-quota sharers have in common (default: derived from the API"
+        " key, so that the processes using one key share its quota)",
+    )
     return common
 
 
@@ -199,6 +217,13 @@ def _journal(parser: argparse.ArgumentParser) -> None:
         " a postgresql:// DSN: a journal shared by workers on several hosts",
     )
     group.add_argument("--no-journal", action="store_true", help="keep no journal")
+    parser.add_argument(
+        "--journal-lease",
+        type=_SECONDS,
+        metavar="SECONDS",
+        help="with a postgresql:// --journal: how long a worker's claim on a pair outlives"
+        " its last renewal (default 30): a dead worker's pairs are taken over that late",
+    )
 
 
 def _version() -> str:
@@ -239,6 +264,14 @@ def positive_number(what: str) -> Callable[[str], float]:
 
 
 _SECONDS = positive_number("seconds")
+
+
+def _dsn(text: str) -> str:
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise argparse.ArgumentTypeError(
+            f"expected a postgresql:// connection string, got {text!r}"
+        )
+    return text
 
 
 def port(text: str) -> int:

@@ -21,8 +21,8 @@ import attrs
 
 from vidgo_async import DEFAULT_TIMEOUT, ConversionResult, VidgoClient
 
-from .checks import check_download_folder, journal_label, journal_of, open_output
-from .client import make_client
+from .checks import check_download_folder, journal_label, journal_of, open_output, shared_journal
+from .client import open_client
 from .exits import ACCOUNT_REFUSALS, Exit, account_advice, one_line
 from .input import BadRow, count_rows, open_input, read_pairs
 from .output import result_json
@@ -38,6 +38,7 @@ class BatchOptions:
     concurrency: int = 32
     timeout: float | None = DEFAULT_TIMEOUT
     journal: str | None = None
+    journal_lease: float | None = None
     download: Path | None = None
     output: IO[str] | None = None
     json: bool = False
@@ -46,9 +47,9 @@ class BatchOptions:
 
 async def batch(args: argparse.Namespace) -> int:
     """Check every flag and the input, then run the batch."""
-    journal = journal_of(args.journal, off=args.no_journal)
+    journal = journal_of(args.journal, off=args.no_journal, lease=args.journal_lease)
     # The client first: it checks the key before any file is created.
-    async with make_client(args) as client:
+    async with open_client(args) as client:
         with ExitStack() as stack:
             if args.file == "-":
                 # Bytes that are not UTF-8 become per-line reports, not the end of the batch.
@@ -63,6 +64,7 @@ async def batch(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 timeout=args.timeout,
                 journal=journal,
+                journal_lease=args.journal_lease,
                 download=check_download_folder(args.download) if args.download else None,
                 output=stack.enter_context(open_output(args.output)) if args.output else None,
                 json=args.json,
@@ -135,7 +137,7 @@ async def _convert(
         pairs(),
         concurrency=options.concurrency,
         timeout=options.timeout,
-        journal=options.journal,
+        journal=shared_journal(options.journal, options.journal_lease),
         download_to=options.download,
     )
     async with aclosing(results):  # leaving the loop stops every submit and wait at once

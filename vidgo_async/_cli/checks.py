@@ -10,9 +10,12 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .exits import UsageError
+
+if TYPE_CHECKING:  # the postgres extra: imported where a command needs it
+    from vidgo_async.postgres import SharedJournal
 
 __all__ = [
     "DEFAULT_JOURNAL",
@@ -22,6 +25,7 @@ __all__ = [
     "journal_label",
     "journal_of",
     "open_output",
+    "shared_journal",
     "wav_name",
 ]
 
@@ -72,9 +76,36 @@ def check_download_folder(folder: str) -> Path:
     return path
 
 
-def journal_of(journal: str | None, *, off: bool) -> str | None:
-    """The journal to keep (``--journal``, else the default), checked; ``None`` if ``off``."""
+def journal_of(journal: str | None, *, off: bool, lease: float | None = None) -> str | None:
+    """The journal to keep (``--journal``, else the default), checked; ``None`` if ``off``.
+
+    ``lease`` (``--journal-lease``) is for a ``postgresql://`` journal only.
+    """
+    if lease is not None:
+        if off or not _is_dsn(journal or ""):
+            raise UsageError("--journal-lease: only with a postgresql:// --journal")
+        shared_journal(journal, lease)  # its checks, before any request
     return None if off else check_journal(journal or DEFAULT_JOURNAL)
+
+
+def shared_journal(journal: str | None, lease: float | None) -> str | SharedJournal | None:
+    """What ``convert_many`` gets as its journal: with ``--journal-lease``, a
+    ``SharedJournal`` with that lease; else ``journal`` itself."""
+    if journal is None or lease is None:
+        return journal
+    try:
+        # Late binding: only a PostgreSQL journal with options needs the postgres extra.
+        from vidgo_async.postgres import SharedJournal
+
+        return SharedJournal(journal, lease_seconds=lease)
+    except ImportError as exc:
+        raise UsageError(f"--journal-lease: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"--journal-lease: {exc}") from None
+
+
+def _is_dsn(journal: str) -> bool:
+    return journal.startswith(("postgresql://", "postgres://"))
 
 
 def check_journal(journal: str) -> str:
@@ -84,7 +115,7 @@ def check_journal(journal: str) -> str:
     database (an empty file is one) that can be written. A ``postgresql://``
     DSN (a journal shared by several workers) is checked when the batch starts.
     """
-    if journal.startswith(("postgresql://", "postgres://")):
+    if _is_dsn(journal):
         return journal
     path = Path(journal)
     if path.is_dir():

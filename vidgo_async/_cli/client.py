@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
 
 from vidgo_async import VidgoClient
 
-__all__ = ["DOWNLOAD_TIMEOUT", "download_client", "make_client"]
+from .exits import UsageError
+
+__all__ = ["DOWNLOAD_TIMEOUT", "download_client", "open_client", "quota_namespace"]
 
 #: Seconds for a whole download, retries included: the client's own default for
 #: ``download`` (an hour), which the core keeps private.
@@ -16,10 +23,46 @@ DOWNLOAD_TIMEOUT = 3600.0
 _UNUSED_KEY = "download-sends-no-key"
 
 
-def make_client(args: argparse.Namespace) -> VidgoClient:
-    """A client from ``--api-key``, ``--base-url``, ``--max-polls-per-second`` (and ``VIDGO_*``)."""
+@contextlib.asynccontextmanager
+async def open_client(args: argparse.Namespace) -> AsyncIterator[VidgoClient]:
+    """A client from ``--api-key``, ``--base-url``, ``--max-polls-per-second`` (and
+    ``VIDGO_*``); with ``--shared-quota``, under a ``SharedQuota`` opened before it and
+    closed after it."""
+    if args.shared_quota is None:
+        if args.quota_namespace is not None:
+            raise UsageError("--quota-namespace: only with --shared-quota")
+        async with _client(args) as client:
+            yield client
+        return
+    try:
+        # Late binding: only a shared quota needs the postgres extra (and asyncpg).
+        from vidgo_async.postgres import SharedQuota
+    except ImportError as exc:
+        raise UsageError(f"--shared-quota: {exc}") from None
+    try:
+        quota = SharedQuota(args.shared_quota, namespace=quota_namespace(args))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--quota-namespace: {exc}") from None
+    async with quota, _client(args, quota=quota) as client:
+        yield client
+
+
+def quota_namespace(args: argparse.Namespace) -> str:
+    """``--quota-namespace``, else one derived from the API key: every process using
+    the key shares its quota, and the key itself is never written to the database."""
+    if args.quota_namespace is not None:
+        return str(args.quota_namespace)
+    key = args.api_key or os.environ.get("VIDGO_API_KEY") or ""
+    digest = hashlib.sha256(b"vidgo-async quota namespace\x00" + key.encode()).hexdigest()
+    return f"key-{digest[:16]}"
+
+
+def _client(args: argparse.Namespace, **kwargs: Any) -> VidgoClient:
     return VidgoClient(
-        args.api_key, base_url=args.base_url, max_polls_per_second=args.max_polls_per_second
+        args.api_key,
+        base_url=args.base_url,
+        max_polls_per_second=args.max_polls_per_second,
+        **kwargs,
     )
 
 

@@ -13,8 +13,8 @@ from vidgo_async import ConversionResult, PollPolicy, RetryPolicy, VidgoClient
 from vidgo_async.errors import VidgoError
 
 from .batch import BatchOptions, run_batch
-from .checks import check_download_dest, check_download_folder, journal_of
-from .client import DOWNLOAD_TIMEOUT, download_client, make_client
+from .checks import check_download_dest, check_download_folder, journal_of, shared_journal
+from .client import DOWNLOAD_TIMEOUT, download_client, open_client
 from .exits import ACCOUNT_REFUSALS, CommandError, Exit, UsageError, account_advice, hint, one_line
 from .output import download_json, task_json, task_text, wav_json
 
@@ -26,8 +26,8 @@ async def wav(args: argparse.Namespace) -> int:
     dest = None
     if args.download:
         dest = check_download_dest(args.download, overwrite=args.overwrite, audio_id=args.audio_id)
-    journal = journal_of(args.journal, off=args.no_journal)
-    async with make_client(args) as client:
+    journal = journal_of(args.journal, off=args.no_journal, lease=args.journal_lease)
+    async with open_client(args) as client:
         result = await _convert_one(client, args, journal)
         url = result.wav_url
         if result.error is not None or url is None:
@@ -58,7 +58,10 @@ async def _convert_one(
 ) -> ConversionResult:
     """The pair's result, through ``convert_many`` so that the journal is consulted."""
     results = client.convert_many(
-        [(args.task_id, args.audio_id)], concurrency=1, timeout=args.timeout, journal=journal
+        [(args.task_id, args.audio_id)],
+        concurrency=1,
+        timeout=args.timeout,
+        journal=shared_journal(journal, args.journal_lease),
     )
     async with aclosing(results):
         async for result in results:
@@ -81,7 +84,7 @@ def _failure(result: ConversionResult, journal: str | None) -> CommandError:
 
 async def status(args: argparse.Namespace) -> int:
     """Print a task's state."""
-    async with make_client(args) as client:
+    async with open_client(args) as client:
         task = await client.get_task(args.task_id)
     print(json.dumps(task_json(task)) if args.json else task_text(task))
     return Exit.OK

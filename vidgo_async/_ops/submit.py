@@ -13,7 +13,7 @@ the attempts before it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -86,6 +86,7 @@ class Submitter:
         deadline: Deadline | None,
         adopt: bool = False,
         resumed: bool = False,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> Accepted:
         """Submit a task; see the module docstring for when an attempt is repeated.
 
@@ -96,6 +97,9 @@ class Submitter:
                 with it) instead of :class:`AlreadyConvertedError`.
             resumed: An earlier submit of the same input (another run's) may
                 have been accepted.
+            before_send: Awaited right before each attempt goes out (after its
+                slot under a submit cap): a batch confirms there that it still
+                holds the pair. What it raises ends the submit.
 
         Raises:
             AlreadyConvertedError: 409 on a clean first attempt of a WAV conversion.
@@ -114,7 +118,9 @@ class Submitter:
             if callback_url is not None:
                 body["callback_url"] = callback_url
             with operation(self.hook, "submit", model=model, **_track_of(model, input)) as scope:
-                accepted = await self._settle(body, deadline, adopt=adopt, resumed=resumed)
+                accepted = await self._settle(
+                    body, deadline, adopt=adopt, resumed=resumed, before_send=before_send
+                )
                 scope.note(task_id=accepted.task_id)
         except BaseException:
             if registry is not None and slot is not None:
@@ -125,7 +131,13 @@ class Submitter:
         return accepted
 
     async def _settle(
-        self, body: dict[str, Any], deadline: Deadline | None, *, adopt: bool, resumed: bool
+        self,
+        body: dict[str, Any],
+        deadline: Deadline | None,
+        *,
+        adopt: bool,
+        resumed: bool,
+        before_send: Callable[[], Awaitable[None]] | None,
     ) -> Accepted:
         ambiguous: VidgoError | None = None
         if resumed:
@@ -137,6 +149,8 @@ class Submitter:
             timeout = None if deadline is None else deadline.remaining()
             try:
                 await self._take_slot(timeout)
+                if before_send is not None:
+                    await before_send()
                 data = await self.transport.request("POST", SUBMIT_PATH, body=body, timeout=timeout)
                 task_id, answer = parse_accepted(data)
             except ConflictError as exc:

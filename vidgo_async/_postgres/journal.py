@@ -17,6 +17,19 @@ worker is skipped, not reported by this one: each pair is reported by the
 worker that holds it. A run started a lease or more after the last worker
 ended is a re-run: it finds every row free and answers from it.
 
+Fencing: a worker paused past its lease (a GC pause, SIGSTOP, a partition
+from the database) may find its pairs taken over. Every write of a claimed row
+is therefore a compare-and-set on ``claimed_by``: it changes the row only if
+this worker still holds it, under the row lock that also serializes claims, so
+a write lands either before a takeover (the taker reads it) or not at all
+(:class:`LostClaim`). Before each submit attempt and before reporting a result
+the batch calls :meth:`PostgresJournal.hold`, the same compare-and-set
+extending the lease: a worker that lost the pair sends and reports nothing for
+it. (The vendor API knows no fencing token: a pause between that check and the
+request's bytes leaving stays possible, and the server's refusal of a second
+conversion of one track covers it.) A task id accepted by a worker that then
+lost the pair is still written where the row has none, and logged.
+
 Rows are keyed by the pair alone, as a SQLite journal file's are.
 """
 
@@ -37,6 +50,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
     ) from exc
 
 from .._batch.journal import Entry, State, encode_error
+from .._batch.journals import LostClaim
 from .._wire.convert import converter, dump_durations, load_durations
 from ..errors import ConfigurationError
 
@@ -80,15 +94,26 @@ INSERT INTO vidgo_async_journal AS j (source_task_id, audio_id, claimed_by, leas
         OR j.lease_until < clock_timestamp()
     RETURNING {", ".join("j." + c for c in _COLUMNS)}
 """
+# Every write of a claimed row is fenced: only while this worker holds it (the claim
+# inserted the row). Each write extends the lease too.
 _RECORD = """
-INSERT INTO vidgo_async_journal AS j (source_task_id, audio_id, state, task_id, wav_url, path,
-        error_type, error, error_status, claimed_by, lease_until)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp() + make_interval(secs => $11))
-    ON CONFLICT (source_task_id, audio_id) DO UPDATE SET
-    state = excluded.state, task_id = COALESCE(excluded.task_id, j.task_id),
-    wav_url = excluded.wav_url, path = excluded.path, error_type = excluded.error_type,
-    error = excluded.error, error_status = excluded.error_status, updated_at = clock_timestamp()
+UPDATE vidgo_async_journal SET
+    state = $3, task_id = COALESCE($4, task_id), wav_url = $5, path = $6, error_type = $7,
+    error = $8, error_status = $9, updated_at = clock_timestamp(),
+    lease_until = clock_timestamp() + make_interval(secs => $11)
+    WHERE source_task_id = $1 AND audio_id = $2 AND claimed_by = $10
+    RETURNING 1
 """
+_HOLD = (
+    "UPDATE vidgo_async_journal SET lease_until = clock_timestamp() + make_interval(secs => $4)"
+    " WHERE source_task_id = $1 AND audio_id = $2 AND claimed_by = $3 RETURNING 1"
+)
+# A task id is a fact about the track (the server converts a track once): kept even by a
+# worker that lost the pair, where the row has none.
+_KEEP_TASK_ID = (
+    "UPDATE vidgo_async_journal SET task_id = $3"
+    " WHERE source_task_id = $1 AND audio_id = $2 AND task_id IS NULL"
+)
 _RENEW = (
     "UPDATE vidgo_async_journal SET lease_until = clock_timestamp() + make_interval(secs => $2)"
     " WHERE claimed_by = $1"
@@ -170,12 +195,45 @@ class PostgresJournal:
         path: str | None = None,
         error: BaseException | None = None,
     ) -> None:
-        """Write the pair's new state (committed before this returns)."""
+        """Write the pair's new state (committed before this returns) if this worker
+        still holds the pair.
+
+        Raises:
+            LostClaim: Another worker took the pair over; nothing was written (but
+                ``task_id``, where the row has none).
+        """
         error_type, message, status = encode_error(error)
         args = (source_task_id, audio_id, state.value, task_id, wav_url, path)
-        await self._pool.execute(
+        written = await self._pool.fetchval(
             _RECORD, *args, error_type, message, status, self.worker, self.lease_seconds
         )
+        if written is not None:
+            return
+        if task_id is not None:
+            logger.warning(
+                "task %s of %s/%s was accepted after this worker lost the pair",
+                task_id,
+                source_task_id,
+                audio_id,
+            )
+            await self._pool.execute(_KEEP_TASK_ID, source_task_id, audio_id, task_id)
+        raise LostClaim(f"could not record {state.value}: another worker took the pair over")
+
+    async def hold(self, source_task_id: str, audio_id: str) -> None:
+        """Confirm this worker's claim on the pair and extend its lease.
+
+        Raises:
+            LostClaim: Another worker took the pair over, or the database cannot
+                confirm the claim (then nothing is sent for the pair either).
+        """
+        try:
+            held = await self._pool.fetchval(
+                _HOLD, source_task_id, audio_id, self.worker, self.lease_seconds
+            )
+        except _DB_ERRORS as exc:
+            raise LostClaim(f"cannot confirm the claim: {exc}") from None
+        if held is None:
+            raise LostClaim("another worker took the pair over")
 
     async def learned(self) -> dict[str, list[tuple[float, float]]]:
         """The task durations an earlier run learned, per model."""
