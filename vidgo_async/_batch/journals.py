@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Protocol, runtime_checkable
 
+from .intake import Key
 from .journal import Entry, Journal, State
 
 __all__ = [
@@ -42,7 +43,18 @@ class BatchJournal(Protocol):
     """What ``_Batch`` needs of a journal."""
 
     async def claim(self, source_task_id: str, audio_id: str) -> Claim:
-        """Take the pair for this process (``False``: another live worker holds it)."""
+        """Take the pair for this process (``False``: another worker holds it)."""
+
+    @property
+    def recheck_every(self) -> float:
+        """Seconds between two looks at the pairs other workers held."""
+        ...
+
+    async def recheck(self, keys: list[Key]) -> tuple[list[Key], list[Key]]:
+        """Of ``keys``, pairs another worker held when claimed: those unsettled and free
+        now (their holder let go, or its lease ran out: claim them) and those unsettled
+        and still held. The others are settled: their holder reports them."""
+        ...
 
     async def record(
         self,
@@ -96,6 +108,12 @@ class SqliteJournal:
     async def claim(self, source_task_id: str, audio_id: str) -> Claim:
         """Always this process's: one process per SQLite journal."""
         return True, self.journal.get(source_task_id, audio_id)
+
+    recheck_every = 0.0
+
+    async def recheck(self, keys: list[Key]) -> tuple[list[Key], list[Key]]:
+        """Every pair is free: no other process holds any."""
+        return keys, []
 
     async def record(
         self,

@@ -139,6 +139,8 @@ class _Batch:
     in_flight: dict[Key, int] = attrs.field(init=False, factory=dict)  # -> repeats seen
     # -> its result; None: another worker holds the pair and reports it
     done: dict[Key, ConversionResult | None] = attrs.field(init=False, factory=dict)
+    # Pairs another worker held when claimed, looked at again at the end -> repeats seen
+    aside: dict[Key, int] = attrs.field(init=False, factory=dict)
     read: int = attrs.field(init=False, default=0)
     input_done: bool = attrs.field(init=False, default=False)
     refused: VidgoError | None = attrs.field(init=False, default=None)
@@ -214,9 +216,31 @@ class _Batch:
                 await self.queue.put(_InputFailed(exc))
                 return
             self.input_done = True
+            await self._finish()
+        await self.queue.put(_END)
+
+    async def _finish(self) -> None:
+        """Wait for this worker's pairs, then for those another worker held: each ends
+        settled by its holder (who reports it) or free, when this worker takes it over
+        (its holder let go, or died and its lease ran out)."""
+        patience = Deadline.after(None if self.timeout is None else 2 * self.timeout)
+        while True:
             while self.tasks:
                 await asyncio.wait(set(self.tasks))
-        await self.queue.put(_END)
+            aside = self.aside
+            if not aside or self.journal is None:
+                return
+            if patience.expired():
+                logger.warning("%d pairs still held by other workers: left to them", len(aside))
+                return
+            free, held = await self.journal.recheck(list(self.aside))
+            for key in self.aside.keys() - {*free, *held}:  # settled: its holder reports it
+                del self.aside[key]
+                self.done[key] = None
+            for key in free:
+                await self._take(key, repeats=self.aside.pop(key))
+            if not free and self.aside:
+                await asyncio.sleep(self.journal.recheck_every)
 
     async def _admit(self, pair: Any) -> None:
         try:
@@ -230,14 +254,20 @@ class _Batch:
                 await self.queue.put(known)
         elif key in self.in_flight:
             self.in_flight[key] += 1
+        elif key in self.aside:
+            self.aside[key] += 1
         else:
-            await self.slots.acquire()
-            # Never more tasks accepted and not finished than the poll cap can serve
-            # (a task accepted, then timed out unpolled, was paid for nothing).
-            await self.waiting.acquire()
-            await self.busy.acquire()  # the pair's submit goes out under this permit
-            self.in_flight[key] = 0
-            self._spawn(self._carry(key))
+            await self._take(key, repeats=0)
+
+    async def _take(self, key: Key, *, repeats: int) -> None:
+        """Start the pair's task once there is room."""
+        await self.slots.acquire()
+        # Never more tasks accepted and not finished than the poll cap can serve
+        # (a task accepted, then timed out unpolled, was paid for nothing).
+        await self.waiting.acquire()
+        await self.busy.acquire()  # the pair's submit goes out under this permit
+        self.in_flight[key] = repeats
+        self._spawn(self._carry(key))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -251,11 +281,13 @@ class _Batch:
             try:
                 with operation(self.hook, "pair", **ids) as scope:
                     result = await self._convert(key)
-                    if result is not None:
-                        error = None if result.error is None else type(result.error).__name__
-                        scope.note(task_id=result.task_id, error=error)
-                        if self.journal is not None:  # reported by the holder only
-                            await self.journal.hold(*key)
+                    if result is None:  # another worker holds it: look again at the end
+                        self.aside[key] = self.in_flight.pop(key)
+                        return
+                    error = None if result.error is None else type(result.error).__name__
+                    scope.note(task_id=result.task_id, error=error)
+                    if self.journal is not None:  # reported by the holder only
+                        await self.journal.hold(*key)
             except LostClaim as exc:
                 logger.warning(
                     "dropped %s/%s: %s (its result is the other worker's to report)",
@@ -268,8 +300,9 @@ class _Batch:
                 result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
             finally:
                 self.waiting.release()
+            repeats = self.in_flight.pop(key)
             self.done[key] = result
-            for _ in range(1 + self.in_flight.pop(key)) if result is not None else ():
+            for _ in range(1 + repeats) if result is not None else ():
                 await self.queue.put(result)
         finally:
             self.slots.release()

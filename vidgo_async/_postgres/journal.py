@@ -9,13 +9,18 @@ loser gets no row back. A worker renews the leases of all its rows every
 third of a lease, and keeps them until its batch ends; then it frees the
 pairs left unfinished, and keeps the settled ones (finished, failed, unknown)
 for one more lease, so that a worker of the same run starting late does not
-report them again. A killed worker's pairs are
-claimable once its lease expires; the taker resumes them as a SQLite re-run
-would (accepted: wait on the task; caught mid-submit: resubmit with
-``resumed=True``, the submit rule settles it). A pair held by another live
-worker is skipped, not reported by this one: each pair is reported by the
-worker that holds it. A run started a lease or more after the last worker
-ended is a re-run: it finds every row free and answers from it.
+report them again.
+
+A pair another worker holds is not this one's to report: the batch sets it
+aside, and once its own pairs are done looks again (:meth:`recheck`) every
+third of a lease until each is settled (its holder reports it) or free. A
+killed worker's unsettled pairs are free once its lease expires; the taker
+resumes them as a SQLite re-run would (accepted: wait on the task; caught
+mid-submit: resubmit with ``resumed=True``, the submit rule settles it). Its
+settled pairs are taken only by a worker started after they settled: the
+dead worker reported them in this run. A run started a lease or more after
+the last worker ended is a re-run: it finds every row free and answers from
+it.
 
 Fencing: a worker paused past its lease (a GC pause, SIGSTOP, a partition
 from the database) may find its pairs taken over. Every write of a claimed row
@@ -49,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
         "a PostgreSQL journal needs asyncpg: pip install 'vidgo-async[postgres]'"
     ) from exc
 
+from .._batch.intake import Key
 from .._batch.journal import Entry, State, encode_error
 from .._batch.journals import LostClaim
 from .._wire.convert import converter, dump_durations, load_durations
@@ -84,6 +90,7 @@ CREATE INDEX IF NOT EXISTS vidgo_async_journal_claimed
 CREATE TABLE IF NOT EXISTS vidgo_async_journal_learned (model text PRIMARY KEY, summary text);
 """
 _COLUMNS = ("state", "task_id", "wav_url", "path", "error_type", "error", "error_status")
+_SETTLED = "('finished', 'failed', 'unknown')"
 
 _CLAIM = f"""
 INSERT INTO vidgo_async_journal AS j (source_task_id, audio_id, claimed_by, lease_until)
@@ -92,7 +99,16 @@ INSERT INTO vidgo_async_journal AS j (source_task_id, audio_id, claimed_by, leas
     SET claimed_by = excluded.claimed_by, lease_until = excluded.lease_until
     WHERE j.claimed_by IS NULL OR j.claimed_by = excluded.claimed_by
         OR j.lease_until < clock_timestamp()
+            AND (j.state IS NULL OR j.state NOT IN {_SETTLED} OR j.updated_at < $5)
     RETURNING {", ".join("j." + c for c in _COLUMNS)}
+"""
+# Pairs other workers held, unsettled: free (to claim) or still held.
+_RECHECK = f"""
+SELECT j.source_task_id, j.audio_id,
+        j.claimed_by IS NULL OR j.lease_until < clock_timestamp() AS free
+    FROM unnest($1::text[], $2::text[]) AS k(source_task_id, audio_id)
+    JOIN vidgo_async_journal AS j USING (source_task_id, audio_id)
+    WHERE j.state IS NULL OR j.state NOT IN {_SETTLED}
 """
 # Every write of a claimed row is fenced: only while this worker holds it (the claim
 # inserted the row). Each write extends the lease too.
@@ -123,8 +139,8 @@ _RENEW = (
 # would otherwise report them again).
 _RELEASE = (
     "UPDATE vidgo_async_journal SET"
-    " claimed_by = CASE WHEN state IN ('finished', 'failed', 'unknown') THEN claimed_by END,"
-    " lease_until = CASE WHEN state IN ('finished', 'failed', 'unknown')"
+    f" claimed_by = CASE WHEN state IN {_SETTLED} THEN claimed_by END,"
+    f" lease_until = CASE WHEN state IN {_SETTLED}"
     " THEN clock_timestamp() + make_interval(secs => $2) END"
     " WHERE claimed_by = $1"
 )
@@ -142,9 +158,10 @@ class PostgresJournal:
     Use :meth:`open`; ``worker`` names this process in ``claimed_by``.
     """
 
-    def __init__(self, pool: Any, *, lease_seconds: float, worker: str) -> None:
+    def __init__(self, pool: Any, *, lease_seconds: float, worker: str, started: Any) -> None:
         self.worker = worker
         self.lease_seconds = lease_seconds
+        self.started = started  # on the database's clock
         self._pool = pool
         self._renewer = asyncio.create_task(self._renew())
 
@@ -166,16 +183,17 @@ class PostgresJournal:
             async with pool.acquire() as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
                 await connection.execute(SCHEMA)
+                started = await connection.fetchval("SELECT clock_timestamp()")
         except (*_DB_ERRORS, ValueError) as exc:
             raise ConfigurationError(f"cannot open the PostgreSQL journal: {exc}") from None
         worker = f"{uuid.uuid4().hex[:12]}@{time.time():.0f}"
         lease = LEASE_SECONDS if lease_seconds is None else lease_seconds
-        return cls(pool, lease_seconds=lease, worker=worker)
+        return cls(pool, lease_seconds=lease, worker=worker, started=started)
 
     async def claim(self, source_task_id: str, audio_id: str) -> tuple[bool, Entry | None]:
-        """Take the pair unless another live worker holds it; its row if it has a state."""
+        """Take the pair unless another worker holds it; its row if it has a state."""
         row = await self._pool.fetchrow(
-            _CLAIM, source_task_id, audio_id, self.worker, self.lease_seconds
+            _CLAIM, source_task_id, audio_id, self.worker, self.lease_seconds, self.started
         )
         if row is None:
             return False, None
@@ -183,6 +201,22 @@ class PostgresJournal:
             return True, None
         entry: Entry = converter.structure({c: row[c] for c in _COLUMNS}, Entry)
         return True, entry
+
+    @property
+    def recheck_every(self) -> float:
+        """Seconds between two looks at the pairs other workers held."""
+        return self.lease_seconds / 3
+
+    async def recheck(self, keys: list[Key]) -> tuple[list[Key], list[Key]]:
+        """Of pairs other workers held, the unsettled ones free now and those still held."""
+        try:
+            rows = await self._pool.fetch(_RECHECK, [k[0] for k in keys], [k[1] for k in keys])
+        except _DB_ERRORS as exc:  # all still held, as far as this worker can tell
+            logger.warning("could not look at the pairs other workers hold: %s", exc)
+            return [], keys
+        free = [(r["source_task_id"], r["audio_id"]) for r in rows if r["free"]]
+        held = [(r["source_task_id"], r["audio_id"]) for r in rows if not r["free"]]
+        return free, held
 
     async def record(
         self,
