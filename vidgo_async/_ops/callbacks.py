@@ -57,8 +57,9 @@ logger = logging.getLogger("vidgo_async")
 _WINDOW = 20  # recent hit/miss outcomes the reliability verdict is based on
 _MAX_EARLY = 4  # task ids remembered from callbacks that beat the submit answer
 _NOT_TERMINAL = frozenset({TaskStatus.NOT_STARTED, TaskStatus.RUNNING})
-_INSTANCE = 8  # hex characters of a token's instance, then 8 of its nonce
-_MAC = 32  # characters of a token's HMAC (urlsafe base64 of SHA-256: 192 bits)
+_INSTANCE = 8  # hex characters of a token's instance
+_KEY = 24  # ... and of its whole key: the instance, then a random nonce of 64 bits
+_MAC = 24  # characters of a token's HMAC (urlsafe base64 of SHA-256: 144 bits)
 
 
 @runtime_checkable
@@ -153,7 +154,7 @@ class Registry:
         self._by_task: dict[str, Slot] = {}
         self._outcomes: deque[bool] = deque(maxlen=_WINDOW)
         self.napping: set[asyncio.Future[None]] = set()  # naps stretched to the safety net
-        self._decoy = secrets.token_urlsafe(24)
+        self._decoy = secrets.token_urlsafe(_MAC)[:_MAC]
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -168,9 +169,9 @@ class Registry:
         if self._relay is not None:
             self._relay.check_open()
         self._purge()
-        key = self.instance + secrets.token_hex(4)
+        key = self.instance + secrets.token_hex((_KEY - _INSTANCE) // 2)
         while key in self._slots:
-            key = self.instance + secrets.token_hex(4)
+            key = self.instance + secrets.token_hex((_KEY - _INSTANCE) // 2)
         slot = Slot(key, self._mac(key), time.monotonic() + self._ttl)
         self._slots[slot.key] = slot
         return slot
@@ -250,7 +251,7 @@ class Registry:
         """Hand a token of another registry to the relay, if its HMAC holds."""
         key, _, secret = token.partition(".")
         instance = key[:_INSTANCE]
-        if self._relay is None or instance == self.instance or len(key) != 2 * _INSTANCE:
+        if self._relay is None or instance == self.instance or len(key) != _KEY:
             return "unknown token"
         if task.status in _NOT_TERMINAL:
             return "not terminal"

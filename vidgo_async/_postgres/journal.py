@@ -58,7 +58,7 @@ from .._batch.intake import Key
 from .._batch.journal import Entry, State, encode_error
 from .._batch.journals import LostClaim
 from .._wire.convert import converter, dump_durations, load_durations
-from ..errors import ConfigurationError
+from .connect import DB_ERRORS, OPEN_ERRORS, open_failure
 
 __all__ = ["LEASE_SECONDS", "PostgresJournal"]
 
@@ -149,7 +149,6 @@ _KEEP_LEARNED = (
     "INSERT INTO vidgo_async_journal_learned (model, summary) VALUES ($1, $2)"
     " ON CONFLICT (model) DO UPDATE SET summary = excluded.summary"
 )
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
 
 class PostgresJournal:
@@ -184,8 +183,8 @@ class PostgresJournal:
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
                 await connection.execute(SCHEMA)
                 started = await connection.fetchval("SELECT clock_timestamp()")
-        except (*_DB_ERRORS, ValueError) as exc:
-            raise ConfigurationError(f"cannot open the PostgreSQL journal: {exc}") from None
+        except OPEN_ERRORS as exc:
+            raise open_failure("the PostgreSQL journal", exc) from None
         worker = f"{uuid.uuid4().hex[:12]}@{time.time():.0f}"
         lease = LEASE_SECONDS if lease_seconds is None else lease_seconds
         return cls(pool, lease_seconds=lease, worker=worker, started=started)
@@ -211,7 +210,7 @@ class PostgresJournal:
         """Of pairs other workers held, the unsettled ones free now and those still held."""
         try:
             rows = await self._pool.fetch(_RECHECK, [k[0] for k in keys], [k[1] for k in keys])
-        except _DB_ERRORS as exc:  # all still held, as far as this worker can tell
+        except DB_ERRORS as exc:  # all still held, as far as this worker can tell
             logger.warning("could not look at the pairs other workers hold: %s", exc)
             return [], keys
         free = [(r["source_task_id"], r["audio_id"]) for r in rows if r["free"]]
@@ -264,7 +263,7 @@ class PostgresJournal:
             held = await self._pool.fetchval(
                 _HOLD, source_task_id, audio_id, self.worker, self.lease_seconds
             )
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise LostClaim(f"cannot confirm the claim: {exc}") from None
         if held is None:
             raise LostClaim("another worker took the pair over")
@@ -278,7 +277,7 @@ class PostgresJournal:
         """Save what was learned; a failure is only logged (a re-run starts cold)."""
         try:
             await self._pool.execute(_KEEP_LEARNED, model, dump_durations(observations))
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             logger.warning("could not save the learned durations to the journal: %s", exc)
 
     async def close(self) -> None:
@@ -288,7 +287,7 @@ class PostgresJournal:
             await self._renewer
         try:
             await self._pool.execute(_RELEASE, self.worker, self.lease_seconds)
-        except _DB_ERRORS as exc:  # the leases expire anyway
+        except DB_ERRORS as exc:  # the leases expire anyway
             logger.warning("could not give up the journal's claims: %s", exc)
         finally:
             self._pool.terminate()
@@ -298,5 +297,5 @@ class PostgresJournal:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 await self._pool.execute(_RENEW, self.worker, self.lease_seconds)
-            except _DB_ERRORS as exc:
+            except DB_ERRORS as exc:
                 logger.warning("could not renew the journal's claims: %s", exc)

@@ -21,7 +21,9 @@ import contextlib
 import json
 import logging
 import secrets
+import time
 import weakref
+from collections import OrderedDict
 from types import TracebackType
 from typing import Any
 
@@ -35,7 +37,7 @@ from .._timing.schedules import start
 from .._validate import check_rate
 from .._wire.convert import parse_task
 from ..errors import ClientClosedError, ConfigurationError, InvalidResponseError
-from .store import DB_ERRORS
+from .connect import DB_ERRORS, OPEN_ERRORS, open_failure
 
 __all__ = ["CallbackRelay", "RelayStats"]
 
@@ -45,7 +47,11 @@ _MIN_SECRET = 32  # bytes
 _CHANNEL = "vidgo_async_callbacks_"  # + the instance
 _BATCH = 256  # most hints sent in one round trip
 _NOTIFY = "SELECT pg_notify($1, $2)"
-_IDLE_CHECK = 1.0  # seconds: how often an idle sender looks at its (listening) connection
+_IDLE_CHECK = 5.0  # seconds: how often an idle sender checks its (listening) connection
+_MAX_PAYLOAD = 7900  # bytes: PostgreSQL refuses a NOTIFY payload of 8000 or more
+_REPEAT_WINDOW = 60.0  # seconds a hint sent on is not sent again (repeats, replays)
+_MAX_RECENT = 10_000  # hints remembered for that
+_SENDER = "vidgo-callback-relay"
 _RECONNECT = RetryPolicy(base_delay=0.1, max_delay=5.0)
 
 
@@ -120,12 +126,16 @@ class CallbackRelay:
             raise ValueError("max_queue must be a positive integer")
         self._dsn = dsn
         self._secret = secret
-        self._connect_timeout = check_rate("connect_timeout", connect_timeout)
+        self._timeout = check_rate("connect_timeout", connect_timeout)
         self._instance = secrets.token_hex(4)
         self._registries: weakref.WeakSet[Registry] = weakref.WeakSet()
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(max_queue)
+        self._recent: OrderedDict[tuple[str, str], float] = OrderedDict()  # hints sent on
+        self._sending: list[tuple[str, str]] = []  # taken from the queue, not yet sent
         self._sender: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
         self._state = "new"
+        self._full = False  # the queue overflowed since the last hint sent (warned once)
         self._forwarded = self._delivered = self._dropped = 0
 
     def __repr__(self) -> str:
@@ -150,35 +160,42 @@ class CallbackRelay:
         )
 
     async def start(self) -> None:
-        """Connect and listen.
+        """Connect and listen. Safe to call again (and concurrently): one connection.
 
         Raises:
-            ConfigurationError: The database cannot be reached.
+            ConfigurationError: The database cannot be reached, or ``dsn`` is malformed.
             ClientClosedError: The relay was closed.
         """
-        if self._state == "closed":
-            raise ClientClosedError("the callback relay was closed")
-        if self._state == "open":
-            return
-        try:
-            connection = await self._connect()
-        except DB_ERRORS as exc:
-            raise ConfigurationError(f"cannot open the callback relay: {exc!r:.200}") from None
-        self._state = "open"
-        self._sender = asyncio.create_task(self._send(connection), name="vidgo-callback-relay")
+        async with self._lock:
+            if self._state == "closed":
+                raise ClientClosedError("the callback relay was closed")
+            if self._state == "open":
+                return
+            try:
+                connection = await self._connect()
+            except OPEN_ERRORS as exc:
+                raise open_failure("the callback relay", exc) from None
+            if self._state == "closed":  # closed while connecting
+                connection.terminate()
+                raise ClientClosedError("the callback relay was closed")
+            self._state = "open"
+            self._sender = asyncio.create_task(self._send(connection), name=_SENDER)
 
     async def close(self) -> None:
-        """Send what is queued (for up to ``connect_timeout``), then disconnect. Safe twice."""
-        if self._state == "closed":
-            return
+        """Send what is queued (a few seconds at most), then disconnect. Safe to call
+        twice; a close that was cancelled is finished by the next one."""
         self._state = "closed"
-        if self._sender is None:
+        sender = self._sender
+        if sender is None:
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._queue.join(), self._connect_timeout)
-        self._sender.cancel()
-        await asyncio.gather(self._sender, return_exceptions=True)
-        self._dropped += self._queue.qsize()
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._queue.join(), self._timeout)
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            self._sender = None
+            self._dropped += self._queue.qsize() + len(self._sending)
 
     async def __aenter__(self) -> CallbackRelay:
         await self.start()
@@ -207,24 +224,39 @@ class CallbackRelay:
         self._registries.add(registry)
 
     def forward(self, instance: str, token: str, task: Task) -> None:
-        if self._state != "open":
+        now = time.monotonic()
+        if self._sent_lately((token, task.status.value), now):
+            return  # a repeat (or a replay) of a hint sent on moments ago
+        payload = json.dumps({"token": token, "task_id": task.task_id, "status": task.status})
+        if self._state != "open" or len(payload) > _MAX_PAYLOAD:
             self._dropped += 1
             return
-        payload = json.dumps({"token": token, "task_id": task.task_id, "status": task.status})
         try:
             self._queue.put_nowait((_CHANNEL + instance, payload))
         except asyncio.QueueFull:
             self._dropped += 1
-            logger.warning("callback relay queue full: a hint for another process is dropped")
+            if not self._full:
+                self._full = True
+                logger.warning("callback relay queue full: hints for other processes are dropped")
             return
         self._forwarded += 1
+
+    def _sent_lately(self, hint: tuple[str, str], now: float) -> bool:
+        """Whether ``hint`` went out in the last minute; notes it if not."""
+        recent = self._recent
+        while recent and (len(recent) > _MAX_RECENT or next(iter(recent.values())) < now):
+            recent.popitem(last=False)
+        if hint in recent:
+            return True
+        recent[hint] = now + _REPEAT_WINDOW
+        return False
 
     # The connection and its one task.
 
     async def _connect(self) -> Any:
         connection = await asyncpg.connect(
             self._dsn,
-            timeout=self._connect_timeout,
+            timeout=self._timeout,
             server_settings={"application_name": "vidgo-async callbacks"},
         )
         try:
@@ -235,23 +267,31 @@ class CallbackRelay:
         return connection
 
     async def _send(self, connection: Any) -> None:
-        """Send queued hints; reconnect, with backoff, when the connection breaks."""
-        batch: list[tuple[str, str]] = []
+        """Send queued hints; reconnect, with backoff, when the connection breaks.
+
+        A statement the server refuses drops its hints, not the connection; a
+        connection that stops answering (a network that dropped it silently) is
+        found by a ``SELECT 1`` when idle, and replaced.
+        """
         pauses = start(_RECONNECT)
         try:
             while True:
                 try:
-                    if connection is None or connection.is_closed():
-                        connection = None
+                    if connection is None:
                         connection = await self._connect()
+                    if not self._sending:
+                        self._sending = await self._take(connection)
+                    if self._sending:
+                        await connection.executemany(_NOTIFY, self._sending, timeout=self._timeout)
+                        self._sent()
                         pauses = start(_RECONNECT)
-                    batch = batch or await self._take()
-                    if batch:  # else a quiet second: look at the connection again
-                        await connection.executemany(_NOTIFY, batch)
-                        for _ in batch:
-                            self._queue.task_done()
-                        batch = []
                 except DB_ERRORS as exc:
+                    refused = not isinstance(exc, asyncio.TimeoutError)
+                    if refused and connection is not None and not connection.is_closed():
+                        logger.warning("callback relay: hints refused (%.200r)", exc)
+                        self._dropped += len(self._sending)
+                        self._sent()
+                        continue
                     logger.warning("callback relay: database unreachable (%s)", type(exc).__name__)
                     if connection is not None:
                         connection.terminate()
@@ -261,27 +301,38 @@ class CallbackRelay:
             if connection is not None:
                 connection.terminate()
 
-    async def _take(self) -> list[tuple[str, str]]:
-        """The next hints to send: waits a second at most for the first."""
+    async def _take(self, connection: Any) -> list[tuple[str, str]]:
+        """The next hints to send; none after a quiet spell, once the connection has
+        shown it still answers."""
         try:
             batch = [await asyncio.wait_for(self._queue.get(), _IDLE_CHECK)]
         except asyncio.TimeoutError:
+            await connection.fetchval("SELECT 1", timeout=self._timeout)
             return []
         while len(batch) < _BATCH and not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch
 
+    def _sent(self) -> None:
+        for _ in self._sending:
+            self._queue.task_done()
+        self._sending = []
+        self._full = False
+
     def _deliver(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        """A hint another process sent: to this process's receivers."""
+        """A hint another process sent: to this process's receivers, as a callback."""
         try:
             message = json.loads(payload)
-            token = message["token"]
-            task = parse_task({"task_id": message["task_id"], "status": message["status"]})
-        except (ValueError, KeyError, TypeError, InvalidResponseError) as exc:
-            logger.debug("callback relay: unreadable hint dropped (%r:.200)", exc)
-            return
-        if not isinstance(token, str):
+            token, task_id, status = message["token"], message["task_id"], message["status"]
+            if not (isinstance(token, str) and isinstance(status, str)):
+                raise TypeError("token and status must be strings")
+            task = parse_task({"task_id": task_id, "status": status})
+        except (ValueError, KeyError, TypeError, RecursionError, InvalidResponseError) as exc:
+            logger.debug("callback relay: unreadable hint dropped (%.200r)", exc)
             return
         self._delivered += 1
         for registry in list(self._registries):
-            registry.hint(token, task)
+            try:
+                registry.hint(token, task)
+            except Exception:  # a bug must cost one hint, not the listener
+                logger.exception("callback relay: a hint failed")

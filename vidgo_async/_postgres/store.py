@@ -38,9 +38,10 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
 
 from .._timing.limits import MIN_SHARE, RECOVERY
 from ..errors import ClientClosedError, ConfigurationError, TransportError
+from .connect import DB_ERRORS, open_failure
 from .leased import Lease, Spent
 
-__all__ = ["DB_ERRORS", "BucketSource", "QuotaStore"]
+__all__ = ["BucketSource", "QuotaStore"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -165,16 +166,6 @@ _LEASE = (
 _PAUSE = "SELECT vidgo_async_quota_pause_v1($1, $2, $3)"
 _BACK_OFF = "SELECT vidgo_async_quota_back_off_v1($1, $2, $3, $4)"
 
-# What a broken connection, a refused login or a failed statement raises (a
-# connection the server dropped can also leave asyncpg "in another operation").
-DB_ERRORS = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    asyncio.TimeoutError,
-)
-
 
 class QuotaStore:
     """One namespace's quota rows, through one connection used by one call at a time.
@@ -289,11 +280,14 @@ class QuotaStore:
                 raise
 
     async def _connect(self) -> None:
-        connection = await asyncpg.connect(
-            self._dsn,
-            timeout=self._connect_timeout,
-            server_settings={"application_name": "vidgo-async quota"},
-        )
+        try:
+            connection = await asyncpg.connect(
+                self._dsn,
+                timeout=self._connect_timeout,
+                server_settings={"application_name": "vidgo-async quota"},
+            )
+        except ValueError as exc:  # a DSN that does not parse: never quoted
+            raise open_failure("the shared quota", exc) from None
         self._connection = connection
         if not self._ready:
             async with connection.transaction():
