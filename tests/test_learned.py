@@ -108,6 +108,20 @@ def test_a_few_quick_tasks_do_not_stop_the_plan() -> None:
     assert durations.plan(15.0) is not None
 
 
+def test_the_plan_is_made_again_as_finishes_double() -> None:
+    """A plan made from the first 20 finishes is made again from 40, then 80: the first
+    finishes of a stream lean short, and must not set the plan for the next 200."""
+    spans = lognormal(80, seed=9)
+    durations = learned_from(spans[:20])
+    durations.plan(15.0)
+    for count in (40, 80):
+        for span in spans[count // 2 : count]:
+            durations.observe(span * 0.9, span)
+        plan, fresh = durations.plan(15.0), learned_from(spans[:count]).plan(15.0)
+        assert plan is not None and fresh is not None
+        assert plan.instants == fresh.instants
+
+
 def test_a_schedule_without_a_plan_is_blind() -> None:
     """Until a plan exists, a learning schedule gives exactly the blind intervals."""
     cold = PollSchedule(POLICY, started=0.0, rng=random.Random(3), learned=Durations())

@@ -92,7 +92,7 @@ class Plan:
 class _Spread:
     """Observed intervals as one distribution: each spread evenly over itself, widened."""
 
-    __slots__ = ("_at", "_slope", "_value", "high", "shortest")
+    __slots__ = ("_at", "_slope", "_value", "high", "shortest", "size")
 
     def __init__(self, seen: Sequence[tuple[float, float]]) -> None:
         events: list[tuple[float, float]] = []
@@ -115,6 +115,7 @@ class _Spread:
             self._slope.append(slope)
         self.high = events[-1][0]  # F = 1 from here
         self.shortest = min(high for _, high in seen) * (1 + _SMEAR)
+        self.size = len(seen)  # observations it was made from
 
     def cdf(self, points: Sequence[float]) -> list[float]:
         """F at each of ``points``."""
@@ -250,7 +251,7 @@ class Durations:
             return None
         # Planning costs a few milliseconds: again once as many finishes are new as
         # were known (20, 40, 80 ...; then once per window), or after a drift.
-        if self._spread is None or self._fresh >= len(self._seen):
+        if self._spread is None or self._fresh >= self._spread.size:
             self._spread = _Spread(self._seen)
             self._planned_for = None
             self._fresh = 0
