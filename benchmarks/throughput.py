@@ -103,6 +103,8 @@ VARIANTS: dict[str, Runner] = {
     "floor": floor,
     "sdk": sdk(PollPolicy(initial=0.0)),
     "sdk-default": sdk(PollPolicy()),
+    # The learned schedule off: what learning costs on instant tasks.
+    "sdk-nolearn": sdk(PollPolicy(initial=0.0, learn=False)),
 }
 
 

@@ -82,6 +82,46 @@ def test_no_plan_until_enough_observations() -> None:
     assert durations.plan(15.0) is not None
 
 
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [
+        pytest.param(0.0, 0.2, id="finished-by-the-first-check"),
+        pytest.param(0.01, 0.04, id="within-tens-of-milliseconds"),
+    ],
+)
+def test_no_plan_for_tasks_too_quick_to_save_checks_on(low: float, high: float) -> None:
+    """Tasks that nearly all end by their first check, or within 50 ms, are left to the blind
+    schedule: there is nothing a plan could save."""
+    durations = Durations()
+    for _ in range(100):
+        durations.observe(low, high)
+    assert durations.plan(15.0) is None
+    schedule = PollSchedule(PollPolicy(initial=0.0), started=0.0, learned=durations)
+    assert schedule.first(now=0.0) == 0.0
+
+
+def test_a_few_quick_tasks_do_not_stop_the_plan() -> None:
+    """A model whose tasks mostly take long still plans when some ended at the first check."""
+    durations = learned_from(lognormal(90))
+    for _ in range(8):
+        durations.observe(0.0, 1.0)
+    assert durations.plan(15.0) is not None
+
+
+def test_the_plan_is_made_again_as_finishes_double() -> None:
+    """A plan made from the first 20 finishes is made again from 40, then 80: the first
+    finishes of a stream lean short, and must not set the plan for the next 200."""
+    spans = lognormal(80, seed=9)
+    durations = learned_from(spans[:20])
+    durations.plan(15.0)
+    for count in (40, 80):
+        for span in spans[count // 2 : count]:
+            durations.observe(span * 0.9, span)
+        plan, fresh = durations.plan(15.0), learned_from(spans[:count]).plan(15.0)
+        assert plan is not None and fresh is not None
+        assert plan.instants == fresh.instants
+
+
 def test_a_schedule_without_a_plan_is_blind() -> None:
     """Until a plan exists, a learning schedule gives exactly the blind intervals."""
     cold = PollSchedule(POLICY, started=0.0, rng=random.Random(3), learned=Durations())

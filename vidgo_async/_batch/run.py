@@ -144,7 +144,9 @@ class _Batch:
     read: int = attrs.field(init=False, default=0)
     input_done: bool = attrs.field(init=False, default=False)
     refused: VidgoError | None = attrs.field(init=False, default=None)
-    submits: set[asyncio.Future[Any]] = attrs.field(init=False, factory=set)  # in flight
+    # The pairs' tasks with a submit in flight: a stop leaves them to finish it.
+    submits: set[asyncio.Task[Any]] = attrs.field(init=False, factory=set)
+    stopping: bool = attrs.field(init=False, default=False)  # no new waits once set
     unsaved: int = attrs.field(init=False, default=0)  # pairs finished since the last save
 
     def __attrs_post_init__(self) -> None:
@@ -182,11 +184,13 @@ class _Batch:
                     )
                 yield item
         finally:
+            self.stopping = True
             pending = [feeder, *self.tasks]
             for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+                if task not in self.submits:
+                    task.cancel()
             await self._finish_submits()
+            await asyncio.gather(*pending, return_exceptions=True)
             if self.journal is not None:
                 await self._keep_learned()
                 await self.journal.close()
@@ -197,9 +201,8 @@ class _Batch:
         not tell it which one its track was converted into."""
         if self.submits:
             _, late = await asyncio.wait(set(self.submits), timeout=SUBMIT_GRACE)
-            for submit in late:
-                submit.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            for task in late:
+                task.cancel()
 
     async def _feed(self) -> None:
         """Read the input while there is room, start a task per new pair, then end the queue.
@@ -344,7 +347,7 @@ class _Batch:
     ) -> Entry | ConversionResult | tuple[str, float | None] | None:
         """What the journal knows of the pair, its result if no task is known, or
         the task to wait on and when this run submitted it (``None``: an earlier run);
-        ``None`` if another worker holds the pair."""
+        ``None`` if another worker holds the pair, or the batch stopped during the submit."""
         claimed, entry = await self.journal.claim(*key) if self.journal else (True, None)
         if not claimed:
             return None
@@ -355,12 +358,16 @@ class _Batch:
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
         resumed = entry is not None and entry.state is State.SUBMITTING
-        # A submit outlives its pair's task: stopping the batch must not leave a track
-        # converted and its task unknown (see :meth:`_finish_submits`).
-        submit = asyncio.ensure_future(self._submit(key, deadline, resumed=resumed))
-        self.submits.add(submit)
-        submit.add_done_callback(self.submits.discard)
-        return await asyncio.shield(submit)
+        # Stopping the batch must not leave a track converted and its task unknown:
+        # a pair's task is not cancelled during its submit (see :meth:`_finish_submits`).
+        this = asyncio.current_task()
+        assert this is not None  # the pairs run in tasks of their own
+        self.submits.add(this)
+        try:
+            started = await self._submit(key, deadline, resumed=resumed)
+        finally:
+            self.submits.discard(this)
+        return None if self.stopping else started
 
     async def _submit(
         self, key: Key, deadline: Deadline, *, resumed: bool

@@ -19,9 +19,14 @@ plan's last instant (longer than any task seen), each pause is
 ``_TAIL_SHARE`` of the time elapsed.
 
 With fewer than ``_MIN_OBSERVED`` observations there is no plan: the blind
-schedule runs. When the recent finishes rank far from the middle of what
-was learned (mostly longer, or mostly shorter), the durations have drifted:
-everything older is dropped and learning starts again from those finishes.
+schedule runs. Nor is there one while nearly all tasks were seen finished by
+their wait's first check, or within ``_TOO_SHORT`` of their submit: the blind
+schedule sees such tasks in a check or two, so a plan has nothing to save (and
+costs a few milliseconds of Python each time it is made).
+
+When the recent finishes rank far from the middle of what was learned (mostly
+longer, or mostly shorter), the durations have drifted: everything older is
+dropped and learning starts again from those finishes.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ _TAIL_SHARE = 0.25  # past the plan: pause this share of the time elapsed
 _DRIFT_RECENT = 12  # recent finishes the drift test looks at
 _DRIFT_SHIFT = 0.32  # ... a drift when their mean rank (0..1) is this far from 0.5
 _MAX_MODELS = 32  # models a learner remembers (least recently used dropped)
+_TOO_SHORT = 0.05  # seconds: a task that ended this soon after its submit needs no plan
+_NEEDS_NO_PLAN = 0.9  # ... nor a model with this share of such tasks (or of tasks
+# seen finished by the first check)
 
 
 class Plan:
@@ -84,7 +92,7 @@ class Plan:
 class _Spread:
     """Observed intervals as one distribution: each spread evenly over itself, widened."""
 
-    __slots__ = ("_at", "_slope", "_value", "high", "shortest")
+    __slots__ = ("_at", "_slope", "_value", "high", "shortest", "size")
 
     def __init__(self, seen: Sequence[tuple[float, float]]) -> None:
         events: list[tuple[float, float]] = []
@@ -107,6 +115,7 @@ class _Spread:
             self._slope.append(slope)
         self.high = events[-1][0]  # F = 1 from here
         self.shortest = min(high for _, high in seen) * (1 + _SMEAR)
+        self.size = len(seen)  # observations it was made from
 
     def cdf(self, points: Sequence[float]) -> list[float]:
         """F at each of ``points``."""
@@ -186,14 +195,26 @@ def _make_plan(spread: _Spread, max_interval: float) -> Plan | None:
 class Durations:
     """The recent durations of one model's tasks, and the plan made from them."""
 
-    __slots__ = ("_fresh", "_plan", "_recent", "_seen", "_spread")
+    __slots__ = (
+        "_fresh",
+        "_longer",
+        "_plan",
+        "_planned_for",
+        "_recent",
+        "_seen",
+        "_shorter",
+        "_spread",
+    )
 
     def __init__(self) -> None:
         self._seen: deque[tuple[float, float]] = deque(maxlen=_WINDOW)
-        # Recent finishes with the rank of their bounds in the learned distribution (F).
+        # Recent finishes with the rank of their bounds in the learned distribution (F),
+        # and the sums of those ranks (the drift test's, kept as finishes come and go).
         self._recent: deque[tuple[float, float, float, float]] = deque(maxlen=_DRIFT_RECENT)
+        self._longer = self._shorter = 0.0
         self._spread: _Spread | None = None
         self._plan: Plan | None = None
+        self._planned_for: float | None = None  # the cap _plan was made for (None: not made)
         self._fresh = 0  # observations since the spread was made
 
     def __len__(self) -> int:
@@ -230,13 +251,19 @@ class Durations:
             return None
         # Planning costs a few milliseconds: again once as many finishes are new as
         # were known (20, 40, 80 ...; then once per window), or after a drift.
-        if self._spread is None or self._fresh >= len(self._seen):
+        if self._spread is None or self._fresh >= self._spread.size:
             self._spread = _Spread(self._seen)
-            self._plan = None
+            self._planned_for = None
             self._fresh = 0
-        if self._plan is None or self._plan.max_interval != max_interval:
-            self._plan = _make_plan(self._spread, max_interval)
+        if self._planned_for != max_interval:  # made once per spread, even when None
+            self._plan = _make_plan(self._spread, max_interval) if self._worth_a_plan() else None
+            self._planned_for = max_interval
         return self._plan
+
+    def _worth_a_plan(self) -> bool:
+        """Whether enough tasks took long enough, past a first check, for a plan to save checks."""
+        quick = sum(low == 0 or high <= _TOO_SHORT for low, high in self._seen)
+        return quick < _NEEDS_NO_PLAN * len(self._seen)
 
     def _check_drift(self, spread: _Spread, low: float, high: float) -> None:
         # The ranks of finishes from an unchanged distribution are uniform: the mean of
@@ -244,11 +271,17 @@ class Durations:
         # A finish is ranked by its lower bound to test for longer tasks, by its upper
         # bound to test for shorter ones, so that coarse reads never fake a drift.
         after, by = spread.cdf([low, high])
+        if len(self._recent) == _DRIFT_RECENT:  # the oldest leaves the sums
+            oldest_after, oldest_by, _, _ = self._recent[0]
+            self._longer -= oldest_after
+            self._shorter -= oldest_by
         self._recent.append((after, by, low, high))
+        self._longer += after
+        self._shorter += by
         if len(self._recent) < _DRIFT_RECENT:
             return
-        longer = sum(after for after, _, _, _ in self._recent) / _DRIFT_RECENT - 0.5
-        shorter = 0.5 - sum(by for _, by, _, _ in self._recent) / _DRIFT_RECENT
+        longer = self._longer / _DRIFT_RECENT - 0.5
+        shorter = 0.5 - self._shorter / _DRIFT_RECENT
         if max(longer, shorter) > _DRIFT_SHIFT:
             # Keep the finishes that showed the drift: mostly of the new durations.
             drifted = [(lo, hi) for _, _, lo, hi in self._recent]
@@ -258,7 +291,8 @@ class Durations:
 
     def _forget_plan(self) -> None:
         self._recent.clear()
-        self._spread = self._plan = None
+        self._longer = self._shorter = 0.0
+        self._spread = self._plan = self._planned_for = None
         self._fresh = 0
 
 
