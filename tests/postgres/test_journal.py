@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -214,6 +215,44 @@ async def test_a_pair_left_mid_submit_is_resumed_by_the_409_rule_after_the_lease
     assert time.monotonic() - started > LEASE / 2  # set aside while the lease ran
     assert result.ok and result.task_id == first.task_id
     assert fake.accept_count[audio_id] == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("short_lease")
+async def test_a_pair_held_by_a_worker_that_never_settles_it_is_waited_for_a_bounded_time(
+    postgres_dsn: str,
+    make_client: MakeClient,
+    fake: FakeVidgo,
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A pair another live worker holds and never settles: the batch converts its own
+    pairs, waits for that one no longer than its timeout and a lease, then ends without
+    reporting it (it is its holder's), saying so in a WARNING."""
+    held = f"{prefix}-held"
+    holder = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=LEASE)
+    try:
+        assert (await holder.claim("music", held))[0]  # renewed while this test runs
+        await holder.record("music", held, State.SUBMITTING)
+        pairs = [("music", held), *pairs_of(prefix, 3)]
+        client = make_client()
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="vidgo_async"):
+            results = await asyncio.wait_for(
+                collect(client.convert_many(pairs, journal=postgres_dsn, timeout=1.0)), 20
+            )
+        elapsed = time.monotonic() - started
+    finally:
+        await holder.close()
+    assert sorted(r.audio_id for r in results) == [a for _, a in pairs_of(prefix, 3)]
+    assert 1.0 < elapsed < 1.0 + LEASE + 3
+    assert any("held by other workers" in r.getMessage() for r in caplog.records)
+    assert fake.accept_count[held] == 0
+
+
+async def collect(results: Any) -> list[Any]:
+    """Every item of an async iterator."""
+    return [item async for item in results]
 
 
 def _submits_for(fake: FakeVidgo, audio_id: str) -> list[int | None]:

@@ -225,25 +225,30 @@ class _Batch:
     async def _finish(self) -> None:
         """Wait for this worker's pairs, then for those another worker held: each ends
         settled by its holder (who reports it) or free, when this worker takes it over
-        (its holder let go, or died and its lease ran out)."""
-        patience = Deadline.after(None if self.timeout is None else 2 * self.timeout)
+        (its holder let go, or died and its lease ran out). A holder's pair takes
+        ``timeout`` at most, and a dead holder is seen a lease later: waited for no
+        longer than that, then left to its holder."""
+        patience: Deadline | None = None
         while True:
             while self.tasks:
                 await asyncio.wait(set(self.tasks))
-            aside = self.aside
-            if not aside or self.journal is None:
+            aside, journal = self.aside, self.journal
+            if not aside or journal is None:
                 return
+            if patience is None:
+                lease = 3 * journal.recheck_every
+                patience = Deadline.after(None if self.timeout is None else self.timeout + lease)
             if patience.expired():
                 logger.warning("%d pairs still held by other workers: left to them", len(aside))
                 return
-            free, held = await self.journal.recheck(list(self.aside))
-            for key in self.aside.keys() - {*free, *held}:  # settled: its holder reports it
-                del self.aside[key]
+            free, held = await journal.recheck(list(aside))
+            for key in aside.keys() - {*free, *held}:  # settled: its holder reports it
+                del aside[key]
                 self.done[key] = None
             for key in free:
-                await self._take(key, repeats=self.aside.pop(key))
-            if not free and self.aside:
-                await asyncio.sleep(self.journal.recheck_every)
+                await self._take(key, repeats=aside.pop(key))
+            if not free and aside:
+                await asyncio.sleep(journal.recheck_every)
 
     async def _admit(self, pair: Any) -> None:
         try:
