@@ -8,10 +8,13 @@ NOTIFYs the owner's channel with the token, the task id and the status. The
 owner's receivers take it as any callback: a hint, confirmed by one read.
 
 Sending is queued (``feed`` does no I/O) and done by one task over the
-relay's one connection, which is also the listening one. When the
-connection breaks, the task reconnects with backoff and listens again; a
-hint sent while the owner is not listening is lost, and that wait falls
-back to its safety-net poll, as for a callback the API never sent.
+relay's one connection, which is also the listening one. A NOTIFY the
+server refuses drops its hints and keeps the connection; one that goes
+unanswered, or an idle connection that stops answering a ``SELECT 1``, is
+replaced (with backoff), and the new one listens again. A hint sent while its
+owner is not listening is lost, and that wait falls back to its safety-net
+poll, as for a callback the API never sent. A hint sent on is not sent again
+for a minute, so replays of a captured callback URL cost one NOTIFY.
 """
 
 from __future__ import annotations
@@ -100,7 +103,9 @@ class CallbackRelay:
             Whoever holds it can make valid callback URLs.
         max_queue: Most hints waiting to be sent; beyond it, hints are dropped
             (their waits fall back to their safety-net poll).
-        connect_timeout: Seconds to connect to the database.
+        connect_timeout: Seconds to connect to the database; also the longest
+            a NOTIFY may go unanswered (then the connection is replaced) and
+            :meth:`close` waits for the queue to drain.
 
     Raises:
         ValueError, TypeError: A bad argument.
