@@ -9,6 +9,7 @@ Convert generated music tracks to WAV, safely and economically::
 import importlib.metadata
 import logging
 
+from ._batch.intake import wav_file_name
 from ._batch.run import BatchProgress
 from ._client import VidgoClient
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
@@ -82,4 +83,5 @@ __all__ = [
     "VidgoClient",
     "VidgoError",
     "__version__",
+    "wav_file_name",
 ]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cli_support import api_env, one_line, run_cli
 
+from vidgo_async import wav_file_name
 from vidgo_async.testing import FakeVidgo, Fault
 
 pytestmark = pytest.mark.asyncio
@@ -50,6 +51,22 @@ async def test_download_into_a_folder_names_the_file_after_the_track(
     ran = await run_cli("wav", "m", "a1", "--download", "wavs", env=api_env(vidgo_fake))
     assert ran.code == 0, ran.err
     assert (tmp_path / "wavs" / "a1.wav").read_bytes()[:4] == b"RIFF"
+
+
+async def test_wav_and_batch_downloads_name_a_track_alike(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """`wav --download DIR` and `batch --download DIR` name a track's file alike (they
+    used to differ for ids that are not safe file names): `vidgo_async.wav_file_name`."""
+    (tmp_path / "wavs").mkdir()
+    (tmp_path / "pairs.csv").write_text("task_id,audio_id\nm,tr/ack 2\n")
+    env = api_env(vidgo_fake)
+    for args in (("wav", "m", "tr/ack 1"), ("batch", "pairs.csv")):
+        ran = await run_cli(*args, "--download", "wavs", "--no-journal", env=env)
+        assert ran.code == 0, ran.err
+    names = sorted(path.name for path in (tmp_path / "wavs").iterdir())
+    assert names == sorted([wav_file_name("tr/ack 1"), wav_file_name("tr/ack 2")])
+    assert all("/" not in name and " " not in name for name in names)
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])

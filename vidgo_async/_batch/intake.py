@@ -45,9 +45,14 @@ def describe_pair(pair: Any) -> tuple[str, str]:
 
 
 def wav_file_name(audio_id: str) -> str:
-    """``<audio_id>.wav``; an id that had to be changed to be a safe name gets a
-    short hash of itself, so that two ids never share a file."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200]
+    """The name ``convert_many(download_to=...)`` and the CLI give ``audio_id``'s WAV.
+
+    ``<audio_id>.wav``; an id that had to be changed to be a safe file name
+    (other characters than letters, digits, ``.``, ``_``, ``-``; a leading
+    dot; over 200 characters) gets a short hash of itself, so that two ids
+    never share a file.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200] or "audio"
     if safe != audio_id:
         safe += "-" + hashlib.sha256(audio_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return safe + ".wav"

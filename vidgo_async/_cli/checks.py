@@ -6,11 +6,12 @@ Each failure is a :class:`UsageError` (one line, exit status 2) naming the flag.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+
+from vidgo_async import wav_file_name
 
 from .exits import UsageError
 
@@ -26,7 +27,6 @@ __all__ = [
     "journal_of",
     "open_output",
     "shared_journal",
-    "wav_name",
 ]
 
 #: The journal ``wav`` and ``batch`` keep unless told otherwise: in the current
@@ -34,7 +34,6 @@ __all__ = [
 DEFAULT_JOURNAL = "vidgo-journal.sqlite"
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def check_download_dest(
@@ -51,7 +50,7 @@ def check_download_dest(
         if audio_id is None:
             _check_writable(path, flag)
             return path
-        path = path / wav_name(audio_id)
+        path = path / wav_file_name(audio_id)
         if path.is_dir():
             raise UsageError(f"{flag}: {path} is a folder")
     folder = path.parent
@@ -146,14 +145,6 @@ def open_output(name: str) -> IO[str]:
         return open(name, "w", encoding="utf-8", buffering=1)
     except OSError as exc:
         raise UsageError(f"--output: cannot write {name}: {_reason(exc)}") from None
-
-
-def wav_name(audio_id: str) -> str:
-    """A safe file name for ``audio_id``'s WAV (a cleaned-up id gets a short hash of itself)."""
-    clean = _UNSAFE_IN_NAME.sub("_", audio_id).strip("._") or "audio"
-    if clean != audio_id:
-        clean += "-" + hashlib.sha256(audio_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return clean[:200] + ".wav"
 
 
 def _check_writable(folder: Path, flag: str) -> None:
