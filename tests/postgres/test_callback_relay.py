@@ -15,7 +15,6 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,70 +23,17 @@ import pytest
 asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not installed")
 
 # Below the check: these import asyncpg.
-import attrs  # noqa: E402
-import pytest_asyncio  # noqa: E402
-from support import FAST_RETRY, FAST_TIMEOUTS  # noqa: E402
+from relay_support import QUICK_NET, SECRET, SLOW_NET, MakeRelay, Worker, client_of  # noqa: E402
 
-from vidgo_async import ClientClosedError, ConfigurationError, PollPolicy, VidgoClient  # noqa: E402
+from vidgo_async import ClientClosedError, ConfigurationError  # noqa: E402
 from vidgo_async.postgres import CallbackRelay  # noqa: E402
 from vidgo_async.testing import CallbackFaults, FakeVidgo  # noqa: E402
 from vidgo_async.webhooks import CallbackReceiver  # noqa: E402
 
-SECRET = "s" * 32
-# A safety net far longer than any task here: a wait that returns quickly was woken by a callback.
-SLOW_NET = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05, callback_interval=30.0)
-QUICK_NET = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05, callback_interval=0.5)
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "callbacks_workers.py"
 
-MakeRelay = Callable[..., Awaitable[CallbackRelay]]
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def make_relay(postgres_dsn: str) -> AsyncIterator[MakeRelay]:
-    """A factory of open relays on the test database, all closed after the test."""
-    relays: list[CallbackRelay] = []
-
-    async def make(secret: str = SECRET, **kwargs: Any) -> CallbackRelay:
-        relay = CallbackRelay(postgres_dsn, secret=secret, **kwargs)
-        await relay.start()
-        relays.append(relay)
-        return relay
-
-    yield make
-    for relay in relays:
-        await relay.close()
-
-
-@attrs.frozen
-class Worker:
-    """A worker process's receiver, its relay, and the URL it serves at."""
-
-    receiver: CallbackReceiver
-    relay: CallbackRelay
-    url: str
-
-
-@pytest_asyncio.fixture
-async def worker_b(make_relay: MakeRelay) -> AsyncIterator[Worker]:
-    """Worker B: a receiver with a relay, serving on 127.0.0.1."""
-    relay = await make_relay()
-    receiver = CallbackReceiver(relay=relay)
-    async with receiver.serve() as url:
-        yield Worker(receiver, relay, url)
-
-
-def client_of(fake: FakeVidgo, receiver: CallbackReceiver, poll: PollPolicy) -> VidgoClient:
-    """A client of ``fake`` whose submits carry ``receiver``'s callback URLs."""
-    return VidgoClient(
-        fake.api_key,
-        base_url=fake.url,
-        callbacks=receiver,
-        poll=poll,
-        retry=FAST_RETRY,
-        timeouts=FAST_TIMEOUTS,
-    )
 
 
 async def test_a_callback_reaching_another_process_wakes_the_wait_there(

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -24,66 +24,27 @@ asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not insta
 
 # Below the check: these import asyncpg.
 import aiohttp  # noqa: E402
-import attrs  # noqa: E402
 import pytest_asyncio  # noqa: E402
 from pg_server import TemporaryPostgres, Unavailable  # noqa: E402
-from support import FAST_RETRY, FAST_TIMEOUTS  # noqa: E402
+from relay_support import QUICK_NET, SECRET, SLOW_NET, MakeRelay, Worker, client_of  # noqa: E402
 
 from vidgo_async import (  # noqa: E402
     ClientClosedError,
     ConfigurationError,
-    PollPolicy,
     Task,
     TaskStatus,
-    VidgoClient,
 )
 from vidgo_async.postgres import CallbackRelay  # noqa: E402
 from vidgo_async.testing import CallbackFaults, FakeVidgo, Fault  # noqa: E402
 from vidgo_async.webhooks import CallbackReceiver  # noqa: E402
 
-SECRET = "s" * 32
-SLOW_NET = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05, callback_interval=30.0)
-QUICK_NET = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05, callback_interval=0.5)
 SENDER = "vidgo-callback-relay"
 
-MakeRelay = Callable[..., Awaitable[CallbackRelay]]
 
 pytestmark = pytest.mark.asyncio
 
 
 # Fixtures and helpers.
-
-
-@pytest_asyncio.fixture
-async def make_relay(postgres_dsn: str) -> AsyncIterator[MakeRelay]:
-    """A factory of open relays (on the test database unless ``dsn=``), closed after."""
-    relays: list[CallbackRelay] = []
-
-    async def make(secret: str = SECRET, dsn: str | None = None, **kwargs: Any) -> CallbackRelay:
-        relay = CallbackRelay(dsn or postgres_dsn, secret=secret, **kwargs)
-        await relay.start()
-        relays.append(relay)
-        return relay
-
-    yield make
-    for relay in relays:
-        await asyncio.wait_for(relay.close(), 30)
-
-
-@attrs.frozen
-class Worker:
-    receiver: CallbackReceiver
-    relay: CallbackRelay
-    url: str
-
-
-@pytest_asyncio.fixture
-async def worker_b(make_relay: MakeRelay) -> AsyncIterator[Worker]:
-    """Worker B: a receiver with a relay, serving on 127.0.0.1 (the app's one public URL)."""
-    relay = await make_relay()
-    receiver = CallbackReceiver(relay=relay)
-    async with receiver.serve() as url:
-        yield Worker(receiver, relay, url)
 
 
 @pytest_asyncio.fixture
@@ -103,17 +64,6 @@ async def admin(postgres_dsn: str) -> AsyncIterator[Any]:
     connection = await asyncpg.connect(postgres_dsn)
     yield connection
     await connection.close()
-
-
-def client_of(fake: FakeVidgo, receiver: CallbackReceiver, poll: PollPolicy) -> VidgoClient:
-    return VidgoClient(
-        fake.api_key,
-        base_url=fake.url,
-        callbacks=receiver,
-        poll=poll,
-        retry=FAST_RETRY,
-        timeouts=FAST_TIMEOUTS,
-    )
 
 
 def token_of(fake: FakeVidgo, index: int = -1) -> str:
