@@ -25,16 +25,11 @@ from support import MakeClient  # noqa: E402
 from vidgo_async import ConversionResult, VidgoClient  # noqa: E402
 from vidgo_async._batch.journal import State  # noqa: E402
 from vidgo_async._postgres import journal as pg_journal  # noqa: E402
+from vidgo_async.postgres import SharedJournal  # noqa: E402
 from vidgo_async.testing import FakeVidgo, Fault  # noqa: E402
 
 WORKER = Path(__file__).with_name("journal_support.py")
 LEASE = 1.0
-
-
-@pytest.fixture
-def short_lease(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Leases of a second, renewed every third of one."""
-    monkeypatch.setattr(pg_journal, "LEASE_SECONDS", LEASE)
 
 
 @pytest.fixture
@@ -48,9 +43,12 @@ def pairs_of(prefix: str, count: int) -> list[tuple[str, str]]:
 
 
 async def run(
-    client: VidgoClient, pairs: list[tuple[str, str]], dsn: str
+    client: VidgoClient, pairs: list[tuple[str, str]], dsn: str, *, lease: float | None = LEASE
 ) -> list[ConversionResult]:
-    return [r async for r in client.convert_many(pairs, journal=dsn, concurrency=4)]
+    """A batch over ``pairs`` with a journal in ``dsn``: leases of a second, renewed every
+    third of one (``lease=None``: given as a plain DSN, with the default lease)."""
+    journal = dsn if lease is None else SharedJournal(dsn, lease_seconds=lease)
+    return [r async for r in client.convert_many(pairs, journal=journal, concurrency=4)]
 
 
 async def states(dsn: str, prefix: str) -> Counter[str | None]:
@@ -65,7 +63,6 @@ async def states(dsn: str, prefix: str) -> Counter[str | None]:
 
 
 @pytest.mark.asyncio
-@pytest.mark.usefixtures("short_lease")
 async def test_two_clients_share_a_batch_each_pair_converted_and_reported_once(
     postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str
 ) -> None:
@@ -138,7 +135,6 @@ async def test_two_processes_share_a_batch(
 
 
 @pytest.mark.asyncio
-@pytest.mark.usefixtures("short_lease")
 async def test_a_killed_workers_pairs_are_taken_over_after_its_lease(
     postgres_dsn: str, make_fake: Any, make_client: MakeClient, tmp_path: Path
 ) -> None:
@@ -201,7 +197,6 @@ async def left_mid_submit(dsn: str, audio_id: str, *, lease: float) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.usefixtures("short_lease")
 async def test_a_pair_left_mid_submit_is_resumed_by_the_409_rule_after_the_lease(
     postgres_dsn: str, make_fake: Any, make_client: MakeClient, prefix: str
 ) -> None:
@@ -218,7 +213,6 @@ async def test_a_pair_left_mid_submit_is_resumed_by_the_409_rule_after_the_lease
 
 
 @pytest.mark.asyncio
-@pytest.mark.usefixtures("short_lease")
 async def test_a_pair_held_by_a_worker_that_never_settles_it_is_waited_for_a_bounded_time(
     postgres_dsn: str,
     make_client: MakeClient,
@@ -239,7 +233,12 @@ async def test_a_pair_held_by_a_worker_that_never_settles_it_is_waited_for_a_bou
         started = time.monotonic()
         with caplog.at_level(logging.WARNING, logger="vidgo_async"):
             results = await asyncio.wait_for(
-                collect(client.convert_many(pairs, journal=postgres_dsn, timeout=1.0)), 20
+                collect(
+                    client.convert_many(
+                        pairs, journal=SharedJournal(postgres_dsn, lease_seconds=LEASE), timeout=1.0
+                    )
+                ),
+                20,
             )
         elapsed = time.monotonic() - started
     finally:
@@ -374,7 +373,7 @@ async def test_the_lease_setting_is_the_journals_lease(
     assert [r.ok for r in results] == [True]
     assert 0 < await lease_left(f"{prefix}-short") <= 2  # a settled pair is kept one lease
     default = [("music", f"{prefix}-default")]
-    assert [r.ok for r in await run(client, default, postgres_dsn)] == [True]
+    assert [r.ok for r in await run(client, default, postgres_dsn, lease=None)] == [True]
     assert 2 < await lease_left(f"{prefix}-default") <= pg_journal.LEASE_SECONDS
 
 

@@ -159,16 +159,11 @@ def is_postgres(journal: object) -> bool:
 
 
 async def open_journal(journal: str | os.PathLike[str] | JournalSource) -> BatchJournal:
-    """Open the journal ``journal`` names.
+    """Open the journal ``journal`` names: a SQLite file, or a source of another.
 
     Raises:
         ConfigurationError: It cannot be used.
     """
     if isinstance(journal, JournalSource):
         return await journal.open_batch_journal()
-    if is_postgres(journal):
-        # Late binding: only a PostgreSQL journal needs the extra (and asyncpg).
-        from .._postgres.journal import PostgresJournal
-
-        return await PostgresJournal.open(str(journal))
     return SqliteJournal(journal)

@@ -34,7 +34,7 @@ from ..errors import (
 )
 from .intake import Key, Pairs, describe_pair, each_pair, pair_key, wav_file_name
 from .journal import Entry, Journal, State, journalled_error, state_after_failed_submit
-from .journals import BatchJournal, JournalSource, LostClaim, is_postgres, open_journal
+from .journals import BatchJournal, JournalSource, LostClaim, open_journal
 
 __all__ = ["BatchProgress", "Download", "Pairs", "start_batch"]
 
@@ -99,7 +99,7 @@ def start_batch(
     """
     concurrency = check_count("concurrency", concurrency)
     room = concurrency + check_count("max_waiting", max_waiting)
-    if journal is not None and not (isinstance(journal, JournalSource) or is_postgres(journal)):
+    if journal is not None and not isinstance(journal, JournalSource):
         Journal.check(journal)  # a PostgreSQL journal is checked when the batch starts
     batch = _Batch(
         submitter,
