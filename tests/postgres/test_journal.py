@@ -430,5 +430,5 @@ async def test_a_fleet_with_a_worker_killed_converts_and_reports_each_pair_once(
     assert process.returncode == 0
     report = json.loads(out.decode().strip().splitlines()[-1])
     assert report["killed after"] is not None
-    assert report["reported once"] == report["created once"] == 300
+    assert report["reported once"] == report["created once"] == 300, report
     assert report["max any 1 s"] <= 40

@@ -294,7 +294,10 @@ class _Batch:
                         return
                     error = None if result.error is None else type(result.error).__name__
                     scope.note(task_id=result.task_id, error=error)
-                    if self.journal is not None:  # reported by the holder only
+                    if self.journal is not None and not result.ok:
+                        # Reported by the holder only. An ok result was just written (fenced)
+                        # as finished, or claimed so: queued at once, a worker killed after
+                        # its journal settled a pair rarely leaves it unreported.
                         await self.journal.hold(*key)
             except LostClaim as exc:
                 logger.warning(
