@@ -1,12 +1,13 @@
 """``convert_many``: thousands of conversions, streamed, bounded, resumable.
 
 One task per distinct pair, under two semaphores: ``concurrency`` bounds the
-batch's requests in flight (submits, status reads, downloads),
-``concurrency + max_waiting`` its pairs in flight (the input is read only
-while there is room). A pair keeps its room until its result is queued, and
-the result queue is bounded, so a slow consumer slows the intake. A pair
-waiting on its task costs one sleeping task; every status read also goes
-through the client-wide poll rate cap.
+batch's requests in flight (submits, status reads, downloads); the other its
+pairs in flight, at most ``concurrency + max_waiting`` (the input is read
+only while there is room) and at most what the poll cap can serve (a task
+accepted, then timed out unpolled, was paid for nothing). A pair keeps its
+room until its result is queued, and the result queue is bounded, so a slow
+consumer slows the intake. A pair waiting on its task costs one sleeping
+task; every status read also goes through the client-wide poll rate cap.
 """
 
 from __future__ import annotations
@@ -133,7 +134,6 @@ class _Batch:
     journal: BatchJournal | None = attrs.field(init=False, default=None)
     queue: asyncio.Queue[Any] = attrs.field(init=False)
     slots: asyncio.Semaphore = attrs.field(init=False)  # pairs in flight
-    waiting: asyncio.Semaphore = attrs.field(init=False)  # pairs past their submit
     busy: asyncio.Semaphore = attrs.field(init=False)  # requests in flight
     tasks: set[asyncio.Task[None]] = attrs.field(init=False, factory=set)
     in_flight: dict[Key, int] = attrs.field(init=False, factory=dict)  # -> repeats seen
@@ -151,8 +151,7 @@ class _Batch:
 
     def __attrs_post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.concurrency)
-        self.slots = asyncio.Semaphore(self.room)
-        self.waiting = asyncio.Semaphore(self.waits.capacity())
+        self.slots = asyncio.Semaphore(min(self.room, self.waits.capacity()))
         self.busy = asyncio.Semaphore(self.concurrency)
 
     async def results(
@@ -270,9 +269,6 @@ class _Batch:
     async def _take(self, key: Key, *, repeats: int) -> None:
         """Start the pair's task once there is room."""
         await self.slots.acquire()
-        # Never more tasks accepted and not finished than the poll cap can serve
-        # (a task accepted, then timed out unpolled, was paid for nothing).
-        await self.waiting.acquire()
         await self.busy.acquire()  # the pair's submit goes out under this permit
         self.in_flight[key] = repeats
         self._spawn(self._carry(key))
@@ -309,8 +305,6 @@ class _Batch:
             except Exception as exc:  # a bug must cost one result, not the batch
                 logger.exception("conversion of %s failed unexpectedly", key)
                 result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
-            finally:
-                self.waiting.release()
             repeats = self.in_flight.pop(key)
             self.done[key] = result
             for _ in range(1 + repeats) if result is not None else ():
@@ -333,14 +327,15 @@ class _Batch:
         task_id, submitted_at = started
         handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
         poller = self.waits.poller(handle, deadline, submitted_at=submitted_at, gate=self.busy)
-        result = ConversionResult(source_task_id=key[0], audio_id=key[1], task_id=task_id)
         try:
             wav_url = await self.waits.wav_url(poller)
         except VidgoError as exc:
             if ends_the_task(exc):
                 await self._record(key, State.FAILED, task_id=task_id, error=exc)
             # Otherwise (deadline, account trouble ...) it stays accepted: a re-run waits again.
-            return attrs.evolve(result, error=exc)
+            return ConversionResult(
+                source_task_id=key[0], audio_id=key[1], task_id=task_id, error=exc
+            )
         await self._record(key, State.FINISHED, task_id=task_id, wav_url=wav_url)
         self.unsaved += 1
         if self.unsaved >= _KEEP_LEARNED_EVERY:
