@@ -63,7 +63,10 @@ async def work(options: dict[str, Any]) -> None:
                 API_KEY, base_url=options["url"], quota=quota, max_polls_per_second=options["cap"]
             )
         )
-        async for result in client.convert_many(pairs, journal=journal, timeout=3600):
+        batch = client.convert_many(
+            pairs, journal=journal, timeout=3600, concurrency=options["concurrency"]
+        )
+        async for result in batch:
             line = {"audio_id": result.audio_id, "ok": result.ok, "task_id": result.task_id}
             print(json.dumps(line), flush=True)
 
@@ -89,6 +92,7 @@ async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
             "cap": args.cap,
             "pairs": args.pairs,
             "lease": args.lease,
+            "concurrency": args.concurrency,
         }
         started = time.monotonic()
         workers = [
@@ -150,6 +154,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20_000, help="pairs, all workers together")
     parser.add_argument("--cap", type=float, default=50.0, help="status requests a second, shared")
     parser.add_argument("--lease", type=float, default=5.0, help="the journal's lease, seconds")
+    parser.add_argument("--concurrency", type=int, default=32, help="each worker's batch")
     parser.add_argument("--kill-at", type=float, default=0.3, help="fraction of results in")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds, at most")
     parser.add_argument("--dsn", help="a PostgreSQL server of your own (default: a throw-away one)")
