@@ -66,9 +66,24 @@ async def work(options: dict[str, Any]) -> None:
         batch = client.convert_many(
             pairs, journal=journal, timeout=3600, concurrency=options["concurrency"]
         )
+        lags: list[float] = []
+        ticker = asyncio.create_task(measure_lag(lags))
         async for result in batch:
             line = {"audio_id": result.audio_id, "ok": result.ok, "task_id": result.task_id}
             print(json.dumps(line), flush=True)
+        ticker.cancel()
+    over = sum(lag > 0.05 for lag in lags)
+    print(json.dumps({"lag_max": max(lags, default=0.0), "lags_over_50ms": over}))
+
+
+async def measure_lag(into: list[float], period: float = 0.01) -> None:
+    """How late the event loop wakes a sleeper, every ``period``: time the worker's
+    requests may spend between their rate slot and the wire."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(period)
+        into.append(loop.time() - asked - period)
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -79,6 +94,12 @@ async def read_results(worker: asyncio.subprocess.Process, into: list[dict[str, 
     assert worker.stdout is not None
     async for line in worker.stdout:
         into.append(json.loads(line))
+
+
+def lag_of(outputs: list[list[dict[str, Any]]]) -> tuple[float, int]:
+    """The workers' longest event-loop lag and how many ticks were over 50 ms."""
+    ends = [line for output in outputs for line in output if "lag_max" in line]
+    return max((e["lag_max"] for e in ends), default=0.0), sum(e["lags_over_50ms"] for e in ends)
 
 
 async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
@@ -125,6 +146,8 @@ async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
             raise RuntimeError(f"a surviving worker failed: exit statuses {codes}")
         times = await server.arrivals("detail")
         created = await server.accepted()
+    lag_max, lags_over = lag_of(outputs)
+    outputs = [[line for line in output if "audio_id" in line] for output in outputs]
     reported = Counter(line["audio_id"] for output in outputs for line in output)
     tracks = [f"{options['prefix']}-a{i}" for i in range(args.pairs)]
     return {
@@ -142,6 +165,8 @@ async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
         "max any 1 s": max_in_span(times),
         "max whole 1 s": max_in_whole_second(times),
         "wall s": round(wall, 1),
+        "loop lag max s": round(lag_max, 3),
+        "lag ticks > 50 ms": lags_over,
     }
 
 
