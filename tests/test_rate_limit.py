@@ -16,27 +16,28 @@ import time
 import pytest
 
 from vidgo_async import VidgoClient
-from vidgo_async._timing.limits import RateLimiter
+from vidgo_async._timing.limits import RateLimiter, Slot
 
 FAST = 1_000_000.0  # 10,000 grants per 10 ms window
 
 
 async def take(limiter: RateLimiter, count: int) -> None:
-    """Take ``count`` grants that must be available at once."""
+    """Take ``count`` grants that must be available at once, for requests answered at once."""
     for _ in range(count):
-        await limiter.acquire(timeout=0)
+        (await limiter.acquire(timeout=0)).release()
 
 
 async def has_room(limiter: RateLimiter) -> bool:
-    """Whether a grant is available right now (it is taken if so)."""
+    """Whether a grant is available right now (it is taken, and released, if so)."""
     try:
-        await limiter.acquire(timeout=0)
+        slot = await limiter.acquire(timeout=0)
     except TimeoutError:
         return False
+    slot.release()
     return True
 
 
-async def queued(limiter: RateLimiter, timeout: float | None = 1.0) -> asyncio.Task[None]:
+async def queued(limiter: RateLimiter, timeout: float | None = 1.0) -> asyncio.Task[Slot]:
     """An acquire that has joined the queue."""
     task = asyncio.ensure_future(limiter.acquire(timeout))
     await asyncio.sleep(0)
@@ -118,6 +119,75 @@ async def test_grants_beyond_the_room_wait_for_the_next_window() -> None:
     await asyncio.wait_for(asyncio.gather(first, second), timeout=5.0)
     with pytest.raises(TimeoutError):
         await third
+
+
+# ---------------------------------------------------------------- slots under way
+
+
+@pytest.mark.asyncio
+async def test_a_slot_counts_while_its_request_is_under_way() -> None:
+    """A slot not yet released holds its place however long its request takes."""
+    limiter = RateLimiter(FAST)  # a 10 ms window
+    slots = [await limiter.acquire(timeout=0) for _ in range(10_000)]
+    await asyncio.sleep(0.03)  # three windows: released grants would have left
+    assert not await has_room(limiter)
+    for slot in slots:
+        slot.release()
+
+
+@pytest.mark.asyncio
+async def test_a_released_slot_counts_for_one_window_after_its_release() -> None:
+    """A request that left late cannot bunch up with the next window's: its slot
+    stays counted for a whole window after its answer."""
+    limiter = RateLimiter(2)  # one-second window
+    late = await limiter.acquire(timeout=0)
+    await take(limiter, 1)
+    await asyncio.sleep(0.05)
+    late.release()
+    assert not await has_room(limiter)
+    with pytest.raises(TimeoutError):
+        await limiter.acquire(timeout=0.5)
+
+
+@pytest.mark.asyncio
+async def test_a_release_wakes_a_request_queued_behind_slots_under_way() -> None:
+    """With every slot under way, the queue is served one window after a release."""
+    limiter = RateLimiter(FAST)  # a 10 ms window
+    slots = [await limiter.acquire(timeout=0) for _ in range(10_000)]
+    waiting = await queued(limiter, timeout=5.0)
+    await asyncio.sleep(0.03)
+    assert not waiting.done()
+    slots[0].release()
+    (await asyncio.wait_for(waiting, timeout=5.0)).release()
+    for slot in slots:
+        slot.release()
+
+
+@pytest.mark.asyncio
+async def test_releasing_a_slot_twice_frees_it_once() -> None:
+    """release() is idempotent: a second call frees no second slot."""
+    limiter = RateLimiter(FAST)
+    slots = [await limiter.acquire(timeout=0) for _ in range(10_000)]
+    slots[0].release()
+    slots[0].release()
+    await asyncio.sleep(0.03)
+    assert await has_room(limiter)
+    assert not await has_room(limiter)  # room for one: the other 9,999 are under way
+
+
+@pytest.mark.asyncio
+async def test_a_grant_that_meets_a_cancellation_is_given_back() -> None:
+    """A waiter cancelled just as its grant came takes no slot for good."""
+    limiter = RateLimiter(1)
+    limiter.slow_down(0.01)
+    waiting = await queued(limiter, timeout=5.0)
+    time.sleep(0.03)  # the grant's timer is due when the loop next runs:
+    await asyncio.sleep(0)  # this task runs first in that round, the timer after it
+    await asyncio.sleep(0)  # this task again, before the waiter it woke
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await has_room(limiter)
 
 
 # ---------------------------------------------------------------- timeouts and cancellation

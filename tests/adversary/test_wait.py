@@ -356,6 +356,24 @@ async def test_poll_cap_holds_on_the_wire(
     assert most_in_window(times, 0.95) <= 10
 
 
+@pytest.mark.asyncio
+async def test_poll_cap_holds_in_every_second_when_many_waits_start_at_once(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """200 waits starting together, on connections still to be opened: never more
+    than the cap in any one-second span at the server, late requests included."""
+    sdk = make_sdk(max_polls_per_second=30)
+    names = [f"many-{n}" for n in range(200)]
+    for name in names:
+        server.add_task(name, finish_after=NEVER)
+    waits = [sdk.wait(name, timeout=2.5) for name in names]
+    outcomes = await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 10)
+    assert all(isinstance(outcome, TaskTimeoutError) for outcome in outcomes), outcomes[:3]
+    times = [hit.at for hit in server.hits(DETAIL)]
+    assert len(times) >= 45  # the cap, not the schedule, was the limit
+    assert most_in_window(times, 1.0) <= 30
+
+
 # -- own cases: odd but plausible detail answers -----------------------------------------
 
 

@@ -90,6 +90,22 @@ async def test_clients_sharing_a_namespace_never_exceed_the_cap(
 
 
 @pytest.mark.asyncio
+async def test_requests_that_queue_after_their_slot_still_keep_the_cap(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo
+) -> None:
+    """A client whose requests queue for its one connection (a slow server) sends its
+    leased tokens late; they still count where they land, beside a fast sharer's."""
+    quota = await make_quota()
+    queued = make_client(quota=quota, max_polls_per_second=CAP, max_connections=1)
+    fast = make_client(quota=quota, max_polls_per_second=CAP)
+    fake.inject(Fault.slow(0.08), route="detail", times=100_000)
+    await keep_busy([queued, fast], seed_running(fake, 60), seconds=3.0)
+    times = [r.at for r in fake.requests_to("detail")]
+    assert max_in_window(times) <= CAP
+    assert len(times) >= 2 * CAP
+
+
+@pytest.mark.asyncio
 async def test_processes_sharing_a_namespace_never_exceed_the_cap(
     postgres_dsn: str, namespace: str, fake: FakeVidgo
 ) -> None:

@@ -16,11 +16,11 @@ from .._events import EventHook, emit
 from .._models import Task
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
-from .._timing.limits import Limiter, RetryBudget, after_refusal
+from .._timing.limits import Limiter, RetryBudget, after_refusal, holding
 from .._timing.schedules import retry_waits
 from .._wire.convert import parse_task
 from .._wire.transport import Transport
-from ..errors import RateLimitError, RequestTimeoutError, VidgoError
+from ..errors import RateLimitError, VidgoError
 
 __all__ = ["DETAIL_PATH", "STATUS_ROUTE", "Reader"]
 
@@ -76,15 +76,16 @@ class Reader:
     async def _get_once(
         self, path: str, params: dict[str, str] | None, limited: bool, route: str | None
     ) -> Any:
-        if limited:
-            await self.limiter.acquire()
-        try:
-            data = await self.transport.request("GET", path, params=params, route=route)
-        except VidgoError as exc:
-            if retryable(exc):
-                self.budget.record_failure()
-            self._note_failure(exc, limited)
-            raise
+        async with holding(self.limiter if limited else None, None, "a poll slot") as slot:
+            try:
+                data = await self.transport.request(
+                    "GET", path, params=params, route=route, slot=slot
+                )
+            except VidgoError as exc:
+                if retryable(exc):
+                    self.budget.record_failure()
+                self._note_failure(exc, limited)
+                raise
         self.budget.record_success()
         return data
 
@@ -137,20 +138,21 @@ class Reader:
             RequestTimeoutError: The deadline came first.
             VidgoError: Whatever the single attempt met; the wait decides.
         """
-        try:
-            await self.limiter.acquire(deadline.remaining())
-        except TimeoutError:
-            raise RequestTimeoutError("deadline reached before the next poll slot") from None
-        try:
-            async with gate or contextlib.nullcontext():
-                data = await self.transport.request(
-                    "GET", DETAIL_PATH, params={"task_id": task_id}, timeout=deadline.remaining()
-                )
-            task = parse_task(data, task_id=task_id)
-        except VidgoError as exc:
-            emit(self.hook, "poll", task_id=task_id, error=type(exc).__name__)
-            self._note_failure(exc, limited=True)
-            raise
+        async with holding(self.limiter, deadline.remaining(), "the next poll slot") as slot:
+            try:
+                async with gate or contextlib.nullcontext():
+                    data = await self.transport.request(
+                        "GET",
+                        DETAIL_PATH,
+                        params={"task_id": task_id},
+                        timeout=deadline.remaining(),
+                        slot=slot,
+                    )
+                task = parse_task(data, task_id=task_id)
+            except VidgoError as exc:
+                emit(self.hook, "poll", task_id=task_id, error=type(exc).__name__)
+                self._note_failure(exc, limited=True)
+                raise
         self.budget.record_success()
         emit(self.hook, "poll", task_id=task_id, status=task.status)
         return task

@@ -24,7 +24,7 @@ from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.classify import Failure, classify
 from .._timing.deadline import Deadline
-from .._timing.limits import Limiter, RetryBudget, after_refusal
+from .._timing.limits import Limiter, RetryBudget, after_refusal, holding
 from .._timing.schedules import WARN_AFTER, start
 from .._wire.convert import parse_accepted, parse_task
 from .._wire.transport import Transport
@@ -32,7 +32,6 @@ from ..errors import (
     AlreadyConvertedError,
     ConflictError,
     RateLimitError,
-    RequestTimeoutError,
     SubmitOutcomeUnknownError,
     TransportError,
     VidgoError,
@@ -148,10 +147,12 @@ class Submitter:
             attempt += 1
             timeout = None if deadline is None else deadline.remaining()
             try:
-                await self._take_slot(timeout)
-                if before_send is not None:
-                    await before_send()
-                data = await self.transport.request("POST", SUBMIT_PATH, body=body, timeout=timeout)
+                async with holding(self.limiter, timeout, "a submit slot") as slot:
+                    if before_send is not None:
+                        await before_send()
+                    data = await self.transport.request(
+                        "POST", SUBMIT_PATH, body=body, timeout=timeout, slot=slot
+                    )
                 task_id, answer = parse_accepted(data)
             except ConflictError as exc:
                 emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
@@ -206,15 +207,6 @@ class Submitter:
                 logger.debug("submitted %s: task %s", body["model"], task_id)
                 emit(self.hook, "submit", task_id=task_id, attempt=attempt)
                 return Accepted(task_id, answer)
-
-    async def _take_slot(self, timeout: float | None) -> None:
-        """A slot under the submit cap, if any; a failure to get one is an unsent attempt."""
-        if self.limiter is None:
-            return
-        try:
-            await self.limiter.acquire(timeout)
-        except TimeoutError:
-            raise RequestTimeoutError("deadline reached before a submit slot", sent=False) from None
 
     def _unreachable(self, failure: Failure, attempt: int) -> bool:
         """Whether to stop trying an API that never answered this client: then an

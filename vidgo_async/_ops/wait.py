@@ -212,10 +212,12 @@ class Poller:
             try:
                 task = await self.reader.poll(self.handle.task_id, self.deadline, self.gate)
             except VidgoError as exc:
-                if not (retryable(exc) or self._unseen(exc)) or self._unreachable(exc):
+                if not (retryable(exc) or self._unseen(exc)):
                     raise
                 if self.deadline.expired():
                     raise self._timeout() from exc
+                if self._unreachable(exc):
+                    raise
                 self.failures += 1
                 if self.failures == WARN_AFTER:
                     logger.warning(

@@ -11,11 +11,15 @@ lease's tokens from its start until one window after it ends, and starts
 nothing that would put more than ``limit`` tokens in any window-long span.
 Here, a lease told to start in ``wait`` seconds is used from ``wait`` after
 its answer *arrived* (so never before its start on the store's clock) until
-``wait + seconds`` after its request *left* (so never after its end). When a
-lease is spent or dropped early, the next request reports how long after
-that local origin the last token went (:class:`Spent`), and the store ends
-it there, so that a busy process does not hold the window for tokens it
-already used.
+``wait + seconds`` after its request *left* (so never after its end): a
+token whose request has not left by then is swapped for a fresh one as it
+leaves (:meth:`_Token.leaving`). A lease spent or dropped early ends where
+its last request was answered: once its tokens are all released, the next
+lease request reports how long after the local origin that was
+(:class:`Spent`), and the store ends it there, so that a busy process does
+not hold the window for tokens it already used. A request that waited after
+its grant (for a connection, a batch's permit, a stalled loop) thus still
+counts where it reached the server.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Protocol
 
 import attrs
 
-from .._timing.limits import Grants
+from .._timing.limits import Grants, Slot
 from ..errors import ClientClosedError, TransportError, VidgoError
 
 __all__ = ["Lease", "LeaseSource", "LeasedLimiter", "Spent"]
@@ -72,6 +76,42 @@ class LeaseSource(Protocol):
         """Halve every sharer's rate for a while (in the background)."""
 
 
+@attrs.define(slots=True)
+class _Lease:
+    """A lease in this process: its tokens under way, and when its last one went."""
+
+    lease_id: int
+    origin: float  # its start on the local clock, at the earliest
+    expires: float  # its natural end, at the latest
+    under_way: int = 0  # tokens handed out and not yet released
+    last: float = 0.0  # the last grant or release of one of its tokens
+    done: bool = False  # it hands out no more tokens
+
+
+@attrs.define(slots=True)
+class _Token:
+    """A slot of a :class:`LeasedLimiter`: a token of one lease."""
+
+    _limiter: LeasedLimiter
+    lease: _Lease
+    _released: bool = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._limiter._release(self.lease)
+
+    async def leaving(self, timeout: float | None) -> None:
+        """A token whose lease has run its natural course may not go (the store
+        counts the lease no further): it is swapped for a fresh one."""
+        until = None if timeout is None else time.monotonic() + timeout
+        while (now := time.monotonic()) >= self.lease.expires:
+            fresh = await self._limiter._token(None if until is None else until - now)
+            stale, self.lease = self.lease, fresh.lease
+            fresh._released = True  # its count moved to this token
+            self._limiter._release(stale)
+
+
 class LeasedLimiter:
     """A :class:`~vidgo_async._timing.limits.Limiter` spending leased tokens.
 
@@ -80,6 +120,11 @@ class LeasedLimiter:
     ``max_lease``), sleeps when the store says so (no room, or a pause), and
     hands the tokens out. A failed lease ends the queued requests with the
     store's error (an unsent request: the callers' retry rules apply).
+
+    A lease that ends early (its tokens all handed out, or dropped after a
+    429) is reported to the store as ending at the release of its last
+    token, once they are all released; until then it counts to its natural
+    end. A token whose request has not left by then is replaced as it leaves.
     """
 
     def __init__(
@@ -98,18 +143,16 @@ class LeasedLimiter:
         self._max_lease = max_lease
         self._on_close = on_close
         self._tokens = 0
-        self._lease_id = 0
-        self._origin = 0.0  # the lease's start, on the local clock, at the earliest
-        self._starts = 0.0  # ... and at the latest: when its tokens may go
-        self._expires = 0.0
-        self._spent: Spent | None = None
+        self._lease: _Lease | None = None  # the lease tokens are handed out from
+        self._starts = 0.0  # when its tokens may go
+        self._settled: _Lease | None = None  # ended early, all released: to report
         self._paused = 0.0
         self._recent: collections.deque[float] = collections.deque()  # grants of the last second
-        self._waiting = Grants()
+        self._waiting: Grants[_Token] = Grants()
         self._refill: asyncio.Task[None] | None = None
         self._closed: str | None = None
 
-    async def acquire(self, timeout: float | None = None) -> None:
+    async def acquire(self, timeout: float | None = None) -> Slot:
         """Wait for a token, at most ``timeout`` seconds.
 
         Raises:
@@ -117,14 +160,14 @@ class LeasedLimiter:
             ClientClosedError: The client or the quota was closed meanwhile.
             VidgoError: The store could not be reached.
         """
+        return await self._token(timeout)
+
+    async def _token(self, timeout: float | None) -> _Token:
         if self._closed is not None:
             raise ClientClosedError(self._closed)
-        if not self.try_acquire():
-            await self._waiting.wait(timeout, self._start_serving)
-
-    def try_acquire(self) -> bool:
-        """Take a leased token if one is free now and nobody queues; never waits."""
-        return self._closed is None and not self._waiting and self._take(time.monotonic())
+        if not self._waiting and (token := self._take(time.monotonic())) is not None:
+            return token
+        return await self._waiting.wait(timeout, self._start_serving, _Token.release)
 
     def slow_down(self, seconds: float) -> None:
         """Start no request for ``seconds``, here and (at their next lease) in every sharer."""
@@ -151,23 +194,44 @@ class LeasedLimiter:
 
     # -- tokens -----------------------------------------------------------------------------
 
-    def _take(self, now: float) -> bool:
-        if not self._tokens or now < self._paused or now < self._starts:
-            return False
-        if now >= self._expires:  # ended with its lifetime: nothing to report
+    def _take(self, now: float) -> _Token | None:
+        lease = self._lease
+        if not self._tokens or lease is None or now < self._paused or now < self._starts:
+            return None
+        if now >= lease.expires:  # ended with its lifetime: nothing to report
             self._tokens = 0
-            return False
+            lease.done = True
+            return None
         self._tokens -= 1
         self.granted += 1
         self._recent.append(now)
+        lease.under_way += 1
+        lease.last = now
         if not self._tokens:
-            self._spent = Spent(self._lease_id, now - self._origin)
-        return True
+            self._end(lease)
+        return _Token(self, lease)
+
+    def _release(self, lease: _Lease) -> None:
+        lease.under_way -= 1
+        lease.last = max(lease.last, time.monotonic())
+        if lease.done:
+            self._settle(lease)
+
+    def _end(self, lease: _Lease) -> None:
+        """``lease`` hands out no more tokens: report it once they are all released."""
+        lease.done = True
+        self._settle(lease)
+
+    def _settle(self, lease: _Lease) -> None:
+        if not lease.under_way:
+            self._settled = lease
 
     def _drop(self, now: float) -> None:
         """Give up the tokens in hand (after a 429): the lease ends now."""
-        if self._tokens and now < self._expires:
-            self._spent = Spent(self._lease_id, max(0.0, now - self._origin))
+        lease = self._lease
+        if self._tokens and lease is not None and now < lease.expires:
+            lease.last = max(lease.last, now)
+            self._end(lease)
         self._tokens = 0
 
     def _start_serving(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -182,6 +246,13 @@ class LeasedLimiter:
         expected = math.ceil(len(recent) * self._seconds)
         return max(1, min(self._max_lease, max(len(self._waiting), expected)))
 
+    def _spent(self) -> Spent | None:
+        """The last lease that ended early with its tokens all released, to report once."""
+        lease, self._settled = self._settled, None
+        if lease is None:
+            return None
+        return Spent(lease.lease_id, max(0.0, lease.last - lease.origin))
+
     async def _serve(self) -> None:
         """Lease and hand out tokens while requests queue (one such task at a time)."""
         try:
@@ -193,9 +264,8 @@ class LeasedLimiter:
                 if now < self._paused or (self._tokens and now < self._starts):
                     await asyncio.sleep(max(self._paused, self._starts) - now)
                     continue
-                spent, self._spent = self._spent, None
                 try:
-                    lease = await self._source.lease(self._want(now), self._seconds, spent)
+                    lease = await self._source.lease(self._want(now), self._seconds, self._spent())
                 except VidgoError as exc:
                     self._fail(exc)
                     return
@@ -203,10 +273,12 @@ class LeasedLimiter:
                     self._fail(TransportError(f"the shared quota failed: {exc!r}", sent=False))
                     raise
                 if lease.tokens and lease.lease_id is not None:
-                    self._tokens, self._lease_id = lease.tokens, lease.lease_id
-                    self._origin = now + lease.wait
+                    if self._lease is not None:
+                        self._lease.done = True  # its tokens in hand expired unspent
+                    origin = now + lease.wait
+                    self._lease = _Lease(lease.lease_id, origin, origin + self._seconds)
+                    self._tokens = lease.tokens
                     self._starts = time.monotonic() + lease.wait
-                    self._expires = self._origin + self._seconds
                 else:
                     await asyncio.sleep(lease.wait)
         finally:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import time
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
 from .._config import RetryPolicy
-from ..errors import ClientClosedError
+from ..errors import ClientClosedError, RequestTimeoutError
 
 __all__ = [
     "MIN_SHARE",
@@ -28,10 +29,14 @@ __all__ = [
     "Quota",
     "RateLimiter",
     "RetryBudget",
+    "Slot",
     "after_refusal",
+    "holding",
     "limiters_for",
     "window_of",
 ]
+
+T = TypeVar("T")
 
 MAX_WINDOW = 10_000  # grants remembered by the rate limiter's sliding window
 MIN_SHARE = 1 / 16  # a limiter never backs off below this share of its rate
@@ -47,14 +52,36 @@ def window_of(rate: float) -> tuple[int, float]:
     return limit, limit / rate
 
 
+class Slot(Protocol):
+    """One request's place under a :class:`Limiter`, held until the request is over."""
+
+    async def leaving(self, timeout: float | None) -> None:
+        """Called as the request leaves: a slot that may no longer go is swapped for
+        a fresh one first, within ``timeout`` seconds.
+
+        Raises:
+            TimeoutError: No fresh slot came within ``timeout``.
+        """
+
+    def release(self) -> None:
+        """The request was answered, failed, or never left; safe to call twice."""
+
+
 class Limiter(Protocol):
-    """A cap on requests per second that every request takes a slot under."""
+    """A cap on requests per second that every request takes a slot under.
+
+    The cap holds where the server counts, on the wire: a slot counts from
+    its grant until one window after its :meth:`Slot.release`, so that a
+    request that leaves late (a loop stall, a connection still opening, a
+    queue on the way) can never bunch up with the next window's. The
+    caller releases the slot once the request's answer (or failure) is in.
+    """
 
     @property
     def rate(self) -> float:
         """The cap, in requests per second."""
 
-    async def acquire(self, timeout: float | None = None) -> None:
+    async def acquire(self, timeout: float | None = None) -> Slot:
         """Wait for a slot, at most ``timeout`` seconds.
 
         Raises:
@@ -63,9 +90,6 @@ class Limiter(Protocol):
             VidgoError: A shared limiter could not reach its store (the
                 request was not sent).
         """
-
-    def try_acquire(self) -> bool:
-        """Take a slot if one is free now; never waits."""
 
     def slow_down(self, seconds: float) -> None:
         """Let no request start for ``seconds`` from now (after a 429 with Retry-After)."""
@@ -88,6 +112,29 @@ class Quota(Protocol):
         """A limiter of submits, or None when submits are not capped."""
 
 
+@contextlib.asynccontextmanager
+async def holding(
+    limiter: Limiter | None, timeout: float | None, what: str
+) -> AsyncIterator[Slot | None]:
+    """Hold a slot of ``limiter`` (None: no cap) for the life of one request; the
+    transport calls its :meth:`Slot.leaving` as the request leaves.
+
+    Raises:
+        RequestTimeoutError: No slot came within ``timeout``; nothing was sent.
+    """
+    if limiter is None:
+        yield None
+        return
+    try:
+        slot = await limiter.acquire(timeout)
+    except TimeoutError:
+        raise RequestTimeoutError(f"deadline reached before {what}", sent=False) from None
+    try:
+        yield slot
+    finally:
+        slot.release()
+
+
 def after_refusal(limiter: Limiter, retry_after: float | None, cap: float) -> None:
     """After a 429: hold every request back for its ``Retry-After`` (at most ``cap``),
     or halve the rate when it named no delay."""
@@ -97,7 +144,7 @@ def after_refusal(limiter: Limiter, retry_after: float | None, cap: float) -> No
         limiter.back_off()
 
 
-class Grants:
+class Grants(Generic[T]):
     """The requests waiting for a limiter's grant, served first come, first served.
 
     A waiter that was cancelled or timed out stays queued until it reaches
@@ -107,16 +154,20 @@ class Grants:
     __slots__ = ("_queue",)
 
     def __init__(self) -> None:
-        self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._queue: collections.deque[asyncio.Future[T]] = collections.deque()
 
     def __len__(self) -> int:
         return len(self._queue)
 
     async def wait(
-        self, timeout: float | None, serve: Callable[[asyncio.AbstractEventLoop], None]
-    ) -> None:
+        self,
+        timeout: float | None,
+        serve: Callable[[asyncio.AbstractEventLoop], None],
+        give_back: Callable[[T], None],
+    ) -> T:
         """Queue for a grant and wait for it, at most ``timeout`` seconds; ``serve(loop)``
-        makes sure something will hand grants out.
+        makes sure something will hand grants out, and ``give_back(grant)`` returns a
+        grant that came just as the waiter was cancelled.
 
         Raises:
             TimeoutError: No grant came within ``timeout``.
@@ -124,24 +175,28 @@ class Grants:
         if timeout is not None and timeout <= 0:
             raise TimeoutError("no request slot before the deadline")
         loop = asyncio.get_running_loop()
-        grant: asyncio.Future[None] = loop.create_future()
+        grant: asyncio.Future[T] = loop.create_future()
         self._queue.append(grant)
         serve(loop)
         expiry = None if timeout is None else loop.call_later(timeout, _expire, grant)
         try:
-            await grant
+            return await grant
+        except asyncio.CancelledError:
+            if grant.done() and not grant.cancelled() and grant.exception() is None:
+                give_back(grant.result())
+            raise
         finally:
             if expiry is not None:
                 expiry.cancel()
 
-    def hand_out(self, take: Callable[[], bool]) -> None:
+    def hand_out(self, take: Callable[[], T | None]) -> None:
         """Grant the waiters in their order while ``take()`` finds room."""
         queue = self._queue
         while queue:
             if queue[0].done():  # cancelled or expired: takes nothing
                 del queue[0]
-            elif take():
-                queue.popleft().set_result(None)
+            elif (granted := take()) is not None:
+                queue.popleft().set_result(granted)
             else:
                 break
 
@@ -153,19 +208,39 @@ class Grants:
                 grant.set_exception(error())
 
 
+@attrs.define(slots=True)
+class _Held:
+    """A slot of a :class:`RateLimiter`: grants are anonymous, so it only counts."""
+
+    _limiter: RateLimiter
+    _released: bool = False
+
+    async def leaving(self, timeout: float | None) -> None:
+        """Nothing to do: the slot counts until its release, however late it leaves."""
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._limiter._release()
+
+
 class RateLimiter:
     """A client-wide cap on requests per second, over a sliding window.
 
-    At most ``limit`` grants in any ``window`` seconds (``rate`` per second,
-    windows of at least one second), first come first served: a request
-    goes at once while the window has room and nobody queues; otherwise it
-    queues and one timer hands out grants as old ones leave the window.
-    Queued requests that are cancelled or time out take nothing, and a stall
-    never lets more than ``limit`` through in a window. ``slow_down`` holds
-    every grant back, which is how one 429 slows the whole client.
+    At most ``limit`` slots in any ``window`` seconds (``rate`` per second,
+    windows of at least one second), first come first served. A slot counts
+    while its request is under way and for one window after its release
+    (:class:`Limiter` says why); released slots are kept as their release
+    times. A request goes at once while there is room and nobody queues;
+    otherwise it queues and one timer hands out grants as old releases leave
+    the window (or a release comes, when every slot is under way). Queued
+    requests that are cancelled or time out take nothing, and a stall never
+    lets more than ``limit`` through in a window. ``slow_down`` holds every
+    grant back, which is how one 429 slows the whole client.
     """
 
     __slots__ = (
+        "_busy",
         "_limit",
         "_paused",
         "_share",
@@ -181,26 +256,24 @@ class RateLimiter:
         """``rate``: grants per second, a finite number > 0 (checked by the client)."""
         self.rate = rate
         self._limit, self._window = window_of(rate)
-        self._times: collections.deque[float] = collections.deque()
+        self._times: collections.deque[float] = collections.deque()  # releases, in order
+        self._busy = 0  # slots granted and not yet released
         self._paused = 0.0
         self._share = 1.0  # of the rate in force, below 1 after back_off()
         self._shared_at = 0.0
-        self._waiting = Grants()
+        self._waiting: Grants[_Held] = Grants()
         self._timer: asyncio.TimerHandle | None = None
 
-    async def acquire(self, timeout: float | None = None) -> None:
-        """Wait for a grant, at most ``timeout`` seconds.
+    async def acquire(self, timeout: float | None = None) -> Slot:
+        """Wait for a slot, at most ``timeout`` seconds.
 
         Raises:
-            TimeoutError: No grant came within ``timeout``.
+            TimeoutError: No slot came within ``timeout``.
             ClientClosedError: The client was closed meanwhile.
         """
-        if not self.try_acquire():
-            await self._waiting.wait(timeout, self._arm)
-
-    def try_acquire(self) -> bool:
-        """Take a grant if one is free now and nobody queues; never waits."""
-        return not self._waiting and self._take(time.monotonic())
+        if not self._waiting and (slot := self._take(time.monotonic())) is not None:
+            return slot
+        return await self._waiting.wait(timeout, self._arm, self._give_back)
 
     def back_off(self) -> None:
         """Halve the rate after a 429 that named no delay; it recovers by 10 % a second."""
@@ -228,19 +301,32 @@ class RateLimiter:
             self._timer = None
         self._waiting.fail(lambda: ClientClosedError("the client was closed"))
 
-    def _take(self, now: float) -> bool:
-        if not self._room(now):
-            return False
-        self._times.append(now)
-        return True
-
-    def _room(self, now: float) -> bool:
+    def _take(self, now: float) -> _Held | None:
         if now < self._paused:
-            return False
+            return None
         times = self._times
         while times and now - times[0] >= self._window:
             times.popleft()
-        return len(times) < self._effective_limit(now)
+        if len(times) + self._busy >= self._effective_limit(now):
+            return None
+        self._busy += 1
+        return _Held(self)
+
+    def _release(self) -> None:
+        self._busy -= 1
+        self._times.append(time.monotonic())
+        if self._waiting and self._timer is None:
+            # Every slot was under way: room now comes with this release's window.
+            self._arm(asyncio.get_running_loop())
+
+    def _give_back(self, _: _Held) -> None:
+        """A grant its waiter never took (cancelled as it came): nothing left, no stamp."""
+        self._busy -= 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._waiting:
+            self._arm(asyncio.get_running_loop())
 
     def _effective_limit(self, now: float) -> int:
         if self._share >= 1.0:
@@ -252,11 +338,13 @@ class RateLimiter:
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
             return
-        due = self._paused
         times, limit = self._times, self._effective_limit(time.monotonic())
-        if len(times) >= limit:
-            # Room comes when enough of the oldest grants have left the window.
-            due = max(due, times[len(times) - limit] + self._window)
+        over = len(times) + self._busy - limit  # releases that must leave the window first
+        if over >= len(times):
+            return  # every slot is under way: the next release arms the timer
+        due = self._paused
+        if over >= 0:
+            due = max(due, times[over] + self._window)
         self._timer = loop.call_later(max(0.0, due - time.monotonic()), self._grant)
 
     def _grant(self) -> None:
@@ -267,7 +355,7 @@ class RateLimiter:
             self._arm(asyncio.get_running_loop())
 
 
-def _expire(grant: asyncio.Future[None]) -> None:
+def _expire(grant: asyncio.Future[Any]) -> None:
     if not grant.done():
         grant.set_exception(TimeoutError("no request slot before the deadline"))
 

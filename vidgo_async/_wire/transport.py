@@ -24,6 +24,7 @@ from .._config import Timeouts
 from .._events import EventHook
 from .._events import request as request_scope
 from .._lifecycle import Lifecycle
+from .._timing.limits import Slot
 from .._validate import is_loopback
 from ..errors import ClientClosedError, RequestTimeoutError, TransportError
 from .envelope import MAX_BODY, REDACTED, envelope_data, excerpt, redact
@@ -69,10 +70,16 @@ class Transport:
     hook: EventHook | None = None
     _session: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
     _storage: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
-    _connector: aiohttp.TCPConnector | None = attrs.field(init=False, default=None)
+    # The API's requests wait here rather than in aiohttp's pool, so that a
+    # request's slot is checked when it can leave (see ``Slot.leaving``).
+    _free: asyncio.Semaphore = attrs.field(init=False)
     _urls: dict[str, URL] = attrs.field(init=False, factory=dict)  # of the fixed routes
     _resolver: PublicResolver | None = attrs.field(init=False, default=None)
     answered: bool = attrs.field(init=False, default=False)  # any answer since the start
+
+    @_free.default
+    def _one_per_connection(self) -> asyncio.Semaphore:
+        return asyncio.Semaphore(self._max_connections)
 
     @property
     def secret(self) -> str:
@@ -109,16 +116,14 @@ class Transport:
     def _new_session(
         self, headers: Mapping[str, str], cookie_jar: aiohttp.abc.AbstractCookieJar | None = None
     ) -> aiohttp.ClientSession:
+        """A session with a pool of its own, of ``max_connections``, closed with it."""
         self.lifecycle.check()  # a session made after close would never be closed
-        if self._connector is None:  # one pool of max_connections for both sessions
-            # Against the fake on loopback, storage is on loopback too: no filter then.
-            resolver = (
-                None if is_loopback(self.base_url) else PublicResolver(self.base_url.host or "")
-            )
-            self._connector = aiohttp.TCPConnector(limit=self._max_connections, resolver=resolver)
+        # Against the fake on loopback, storage is on loopback too: no filter then.
+        if self._resolver is None and not is_loopback(self.base_url):
+            self._resolver = PublicResolver(self.base_url.host or "")
+        connector = aiohttp.TCPConnector(limit=self._max_connections, resolver=self._resolver)
         session = aiohttp.ClientSession(
-            connector=self._connector,
-            connector_owner=False,
+            connector=connector,
             headers={"User-Agent": _USER_AGENT, **headers},
             cookie_jar=cookie_jar,
         )
@@ -132,15 +137,13 @@ class Transport:
 
     async def close(self) -> None:
         """Close the sessions this transport created (never a borrowed one)."""
-        sessions, connector = (self._session, self._storage), self._connector
-        self._session = self._storage = self._connector = None
+        sessions = (self._session, self._storage)
+        self._session = self._storage = None
         try:
             for session in sessions:
                 if session is not None:
                     await session.close()
         finally:
-            if connector is not None:
-                await connector.close()
             if self._resolver is not None:
                 await self._resolver.close()
                 self._resolver = None
@@ -154,12 +157,14 @@ class Transport:
         body: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         route: str | None = None,
+        slot: Slot | None = None,
     ) -> Any:
         """One request; the envelope's ``data`` on success.
 
         Args:
             timeout: Cap on this request's total time (a deadline's remainder).
             route: The path's template, for the hook (default: ``path`` itself).
+            slot: The request's slot under a rate cap, told when it leaves.
 
         Raises:
             ClientClosedError: The client is closed, or was closed meanwhile.
@@ -170,7 +175,12 @@ class Transport:
         self.lifecycle.check()
         base = self.base_url
         with request_scope(self.hook, method, route or path, None, base.host, base.port) as scope:
-            status, headers, raw, complete = await self._send(method, path, params, body, timeout)
+            async with self._free:
+                if slot is not None:
+                    await _leave(slot, timeout)
+                status, headers, raw, complete = await self._send(
+                    method, path, params, body, timeout
+                )
             scope.note(status_code=status)
             return envelope_data(status, headers, raw, complete)
 
@@ -236,6 +246,14 @@ class Transport:
         if cap is not None and cap < total:
             total = max(0.001, cap)
         return _timeout(total, min(self.timeouts.connect, total))
+
+
+async def _leave(slot: Slot, timeout: float | None) -> None:
+    """Tell ``slot`` its request leaves now (it may first need a fresh one)."""
+    try:
+        await slot.leaving(timeout)
+    except TimeoutError:
+        raise RequestTimeoutError("deadline reached before a fresh slot", sent=False) from None
 
 
 @functools.lru_cache(maxsize=64)
