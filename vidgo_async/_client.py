@@ -118,6 +118,7 @@ class VidgoClient:
             session,
             max_connections,
             on_event,
+            shared_cap=quota is not None,
         )
         # Last of the checks: a shared quota's limiters are live from here on.
         self._limiter, self._submit_limiter = limiters_for(quota, rate)

@@ -90,19 +90,50 @@ async def test_clients_sharing_a_namespace_never_exceed_the_cap(
 
 
 @pytest.mark.asyncio
-async def test_requests_that_queue_after_their_slot_still_keep_the_cap(
+async def test_many_waits_at_once_keep_the_cap_in_every_second(
     make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo
 ) -> None:
-    """A client whose requests queue for its one connection (a slow server) sends its
-    leased tokens late; they still count where they land, beside a fast sharer's."""
-    quota = await make_quota()
-    queued = make_client(quota=quota, max_polls_per_second=CAP, max_connections=1)
-    fast = make_client(quota=quota, max_polls_per_second=CAP)
-    fake.inject(Fault.slow(0.08), route="detail", times=100_000)
-    await keep_busy([queued, fast], seed_running(fake, 60), seconds=3.0)
+    """Two clients start 150 waits each at once, on connections still to be opened and
+    a slow server: requests that leave late still count where they land."""
+    first, second = await make_quota(), await make_quota()
+    clients = [make_client(quota=quota, max_polls_per_second=CAP) for quota in (first, second)]
+    fake.inject(Fault.slow(0.05), route="detail", times=100_000)
+    await keep_busy(clients, seed_running(fake, 300), seconds=3.0)
     times = [r.at for r in fake.requests_to("detail")]
     assert max_in_window(times) <= CAP
     assert len(times) >= 2 * CAP
+
+
+@pytest.mark.asyncio
+async def test_requests_under_way_keep_counting_after_their_lease_is_spent(
+    make_quota: MakeQuota,
+) -> None:
+    """One process holds the whole cap in requests still under way (queued for a
+    connection, or slow to answer): another gets no room while they are, though
+    every lease they came from was spent at once."""
+    holder, other = await make_quota(lease_seconds=5), await make_quota()
+    limiter = holder.poll_limiter(CAP)
+    held = [await limiter.acquire(timeout=5) for _ in range(CAP)]
+    with pytest.raises(TimeoutError):
+        await other.poll_limiter(CAP).acquire(timeout=1.5)
+    for slot in held:
+        slot.release()
+
+
+@pytest.mark.asyncio
+async def test_a_token_that_outlives_its_lease_is_swapped_as_it_leaves(
+    make_quota: MakeQuota,
+) -> None:
+    """A token whose request did not leave within its lease's life takes a fresh one."""
+    quota = await make_quota(lease_seconds=0.05)
+    limiter = quota.poll_limiter(CAP)
+    slot = await limiter.acquire(timeout=5)
+    await slot.leaving(timeout=5)  # in time: nothing to do
+    assert quota.stats.round_trips == 1
+    await asyncio.sleep(0.1)
+    await slot.leaving(timeout=5)
+    assert quota.stats.round_trips == 2
+    slot.release()
 
 
 @pytest.mark.asyncio

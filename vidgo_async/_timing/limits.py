@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import attrs
@@ -112,27 +111,35 @@ class Quota(Protocol):
         """A limiter of submits, or None when submits are not capped."""
 
 
-@contextlib.asynccontextmanager
-async def holding(
-    limiter: Limiter | None, timeout: float | None, what: str
-) -> AsyncIterator[Slot | None]:
+class holding:
     """Hold a slot of ``limiter`` (None: no cap) for the life of one request; the
     transport calls its :meth:`Slot.leaving` as the request leaves.
 
-    Raises:
+    Raises (on entry):
         RequestTimeoutError: No slot came within ``timeout``; nothing was sent.
     """
-    if limiter is None:
-        yield None
-        return
-    try:
-        slot = await limiter.acquire(timeout)
-    except TimeoutError:
-        raise RequestTimeoutError(f"deadline reached before {what}", sent=False) from None
-    try:
-        yield slot
-    finally:
-        slot.release()
+
+    __slots__ = ("_limiter", "_slot", "_timeout", "_what")
+
+    def __init__(self, limiter: Limiter | None, timeout: float | None, what: str) -> None:
+        self._limiter = limiter
+        self._timeout = timeout
+        self._what = what
+        self._slot: Slot | None = None
+
+    async def __aenter__(self) -> Slot | None:
+        if self._limiter is not None:
+            try:
+                self._slot = await self._limiter.acquire(self._timeout)
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"deadline reached before {self._what}", sent=False
+                ) from None
+        return self._slot
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._slot is not None:
+            self._slot.release()
 
 
 def after_refusal(limiter: Limiter, retry_after: float | None, cap: float) -> None:

@@ -8,6 +8,7 @@ question, answered by ``_timing.classify``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.metadata
 import logging
@@ -59,6 +60,7 @@ class Transport:
             sessions are created on first use and closed by :meth:`close`.
         max_connections: Connection pool size of the created sessions.
         hook: The client's ``on_event`` hook, told of each request.
+        shared_cap: The rate caps are shared with other processes (a quota).
     """
 
     base_url: URL
@@ -68,18 +70,23 @@ class Transport:
     _borrowed: aiohttp.ClientSession | None = None
     _max_connections: int = 32
     hook: EventHook | None = None
+    _shared_cap: bool = False
     _session: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
     _storage: aiohttp.ClientSession | None = attrs.field(init=False, default=None)
-    # The API's requests wait here rather than in aiohttp's pool, so that a
-    # request's slot is checked when it can leave (see ``Slot.leaving``).
-    _free: asyncio.Semaphore = attrs.field(init=False)
+    # Under a shared cap, the API's requests wait for a connection here rather than
+    # in aiohttp's pool, so that a slot is checked when its request can leave
+    # (``Slot.leaving``). A client's own cap needs no such wait: its slots count
+    # until they are released, however late their requests leave.
+    _connections: asyncio.Semaphore | contextlib.nullcontext[None] = attrs.field(init=False)
     _urls: dict[str, URL] = attrs.field(init=False, factory=dict)  # of the fixed routes
     _resolver: PublicResolver | None = attrs.field(init=False, default=None)
     answered: bool = attrs.field(init=False, default=False)  # any answer since the start
 
-    @_free.default
-    def _one_per_connection(self) -> asyncio.Semaphore:
-        return asyncio.Semaphore(self._max_connections)
+    @_connections.default
+    def _one_per_connection(self) -> asyncio.Semaphore | contextlib.nullcontext[None]:
+        if self._shared_cap:
+            return asyncio.Semaphore(self._max_connections)
+        return contextlib.nullcontext()
 
     @property
     def secret(self) -> str:
@@ -175,7 +182,7 @@ class Transport:
         self.lifecycle.check()
         base = self.base_url
         with request_scope(self.hook, method, route or path, None, base.host, base.port) as scope:
-            async with self._free:
+            async with self._connections:
                 if slot is not None:
                     await _leave(slot, timeout)
                 status, headers, raw, complete = await self._send(
