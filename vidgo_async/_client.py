@@ -63,8 +63,9 @@ class VidgoClient:
         retry: How single calls retry transient failures.
         poll: How waits space their status requests.
         timeouts: Per-request timeouts.
-        max_connections: Size of the connection pool the client creates
-            (shared by its API requests and its downloads).
+        max_connections: Size of each connection pool the client creates:
+            one for its API requests, one for its downloads (so that large
+            downloads never hold up status requests).
         max_polls_per_second: Client-wide cap on status requests.
         session: An ``aiohttp.ClientSession`` to use; the client never
             closes a session it did not create. (aiohttp may send a status
