@@ -84,6 +84,34 @@ async def test_two_clients_share_a_batch_each_pair_converted_and_reported_once(
 
 
 @pytest.mark.asyncio
+async def test_results_a_stopped_worker_never_reported_are_reported_by_another(
+    postgres_dsn: str, make_fake: Any, make_client: MakeClient, prefix: str
+) -> None:
+    """A worker whose consumer stops (or dies) while finished results wait for it
+    has not settled those pairs in the journal: the other worker of the run takes
+    them over and reports them, so every pair is reported once across the two."""
+    fake = await make_fake(run_time=0.2)
+    pairs = pairs_of(prefix, 24)
+
+    async def stops_after_one() -> list[ConversionResult]:
+        journal = SharedJournal(postgres_dsn, lease_seconds=LEASE)
+        batch = client_a.convert_many(pairs, journal=journal, concurrency=4)
+        first = await anext(batch)
+        await asyncio.sleep(1.0)  # results of its other pairs queue up meanwhile
+        await batch.aclose()
+        return [first]
+
+    client_a, client_b = make_client(fake), make_client(fake)
+    stopped, finished = await asyncio.gather(
+        stops_after_one(), run(client_b, pairs, postgres_dsn)
+    )
+    reported = Counter(r.audio_id for r in [*stopped, *finished])
+    assert reported == Counter(a for _, a in pairs)
+    assert all(r.ok for r in [*stopped, *finished])
+    assert {a: fake.accept_count[a] for _, a in pairs} == {a: 1 for _, a in pairs}
+
+
+@pytest.mark.asyncio
 async def test_a_bad_dsn_is_a_configuration_error(make_client: MakeClient) -> None:
     from vidgo_async.errors import ConfigurationError
 

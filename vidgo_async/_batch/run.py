@@ -72,10 +72,26 @@ class BatchProgress:
 
 
 @attrs.frozen
+class _Outcome:
+    """A pair's result, queued ``times`` times, and the state the journal learns from it
+    right before it is reported (None: nothing new; a result that is not ok is
+    reported only once the claim on the pair is confirmed)."""
+
+    key: Key
+    result: ConversionResult
+    state: State | None
+    times: int
+
+
+@attrs.frozen
 class _InputFailed:
     """The input itself failed: the batch ends with this error."""
 
     error: BaseException
+
+
+def _dropped(key: Key, exc: LostClaim) -> None:
+    logger.warning("dropped %s/%s: %s (its result is the other worker's to report)", *key, exc)
 
 
 def start_batch(
@@ -168,20 +184,27 @@ class _Batch:
             while (item := await self.queue.get()) is not _END:
                 if isinstance(item, _InputFailed):
                     raise item.error
-                done += 1
-                succeeded += item.ok
-                if on_progress is not None:
-                    on_progress(
-                        BatchProgress(
-                            read=self.read,
-                            done=done,
-                            succeeded=succeeded,
-                            failed=done - succeeded,
-                            in_flight=len(self.in_flight),
-                            input_done=self.input_done,
+                if isinstance(item, _Outcome):
+                    if not await self._settle(item):
+                        continue
+                    result, times = item.result, item.times
+                else:
+                    result, times = item, 1
+                for _ in range(times):
+                    done += 1
+                    succeeded += result.ok
+                    if on_progress is not None:
+                        on_progress(
+                            BatchProgress(
+                                read=self.read,
+                                done=done,
+                                succeeded=succeeded,
+                                failed=done - succeeded,
+                                in_flight=len(self.in_flight),
+                                input_done=self.input_done,
+                            )
                         )
-                    )
-                yield item
+                    yield result
         finally:
             self.stopping = True
             pending = [feeder, *self.tasks]
@@ -284,35 +307,59 @@ class _Batch:
         try:
             try:
                 with operation(self.hook, "pair", **ids) as scope:
-                    result = await self._convert(key)
-                    if result is None:  # another worker holds it: look again at the end
+                    converted = await self._convert(key)
+                    if converted is None:  # another worker holds it: look again at the end
                         self.aside[key] = self.in_flight.pop(key)
                         return
+                    result, state = converted
                     error = None if result.error is None else type(result.error).__name__
                     scope.note(task_id=result.task_id, error=error)
-                    if self.journal is not None and not result.ok:
-                        # Reported by the holder only. An ok result was just written (fenced)
-                        # as finished, or claimed so: queued at once, a worker killed after
-                        # its journal settled a pair rarely leaves it unreported.
-                        await self.journal.hold(*key)
             except LostClaim as exc:
-                logger.warning(
-                    "dropped %s/%s: %s (its result is the other worker's to report)",
-                    *key,
-                    exc,
-                )
-                result = None
+                _dropped(key, exc)
+                self.done[key] = None
+                self.in_flight.pop(key)
+                return
             except Exception as exc:  # a bug must cost one result, not the batch
                 logger.exception("conversion of %s failed unexpectedly", key)
                 result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
+                state = None
             repeats = self.in_flight.pop(key)
             self.done[key] = result
-            for _ in range(1 + repeats) if result is not None else ():
-                await self.queue.put(result)
+            await self.queue.put(_Outcome(key, result, state, 1 + repeats))
         finally:
             self.slots.release()
 
-    async def _convert(self, key: Key) -> ConversionResult | None:
+    async def _settle(self, outcome: _Outcome) -> bool:
+        """Write what the journal must know of a pair right before its result is
+        reported, as the consumer takes it: a worker killed in between leaves the
+        pair accepted (a survivor, or a re-run, polls its task once more), not
+        settled and unreported. False: the pair is another worker's to report now.
+        """
+        if self.journal is None:
+            return True
+        key, result = outcome.key, outcome.result
+        try:
+            if outcome.state is not None:
+                error = None if outcome.state is State.FINISHED else result.error
+                await self._record(
+                    key,
+                    outcome.state,
+                    task_id=result.task_id,
+                    wav_url=result.wav_url,
+                    path=result.path,
+                    error=error,
+                )
+            elif not result.ok:
+                await self.journal.hold(*key)
+        except LostClaim as exc:
+            _dropped(key, exc)
+            self.done[key] = None
+            return False
+        return True
+
+    async def _convert(self, key: Key) -> tuple[ConversionResult, State | None] | None:
+        """The pair's result and the state its journal row is to settle in (see
+        :class:`_Outcome`); None if another worker holds the pair."""
         deadline = Deadline.after(self.timeout)
         try:
             started = await self._start(key, deadline)
@@ -323,27 +370,26 @@ class _Batch:
         if isinstance(started, Entry):
             return await self._from_journal(key, started)
         if isinstance(started, ConversionResult):
-            return started
+            return started, None
         task_id, submitted_at = started
         handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
         poller = self.waits.poller(handle, deadline, submitted_at=submitted_at, gate=self.busy)
         try:
             wav_url = await self.waits.wav_url(poller)
         except VidgoError as exc:
-            if ends_the_task(exc):
-                await self._record(key, State.FAILED, task_id=task_id, error=exc)
-            # Otherwise (deadline, account trouble ...) it stays accepted: a re-run waits again.
-            return ConversionResult(
+            failed = ConversionResult(
                 source_task_id=key[0], audio_id=key[1], task_id=task_id, error=exc
             )
-        await self._record(key, State.FINISHED, task_id=task_id, wav_url=wav_url)
+            # Unless the task ended, (deadline, account trouble ...) it stays accepted:
+            # a re-run waits again.
+            return failed, State.FAILED if ends_the_task(exc) else None
         self.unsaved += 1
         if self.unsaved >= _KEEP_LEARNED_EVERY:
             await self._keep_learned()
         result = ConversionResult(
             source_task_id=key[0], audio_id=key[1], task_id=task_id, wav_url=wav_url
         )
-        return await self._download(key, result)
+        return await self._download(result), State.FINISHED
 
     async def _start(
         self, key: Key, deadline: Deadline
@@ -399,7 +445,8 @@ class _Batch:
         await self._record(key, State.ACCEPTED, task_id=accepted.task_id)
         return accepted.task_id, time.monotonic()
 
-    async def _download(self, key: Key, result: ConversionResult) -> ConversionResult:
+    async def _download(self, result: ConversionResult) -> ConversionResult:
+        """The result with its file in ``download_to`` (if asked), or the download's error."""
         if self.download_to is None or result.wav_url is None:
             return result
         dest = self.download_to / wav_file_name(result.audio_id)
@@ -408,20 +455,19 @@ class _Batch:
                 path = await self.download(result.wav_url, dest, overwrite=True)
         except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
             return attrs.evolve(result, error=exc)
-        await self._record(
-            key, State.FINISHED, task_id=result.task_id, wav_url=result.wav_url, path=path
-        )
         return attrs.evolve(result, path=path)
 
-    async def _from_journal(self, key: Key, entry: Entry) -> ConversionResult:
+    async def _from_journal(self, key: Key, entry: Entry) -> tuple[ConversionResult, State | None]:
+        """An earlier run's result, downloaded again if its file is gone."""
         result = ConversionResult(
             source_task_id=key[0], audio_id=key[1], task_id=entry.task_id, wav_url=entry.wav_url
         )
         if entry.state is not State.FINISHED:
-            return attrs.evolve(result, error=journalled_error(entry, *key))
+            return attrs.evolve(result, error=journalled_error(entry, *key)), None
         if entry.path and Path(entry.path).is_file():  # noqa: ASYNC240 - one stat per re-run pair
-            return attrs.evolve(result, path=Path(entry.path))
-        return await self._download(key, result)
+            return attrs.evolve(result, path=Path(entry.path)), None
+        downloaded = await self._download(result)
+        return downloaded, State.FINISHED if downloaded.path is not None else None
 
     async def _keep_learned(self) -> None:
         """Save to the journal what the client learned of task durations."""

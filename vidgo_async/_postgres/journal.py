@@ -178,6 +178,7 @@ class PostgresJournal:
                 max_size=4,
                 timeout=_CONNECT_TIMEOUT,
                 server_settings={"application_name": "vidgo-async journal"},
+                reset=_keep_session,
             )
             async with pool.acquire() as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
@@ -299,3 +300,10 @@ class PostgresJournal:
                 await self._pool.execute(_RENEW, self.worker, self.lease_seconds)
             except DB_ERRORS as exc:
                 logger.warning("could not renew the journal's claims: %s", exc)
+
+
+async def _keep_session(connection: Any) -> None:
+    """A pool's connection back from a use: nothing to reset, since the journal keeps no
+    session state (no SET, LISTEN or session lock; its transactions end before).
+    asyncpg's default reset is one more round trip per use, and a result written
+    as settled is reported only after the write's use ends."""
