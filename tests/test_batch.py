@@ -662,3 +662,66 @@ async def test_downloads_of_ids_that_clean_up_alike_do_not_collide(
     assert all(r.ok for r in results)
     assert len({r.path for r in results}) == 3
     assert len(list(tmp_path.glob("*.wav"))) == 3
+
+
+# ---------------------------------------------------------------- the journal fails at the end
+
+
+class _FailingJournal:
+    """A JournalSource: the real SQLite journal, whose write settling ``audio_id``
+    as finished fails with ``error`` (a locked database, a claim another worker took)."""
+
+    def __init__(self, path: Path, audio_id: str, error: Exception) -> None:
+        self.path, self.audio_id, self.error = path, audio_id, error
+
+    async def open_batch_journal(self) -> object:
+        from vidgo_async._batch.journal import State
+        from vidgo_async._batch.journals import SqliteJournal
+
+        source = self
+
+        class Failing(SqliteJournal):
+            async def record(self, source_task_id: str, audio_id: str, state: State,
+                             **fields: object) -> None:  # fmt: skip
+                if audio_id == source.audio_id and state is State.FINISHED:
+                    raise source.error
+                await super().record(source_task_id, audio_id, state, **fields)  # type: ignore[arg-type]
+
+        return Failing(self.path)
+
+
+async def test_a_journal_write_that_fails_at_the_end_costs_no_result(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """The journal failing to settle one pair (a locked database) neither ends the batch
+    nor loses that pair's result: it is reported, and a re-run polls its task again."""
+    import sqlite3
+
+    pairs = [("m", f"a{i}") for i in range(6)]
+    journal = _FailingJournal(tmp_path / "wav.sqlite", "a1", sqlite3.OperationalError("locked"))
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, pairs, journal=journal)
+    assert sorted((r.audio_id, r.ok) for r in results) == [(a, True) for _, a in pairs]
+
+
+async def test_a_pair_lost_to_another_worker_is_not_reported_by_a_repeat_read_meanwhile(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A pair read twice whose claim is lost as its result is settled is reported by
+    neither occurrence here: it is the other worker's to report."""
+    from vidgo_async._batch.journals import LostClaim
+
+    async def pairs() -> AsyncIterator[tuple[str, str]]:
+        yield ("m", "a0")
+        yield ("m", "a1")
+        await asyncio.sleep(0.5)  # a1's result is in, waiting for the busy consumer
+        yield ("m", "a1")
+
+    journal = _FailingJournal(tmp_path / "wav.sqlite", "a1", LostClaim("taken over"))
+    reported = []
+    async with _client(vidgo_fake) as client:
+        async for result in client.convert_many(pairs(), journal=journal):
+            reported.append(result.audio_id)
+            if result.audio_id == "a0":
+                await asyncio.sleep(1.0)  # busy with the first result
+    assert reported == ["a0"]

@@ -102,9 +102,7 @@ async def test_results_a_stopped_worker_never_reported_are_reported_by_another(
         return [first]
 
     client_a, client_b = make_client(fake), make_client(fake)
-    stopped, finished = await asyncio.gather(
-        stops_after_one(), run(client_b, pairs, postgres_dsn)
-    )
+    stopped, finished = await asyncio.gather(stops_after_one(), run(client_b, pairs, postgres_dsn))
     reported = Counter(r.audio_id for r in [*stopped, *finished])
     assert reported == Counter(a for _, a in pairs)
     assert all(r.ok for r in [*stopped, *finished])

@@ -19,7 +19,13 @@ import pytest_asyncio  # noqa: E402
 from quota_support import QUICK_RETRY, keep_busy, max_in_window, seed_running  # noqa: E402
 from support import MakeClient  # noqa: E402
 
-from vidgo_async import ClientClosedError, RateLimitError, RetryPolicy, VidgoClient  # noqa: E402
+from vidgo_async import (  # noqa: E402
+    ClientClosedError,
+    RateLimitError,
+    RetryPolicy,
+    TaskTimeoutError,
+    VidgoClient,
+)
 from vidgo_async.errors import ConfigurationError  # noqa: E402
 from vidgo_async.postgres import SharedQuota  # noqa: E402
 from vidgo_async.testing import FakeVidgo, Fault  # noqa: E402
@@ -118,6 +124,25 @@ async def test_requests_under_way_keep_counting_after_their_lease_is_spent(
         await other.poll_limiter(CAP).acquire(timeout=1.5)
     for slot in held:
         slot.release()
+
+
+@pytest.mark.asyncio
+async def test_a_wait_for_a_free_connection_keeps_to_the_deadline(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo
+) -> None:
+    """Under a shared quota the client's requests queue for a connection before they
+    go: that wait counts against the wait's deadline too."""
+    quota = await make_quota()
+    client = make_client(quota=quota, max_polls_per_second=CAP, max_connections=1)
+    slow, quick = seed_running(fake, 2)
+    fake.inject(Fault.slow(3.0), route="detail")
+    held = asyncio.ensure_future(client.get_task(slow))  # holds the one connection 3 s
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    with pytest.raises(TaskTimeoutError):
+        await client.wait(quick, timeout=0.3)
+    assert time.monotonic() - started < 1.5
+    await held
 
 
 @pytest.mark.asyncio

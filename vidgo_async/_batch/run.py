@@ -59,7 +59,8 @@ class BatchProgress:
         done: Results delivered so far.
         succeeded: Results that are ``ok``.
         failed: Results that are not.
-        in_flight: Distinct pairs being submitted, waited on or downloaded.
+        in_flight: Distinct pairs being submitted, waited on, downloaded, or
+            waiting to be reported.
         input_done: Whether the whole input has been read.
     """
 
@@ -73,14 +74,13 @@ class BatchProgress:
 
 @attrs.frozen
 class _Outcome:
-    """A pair's result, queued ``times`` times, and the state the journal learns from it
-    right before it is reported (None: nothing new; a result that is not ok is
-    reported only once the claim on the pair is confirmed)."""
+    """A pair's result, and the state the journal learns from it right before it is
+    reported (None: nothing new; a result that is not ok is reported only once the
+    claim on the pair is confirmed)."""
 
     key: Key
     result: ConversionResult
     state: State | None
-    times: int
 
 
 @attrs.frozen
@@ -88,10 +88,6 @@ class _InputFailed:
     """The input itself failed: the batch ends with this error."""
 
     error: BaseException
-
-
-def _dropped(key: Key, exc: LostClaim) -> None:
-    logger.warning("dropped %s/%s: %s (its result is the other worker's to report)", *key, exc)
 
 
 def start_batch(
@@ -185,9 +181,7 @@ class _Batch:
                 if isinstance(item, _InputFailed):
                     raise item.error
                 if isinstance(item, _Outcome):
-                    if not await self._settle(item):
-                        continue
-                    result, times = item.result, item.times
+                    result, times = item.result, await self._settle(item)
                 else:
                     result, times = item, 1
                 for _ in range(times):
@@ -315,31 +309,31 @@ class _Batch:
                     error = None if result.error is None else type(result.error).__name__
                     scope.note(task_id=result.task_id, error=error)
             except LostClaim as exc:
-                _dropped(key, exc)
-                self.done[key] = None
-                self.in_flight.pop(key)
+                self._drop(key, exc)
                 return
             except Exception as exc:  # a bug must cost one result, not the batch
                 logger.exception("conversion of %s failed unexpectedly", key)
                 result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
                 state = None
-            repeats = self.in_flight.pop(key)
-            self.done[key] = result
-            await self.queue.put(_Outcome(key, result, state, 1 + repeats))
+            await self.queue.put(_Outcome(key, result, state))
         finally:
             self.slots.release()
 
-    async def _settle(self, outcome: _Outcome) -> bool:
+    async def _settle(self, outcome: _Outcome) -> int:
         """Write what the journal must know of a pair right before its result is
-        reported, as the consumer takes it: a worker killed in between leaves the
-        pair accepted (a survivor, or a re-run, polls its task once more), not
-        settled and unreported. False: the pair is another worker's to report now.
+        reported, as the consumer takes it; how many times to report it (once per
+        occurrence read so far; none: another worker reports it now).
+
+        Settled only now, a pair whose worker stops or dies first is still
+        accepted: another worker of the run (or a re-run) polls its task once more
+        and reports it, where a settled pair would go unreported until a re-run.
+        The pair stays in flight until then, so a repeat read meanwhile is counted.
         """
-        if self.journal is None:
-            return True
         key, result = outcome.key, outcome.result
         try:
-            if outcome.state is not None:
+            if self.journal is None:
+                pass
+            elif outcome.state is not None:
                 error = None if outcome.state is State.FINISHED else result.error
                 await self._record(
                     key,
@@ -352,10 +346,18 @@ class _Batch:
             elif not result.ok:
                 await self.journal.hold(*key)
         except LostClaim as exc:
-            _dropped(key, exc)
-            self.done[key] = None
-            return False
-        return True
+            self._drop(key, exc)
+            return 0
+        except Exception:  # the journal failed: the result stands, a re-run polls again
+            logger.exception("could not journal the result of %s/%s", *key)
+        self.done[key] = result
+        return 1 + self.in_flight.pop(key)
+
+    def _drop(self, key: Key, exc: LostClaim) -> None:
+        """Another worker holds the pair now: its result is that worker's to report."""
+        logger.warning("dropped %s/%s: %s (its result is the other worker's to report)", *key, exc)
+        self.in_flight.pop(key)
+        self.done[key] = None
 
     async def _convert(self, key: Key) -> tuple[ConversionResult, State | None] | None:
         """The pair's result and the state its journal row is to settle in (see

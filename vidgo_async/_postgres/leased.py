@@ -40,6 +40,10 @@ from ..errors import ClientClosedError, TransportError, VidgoError
 
 __all__ = ["Lease", "LeaseSource", "LeasedLimiter", "Spent"]
 
+# Settled leases waiting to be reported (one per lease request): more are left to end
+# when their lifetime does (only room the store holds a little longer, never too little).
+_MAX_SETTLED = 8
+
 
 @attrs.frozen
 class Lease:
@@ -145,7 +149,8 @@ class LeasedLimiter:
         self._tokens = 0
         self._lease: _Lease | None = None  # the lease tokens are handed out from
         self._starts = 0.0  # when its tokens may go
-        self._settled: _Lease | None = None  # ended early, all released: to report
+        # Leases that ended early with their tokens all released: to report, one a request.
+        self._settled: collections.deque[_Lease] = collections.deque(maxlen=_MAX_SETTLED)
         self._paused = 0.0
         self._recent: collections.deque[float] = collections.deque()  # grants of the last second
         self._waiting: Grants[_Token] = Grants()
@@ -198,7 +203,7 @@ class LeasedLimiter:
         lease = self._lease
         if not self._tokens or lease is None or now < self._paused or now < self._starts:
             return None
-        if now >= lease.expires:  # ended with its lifetime: nothing to report
+        if now >= lease.expires:  # it ran its course: counted to its natural end
             self._tokens = 0
             lease.done = True
             return None
@@ -224,7 +229,7 @@ class LeasedLimiter:
 
     def _settle(self, lease: _Lease) -> None:
         if not lease.under_way:
-            self._settled = lease
+            self._settled.append(lease)
 
     def _drop(self, now: float) -> None:
         """Give up the tokens in hand (after a 429): the lease ends now."""
@@ -247,10 +252,10 @@ class LeasedLimiter:
         return max(1, min(self._max_lease, max(len(self._waiting), expected)))
 
     def _spent(self) -> Spent | None:
-        """The last lease that ended early with its tokens all released, to report once."""
-        lease, self._settled = self._settled, None
-        if lease is None:
+        """The oldest lease not yet reported that ended early with its tokens all released."""
+        if not self._settled:
             return None
+        lease = self._settled.popleft()
         return Spent(lease.lease_id, max(0.0, lease.last - lease.origin))
 
     async def _serve(self) -> None:
@@ -274,7 +279,7 @@ class LeasedLimiter:
                     raise
                 if lease.tokens and lease.lease_id is not None:
                     if self._lease is not None:
-                        self._lease.done = True  # its tokens in hand expired unspent
+                        self._lease.done = True  # no more tokens from it: a new lease rules
                     origin = now + lease.wait
                     self._lease = _Lease(lease.lease_id, origin, origin + self._seconds)
                     self._tokens = lease.tokens

@@ -8,7 +8,6 @@ question, answered by ``_timing.classify``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import importlib.metadata
 import logging
@@ -77,16 +76,14 @@ class Transport:
     # in aiohttp's pool, so that a slot is checked when its request can leave
     # (``Slot.leaving``). A client's own cap needs no such wait: its slots count
     # until they are released, however late their requests leave.
-    _connections: asyncio.Semaphore | contextlib.nullcontext[None] = attrs.field(init=False)
+    _connections: asyncio.Semaphore | None = attrs.field(init=False)
     _urls: dict[str, URL] = attrs.field(init=False, factory=dict)  # of the fixed routes
     _resolver: PublicResolver | None = attrs.field(init=False, default=None)
     answered: bool = attrs.field(init=False, default=False)  # any answer since the start
 
     @_connections.default
-    def _one_per_connection(self) -> asyncio.Semaphore | contextlib.nullcontext[None]:
-        if self._shared_cap:
-            return asyncio.Semaphore(self._max_connections)
-        return contextlib.nullcontext()
+    def _one_per_connection(self) -> asyncio.Semaphore | None:
+        return asyncio.Semaphore(self._max_connections) if self._shared_cap else None
 
     @property
     def secret(self) -> str:
@@ -182,14 +179,39 @@ class Transport:
         self.lifecycle.check()
         base = self.base_url
         with request_scope(self.hook, method, route or path, None, base.host, base.port) as scope:
-            async with self._connections:
-                if slot is not None:
-                    await _leave(slot, timeout)
-                status, headers, raw, complete = await self._send(
-                    method, path, params, body, timeout
-                )
+            if self._connections is None:
+                sent = await self._send(method, path, params, body, timeout)
+            else:
+                sent = await self._send_when_free(method, path, params, body, timeout, slot)
+            status, headers, raw, complete = sent
             scope.note(status_code=status)
             return envelope_data(status, headers, raw, complete)
+
+    async def _send_when_free(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
+        timeout: float | None,
+        slot: Slot | None,
+    ) -> tuple[int, Mapping[str, str], bytes, bool]:
+        """Under a shared cap: a free connection, the slot's check as the request
+        leaves, then the request - all within ``timeout``."""
+        assert self._connections is not None
+        until = None if timeout is None else time.monotonic() + timeout
+        try:
+            await asyncio.wait_for(self._connections.acquire(), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise RequestTimeoutError(
+                "deadline reached before a free connection", sent=False
+            ) from None
+        try:
+            if slot is not None:
+                await _leave(slot, _left(until))
+            return await self._send(method, path, params, body, _left(until))
+        finally:
+            self._connections.release()
 
     async def _send(
         self,
@@ -261,6 +283,11 @@ async def _leave(slot: Slot, timeout: float | None) -> None:
         await slot.leaving(timeout)
     except TimeoutError:
         raise RequestTimeoutError("deadline reached before a fresh slot", sent=False) from None
+
+
+def _left(until: float | None) -> float | None:
+    """Seconds left until ``until`` (None: no end), never below zero."""
+    return None if until is None else max(0.0, until - time.monotonic())
 
 
 @functools.lru_cache(maxsize=64)
