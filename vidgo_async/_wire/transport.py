@@ -8,11 +8,12 @@ question, answered by ``_timing.classify``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.metadata
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -182,22 +183,18 @@ class Transport:
             if self._connections is None:
                 sent = await self._send(method, path, params, body, timeout)
             else:
-                sent = await self._send_when_free(method, path, params, body, timeout, slot)
+                async with self._departure(slot, timeout) as left:
+                    sent = await self._send(method, path, params, body, left)
             status, headers, raw, complete = sent
             scope.note(status_code=status)
             return envelope_data(status, headers, raw, complete)
 
-    async def _send_when_free(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        body: Mapping[str, Any] | None,
-        timeout: float | None,
-        slot: Slot | None,
-    ) -> tuple[int, Mapping[str, str], bytes, bool]:
-        """Under a shared cap: a free connection, the slot's check as the request
-        leaves, then the request - all within ``timeout``."""
+    @contextlib.asynccontextmanager
+    async def _departure(
+        self, slot: Slot | None, timeout: float | None
+    ) -> AsyncIterator[float | None]:
+        """Under a shared cap: hold a free connection, and let the slot check it may still
+        go, within ``timeout``; yields the time left for the request itself."""
         assert self._connections is not None
         until = None if timeout is None else time.monotonic() + timeout
         try:
@@ -209,7 +206,7 @@ class Transport:
         try:
             if slot is not None:
                 await _leave(slot, _left(until))
-            return await self._send(method, path, params, body, _left(until))
+            yield _left(until)
         finally:
             self._connections.release()
 
