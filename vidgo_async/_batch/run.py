@@ -6,7 +6,8 @@ pairs in flight, at most ``concurrency + max_waiting`` (the input is read
 only while there is room) and at most what the poll cap can serve (a task
 accepted, then timed out unpolled, was paid for nothing). A pair keeps its
 room until its result is queued, and the result queue is bounded, so a slow
-consumer slows the intake. A pair waiting on its task costs one sleeping
+consumer slows the intake; its journal row is settled as the consumer takes
+the result (:meth:`_Batch._settle`). A pair waiting on its task costs one sleeping
 task; every status read also goes through the client-wide poll rate cap.
 """
 
@@ -296,7 +297,7 @@ class _Batch:
         task.add_done_callback(self.tasks.discard)
 
     async def _carry(self, key: Key) -> None:
-        """Convert one pair and queue its result, once per occurrence read so far."""
+        """Convert one pair and queue its outcome for the consumer, who settles and reports it."""
         ids = {"model": WAV_MODEL, "source_task_id": key[0], "audio_id": key[1]}
         try:
             try:
@@ -330,26 +331,25 @@ class _Batch:
         The pair stays in flight until then, so a repeat read meanwhile is counted.
         """
         key, result = outcome.key, outcome.result
-        try:
-            if self.journal is None:
-                pass
-            elif outcome.state is not None:
-                error = None if outcome.state is State.FINISHED else result.error
-                await self._record(
-                    key,
-                    outcome.state,
-                    task_id=result.task_id,
-                    wav_url=result.wav_url,
-                    path=result.path,
-                    error=error,
-                )
-            elif not result.ok:
-                await self.journal.hold(*key)
-        except LostClaim as exc:
-            self._drop(key, exc)
-            return 0
-        except Exception:  # the journal failed: the result stands, a re-run polls again
-            logger.exception("could not journal the result of %s/%s", *key)
+        if self.journal is not None:
+            try:
+                if outcome.state is not None:
+                    error = None if outcome.state is State.FINISHED else result.error
+                    await self._record(
+                        key,
+                        outcome.state,
+                        task_id=result.task_id,
+                        wav_url=result.wav_url,
+                        path=result.path,
+                        error=error,
+                    )
+                elif not result.ok:
+                    await self.journal.hold(*key)
+            except LostClaim as exc:
+                self._drop(key, exc)
+                return 0
+            except Exception:  # the journal failed: the result stands, a re-run polls again
+                logger.exception("could not journal the result of %s/%s", *key)
         self.done[key] = result
         return 1 + self.in_flight.pop(key)
 
