@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from vidgo_async import PollPolicy, RetryPolicy, Task, TaskStatus
-from vidgo_async._timing.limits import RetryBudget
+from vidgo_async._timing.budget import RetryBudget
 from vidgo_async._timing.schedules import PollSchedule, start
 
 

@@ -21,8 +21,9 @@ from ._ops.callbacks import Registry
 from ._ops.reads import Reader
 from ._ops.submit import Submitter
 from ._ops.wait import Waits
+from ._timing.budget import RetryBudget
 from ._timing.learned import Learner
-from ._timing.limits import Quota, RetryBudget, limiters_for
+from ._timing.limits import Quota, limiters_for
 from ._validate import (
     api_key_from,
     base_url_from,

@@ -14,9 +14,10 @@ import backoff
 from .._config import RetryPolicy
 from .._events import EventHook, emit
 from .._models import Task
+from .._timing.budget import RetryBudget
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
-from .._timing.limits import Limiter, RetryBudget, after_refusal, holding
+from .._timing.limits import Limiter, after_refusal, holding
 from .._timing.schedules import retry_waits
 from .._wire.convert import parse_task
 from .._wire.transport import Transport

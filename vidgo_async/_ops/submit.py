@@ -22,9 +22,10 @@ from .._config import RetryPolicy
 from .._events import EventHook, emit, operation
 from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, Task, TaskStatus
+from .._timing.budget import RetryBudget
 from .._timing.classify import Failure, classify
 from .._timing.deadline import Deadline
-from .._timing.limits import Limiter, RetryBudget, after_refusal, holding
+from .._timing.limits import Limiter, after_refusal, holding
 from .._timing.schedules import WARN_AFTER, start
 from .._wire.convert import parse_accepted, parse_task
 from .._wire.transport import Transport

@@ -1,4 +1,4 @@
-"""Client-wide limits: the cap on status requests per second, and the retry budget.
+"""Client-wide rate limits: the cap on status requests per second (and, shared, on submits).
 
 :class:`Limiter` is the seam the reads (and, under a shared quota, the
 submits) take their slots through: :class:`RateLimiter` in one process, or a
@@ -17,7 +17,6 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
-from .._config import RetryPolicy
 from ..errors import ClientClosedError, RequestTimeoutError
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "Limiter",
     "Quota",
     "RateLimiter",
-    "RetryBudget",
     "Slot",
     "after_refusal",
     "holding",
@@ -365,35 +363,6 @@ class RateLimiter:
 def _expire(grant: asyncio.Future[Any]) -> None:
     if not grant.done():
         grant.set_exception(TimeoutError("no request slot before the deadline"))
-
-
-@attrs.define
-class RetryBudget:
-    """A client-wide allowance of retries (after gRPC's retry throttling).
-
-    Every retryable failure costs a token, every success earns
-    ``ratio`` back; retries are allowed only while more than half the
-    tokens remain. A dead API therefore sees a handful of retries, then one
-    request per call, instead of ``max_attempts`` requests per call.
-    """
-
-    policy: RetryPolicy
-    _tokens: float = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._tokens = self.policy.budget
-
-    def allows_retry(self) -> bool:
-        """Whether a retry may be made now."""
-        return self._tokens > self.policy.budget / 2
-
-    def record_failure(self) -> None:
-        """Note a retryable failure."""
-        self._tokens = max(0.0, self._tokens - 1)
-
-    def record_success(self) -> None:
-        """Note a successful answer."""
-        self._tokens = min(self.policy.budget, self._tokens + self.policy.budget_ratio)
 
 
 def limiters_for(quota: object, rate: float) -> tuple[Limiter, Limiter | None]:
