@@ -1,54 +1,44 @@
 """``convert_many``: thousands of conversions, streamed, bounded, resumable.
 
-One task per distinct pair, under two semaphores: ``concurrency`` bounds the
-batch's requests in flight (submits, status reads, downloads); the other its
-pairs in flight, at most ``concurrency + max_waiting`` (the input is read
-only while there is room) and at most what the poll cap can serve (a task
-accepted, then timed out unpolled, was paid for nothing). A pair keeps its
-room until its result is queued, and the result queue is bounded, so a slow
-consumer slows the intake; its journal row is settled as the consumer takes
-the result (:meth:`_Batch._settle`). A pair waiting on its task costs one sleeping
-task; every status read also goes through the client-wide poll rate cap.
+How a batch schedules its pairs. One task per distinct pair, under two
+semaphores: ``concurrency`` bounds the batch's requests in flight (submits,
+status reads, downloads); the other its pairs in flight, at most
+``concurrency + max_waiting`` (the input is read only while there is room)
+and at most what the poll cap can serve (a task accepted, then timed out
+unpolled, was paid for nothing). A pair keeps its room until its result is
+queued, and the result queue is bounded, so a slow consumer slows the intake;
+its journal row is settled as the consumer takes the result
+(:meth:`_Batch._settle`). A pair waiting on its task costs one sleeping task;
+every status read also goes through the client-wide poll rate cap. The steps
+of one pair (journal, submit, wait, download) are in ``pair.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
-from pathlib import Path
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 import attrs
 
 from .._events import EventHook, operation
-from .._models import WAV_MODEL, ConversionResult, TaskHandle
+from .._models import WAV_MODEL, ConversionResult
 from .._ops.submit import Submitter
 from .._ops.wait import Waits
-from .._timing.classify import ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_timeout
-from ..errors import (
-    VidgoError,
-)
-from .intake import Key, Pairs, describe_pair, each_pair, pair_key, wav_file_name
-from .journal import Entry, Journal, State, journalled_error, state_after_failed_submit
-from .journals import BatchJournal, JournalSource, LostClaim, open_journal
+from .intake import Key, Pairs, describe_pair, each_pair, pair_key
+from .journal import Journal, State
+from .journals import JournalSource, LostClaim, open_journal
+from .pair import Download, PairSteps
 
-__all__ = ["BatchProgress", "Download", "Pairs", "start_batch"]
+__all__ = ["BatchProgress", "Pairs", "start_batch"]
 
 logger = logging.getLogger("vidgo_async")
 
-#: ``download(url, dest, overwrite=...)``: the client's download.
-Download = Callable[..., Awaitable[Path]]
-
 _END = object()  # the last item of the result queue
-#: Seconds a stopped batch waits for its submits in flight to be answered.
-SUBMIT_GRACE = 10.0
-_KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
 
 
 @attrs.frozen(kw_only=True)
@@ -115,17 +105,16 @@ def start_batch(
     room = concurrency + check_count("max_waiting", max_waiting)
     if journal is not None and not isinstance(journal, JournalSource):
         Journal.check(journal)  # a PostgreSQL journal is checked when the batch starts
-    batch = _Batch(
+    steps = PairSteps(
         submitter,
         waits,
         download,
-        pairs,
-        concurrency=concurrency,
-        room=room,
+        asyncio.Semaphore(concurrency),
         timeout=check_timeout(timeout),
-        journal_path=journal,
         download_to=check_folder(download_to),
-        hook=hook,
+    )
+    batch = _Batch(
+        steps, pairs, concurrency=concurrency, room=room, journal_path=journal, hook=hook
     )
     return batch.results(on_progress)
 
@@ -134,20 +123,14 @@ def start_batch(
 class _Batch:
     """One ``convert_many`` run: its pairs' tasks, its bookkeeping and its result queue."""
 
-    submitter: Submitter
-    waits: Waits
-    download: Download
+    steps: PairSteps
     pairs: Pairs
     concurrency: int = attrs.field(kw_only=True)
     room: int = attrs.field(kw_only=True)
-    timeout: float | None = attrs.field(kw_only=True)
     journal_path: str | os.PathLike[str] | JournalSource | None = attrs.field(kw_only=True)
-    download_to: Path | None = attrs.field(kw_only=True)
     hook: EventHook | None = attrs.field(kw_only=True, default=None)
-    journal: BatchJournal | None = attrs.field(init=False, default=None)
     queue: asyncio.Queue[Any] = attrs.field(init=False)
     slots: asyncio.Semaphore = attrs.field(init=False)  # pairs in flight
-    busy: asyncio.Semaphore = attrs.field(init=False)  # requests in flight
     tasks: set[asyncio.Task[None]] = attrs.field(init=False, factory=set)
     in_flight: dict[Key, int] = attrs.field(init=False, factory=dict)  # -> repeats seen
     # -> its result; None: another worker holds the pair and reports it
@@ -156,25 +139,19 @@ class _Batch:
     aside: dict[Key, int] = attrs.field(init=False, factory=dict)
     read: int = attrs.field(init=False, default=0)
     input_done: bool = attrs.field(init=False, default=False)
-    refused: VidgoError | None = attrs.field(init=False, default=None)
-    # The pairs' tasks with a submit in flight: a stop leaves them to finish it.
-    submits: set[asyncio.Task[Any]] = attrs.field(init=False, factory=set)
-    stopping: bool = attrs.field(init=False, default=False)  # no new waits once set
-    unsaved: int = attrs.field(init=False, default=0)  # pairs finished since the last save
 
     def __attrs_post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.concurrency)
-        self.slots = asyncio.Semaphore(min(self.room, self.waits.capacity()))
-        self.busy = asyncio.Semaphore(self.concurrency)
+        self.slots = asyncio.Semaphore(min(self.room, self.steps.waits.capacity()))
 
     async def results(
         self, on_progress: Callable[[BatchProgress], object] | None
     ) -> AsyncGenerator[ConversionResult, None]:
         """Run the batch; yield each result as it is queued."""
         if self.journal_path is not None:
-            self.journal = await open_journal(self.journal_path)
-            for model, seen in (await self.journal.learned()).items():  # start warm
-                self.waits.learner.durations(model).restore(seen)
+            journal = self.steps.journal = await open_journal(self.journal_path)
+            for model, seen in (await journal.learned()).items():  # start warm
+                self.steps.waits.learner.durations(model).restore(seen)
         feeder = asyncio.create_task(self._feed())
         done = succeeded = 0
         try:
@@ -201,25 +178,12 @@ class _Batch:
                         )
                     yield result
         finally:
-            self.stopping = True
             pending = [feeder, *self.tasks]
-            for task in pending:
-                if task not in self.submits:
-                    task.cancel()
-            await self._finish_submits()
+            await self.steps.stop(pending)
             await asyncio.gather(*pending, return_exceptions=True)
-            if self.journal is not None:
-                await self._keep_learned()
-                await self.journal.close()
-
-    async def _finish_submits(self) -> None:
-        """Give the submits in flight a moment to be answered and journalled, so that a
-        stopped batch's re-run waits on their tasks: a 409 that names no task could
-        not tell it which one its track was converted into."""
-        if self.submits:
-            _, late = await asyncio.wait(set(self.submits), timeout=SUBMIT_GRACE)
-            for task in late:
-                task.cancel()
+            if self.steps.journal is not None:
+                await self.steps.keep_learned()
+                await self.steps.journal.close()
 
     async def _feed(self) -> None:
         """Read the input while there is room, start a task per new pair, then end the queue.
@@ -249,12 +213,13 @@ class _Batch:
         while True:
             while self.tasks:
                 await asyncio.wait(set(self.tasks))
-            aside, journal = self.aside, self.journal
+            aside, journal = self.aside, self.steps.journal
             if not aside or journal is None:
                 return
             if patience is None:
                 lease = 3 * journal.recheck_every
-                patience = Deadline.after(None if self.timeout is None else self.timeout + lease)
+                timeout = self.steps.timeout
+                patience = Deadline.after(None if timeout is None else timeout + lease)
             if patience.expired():
                 logger.warning("%d pairs still held by other workers: left to them", len(aside))
                 return
@@ -287,7 +252,7 @@ class _Batch:
     async def _take(self, key: Key, *, repeats: int) -> None:
         """Start the pair's task once there is room."""
         await self.slots.acquire()
-        await self.busy.acquire()  # the pair's submit goes out under this permit
+        await self.steps.busy.acquire()  # the pair's submit goes out under this permit
         self.in_flight[key] = repeats
         self._spawn(self._carry(key))
 
@@ -302,7 +267,7 @@ class _Batch:
         try:
             try:
                 with operation(self.hook, "pair", **ids) as scope:
-                    converted = await self._convert(key)
+                    converted = await self.steps.convert(key)
                     if converted is None:  # another worker holds it: look again at the end
                         self.aside[key] = self.in_flight.pop(key)
                         return
@@ -321,9 +286,9 @@ class _Batch:
             self.slots.release()
 
     async def _settle(self, outcome: _Outcome) -> int:
-        """Write what the journal must know of a pair right before its result is
-        reported, as the consumer takes it; how many times to report it (once per
-        occurrence read so far; none: another worker reports it now).
+        """Settle the pair in the journal (:meth:`PairSteps.settle`) as the consumer
+        takes its result; how many times to report it (once per occurrence read so
+        far; none: another worker reports it now).
 
         Settled only now, a pair whose worker stops or dies first is still
         accepted: another worker of the run (or a re-run) polls its task once more
@@ -331,25 +296,13 @@ class _Batch:
         The pair stays in flight until then, so a repeat read meanwhile is counted.
         """
         key, result = outcome.key, outcome.result
-        if self.journal is not None:
-            try:
-                if outcome.state is not None:
-                    error = None if outcome.state is State.FINISHED else result.error
-                    await self._record(
-                        key,
-                        outcome.state,
-                        task_id=result.task_id,
-                        wav_url=result.wav_url,
-                        path=result.path,
-                        error=error,
-                    )
-                elif not result.ok:
-                    await self.journal.hold(*key)
-            except LostClaim as exc:
-                self._drop(key, exc)
-                return 0
-            except Exception:  # the journal failed: the result stands, a re-run polls again
-                logger.exception("could not journal the result of %s/%s", *key)
+        try:
+            await self.steps.settle(key, result, outcome.state)
+        except LostClaim as exc:
+            self._drop(key, exc)
+            return 0
+        except Exception:  # the journal failed: the result stands, a re-run polls again
+            logger.exception("could not journal the result of %s/%s", *key)
         self.done[key] = result
         return 1 + self.in_flight.pop(key)
 
@@ -358,143 +311,3 @@ class _Batch:
         logger.warning("dropped %s/%s: %s (its result is the other worker's to report)", *key, exc)
         self.in_flight.pop(key)
         self.done[key] = None
-
-    async def _convert(self, key: Key) -> tuple[ConversionResult, State | None] | None:
-        """The pair's result and the state its journal row is to settle in (see
-        :class:`_Outcome`); None if another worker holds the pair."""
-        deadline = Deadline.after(self.timeout)
-        try:
-            started = await self._start(key, deadline)
-        finally:
-            self.busy.release()  # the permit the feeder took for this pair's submit
-        if started is None:  # another worker holds the pair
-            return None
-        if isinstance(started, Entry):
-            return await self._from_journal(key, started)
-        if isinstance(started, ConversionResult):
-            return started, None
-        task_id, submitted_at = started
-        handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
-        poller = self.waits.poller(handle, deadline, submitted_at=submitted_at, gate=self.busy)
-        try:
-            wav_url = await self.waits.wav_url(poller)
-        except VidgoError as exc:
-            failed = ConversionResult(
-                source_task_id=key[0], audio_id=key[1], task_id=task_id, error=exc
-            )
-            # Unless the task ended, (deadline, account trouble ...) it stays accepted:
-            # a re-run waits again.
-            return failed, State.FAILED if ends_the_task(exc) else None
-        self.unsaved += 1
-        if self.unsaved >= _KEEP_LEARNED_EVERY:
-            await self._keep_learned()
-        result = ConversionResult(
-            source_task_id=key[0], audio_id=key[1], task_id=task_id, wav_url=wav_url
-        )
-        return await self._download(result), State.FINISHED
-
-    async def _start(
-        self, key: Key, deadline: Deadline
-    ) -> Entry | ConversionResult | tuple[str, float | None] | None:
-        """What the journal knows of the pair, its result if no task is known, or
-        the task to wait on and when this run submitted it (``None``: an earlier run);
-        ``None`` if another worker holds the pair, or the batch stopped during the submit."""
-        claimed, entry = await self.journal.claim(*key) if self.journal else (True, None)
-        if not claimed:
-            return None
-        if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
-            return entry
-        if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
-            return entry.task_id, None  # an earlier run's task: its 404 is news
-        if self.refused is not None:  # the account cannot submit: not attempted
-            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
-        resumed = entry is not None and entry.state is State.SUBMITTING
-        # Stopping the batch must not leave a track converted and its task unknown:
-        # a pair's task is not cancelled during its submit (see :meth:`_finish_submits`).
-        this = asyncio.current_task()
-        assert this is not None  # the pairs run in tasks of their own
-        self.submits.add(this)
-        try:
-            started = await self._submit(key, deadline, resumed=resumed)
-        finally:
-            self.submits.discard(this)
-        return None if self.stopping else started
-
-    async def _submit(
-        self, key: Key, deadline: Deadline, *, resumed: bool
-    ) -> ConversionResult | tuple[str, float]:
-        """Submit the pair, journalled before and after; its task, or its result."""
-        await self._record(key, State.SUBMITTING)  # only now may the request go out
-        input = {"task_id": key[0], "audio_id": key[1]}
-        # The paid step: each attempt goes out only while this worker holds the pair.
-        hold = None if self.journal is None else functools.partial(self.journal.hold, *key)
-        try:
-            accepted = await self.submitter.submit(
-                WAV_MODEL,
-                input,
-                callback_url=None,
-                deadline=deadline,
-                adopt=True,
-                resumed=resumed,
-                before_send=hold,
-            )
-        except VidgoError as exc:
-            if refuses_the_account(exc) and self.refused is None:
-                self.refused = exc
-                logger.info("batch submits stopped: %s", exc)
-            await self._record(key, state_after_failed_submit(exc), error=exc)
-            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
-        await self._record(key, State.ACCEPTED, task_id=accepted.task_id)
-        return accepted.task_id, time.monotonic()
-
-    async def _download(self, result: ConversionResult) -> ConversionResult:
-        """The result with its file in ``download_to`` (if asked), or the download's error."""
-        if self.download_to is None or result.wav_url is None:
-            return result
-        dest = self.download_to / wav_file_name(result.audio_id)
-        try:
-            async with self.busy:
-                path = await self.download(result.wav_url, dest, overwrite=True)
-        except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
-            return attrs.evolve(result, error=exc)
-        return attrs.evolve(result, path=path)
-
-    async def _from_journal(self, key: Key, entry: Entry) -> tuple[ConversionResult, State | None]:
-        """An earlier run's result, downloaded again if its file is gone."""
-        result = ConversionResult(
-            source_task_id=key[0], audio_id=key[1], task_id=entry.task_id, wav_url=entry.wav_url
-        )
-        if entry.state is not State.FINISHED:
-            return attrs.evolve(result, error=journalled_error(entry, *key)), None
-        if entry.path and Path(entry.path).is_file():  # noqa: ASYNC240 - one stat per re-run pair
-            return attrs.evolve(result, path=Path(entry.path)), None
-        downloaded = await self._download(result)
-        return downloaded, State.FINISHED if downloaded.path is not None else None
-
-    async def _keep_learned(self) -> None:
-        """Save to the journal what the client learned of task durations."""
-        self.unsaved = 0
-        if self.journal is not None:
-            learner = self.waits.learner
-            for model in learner.models():
-                await self.journal.keep_learned(model, learner.durations(model).observations())
-
-    async def _record(
-        self,
-        key: Key,
-        state: State,
-        *,
-        task_id: str | None = None,
-        wav_url: str | None = None,
-        path: Path | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        if self.journal is not None:
-            await self.journal.record(
-                *key,
-                state,
-                task_id=task_id,
-                wav_url=wav_url,
-                path=None if path is None else str(path),
-                error=error,
-            )

@@ -1,0 +1,244 @@
+"""One batch pair's steps: its journal row, its submit, its wait, its download.
+
+:meth:`PairSteps.convert` takes a pair from its journal row to its result:
+answered from the journal, waited on (an earlier run's task), or submitted
+(journalled before and after) and waited on; then downloaded if asked. Every
+request goes out under ``busy``, the batch's ``concurrency`` semaphore.
+:meth:`PairSteps.settle` writes what the journal must know of the result
+right before it is reported. How many pairs run at once, and in what order,
+is the run's business (``run.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .._models import WAV_MODEL, ConversionResult, TaskHandle
+from .._ops.submit import Submitter
+from .._ops.wait import Waits
+from .._timing.classify import ends_the_task, refuses_the_account
+from .._timing.deadline import Deadline
+from ..errors import VidgoError
+from .intake import Key, wav_file_name
+from .journal import Entry, State, journalled_error, state_after_failed_submit
+from .journals import BatchJournal
+
+__all__ = ["SUBMIT_GRACE", "Download", "PairSteps"]
+
+logger = logging.getLogger("vidgo_async")
+
+#: ``download(url, dest, overwrite=...)``: the client's download.
+Download = Callable[..., Awaitable[Path]]
+
+#: Seconds a stopped batch waits for its submits in flight to be answered.
+SUBMIT_GRACE = 10.0
+_KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
+
+
+@attrs.define
+class PairSteps:
+    """The steps of the batch's pairs, and what they share: the clients' operations,
+    the journal, the request semaphore, the account's refusal and the stop."""
+
+    submitter: Submitter
+    waits: Waits
+    download: Download
+    busy: asyncio.Semaphore  # the batch's requests in flight
+    timeout: float | None = attrs.field(kw_only=True)
+    download_to: Path | None = attrs.field(kw_only=True)
+    journal: BatchJournal | None = attrs.field(kw_only=True, default=None)
+    # A 401, 402 or 403 on a submit: the batch's submits stop.
+    refused: VidgoError | None = attrs.field(init=False, default=None)
+    # The pairs' tasks with a submit in flight: a stop leaves them to finish it.
+    submits: set[asyncio.Task[Any]] = attrs.field(init=False, factory=set)
+    stopping: bool = attrs.field(init=False, default=False)  # no new waits once set
+    unsaved: int = attrs.field(init=False, default=0)  # pairs finished since the last save
+
+    async def convert(self, key: Key) -> tuple[ConversionResult, State | None] | None:
+        """The pair's result and the state its journal row is to settle in (``None``:
+        nothing new; see :meth:`settle`); ``None`` if another worker holds the pair.
+
+        Called holding a permit of ``busy`` for the submit, which it releases.
+        """
+        deadline = Deadline.after(self.timeout)
+        try:
+            started = await self._start(key, deadline)
+        finally:
+            self.busy.release()
+        if started is None:  # another worker holds the pair
+            return None
+        if isinstance(started, Entry):
+            return await self._from_journal(key, started)
+        if isinstance(started, ConversionResult):
+            return started, None
+        task_id, submitted_at = started
+        handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
+        poller = self.waits.poller(handle, deadline, submitted_at=submitted_at, gate=self.busy)
+        try:
+            wav_url = await self.waits.wav_url(poller)
+        except VidgoError as exc:
+            failed = ConversionResult(
+                source_task_id=key[0], audio_id=key[1], task_id=task_id, error=exc
+            )
+            # Unless the task ended, (deadline, account trouble ...) it stays accepted:
+            # a re-run waits again.
+            return failed, State.FAILED if ends_the_task(exc) else None
+        self.unsaved += 1
+        if self.unsaved >= _KEEP_LEARNED_EVERY:
+            await self.keep_learned()
+        result = ConversionResult(
+            source_task_id=key[0], audio_id=key[1], task_id=task_id, wav_url=wav_url
+        )
+        return await self._download(result), State.FINISHED
+
+    async def settle(self, key: Key, result: ConversionResult, state: State | None) -> None:
+        """Write what the journal must know of the pair right before its result is
+        reported: ``state`` (finished or failed), or, for a result that is not ok
+        and changes nothing, that this worker still holds the pair.
+
+        Raises:
+            LostClaim: Another worker holds the pair now: its result is that
+                worker's to report.
+        """
+        if self.journal is None:
+            return
+        if state is not None:
+            error = None if state is State.FINISHED else result.error
+            await self._record(
+                key,
+                state,
+                task_id=result.task_id,
+                wav_url=result.wav_url,
+                path=result.path,
+                error=error,
+            )
+        elif not result.ok:
+            await self.journal.hold(*key)
+
+    async def stop(self, tasks: Iterable[asyncio.Task[Any]]) -> None:
+        """Cancel ``tasks``, except those with a submit in flight: they get a moment
+        to be answered and journalled, so that a stopped batch's re-run waits on
+        their tasks (a 409 that names no task could not tell it which one its track
+        was converted into); they wait on nothing after it."""
+        self.stopping = True
+        for task in tasks:
+            if task not in self.submits:
+                task.cancel()
+        if self.submits:
+            _, late = await asyncio.wait(set(self.submits), timeout=SUBMIT_GRACE)
+            for task in late:
+                task.cancel()
+
+    async def keep_learned(self) -> None:
+        """Save to the journal what the client learned of task durations."""
+        self.unsaved = 0
+        if self.journal is not None:
+            learner = self.waits.learner
+            for model in learner.models():
+                await self.journal.keep_learned(model, learner.durations(model).observations())
+
+    async def _start(
+        self, key: Key, deadline: Deadline
+    ) -> Entry | ConversionResult | tuple[str, float | None] | None:
+        """What the journal knows of the pair, its result if no task is known, or
+        the task to wait on and when this run submitted it (``None``: an earlier run);
+        ``None`` if another worker holds the pair, or the batch stopped during the submit."""
+        claimed, entry = await self.journal.claim(*key) if self.journal else (True, None)
+        if not claimed:
+            return None
+        if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
+            return entry
+        if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
+            return entry.task_id, None  # an earlier run's task: its 404 is news
+        if self.refused is not None:  # the account cannot submit: not attempted
+            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
+        resumed = entry is not None and entry.state is State.SUBMITTING
+        # Stopping the batch must not leave a track converted and its task unknown:
+        # a pair's task is not cancelled during its submit (see :meth:`stop`).
+        this = asyncio.current_task()
+        assert this is not None  # the pairs run in tasks of their own
+        self.submits.add(this)
+        try:
+            started = await self._submit(key, deadline, resumed=resumed)
+        finally:
+            self.submits.discard(this)
+        return None if self.stopping else started
+
+    async def _submit(
+        self, key: Key, deadline: Deadline, *, resumed: bool
+    ) -> ConversionResult | tuple[str, float]:
+        """Submit the pair, journalled before and after; its task, or its result."""
+        await self._record(key, State.SUBMITTING)  # only now may the request go out
+        input = {"task_id": key[0], "audio_id": key[1]}
+        # The paid step: each attempt goes out only while this worker holds the pair.
+        hold = None if self.journal is None else functools.partial(self.journal.hold, *key)
+        try:
+            accepted = await self.submitter.submit(
+                WAV_MODEL,
+                input,
+                callback_url=None,
+                deadline=deadline,
+                adopt=True,
+                resumed=resumed,
+                before_send=hold,
+            )
+        except VidgoError as exc:
+            if refuses_the_account(exc) and self.refused is None:
+                self.refused = exc
+                logger.info("batch submits stopped: %s", exc)
+            await self._record(key, state_after_failed_submit(exc), error=exc)
+            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
+        await self._record(key, State.ACCEPTED, task_id=accepted.task_id)
+        return accepted.task_id, time.monotonic()
+
+    async def _download(self, result: ConversionResult) -> ConversionResult:
+        """The result with its file in ``download_to`` (if asked), or the download's error."""
+        if self.download_to is None or result.wav_url is None:
+            return result
+        dest = self.download_to / wav_file_name(result.audio_id)
+        try:
+            async with self.busy:
+                path = await self.download(result.wav_url, dest, overwrite=True)
+        except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
+            return attrs.evolve(result, error=exc)
+        return attrs.evolve(result, path=path)
+
+    async def _from_journal(self, key: Key, entry: Entry) -> tuple[ConversionResult, State | None]:
+        """An earlier run's result, downloaded again if its file is gone."""
+        result = ConversionResult(
+            source_task_id=key[0], audio_id=key[1], task_id=entry.task_id, wav_url=entry.wav_url
+        )
+        if entry.state is not State.FINISHED:
+            return attrs.evolve(result, error=journalled_error(entry, *key)), None
+        if entry.path and Path(entry.path).is_file():  # noqa: ASYNC240 - one stat per re-run pair
+            return attrs.evolve(result, path=Path(entry.path)), None
+        downloaded = await self._download(result)
+        return downloaded, State.FINISHED if downloaded.path is not None else None
+
+    async def _record(
+        self,
+        key: Key,
+        state: State,
+        *,
+        task_id: str | None = None,
+        wav_url: str | None = None,
+        path: Path | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        if self.journal is not None:
+            await self.journal.record(
+                *key,
+                state,
+                task_id=task_id,
+                wav_url=wav_url,
+                path=None if path is None else str(path),
+                error=error,
+            )
