@@ -675,17 +675,16 @@ class _FailingJournal:
         self.path, self.audio_id, self.error = path, audio_id, error
 
     async def open_batch_journal(self) -> object:
-        from vidgo_async._batch.journal import State
+        from vidgo_async._batch.journal import Entry, State
         from vidgo_async._batch.journals import SqliteJournal
 
         source = self
 
         class Failing(SqliteJournal):
-            async def record(self, source_task_id: str, audio_id: str, state: State,
-                             **fields: object) -> None:  # fmt: skip
-                if audio_id == source.audio_id and state is State.FINISHED:
+            async def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
+                if audio_id == source.audio_id and entry.state is State.FINISHED:
                     raise source.error
-                await super().record(source_task_id, audio_id, state, **fields)  # type: ignore[arg-type]
+                await super().record(source_task_id, audio_id, entry)
 
         return Failing(self.path)
 

@@ -31,7 +31,7 @@ from vidgo_async import (
     VidgoClient,
     VidgoError,
 )
-from vidgo_async._batch.journal import Journal, State
+from vidgo_async._batch.journal import Entry, Journal, State
 from vidgo_async._timing.classify import retryable
 from vidgo_async._wire.envelope import parse_retry_after
 from vidgo_async.errors import InvalidResponseError, RequestTimeoutError
@@ -533,7 +533,7 @@ def interrupted(journal: Path, audio_id: str) -> None:
     """Record the pair as mid-submit, as a run killed during its submit leaves it."""
     book = Journal(journal)
     try:
-        book.record("p", audio_id, State.SUBMITTING)
+        book.record("p", audio_id, Entry.written(State.SUBMITTING))
     finally:
         book.close()
 

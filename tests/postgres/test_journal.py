@@ -23,7 +23,7 @@ asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not insta
 from support import MakeClient  # noqa: E402
 
 from vidgo_async import ConversionResult, VidgoClient  # noqa: E402
-from vidgo_async._batch.journal import State  # noqa: E402
+from vidgo_async._batch.journal import Entry, State  # noqa: E402
 from vidgo_async._postgres import journal as pg_journal  # noqa: E402
 from vidgo_async.postgres import SharedJournal  # noqa: E402
 from vidgo_async.testing import FakeVidgo, Fault  # noqa: E402
@@ -216,7 +216,7 @@ async def left_mid_submit(dsn: str, audio_id: str, *, lease: float) -> None:
     journal = await pg_journal.PostgresJournal.open(dsn, lease_seconds=lease)
     try:
         await journal.claim("music", audio_id)
-        await journal.record("music", audio_id, State.SUBMITTING)
+        await journal.record("music", audio_id, Entry.written(State.SUBMITTING))
     finally:
         journal._renewer.cancel()  # killed: no renewal, no release
         journal._pool.terminate()
@@ -253,7 +253,7 @@ async def test_a_pair_held_by_a_worker_that_never_settles_it_is_waited_for_a_bou
     holder = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=LEASE)
     try:
         assert (await holder.claim("music", held))[0]  # renewed while this test runs
-        await holder.record("music", held, State.SUBMITTING)
+        await holder.record("music", held, Entry.written(State.SUBMITTING))
         pairs = [("music", held), *pairs_of(prefix, 3)]
         client = make_client()
         started = time.monotonic()
@@ -350,19 +350,23 @@ async def test_a_lost_claim_refuses_writes_and_holds_but_keeps_a_task_id(
     try:
         loser._renewer.cancel()  # paused: no renewal
         assert (await loser.claim("music", audio_id))[0]
-        await loser.record("music", audio_id, State.SUBMITTING)
+        await loser.record("music", audio_id, Entry.written(State.SUBMITTING))
         assert not (await taker.claim("music", audio_id))[0]  # the lease still runs
         await asyncio.sleep(1.2)
         assert (await taker.claim("music", audio_id))[0]
         with pytest.raises(LostClaim):
             await loser.hold("music", audio_id)
         with pytest.raises(LostClaim):
-            await loser.record("music", audio_id, State.ACCEPTED, task_id="task-of-loser")
+            await loser.record(
+                "music", audio_id, Entry.written(State.ACCEPTED, task_id="task-of-loser")
+            )
         claimed, entry = await taker.claim("music", audio_id)
         assert claimed and entry is not None
         assert (entry.state, entry.task_id) == (State.SUBMITTING, "task-of-loser")
         await taker.hold("music", audio_id)
-        await taker.record("music", audio_id, State.FINISHED, task_id="task-of-loser")
+        await taker.record(
+            "music", audio_id, Entry.written(State.FINISHED, task_id="task-of-loser")
+        )
     finally:
         await taker.close()
         await loser.close()

@@ -41,7 +41,6 @@ __all__ = [
     "Entry",
     "Journal",
     "State",
-    "encode_error",
     "journalled_error",
     "state_after_failed_submit",
 ]
@@ -90,6 +89,29 @@ class Entry:
     error_type: str | None = None
     error: str | None = None
     error_status: int | None = None
+
+    @classmethod
+    def written(
+        cls,
+        state: State,
+        *,
+        task_id: str | None = None,
+        wav_url: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+        error: BaseException | None = None,
+    ) -> Entry:
+        """The row a journal writes for a pair's new state (``error`` as its class
+        name, message and HTTP status)."""
+        error_type, message, status = _encode_error(error)
+        return cls(
+            state=state,
+            task_id=task_id,
+            wav_url=wav_url,
+            path=None if path is None else os.fspath(path),
+            error_type=error_type,
+            error=message,
+            error_status=status,
+        )
 
 
 _COLUMNS = ("state", "task_id", "wav_url", "path", "error_type", "error", "error_status")
@@ -144,19 +166,8 @@ class Journal:
         entry: Entry = converter.structure(dict(zip(_COLUMNS, row, strict=True)), Entry)
         return entry
 
-    def record(
-        self,
-        source_task_id: str,
-        audio_id: str,
-        state: State,
-        *,
-        task_id: str | None = None,
-        wav_url: str | None = None,
-        path: str | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Write the pair's new state (a committed transaction of its own)."""
-        error_type, message, status = encode_error(error)
+    def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
+        """Write the pair's new row (a committed transaction of its own)."""
         self._db.execute(
             "INSERT INTO conversions (source_task_id, audio_id, state, task_id, wav_url,"
             " path, error_type, error, error_status, updated_at)"
@@ -170,13 +181,13 @@ class Journal:
             (
                 source_task_id,
                 audio_id,
-                state.value,
-                task_id,
-                wav_url,
-                path,
-                error_type,
-                message,
-                status,
+                entry.state.value,
+                entry.task_id,
+                entry.wav_url,
+                entry.path,
+                entry.error_type,
+                entry.error,
+                entry.error_status,
                 time.time(),
             ),
         )
@@ -204,7 +215,7 @@ class Journal:
         return {State(state): count for state, count in rows}
 
 
-def encode_error(error: BaseException | None) -> tuple[str | None, str | None, int | None]:
+def _encode_error(error: BaseException | None) -> tuple[str | None, str | None, int | None]:
     """An error as a row's ``error_type``, ``error`` and ``error_status``."""
     if error is None:
         return None, None, None

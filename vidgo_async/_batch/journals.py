@@ -18,7 +18,7 @@ import os
 from typing import Protocol, runtime_checkable
 
 from .intake import Key
-from .journal import Entry, Journal, State
+from .journal import Entry, Journal
 
 __all__ = [
     "BatchJournal",
@@ -56,18 +56,8 @@ class BatchJournal(Protocol):
         and still held. The others are settled: their holder reports them."""
         ...
 
-    async def record(
-        self,
-        source_task_id: str,
-        audio_id: str,
-        state: State,
-        *,
-        task_id: str | None = None,
-        wav_url: str | None = None,
-        path: str | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Write the pair's new state.
+    async def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
+        """Write the pair's new row (:meth:`Entry.written`).
 
         Raises:
             LostClaim: Another worker holds the pair now; nothing was written.
@@ -115,27 +105,9 @@ class SqliteJournal:
         """Every pair is free: no other process holds any."""
         return keys, []
 
-    async def record(
-        self,
-        source_task_id: str,
-        audio_id: str,
-        state: State,
-        *,
-        task_id: str | None = None,
-        wav_url: str | None = None,
-        path: str | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Write the pair's new state (committed before this returns)."""
-        self.journal.record(
-            source_task_id,
-            audio_id,
-            state,
-            task_id=task_id,
-            wav_url=wav_url,
-            path=path,
-            error=error,
-        )
+    async def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
+        """Write the pair's new row (committed before this returns)."""
+        self.journal.record(source_task_id, audio_id, entry)
 
     async def hold(self, source_task_id: str, audio_id: str) -> None:
         """Nothing to confirm: one process per SQLite journal."""

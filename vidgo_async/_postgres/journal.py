@@ -55,7 +55,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
     ) from exc
 
 from .._batch.intake import Key
-from .._batch.journal import Entry, State, encode_error
+from .._batch.journal import Entry
 from .._batch.journals import LostClaim
 from .._wire.convert import converter, dump_durations, load_durations
 from .connect import DB_ERRORS, OPEN_ERRORS, open_failure
@@ -218,28 +218,28 @@ class PostgresJournal:
         held = [(r["source_task_id"], r["audio_id"]) for r in rows if not r["free"]]
         return free, held
 
-    async def record(
-        self,
-        source_task_id: str,
-        audio_id: str,
-        state: State,
-        *,
-        task_id: str | None = None,
-        wav_url: str | None = None,
-        path: str | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Write the pair's new state (committed before this returns) if this worker
+    async def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
+        """Write the pair's new row (committed before this returns) if this worker
         still holds the pair.
 
         Raises:
             LostClaim: Another worker took the pair over; nothing was written (but
-                ``task_id``, where the row has none).
+                the task id, where the row has none).
         """
-        error_type, message, status = encode_error(error)
-        args = (source_task_id, audio_id, state.value, task_id, wav_url, path)
+        task_id = entry.task_id
         written = await self._pool.fetchval(
-            _RECORD, *args, error_type, message, status, self.worker, self.lease_seconds
+            _RECORD,
+            source_task_id,
+            audio_id,
+            entry.state.value,
+            task_id,
+            entry.wav_url,
+            entry.path,
+            entry.error_type,
+            entry.error,
+            entry.error_status,
+            self.worker,
+            self.lease_seconds,
         )
         if written is not None:
             return
@@ -251,7 +251,7 @@ class PostgresJournal:
                 audio_id,
             )
             await self._pool.execute(_KEEP_TASK_ID, source_task_id, audio_id, task_id)
-        raise LostClaim(f"could not record {state.value}: another worker took the pair over")
+        raise LostClaim(f"could not record {entry.state.value}: another worker took the pair over")
 
     async def hold(self, source_task_id: str, audio_id: str) -> None:
         """Confirm this worker's claim on the pair and extend its lease.
