@@ -354,6 +354,7 @@ class Report:
 
     blind: list[object]
     target: list[object]
+    schedule: str  # the oracle's first checks at the p95 target
     samples: list[list[object]]
     frontier: list[list[object]]
 
@@ -414,7 +415,8 @@ def scenario_report(scenario: str, args: argparse.Namespace) -> Report:
         100 * level,
         *sampled(schedules[:20], benchmark_spans(scenario, 1)),
     ]
-    return Report(blind=blind, target=target, samples=samples, frontier=frontier)
+    schedule = f"{scenario}: " + ", ".join(f"{t:.1f}" for t in at_target.checks[:12]) + " ..."
+    return Report(blind, target, schedule, samples, frontier)
 
 
 def main() -> None:
@@ -442,6 +444,8 @@ def main() -> None:
     headers = ["scenario", "p95 % target", "req: proven >=", "req: achieved"]
     headers += ["p95: proven >", "p95: achieved"]
     print(table(headers, [r.target for r in reports]))
+    print("\nthe oracle's checks at the p95 target, s after the submit")
+    print("\n".join(r.schedule for r in reports))
     print(
         "\nthe oracle's schedule for a p95 level (a share of blind's) on poll_economy's tasks,"
         f" seeds 1-{args.samples}: req / p95 % vs blind on the same tasks"
