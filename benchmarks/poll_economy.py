@@ -150,7 +150,7 @@ async def run_policy(
     args: argparse.Namespace,
 ) -> list[dict[str, float]]:
     """Convert one track per duration, ``--concurrency`` at a time, in order;
-    per-task figures (unscaled), in submission order."""
+    per-task figures (unscaled), in submission order (audio id ``f"{tag}-{i}"``)."""
     audio_ids = [f"{tag}-{i}" for i in range(len(spans))]
     returned: dict[str, float] = {}
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -166,7 +166,7 @@ async def run_policy(
 
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
     pairs = zip(audio_ids, spans, strict=True)
-    return [{"audio": a, "span": s, "returned": returned[a]} for a, s in pairs]
+    return [{"span": s, "returned": returned[a]} for a, s in pairs]
 
 
 def summary(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -223,8 +223,8 @@ async def run_scenario(
     print(f"  {scenario}: {count} tasks, {time.perf_counter() - started:.0f} s", flush=True)
     figures: dict[str, dict[str, dict[str, float]]] = {}
     for name, rows in zip(chosen, runs, strict=True):
-        for row in rows:
-            task_id, finished_at = finish[row["audio"]]
+        for i, row in enumerate(rows):  # in submission order: audio id f"{tag}-{i}"
+            task_id, finished_at = finish[f"{tags[name]}-{i}"]
             row["requests"] = polls.get(task_id, 0)
             row["delay"] = (row["returned"] - finished_at) * args.scale
         figures[name] = {
