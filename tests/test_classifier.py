@@ -505,18 +505,32 @@ async def test_clean_409_naming_a_task_is_already_converted(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("model", ["convert-to-wav", "separate-vocals"])
 async def test_409_naming_the_task_after_ambiguity_gives_that_task(
-    make_fake: MakeFake, make_client: MakeClient, model: str
+    make_fake: MakeFake, make_client: MakeClient
 ) -> None:
     """After an unanswered accepted submit, a 409 naming the task hands it back as UNKNOWN."""
     fake = await make_fake(conflict_includes_task_id=True)
     client = make_client(fake, retry=QUICK)
     fake.inject(Fault.reset_after(), route="submit")
-    task = await client.submit(model, {"task_id": "p", "audio_id": "a"})
-    assert fake.tasks[task.task_id].model == model
+    task = await client.submit("convert-to-wav", {"task_id": "p", "audio_id": "a"})
+    assert fake.tasks[task.task_id].model == "convert-to-wav"
     assert task.status is TaskStatus.UNKNOWN
     assert fake.request_count("submit") == 2
+
+
+@pytest.mark.asyncio
+async def test_another_models_unanswered_submit_is_not_sent_again(
+    make_fake: MakeFake, make_client: MakeClient
+) -> None:
+    """Only WAV conversions are refused a second time: another model's accepted,
+    unanswered submit is SubmitOutcomeUnknownError, not a second (billed) task."""
+    fake = await make_fake(conflict_includes_task_id=True)
+    client = make_client(fake, retry=QUICK)
+    fake.inject(Fault.reset_after(), route="submit")
+    with pytest.raises(SubmitOutcomeUnknownError):
+        await client.submit("separate-vocals", {"task_id": "p", "audio_id": "a"})
+    assert fake.request_count("submit") == 1
+    assert len(fake.tasks) == 1
 
 
 # ---------------------------------------------------------------- resumed submits (batch journal)

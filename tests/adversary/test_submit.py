@@ -59,6 +59,24 @@ async def test_definitive_answer_after_reset_is_unknown(
     assert server.creations[TRACK] == 1
 
 
+@pytest.mark.parametrize("ambiguity", ["reset", 500, 504])
+@pytest.mark.asyncio
+async def test_another_models_ambiguous_submit_is_not_sent_again(
+    server: HostileServer, sdk: VidgoClient, ambiguity: str | int
+) -> None:
+    """Only a WAV conversion has the server's once-only rule: another model's submit
+    that may have been accepted is not repeated (a second task would be billed), and
+    SubmitOutcomeUnknownError says so."""
+    first = reset() if ambiguity == "reset" else reply(int(ambiguity), error_body(int(ambiguity)))
+    accepted = envelope({"task_id": "gen-2", "status": "not_started"})
+    server.script(SUBMIT, first, reply(200, accepted))
+    with pytest.raises(SubmitOutcomeUnknownError):
+        await asyncio.wait_for(
+            sdk.submit("separate-vocals", {"task_id": PARENT, "audio_id": TRACK}), 8
+        )
+    assert len(server.hits(SUBMIT)) == 1
+
+
 @pytest.mark.parametrize("entry", ENTRIES)
 @pytest.mark.asyncio
 async def test_conflict_without_id_after_reset_is_unknown(

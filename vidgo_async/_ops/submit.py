@@ -1,10 +1,12 @@
 """Submits: the one unsafe request, repeated only where that cannot convert a track twice.
 
 The rule (DESIGN, "Submits are not idempotent"): unsent and refused attempts
-may be repeated; so may ambiguous ones, since the server refuses a second
-conversion of one track - but once any attempt was ambiguous, only an
-acceptance or a 409 naming the task settles the outcome. Any other later
-answer raises :class:`SubmitOutcomeUnknownError` carrying it.
+may be repeated; so may ambiguous ones of a WAV conversion, since the server
+refuses a second conversion of one track - but once any attempt was
+ambiguous, only an acceptance or a 409 naming the task settles the outcome.
+Any other later answer raises :class:`SubmitOutcomeUnknownError` carrying it.
+Other models have no such rule: their ambiguous attempt is not repeated (a
+repeat could create, and bill, a second task) and raises it at once.
 
 This loop stays ours rather than backoff's: what a failure means depends on
 the attempts before it.
@@ -168,7 +170,12 @@ class Submitter:
                     self.budget.record_failure()
                 delay = pauses.send(exc)
                 unreachable = self._unreachable(failure, attempt)
-                stop = failure is Failure.FINAL or self._gives_up(attempt, deadline, delay)
+                stop = (
+                    failure is Failure.FINAL
+                    # Only the 409 rule of a WAV conversion makes a repeat safe.
+                    or (ambiguous is not None and body["model"] != WAV_MODEL)
+                    or self._gives_up(attempt, deadline, delay)
+                )
                 if stop or unreachable:
                     emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                     if ambiguous is not None:
