@@ -194,6 +194,22 @@ async def test_progress_is_reported_for_each_result(vidgo_fake: FakeVidgo) -> No
     assert seen[-1].succeeded == sum(r.ok for r in results) == 12
 
 
+async def test_a_progress_callback_that_raises_costs_no_result(
+    vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An on_progress that raises is logged, as a failing on_event is: the batch goes
+    on, and every pair it paid for is reported."""
+
+    def broken(progress: BatchProgress) -> None:
+        raise RuntimeError(f"bug in the caller at {progress.done}")
+
+    pairs = [("m", f"a{i}") for i in range(10)]
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, pairs, concurrency=4, on_progress=broken)
+    assert sorted(r.audio_id for r in results if r.ok) == sorted(a for _, a in pairs)
+    assert sum("on_progress callback raised" in r.getMessage() for r in caplog.records) == 10
+
+
 async def test_downloads_land_in_the_folder(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
     """download_to saves each WAV as <audio_id>.wav, complete and valid."""
     async with _client(vidgo_fake) as client:

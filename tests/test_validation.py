@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vidgo_async import NotFoundError, VidgoClient
+from vidgo_async import NotFoundError, PollPolicy, VidgoClient
 from vidgo_async.testing import FakeVidgo
 
 pytestmark = pytest.mark.asyncio
@@ -163,6 +163,52 @@ async def test_bad_input_raises_before_request(
     """An input that is not a JSON-serialisable mapping raises TypeError."""
     with pytest.raises(TypeError):
         await client.submit("separate-vocals", value)
+    assert fake.requests == []
+
+
+async def test_too_deeply_nested_input_raises_before_request(
+    fake: FakeVidgo, client: VidgoClient
+) -> None:
+    """An input nested past what JSON encoding can follow is a TypeError, not a RecursionError."""
+    nested: list[Any] = []
+    for _ in range(5000):
+        nested = [nested]
+    with pytest.raises(TypeError, match="JSON-serializable"):
+        await client.submit("separate-vocals", {"task_id": "t", "layers": nested})
+    assert fake.requests == []
+
+
+async def _watch_poll(client: VidgoClient, poll: Any) -> None:
+    async for _ in client.watch("task", poll=poll):
+        pass
+
+
+POLL_CALLS: list[Any] = [
+    pytest.param(lambda c, v: c.wait("task", poll=v), id="wait"),
+    pytest.param(lambda c, v: c.await_task("task", poll=v), id="await_task"),
+    pytest.param(_watch_poll, id="watch"),
+]
+
+
+@pytest.mark.parametrize("value", [{"initial": 0}, 5, "fast", PollPolicy], ids=str)
+@pytest.mark.parametrize("call", POLL_CALLS)
+async def test_a_poll_that_is_not_a_policy_raises_before_request(
+    fake: FakeVidgo, client: VidgoClient, call: Call, value: Any
+) -> None:
+    """``poll=`` must be a PollPolicy: anything else is a TypeError, not an AttributeError
+    met in the middle of the wait."""
+    with pytest.raises(TypeError, match="poll must be a PollPolicy"):
+        await call(client, value)
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("value", [5, "print", [print]], ids=str)
+async def test_a_progress_callback_that_cannot_be_called_raises_before_request(
+    fake: FakeVidgo, client: VidgoClient, value: Any
+) -> None:
+    """convert_many(on_progress=...) that is not callable fails at the call, before any submit."""
+    with pytest.raises(TypeError, match="on_progress must be callable"):
+        client.convert_many([("t", "a1"), ("t", "a2")], on_progress=value)
     assert fake.requests == []
 
 

@@ -20,7 +20,7 @@ from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
 from ._ops.callbacks import Registry
 from ._ops.reads import Reader
 from ._ops.submit import Submitter
-from ._ops.wait import Waits
+from ._ops.wait import Poller, Waits
 from ._timing.budget import RetryBudget
 from ._timing.learned import Learner
 from ._timing.limits import Quota, limiters_for
@@ -264,8 +264,7 @@ class VidgoClient:
             TaskTimeoutError: The deadline passed; the task still runs.
             APIError: A definitive error (the task is unknown, forbidden ...).
         """
-        handle = handle_from(task_id)
-        poller = self._waits.poller(handle, deadline_after(timeout), policy=poll, first_delay=0.0)
+        poller = self._poller(task_id, timeout, poll)
         return await self._waits.until_done(poller)
 
     async def await_task(
@@ -281,8 +280,7 @@ class VidgoClient:
             InvalidResponseError: The task finished without a ``wav_url``.
             Same as :meth:`wait` otherwise.
         """
-        handle = handle_from(task_id)
-        poller = self._waits.poller(handle, deadline_after(timeout), policy=poll, first_delay=0.0)
+        poller = self._poller(task_id, timeout, poll)
         return await self._waits.wav_url(poller)
 
     async def convert_to_wav(
@@ -355,7 +353,8 @@ class VidgoClient:
             download_to: A directory to download each WAV into (as
                 ``<audio_id>.wav``; an id that is not a safe file name is
                 cleaned up and given a short hash of itself).
-            on_progress: Called with a :class:`BatchProgress` before each result.
+            on_progress: Called with a :class:`BatchProgress` before each result;
+                what it raises is logged, and the batch goes on.
             max_waiting: Pairs in flight beyond ``concurrency``; the input is
                 read only while fewer than ``concurrency + max_waiting`` are.
                 Accepted, unfinished tasks are also kept within what the poll
@@ -456,9 +455,23 @@ class VidgoClient:
         A failed task is yielded, not raised. ``TaskTimeoutError`` ends the
         iteration when ``timeout`` passes. Arguments are checked at once.
         """
-        handle = handle_from(task_id)
-        poller = self._waits.poller(handle, deadline_after(timeout), policy=poll, first_delay=0.0)
+        poller = self._poller(task_id, timeout, poll)
         return self._waits.changes(poller)
+
+    def _poller(
+        self, task_id: str | TaskHandle, timeout: float | None, poll: PollPolicy | None
+    ) -> Poller:
+        """The poll loop of a wait on a task this client may not have submitted
+        (its first read at once), its arguments checked.
+
+        Raises:
+            TypeError, ValueError: A bad argument.
+        """
+        handle = handle_from(task_id)
+        deadline = deadline_after(timeout)
+        if poll is not None:
+            check_options(poll=poll)
+        return self._waits.poller(handle, deadline, policy=poll, first_delay=0.0)
 
 
 def _shared_journal(dsn: str) -> JournalSource:

@@ -130,7 +130,7 @@ def check_input(value: object) -> dict[str, Any]:
             check_id(f"input[{key!r}]", copy[key])
     try:
         json.dumps(copy, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f"input must be JSON-serializable: {exc}") from exc
     return copy
 
@@ -236,7 +236,8 @@ def check_rate(name: str, value: object) -> float:
 
 
 def check_options(**options: object) -> None:
-    """The client's policy, session and hook arguments are of the right kinds.
+    """Policy, session and callback arguments are of the right kinds (``session``
+    may be None; ``on_event`` and ``on_progress`` are None or callable).
 
     Raises:
         TypeError: One is not.
@@ -248,9 +249,9 @@ def check_options(**options: object) -> None:
         "session": aiohttp.ClientSession,
     }
     for name, value in options.items():
-        if name == "on_event":
+        if name in ("on_event", "on_progress"):
             if value is not None and not callable(value):
-                raise TypeError("on_event must be callable")
+                raise TypeError(f"{name} must be callable, got {type(value).__name__}")
         elif not (value is None and name == "session") and not isinstance(value, kinds[name]):
             expected = kinds[name].__name__
             raise TypeError(f"{name} must be a {expected}, got {type(value).__name__}")

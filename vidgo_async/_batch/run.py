@@ -28,7 +28,7 @@ from .._models import WAV_MODEL, ConversionResult
 from .._ops.submit import Submitter
 from .._ops.wait import Waits
 from .._timing.deadline import Deadline
-from .._validate import check_count, check_folder, check_timeout
+from .._validate import check_count, check_folder, check_options, check_timeout
 from .intake import Key, Pairs, describe_pair, each_pair, pair_key
 from .journal import Journal, State
 from .journals import JournalSource, LostClaim, open_journal
@@ -103,6 +103,7 @@ def start_batch(
     """
     concurrency = check_count("concurrency", concurrency)
     room = concurrency + check_count("max_waiting", max_waiting)
+    check_options(on_progress=on_progress)
     if journal is not None and not isinstance(journal, JournalSource):
         Journal.check(journal)  # a PostgreSQL journal is checked when the batch starts
     steps = PairSteps(
@@ -166,16 +167,18 @@ class _Batch:
                     done += 1
                     succeeded += result.ok
                     if on_progress is not None:
-                        on_progress(
-                            BatchProgress(
-                                read=self.read,
-                                done=done,
-                                succeeded=succeeded,
-                                failed=done - succeeded,
-                                in_flight=len(self.in_flight),
-                                input_done=self.input_done,
-                            )
+                        progress = BatchProgress(
+                            read=self.read,
+                            done=done,
+                            succeeded=succeeded,
+                            failed=done - succeeded,
+                            in_flight=len(self.in_flight),
+                            input_done=self.input_done,
                         )
+                        try:
+                            on_progress(progress)
+                        except Exception:  # as on_event: the caller's bug must not end the batch
+                            logger.exception("the on_progress callback raised")
                     yield result
         finally:
             pending = [feeder, *self.tasks]
