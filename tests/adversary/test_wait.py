@@ -258,6 +258,11 @@ BAD_URLS = [
     "/files/relative.wav",
     "relative.wav",
     "//evil.example/x.wav",
+    # Terminal control sequences: a user's shell prints the URL it is given.
+    "https://cdn.example/x.wav\x1b]0;owned\x07\x1b[2J",
+    "https://cdn.example/x.wav\r\nDone: https://evil.example/y.wav",
+    "https://cdn.example/\x00x.wav",
+    "https://cdn.example/x\x85.wav",
 ]
 
 
@@ -267,7 +272,8 @@ BAD_URLS = [
 async def test_unusable_wav_url_is_no_result(
     server: HostileServer, sdk: VidgoClient, bad: str, entry: str
 ) -> None:
-    """A wav_url with a javascript:, file:, data: scheme or a relative one is never returned."""
+    """A wav_url with a javascript:, file:, data: scheme, a relative one or one with
+    control characters is never returned."""
     server.task_defaults = {"files": [{"wav_url": bad}]}
     server.add_task("t1", files=[{"wav_url": bad}])
     if entry == "convert_to_wav":
