@@ -291,9 +291,12 @@ async def _read_capped(request: web.Request, cap: int) -> bytes:
 
 
 def _check_length(declared: str, cap: int) -> None:
-    if not (declared.strip().isascii() and declared.strip().isdigit()):  # not "²" or "①"
+    digits = declared.strip()
+    if not (digits.isascii() and digits.isdigit()):  # not "²" or "①"
         raise InvalidCallbackError("unusable Content-Length")
-    if int(declared) > cap:
+    # Longer than the cap's digits is over it (int() refuses over 4,300 digits).
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(cap)) or int(significant) > cap:
         raise InvalidCallbackError(f"callback body over {cap} bytes", status=413)
 
 
