@@ -11,7 +11,7 @@ import pytest
 
 from vidgo_async import ConversionResult, SubmitOutcomeUnknownError, VidgoClient
 
-from .server import SUBMIT, HostileServer, reply, reset
+from .server import FILE, SUBMIT, Conn, HostileServer, Request, reply, reset, wav_bytes
 
 PAIRS = [("parent-1", f"track-{i}") for i in range(6)]
 
@@ -72,3 +72,33 @@ async def test_duplicate_pairs_are_converted_once(server: HostileServer, sdk: Vi
     results = await run(sdk.convert_many([PAIRS[0]] * 3 + [PAIRS[1]], timeout=3))
     assert len(results) == 4 and all(r.ok for r in results)
     assert len(server.hits(SUBMIT)) == 2
+
+
+def trickle(chunks: int = 8, pause: float = 0.03) -> Any:
+    """The file, sent a chunk at a time: downloads of it overlap."""
+
+    async def action(server: HostileServer, request: Request, conn: Conn) -> None:
+        body = server.wav
+        await conn.send(200, b"", [("Content-Type", "audio/wav")], length=len(body))
+        step = -(-len(body) // chunks)
+        for start in range(0, len(body), step):
+            await asyncio.sleep(pause)
+            await conn.write(body[start : start + step])
+
+    return action
+
+
+@pytest.mark.asyncio
+async def test_one_track_under_two_parents_downloads_to_its_file_once_at_a_time(
+    server: HostileServer, sdk: VidgoClient, tmp_path: Path
+) -> None:
+    """Two pairs of one audio id name one file: their downloads take turns, and both
+    report it (they raced on one .part before, and one reported FileNotFoundError)."""
+    server.wav = wav_bytes(frames=64 * 1024)
+    server.script(FILE, trickle(), trickle())
+    pairs = [("parent-1", "track-1"), ("parent-2", "track-1")]
+    results = await run(sdk.convert_many(pairs, timeout=5, download_to=tmp_path))
+    assert [r.error for r in results] == [None, None]
+    assert {r.path for r in results} == {tmp_path / "track-1.wav"}
+    assert (tmp_path / "track-1.wav").read_bytes() == server.wav
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["track-1.wav"]

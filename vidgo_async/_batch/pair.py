@@ -12,10 +12,11 @@ is the run's business (``run.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ class PairSteps:
     submits: set[asyncio.Task[Any]] = attrs.field(init=False, factory=set)
     stopping: bool = attrs.field(init=False, default=False)  # no new waits once set
     unsaved: int = attrs.field(init=False, default=0)  # pairs finished since the last save
+    # Files being downloaded -> the lock of their writers, and how many use it.
+    writers: dict[Path, tuple[asyncio.Lock, int]] = attrs.field(init=False, factory=dict)
 
     async def convert(self, key: Key) -> tuple[ConversionResult, State | None] | None:
         """The pair's result and the state its journal row is to settle in (``None``:
@@ -201,11 +204,27 @@ class PairSteps:
             return result
         dest = self.download_to / wav_file_name(result.audio_id)
         try:
-            async with self.busy:
+            async with self._only_writer(dest), self.busy:
                 path = await self.download(result.wav_url, dest, overwrite=True)
         except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
             return attrs.evolve(result, error=exc)
         return attrs.evolve(result, path=path)
+
+    @contextlib.asynccontextmanager
+    async def _only_writer(self, dest: Path) -> AsyncIterator[None]:
+        """One download at a time into ``dest``: pairs of one track under two parent
+        ids name one file (and one ``.part`` to resume from)."""
+        lock, users = self.writers.get(dest, (asyncio.Lock(), 0))
+        self.writers[dest] = lock, users + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self.writers[dest]
+            if users == 1:
+                del self.writers[dest]
+            else:
+                self.writers[dest] = lock, users - 1
 
     async def _from_journal(self, key: Key, entry: Entry) -> tuple[ConversionResult, State | None]:
         """An earlier run's result, downloaded again if its file is gone."""
