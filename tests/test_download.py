@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,7 @@ from support import MakeClient, MakeFake
 
 from vidgo_async import (
     APIError,
+    ClientClosedError,
     InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
@@ -543,6 +545,10 @@ async def raw_storage(answer: Answer) -> AsyncIterator[tuple[str, list[str]]]:
             await answer(len(heads) - 1, head, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Only ours, at the end: Python 3.11's start_server logs a cancelled handler
+            # as an error (its done callback asks task.exception()), so it ends quietly.
+            pass
         finally:
             writer.close()
             handlers.discard(task)
@@ -765,3 +771,66 @@ async def test_a_host_name_that_does_not_decode_is_refused_before_any_request(
         with pytest.raises(ValueError, match="not a valid URL") as info:
             await client.download("https://xn--zz/x.wav", tmp_path / "a.wav")
     assert type(info.value) is ValueError
+
+
+# -- closing the client ---------------------------------------------------------------------
+
+
+async def silent_after_head(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+    """The headers and a WAV header of a 200 kB body, then silence."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + wav_bytes(200_000)[:100])
+    await writer.drain()
+    await asyncio.sleep(3600)  # raw_storage cancels it
+
+
+@pytest.mark.parametrize("borrowed", [False, True], ids=["own-session", "borrowed-session"])
+async def test_closing_the_client_ends_a_download_in_flight(
+    make_client: MakeClient, session: aiohttp.ClientSession, tmp_path: Path, borrowed: bool
+) -> None:
+    """aclose ends a download waiting on a silent body at once with ClientClosedError,
+    keeping the .part to resume (aiohttp leaves such a read waiting forever)."""
+    client = make_client(session=session) if borrowed else make_client()
+    receiving = asyncio.Event()
+    async with raw_storage(silent_after_head) as (url, heads):
+        task = asyncio.ensure_future(
+            client.download(url, tmp_path / "a.wav", on_progress=lambda d, t: receiving.set())
+        )
+        await asyncio.wait_for(receiving.wait(), 2)
+        await client.aclose()
+        with pytest.raises(ClientClosedError):
+            await asyncio.wait_for(task, 1)  # Timeouts.total is 5 s
+    assert len(heads) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]
+
+
+async def test_a_download_cancelled_as_the_client_closes_logs_nothing(
+    make_client: MakeClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelled in the same instant as aclose, a download raises CancelledError and
+    leaves no "exception never retrieved" behind."""
+    client = make_client()
+    receiving = asyncio.Event()
+    async with raw_storage(silent_after_head) as (url, _):
+        task = asyncio.ensure_future(
+            client.download(url, tmp_path / "a.wav", on_progress=lambda d, t: receiving.set())
+        )
+        await asyncio.wait_for(receiving.wait(), 2)
+        task.cancel()
+        await client.aclose()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    del task
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_a_download_after_close_fails_at_once(
+    big: FakeVidgo, make_client: MakeClient, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A closed client refuses a download before any request, on a borrowed session too."""
+    client = make_client(big, session=session)
+    await client.aclose()
+    with pytest.raises(ClientClosedError):
+        await client.download(wav_url(big), tmp_path / "a.wav")
+    assert big.request_count("files") == 0
+    assert list(tmp_path.iterdir()) == []

@@ -429,6 +429,8 @@ class VidgoClient:
             FileExistsError: ``dest`` exists and ``overwrite`` is false.
             TransportError, APIError, InvalidResponseError: The download failed
                 (``RequestTimeoutError`` when ``timeout`` passed).
+            ClientClosedError: The client is closed, or was closed meanwhile
+                (the ``.part`` file is kept).
         """
         return await download_file(
             self._transport.storage_session,
@@ -442,6 +444,7 @@ class VidgoClient:
             timeout=timeout,
             secret=self._transport.secret,
             hook=self._hook,
+            lifecycle=self._lifecycle,
         )
 
     def watch(

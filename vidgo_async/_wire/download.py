@@ -27,6 +27,7 @@ from yarl import URL
 
 from .._config import RetryPolicy, Timeouts
 from .._events import EventHook, emit, operation, request
+from .._lifecycle import Lifecycle
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
 from .._timing.schedules import start
@@ -81,6 +82,7 @@ async def download_file(
     timeout: float | None = DOWNLOAD_TIMEOUT,
     secret: str = "",
     hook: EventHook | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` through ``.part`` and an atomic rename.
 
@@ -105,6 +107,8 @@ async def download_file(
             kept for a later call to resume.
         secret: Text never repeated in a message or log line (the API key).
         hook: Told of the download, its requests and retries (paths only, redacted).
+        lifecycle: The client's: its close ends the download at once, keeping
+            the ``.part`` file for a later call to resume.
 
     Returns:
         The path written.
@@ -118,7 +122,10 @@ async def download_file(
         APIError: An error status, after retries for 429 and 5xx.
         InvalidResponseError: Not a WAV file, a refused redirect, or a body
             still short (of its length or RIFF size) after retries.
+        ClientClosedError: ``lifecycle`` is closed, or closes meanwhile.
     """
+    if lifecycle is not None:
+        lifecycle.check()
     if timeout is not None and not timeout > 0:  # NaN too
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     first = check_url(url, allow_private)
@@ -136,7 +143,8 @@ async def download_file(
     )
     peer = {"path": job.path(first), "server_address": first.host, "server_port": first.port}
     with operation(hook, "download", **peer):
-        await job.run(on_progress)
+        work = job.run(on_progress)
+        await (work if lifecycle is None else lifecycle.run(work))
     return target
 
 
