@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import socket
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -833,4 +834,76 @@ async def test_a_download_after_close_fails_at_once(
     with pytest.raises(ClientClosedError):
         await client.download(wav_url(big), tmp_path / "a.wav")
     assert big.request_count("files") == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- bodies longer than they can be ---------------------------------------------------------
+
+
+def gzip_bomb(size: int) -> bytes:
+    """A gzip stream of a WAV of ``size`` bytes (RIFF size left open): tiny when packed."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = b"RIFF\xff\xff\xff\xffWAVE"
+    return packer.compress(head + bytes(size - len(head))) + packer.flush()
+
+
+async def test_an_encoded_body_is_refused_before_a_byte_is_written(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    """A gzip answer to our identity request is an InvalidResponseError at once: nothing
+    unpacked to disk past its Content-Length, no retry, no .part."""
+    body = gzip_bomb(8 * 1024 * 1024)
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+
+    done: list[int] = []
+    client = make_client(retry=RetryPolicy(max_attempts=3, base_delay=0, max_delay=0))
+    async with raw_storage(answer) as (url, heads):
+        with pytest.raises(InvalidResponseError, match="Content-Encoding gzip"):
+            await client.download(url, tmp_path / "a.wav", on_progress=lambda d, t: done.append(d))
+    assert done == []
+    assert len(heads) == 1
+    assert "accept-encoding: identity" in heads[0].lower()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_content_encoding_identity_is_accepted(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """An answer naming the identity encoding we asked for downloads as usual."""
+    body = wav_bytes(1000)
+    identity = Fault.http_error(200, body=body, headers={"Content-Encoding": "Identity"})
+    big.inject(identity, route="files")
+    assert (await fetch(session, wav_url(big), tmp_path / "a.wav")).read_bytes() == body
+
+
+async def test_a_body_past_its_content_range_total_stops_there(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    """A resumed body without Content-Length running past its Content-Range total is cut
+    there, not written to its end; the .part it spoilt is removed."""
+    data = wav_bytes(2000)
+    (tmp_path / "a.wav.part").write_bytes(data[:4] + b"\xff" * 4 + data[8:1000])  # RIFF size open
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 1000-1999/2000\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        for _ in range(80):  # 5 MB, until the client hangs up
+            writer.write(bytes(65536))
+            await writer.drain()
+
+    done: list[int] = []
+    client = make_client(retry=RetryPolicy(max_attempts=1))
+    async with raw_storage(answer) as (url, heads):
+        with pytest.raises(InvalidResponseError, match="runs past 2000 bytes"):
+            await client.download(url, tmp_path / "a.wav", on_progress=lambda d, t: done.append(d))
+    assert [range_of(h) for h in heads] == ["bytes=1000-"]
+    assert max(done, default=1000) <= 2000
     assert list(tmp_path.iterdir()) == []
