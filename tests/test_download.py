@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from support import MakeClient, MakeFake
 
 from vidgo_async import (
     APIError,
+    ClientClosedError,
     InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
@@ -543,6 +546,10 @@ async def raw_storage(answer: Answer) -> AsyncIterator[tuple[str, list[str]]]:
             await answer(len(heads) - 1, head, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Only ours, at the end: Python 3.11's start_server logs a cancelled handler
+            # as an error (its done callback asks task.exception()), so it ends quietly.
+            pass
         finally:
             writer.close()
             handlers.discard(task)
@@ -765,3 +772,138 @@ async def test_a_host_name_that_does_not_decode_is_refused_before_any_request(
         with pytest.raises(ValueError, match="not a valid URL") as info:
             await client.download("https://xn--zz/x.wav", tmp_path / "a.wav")
     assert type(info.value) is ValueError
+
+
+# -- closing the client ---------------------------------------------------------------------
+
+
+async def silent_after_head(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+    """The headers and a WAV header of a 200 kB body, then silence."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + wav_bytes(200_000)[:100])
+    await writer.drain()
+    await asyncio.sleep(3600)  # raw_storage cancels it
+
+
+@pytest.mark.parametrize("borrowed", [False, True], ids=["own-session", "borrowed-session"])
+async def test_closing_the_client_ends_a_download_in_flight(
+    make_client: MakeClient, session: aiohttp.ClientSession, tmp_path: Path, borrowed: bool
+) -> None:
+    """aclose ends a download waiting on a silent body at once with ClientClosedError,
+    keeping the .part to resume (aiohttp leaves such a read waiting forever)."""
+    client = make_client(session=session) if borrowed else make_client()
+    receiving = asyncio.Event()
+    async with raw_storage(silent_after_head) as (url, heads):
+        task = asyncio.ensure_future(
+            client.download(url, tmp_path / "a.wav", on_progress=lambda d, t: receiving.set())
+        )
+        await asyncio.wait_for(receiving.wait(), 2)
+        await client.aclose()
+        with pytest.raises(ClientClosedError):
+            await asyncio.wait_for(task, 1)  # Timeouts.total is 5 s
+    assert len(heads) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]
+
+
+async def test_a_download_cancelled_as_the_client_closes_logs_nothing(
+    make_client: MakeClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelled in the same instant as aclose, a download raises CancelledError and
+    leaves no "exception never retrieved" behind."""
+    client = make_client()
+    receiving = asyncio.Event()
+    async with raw_storage(silent_after_head) as (url, _):
+        task = asyncio.ensure_future(
+            client.download(url, tmp_path / "a.wav", on_progress=lambda d, t: receiving.set())
+        )
+        await asyncio.wait_for(receiving.wait(), 2)
+        task.cancel()
+        await client.aclose()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    del task
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_a_download_after_close_fails_at_once(
+    big: FakeVidgo, make_client: MakeClient, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A closed client refuses a download before any request, on a borrowed session too."""
+    client = make_client(big, session=session)
+    await client.aclose()
+    with pytest.raises(ClientClosedError):
+        await client.download(wav_url(big), tmp_path / "a.wav")
+    assert big.request_count("files") == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- bodies longer than they can be ---------------------------------------------------------
+
+
+def gzip_bomb(size: int) -> bytes:
+    """A gzip stream of a WAV of ``size`` bytes (RIFF size left open): tiny when packed."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = b"RIFF\xff\xff\xff\xffWAVE"
+    return packer.compress(head + bytes(size - len(head))) + packer.flush()
+
+
+async def test_an_encoded_body_is_refused_before_a_byte_is_written(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    """A gzip answer to our identity request is an InvalidResponseError at once: nothing
+    unpacked to disk past its Content-Length, no retry, no .part."""
+    body = gzip_bomb(8 * 1024 * 1024)
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+
+    done: list[int] = []
+    client = make_client(retry=RetryPolicy(max_attempts=3, base_delay=0, max_delay=0))
+    async with raw_storage(answer) as (url, heads):
+        with pytest.raises(InvalidResponseError, match="Content-Encoding gzip"):
+            await client.download(url, tmp_path / "a.wav", on_progress=lambda d, t: done.append(d))
+    assert done == []
+    assert len(heads) == 1
+    assert "accept-encoding: identity" in heads[0].lower()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_content_encoding_identity_is_accepted(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """An answer naming the identity encoding we asked for downloads as usual."""
+    body = wav_bytes(1000)
+    identity = Fault.http_error(200, body=body, headers={"Content-Encoding": "Identity"})
+    big.inject(identity, route="files")
+    assert (await fetch(session, wav_url(big), tmp_path / "a.wav")).read_bytes() == body
+
+
+async def test_a_body_past_its_content_range_total_stops_there(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    """A resumed body without Content-Length running past its Content-Range total is cut
+    there, not written to its end; the .part it spoilt is removed."""
+    data = wav_bytes(2000)
+    (tmp_path / "a.wav.part").write_bytes(data[:4] + b"\xff" * 4 + data[8:1000])  # RIFF size open
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 1000-1999/2000\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        for _ in range(80):  # 5 MB, until the client hangs up
+            writer.write(bytes(65536))
+            await writer.drain()
+
+    done: list[int] = []
+    client = make_client(retry=RetryPolicy(max_attempts=1))
+    async with raw_storage(answer) as (url, heads):
+        with pytest.raises(InvalidResponseError, match="runs past 2000 bytes"):
+            await client.download(url, tmp_path / "a.wav", on_progress=lambda d, t: done.append(d))
+    assert [range_of(h) for h in heads] == ["bytes=1000-"]
+    assert max(done, default=1000) <= 2000
+    assert list(tmp_path.iterdir()) == []

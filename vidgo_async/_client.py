@@ -428,6 +428,8 @@ class VidgoClient:
             FileExistsError: ``dest`` exists and ``overwrite`` is false.
             TransportError, APIError, InvalidResponseError: The download failed
                 (``RequestTimeoutError`` when ``timeout`` passed).
+            ClientClosedError: The client is closed, or was closed meanwhile
+                (the ``.part`` file is kept).
         """
         return await download_file(
             self._transport.storage_session,
@@ -441,6 +443,7 @@ class VidgoClient:
             timeout=timeout,
             secret=self._transport.secret,
             hook=self._hook,
+            lifecycle=self._lifecycle,
         )
 
     def watch(

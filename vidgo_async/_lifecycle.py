@@ -3,19 +3,25 @@
 Everything that must stop when the client closes asks here: the transport
 before each request, and the pauses of submits and waits sleep through
 :meth:`Lifecycle.sleep`, which ends at once with :class:`ClientClosedError`
-when the client closes. (A single GET's or download's retry pause - seconds
-at most - ends with the next attempt, which the closed transport refuses.)
+when the client closes. (A single GET's retry pause - seconds at most - ends
+with the next attempt, which the closed transport refuses.) A download runs
+whole through :meth:`Lifecycle.run`: aiohttp leaves a body read waiting
+forever once its session is closed, so the close must end it from outside.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import attrs
 
 from .errors import ClientClosedError
 
 __all__ = ["Lifecycle", "settle"]
+
+_T = TypeVar("_T")
 
 
 @attrs.define
@@ -47,6 +53,32 @@ class Lifecycle:
             timer.cancel()
             self._sleepers.discard(waiter)
 
+    async def run(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """Await ``work`` in a task of its own, cancelled the moment the client closes.
+
+        Raises:
+            ClientClosedError: The client is closed, or closes before ``work``
+                ends (which is then cancelled, and its cleanup awaited).
+        """
+        if self.closed:
+            work.close()  # never started: no "never awaited" warning
+            self.check()
+        task = asyncio.ensure_future(work)
+        closing = asyncio.get_running_loop().create_future()
+        self._sleepers.add(closing)
+        try:
+            await asyncio.wait((task, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._sleepers.discard(closing)
+            if not task.done():
+                task.cancel()  # also when we are cancelled: work never outlives its caller
+                await asyncio.wait((task,))  # its cleanup (files, connections) done first
+            if not task.cancelled():
+                task.exception()  # retrieved, whichever error is raised here
+        if closing.done() and (task.cancelled() or task.exception() is not None):
+            await closing  # the ClientClosedError close() set, not what the close caused
+        return task.result()
+
     def close(self) -> None:
         """Close for good: every pause in progress ends with :class:`ClientClosedError`."""
         self.closed = True
@@ -54,6 +86,9 @@ class Lifecycle:
         for waiter in sleepers:
             if not waiter.done():
                 waiter.set_exception(ClientClosedError("the client was closed"))
+                # Marked as seen: a pause cancelled before it wakes never reads it, and
+                # asyncio would log it as "never retrieved". Its awaiter still gets it.
+                waiter.exception()
 
 
 def settle(waiter: asyncio.Future[None]) -> None:

@@ -7,7 +7,9 @@ failures (connection errors, timeouts, 429, 5xx, a short body) are retried
 with backoff, resuming with ``Range`` from the ``.part`` size, all within one
 overall deadline. Every URL - the first and each
 redirect hop - must be https to a public address unless ``allow_private``
-(tests against a loopback fake). No credentials are ever sent.
+(tests against a loopback fake). No credentials are ever sent. The body is
+taken as sent (``identity``): an encoded answer's length says nothing of what
+it unpacks to, so it is refused before a byte is written.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from yarl import URL
 
 from .._config import RetryPolicy, Timeouts
 from .._events import EventHook, emit, operation, request
+from .._lifecycle import Lifecycle
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
 from .._timing.schedules import start
@@ -60,7 +63,8 @@ class _Incomplete(InvalidResponseError):
 
 
 class _Refused(Exception):
-    """A hop our URL rules refuse: asking again cannot change that, so no retry."""
+    """A hop our URL rules refuse, or an answer in an encoding we did not ask for:
+    asking again cannot change that, so no retry."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
@@ -81,6 +85,7 @@ async def download_file(
     timeout: float | None = DOWNLOAD_TIMEOUT,
     secret: str = "",
     hook: EventHook | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` through ``.part`` and an atomic rename.
 
@@ -105,6 +110,8 @@ async def download_file(
             kept for a later call to resume.
         secret: Text never repeated in a message or log line (the API key).
         hook: Told of the download, its requests and retries (paths only, redacted).
+        lifecycle: The client's: its close ends the download at once, keeping
+            the ``.part`` file for a later call to resume.
 
     Returns:
         The path written.
@@ -116,9 +123,13 @@ async def download_file(
         TransportError: The storage host could not be reached or read.
         RequestTimeoutError: ``timeout`` passed (a :class:`TransportError`).
         APIError: An error status, after retries for 429 and 5xx.
-        InvalidResponseError: Not a WAV file, a refused redirect, or a body
-            still short (of its length or RIFF size) after retries.
+        InvalidResponseError: Not a WAV file, a refused redirect, an encoded
+            body (``Content-Encoding``), or a body still short (of its length or
+            RIFF size) after retries.
+        ClientClosedError: ``lifecycle`` is closed, or closes meanwhile.
     """
+    if lifecycle is not None:
+        lifecycle.check()
     if timeout is not None and not timeout > 0:  # NaN too
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     first = check_url(url, allow_private)
@@ -136,7 +147,8 @@ async def download_file(
     )
     peer = {"path": job.path(first), "server_address": first.host, "server_port": first.port}
     with operation(hook, "download", **peer):
-        await job.run(on_progress)
+        work = job.run(on_progress)
+        await (work if lifecycle is None else lifecycle.run(work))
     return target
 
 
@@ -305,8 +317,12 @@ class _Download:
             raise _status_error(response, body, self._where(), self._retry, self._secret)
         if status not in (200, 206):
             raise InvalidResponseError(f"{self._where()}: unexpected status", status=status)
+        encoding = response.headers.get("Content-Encoding", "identity").strip()
+        if encoding.lower() != "identity":  # aiohttp would unpack it past any length we know
+            sent = redact(excerpt(encoding, 40), self._secret)
+            raise _Refused(f"{self._where()}: Content-Encoding {sent}, not identity", status)
         start, total = self._span(response, offset)
-        with PartFile(self._part, start, self._check_wav) as part:
+        with PartFile(self._part, start, self._check_wav, total) as part:
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 part.write(chunk)
                 if on_progress is not None:

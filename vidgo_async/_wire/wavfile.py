@@ -56,9 +56,13 @@ def riff_mismatch(head: bytes, size: int) -> str | None:
 
 
 class PartFile:
-    """The ``.part`` file opened at ``start``; closed on exit unless committed."""
+    """The ``.part`` file opened at ``start``; closed on exit unless committed.
 
-    def __init__(self, path: Path, start: int, check_wav: bool) -> None:
+    It never grows past ``total`` (the answer's file size, when known), the
+    size its RIFF header declares, or :data:`MAX_SIZE`.
+    """
+
+    def __init__(self, path: Path, start: int, check_wav: bool, total: int | None = None) -> None:
         self._path = path
         # Blocking writes of one chunk to the page cache are brief; fsync runs in a thread.
         self._file = open(path, "r+b" if start else "wb")  # noqa: SIM115 - closed in __exit__/commit
@@ -68,6 +72,7 @@ class PartFile:
         self._file.truncate()
         self._committed = False
         self._check_wav = check_wav
+        self._total = total
         self.size = start
 
     def __enter__(self) -> PartFile:
@@ -81,21 +86,29 @@ class PartFile:
         """Append ``chunk``; check the header once its 12 bytes are in.
 
         Raises:
-            InvalidResponseError: Not a WAV, or more bytes than its RIFF header
-                declares (or than :data:`MAX_SIZE`): the rest is not read.
+            InvalidResponseError: Not a WAV, or more bytes than the answer's
+                total, its RIFF header or :data:`MAX_SIZE` allow: the chunk is
+                not written, the rest not read, and the file removed.
         """
         if self._check_wav and self.size < HEAD:
             self._head += chunk[: HEAD - self.size]
             if len(self._head) == HEAD:
                 self._require_wav()
         size = self.size + len(chunk)
-        limit = declared_size(self._head) if self._check_wav else None
-        if size > (MAX_SIZE if limit is None else limit):
+        limit = self._limit()
+        if size > limit:
+            # What an answer breaking its own bounds sent so far is no file to resume.
+            self._discard()
             raise InvalidResponseError(
-                f"the body runs past {limit or MAX_SIZE} bytes (its RIFF size or the cap)"
+                f"the body runs past {limit} bytes (its length, its RIFF size or the cap)"
             )
         self._file.write(chunk)
         self.size = size
+
+    def _limit(self) -> int:
+        """The most bytes the file may hold."""
+        riff = declared_size(self._head) if self._check_wav else None
+        return min(size for size in (self._total, riff, MAX_SIZE) if size is not None)
 
     def riff_problem(self) -> str | None:
         """How the size disagrees with the RIFF header's, if it does and WAVs are checked."""
@@ -120,10 +133,13 @@ class PartFile:
             finally:
                 os.close(fd)
 
+    def _discard(self) -> None:
+        self._file.close()
+        self._path.unlink(missing_ok=True)
+
     def _require_wav(self) -> None:
         if not is_wav(self._head):
-            self._file.close()
-            self._path.unlink(missing_ok=True)
+            self._discard()
             raise InvalidResponseError("not a WAV file", status=200, excerpt=excerpt(self._head))
 
 
