@@ -3,13 +3,17 @@
 Lenient about how errors are worded (``error.message``, ``message`` or
 ``msg``; a JSON ``code`` that overrides an HTTP 200) and strict about
 what a success must carry. Every failure is a :mod:`vidgo_async.errors` type.
+The API key is redacted from what is read (:func:`redact`, :func:`redact_json`)
+before any of it can be repeated.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -36,6 +40,7 @@ __all__ = [
     "excerpt",
     "parse_retry_after",
     "redact",
+    "redact_json",
 ]
 
 #: Largest response body read, in bytes; the rest is never buffered.
@@ -55,9 +60,85 @@ _BY_STATUS: dict[int, type[APIError]] = {
 REDACTED = "[redacted]"
 
 
+# Redaction works on decoded text - parsed JSON strings, decoded bodies, header
+# values - never on the raw bytes: a raw replace misses the key when it is
+# escaped, and corrupts honest answers when a short key occurs in their structure.
+# A very short key (a few characters, as used against a local fake) also
+# redacts the same letters in innocent words of a message; that is accepted in
+# messages. Object keys and the values the SDK reads as data (_kept) are never
+# altered.
+
+
 def redact(text: str, secret: str) -> str:
-    """``text`` with every occurrence of ``secret`` replaced."""
-    return text.replace(secret, REDACTED) if secret and secret in text else text
+    """``text`` with every occurrence of ``secret`` replaced, however it is written.
+
+    Besides the key itself this finds it with any of its characters
+    JSON-escaped (``\\/``, ``\\uXXXX``) or percent-encoded (``quote``,
+    ``quote_plus``: a key holds no space), in any mix and hex case.
+    """
+    if not _may_hold(text, secret):
+        return text
+    return _pattern(secret).sub(REDACTED, text)
+
+
+def _may_hold(text: str, secret: str) -> bool:
+    """Whether ``text`` may hold ``secret`` in some form: every form but the key
+    itself needs a backslash or a percent sign."""
+    return bool(secret) and (secret in text or "\\" in text or "%" in text)
+
+
+@functools.lru_cache(maxsize=8)
+def _pattern(secret: str) -> re.Pattern[str]:
+    return re.compile("".join(f"(?:{'|'.join(_forms(char))})" for char in secret))
+
+
+def _forms(char: str) -> list[str]:
+    """Patterns of the ways JSON or a URL may write ``char``."""
+    forms = [re.escape(char)]
+    if char in '"\\/':
+        forms.append(re.escape("\\" + char))
+    units = char.encode("utf-16-be")  # a character past U+FFFF is a surrogate pair in JSON
+    forms.append("".join("\\\\u" + _hex(units[i : i + 2]) for i in range(0, len(units), 2)))
+    forms.append("".join("%" + _hex(bytes([byte])) for byte in char.encode("utf-8")))
+    return forms
+
+
+def _hex(data: bytes) -> str:
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in data.hex())
+
+
+def _kept(name: str) -> bool:
+    """Whether the string under key ``name`` is one the SDK reads as data: an id
+    it sends back, a ``status`` or ``code`` it matches, a time, number or URL it
+    parses or fetches. These stay exact, so that an honest answer reads the same
+    whatever the key (a download redacts its URL wherever it repeats it)."""
+    return name in _KEPT or name.endswith(("_id", "_url", "_time"))
+
+
+_KEPT = frozenset({"id", "status", "code", "url", "progress", "credits_amount"})
+
+
+def redact_json(value: Any, secret: str) -> Any:
+    """Parsed JSON ``value`` with ``secret`` redacted from its strings, in place.
+
+    Object keys and the values of :func:`_kept` keys are left as they are. The
+    walk is iterative: a nesting as deep as the JSON decoder allows is no
+    ``RecursionError``.
+    """
+    if isinstance(value, str):
+        return redact(value, secret)
+    pending = [value] if isinstance(value, (dict, list)) else []
+    while pending:
+        node = pending.pop()
+        items: Any = node.items() if isinstance(node, dict) else enumerate(node)
+        for name, item in items:
+            if isinstance(name, str) and _kept(name):
+                continue
+            if isinstance(item, str):
+                node[name] = redact(item, secret)  # replaces a value: the dict's size holds
+            elif isinstance(item, (dict, list)):
+                pending.append(item)
+    return value
 
 
 def excerpt(body: bytes | str, limit: int = 160) -> str:
@@ -68,39 +149,72 @@ def excerpt(body: bytes | str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def envelope_data(status: int, headers: Mapping[str, str], raw: bytes, complete: bool) -> Any:
+def envelope_data(
+    status: int, headers: Mapping[str, str], raw: bytes, complete: bool, *, secret: str
+) -> Any:
+    """The envelope's ``data``, ``secret`` redacted from its strings (see :func:`redact_json`).
+
+    Raises:
+        APIError: An error status, or an error ``code`` in an HTTP 200.
+        InvalidResponseError: A redirect, or a 2xx that is not the documented JSON.
+    """
     if complete:
-        try:
-            payload, problem = json.loads(raw.decode("utf-8")), None
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            payload, problem = _not_utf8_json(raw)
+        payload, problem = _parse(raw, secret)
     else:
         payload, problem = None, f"a body over {MAX_BODY} bytes"
     if 300 <= status < 400:
         # The API documents no redirect; following one would carry the key elsewhere.
-        where = headers.get("Location", "nowhere")
+        where = redact(headers.get("Location", "nowhere"), secret)
         raise InvalidResponseError(
-            f"unexpected redirect to {excerpt(where, 80)}", status=status, excerpt=excerpt(raw)
+            f"unexpected redirect to {excerpt(where, 80)}",
+            status=status,
+            excerpt=_shown(raw, secret),
         )
     if not 200 <= status < 300:
-        message = _message(payload, raw) if problem is None else _describe_body(raw, problem)
+        message = _error_message(payload, problem, raw, secret)
         raise api_error(status, None, message, payload, _retry_after(headers))
     if problem is not None:
         raise InvalidResponseError(
-            f"expected a JSON envelope, got {problem}", status=status, excerpt=excerpt(raw)
+            f"expected a JSON envelope, got {problem}",
+            status=status,
+            excerpt=_shown(raw, secret),
         )
     if not isinstance(payload, dict):
-        raise InvalidResponseError("expected a JSON object", status=status, excerpt=excerpt(raw))
+        raise InvalidResponseError(
+            "expected a JSON object", status=status, excerpt=_shown(raw, secret)
+        )
     code = _code(payload.get("code", 200))
     if code is None:
         raise InvalidResponseError(
-            "envelope code is not a number", status=status, excerpt=excerpt(raw)
+            "envelope code is not a number", status=status, excerpt=_shown(raw, secret)
         )
     if code != 200:
-        raise api_error(code, code, _message(payload, raw), payload, _retry_after(headers))
+        raise api_error(code, code, _message(payload), payload, _retry_after(headers))
     if "data" not in payload:
-        raise InvalidResponseError("envelope has no data", status=status, excerpt=excerpt(raw))
+        raise InvalidResponseError(
+            "envelope has no data", status=status, excerpt=_shown(raw, secret)
+        )
     return payload["data"]
+
+
+def _parse(raw: bytes, secret: str) -> tuple[Any, str | None]:
+    """The JSON payload of ``raw``, ``secret`` redacted from it, or what ``raw`` is instead."""
+    try:
+        text = raw.decode("utf-8")
+        payload = json.loads(text)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        payload, problem = _not_utf8_json(raw)
+        return redact_json(payload, secret), problem
+    # Every poll comes here: walk only when a string may hold the key. The check
+    # is on the decoded text, where a parsed string is a literal part of it
+    # unless written with an escape, so no escaped form can slip past it.
+    return (redact_json(payload, secret) if _may_hold(text, secret) else payload), None
+
+
+def _shown(raw: bytes, secret: str) -> str:
+    """An excerpt of ``raw`` as text (in the encoding JSON detection finds), redacted
+    before it is cut, so that no part of the key is left at the cut."""
+    return excerpt(redact(raw.decode(json.detect_encoding(raw), "replace"), secret))
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -118,8 +232,13 @@ def _not_utf8_json(raw: bytes) -> tuple[Any, str | None]:
         return None, "HTML" if head.startswith((b"<!doctype", b"<html")) else "a non-JSON body"
 
 
-def _describe_body(raw: bytes, problem: str) -> str:
-    return f"{problem}: {excerpt(raw)}" if raw.strip() else problem
+def _error_message(payload: Any, problem: str | None, raw: bytes, secret: str) -> str:
+    """The message of an error answer: the JSON one, else an excerpt of the body."""
+    if problem is not None:
+        return f"{problem}: {_shown(raw, secret)}" if raw.strip() else problem
+    if isinstance(payload, dict):
+        return _message(payload)
+    return "no message" if payload is None else _shown(raw, secret)
 
 
 def _code(value: Any) -> int | None:
@@ -131,9 +250,8 @@ def _code(value: Any) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
-def _message(payload: Any, raw: bytes) -> str:
-    if not isinstance(payload, dict):
-        return excerpt(raw) if payload is not None else "no message"
+def _message(payload: dict[str, Any]) -> str:
+    """The message of a JSON error envelope (already redacted)."""
     error = payload.get("error")
     candidates = [error.get("message") if isinstance(error, dict) else error]
     candidates += [payload.get("message"), payload.get("msg")]

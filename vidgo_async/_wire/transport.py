@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import attrs
-from multidict import CIMultiDict
 from yarl import URL
 
 from .._config import Timeouts
@@ -28,7 +27,7 @@ from .._lifecycle import Lifecycle
 from .._timing.limits import Slot
 from .._validate import is_loopback
 from ..errors import ClientClosedError, RequestTimeoutError, TransportError
-from .envelope import MAX_BODY, REDACTED, envelope_data, excerpt, redact
+from .envelope import MAX_BODY, envelope_data, excerpt, redact
 from .peers import PublicResolver
 
 __all__ = ["Transport", "safe_to_chain", "transport_error"]
@@ -187,7 +186,7 @@ class Transport:
                     sent = await self._send(method, path, params, body, left)
             status, headers, raw, complete = sent
             scope.note(status_code=status)
-            return envelope_data(status, headers, raw, complete)
+            return envelope_data(status, headers, raw, complete, secret=self._api_key)
 
     @contextlib.asynccontextmanager
     async def _departure(
@@ -218,7 +217,8 @@ class Transport:
         body: Mapping[str, Any] | None,
         timeout: float | None,
     ) -> tuple[int, Mapping[str, str], bytes, bool]:
-        """Status, headers and capped body of one request, the key redacted from them."""
+        """Status, headers and capped body of one request, as received: the envelope
+        redacts the key from what it repeats, once decoded."""
         started = time.monotonic()
         failure: BaseException | None = None
         headers: Mapping[str, str]
@@ -246,17 +246,10 @@ class Transport:
         if failure is not None:
             # Raised outside the except block so that no aiohttp exception - whose
             # request_info holds the headers, the API key among them - is chained.
-            error = transport_error(failure, f"{method} {path}")
+            error = transport_error(failure, f"{method} {path}", self._api_key)
             logger.debug("%s %s failed after %.3fs: %s", method, path, _since(started), error)
             raise error from (failure if safe_to_chain(failure) else None)
         logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
-        secret = self._api_key.encode()
-        if secret in raw:  # the server echoed the key: repeat none of it
-            raw = raw.replace(secret, REDACTED.encode())
-        if (location := headers.get("Location")) is not None:
-            redacted = CIMultiDict(headers)
-            redacted["Location"] = redact(location, self._api_key)
-            headers = redacted
         return status, headers, raw, complete
 
     def _url(self, path: str) -> URL:
@@ -331,8 +324,12 @@ def safe_to_chain(exc: BaseException) -> bool:
     return True
 
 
-def transport_error(exc: BaseException, where: str) -> TransportError:
-    """Our error for an aiohttp or timeout exception; ``sent`` is false only before connecting."""
+def transport_error(exc: BaseException, where: str, secret: str = "") -> TransportError:
+    """Our error for an aiohttp or timeout exception; ``sent`` is false only before connecting.
+
+    An aiohttp message may quote the server's bytes (a bad status line or
+    header): it is redacted of ``secret``, cut and escaped.
+    """
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return RequestTimeoutError(f"{where}: timed out connecting", sent=False)
     if isinstance(exc, asyncio.TimeoutError):
@@ -340,6 +337,8 @@ def transport_error(exc: BaseException, where: str) -> TransportError:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return TransportError(f"{where}: cannot connect ({exc.os_error})", sent=False)
     if isinstance(exc, aiohttp.ClientResponseError):
-        return TransportError(f"{where}: unreadable answer ({exc.status}, {exc.message})")
+        quoted = excerpt(redact(exc.message, secret), 120)
+        return TransportError(f"{where}: unreadable answer ({exc.status}, {quoted})")
     name = type(exc).__name__
-    return TransportError(f"{where}: connection failed ({name}: {excerpt(str(exc), 120)})")
+    quoted = excerpt(redact(str(exc), secret), 120)
+    return TransportError(f"{where}: connection failed ({name}: {quoted})")
