@@ -24,6 +24,13 @@ their wait's first check, or within ``_TOO_SHORT`` of their submit: the blind
 schedule sees such tasks in a check or two, so a plan has nothing to save (and
 costs a few milliseconds of Python each time it is made).
 
+A plan is kept only if, on the learned distribution, it is no worse than the
+blind schedule (jitter aside) on either figure a user judges polling by: the
+expected checks per task, and the 95th percentile of the delay as a share of
+the duration. Otherwise there is no plan and the blind schedule runs: for
+tasks short against the blind schedule's first steps, or spread over orders of
+magnitude, the costs above would buy a smaller tail with more checks than blind.
+
 When the recent finishes rank far from the middle of what was learned (mostly
 longer, or mostly shorter), the durations have drifted: everything older is
 dropped and learning starts again from those finishes.
@@ -34,9 +41,13 @@ from __future__ import annotations
 import bisect
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 
-__all__ = ["Durations", "Learner", "Plan"]
+import backoff
+
+from .._config import PollPolicy
+
+__all__ = ["Durations", "Learner", "Plan", "blind_steps"]
 
 _WINDOW = 200  # observations kept per model: the most recent ones
 _MIN_OBSERVED = 20  # fewer: no plan, the blind schedule
@@ -57,6 +68,8 @@ _MAX_MODELS = 32  # models a learner remembers (least recently used dropped)
 _TOO_SHORT = 0.05  # seconds: a task that ended this soon after its submit needs no plan
 _NEEDS_NO_PLAN = 0.9  # ... nor a model with this share of such tasks (or of tasks
 # seen finished by the first check)
+_P95 = 0.95  # the percentile of delay / duration a plan must not make worse than blind
+_MIN_GROWTH = 0.01  # seconds: where a zero initial poll interval starts growing from
 
 
 class Plan:
@@ -87,6 +100,15 @@ class Plan:
                 return moved
         last_step = instants[-1] - instants[-2] if len(instants) > 1 else instants[-1]
         return elapsed + min(self.max_interval, max(last_step, _TAIL_SHARE * elapsed))
+
+
+def blind_steps(policy: PollPolicy) -> Generator[float, None, None]:
+    """The blind schedule's pauses after the first check, jitter aside: from ``initial``
+    (a zero one still grows: never a busy loop), times ``factor``, up to ``max_interval``."""
+    start = max(policy.initial, _MIN_GROWTH)
+    steps = backoff.expo(base=policy.factor, factor=start, max_value=policy.max_interval)
+    next(steps)  # past expo's priming yield
+    return steps
 
 
 class _Spread:
@@ -192,6 +214,41 @@ def _make_plan(spread: _Spread, max_interval: float) -> Plan | None:
     return Plan(instants, max_interval)
 
 
+def _checks_and_p95(instants: Sequence[float], spread: _Spread) -> tuple[float, float]:
+    """Checks at ``instants`` (up to the last duration learned) on the learned distribution:
+    the expected checks per task, and the 95th percentile of delay / duration."""
+    ended_before = spread.cdf([0.0, *instants[:-1]])  # F at each check's predecessor
+    checks = sum(1 - f for f in ended_before)  # a check is made unless the task ended before
+
+    def late(share: float) -> float:  # tasks seen later than ``share`` of their duration
+        by = spread.cdf([at / (1 + share) for at in instants])
+        return sum(max(0.0, f - e) for f, e in zip(by, ended_before, strict=True))
+
+    low, high = 0.0, 1.0
+    while late(high) > 1 - _P95 and high < 1e6:
+        low, high = high, 2 * high
+    for _ in range(30):
+        middle = (low + high) / 2
+        low, high = (middle, high) if late(middle) > 1 - _P95 else (low, middle)
+    return checks, high
+
+
+def _blind_instants(policy: PollPolicy, horizon: float) -> list[float]:
+    """The blind schedule's checks, jitter aside, until one is at or past ``horizon``."""
+    instants, steps = [min(policy.initial, policy.max_interval)], blind_steps(policy)
+    while instants[-1] < horizon:
+        instants.append(instants[-1] + next(steps))
+    return instants
+
+
+def _no_worse_than_blind(plan: Plan, spread: _Spread, policy: PollPolicy) -> bool:
+    """Whether ``plan`` takes no more checks, and no larger p95 of delay / duration, than
+    the blind schedule on the learned distribution."""
+    checks, p95 = _checks_and_p95(plan.instants, spread)
+    blind_checks, blind_p95 = _checks_and_p95(_blind_instants(policy, spread.high), spread)
+    return checks <= blind_checks and p95 <= blind_p95
+
+
 class Durations:
     """The recent durations of one model's tasks, and the plan made from them."""
 
@@ -214,7 +271,7 @@ class Durations:
         self._longer = self._shorter = 0.0
         self._spread: _Spread | None = None
         self._plan: Plan | None = None
-        self._planned_for: float | None = None  # the cap _plan was made for (None: not made)
+        self._planned_for: PollPolicy | None = None  # what _plan was made for (None: not made)
         self._fresh = 0  # observations since the spread was made
 
     def __len__(self) -> int:
@@ -245,8 +302,9 @@ class Durations:
         self._seen.extend(newer)
         self._forget_plan()
 
-    def plan(self, max_interval: float) -> Plan | None:
-        """Where to check, for waits capped at ``max_interval``; None while too little is known."""
+    def plan(self, policy: PollPolicy) -> Plan | None:
+        """Where waits under ``policy`` check; None while too little is known, or when
+        the plan would be worse than ``policy``'s blind schedule."""
         if len(self._seen) < _MIN_OBSERVED:
             return None
         # Planning costs a few milliseconds: again once as many finishes are new as
@@ -255,9 +313,13 @@ class Durations:
             self._spread = _Spread(self._seen)
             self._planned_for = None
             self._fresh = 0
-        if self._planned_for != max_interval:  # made once per spread, even when None
-            self._plan = _make_plan(self._spread, max_interval) if self._worth_a_plan() else None
-            self._planned_for = max_interval
+        if self._planned_for != policy:  # made once per spread, even when None
+            plan = _make_plan(self._spread, policy.max_interval) if self._worth_a_plan() else None
+            # The invariant: a plan in use is no worse than blind polling on what was learned.
+            if plan is not None and not _no_worse_than_blind(plan, self._spread, policy):
+                plan = None
+            self._plan = plan
+            self._planned_for = policy
         return self._plan
 
     def _worth_a_plan(self) -> bool:

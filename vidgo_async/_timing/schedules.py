@@ -18,14 +18,13 @@ import backoff
 from .._config import PollPolicy, RetryPolicy
 from .._models import Task, TaskStatus
 from .classify import stretch
-from .learned import Durations
+from .learned import Durations, blind_steps
 
 __all__ = ["WARN_AFTER", "PollSchedule", "retry_waits", "start"]
 
 #: Failures in a row after which a retry loop says so, once (a WARNING).
 WARN_AFTER = 5
 _RANDOM = random.Random()
-_MIN_GROWTH = 0.01  # seconds: where a zero initial poll interval starts growing from
 
 
 def retry_waits(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
@@ -110,10 +109,7 @@ class PollSchedule:
         self._read = started  # the last read that saw the task unfinished
         # Only earlier: a step moved so is between two planned steps, so never over the cap.
         self._shift = -policy.jitter * self._rng.random()
-        # A zero initial interval still grows: never a busy loop.
-        start = max(policy.initial, _MIN_GROWTH)
-        self._blind = backoff.expo(base=policy.factor, factor=start, max_value=policy.max_interval)
-        next(self._blind)  # past expo's priming yield
+        self._blind = blind_steps(policy)
         self._first: tuple[float, float] | None = None
 
     def first(self, now: float | None = None) -> float:
@@ -148,7 +144,7 @@ class PollSchedule:
         """The pause to the next instant of the learned plan; None without one."""
         if self._learned is None or self._submitted is None:
             return None
-        plan = self._learned.plan(self._policy.max_interval)
+        plan = self._learned.plan(self._policy)
         if plan is None:
             return None
         elapsed = now - self._submitted
