@@ -75,9 +75,10 @@ class PollSchedule:
 
     Without a progress estimate, a wait on a task submitted at ``started``
     checks at the instants ``learned`` plans (``_timing.learned``) once it
-    knows enough, each made earlier by up to ``jitter`` of the step before it
-    (one draw per wait, so that waits submitted together spread out); and it
-    reports to ``learned`` when its task was first seen finished.
+    knows enough, and the plan is no worse than blind, each made earlier by
+    up to ``jitter`` of the step before it (one draw per wait, so that waits
+    submitted together spread out); and it reports to ``learned`` when its
+    task was first seen finished.
     """
 
     __slots__ = (
