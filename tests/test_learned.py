@@ -122,6 +122,18 @@ def test_the_plan_is_made_again_as_finishes_double() -> None:
         assert plan.instants == fresh.instants
 
 
+def test_waits_under_two_policies_share_what_was_learned_without_replanning() -> None:
+    """Each policy's plan is made once per learned distribution, however the waits
+    under two policies interleave; a plan depends only on initial, factor and cap."""
+    durations = learned_from(lognormal(100))
+    other = attrs.evolve(POLICY, max_interval=10.0)
+    first, second = durations.plan(POLICY), durations.plan(other)
+    assert first is not None and second is not None and first is not second
+    assert durations.plan(POLICY) is first
+    assert durations.plan(attrs.evolve(POLICY, jitter=0.0)) is first
+    assert durations.plan(other) is second
+
+
 def test_a_schedule_without_a_plan_is_blind() -> None:
     """Until a plan exists, a learning schedule gives exactly the blind intervals."""
     cold = PollSchedule(POLICY, started=0.0, rng=random.Random(3), learned=Durations())

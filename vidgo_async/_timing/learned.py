@@ -255,8 +255,7 @@ class Durations:
     __slots__ = (
         "_fresh",
         "_longer",
-        "_plan",
-        "_planned_for",
+        "_plans",
         "_recent",
         "_seen",
         "_shorter",
@@ -270,8 +269,8 @@ class Durations:
         self._recent: deque[tuple[float, float, float, float]] = deque(maxlen=_DRIFT_RECENT)
         self._longer = self._shorter = 0.0
         self._spread: _Spread | None = None
-        self._plan: Plan | None = None
-        self._planned_for: PollPolicy | None = None  # what _plan was made for (None: not made)
+        # The plans made from _spread, by what they depend on of the policy (None: no plan).
+        self._plans: dict[tuple[float, float, float], Plan | None] = {}
         self._fresh = 0  # observations since the spread was made
 
     def __len__(self) -> int:
@@ -311,16 +310,16 @@ class Durations:
         # were known (20, 40, 80 ...; then once per window), or after a drift.
         if self._spread is None or self._fresh >= self._spread.size:
             self._spread = _Spread(self._seen)
-            self._planned_for = None
+            self._plans.clear()
             self._fresh = 0
-        if self._planned_for != policy:  # made once per spread, even when None
+        key = (policy.initial, policy.factor, policy.max_interval)
+        if key not in self._plans:  # made once per spread and key, even when None
             plan = _make_plan(self._spread, policy.max_interval) if self._worth_a_plan() else None
             # The invariant: a plan in use is no worse than blind polling on what was learned.
             if plan is not None and not _no_worse_than_blind(plan, self._spread, policy):
                 plan = None
-            self._plan = plan
-            self._planned_for = policy
-        return self._plan
+            self._plans[key] = plan
+        return self._plans[key]
 
     def _worth_a_plan(self) -> bool:
         """Whether enough tasks took long enough, past a first check, for a plan to save checks."""
@@ -354,7 +353,8 @@ class Durations:
     def _forget_plan(self) -> None:
         self._recent.clear()
         self._longer = self._shorter = 0.0
-        self._spread = self._plan = self._planned_for = None
+        self._spread = None
+        self._plans.clear()
         self._fresh = 0
 
 
