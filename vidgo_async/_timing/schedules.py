@@ -18,7 +18,8 @@ import backoff
 from .._config import PollPolicy, RetryPolicy
 from .._models import Task, TaskStatus
 from .classify import stretch
-from .learned import Durations, blind_steps
+from .learned import Durations
+from .planning import blind_steps
 
 __all__ = ["WARN_AFTER", "PollSchedule", "retry_waits", "start"]
 
