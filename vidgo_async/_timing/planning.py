@@ -11,6 +11,15 @@ coarse observations give a smooth distribution rather than spikes. Past the
 plan's last instant (longer than any task seen), each pause is
 ``_TAIL_SHARE`` of the time elapsed.
 
+Those shares shrink for a narrow distribution (``_NARROW``): blind polling sees
+tasks of nearly one length wherever its fixed checks happen to fall after
+them, which can be within a few percent of their length, and the learned
+distribution of such tasks is no narrower than the checks that observed them
+(plus the smear), so nothing learned tells such luck apart. Checks within a
+narrow distribution are cheap (few tasks are still running past them), so the
+plan aims tighter there, and each plan's closer checks narrow what the next
+one learns from.
+
 A plan is kept only if, on the learned distribution, it is no worse than the
 blind schedule (jitter aside) on either figure a user judges polling by: the
 expected checks per task, and the 95th percentile of the delay as a share of
@@ -37,6 +46,11 @@ _SMEAR = 0.1  # each observed interval is widened by this share either way
 # and every task-duration of delay costs _DELAY_WEIGHT.
 _LATES = ((0.21, 16.0), (0.29, 16.0), (0.5, 36.0))
 _DELAY_WEIGHT = 3.0
+# A spread (10th to 90th percentile, over the median) narrower than _NARROW scales the
+# shares of _LATES by its width over _NARROW, down to _NARROWEST (both chosen in the
+# simulation of benchmarks/poll_unseen.py; wider spreads, as in poll_economy, are unchanged).
+_NARROW = 0.8
+_NARROWEST = 0.25
 _GRID_RATIO = 1.03  # candidate instants: at least 3 % apart (in time elapsed)
 _GRID_POINTS = 150  # ... and about this many over the observed range
 _GRID_MAX = 400  # more (a cap tiny against the durations): no plan
@@ -151,6 +165,14 @@ def _grid(spread: Spread, max_interval: float) -> list[float] | None:
     return grid
 
 
+def _width(grid: Sequence[float], cdf: Sequence[float]) -> float:
+    """The 10th to the 90th percentile over the median, on the grid (F increasing)."""
+    low, middle, high = (
+        grid[min(bisect.bisect_left(cdf, q), len(grid) - 1)] for q in (0.1, 0.5, 0.9)
+    )
+    return (high - low) / middle
+
+
 def _cheapest(spread: Spread, max_interval: float) -> Plan | None:
     """The cheapest instants to check at (see the module docstring); None if the
     cap is too small against the durations for a plan to be worth it."""
@@ -160,7 +182,8 @@ def _cheapest(spread: Spread, max_interval: float) -> Plan | None:
     if grid is None:
         return None
     cdf = spread.cdf(grid)
-    lates = [(w, spread.cdf([at / (1 + x) for at in grid])) for x, w in _LATES]
+    narrow = max(_NARROWEST, min(1.0, _width(grid, cdf) / _NARROW))
+    lates = [(w, spread.cdf([at / (1 + x * narrow) for at in grid])) for x, w in _LATES]
     # inverse[k] = E[1/D; D <= grid[k]], so that a check at grid[j] after one at grid[i]
     # has E[(grid[j] - D) / D; grid[i] < D <= grid[j]] as its relative delay, in O(1).
     inverse = [0.0]
