@@ -280,6 +280,23 @@ def test_progress_estimate_leads_over_the_plan() -> None:
     assert with_plan.next(task, now=20.0) == without.next(task, now=20.0)
 
 
+def test_a_model_whose_tasks_report_progress_keeps_the_blind_first_checks() -> None:
+    """The progress estimate is made from a running task's early answers: once a model's
+    tasks report progress, no plan puts its first check later than blind's."""
+    learned = Durations()
+    for span in lognormal(60):
+        schedule = PollSchedule(POLICY, started=0.0, learned=learned)
+        now = schedule.first(now=0.0)
+        while now < span:
+            task = Task(task_id="t", status=TaskStatus.RUNNING, progress=int(100 * now / span))
+            now += schedule.next(task, now=now)
+        schedule.next(FINISHED, now=now)
+    assert learned.plan(POLICY) is not None  # still made, for waits that ignore progress
+    assert PollSchedule(POLICY, started=0.0, learned=learned).first(now=0.0) == POLICY.initial
+    no_progress = attrs.evolve(POLICY, use_progress=False)
+    assert PollSchedule(no_progress, started=0.0, learned=learned).first(now=0.0) > 1.0
+
+
 def test_learn_off_keeps_the_blind_schedule_and_learns_nothing() -> None:
     """``PollPolicy(learn=False)`` neither plans from what was learned nor adds to it."""
     learned = learned_from(lognormal(100))

@@ -49,6 +49,7 @@ class Durations:
         "_fresh",
         "_longer",
         "_plans",
+        "_progress",
         "_recent",
         "_seen",
         "_shorter",
@@ -64,6 +65,7 @@ class Durations:
         self._spread: Spread | None = None
         # The plans made from _spread, by what they depend on of the policy (None: no plan).
         self._plans: dict[tuple[float, float, float], Plan | None] = {}
+        self._progress = False  # whether the latest finish reported progress while it ran
         self._fresh = 0  # observations since the spread was made
 
     def __len__(self) -> int:
@@ -73,10 +75,17 @@ class Durations:
         """The intervals kept, oldest first (what a journal saves)."""
         return list(self._seen)
 
-    def observe(self, low: float, high: float) -> None:
-        """A task ended after ``low`` and by ``high`` seconds from its submit."""
+    @property
+    def reports_progress(self) -> bool:
+        """Whether the latest task seen finished reported ``progress`` while it ran."""
+        return self._progress
+
+    def observe(self, low: float, high: float, *, progress: bool = False) -> None:
+        """A task ended after ``low`` and by ``high`` seconds from its submit (having
+        reported ``progress`` while it ran, or not)."""
         if not (0 <= low < high < math.inf):
             return
+        self._progress = progress
         self._seen.append((low, high))
         self._fresh += 1
         # Only against a distribution of many finishes: the first ones lean short (a

@@ -87,6 +87,7 @@ class PollSchedule:
         "_first",
         "_learned",
         "_policy",
+        "_progressed",
         "_read",
         "_rng",
         "_shift",
@@ -109,6 +110,7 @@ class PollSchedule:
         self._learned = learned if policy.learn and started is not None else None
         self._submitted = started  # unlike _started, never moved by a queued answer
         self._read = started  # the last read that saw the task unfinished
+        self._progressed = False  # whether the task reported progress while running
         # Only earlier: a step moved so is between two planned steps, so never over the cap.
         self._shift = -policy.jitter * self._rng.random()
         self._blind = blind_steps(policy)
@@ -137,14 +139,20 @@ class PollSchedule:
         if self._learned is None or self._read is None or self._submitted is None:
             return
         if task.status is TaskStatus.FINISHED:
-            self._learned.observe(self._read - self._submitted, now - self._submitted)
+            low, high = self._read - self._submitted, now - self._submitted
+            self._learned.observe(low, high, progress=self._progressed)
             self._read = None  # reported once, even if the wait reads it again
         elif not task.is_terminal:
             self._read = now
+            self._progressed |= task.status is TaskStatus.RUNNING and task.progress is not None
 
     def _planned(self, now: float) -> float | None:
         """The pause to the next instant of the learned plan; None without one."""
         if self._learned is None or self._submitted is None:
+            return None
+        # The progress estimate is made from a running task's early answers: where tasks
+        # report progress, a plan's later first checks would see short ones late.
+        if self._policy.use_progress and self._learned.reports_progress:
             return None
         plan = self._learned.plan(self._policy)
         if plan is None:
