@@ -17,13 +17,15 @@ For each seed, learned / blind of requests per task and of the p95 of
 delay / duration; a distribution is reported WORSE on a figure when the mean
 ratio over the seeds exceeds 1 by more than two standard errors.
 ``--constants`` also sweeps constant durations of 20-120 s, where blind's
-p95 depends on where its checks happen to fall.
+p95 depends on where its checks happen to fall; ``--progress`` has running
+tasks report ``progress`` (as the fake does: the whole percent elapsed).
 
 Run (~10 s; one core)::
 
     python benchmarks/poll_unseen.py
     python benchmarks/poll_unseen.py --seeds 16 --only exp30 --only short
     python benchmarks/poll_unseen.py --constants
+    python benchmarks/poll_unseen.py --progress
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def spans_of(name: str, seed: int) -> tuple[list[float], int]:
 
 
 def simulate(
-    policy: PollPolicy, spans: Sequence[float], seed: int, concurrency: int = 8
+    policy: PollPolicy, spans: Sequence[float], seed: int, progress: bool, concurrency: int = 8
 ) -> list[tuple[int, float]]:
     """Checks and delay (s) of each task, in submission order, all waits sharing a learner."""
     rng = random.Random(seed)
@@ -131,7 +133,11 @@ def simulate(
                 submit(submitted, now)
                 submitted += 1
         else:
-            heapq.heappush(due, (now + schedule.next(RUNNING, now=now), task, started, checks + 1))
+            running = RUNNING
+            if progress:
+                done = min(99, int(100 * (now - started) / spans[task]))
+                running = Task(task_id="t", status=TaskStatus.RUNNING, progress=done)
+            heapq.heappush(due, (now + schedule.next(running, now=now), task, started, checks + 1))
     return results
 
 
@@ -141,13 +147,13 @@ def figures(results: Sequence[tuple[int, float]], spans: Sequence[float]) -> tup
     return statistics.mean(checks for checks, _ in results), percentile(shares, 95)
 
 
-def compare(name: str, seeds: int) -> list[tuple[float, float, float, float]]:
+def compare(name: str, seeds: int, progress: bool) -> list[tuple[float, float, float, float]]:
     """Per seed: blind and learned requests per task, blind and learned p95 %."""
     rows = []
     for seed in range(1, seeds + 1):
         spans, first = spans_of(name, seed)
-        blind = figures(simulate(BLIND, spans, seed)[first:], spans[first:])
-        learned = figures(simulate(LEARNED, spans, seed)[first:], spans[first:])
+        blind = figures(simulate(BLIND, spans, seed, progress)[first:], spans[first:])
+        learned = figures(simulate(LEARNED, spans, seed, progress)[first:], spans[first:])
         rows.append((blind[0], learned[0], blind[1], learned[1]))
     return rows
 
@@ -174,12 +180,12 @@ def row(name: str, rows: Sequence[tuple[float, float, float, float]]) -> list[ob
     ]
 
 
-def constants(seeds: int) -> None:
+def constants(seeds: int, progress: bool) -> None:
     """Learned / blind on constant durations of 20-120 s."""
     rows = []
     for length in range(20, 125, 5):
         UNSEEN[f"const{length}"] = (f"constant {length} s", constant(length))
-        rows.append(row(f"const{length}", compare(f"const{length}", seeds)))
+        rows.append(row(f"const{length}", compare(f"const{length}", seeds, progress)))
     print("\nconstant durations\n" + table(HEADERS, rows))
 
 
@@ -192,17 +198,21 @@ def main() -> None:
     names = [*UNSEEN, *BENCHMARK]
     parser.add_argument("--only", action="append", choices=names, help="(repeatable)")
     parser.add_argument("--constants", action="store_true", help="also sweep constant durations")
+    parser.add_argument("--progress", action="store_true", help="running tasks report progress")
     args = parser.parse_args()
     print(machine())
-    print(f"{TASKS} tasks, 8 in flight, seeds 1-{args.seeds}; figures over tasks 50-299")
+    print(
+        f"{TASKS} tasks, 8 in flight, seeds 1-{args.seeds}; figures over tasks 50-299"
+        + (", progress reported" if args.progress else "")
+    )
     started = time.perf_counter()
-    rows = [row(name, compare(name, args.seeds)) for name in args.only or names]
+    rows = [row(name, compare(name, args.seeds, args.progress)) for name in args.only or names]
     print(table(HEADERS, rows))
     for name in args.only or names:
         if name in UNSEEN:
             print(f"  {name}: {UNSEEN[name][0]}")
     if args.constants:
-        constants(args.seeds)
+        constants(args.seeds, args.progress)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
