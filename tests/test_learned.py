@@ -77,9 +77,9 @@ def p95_share(results: list[tuple[int, float]], spans: list[float]) -> float:
 def test_no_plan_until_enough_observations() -> None:
     """Fewer than 20 finishes give no plan; the 20th gives one."""
     durations = learned_from(lognormal(19))
-    assert durations.plan(15.0) is None
+    assert durations.plan(POLICY) is None
     durations.observe(27.0, 30.0)
-    assert durations.plan(15.0) is not None
+    assert durations.plan(POLICY) is not None
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ def test_no_plan_for_tasks_too_quick_to_save_checks_on(low: float, high: float) 
     durations = Durations()
     for _ in range(100):
         durations.observe(low, high)
-    assert durations.plan(15.0) is None
+    assert durations.plan(POLICY) is None
     schedule = PollSchedule(PollPolicy(initial=0.0), started=0.0, learned=durations)
     assert schedule.first(now=0.0) == 0.0
 
@@ -105,7 +105,7 @@ def test_a_few_quick_tasks_do_not_stop_the_plan() -> None:
     durations = learned_from(lognormal(90))
     for _ in range(8):
         durations.observe(0.0, 1.0)
-    assert durations.plan(15.0) is not None
+    assert durations.plan(POLICY) is not None
 
 
 def test_the_plan_is_made_again_as_finishes_double() -> None:
@@ -113,13 +113,25 @@ def test_the_plan_is_made_again_as_finishes_double() -> None:
     finishes of a stream lean short, and must not set the plan for the next 200."""
     spans = lognormal(80, seed=9)
     durations = learned_from(spans[:20])
-    durations.plan(15.0)
+    durations.plan(POLICY)
     for count in (40, 80):
         for span in spans[count // 2 : count]:
             durations.observe(span * 0.9, span)
-        plan, fresh = durations.plan(15.0), learned_from(spans[:count]).plan(15.0)
+        plan, fresh = durations.plan(POLICY), learned_from(spans[:count]).plan(POLICY)
         assert plan is not None and fresh is not None
         assert plan.instants == fresh.instants
+
+
+def test_waits_under_two_policies_share_what_was_learned_without_replanning() -> None:
+    """Each policy's plan is made once per learned distribution, however the waits
+    under two policies interleave; a plan depends only on initial, factor and cap."""
+    durations = learned_from(lognormal(100))
+    other = attrs.evolve(POLICY, max_interval=10.0)
+    first, second = durations.plan(POLICY), durations.plan(other)
+    assert first is not None and second is not None and first is not second
+    assert durations.plan(POLICY) is first
+    assert durations.plan(attrs.evolve(POLICY, jitter=0.0)) is first
+    assert durations.plan(other) is second
 
 
 def test_a_schedule_without_a_plan_is_blind() -> None:
@@ -136,7 +148,7 @@ def test_a_schedule_without_a_plan_is_blind() -> None:
 def test_plan_starts_near_a_low_quantile_and_never_passes_the_cap() -> None:
     """The first check comes near the shortest durations seen; no step exceeds the cap."""
     spans = lognormal(200)
-    plan = learned_from(spans).plan(15.0)
+    plan = learned_from(spans).plan(POLICY)
     assert plan is not None
     low, high = sorted(spans)[2], sorted(spans)[30]  # 1 % and 15 %
     assert low * 0.7 <= plan.instants[0] <= high
@@ -144,10 +156,11 @@ def test_plan_starts_near_a_low_quantile_and_never_passes_the_cap() -> None:
     assert all(0 < step <= 15.0 for step in steps)
 
 
-@pytest.mark.parametrize("cap", [0.5, 3.0, 15.0])
-def test_every_planned_step_keeps_within_the_cap(cap: float) -> None:
+@pytest.mark.parametrize(("cap", "median"), [(2.0, 10.0), (3.0, 30.0), (15.0, 30.0)])
+def test_every_planned_step_keeps_within_the_cap(cap: float, median: float) -> None:
     """Whatever the cap, planned checks are never more than ``max_interval`` apart."""
-    plan = learned_from(lognormal(100)).plan(cap)
+    learned = learned_from(lognormal(100, median=median))
+    plan = learned.plan(attrs.evolve(POLICY, max_interval=cap))
     assert plan is not None
     instants = (0.0, *plan.instants)
     assert all(b - a <= cap * (1 + 1e-9) for a, b in itertools.pairwise(instants))
@@ -159,7 +172,7 @@ def test_plan_checks_densely_where_tasks_finish_and_sparsely_between() -> None:
     spans = [
         (15.0 if rng.random() < 0.7 else 90.0) * math.exp(rng.gauss(0, 0.2)) for _ in range(200)
     ]
-    plan = learned_from(spans).plan(15.0)
+    plan = learned_from(spans).plan(POLICY)
     assert plan is not None
     instants = plan.instants
     steps = {b: b - a for a, b in itertools.pairwise(instants)}
@@ -177,7 +190,7 @@ def test_past_the_plan_pauses_grow_with_the_time_elapsed_up_to_the_cap() -> None
 
 def test_an_earlier_shift_never_checks_twice_nor_passes_the_cap() -> None:
     """Moved earlier by up to the full jitter, checks stay increasing and within the cap."""
-    plan = learned_from(lognormal(200)).plan(15.0)
+    plan = learned_from(lognormal(200)).plan(POLICY)
     assert plan is not None
     for shift in (0.0, -0.05, -0.1, -1.0):
         now, seen = 0.0, [0.0]
@@ -203,6 +216,60 @@ def test_a_learned_schedule_beats_the_blind_one_on_consistent_durations() -> Non
     assert p95_share(with_plan, spans) < 0.6 * p95_share(blind, spans)
 
 
+def uniform(count: int, low: float, high: float, seed: int) -> list[float]:
+    """``count`` seeded durations, uniform over ``low``-``high``."""
+    rng = random.Random(seed)
+    return [rng.uniform(low, high) for _ in range(count)]
+
+
+def exponential(count: int, mean: float, seed: int) -> list[float]:
+    """``count`` seeded durations, exponential of ``mean``."""
+    rng = random.Random(seed)
+    return [rng.expovariate(1 / mean) for _ in range(count)]
+
+
+def short_or_long(count: int, seed: int) -> list[float]:
+    """``count`` seeded durations: 90 % around 3 s, 10 % around 300 s."""
+    rng = random.Random(seed)
+    return [
+        (3.0 if rng.random() < 0.9 else 300.0) * math.exp(rng.gauss(0, 0.2)) for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "spans"),
+    [
+        pytest.param(POLICY, uniform(250, 0.5, 3.0, seed=1), id="tasks-of-0.5-3s"),
+        pytest.param(POLICY, exponential(250, 30.0, seed=2), id="exponential"),
+        pytest.param(POLICY, short_or_long(250, seed=3), id="3s-or-300s"),
+        pytest.param(attrs.evolve(POLICY, max_interval=0.5), lognormal(250), id="cap-0.5s"),
+    ],
+)
+def test_a_learned_schedule_is_never_worse_than_the_blind_one(
+    policy: PollPolicy, spans: list[float]
+) -> None:
+    """Where a plan would cost more checks than blind (for a smaller tail), or a larger
+    tail, there is none: after 50 tasks, no more checks and no larger p95 than blind."""
+    learned = Durations()
+    stream(policy, spans[:50], learned)
+    with_plan, blind = stream(policy, spans[50:], learned), stream(policy, spans[50:], None)
+    checks = statistics.mean(c for c, _ in with_plan) / statistics.mean(c for c, _ in blind)
+    assert checks <= 1.0
+    assert p95_share(with_plan, spans[50:]) <= p95_share(blind, spans[50:])
+
+
+@pytest.mark.parametrize("length", [30.0, 45.0, 100.0])
+def test_tasks_of_one_length_are_seen_no_later_than_blind_sees_them(length: float) -> None:
+    """Where blind's checks happen to fall just after tasks that all take as long,
+    the plan still sees them no later (p95), with fewer checks."""
+    spans = [length] * 250
+    learned = Durations()
+    stream(POLICY, spans[:50], learned)
+    with_plan, blind = stream(POLICY, spans[50:], learned), stream(POLICY, spans[50:], None)
+    assert statistics.mean(c for c, _ in with_plan) < statistics.mean(c for c, _ in blind)
+    assert p95_share(with_plan, spans[50:]) <= p95_share(blind, spans[50:])
+
+
 def test_progress_estimate_leads_over_the_plan() -> None:
     """With a plan at hand, a task that reports progress is still checked at its estimate."""
     learned = learned_from(lognormal(100))
@@ -211,6 +278,23 @@ def test_progress_estimate_leads_over_the_plan() -> None:
     without = PollSchedule(roomy, started=0.0, rng=random.Random(1))
     task = Task(task_id="t", status=TaskStatus.RUNNING, progress=40)
     assert with_plan.next(task, now=20.0) == without.next(task, now=20.0)
+
+
+def test_a_model_whose_tasks_report_progress_keeps_the_blind_first_checks() -> None:
+    """The progress estimate is made from a running task's early answers: once a model's
+    tasks report progress, no plan puts its first check later than blind's."""
+    learned = Durations()
+    for span in lognormal(60):
+        schedule = PollSchedule(POLICY, started=0.0, learned=learned)
+        now = schedule.first(now=0.0)
+        while now < span:
+            task = Task(task_id="t", status=TaskStatus.RUNNING, progress=int(100 * now / span))
+            now += schedule.next(task, now=now)
+        schedule.next(FINISHED, now=now)
+    assert learned.plan(POLICY) is not None  # still made, for waits that ignore progress
+    assert PollSchedule(POLICY, started=0.0, learned=learned).first(now=0.0) == POLICY.initial
+    no_progress = attrs.evolve(POLICY, use_progress=False)
+    assert PollSchedule(no_progress, started=0.0, learned=learned).first(now=0.0) > 1.0
 
 
 def test_learn_off_keeps_the_blind_schedule_and_learns_nothing() -> None:
@@ -275,7 +359,7 @@ def test_memory_is_bounded_per_model() -> None:
 def test_doubled_durations_are_noticed_and_learned_again() -> None:
     """When tasks start taking twice as long, the old plan is dropped and a later one fits."""
     durations = learned_from(lognormal(200, seed=4))
-    before = durations.plan(15.0)
+    before = durations.plan(POLICY)
     assert before is not None
     noticed = None
     for count, span in enumerate(lognormal(40, median=60.0, seed=5), start=1):
@@ -286,7 +370,7 @@ def test_doubled_durations_are_noticed_and_learned_again() -> None:
     assert noticed is not None and noticed <= 15
     for span in lognormal(30, median=60.0, seed=6):
         durations.observe(span * 0.9, span)
-    after = durations.plan(15.0)
+    after = durations.plan(POLICY)
     assert after is not None
     assert sum(at < 40 for at in after.instants) < sum(at < 40 for at in before.instants)
 
@@ -296,7 +380,7 @@ def test_steady_durations_raise_no_drift() -> None:
     durations, sizes = Durations(), []
     for span in lognormal(1000, seed=8):
         durations.observe(span * 0.85, span)
-        durations.plan(15.0)  # replanned as a client would, every few finishes
+        durations.plan(POLICY)  # replanned as a client would, every few finishes
         sizes.append(len(durations))
     assert sizes == sorted(sizes)  # a drift would have dropped all but the latest few
     assert sizes[-1] == 200

@@ -70,8 +70,11 @@ class PollPolicy:
             next check at the estimated finish instead of blindly.
         learn: Learn from the tasks this client saw finish how long they
             take (per model), and check where finishes are likely instead of
-            blindly; the blind schedule runs until enough are known. A
-            ``progress`` estimate still leads, callbacks still pace.
+            blindly; the blind schedule runs until enough are known,
+            wherever the learned checks would take more requests or see
+            tasks later than it, and for a model whose tasks report
+            ``progress`` (with ``use_progress``: the estimate needs their
+            early answers). Callbacks still pace.
         callback_interval: With a callback receiver, the interval of the
             safety-net polling that finds tasks whose callbacks were lost.
     """

@@ -7,16 +7,8 @@ recent such intervals of one model (a bounded window, so memory never grows
 with the number of tasks) and makes a :class:`Plan` from them: the instants
 after the submit at which to check, placed where finishes are likely.
 
-The plan is the cheapest path through a grid of candidate instants (a
-dynamic program in which no step exceeds ``max_interval``), where a check
-costs 1 and a task seen late costs more checks the later it is seen, as a
-share of its duration (``_LATES``, ``_DELAY_WEIGHT``): users notice the tail
-of the delays, so most tasks should be seen within about a fifth of their
-length, and hardly any after half of it. Each observed interval counts as
-spread evenly over itself, widened by ``_SMEAR`` either way, so that few or
-coarse observations give a smooth distribution rather than spikes. Past the
-plan's last instant (longer than any task seen), each pause is
-``_TAIL_SHARE`` of the time elapsed.
+The plan itself, and when there is none although enough is known, is the
+business of ``planning``.
 
 With fewer than ``_MIN_OBSERVED`` observations there is no plan: the blind
 schedule runs. Nor is there one while nearly all tasks were seen finished by
@@ -31,26 +23,17 @@ dropped and learning starts again from those finishes.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+
+from .._config import PollPolicy
+from .planning import Plan, Spread, make_plan
 
 __all__ = ["Durations", "Learner", "Plan"]
 
 _WINDOW = 200  # observations kept per model: the most recent ones
 _MIN_OBSERVED = 20  # fewer: no plan, the blind schedule
-_SMEAR = 0.1  # each observed interval is widened by this share either way
-# The costs of a plan, in checks (tuned in benchmarks/poll_economy.py's scenarios): a task
-# seen later than each share of its duration after it finished costs that many checks more,
-# and every task-duration of delay costs _DELAY_WEIGHT.
-_LATES = ((0.21, 16.0), (0.29, 16.0), (0.5, 36.0))
-_DELAY_WEIGHT = 3.0
-_GRID_RATIO = 1.03  # candidate instants: at least 3 % apart (in time elapsed)
-_GRID_POINTS = 150  # ... and about this many over the observed range
-_GRID_MAX = 400  # more (a cap tiny against the durations): no plan
-_REACH = 64  # candidate instants one step may skip
-_TAIL_SHARE = 0.25  # past the plan: pause this share of the time elapsed
 _DRIFT_RECENT = 12  # recent finishes the drift test looks at
 _DRIFT_SHIFT = 0.32  # ... a drift when their mean rank (0..1) is this far from 0.5
 _MAX_MODELS = 32  # models a learner remembers (least recently used dropped)
@@ -59,147 +42,14 @@ _NEEDS_NO_PLAN = 0.9  # ... nor a model with this share of such tasks (or of tas
 # seen finished by the first check)
 
 
-class Plan:
-    """The instants, in seconds after the submit, at which one model's waits check.
-
-    Attributes:
-        instants: Increasing; no two more than ``max_interval`` apart, the
-            first within ``max_interval`` of the submit.
-        max_interval: The cap it was made for.
-    """
-
-    __slots__ = ("instants", "max_interval")
-
-    def __init__(self, instants: Sequence[float], max_interval: float) -> None:
-        self.instants = tuple(instants)
-        self.max_interval = max_interval
-
-    def next_after(self, elapsed: float, shift: float = 0.0) -> float:
-        """The first planned instant after ``elapsed``, each moved by ``shift`` (within
-        [-1, 0]) times the step before it; past the plan, a pause of ``_TAIL_SHARE``
-        of ``elapsed`` (at least the plan's last step, at most the cap)."""
-        instants = self.instants
-        # A read a hair before an instant counts as made at it: never two checks at once.
-        index = bisect.bisect_right(instants, elapsed * 1.001)
-        for k in range(index, len(instants)):
-            moved = instants[k] + shift * (instants[k] - (instants[k - 1] if k else 0.0))
-            if moved > elapsed * 1.001:
-                return moved
-        last_step = instants[-1] - instants[-2] if len(instants) > 1 else instants[-1]
-        return elapsed + min(self.max_interval, max(last_step, _TAIL_SHARE * elapsed))
-
-
-class _Spread:
-    """Observed intervals as one distribution: each spread evenly over itself, widened."""
-
-    __slots__ = ("_at", "_slope", "_value", "high", "shortest", "size")
-
-    def __init__(self, seen: Sequence[tuple[float, float]]) -> None:
-        events: list[tuple[float, float]] = []
-        for low, high in seen:
-            start, end = low / (1 + _SMEAR), high * (1 + _SMEAR)
-            density = 1 / ((end - start) * len(seen))
-            events += [(start, density), (end, -density)]
-        events.sort()
-        # F is piecewise linear: its value and slope from each event on, for bisection.
-        self._at: list[float] = []
-        self._value: list[float] = []
-        self._slope: list[float] = []
-        value = slope = 0.0
-        for at, change in events:
-            if self._at:
-                value += slope * (at - self._at[-1])
-            slope += change
-            self._at.append(at)
-            self._value.append(value)
-            self._slope.append(slope)
-        self.high = events[-1][0]  # F = 1 from here
-        self.shortest = min(high for _, high in seen) * (1 + _SMEAR)
-        self.size = len(seen)  # observations it was made from
-
-    def cdf(self, points: Sequence[float]) -> list[float]:
-        """F at each of ``points``."""
-        values = []
-        for point in points:
-            k = bisect.bisect_right(self._at, point) - 1
-            if k < 0:
-                values.append(0.0)
-            else:
-                values.append(min(1.0, self._value[k] + self._slope[k] * (point - self._at[k])))
-        return values
-
-
-def _geometric(low: float, high: float) -> list[float]:
-    """Candidate instants from ``low`` to ``high``, a constant ratio apart."""
-    ratio = max(_GRID_RATIO, (high / low) ** (1 / _GRID_POINTS))
-    points = [low]
-    while points[-1] < high:
-        points.append(points[-1] * ratio)
-    return points
-
-
-def _grid(spread: _Spread, max_interval: float) -> list[float] | None:
-    """0, then the candidate instants, never more than half the cap apart; None if too many."""
-    grid = [0.0]
-    half = max_interval / 2
-    for point in _geometric(spread.shortest / 4, spread.high):
-        gap = point - grid[-1]
-        if gap > half:
-            steps = math.ceil(gap / half)
-            if len(grid) + steps > _GRID_MAX:
-                return None
-            grid += [grid[-1] + gap * i / steps for i in range(1, steps)]
-        grid.append(point)
-        if len(grid) > _GRID_MAX:
-            return None
-    return grid
-
-
-def _make_plan(spread: _Spread, max_interval: float) -> Plan | None:
-    """The cheapest instants to check at (see the module docstring); None if the
-    cap is too small against the durations for a plan to be worth it."""
-    if max_interval <= 0:
-        return None
-    grid = _grid(spread, max_interval)
-    if grid is None:
-        return None
-    cdf = spread.cdf(grid)
-    lates = [(w, spread.cdf([at / (1 + x) for at in grid])) for x, w in _LATES]
-    # inverse[k] = E[1/D; D <= grid[k]], so that a check at grid[j] after one at grid[i]
-    # has E[(grid[j] - D) / D; grid[i] < D <= grid[j]] as its relative delay, in O(1).
-    inverse = [0.0]
-    for k in range(1, len(grid)):
-        inverse.append(inverse[-1] + (cdf[k] - cdf[k - 1]) * 2 / (grid[k - 1] + grid[k]))
-    last = len(grid) - 1
-    cost = [0.0] * len(grid)  # from a check at grid[i] that found the task unfinished on
-    step = [last] * len(grid)
-    for i in range(last - 1, -1, -1):
-        best = math.inf
-        for j in range(i + 1, min(last, i + _REACH) + 1):
-            at = grid[j]
-            if at - grid[i] > max_interval:
-                break
-            delay = at * (inverse[j] - inverse[i]) - (cdf[j] - cdf[i])
-            missed = sum(w * max(0.0, late[j] - cdf[i]) for w, late in lates)
-            total = _DELAY_WEIGHT * delay + missed + cost[j]
-            if total < best:
-                best, step[i] = total, j
-        cost[i] = (1 - cdf[i]) + best  # the next check is made unless the task finished
-    instants, i = [], 0
-    while i < last:
-        i = step[i]
-        instants.append(grid[i])
-    return Plan(instants, max_interval)
-
-
 class Durations:
     """The recent durations of one model's tasks, and the plan made from them."""
 
     __slots__ = (
         "_fresh",
         "_longer",
-        "_plan",
-        "_planned_for",
+        "_plans",
+        "_progress",
         "_recent",
         "_seen",
         "_shorter",
@@ -212,9 +62,10 @@ class Durations:
         # and the sums of those ranks (the drift test's, kept as finishes come and go).
         self._recent: deque[tuple[float, float, float, float]] = deque(maxlen=_DRIFT_RECENT)
         self._longer = self._shorter = 0.0
-        self._spread: _Spread | None = None
-        self._plan: Plan | None = None
-        self._planned_for: float | None = None  # the cap _plan was made for (None: not made)
+        self._spread: Spread | None = None
+        # The plans made from _spread, by what they depend on of the policy (None: no plan).
+        self._plans: dict[tuple[float, float, float], Plan | None] = {}
+        self._progress = False  # whether the latest finish reported progress while it ran
         self._fresh = 0  # observations since the spread was made
 
     def __len__(self) -> int:
@@ -224,10 +75,17 @@ class Durations:
         """The intervals kept, oldest first (what a journal saves)."""
         return list(self._seen)
 
-    def observe(self, low: float, high: float) -> None:
-        """A task ended after ``low`` and by ``high`` seconds from its submit."""
+    @property
+    def reports_progress(self) -> bool:
+        """Whether the latest task seen finished reported ``progress`` while it ran."""
+        return self._progress
+
+    def observe(self, low: float, high: float, *, progress: bool = False) -> None:
+        """A task ended after ``low`` and by ``high`` seconds from its submit (having
+        reported ``progress`` while it ran, or not)."""
         if not (0 <= low < high < math.inf):
             return
+        self._progress = progress
         self._seen.append((low, high))
         self._fresh += 1
         # Only against a distribution of many finishes: the first ones lean short (a
@@ -245,27 +103,29 @@ class Durations:
         self._seen.extend(newer)
         self._forget_plan()
 
-    def plan(self, max_interval: float) -> Plan | None:
-        """Where to check, for waits capped at ``max_interval``; None while too little is known."""
+    def plan(self, policy: PollPolicy) -> Plan | None:
+        """Where waits under ``policy`` check; None while too little is known, or when
+        the plan would be worse than ``policy``'s blind schedule."""
         if len(self._seen) < _MIN_OBSERVED:
             return None
         # Planning costs a few milliseconds: again once as many finishes are new as
         # were known (20, 40, 80 ...; then once per window), or after a drift.
         if self._spread is None or self._fresh >= self._spread.size:
-            self._spread = _Spread(self._seen)
-            self._planned_for = None
+            self._spread = Spread(self._seen)
+            self._plans.clear()
             self._fresh = 0
-        if self._planned_for != max_interval:  # made once per spread, even when None
-            self._plan = _make_plan(self._spread, max_interval) if self._worth_a_plan() else None
-            self._planned_for = max_interval
-        return self._plan
+        key = (policy.initial, policy.factor, policy.max_interval)
+        if key not in self._plans:  # made once per spread and key, even when None
+            worth = self._worth_a_plan()
+            self._plans[key] = make_plan(self._spread, policy) if worth else None
+        return self._plans[key]
 
     def _worth_a_plan(self) -> bool:
         """Whether enough tasks took long enough, past a first check, for a plan to save checks."""
         quick = sum(low == 0 or high <= _TOO_SHORT for low, high in self._seen)
         return quick < _NEEDS_NO_PLAN * len(self._seen)
 
-    def _check_drift(self, spread: _Spread, low: float, high: float) -> None:
+    def _check_drift(self, spread: Spread, low: float, high: float) -> None:
         # The ranks of finishes from an unchanged distribution are uniform: the mean of
         # 12 strays 0.32 from 0.5 about once in ten thousand (3.8 standard deviations).
         # A finish is ranked by its lower bound to test for longer tasks, by its upper
@@ -292,7 +152,8 @@ class Durations:
     def _forget_plan(self) -> None:
         self._recent.clear()
         self._longer = self._shorter = 0.0
-        self._spread = self._plan = self._planned_for = None
+        self._spread = None
+        self._plans.clear()
         self._fresh = 0
 
 

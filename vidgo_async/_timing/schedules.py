@@ -19,13 +19,13 @@ from .._config import PollPolicy, RetryPolicy
 from .._models import Task, TaskStatus
 from .classify import stretch
 from .learned import Durations
+from .planning import blind_steps
 
 __all__ = ["WARN_AFTER", "PollSchedule", "retry_waits", "start"]
 
 #: Failures in a row after which a retry loop says so, once (a WARNING).
 WARN_AFTER = 5
 _RANDOM = random.Random()
-_MIN_GROWTH = 0.01  # seconds: where a zero initial poll interval starts growing from
 
 
 def retry_waits(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
@@ -76,9 +76,10 @@ class PollSchedule:
 
     Without a progress estimate, a wait on a task submitted at ``started``
     checks at the instants ``learned`` plans (``_timing.learned``) once it
-    knows enough, each made earlier by up to ``jitter`` of the step before it
-    (one draw per wait, so that waits submitted together spread out); and it
-    reports to ``learned`` when its task was first seen finished.
+    knows enough, and the plan is no worse than blind, each made earlier by
+    up to ``jitter`` of the step before it (one draw per wait, so that waits
+    submitted together spread out); and it reports to ``learned`` when its
+    task was first seen finished.
     """
 
     __slots__ = (
@@ -86,6 +87,7 @@ class PollSchedule:
         "_first",
         "_learned",
         "_policy",
+        "_progressed",
         "_read",
         "_rng",
         "_shift",
@@ -108,12 +110,10 @@ class PollSchedule:
         self._learned = learned if policy.learn and started is not None else None
         self._submitted = started  # unlike _started, never moved by a queued answer
         self._read = started  # the last read that saw the task unfinished
+        self._progressed = False  # whether the task reported progress while running
         # Only earlier: a step moved so is between two planned steps, so never over the cap.
         self._shift = -policy.jitter * self._rng.random()
-        # A zero initial interval still grows: never a busy loop.
-        start = max(policy.initial, _MIN_GROWTH)
-        self._blind = backoff.expo(base=policy.factor, factor=start, max_value=policy.max_interval)
-        next(self._blind)  # past expo's priming yield
+        self._blind = blind_steps(policy)
         self._first: tuple[float, float] | None = None
 
     def first(self, now: float | None = None) -> float:
@@ -139,16 +139,22 @@ class PollSchedule:
         if self._learned is None or self._read is None or self._submitted is None:
             return
         if task.status is TaskStatus.FINISHED:
-            self._learned.observe(self._read - self._submitted, now - self._submitted)
+            low, high = self._read - self._submitted, now - self._submitted
+            self._learned.observe(low, high, progress=self._progressed)
             self._read = None  # reported once, even if the wait reads it again
         elif not task.is_terminal:
             self._read = now
+            self._progressed |= task.status is TaskStatus.RUNNING and task.progress is not None
 
     def _planned(self, now: float) -> float | None:
         """The pause to the next instant of the learned plan; None without one."""
         if self._learned is None or self._submitted is None:
             return None
-        plan = self._learned.plan(self._policy.max_interval)
+        # The progress estimate is made from a running task's early answers: where tasks
+        # report progress, a plan's later first checks would see short ones late.
+        if self._policy.use_progress and self._learned.reports_progress:
+            return None
+        plan = self._learned.plan(self._policy)
         if plan is None:
             return None
         elapsed = now - self._submitted

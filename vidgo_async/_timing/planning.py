@@ -1,0 +1,256 @@
+"""Where to check on a task, given the distribution of its model's durations.
+
+The plan is the cheapest path through a grid of candidate instants (a
+dynamic program in which no step exceeds ``max_interval``), where a check
+costs 1 and a task seen late costs more checks the later it is seen, as a
+share of its duration (``_LATES``, ``_DELAY_WEIGHT``): users notice the tail
+of the delays, so most tasks should be seen within about a fifth of their
+length, and hardly any after half of it. Each observed interval counts as
+spread evenly over itself, widened by ``_SMEAR`` either way, so that few or
+coarse observations give a smooth distribution rather than spikes. Past the
+plan's last instant (longer than any task seen), each pause is
+``_TAIL_SHARE`` of the time elapsed.
+
+Those shares shrink for a narrow distribution (``_NARROW``): blind polling sees
+tasks of nearly one length wherever its fixed checks happen to fall after
+them, which can be within a few percent of their length, and the learned
+distribution of such tasks is no narrower than the checks that observed them
+(plus the smear), so nothing learned tells such luck apart. Checks within a
+narrow distribution are cheap (few tasks are still running past them), so the
+plan aims tighter there, and each plan's closer checks narrow what the next
+one learns from.
+
+A plan is kept only if, on the learned distribution, it is no worse than the
+blind schedule (jitter aside) on either figure a user judges polling by: the
+expected checks per task, and the 95th percentile of the delay as a share of
+the duration. Otherwise there is no plan and the blind schedule runs: for
+tasks short against the blind schedule's first steps, or spread over orders of
+magnitude, the costs above would buy a smaller tail with more checks than blind.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Generator, Sequence
+
+import backoff
+
+from .._config import PollPolicy
+
+__all__ = ["Plan", "Spread", "blind_steps", "make_plan"]
+
+_SMEAR = 0.1  # each observed interval is widened by this share either way
+# The costs of a plan, in checks (tuned in benchmarks/poll_economy.py's scenarios): a task
+# seen later than each share of its duration after it finished costs that many checks more,
+# and every task-duration of delay costs _DELAY_WEIGHT.
+_LATES = ((0.21, 16.0), (0.29, 16.0), (0.5, 36.0))
+_DELAY_WEIGHT = 3.0
+# A spread (10th to 90th percentile, over the median) narrower than _NARROW scales the
+# shares of _LATES by its width over _NARROW, down to _NARROWEST (both chosen in the
+# simulation of benchmarks/poll_unseen.py; wider spreads, as in poll_economy, are unchanged).
+_NARROW = 0.8
+_NARROWEST = 0.25
+_GRID_RATIO = 1.03  # candidate instants: at least 3 % apart (in time elapsed)
+_GRID_POINTS = 150  # ... and about this many over the observed range
+_GRID_MAX = 400  # more (a cap tiny against the durations): no plan
+_REACH = 64  # candidate instants one step may skip
+_TAIL_SHARE = 0.25  # past the plan: pause this share of the time elapsed
+_P95 = 0.95  # the percentile of delay / duration a plan must not make worse than blind
+_MIN_GROWTH = 0.01  # seconds: where a zero initial poll interval starts growing from
+
+
+class Plan:
+    """The instants, in seconds after the submit, at which one model's waits check.
+
+    Attributes:
+        instants: Increasing; no two more than ``max_interval`` apart, the
+            first within ``max_interval`` of the submit.
+        max_interval: The cap it was made for.
+    """
+
+    __slots__ = ("instants", "max_interval")
+
+    def __init__(self, instants: Sequence[float], max_interval: float) -> None:
+        self.instants = tuple(instants)
+        self.max_interval = max_interval
+
+    def next_after(self, elapsed: float, shift: float = 0.0) -> float:
+        """The first planned instant after ``elapsed``, each moved by ``shift`` (within
+        [-1, 0]) times the step before it; past the plan, a pause of ``_TAIL_SHARE``
+        of ``elapsed`` (at least the plan's last step, at most the cap)."""
+        instants = self.instants
+        # A read a hair before an instant counts as made at it: never two checks at once.
+        index = bisect.bisect_right(instants, elapsed * 1.001)
+        for k in range(index, len(instants)):
+            moved = instants[k] + shift * (instants[k] - (instants[k - 1] if k else 0.0))
+            if moved > elapsed * 1.001:
+                return moved
+        last_step = instants[-1] - instants[-2] if len(instants) > 1 else instants[-1]
+        return elapsed + min(self.max_interval, max(last_step, _TAIL_SHARE * elapsed))
+
+
+def blind_steps(policy: PollPolicy) -> Generator[float, None, None]:
+    """The blind schedule's pauses after the first check, jitter aside: from ``initial``
+    (a zero one still grows: never a busy loop), times ``factor``, up to ``max_interval``."""
+    start = max(policy.initial, _MIN_GROWTH)
+    steps = backoff.expo(base=policy.factor, factor=start, max_value=policy.max_interval)
+    next(steps)  # past expo's priming yield
+    return steps
+
+
+class Spread:
+    """Observed intervals as one distribution: each spread evenly over itself, widened."""
+
+    __slots__ = ("_at", "_slope", "_value", "high", "shortest", "size")
+
+    def __init__(self, seen: Sequence[tuple[float, float]]) -> None:
+        events: list[tuple[float, float]] = []
+        for low, high in seen:
+            start, end = low / (1 + _SMEAR), high * (1 + _SMEAR)
+            density = 1 / ((end - start) * len(seen))
+            events += [(start, density), (end, -density)]
+        events.sort()
+        # F is piecewise linear: its value and slope from each event on, for bisection.
+        self._at: list[float] = []
+        self._value: list[float] = []
+        self._slope: list[float] = []
+        value = slope = 0.0
+        for at, change in events:
+            if self._at:
+                value += slope * (at - self._at[-1])
+            slope += change
+            self._at.append(at)
+            self._value.append(value)
+            self._slope.append(slope)
+        self.high = events[-1][0]  # F = 1 from here
+        self.shortest = min(high for _, high in seen) * (1 + _SMEAR)
+        self.size = len(seen)  # observations it was made from
+
+    def cdf(self, points: Sequence[float]) -> list[float]:
+        """F at each of ``points``."""
+        values = []
+        for point in points:
+            k = bisect.bisect_right(self._at, point) - 1
+            if k < 0:
+                values.append(0.0)
+            else:
+                values.append(min(1.0, self._value[k] + self._slope[k] * (point - self._at[k])))
+        return values
+
+
+def _geometric(low: float, high: float) -> list[float]:
+    """Candidate instants from ``low`` to ``high``, a constant ratio apart."""
+    ratio = max(_GRID_RATIO, (high / low) ** (1 / _GRID_POINTS))
+    points = [low]
+    while points[-1] < high:
+        points.append(points[-1] * ratio)
+    return points
+
+
+def _grid(spread: Spread, max_interval: float) -> list[float] | None:
+    """0, then the candidate instants, never more than half the cap apart; None if too many."""
+    grid = [0.0]
+    half = max_interval / 2
+    for point in _geometric(spread.shortest / 4, spread.high):
+        gap = point - grid[-1]
+        if gap > half:
+            steps = math.ceil(gap / half)
+            if len(grid) + steps > _GRID_MAX:
+                return None
+            grid += [grid[-1] + gap * i / steps for i in range(1, steps)]
+        grid.append(point)
+        if len(grid) > _GRID_MAX:
+            return None
+    return grid
+
+
+def _width(grid: Sequence[float], cdf: Sequence[float]) -> float:
+    """The 10th to the 90th percentile over the median, on the grid (F increasing)."""
+    low, middle, high = (
+        grid[min(bisect.bisect_left(cdf, q), len(grid) - 1)] for q in (0.1, 0.5, 0.9)
+    )
+    return (high - low) / middle
+
+
+def _cheapest(spread: Spread, max_interval: float) -> Plan | None:
+    """The cheapest instants to check at (see the module docstring); None if the
+    cap is too small against the durations for a plan to be worth it."""
+    if max_interval <= 0:
+        return None
+    grid = _grid(spread, max_interval)
+    if grid is None:
+        return None
+    cdf = spread.cdf(grid)
+    narrow = max(_NARROWEST, min(1.0, _width(grid, cdf) / _NARROW))
+    lates = [(w, spread.cdf([at / (1 + x * narrow) for at in grid])) for x, w in _LATES]
+    # inverse[k] = E[1/D; D <= grid[k]], so that a check at grid[j] after one at grid[i]
+    # has E[(grid[j] - D) / D; grid[i] < D <= grid[j]] as its relative delay, in O(1).
+    inverse = [0.0]
+    for k in range(1, len(grid)):
+        inverse.append(inverse[-1] + (cdf[k] - cdf[k - 1]) * 2 / (grid[k - 1] + grid[k]))
+    last = len(grid) - 1
+    cost = [0.0] * len(grid)  # from a check at grid[i] that found the task unfinished on
+    step = [last] * len(grid)
+    for i in range(last - 1, -1, -1):
+        best = math.inf
+        for j in range(i + 1, min(last, i + _REACH) + 1):
+            at = grid[j]
+            if at - grid[i] > max_interval:
+                break
+            delay = at * (inverse[j] - inverse[i]) - (cdf[j] - cdf[i])
+            missed = sum(w * max(0.0, late[j] - cdf[i]) for w, late in lates)
+            total = _DELAY_WEIGHT * delay + missed + cost[j]
+            if total < best:
+                best, step[i] = total, j
+        cost[i] = (1 - cdf[i]) + best  # the next check is made unless the task finished
+    instants, i = [], 0
+    while i < last:
+        i = step[i]
+        instants.append(grid[i])
+    return Plan(instants, max_interval)
+
+
+def _checks_and_p95(instants: Sequence[float], spread: Spread) -> tuple[float, float]:
+    """Checks at ``instants`` (up to the last duration learned) on the learned distribution:
+    the expected checks per task, and the 95th percentile of delay / duration."""
+    ended_before = spread.cdf([0.0, *instants[:-1]])  # F at each check's predecessor
+    checks = sum(1 - f for f in ended_before)  # a check is made unless the task ended before
+
+    def late(share: float) -> float:  # tasks seen later than ``share`` of their duration
+        by = spread.cdf([at / (1 + share) for at in instants])
+        return sum(max(0.0, f - e) for f, e in zip(by, ended_before, strict=True))
+
+    low, high = 0.0, 1.0
+    while late(high) > 1 - _P95 and high < 1e6:
+        low, high = high, 2 * high
+    for _ in range(30):
+        middle = (low + high) / 2
+        low, high = (middle, high) if late(middle) > 1 - _P95 else (low, middle)
+    return checks, high
+
+
+def _blind_instants(policy: PollPolicy, horizon: float) -> list[float]:
+    """The blind schedule's checks, jitter aside, until one is at or past ``horizon``."""
+    instants, steps = [min(policy.initial, policy.max_interval)], blind_steps(policy)
+    while instants[-1] < horizon:
+        instants.append(instants[-1] + next(steps))
+    return instants
+
+
+def _no_worse_than_blind(plan: Plan, spread: Spread, policy: PollPolicy) -> bool:
+    """Whether ``plan`` takes no more checks, and no larger p95 of delay / duration, than
+    the blind schedule on the learned distribution."""
+    checks, p95 = _checks_and_p95(plan.instants, spread)
+    blind_checks, blind_p95 = _checks_and_p95(_blind_instants(policy, spread.high), spread)
+    return checks <= blind_checks and p95 <= blind_p95
+
+
+def make_plan(spread: Spread, policy: PollPolicy) -> Plan | None:
+    """The plan for waits under ``policy``; None if the cap is too small against the
+    durations for one to be worth it, or if it would be worse than blind."""
+    plan = _cheapest(spread, policy.max_interval)
+    # The invariant: a plan in use is no worse than blind polling on what was learned.
+    if plan is not None and not _no_worse_than_blind(plan, spread, policy):
+        return None
+    return plan
