@@ -34,8 +34,8 @@ BAD_IDS = [
 Call = Callable[[VidgoClient, Any], Awaitable[Any]]
 
 
-async def _watch(client: VidgoClient, task_id: Any) -> None:
-    async for _ in client.watch(task_id):
+async def _watch(client: VidgoClient, task_id: Any, **options: Any) -> None:
+    async for _ in client.watch(task_id, **options):
         pass
 
 
@@ -114,16 +114,11 @@ BAD_TIMEOUTS = [
 ]
 
 
-async def _watch_timeout(client: VidgoClient, timeout: Any) -> None:
-    async for _ in client.watch("task", timeout=timeout):
-        pass
-
-
 TIMEOUT_CALLS: list[Any] = [
     pytest.param(lambda c, v: c.wait("task", timeout=v), id="wait"),
     pytest.param(lambda c, v: c.await_task("task", timeout=v), id="await_task"),
     pytest.param(lambda c, v: c.convert_to_wav("t", "a", timeout=v), id="convert"),
-    pytest.param(_watch_timeout, id="watch"),
+    pytest.param(lambda c, v: _watch(c, "task", timeout=v), id="watch"),
 ]
 
 
@@ -178,15 +173,10 @@ async def test_too_deeply_nested_input_raises_before_request(
     assert fake.requests == []
 
 
-async def _watch_poll(client: VidgoClient, poll: Any) -> None:
-    async for _ in client.watch("task", poll=poll):
-        pass
-
-
 POLL_CALLS: list[Any] = [
     pytest.param(lambda c, v: c.wait("task", poll=v), id="wait"),
     pytest.param(lambda c, v: c.await_task("task", poll=v), id="await_task"),
-    pytest.param(_watch_poll, id="watch"),
+    pytest.param(lambda c, v: _watch(c, "task", poll=v), id="watch"),
 ]
 
 
