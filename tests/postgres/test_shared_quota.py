@@ -370,3 +370,27 @@ def test_the_public_names_are_sorted_and_exist() -> None:
     assert names == sorted(names)
     assert names == ["CallbackRelay", "QuotaStats", "RelayStats", "SharedJournal", "SharedQuota"]
     assert all(getattr(vidgo_async.postgres, name) for name in names)
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "1" + "0" * 30])
+@pytest.mark.asyncio
+async def test_a_port_out_of_range_is_a_configuration_error(
+    make_client: MakeClient, port: str
+) -> None:
+    """A DSN with a port past 65535 is a ConfigurationError from the quota, the relay and
+    the journal alike (asyncpg's OverflowError escaped before), the password unquoted."""
+    from vidgo_async.postgres import CallbackRelay, SharedJournal
+
+    dsn = f"postgresql://app:pw-secret@127.0.0.1:{port}/app"
+    with pytest.raises(ConfigurationError) as quota:
+        async with SharedQuota(dsn, namespace="n"):
+            pass
+    with pytest.raises(ConfigurationError) as relay:
+        async with CallbackRelay(dsn, secret="s" * 40):
+            pass
+    async with make_client() as client:
+        with pytest.raises(ConfigurationError) as journal:
+            async for _ in client.convert_many([("t", "a")], journal=SharedJournal(dsn)):
+                pass
+    for caught in (quota, relay, journal):
+        assert "pw-secret" not in str(caught.value)

@@ -2,7 +2,8 @@
 
 asyncpg raises its own errors for the server and the protocol, ``OSError``
 and timeouts for the network, and ``ValueError`` for a DSN it cannot parse -
-whose message may quote a piece of the password, so it is never repeated.
+whose message may quote a piece of the password, so it is never repeated -
+or ``OverflowError`` for a port out of range.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncpg  # type: ignore[import-untyped]  # store.py says how to install i
 
 from ..errors import ConfigurationError
 
-__all__ = ["DB_ERRORS", "OPEN_ERRORS", "open_failure"]
+__all__ = ["DB_ERRORS", "MALFORMED_DSN", "OPEN_ERRORS", "open_failure"]
 
 #: What a broken connection, a refused login or a failed statement raises (a
 #: connection the server dropped can also leave asyncpg "in another operation").
@@ -24,12 +25,15 @@ DB_ERRORS = (
     OSError,
     asyncio.TimeoutError,
 )
-#: ... and what opening a connection adds: a DSN that does not parse.
-OPEN_ERRORS = (*DB_ERRORS, ValueError)
+#: What a DSN that does not parse raises (asyncpg.ClientConfigurationError is a
+#: ValueError; a port past 65535 an OverflowError).
+MALFORMED_DSN = (ValueError, OverflowError)
+#: ... and what opening a connection raises: all of the above.
+OPEN_ERRORS = (*DB_ERRORS, *MALFORMED_DSN)
 
 
 def open_failure(what: str, exc: BaseException) -> ConfigurationError:
     """The error for ``what`` (e.g. "the shared quota") that could not be opened."""
-    if isinstance(exc, ValueError):  # asyncpg.ClientConfigurationError is one too
+    if isinstance(exc, MALFORMED_DSN):
         return ConfigurationError(f"cannot open {what}: the DSN is malformed")
     return ConfigurationError(f"cannot open {what}: {type(exc).__name__}: {str(exc)[:200]}")

@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
 
 from .._timing.limits import MIN_SHARE, RECOVERY
 from ..errors import ClientClosedError, ConfigurationError, TransportError
-from .connect import DB_ERRORS, open_failure
+from .connect import DB_ERRORS, MALFORMED_DSN, open_failure
 from .leased import Lease, Spent
 
 __all__ = ["BucketSource", "QuotaStore"]
@@ -286,7 +286,7 @@ class QuotaStore:
                 timeout=self._connect_timeout,
                 server_settings={"application_name": "vidgo-async quota"},
             )
-        except ValueError as exc:  # a DSN that does not parse: never quoted
+        except MALFORMED_DSN as exc:  # a DSN that does not parse: never quoted
             raise open_failure("the shared quota", exc) from None
         self._connection = connection
         if not self._ready:
