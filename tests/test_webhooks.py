@@ -221,6 +221,39 @@ async def test_oversized_and_malformed_posts_are_refused(
     assert await post(http, base, {"hello": "world"}) == 400
 
 
+async def test_a_body_sent_too_slowly_is_answered_408_and_frees_the_connection() -> None:
+    """A sender that trickles its body holds no connection past ``body_timeout``: many of
+    them at once are each answered 408 within it (they stayed open for good before)."""
+    receiver = CallbackReceiver(body_timeout=0.3)
+    async with receiver.serve() as url:
+        host, port = url.split("//")[1].rsplit(":", 1)
+        head = (
+            f"POST {DEFAULT_PATH}/some.token HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        ).encode()
+
+        async def trickle() -> bytes:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                writer.write(head)
+                await writer.drain()
+                return await asyncio.wait_for(reader.readline(), 3)
+            finally:
+                writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+
+        answers = await asyncio.gather(*(trickle() for _ in range(20)))
+    assert {line.split()[1] for line in answers} == {b"408"}
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), "10", None])
+async def test_body_timeout_must_be_a_positive_number(value: Any) -> None:
+    """A body_timeout that is not a positive number is refused when the receiver is made."""
+    with pytest.raises(ValueError, match="body_timeout"):
+        CallbackReceiver(body_timeout=value)
+
+
 # -- the race -------------------------------------------------------------------------------
 
 

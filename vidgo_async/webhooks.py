@@ -45,6 +45,7 @@ that only wants the :class:`~vidgo_async.Task` a callback describes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -137,6 +138,10 @@ class CallbackReceiver:
             uses the local address of :meth:`serve` (testing).
         path: The path the receiver answers under (the token follows it).
         max_body: Largest callback body accepted, in bytes.
+        body_timeout: Seconds :meth:`handler` gives a request to send its
+            whole body (the API itself wants an answer within 10 s); a slower
+            one is answered 408, so that a slow sender cannot hold the
+            receiver's connections open.
         token_ttl: Seconds a token stays valid when no wait resolves it.
         max_tokens: Most live tokens; the oldest are dropped beyond it.
         relay: Where callbacks for *other* processes' waits go, in an app
@@ -154,6 +159,7 @@ class CallbackReceiver:
         *,
         path: str = DEFAULT_PATH,
         max_body: int = MAX_BODY,
+        body_timeout: float = 10.0,
         token_ttl: float = 86_400.0,
         max_tokens: int = 100_000,
         relay: Relay | None = None,
@@ -164,9 +170,11 @@ class CallbackReceiver:
             raise ValueError(f"max_body must be a positive int, got {max_body!r}")
         if not (isinstance(max_tokens, int) and max_tokens > 0):
             raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
-        if not (isinstance(token_ttl, (int, float)) and token_ttl > 0):
-            raise ValueError(f"token_ttl must be a positive number, got {token_ttl!r}")
+        for name, seconds in (("body_timeout", body_timeout), ("token_ttl", token_ttl)):
+            if not (isinstance(seconds, (int, float)) and seconds > 0):
+                raise ValueError(f"{name} must be a positive number, got {seconds!r}")
         self._max_body = max_body
+        self._body_timeout = body_timeout
         self._served: str | None = None
         if relay is not None and not isinstance(relay, Relay):
             raise TypeError(f"relay must be a CallbackRelay, got {type(relay).__name__}")
@@ -207,7 +215,10 @@ class CallbackReceiver:
             declared = request.headers.get("Content-Length")
             if declared is not None:
                 _check_length(declared, self._max_body)
-            body = await _read_capped(request, self._max_body)
+            body = await asyncio.wait_for(_read_capped(request, self._max_body), self._body_timeout)
+        except asyncio.TimeoutError:
+            logger.debug("callback refused: no whole body within %g s", self._body_timeout)
+            return _answer(408)
         except InvalidCallbackError as exc:
             logger.debug("callback refused: %s", exc)
             return _answer(exc.status)
