@@ -149,6 +149,49 @@ async def test_encoded_key_echo_is_redacted(
     assert_redacted(exc, caplog.records, SLASHED.replace("/", "\\/"))
 
 
+DATA_ECHOES = [
+    pytest.param(BALANCE, {"credits_amount": SLASHED}, id="credits_amount"),
+    pytest.param(DETAIL, {"task_id": f"other-{SLASHED}", "status": "running"}, id="task_id"),
+    pytest.param(DETAIL, [{SLASHED: 1}], id="object-key"),
+]
+
+
+@pytest.mark.parametrize(("route", "data"), DATA_ECHOES)
+@pytest.mark.asyncio
+async def test_a_long_key_echoed_in_data_is_redacted_from_the_error(
+    make_client: MakeClient, route: str, data: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key as long as a real one, echoed where the SDK reads data (an id, a number,
+    an object key), is the server echoing it: the error quoting that data repeats none
+    of it (found by review: data fields were kept exact for every key)."""
+    caplog.set_level(logging.DEBUG)
+    server, client = await make_client(SLASHED, retry=RetryPolicy(max_attempts=1))
+    server.script(route, reply(200, envelope(data)))
+    call = client.balance() if route == BALANCE else client.get_task("t1")
+    exc = await failure(call)
+    assert isinstance(exc, InvalidResponseError)
+    assert_redacted(exc, caplog.records)
+
+
+@pytest.mark.asyncio
+async def test_a_body_misread_as_utf16_spells_out_no_key(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ASCII error page whose second byte is NUL looks like UTF-16 to JSON's encoding
+    detection: decoded so, the key's bytes became escaped CJK text in the excerpt,
+    which reads back to the key."""
+    caplog.set_level(logging.DEBUG)
+    server, client = await make_client(SLASHED, retry=RetryPolicy(max_attempts=1))
+    body = b"E\x00rror: bad key " + SLASHED.encode() + b" refused"
+    server.script(DETAIL, reply(500, body))
+    exc = await failure(client.get_task("t1"))
+    texts = [*texts_of(exc), *(record.getMessage() for record in caplog.records)]
+    for text in texts:
+        unescaped = text.encode("ascii", "backslashreplace").decode("unicode_escape")
+        assert SLASHED.encode() not in unescaped.encode("utf-16-le", "surrogatepass"), text
+        assert SLASHED not in unescaped, text
+
+
 @pytest.mark.parametrize(
     "form",
     [

@@ -63,10 +63,12 @@ REDACTED = "[redacted]"
 # Redaction works on decoded text - parsed JSON strings, decoded bodies, header
 # values - never on the raw bytes: a raw replace misses the key when it is
 # escaped, and corrupts honest answers when a short key occurs in their structure.
-# A very short key (a few characters, as used against a local fake) also
-# redacts the same letters in innocent words of a message; that is accepted in
-# messages. Object keys and the values the SDK reads as data (_kept) are never
-# altered.
+# A key of _LONG_KEY characters or more occurring anywhere in an answer is the
+# server echoing it: it is redacted from every string and object key. A shorter
+# one (a test key such as "task", against a local fake) may occur in honest data
+# by chance: the values the SDK reads as data (_kept) and object keys then stay
+# exact, and the same letters are redacted from the words of messages.
+_LONG_KEY = 16
 
 
 def redact(text: str, secret: str) -> str:
@@ -121,18 +123,22 @@ _KEPT = frozenset({"id", "status", "code", "url", "progress", "credits_amount"})
 def redact_json(value: Any, secret: str) -> Any:
     """Parsed JSON ``value`` with ``secret`` redacted from its strings, in place.
 
-    Object keys and the values of :func:`_kept` keys are left as they are. The
-    walk is iterative: a nesting as deep as the JSON decoder allows is no
-    ``RecursionError``.
+    A short key (under ``_LONG_KEY`` characters) is left in object keys and in
+    the values of :func:`_kept` keys. The walk is iterative: a nesting as deep
+    as the JSON decoder allows is no ``RecursionError``.
     """
     if isinstance(value, str):
         return redact(value, secret)
+    everywhere = len(secret) >= _LONG_KEY
     pending = [value] if isinstance(value, (dict, list)) else []
     while pending:
         node = pending.pop()
+        if everywhere and isinstance(node, dict):
+            for name in [name for name in node if redact(name, secret) != name]:
+                node[redact(name, secret)] = node.pop(name)
         items: Any = node.items() if isinstance(node, dict) else enumerate(node)
         for name, item in items:
-            if isinstance(name, str) and _kept(name):
+            if not everywhere and isinstance(name, str) and _kept(name):
                 continue
             if isinstance(item, str):
                 node[name] = redact(item, secret)  # replaces a value: the dict's size holds
@@ -213,7 +219,12 @@ def _parse(raw: bytes, secret: str) -> tuple[Any, str | None]:
 
 def _shown(raw: bytes, secret: str) -> str:
     """An excerpt of ``raw`` as text (in the encoding JSON detection finds), redacted
-    before it is cut, so that no part of the key is left at the cut."""
+    before it is cut, so that no part of the key is left at the cut. The key's bytes
+    go first, in each encoding the body may be in: a guess that decodes them as
+    something else (ASCII read as UTF-16) would show them escaped, but whole."""
+    if secret:
+        for codec in ("utf-8", "utf-16-le", "utf-16-be"):
+            raw = raw.replace(secret.encode(codec), REDACTED.encode(codec))
     return excerpt(redact(raw.decode(json.detect_encoding(raw), "replace"), secret))
 
 
