@@ -57,7 +57,7 @@ from yarl import URL
 
 from ._models import Task
 from ._ops.callbacks import Registry, Relay
-from ._validate import MAX_CALLBACK_URL, is_loopback
+from ._validate import MAX_CALLBACK_URL, check_timeout, is_loopback
 from ._wire.convert import parse_task
 from .errors import ConfigurationError, InvalidCallbackError, InvalidResponseError
 
@@ -140,8 +140,8 @@ class CallbackReceiver:
         max_body: Largest callback body accepted, in bytes.
         body_timeout: Seconds :meth:`handler` gives a request to send its
             whole body (the API itself wants an answer within 10 s); a slower
-            one is answered 408, so that a slow sender cannot hold the
-            receiver's connections open.
+            one is answered 408 and its connection closed, so that a slow
+            sender cannot hold the receiver's connections open (None: no limit).
         token_ttl: Seconds a token stays valid when no wait resolves it.
         max_tokens: Most live tokens; the oldest are dropped beyond it.
         relay: Where callbacks for *other* processes' waits go, in an app
@@ -159,7 +159,7 @@ class CallbackReceiver:
         *,
         path: str = DEFAULT_PATH,
         max_body: int = MAX_BODY,
-        body_timeout: float = 10.0,
+        body_timeout: float | None = 10.0,
         token_ttl: float = 86_400.0,
         max_tokens: int = 100_000,
         relay: Relay | None = None,
@@ -170,11 +170,10 @@ class CallbackReceiver:
             raise ValueError(f"max_body must be a positive int, got {max_body!r}")
         if not (isinstance(max_tokens, int) and max_tokens > 0):
             raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
-        for name, seconds in (("body_timeout", body_timeout), ("token_ttl", token_ttl)):
-            if not (isinstance(seconds, (int, float)) and seconds > 0):
-                raise ValueError(f"{name} must be a positive number, got {seconds!r}")
+        if not (isinstance(token_ttl, (int, float)) and token_ttl > 0):
+            raise ValueError(f"token_ttl must be a positive number, got {token_ttl!r}")
         self._max_body = max_body
-        self._body_timeout = body_timeout
+        self._body_timeout = check_timeout(body_timeout, name="body_timeout")
         self._served: str | None = None
         if relay is not None and not isinstance(relay, Relay):
             raise TypeError(f"relay must be a CallbackRelay, got {type(relay).__name__}")
@@ -217,11 +216,11 @@ class CallbackReceiver:
                 _check_length(declared, self._max_body)
             body = await asyncio.wait_for(_read_capped(request, self._max_body), self._body_timeout)
         except asyncio.TimeoutError:
-            logger.debug("callback refused: no whole body within %g s", self._body_timeout)
-            return _answer(408)
+            logger.debug("callback refused: no whole body within %s s", self._body_timeout)
+            return await _unread(request, _answer(408))
         except InvalidCallbackError as exc:
             logger.debug("callback refused: %s", exc)
-            return _answer(exc.status)
+            return _answer(exc.status)  # aiohttp reads the rest on, for the sender to see it
         except ConnectionError as exc:  # the client hung up mid-body: nobody to answer
             logger.debug("callback client went away: %s", exc)
             return _answer(400)
@@ -286,8 +285,18 @@ class CallbackReceiver:
 
 
 def _answer(status: int) -> web.Response:
-    reason = {200: "ok", 400: "malformed callback", 413: "callback too large"}.get(status, "")
+    reasons = {200: "ok", 400: "malformed callback", 408: "callback too slow"}
+    reason = {413: "callback too large", **reasons}.get(status, "")
     return web.json_response({"code": status, "message": reason}, status=status)
+
+
+async def _unread(request: web.Request, response: web.Response) -> web.Response:
+    """``response``, sent, then its connection closed: the rest of a slow body is not
+    waited for (aiohttp would read on for its lingering time, 10 s)."""
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the transport flushes the answer, then closes
+    return response
 
 
 async def _read_capped(request: web.Request, cap: int) -> bytes:
