@@ -134,6 +134,28 @@ def test_waits_under_two_policies_share_what_was_learned_without_replanning() ->
     assert durations.plan(other) is second
 
 
+@pytest.mark.timeout(1)
+def test_a_blind_schedule_finer_than_any_plan_is_judged_at_once() -> None:
+    """A blind schedule checking every 10 ms (initial 0, factor 1) is finer than any
+    plan: no plan, decided without listing its hundred thousand checks (1.8 s of a
+    blocked event loop before, found by review)."""
+    durations = learned_from(lognormal(100, median=600.0, sigma=0.3))
+    assert durations.plan(PollPolicy(initial=0.0, factor=1.0, max_interval=15.0)) is None
+
+
+def test_plans_are_kept_for_a_few_policies_only() -> None:
+    """Plans for many policies do not pile up: past a few, the oldest is dropped (and
+    made again when asked for)."""
+    durations = learned_from(lognormal(100, median=100.0))
+    first = durations.plan(POLICY)
+    assert first is not None and durations.plan(POLICY) is first
+    for cap in range(5, 45):
+        durations.plan(attrs.evolve(POLICY, max_interval=float(cap)))
+    again = durations.plan(POLICY)
+    assert again is not first and again is not None
+    assert again.instants == first.instants
+
+
 def test_a_schedule_without_a_plan_is_blind() -> None:
     """Until a plan exists, a learning schedule gives exactly the blind intervals."""
     cold = PollSchedule(POLICY, started=0.0, rng=random.Random(3), learned=Durations())

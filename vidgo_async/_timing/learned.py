@@ -37,6 +37,7 @@ _MIN_OBSERVED = 20  # fewer: no plan, the blind schedule
 _DRIFT_RECENT = 12  # recent finishes the drift test looks at
 _DRIFT_SHIFT = 0.32  # ... a drift when their mean rank (0..1) is this far from 0.5
 _MAX_MODELS = 32  # models a learner remembers (least recently used dropped)
+_MAX_PLANS = 4  # plans kept per spread, one per policy's (initial, factor, cap): oldest dropped
 _TOO_SHORT = 0.05  # seconds: a task that ended this soon after its submit needs no plan
 _NEEDS_NO_PLAN = 0.9  # ... nor a model with this share of such tasks (or of tasks
 # seen finished by the first check)
@@ -116,6 +117,8 @@ class Durations:
             self._fresh = 0
         key = (policy.initial, policy.factor, policy.max_interval)
         if key not in self._plans:  # made once per spread and key, even when None
+            if len(self._plans) >= _MAX_PLANS:
+                del self._plans[next(iter(self._plans))]
             worth = self._worth_a_plan()
             self._plans[key] = make_plan(self._spread, policy) if worth else None
         return self._plans[key]

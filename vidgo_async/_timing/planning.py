@@ -230,10 +230,13 @@ def _checks_and_p95(instants: Sequence[float], spread: Spread) -> tuple[float, f
     return checks, high
 
 
-def _blind_instants(policy: PollPolicy, horizon: float) -> list[float]:
-    """The blind schedule's checks, jitter aside, until one is at or past ``horizon``."""
+def _blind_instants(policy: PollPolicy, horizon: float) -> list[float] | None:
+    """The blind schedule's checks, jitter aside, until one is at or past ``horizon``;
+    None past ``_GRID_MAX`` of them (finer than any plan's grid: no plan beats it)."""
     instants, steps = [min(policy.initial, policy.max_interval)], blind_steps(policy)
     while instants[-1] < horizon:
+        if len(instants) > _GRID_MAX:
+            return None
         instants.append(instants[-1] + next(steps))
     return instants
 
@@ -241,8 +244,11 @@ def _blind_instants(policy: PollPolicy, horizon: float) -> list[float]:
 def _no_worse_than_blind(plan: Plan, spread: Spread, policy: PollPolicy) -> bool:
     """Whether ``plan`` takes no more checks, and no larger p95 of delay / duration, than
     the blind schedule on the learned distribution."""
+    blind = _blind_instants(policy, spread.high)
+    if blind is None:
+        return False
     checks, p95 = _checks_and_p95(plan.instants, spread)
-    blind_checks, blind_p95 = _checks_and_p95(_blind_instants(policy, spread.high), spread)
+    blind_checks, blind_p95 = _checks_and_p95(blind, spread)
     return checks <= blind_checks and p95 <= blind_p95
 
 
