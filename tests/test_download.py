@@ -804,6 +804,35 @@ async def test_closing_the_client_ends_a_download_in_flight(
     assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]
 
 
+@pytest.mark.parametrize("end", ["aclose", "timeout"])
+async def test_a_download_whose_host_never_resolves_ends_on_close_or_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    """The check that a storage host is public resolves it before any request: a
+    resolver that never answers holds the download no longer than its timeout or the
+    client's close (neither bounded that lookup before, found by review)."""
+    loop = asyncio.get_running_loop()
+    asked = asyncio.Event()
+
+    async def never(*args: object, **kwargs: object) -> list[object]:
+        asked.set()
+        await asyncio.sleep(3600)
+        return []
+
+    monkeypatch.setattr(loop, "getaddrinfo", never)
+    async with VidgoClient("k" * 24, base_url="https://api.vidgo.ai") as client:
+        timeout = 0.3 if end == "timeout" else 30.0
+        call = client.download("https://storage.example/a.wav", tmp_path / "a.wav", timeout=timeout)
+        task = asyncio.ensure_future(call)
+        await asyncio.wait_for(asked.wait(), 2)
+        if end == "aclose":
+            await client.aclose()
+        expected = ClientClosedError if end == "aclose" else RequestTimeoutError
+        with pytest.raises(expected):
+            await asyncio.wait_for(task, 2)
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_a_download_cancelled_as_the_client_closes_logs_nothing(
     make_client: MakeClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

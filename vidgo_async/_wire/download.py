@@ -136,11 +136,6 @@ async def download_file(
     target = download_target(dest, first, overwrite)
     if session.auth is not None or "Authorization" in session.headers:
         raise ValueError("refusing to download with a session that carries credentials")
-    if not allow_private:
-        refused = await refused_address(first)
-        if refused is not None:
-            where = redact(url_label(first), secret)
-            raise ValueError(f"refusing {where}: it resolves to {refused}")
     deadline = Deadline.after(timeout)
     job = _Download(
         session, first, target, retry, timeouts, allow_private, check_wav, deadline, secret, hook
@@ -180,7 +175,15 @@ class _Download:
         return self._target.with_name(self._target.name + ".part")
 
     async def run(self, on_progress: ProgressCallback | None) -> None:
-        """Attempt until done; give up after ``max_attempts`` failures without progress."""
+        """Refuse a URL to a private address (before any request), then attempt until
+        done; give up after ``max_attempts`` failures without progress.
+
+        Raises:
+            ValueError: The URL's host resolves to a private address.
+        """
+        refused = await self._refused_address(self._url)
+        if refused is not None:
+            raise ValueError(f"refusing {self._where()}: it resolves to {refused}")
         # Our loop, not backoff's: an attempt that grows the file starts the count afresh.
         best, failures, pauses = part_size(self._part), 0, start(self._retry)
         while True:
@@ -286,12 +289,23 @@ class _Download:
             raise _Refused(f"{self._where(url)}: redirect without Location", status)
         try:
             hop = check_url(str(url.join(URL(location))), self._allow_private)
-            refused = None if self._allow_private else await refused_address(hop)
+            refused = await self._refused_address(hop)
         except ValueError as exc:
             raise _Refused(f"refused redirect: {exc}", status) from None
         if refused is not None:
             raise _Refused(f"refused redirect to {refused}", status)
         return hop
+
+    async def _refused_address(self, url: URL) -> str | None:
+        """The private address ``url``'s host resolves to (None if public, or when
+        private ones are allowed), looked up within the deadline."""
+        if self._allow_private:
+            return None
+        try:
+            return await asyncio.wait_for(refused_address(url), self._left())
+        except asyncio.TimeoutError:
+            message = f"{self._where(url)}: not resolved before the deadline"
+            raise RequestTimeoutError(message, sent=False) from None
 
     def _check_peer(self, response: aiohttp.ClientResponse) -> None:
         """Refuse a private peer even if DNS changed its answer since the check."""
