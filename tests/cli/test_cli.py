@@ -57,6 +57,19 @@ async def test_status_as_json(vidgo_fake: FakeVidgo) -> None:
     }
 
 
+async def test_status_escapes_control_characters_of_the_servers_message(
+    vidgo_fake: FakeVidgo,
+) -> None:
+    """A failed task's message with terminal control sequences is printed escaped, on
+    one line (it was printed raw: the server could clear the screen)."""
+    message = "bad input\x1b[2J\x1b]0;owned\x07\r\nDone: fake.wav"
+    task_id = vidgo_fake.seed_task(status="failed", error_message=message)
+    code, out, _ = await _cli("status", task_id, env=_api(vidgo_fake))
+    assert code == 0
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert out.count("\n") == 1 and "\\x1b[2J" in out
+
+
 async def test_missing_key_is_one_clear_line() -> None:
     """No API key: exit 2 and one line naming VIDGO_API_KEY, no traceback."""
     code, _out, err = await _cli("status", "task-1")

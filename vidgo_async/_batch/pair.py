@@ -32,7 +32,7 @@ from .intake import Key, wav_file_name
 from .journal import Entry, State, journalled_error, state_after_failed_submit
 from .journals import BatchJournal
 
-__all__ = ["SUBMIT_GRACE", "Download", "PairSteps"]
+__all__ = ["Download", "PairSteps"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -214,7 +214,7 @@ class PairSteps:
     async def _only_writer(self, dest: Path) -> AsyncIterator[None]:
         """One download at a time into ``dest``: pairs of one track under two parent
         ids name one file (and one ``.part`` to resume from)."""
-        lock, users = self.writers.get(dest, (asyncio.Lock(), 0))
+        lock, users = self.writers[dest] if dest in self.writers else (asyncio.Lock(), 0)
         self.writers[dest] = lock, users + 1
         try:
             async with lock:

@@ -14,7 +14,7 @@ from vidgo_async import ConversionResult, Task
 
 from .exits import one_line
 
-__all__ = ["download_json", "result_json", "task_json", "task_text", "wav_json"]
+__all__ = ["download_json", "printable", "result_json", "task_json", "task_text", "wav_json"]
 
 
 def result_json(result: ConversionResult) -> dict[str, Any]:
@@ -61,5 +61,10 @@ def task_text(task: Task) -> str:
     if task.wav_url:
         parts.append(task.wav_url)
     if task.error_message:
-        parts.append(f"error: {task.error_message}")
+        parts.append(f"error: {printable(task.error_message)}")
     return " ".join(parts)
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped: a terminal would obey them."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

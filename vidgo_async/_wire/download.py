@@ -333,7 +333,7 @@ class _Download:
             raise InvalidResponseError(f"{self._where()}: unexpected status", status=status)
         encoding = response.headers.get("Content-Encoding", "identity").strip()
         if encoding.lower() != "identity":  # aiohttp would unpack it past any length we know
-            sent = redact(excerpt(encoding, 40), self._secret)
+            sent = excerpt(redact(encoding, self._secret), 40)
             raise _Refused(f"{self._where()}: Content-Encoding {sent}, not identity", status)
         start, total = self._span(response, offset)
         with PartFile(self._part, start, self._check_wav, total) as part:
@@ -368,5 +368,6 @@ def _status_error(
     """The error for an error status, mapped as for API calls."""
     header = response.headers.get("Retry-After")
     retry_after = parse_retry_after(header, cap=retry.max_retry_after)
-    message = redact(f"{where}: {excerpt(body) or 'no body'}", secret)
+    shown = excerpt(redact(body.decode("utf-8", "replace"), secret))  # redacted before cut
+    message = f"{where}: {shown or 'no body'}"
     return api_error(response.status, None, message, None, retry_after)
