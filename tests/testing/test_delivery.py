@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -222,13 +223,28 @@ async def test_delay_postpones_delivery(
 
 
 async def test_task_ended_at_acceptance_calls_back_before_the_answer(
-    make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
+    make_fake: MakeFake, http: aiohttp.ClientSession
 ) -> None:
-    """A task with no queue or run time is called back before its submit is answered."""
+    """An ended task's first callback is on the wire before its submit is answered."""
     fake = await make_fake()
     fake.set_duration("a1", queue_time=0.0, run_time=0.0)
-    task_id = await submit(http, fake, "a1", f"{sink.url}/x")
-    assert [body["data"]["task_id"] for _, _, body in sink.received] == [task_id]
+    with silent_receiver() as (listener, url):
+        await submit(http, fake, "a1", url)
+        connection, _ = listener.accept()
+        with connection:
+            connection.setblocking(False)
+            assert connection.recv(65536).startswith(b"POST /cb/x HTTP/1.1")
+
+
+async def test_submit_does_not_wait_for_the_receiver(
+    make_fake: MakeFake, http: aiohttp.ClientSession
+) -> None:
+    """A receiver that never answers does not hold up the submit answer of an ended task."""
+    fake = await make_fake(queue_time=0.0, run_time=0.0)
+    with silent_receiver() as (_, url):
+        await asyncio.wait_for(submit(http, fake, "a1", url), 2)
+        assert fake.callbacks.pending == 1
+        assert fake.callbacks.attempts == []
 
 
 async def test_non_loopback_urls_are_skipped_by_default(
@@ -270,6 +286,16 @@ async def test_bad_settings_are_refused() -> None:
         CallbackFaults(delay=-1.0)
     with pytest.raises(ValueError):
         FakeVidgo(callback_body="xml")  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def silent_receiver() -> Iterator[tuple[socket.socket, str]]:
+    """A listening loopback socket that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port: int = listener.getsockname()[1]
+        yield listener, f"http://127.0.0.1:{port}/cb/x"
 
 
 def closed_port() -> int:

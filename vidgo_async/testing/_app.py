@@ -47,7 +47,8 @@ class FakeApi:
         self.report_progress = report_progress
         self.undelivered_accepts = 0
         self.base_url: str | None = None
-        #: Called with each accepted task before the submit is answered (callback delivery).
+        #: Called with each accepted task before the submit is answered (callback delivery);
+        #: it must not wait for a callback receiver's answer.
         self.on_accept: Callable[[FakeTask], Awaitable[None]] | None = None
         self._closing = asyncio.Event()
         self.app = self._build_app()
