@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -441,8 +442,56 @@ async def test_range_past_the_end_is_416(
     task_id = await submitted(session, fake)
     clock.now += 1.0
     url = f"{fake.url}/files/{task_id}.wav"
-    status, _ = await call(session, "GET", url, headers={"Range": "bytes=176444-"})
-    assert status == 416
+    status, body = await call(session, "GET", url, headers={"Range": "bytes=176444-"})
+    assert (status, body["code"]) == (416, 416)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b'{"a":' * 50_000, {}, 400),
+        (b"not gzip", {"Content-Encoding": "gzip"}, 400),
+        (io.BytesIO(b"x" * 2_000_000), {}, 413),
+    ],
+    ids=["nested-json", "broken-gzip", "too-large"],
+)
+@pytest.mark.asyncio
+async def test_unreadable_submit_bodies_are_4xx_and_logged(
+    fake: FakeVidgo,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes | io.BytesIO,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    """A body too deep, undecodable or too large gets a 4xx envelope, logged, no traceback."""
+    url = f"{fake.url}/api/generate/submit"
+    answered, answer = await call(session, "POST", url, data=body, headers=headers)
+    assert (answered, answer["code"]) == (status, status)
+    assert isinstance(answer["message"], str)
+    (entry,) = fake.requests
+    assert (entry.route, entry.status, entry.json) == ("submit", status, None)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.asyncio
+async def test_range_with_thousands_of_digits_is_416(
+    fake: FakeVidgo,
+    clock: ManualClock,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A range offset too long for int() is past the end: 416 in the error envelope."""
+    task_id = await submitted(session, fake)
+    clock.now += 1.0
+    url = f"{fake.url}/files/{task_id}.wav"
+    status, body = await call(session, "GET", url, headers={"Range": "bytes=" + "9" * 5000 + "-"})
+    assert (status, body["code"]) == (416, 416)
+    assert fake.requests[-1].status == 416
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    # An end offset that long is just "to the end".
+    status, _ = await call(session, "GET", url, headers={"Range": "bytes=0-" + "9" * 5000})
+    assert status == 200
 
 
 @pytest.mark.asyncio

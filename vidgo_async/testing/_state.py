@@ -23,11 +23,19 @@ _ALPHABET = string.ascii_lowercase + string.digits
 
 
 class ApiError(Exception):
-    """An error answer of the API: HTTP ``status`` with the JSON ``body``."""
+    """An error answer of the API: HTTP ``status`` with the JSON ``body`` (and ``headers``)."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = dict(headers or {})
         self.body: dict[str, Any] = {"code": status, "message": message, **extra}
 
 
