@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -163,6 +164,22 @@ async def test_submit_answers_the_documented_shape(
     assert data["task_id"].startswith("task-unified-")
     assert len(data["task_id"].rsplit("-", 1)[1]) == 8
     assert len(data["created_time"]) == len("2025-11-12T10:30:00")
+
+
+@pytest.mark.asyncio
+async def test_seed_reproduces_task_ids(
+    make_fake: MakeFake, clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    """Two fakes with one seed hand out the same ids, their epoch fixed, not the time."""
+    runs = []
+    for _ in range(2):
+        fake = await make_fake(clock=clock, seed=3)
+        task_id = await submitted(session, fake)
+        clock.now += 1.0
+        wav_url = (await detail(session, fake, task_id))["files"][0]["wav_url"]
+        runs.append((task_id, wav_url.removeprefix(fake.url), fake.seed_task()))
+    assert runs[0] == runs[1]
+    assert re.fullmatch(r"task-unified-1757165031-[a-z0-9]{8}", runs[0][0])
 
 
 @pytest.mark.asyncio

@@ -53,7 +53,10 @@ class FakeVidgo(TaskShaping):
         wav_size: Size in bytes of every WAV file served.
         conflict_includes_task_id: Whether a 409 carries ``data.task_id`` of the earlier task.
         strict_parents: Whether a conversion's parent ``task_id`` must be a known task.
-        seed: Seed for task ids and random faults.
+        seed: Seed for task ids, random faults and callback faults. With a
+            seed, task ids (so ``wav_url`` values) repeat from run to run: the
+            epoch in ``task-unified-<epoch>-<8 chars>`` is then fixed at
+            1757165031 (``created_time`` stays the wall clock).
         clock: Monotonic clock in seconds that drives the task life cycle.
         callback_body: Callbacks send the vendor's ``{"code": 200, "data": ...}``
             (``"wrapped"``) or the bare ``data`` object (``"bare"``).

@@ -20,6 +20,8 @@ import attrs
 WAV_MODEL = "convert-to-wav"
 MEDIA_KINDS = frozenset({"image", "video"})
 _ALPHABET = string.ascii_lowercase + string.digits
+SEEDED_EPOCH = 1757165031
+"""The epoch in the ids of a seeded fake: the vendor's example id's, in place of the time."""
 
 
 class ApiError(Exception):
@@ -218,11 +220,14 @@ class TaskBook:
         self._initial_credits = credits
         self._by_audio: dict[tuple[str, str], str] = {}
         self._rng = random.Random(seed)
+        self._epoch: int | None = None if seed is None else SEEDED_EPOCH
 
     def new_id(self) -> str:
         """A fresh id shaped like the vendor's: ``task-unified-<epoch>-<8 chars>``.
 
-        With integer ids, ten decimal digits instead.
+        The epoch is the current time, or :data:`SEEDED_EPOCH` with a seed, so
+        that a seed gives the same ids run after run. With integer ids, ten
+        decimal digits instead.
         """
         while True:
             if self.quirks.integer_task_ids:
@@ -231,7 +236,8 @@ class TaskBook:
                     return number
                 continue
             suffix = "".join(self._rng.choice(_ALPHABET) for _ in range(8))
-            task_id = f"task-unified-{int(time.time())}-{suffix}"
+            epoch = int(time.time()) if self._epoch is None else self._epoch
+            task_id = f"task-unified-{epoch}-{suffix}"
             if task_id not in self.tasks:
                 return task_id
 
