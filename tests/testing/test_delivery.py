@@ -31,7 +31,7 @@ class Sink:
         self.arrived = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((request.path, dict(request.headers), await request.json()))
+        self.received.append((request.raw_path, dict(request.headers), await request.json()))
         self.arrived.set()
         return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
 
@@ -254,6 +254,17 @@ async def test_non_loopback_urls_are_skipped_by_default(
     fake = await make_fake(run_time=0.0, queue_time=0.0)
     await submit(http, fake, "a1", "https://hooks.example.com/cb")
     assert [a.outcome for a in fake.callbacks.attempts] == ["skipped"]
+
+
+async def test_proxy_keeps_path_and_query(
+    make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
+) -> None:
+    """callback_proxy sends to its origin with the callback URL's path and query."""
+    origin = sink.url.removesuffix("/cb")
+    fake = await make_fake(callback_proxy=origin, queue_time=0.0, run_time=0.0)
+    await submit(http, fake, "a1", "https://hooks.example.com/cb/x?token=s3cr3t&b=1")
+    await sink.wait_for(1)
+    assert sink.received[0][0] == "/cb/x?token=s3cr3t&b=1"
 
 
 async def test_close_cancels_pending_deliveries(

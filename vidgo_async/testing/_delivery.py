@@ -264,10 +264,10 @@ class CallbackDelivery:
     async def _post(
         self, task: FakeTask, body: bytes, attempt: int, *, duplicate: bool, sent: object
     ) -> bool:
-        url = task.callback_url
-        assert url is not None
-        if self._proxy is not None:  # a reverse proxy in front of the receiver
-            url = str(self._proxy.with_path(URL(url).path))
+        url: str | URL | None = task.callback_url
+        assert isinstance(url, str)
+        if self._proxy is not None:  # a reverse proxy: same path and query, another origin
+            url = URL(f"{self._proxy.origin()}{URL(url).raw_path_qs}", encoded=True)
         elif self._loopback_only and not _is_loopback(url):
             self._record(task, attempt, "skipped", duplicate=duplicate)
             return True

@@ -66,7 +66,7 @@ class FakeVidgo(TaskShaping):
         callback_hosts: ``"loopback"`` delivers callbacks only to this
             machine (others are recorded as skipped), ``"any"`` everywhere.
         callback_proxy: An origin such as ``"http://127.0.0.1:8081"``: every
-            callback goes there, its URL's path kept, as the reverse proxy in
+            callback goes there, its URL's path and query kept, as the reverse proxy in
             front of a receiver whose ``public_url`` is a public name would
             send it (``callback_hosts`` then does not apply).
         callback_faults: Scripted callback misbehaviour (also :attr:`callbacks`).
