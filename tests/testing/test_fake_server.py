@@ -326,6 +326,23 @@ async def test_callback_url_is_recorded(fake: FakeVidgo, session: aiohttp.Client
 
 
 @pytest.mark.asyncio
+async def test_callback_url_over_2048_characters_is_400(
+    fake: FakeVidgo, session: aiohttp.ClientSession
+) -> None:
+    """The documented limit holds: 2048 characters pass, 2049 answer 400 and create nothing."""
+    url = f"{fake.url}/api/generate/submit"
+    for audio_id, length, expected in [("a1", 2049, 400), ("a2", 2048, 200)]:
+        callback_url = "http://127.0.0.1:9/" + "a" * (length - 19)
+        body = {"model": WAV, "input": {"task_id": "p", "audio_id": audio_id}}
+        status, answer = await call(
+            session, "POST", url, json={**body, "callback_url": callback_url}
+        )
+        assert (status, answer["code"]) == (expected, expected)
+    assert list(fake.accepted) == ["a2"]
+    assert all(task.callback_url and len(task.callback_url) == 2048 for task in fake.tasks.values())
+
+
+@pytest.mark.asyncio
 async def test_credits_run_out_with_402(
     make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:

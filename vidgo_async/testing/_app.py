@@ -19,6 +19,8 @@ from ._log import RecordedRequest, RequestLog
 from ._state import ApiError, FakeTask, TaskBook
 from ._wav import iter_wav
 
+MAX_CALLBACK_URL = 2048
+"""The longest callback URL the vendor accepts."""
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 _UNAUTHORIZED = {
     "code": 401,
@@ -177,6 +179,10 @@ class FakeApi:
             raise ApiError(400, "input must be an object")
         if callback_url is not None and not isinstance(callback_url, str):
             raise ApiError(400, "callback_url must be a string")
+        # The vendor requires callback URLs of at most 2048 characters [doc] but does not
+        # say what it answers to a longer one; refusing it is the faithful reading.
+        if callback_url is not None and len(callback_url) > MAX_CALLBACK_URL:
+            raise ApiError(400, f"callback_url must be at most {MAX_CALLBACK_URL} characters")
         task = self.book.submit(model, task_input, callback_url)
         if self.on_accept is not None:
             await self.on_accept(task)
