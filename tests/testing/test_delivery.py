@@ -267,6 +267,44 @@ async def test_proxy_keeps_path_and_query(
     assert sink.received[0][0] == "/cb/x?token=s3cr3t&b=1"
 
 
+async def test_shortened_task_calls_back_at_its_new_end(
+    make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
+) -> None:
+    """set_duration that ends an accepted task now moves its callback to now."""
+    fake = await make_fake(run_time=30.0)
+    await submit(http, fake, "a1", f"{sink.url}/x")
+    fake.set_duration("a1", queue_time=0.0, run_time=0.0)
+    await sink.wait_for(1)
+    assert sink.received[0][2]["data"]["status"] == "finished"
+
+
+async def test_lengthened_task_calls_back_at_its_new_end(
+    make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
+) -> None:
+    """set_duration that prolongs an accepted task holds its callback back."""
+    fake = await make_fake(run_time=0.05)
+    await submit(http, fake, "a1", f"{sink.url}/x")
+    fake.set_duration("a1", run_time=30.0)
+    await asyncio.sleep(0.2)
+    assert sink.received == []
+    assert fake.callbacks.pending == 1
+
+
+async def test_custom_clock_calls_back_on_the_next_request(
+    make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
+) -> None:
+    """With a clock of the test's own, a callback due on it goes out at the next request."""
+    now = [0.0]
+    fake = await make_fake(clock=lambda: now[0], queue_time=0.0, run_time=600.0)
+    task_id = await submit(http, fake, "a1", f"{sink.url}/x")
+    now[0] += 601.0
+    await asyncio.sleep(0.05)
+    assert sink.received == []
+    assert (await detail(http, fake, task_id))["data"]["status"] == "finished"
+    await sink.wait_for(1)
+    assert sink.received[0][2]["data"]["task_id"] == task_id
+
+
 async def test_close_cancels_pending_deliveries(
     make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
 ) -> None:

@@ -52,6 +52,8 @@ class FakeApi:
         #: Called with each accepted task before the submit is answered (callback delivery);
         #: it must not wait for a callback receiver's answer.
         self.on_accept: Callable[[FakeTask], Awaitable[None]] | None = None
+        #: Called as each request arrives (callbacks due on a clock of the fake's own).
+        self.on_request: Callable[[], None] | None = None
         self._closing = asyncio.Event()
         self.app = self._build_app()
 
@@ -78,6 +80,8 @@ class FakeApi:
     # -- the pipeline every request goes through -------------------------------------------
 
     async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.on_request is not None:
+            self.on_request()
         route = request.match_info.route.name
         body, refusal = await _read_body(request)
         entry = self.log.add(

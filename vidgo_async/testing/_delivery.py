@@ -9,16 +9,23 @@ time) has its first attempt written to the receiver's socket *before* the
 submit is answered: the race of a fast task. The submit never waits for the
 receiver's answer (the vendor's callback cannot hold up its submit answer).
 :class:`CallbackFaults` scripts drops, repeats, delays and reordering.
+
+Timers run in real seconds. When a task's timing changes (``set_duration``)
+its timer moves with it; when the fake runs on a clock of its own, a callback
+that falls due on that clock goes out as the fake handles its next request
+(:meth:`CallbackDelivery.catch_up`), or when its real-seconds timer fires if
+that comes first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import ipaddress
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Literal
 
@@ -128,6 +135,8 @@ class CallbackDelivery:
         self._rng = random.Random(seed)
         self._tasks: dict[str, FakeTask] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # (end on the fake's clock, task id) of armed tasks; stale entries are skipped.
+        self._ends: list[tuple[float, str]] = []
         self._running: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -149,11 +158,41 @@ class CallbackDelivery:
         if self._left(task) > 0:
             self._tasks[task.task_id] = task
             self._arm(task.task_id, self._left(task))
+            heapq.heappush(self._ends, (self._end(task), task.task_id))
             return
         sent = asyncio.Event()
         if self._start(task, sent):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(sent.wait(), _SEND_WAIT)
+
+    def catch_up(self) -> None:
+        """Start the callbacks of armed tasks that have ended on the fake's clock.
+
+        The fake calls it on every request: with a clock of its own, tasks end
+        sooner (in real seconds) than their timers fire.
+        """
+        now = self.clock()
+        while self._ends and self._ends[0][0] <= now:
+            _, task_id = heapq.heappop(self._ends)
+            task = self._tasks.get(task_id)
+            if task is None:
+                continue  # delivered already, or an entry from before a retime
+            if self._left(task) > 0:  # lengthened since
+                heapq.heappush(self._ends, (self._end(task), task_id))
+                continue
+            self._fire(task_id)
+
+    def retimed(self, task_ids: Iterable[str]) -> None:
+        """Move the timers of ``task_ids``, whose timing just changed, to their new end."""
+        for task_id in task_ids:
+            task = self._tasks.get(task_id)
+            if task is None:
+                continue
+            timer = self._timers.pop(task_id, None)
+            if timer is not None:
+                timer.cancel()
+            self._arm(task_id, max(self._left(task), 0.0))
+            heapq.heappush(self._ends, (self._end(task), task_id))
 
     async def close(self) -> None:
         """Cancel every timer and delivery; close the HTTP session. Safe to call twice."""
@@ -161,6 +200,7 @@ class CallbackDelivery:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self._ends.clear()
         running = list(self._running)
         for job in running:
             job.cancel()
@@ -171,12 +211,21 @@ class CallbackDelivery:
 
     # -- scheduling -------------------------------------------------------------------------
 
+    def _end(self, task: FakeTask) -> float:
+        return task.accepted_at + task.queue_time + task.run_time
+
     def _left(self, task: FakeTask) -> float:
-        return task.accepted_at + task.queue_time + task.run_time - self.clock()
+        return self._end(task) - self.clock()
 
     def _arm(self, task_id: str, delay: float) -> None:
         loop = asyncio.get_running_loop()
         self._timers[task_id] = loop.call_later(delay, self._due, task_id)
+
+    def _fire(self, task_id: str) -> None:
+        timer = self._timers.pop(task_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._due(task_id)
 
     def _due(self, task_id: str) -> None:
         self._timers.pop(task_id, None)

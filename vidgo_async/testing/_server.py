@@ -58,6 +58,9 @@ class FakeVidgo(TaskShaping):
             epoch in ``task-unified-<epoch>-<8 chars>`` is then fixed at
             1757165031 (``created_time`` stays the wall clock).
         clock: Monotonic clock in seconds that drives the task life cycle.
+            Callback timers still run in real seconds: with a clock of your
+            own, a callback due on it goes out when the fake handles its next
+            request (or when its real-seconds timer fires, if sooner).
         callback_body: Callbacks send the vendor's ``{"code": 200, "data": ...}``
             (``"wrapped"``) or the bare ``data`` object (``"bare"``).
         callback_retry_scale: Factor on the vendor's 1, 2, 4 s callback
@@ -141,6 +144,7 @@ class FakeVidgo(TaskShaping):
         )
         self._delivery.faults = callback_faults or CallbackFaults()
         self._api.on_accept = self._delivery.accepted
+        self._api.on_request = self._delivery.catch_up
 
     # -- serving ----------------------------------------------------------------------------
 

@@ -302,13 +302,19 @@ class TaskBook:
         queue_time: float | None,
         run_time: float | None,
         files_lag: float | None = None,
-    ) -> None:
-        """Override the timing of the tasks of ``audio_id``, past and future."""
+    ) -> list[str]:
+        """Override the timing of the tasks of ``audio_id``, past and future.
+
+        Returns:
+            The ids of the existing tasks retimed.
+        """
         self.durations[audio_id] = (queue_time, run_time, files_lag)
-        for task in self._tasks_of(audio_id):
+        tasks = self._tasks_of(audio_id)
+        for task in tasks:
             task.queue_time = self.queue_time if queue_time is None else queue_time
             task.run_time = self.run_time if run_time is None else run_time
             task.files_lag = self.quirks.files_lag if files_lag is None else files_lag
+        return [task.task_id for task in tasks]
 
     def _tasks_of(self, audio_id: str) -> list[FakeTask]:
         return [t for t in self.tasks.values() if t.seeded is None and t.audio_id == audio_id]
