@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -30,7 +31,7 @@ class Sink:
         self.arrived = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((request.path, dict(request.headers), await request.json()))
+        self.received.append((request.raw_path, dict(request.headers), await request.json()))
         self.arrived.set()
         return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
 
@@ -222,13 +223,28 @@ async def test_delay_postpones_delivery(
 
 
 async def test_task_ended_at_acceptance_calls_back_before_the_answer(
-    make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
+    make_fake: MakeFake, http: aiohttp.ClientSession
 ) -> None:
-    """A task with no queue or run time is called back before its submit is answered."""
+    """An ended task's first callback is on the wire before its submit is answered."""
     fake = await make_fake()
     fake.set_duration("a1", queue_time=0.0, run_time=0.0)
-    task_id = await submit(http, fake, "a1", f"{sink.url}/x")
-    assert [body["data"]["task_id"] for _, _, body in sink.received] == [task_id]
+    with silent_receiver() as (listener, url):
+        await submit(http, fake, "a1", url)
+        connection, _ = listener.accept()
+        with connection:
+            connection.setblocking(False)
+            assert connection.recv(65536).startswith(b"POST /cb/x HTTP/1.1")
+
+
+async def test_submit_does_not_wait_for_the_receiver(
+    make_fake: MakeFake, http: aiohttp.ClientSession
+) -> None:
+    """A receiver that never answers does not hold up the submit answer of an ended task."""
+    fake = await make_fake(queue_time=0.0, run_time=0.0)
+    with silent_receiver() as (_, url):
+        await asyncio.wait_for(submit(http, fake, "a1", url), 2)
+        assert fake.callbacks.pending == 1
+        assert fake.callbacks.attempts == []
 
 
 async def test_non_loopback_urls_are_skipped_by_default(
@@ -238,6 +254,55 @@ async def test_non_loopback_urls_are_skipped_by_default(
     fake = await make_fake(run_time=0.0, queue_time=0.0)
     await submit(http, fake, "a1", "https://hooks.example.com/cb")
     assert [a.outcome for a in fake.callbacks.attempts] == ["skipped"]
+
+
+async def test_proxy_keeps_path_and_query(
+    make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
+) -> None:
+    """callback_proxy sends to its origin with the callback URL's path and query."""
+    origin = sink.url.removesuffix("/cb")
+    fake = await make_fake(callback_proxy=origin, queue_time=0.0, run_time=0.0)
+    await submit(http, fake, "a1", "https://hooks.example.com/cb/x?token=s3cr3t&b=1")
+    await sink.wait_for(1)
+    assert sink.received[0][0] == "/cb/x?token=s3cr3t&b=1"
+
+
+async def test_shortened_task_calls_back_at_its_new_end(
+    make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
+) -> None:
+    """set_duration that ends an accepted task now moves its callback to now."""
+    fake = await make_fake(run_time=30.0)
+    await submit(http, fake, "a1", f"{sink.url}/x")
+    fake.set_duration("a1", queue_time=0.0, run_time=0.0)
+    await sink.wait_for(1)
+    assert sink.received[0][2]["data"]["status"] == "finished"
+
+
+async def test_lengthened_task_calls_back_at_its_new_end(
+    make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
+) -> None:
+    """set_duration that prolongs an accepted task holds its callback back."""
+    fake = await make_fake(run_time=0.05)
+    await submit(http, fake, "a1", f"{sink.url}/x")
+    fake.set_duration("a1", run_time=30.0)
+    await asyncio.sleep(0.2)
+    assert sink.received == []
+    assert fake.callbacks.pending == 1
+
+
+async def test_custom_clock_calls_back_on_the_next_request(
+    make_fake: MakeFake, sink: Sink, http: aiohttp.ClientSession
+) -> None:
+    """With a clock of the test's own, a callback due on it goes out at the next request."""
+    now = [0.0]
+    fake = await make_fake(clock=lambda: now[0], queue_time=0.0, run_time=600.0)
+    task_id = await submit(http, fake, "a1", f"{sink.url}/x")
+    now[0] += 601.0
+    await asyncio.sleep(0.05)
+    assert sink.received == []
+    assert (await detail(http, fake, task_id))["data"]["status"] == "finished"
+    await sink.wait_for(1)
+    assert sink.received[0][2]["data"]["task_id"] == task_id
 
 
 async def test_close_cancels_pending_deliveries(
@@ -270,6 +335,16 @@ async def test_bad_settings_are_refused() -> None:
         CallbackFaults(delay=-1.0)
     with pytest.raises(ValueError):
         FakeVidgo(callback_body="xml")  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def silent_receiver() -> Iterator[tuple[socket.socket, str]]:
+    """A listening loopback socket that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port: int = listener.getsockname()[1]
+        yield listener, f"http://127.0.0.1:{port}/cb/x"
 
 
 def closed_port() -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import re
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -165,6 +167,22 @@ async def test_submit_answers_the_documented_shape(
 
 
 @pytest.mark.asyncio
+async def test_seed_reproduces_task_ids(
+    make_fake: MakeFake, clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    """Two fakes with one seed hand out the same ids, their epoch fixed, not the time."""
+    runs = []
+    for _ in range(2):
+        fake = await make_fake(clock=clock, seed=3)
+        task_id = await submitted(session, fake)
+        clock.now += 1.0
+        wav_url = (await detail(session, fake, task_id))["files"][0]["wav_url"]
+        runs.append((task_id, wav_url.removeprefix(fake.url), fake.seed_task()))
+    assert runs[0] == runs[1]
+    assert re.fullmatch(r"task-unified-1757165031-[a-z0-9]{8}", runs[0][0])
+
+
+@pytest.mark.asyncio
 async def test_task_goes_through_its_life_cycle(
     fake: FakeVidgo, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
@@ -308,6 +326,23 @@ async def test_callback_url_is_recorded(fake: FakeVidgo, session: aiohttp.Client
 
 
 @pytest.mark.asyncio
+async def test_callback_url_over_2048_characters_is_400(
+    fake: FakeVidgo, session: aiohttp.ClientSession
+) -> None:
+    """The documented limit holds: 2048 characters pass, 2049 answer 400 and create nothing."""
+    url = f"{fake.url}/api/generate/submit"
+    for audio_id, length, expected in [("a1", 2049, 400), ("a2", 2048, 200)]:
+        callback_url = "http://127.0.0.1:9/" + "a" * (length - 19)
+        body = {"model": WAV, "input": {"task_id": "p", "audio_id": audio_id}}
+        status, answer = await call(
+            session, "POST", url, json={**body, "callback_url": callback_url}
+        )
+        assert (status, answer["code"]) == (expected, expected)
+    assert list(fake.accepted) == ["a2"]
+    assert all(task.callback_url and len(task.callback_url) == 2048 for task in fake.tasks.values())
+
+
+@pytest.mark.asyncio
 async def test_credits_run_out_with_402(
     make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
@@ -441,8 +476,56 @@ async def test_range_past_the_end_is_416(
     task_id = await submitted(session, fake)
     clock.now += 1.0
     url = f"{fake.url}/files/{task_id}.wav"
-    status, _ = await call(session, "GET", url, headers={"Range": "bytes=176444-"})
-    assert status == 416
+    status, body = await call(session, "GET", url, headers={"Range": "bytes=176444-"})
+    assert (status, body["code"]) == (416, 416)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b'{"a":' * 50_000, {}, 400),
+        (b"not gzip", {"Content-Encoding": "gzip"}, 400),
+        (io.BytesIO(b"x" * 2_000_000), {}, 413),
+    ],
+    ids=["nested-json", "broken-gzip", "too-large"],
+)
+@pytest.mark.asyncio
+async def test_unreadable_submit_bodies_are_4xx_and_logged(
+    fake: FakeVidgo,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes | io.BytesIO,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    """A body too deep, undecodable or too large gets a 4xx envelope, logged, no traceback."""
+    url = f"{fake.url}/api/generate/submit"
+    answered, answer = await call(session, "POST", url, data=body, headers=headers)
+    assert (answered, answer["code"]) == (status, status)
+    assert isinstance(answer["message"], str)
+    (entry,) = fake.requests
+    assert (entry.route, entry.status, entry.json) == ("submit", status, None)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.asyncio
+async def test_range_with_thousands_of_digits_is_416(
+    fake: FakeVidgo,
+    clock: ManualClock,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A range offset too long for int() is past the end: 416 in the error envelope."""
+    task_id = await submitted(session, fake)
+    clock.now += 1.0
+    url = f"{fake.url}/files/{task_id}.wav"
+    status, body = await call(session, "GET", url, headers={"Range": "bytes=" + "9" * 5000 + "-"})
+    assert (status, body["code"]) == (416, 416)
+    assert fake.requests[-1].status == 416
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    # An end offset that long is just "to the end".
+    status, _ = await call(session, "GET", url, headers={"Range": "bytes=0-" + "9" * 5000})
+    assert status == 200
 
 
 @pytest.mark.asyncio

@@ -19,6 +19,8 @@ from ._log import RecordedRequest, RequestLog
 from ._state import ApiError, FakeTask, TaskBook
 from ._wav import iter_wav
 
+MAX_CALLBACK_URL = 2048
+"""The longest callback URL the vendor accepts."""
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 _UNAUTHORIZED = {
     "code": 401,
@@ -47,8 +49,11 @@ class FakeApi:
         self.report_progress = report_progress
         self.undelivered_accepts = 0
         self.base_url: str | None = None
-        #: Called with each accepted task before the submit is answered (callback delivery).
+        #: Called with each accepted task before the submit is answered (callback delivery);
+        #: it must not wait for a callback receiver's answer.
         self.on_accept: Callable[[FakeTask], Awaitable[None]] | None = None
+        #: Called as each request arrives (callbacks due on a clock of the fake's own).
+        self.on_request: Callable[[], None] | None = None
         self._closing = asyncio.Event()
         self.app = self._build_app()
 
@@ -75,8 +80,10 @@ class FakeApi:
     # -- the pipeline every request goes through -------------------------------------------
 
     async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.on_request is not None:
+            self.on_request()
         route = request.match_info.route.name
-        body = await request.read() if request.body_exists else b""
+        body, refusal = await _read_body(request)
         entry = self.log.add(
             RecordedRequest(
                 method=request.method,
@@ -87,6 +94,11 @@ class FakeApi:
                 route=route,
             )
         )
+        if refusal is not None:
+            self.log.update(entry, status=refusal.status)
+            if refusal.status == 413:  # aiohttp drains the rest, so the client reads this
+                return _error(refusal)
+            return await _answer_and_close(request, _error(refusal))
         fault = self.plan.next_for(route)
         if fault is not None:
             entry = self.log.update(entry, fault=fault.kind)
@@ -94,6 +106,9 @@ class FakeApi:
             response = await self._respond(request, handler, route, fault)
         except web.HTTPException as exc:
             self.log.update(entry, status=exc.status)
+            raise
+        except Exception:
+            self.log.update(entry, status=500)  # what aiohttp answers for a bug of the fake
             raise
         if response is None:
             # The connection is gone; aiohttp fails to write this and moves on quietly.
@@ -134,14 +149,14 @@ class FakeApi:
     async def _handle(
         self, request: web.Request, handler: Handler, route: str | None, *, cut: bool = False
     ) -> web.StreamResponse:
-        if route == "files":
-            return await self._serve_file(request, cut=cut)
-        if route is not None and not self._authorized(request):
-            return web.json_response(_UNAUTHORIZED, status=401)
         try:
+            if route == "files":
+                return await self._serve_file(request, cut=cut)
+            if route is not None and not self._authorized(request):
+                return web.json_response(_UNAUTHORIZED, status=401)
             return await handler(request)
         except ApiError as exc:
-            return web.json_response(exc.body, status=exc.status)
+            return _error(exc)
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.api_key}"
@@ -168,6 +183,10 @@ class FakeApi:
             raise ApiError(400, "input must be an object")
         if callback_url is not None and not isinstance(callback_url, str):
             raise ApiError(400, "callback_url must be a string")
+        # The vendor requires callback URLs of at most 2048 characters [doc] but does not
+        # say what it answers to a longer one; refusing it is the faithful reading.
+        if callback_url is not None and len(callback_url) > MAX_CALLBACK_URL:
+            raise ApiError(400, f"callback_url must be at most {MAX_CALLBACK_URL} characters")
         task = self.book.submit(model, task_input, callback_url)
         if self.on_accept is not None:
             await self.on_accept(task)
@@ -207,7 +226,7 @@ class FakeApi:
             or task is None
             or task.status(self.book.clock()) != "finished"
         ):
-            return web.json_response({"code": 404, "message": "File not found"}, status=404)
+            raise ApiError(404, "File not found")
         size = self.wav_size
         start, stop = _byte_range(request.headers.get("Range"), size)
         response = web.StreamResponse(status=206 if start or stop < size else 200)
@@ -231,15 +250,48 @@ class FakeApi:
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int]:
-    """``(start, stop)`` asked by a ``Range: bytes=N-[M]`` header; the whole file otherwise."""
+    """``(start, stop)`` asked by a ``Range: bytes=N-[M]`` header; the whole file otherwise.
+
+    Raises:
+        ApiError: 416, the range starts at or past the end of the file.
+    """
     match = _RANGE.fullmatch(header.strip()) if header else None
     if match is None:
         return 0, size
-    start = int(match[1])
-    stop = min(int(match[2]) + 1, size) if match[2] else size
+    start = _offset(match[1], size)
+    stop = min(_offset(match[2], size) + 1, size) if match[2] else size
     if start >= stop:
-        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        raise ApiError(416, "Range not satisfiable", headers={"Content-Range": f"bytes */{size}"})
     return start, stop
+
+
+def _offset(digits: str, size: int) -> int:
+    """A byte offset, capped at ``size`` (int() refuses thousands of digits)."""
+    if len(digits.lstrip("0")) > len(str(size)):
+        return size
+    return min(int(digits), size)
+
+
+async def _read_body(request: web.Request) -> tuple[bytes, ApiError | None]:
+    """The request body, or the error answer when it cannot be read."""
+    try:
+        return (await request.read() if request.body_exists else b""), None
+    except web.HTTPRequestEntityTooLarge:
+        return b"", ApiError(413, "Request body too large")
+    except web.RequestPayloadError:  # a broken gzip or chunked body
+        return b"", ApiError(400, "Invalid request body")
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send ``response``, then close the connection.
+
+    The rest of an unreadable body (a broken gzip stream) is never read: left
+    to itself, aiohttp would try to drain it and log the failure as unhandled.
+    """
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the answer is buffered; a close still sends it
+    return response
 
 
 def _abort(request: web.Request, *, reset: bool) -> None:
@@ -268,8 +320,12 @@ def _parse_json(body: bytes) -> Any | None:
         return None
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can go
         return None
+
+
+def _error(exc: ApiError) -> web.Response:
+    return web.json_response(exc.body, status=exc.status, headers=exc.headers)
 
 
 def _ok(data: dict[str, Any]) -> web.Response:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
+from ._delivery import CallbackDelivery
 from ._state import MEDIA_KINDS, FakeTask, SeededAnswer, TaskBook, now_iso
 
 
@@ -24,6 +25,7 @@ class TaskShaping:
     """Mixin of :class:`FakeVidgo` over its :class:`TaskBook` (``self._book``)."""
 
     _book: TaskBook
+    _delivery: CallbackDelivery
 
     # -- quirks -----------------------------------------------------------------------------
 
@@ -85,10 +87,12 @@ class TaskShaping:
         files_lag: float | None = None,
     ) -> None:
         """Override how long the tasks of ``audio_id`` queue, run, and report
-        ``finished`` without files (None: the fake's default), past and future."""
+        ``finished`` without files (None: the fake's default), past and future.
+
+        The callbacks of accepted tasks move to their new end."""
         if files_lag is not None:
             check_lag("files_lag", files_lag)
-        self._book.set_duration(audio_id, queue_time, run_time, files_lag)
+        self._delivery.retimed(self._book.set_duration(audio_id, queue_time, run_time, files_lag))
 
     # -- tasks ------------------------------------------------------------------------------
 

@@ -53,8 +53,14 @@ class FakeVidgo(TaskShaping):
         wav_size: Size in bytes of every WAV file served.
         conflict_includes_task_id: Whether a 409 carries ``data.task_id`` of the earlier task.
         strict_parents: Whether a conversion's parent ``task_id`` must be a known task.
-        seed: Seed for task ids and random faults.
+        seed: Seed for task ids, random faults and callback faults. With a
+            seed, task ids (so ``wav_url`` values) repeat from run to run: the
+            epoch in ``task-unified-<epoch>-<8 chars>`` is then fixed at
+            1757165031 (``created_time`` stays the wall clock).
         clock: Monotonic clock in seconds that drives the task life cycle.
+            Callback timers still run in real seconds: with a clock of your
+            own, a callback due on it goes out when the fake handles its next
+            request (or when its real-seconds timer fires, if sooner).
         callback_body: Callbacks send the vendor's ``{"code": 200, "data": ...}``
             (``"wrapped"``) or the bare ``data`` object (``"bare"``).
         callback_retry_scale: Factor on the vendor's 1, 2, 4 s callback
@@ -63,7 +69,7 @@ class FakeVidgo(TaskShaping):
         callback_hosts: ``"loopback"`` delivers callbacks only to this
             machine (others are recorded as skipped), ``"any"`` everywhere.
         callback_proxy: An origin such as ``"http://127.0.0.1:8081"``: every
-            callback goes there, its URL's path kept, as the reverse proxy in
+            callback goes there, its URL's path and query kept, as the reverse proxy in
             front of a receiver whose ``public_url`` is a public name would
             send it (``callback_hosts`` then does not apply).
         callback_faults: Scripted callback misbehaviour (also :attr:`callbacks`).
@@ -138,6 +144,7 @@ class FakeVidgo(TaskShaping):
         )
         self._delivery.faults = callback_faults or CallbackFaults()
         self._api.on_accept = self._delivery.accepted
+        self._api.on_request = self._delivery.catch_up
 
     # -- serving ----------------------------------------------------------------------------
 

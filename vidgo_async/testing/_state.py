@@ -20,14 +20,24 @@ import attrs
 WAV_MODEL = "convert-to-wav"
 MEDIA_KINDS = frozenset({"image", "video"})
 _ALPHABET = string.ascii_lowercase + string.digits
+SEEDED_EPOCH = 1757165031
+"""The epoch in the ids of a seeded fake: the vendor's example id's, in place of the time."""
 
 
 class ApiError(Exception):
-    """An error answer of the API: HTTP ``status`` with the JSON ``body``."""
+    """An error answer of the API: HTTP ``status`` with the JSON ``body`` (and ``headers``)."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = dict(headers or {})
         self.body: dict[str, Any] = {"code": status, "message": message, **extra}
 
 
@@ -210,11 +220,14 @@ class TaskBook:
         self._initial_credits = credits
         self._by_audio: dict[tuple[str, str], str] = {}
         self._rng = random.Random(seed)
+        self._epoch: int | None = None if seed is None else SEEDED_EPOCH
 
     def new_id(self) -> str:
         """A fresh id shaped like the vendor's: ``task-unified-<epoch>-<8 chars>``.
 
-        With integer ids, ten decimal digits instead.
+        The epoch is the current time, or :data:`SEEDED_EPOCH` with a seed, so
+        that a seed gives the same ids run after run. With integer ids, ten
+        decimal digits instead.
         """
         while True:
             if self.quirks.integer_task_ids:
@@ -223,7 +236,8 @@ class TaskBook:
                     return number
                 continue
             suffix = "".join(self._rng.choice(_ALPHABET) for _ in range(8))
-            task_id = f"task-unified-{int(time.time())}-{suffix}"
+            epoch = int(time.time()) if self._epoch is None else self._epoch
+            task_id = f"task-unified-{epoch}-{suffix}"
             if task_id not in self.tasks:
                 return task_id
 
@@ -288,13 +302,19 @@ class TaskBook:
         queue_time: float | None,
         run_time: float | None,
         files_lag: float | None = None,
-    ) -> None:
-        """Override the timing of the tasks of ``audio_id``, past and future."""
+    ) -> list[str]:
+        """Override the timing of the tasks of ``audio_id``, past and future.
+
+        Returns:
+            The ids of the existing tasks retimed.
+        """
         self.durations[audio_id] = (queue_time, run_time, files_lag)
-        for task in self._tasks_of(audio_id):
+        tasks = self._tasks_of(audio_id)
+        for task in tasks:
             task.queue_time = self.queue_time if queue_time is None else queue_time
             task.run_time = self.run_time if run_time is None else run_time
             task.files_lag = self.quirks.files_lag if files_lag is None else files_lag
+        return [task.task_id for task in tasks]
 
     def _tasks_of(self, audio_id: str) -> list[FakeTask]:
         return [t for t in self.tasks.values() if t.seeded is None and t.audio_id == audio_id]
