@@ -47,42 +47,28 @@ def readme_route(public_url: str) -> types.ModuleType:
 
 
 class Served:
-    """The route under uvicorn, and what uvicorn logged."""
+    """The route under uvicorn, and what was logged meanwhile."""
 
-    def __init__(self, route: types.ModuleType, url: str, logged: list[logging.LogRecord]):
+    def __init__(self, route: types.ModuleType, url: str, caplog: pytest.LogCaptureFixture):
         self.route = route
         self.url = url
-        self.logged = logged
+        self.caplog = caplog
         self.host, port = url.split("//")[1].rsplit(":", 1)
         self.port = int(port)
 
     def errors(self) -> list[str]:
-        """What uvicorn logged at ERROR or above (a 500 logs a traceback there)."""
-        return [r.getMessage() for r in self.logged if r.levelno >= logging.ERROR]
-
-
-class _Keep(logging.Handler):
-    def __init__(self, into: list[logging.LogRecord]) -> None:
-        super().__init__()
-        self.into = into
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.into.append(record)
+        """What was logged at ERROR or above (uvicorn logs a 500's traceback there)."""
+        return [r.getMessage() for r in self.caplog.records if r.levelno >= logging.ERROR]
 
 
 @pytest_asyncio.fixture
-async def served() -> AsyncIterator[Served]:
+async def served(caplog: pytest.LogCaptureFixture) -> AsyncIterator[Served]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     route = readme_route(url)
     config = uvicorn.Config(route.app, log_level="warning", lifespan="off", log_config=None)
-    server = uvicorn.Server(config)
-    logged: list[logging.LogRecord] = []
-    keep = _Keep(logged)
-    watched = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "fastapi")]
-    for logger in watched:
-        logger.addHandler(keep)
+    server = uvicorn.Server(config)  # log_config=None: its records reach caplog
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(200):
@@ -90,13 +76,11 @@ async def served() -> AsyncIterator[Served]:
                 break
             await asyncio.sleep(0.01)
         assert server.started, "uvicorn did not start"
-        yield Served(route, url, logged)
+        yield Served(route, url, caplog)
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 10)
         sock.close()
-        for logger in watched:
-            logger.removeHandler(keep)
 
 
 async def test_waits_return_on_callbacks_through_the_readme_route(
