@@ -3,13 +3,15 @@
 The plan is the cheapest path through a grid of candidate instants (a
 dynamic program in which no step exceeds ``max_interval``), where a check
 costs 1 and a task seen late costs more checks the later it is seen, as a
-share of its duration (``_LATES``, ``_DELAY_WEIGHT``): users notice the tail
-of the delays, so most tasks should be seen within about a fifth of their
-length, and hardly any after half of it. Each observed interval counts as
-spread evenly over itself, widened by ``_SMEAR`` either way, so that few or
-coarse observations give a smooth distribution rather than spikes. Past the
-plan's last instant (longer than any task seen), each pause is
-``_TAIL_SHARE`` of the time elapsed.
+share of its duration (``_LATES``, ``_DELAY_WEIGHT``). Users judge polling by
+the tail of the delays, so the first share aims under half of the tail blind
+polling would give (``_AIM`` times its 95th percentile of delay / duration, on
+the learned distribution); the later shares bound how late the few tasks the
+plan gives up on are seen. Each observed interval counts as spread evenly
+over itself, widened by ``_SMEAR`` either way, so that few or coarse
+observations give a smooth distribution rather than spikes. Past the plan's
+last instant (longer than any task seen), each pause is ``_TAIL_SHARE`` of the
+time elapsed.
 
 Those shares shrink for a narrow distribution (``_NARROW``): blind polling sees
 tasks of nearly one length wherever its fixed checks happen to fall after
@@ -19,6 +21,10 @@ distribution of such tasks is no narrower than the checks that observed them
 narrow distribution are cheap (few tasks are still running past them), so the
 plan aims tighter there, and each plan's closer checks narrow what the next
 one learns from.
+
+The grid's instants are 1.5 % apart: checks aimed some 13 % apart must not be
+rounded down to the grid's steps (at 3 % apart, a plan took ~0.03x of blind's
+checks more for the same tail).
 
 A plan is kept only if, on the learned distribution, it is no worse than the
 blind schedule (jitter aside) on either figure a user judges polling by: the
@@ -41,20 +47,23 @@ from .._config import PollPolicy
 __all__ = ["Plan", "Spread", "blind_steps", "make_plan"]
 
 _SMEAR = 0.1  # each observed interval is widened by this share either way
-# The costs of a plan, in checks (tuned in benchmarks/poll_economy.py's scenarios): a task
-# seen later than each share of its duration after it finished costs that many checks more,
-# and every task-duration of delay costs _DELAY_WEIGHT.
-_LATES = ((0.21, 16.0), (0.29, 16.0), (0.5, 36.0))
+# The costs of a plan, in checks (tuned in benchmarks/poll_economy.py's scenarios and
+# poll_unseen.py's simulation): a task seen later than each share of its duration after it
+# finished costs that many checks more (the first share: _AIM times blind's p95, see the
+# module docstring), and every task-duration of delay costs _DELAY_WEIGHT.
+_AIMS = (0.45, 0.7, 1.0)
+_LATES = ((0.29, 16.0), (0.5, 36.0))
+_AIMED_WEIGHT = 16.0
 _DELAY_WEIGHT = 3.0
 # A spread (10th to 90th percentile, over the median) narrower than _NARROW scales the
 # shares of _LATES by its width over _NARROW, down to _NARROWEST (both chosen in the
 # simulation of benchmarks/poll_unseen.py; wider spreads, as in poll_economy, are unchanged).
 _NARROW = 0.8
 _NARROWEST = 0.25
-_GRID_RATIO = 1.03  # candidate instants: at least 3 % apart (in time elapsed)
-_GRID_POINTS = 150  # ... and about this many over the observed range
-_GRID_MAX = 400  # more (a cap tiny against the durations): no plan
-_REACH = 64  # candidate instants one step may skip
+_GRID_RATIO = 1.015  # candidate instants: at least 1.5 % apart (in time elapsed)
+_GRID_POINTS = 300  # ... and about this many over the observed range
+_GRID_MAX = 800  # more (a cap tiny against the durations): no plan
+_REACH = 150  # candidate instants one step may skip
 _TAIL_SHARE = 0.25  # past the plan: pause this share of the time elapsed
 _P95 = 0.95  # the percentile of delay / duration a plan must not make worse than blind
 _MIN_GROWTH = 0.01  # seconds: where a zero initial poll interval starts growing from
@@ -173,17 +182,17 @@ def _width(grid: Sequence[float], cdf: Sequence[float]) -> float:
     return (high - low) / middle
 
 
-def _cheapest(spread: Spread, max_interval: float) -> Plan | None:
-    """The cheapest instants to check at (see the module docstring); None if the
-    cap is too small against the durations for a plan to be worth it."""
-    if max_interval <= 0:
-        return None
+def _cheapest(spread: Spread, max_interval: float, aim: float) -> Plan | None:
+    """The cheapest instants to check at, most tasks seen within ``aim`` of their
+    duration (see the module docstring); None if the cap is too small against the
+    durations for a plan to be worth it."""
     grid = _grid(spread, max_interval)
     if grid is None:
         return None
     cdf = spread.cdf(grid)
     narrow = max(_NARROWEST, min(1.0, _width(grid, cdf) / _NARROW))
-    lates = [(w, spread.cdf([at / (1 + x * narrow) for at in grid])) for x, w in _LATES]
+    shares = [(aim, _AIMED_WEIGHT), *_LATES]
+    lates = [(w, spread.cdf([at / (1 + x * narrow) for at in grid])) for x, w in shares]
     # inverse[k] = E[1/D; D <= grid[k]], so that a check at grid[j] after one at grid[i]
     # has E[(grid[j] - D) / D; grid[i] < D <= grid[j]] as its relative delay, in O(1).
     inverse = [0.0]
@@ -194,12 +203,16 @@ def _cheapest(spread: Spread, max_interval: float) -> Plan | None:
     step = [last] * len(grid)
     for i in range(last - 1, -1, -1):
         best = math.inf
+        at_i, ended_i, inverse_i = grid[i], cdf[i], inverse[i]
         for j in range(i + 1, min(last, i + _REACH) + 1):
             at = grid[j]
-            if at - grid[i] > max_interval:
+            if at - at_i > max_interval:
                 break
-            delay = at * (inverse[j] - inverse[i]) - (cdf[j] - cdf[i])
-            missed = sum(w * max(0.0, late[j] - cdf[i]) for w, late in lates)
+            delay = at * (inverse[j] - inverse_i) - (cdf[j] - ended_i)
+            missed = 0.0  # the tasks seen late at each share (ended after grid[i])
+            for weight, late in lates:
+                if late[j] > ended_i:
+                    missed += weight * (late[j] - ended_i)
             total = _DELAY_WEIGHT * delay + missed + cost[j]
             if total < best:
                 best, step[i] = total, j
@@ -241,22 +254,19 @@ def _blind_instants(policy: PollPolicy, horizon: float) -> list[float] | None:
     return instants
 
 
-def _no_worse_than_blind(plan: Plan, spread: Spread, policy: PollPolicy) -> bool:
-    """Whether ``plan`` takes no more checks, and no larger p95 of delay / duration, than
-    the blind schedule on the learned distribution."""
-    blind = _blind_instants(policy, spread.high)
-    if blind is None:
-        return False
-    checks, p95 = _checks_and_p95(plan.instants, spread)
-    blind_checks, blind_p95 = _checks_and_p95(blind, spread)
-    return checks <= blind_checks and p95 <= blind_p95
-
-
 def make_plan(spread: Spread, policy: PollPolicy) -> Plan | None:
     """The plan for waits under ``policy``; None if the cap is too small against the
     durations for one to be worth it, or if it would be worse than blind."""
-    plan = _cheapest(spread, policy.max_interval)
-    # The invariant: a plan in use is no worse than blind polling on what was learned.
-    if plan is not None and not _no_worse_than_blind(plan, spread, policy):
+    blind = _blind_instants(policy, spread.high)
+    if blind is None or policy.max_interval <= 0:
         return None
-    return plan
+    blind_checks, blind_p95 = _checks_and_p95(blind, spread)
+    for aim in _AIMS:  # the tightest aim that costs no more checks than blind
+        plan = _cheapest(spread, policy.max_interval, aim=aim * blind_p95)
+        if plan is None:
+            return None
+        # The invariant: a plan in use is no worse than blind polling on what was learned.
+        checks, p95 = _checks_and_p95(plan.instants, spread)
+        if checks <= blind_checks and p95 <= blind_p95:
+            return plan
+    return None
