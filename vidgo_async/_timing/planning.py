@@ -5,8 +5,9 @@ dynamic program in which no step exceeds ``max_interval``), where a check
 costs 1 and a task seen late costs more checks the later it is seen, as a
 share of its duration (``_LATES``, ``_DELAY_WEIGHT``). Users judge polling by
 the tail of the delays, so the first share aims under half of the tail blind
-polling would give (``_AIM`` times its 95th percentile of delay / duration, on
-the learned distribution); the later shares bound how late the few tasks the
+polling would give (the first of ``_AIMS`` times its 95th percentile of delay /
+duration, on the learned distribution; the next ones where that would take
+more checks than blind); the later shares bound how late the few tasks the
 plan gives up on are seen. Each observed interval counts as spread evenly
 over itself, widened by ``_SMEAR`` either way, so that few or coarse
 observations give a smooth distribution rather than spikes. Past the plan's
@@ -49,8 +50,8 @@ __all__ = ["Plan", "Spread", "blind_steps", "make_plan"]
 _SMEAR = 0.1  # each observed interval is widened by this share either way
 # The costs of a plan, in checks (tuned in benchmarks/poll_economy.py's scenarios and
 # poll_unseen.py's simulation): a task seen later than each share of its duration after it
-# finished costs that many checks more (the first share: _AIM times blind's p95, see the
-# module docstring), and every task-duration of delay costs _DELAY_WEIGHT.
+# finished costs that many checks more (the first share: one of _AIMS times blind's p95,
+# see the module docstring), and every task-duration of delay costs _DELAY_WEIGHT.
 _AIMS = (0.45, 0.7, 1.0)
 _LATES = ((0.29, 16.0), (0.5, 36.0))
 _AIMED_WEIGHT = 16.0
