@@ -76,6 +76,10 @@ class TaskFile(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self.data)
 
+    def get(self, key: str, default: Any = None) -> Any:
+        # Mapping's own get() reads a missing key as a caught KeyError.
+        return self.data.get(key, default)
+
     @property
     def wav_url(self) -> str | None:
         """The WAV download URL, if this file has one."""
