@@ -175,7 +175,7 @@ class PairSteps:
         self, key: Key, deadline: Deadline, *, resumed: bool
     ) -> ConversionResult | tuple[str, float]:
         """Submit the pair, journalled before and after; its task, or its result."""
-        await self._record(key, Entry.written(State.SUBMITTING))  # only now may it go out
+        await self._record(key, State.SUBMITTING)  # only now may it go out
         input = {"task_id": key[0], "audio_id": key[1]}
         # The paid step: each attempt goes out only while this worker holds the pair.
         hold = None if self.journal is None else functools.partial(self.journal.hold, *key)
@@ -193,9 +193,9 @@ class PairSteps:
             if refuses_the_account(exc) and self.refused is None:
                 self.refused = exc
                 logger.info("batch submits stopped: %s", exc)
-            await self._record(key, Entry.written(state_after_failed_submit(exc), error=exc))
+            await self._record(key, state_after_failed_submit(exc), error=exc)
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
-        await self._record(key, Entry.written(State.ACCEPTED, task_id=accepted.task_id))
+        await self._record(key, State.ACCEPTED, task_id=accepted.task_id)
         return accepted.task_id, time.monotonic()
 
     async def _download(self, result: ConversionResult) -> ConversionResult:
@@ -238,6 +238,13 @@ class PairSteps:
         downloaded = await self._download(result)
         return downloaded, State.FINISHED if downloaded.path is not None else None
 
-    async def _record(self, key: Key, row: Entry) -> None:
+    async def _record(
+        self,
+        key: Key,
+        state: State,
+        *,
+        task_id: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
         if self.journal is not None:
-            await self.journal.record(*key, row)
+            await self.journal.record(*key, Entry.written(state, task_id=task_id, error=error))
