@@ -247,9 +247,11 @@ class Transport:
             # Raised outside the except block so that no aiohttp exception - whose
             # request_info holds the headers, the API key among them - is chained.
             error = transport_error(failure, f"{method} {path}", self._api_key)
-            logger.debug("%s %s failed after %.3fs: %s", method, path, _since(started), error)
+            logger.debug(
+                "%s %s failed after %.3fs: %s", method, path, time.monotonic() - started, error
+            )
             raise error from (failure if safe_to_chain(failure) else None)
-        logger.debug("%s %s -> %d in %.3fs", method, path, status, _since(started))
+        logger.debug("%s %s -> %d in %.3fs", method, path, status, time.monotonic() - started)
         return status, headers, raw, complete
 
     def _url(self, path: str) -> URL:
@@ -299,10 +301,6 @@ async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
         if size > MAX_BODY:
             return b"".join(chunks)[:MAX_BODY], False
     return b"".join(chunks), True
-
-
-def _since(started: float) -> float:
-    return time.monotonic() - started
 
 
 def safe_to_chain(exc: BaseException) -> bool:
