@@ -127,6 +127,9 @@ BAD_POLICIES: list[Any] = [
     pytest.param(lambda: PollPolicy(initial=float("nan")), id="poll-initial-nan"),
     pytest.param(lambda: PollPolicy(factor=0.5), id="poll-factor-shrinks"),
     pytest.param(lambda: PollPolicy(max_interval=-1), id="poll-max_interval-neg"),
+    # A cap near the largest float overflowed the schedule's arithmetic mid-wait.
+    pytest.param(lambda: PollPolicy(max_interval=1.5e306), id="poll-max_interval-past-a-day"),
+    pytest.param(lambda: PollPolicy(max_interval=float("nan")), id="poll-max_interval-nan"),
     pytest.param(lambda: PollPolicy(jitter=2), id="poll-jitter-over-1"),
     pytest.param(lambda: PollPolicy(jitter=-0.1), id="poll-jitter-neg"),
     pytest.param(lambda: Timeouts(connect=0), id="timeouts-connect-0"),

@@ -23,6 +23,19 @@ def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> Non
         raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
 
 
+#: The longest ``PollPolicy.max_interval``, in seconds (a day): a cap past it means
+#: no cap, and one near the largest float overflows the schedule's arithmetic.
+LONGEST_INTERVAL = 86_400.0
+
+
+def _an_interval(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0 <= value <= LONGEST_INTERVAL):
+        raise ValueError(
+            f"{attribute.name} must be a number of seconds from 0 to {LONGEST_INTERVAL:.0f},"
+            f" got {value!r}"
+        )
+
+
 def _at_least_one(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 1):
         raise ValueError(f"{attribute.name} must be a finite number >= 1, got {value!r}")
@@ -62,7 +75,7 @@ class PollPolicy:
     Attributes:
         initial: Delay before the first status check, in seconds.
         factor: Growth of the interval after each unchanged answer.
-        max_interval: Cap of one interval, in seconds.
+        max_interval: Cap of one interval, in seconds (at most a day).
         jitter: Each interval is drawn within this fraction of itself,
             either way (0 disables it), so that waits started together
             spread out.
@@ -81,7 +94,7 @@ class PollPolicy:
 
     initial: float = attrs.field(default=1.0, validator=_non_negative)
     factor: float = attrs.field(default=1.5, validator=_at_least_one)
-    max_interval: float = attrs.field(default=15.0, validator=_non_negative)
+    max_interval: float = attrs.field(default=15.0, validator=_an_interval)
     jitter: float = attrs.field(default=0.1, validator=_non_negative)
     use_progress: bool = True
     learn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
