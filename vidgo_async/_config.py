@@ -84,8 +84,8 @@ class PollPolicy:
         learn: Learn from the tasks this client saw finish how long they
             take (per model), and check where finishes are likely instead of
             blindly; the blind schedule runs until enough are known,
-            wherever the learned checks would take more requests or see
-            tasks later than it, and for a model whose tasks report
+            wherever the learned checks would not beat it by a margin (in
+            requests and in the tail of the delays), and for a model whose tasks report
             ``progress`` (with ``use_progress``: the estimate needs their
             early answers). Callbacks still pace.
         callback_interval: With a callback receiver, the interval of the

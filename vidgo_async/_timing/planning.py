@@ -6,8 +6,8 @@ costs 1 and a task seen late costs more checks the later it is seen, as a
 share of its duration (``_LATES``, ``_DELAY_WEIGHT``). Users judge polling by
 the tail of the delays, so the first share aims under half of the tail blind
 polling would give (the first of ``_AIMS`` times its 95th percentile of delay /
-duration, on the learned distribution; the next ones where that would take
-more checks than blind); the later shares bound how late the few tasks the
+duration, on the learned distribution; the next ones where that would not
+beat blind by the margin below); the later shares bound how late the few tasks the
 plan gives up on are seen. Each observed interval counts as spread evenly
 over itself, widened by ``_SMEAR`` either way, so that few or coarse
 observations give a smooth distribution rather than spikes. Past the plan's
