@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from support import FAST_RETRY, FAST_TIMEOUTS
 
-from vidgo_async import PollPolicy, VidgoClient
-from vidgo_async.testing import FakeVidgo
+from vidgo_async import PollPolicy
+from vidgo_async.testing import FakeVidgo, fast_client
 
 uvicorn = pytest.importorskip("uvicorn", reason="the test extra installs uvicorn")
 pytest.importorskip("fastapi", reason="the test extra installs FastAPI")
@@ -88,14 +87,7 @@ async def test_waits_return_on_callbacks_through_the_readme_route(
 ) -> None:
     """Conversions whose callbacks reach the README's route return long before the safety
     net would have found them, with about one status read each."""
-    async with VidgoClient(
-        fake.api_key,
-        base_url=fake.url,
-        retry=FAST_RETRY,
-        timeouts=FAST_TIMEOUTS,
-        poll=SLOW_NET,
-        callbacks=served.route.receiver,
-    ) as client:
+    async with fast_client(fake, poll=SLOW_NET, callbacks=served.route.receiver) as client:
         pairs = [("music", f"audio-{i}") for i in range(8)]
         urls = await asyncio.wait_for(
             asyncio.gather(*(client.convert_to_wav(t, a, timeout=20) for t, a in pairs)), 10
