@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ._batch.journals import JournalSource, is_postgres
+from ._batch.journals import JournalSource
 from ._batch.run import BatchProgress, Pairs, start_batch
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
 from ._events import EventHook, operation
@@ -41,7 +41,6 @@ from ._validate import (
 from ._wire.convert import parse_balance
 from ._wire.download import DOWNLOAD_TIMEOUT, download_file
 from ._wire.transport import Transport
-from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .webhooks import CallbackReceiver
@@ -380,8 +379,6 @@ class VidgoClient:
                 (a PostgreSQL journal: at the first iteration, if it cannot be opened).
         """
         self._lifecycle.check()
-        if is_postgres(journal):
-            journal = _shared_journal(str(journal))
         return start_batch(
             self._submitter,
             self._waits,
@@ -475,21 +472,6 @@ class VidgoClient:
         if poll is not None:
             check_options(poll=poll)
         return self._waits.poller(handle, deadline, policy=poll, first_delay=0.0)
-
-
-def _shared_journal(dsn: str) -> JournalSource:
-    """The PostgreSQL journal a ``postgresql://`` DSN names, with the default lease.
-
-    Raises:
-        ConfigurationError: The ``postgres`` extra is not installed.
-    """
-    try:
-        from .postgres import SharedJournal  # the extra's module: only for such a journal
-    except ImportError as exc:
-        raise ConfigurationError(
-            "a PostgreSQL journal needs the postgres extra: pip install 'vidgo-async[postgres]'"
-        ) from exc
-    return SharedJournal(dsn)
 
 
 def _registry_of(receiver: object) -> Registry | None:

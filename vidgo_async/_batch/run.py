@@ -29,9 +29,10 @@ from .._ops.submit import Submitter
 from .._ops.wait import Waits
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_options, check_timeout
+from ..errors import ConfigurationError
 from .intake import Key, Pairs, describe_pair, each_pair, pair_key
 from .journal import Journal, State
-from .journals import JournalSource, LostClaim, open_journal
+from .journals import JournalSource, LostClaim, is_postgres, open_journal
 from .pair import Download, PairSteps
 
 __all__ = ["BatchProgress", "Pairs", "start_batch"]
@@ -104,8 +105,10 @@ def start_batch(
     concurrency = check_count("concurrency", concurrency)
     room = concurrency + check_count("max_waiting", max_waiting)
     check_options(on_progress=on_progress)
-    if journal is not None and not isinstance(journal, JournalSource):
-        Journal.check(journal)  # a PostgreSQL journal is checked when the batch starts
+    if is_postgres(journal):
+        journal = _shared_journal(str(journal))  # checked when the batch starts
+    elif journal is not None and not isinstance(journal, JournalSource):
+        Journal.check(journal)
     steps = PairSteps(
         submitter,
         waits,
@@ -118,6 +121,21 @@ def start_batch(
         steps, pairs, concurrency=concurrency, room=room, journal_path=journal, hook=hook
     )
     return batch.results(on_progress)
+
+
+def _shared_journal(dsn: str) -> JournalSource:
+    """The PostgreSQL journal a ``postgresql://`` DSN names, with the default lease.
+
+    Raises:
+        ConfigurationError: The ``postgres`` extra is not installed.
+    """
+    try:
+        from ..postgres import SharedJournal  # the extra's module: only for such a journal
+    except ImportError as exc:
+        raise ConfigurationError(
+            "a PostgreSQL journal needs the postgres extra: pip install 'vidgo-async[postgres]'"
+        ) from exc
+    return SharedJournal(dsn)
 
 
 @attrs.define
