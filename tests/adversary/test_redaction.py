@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -33,7 +34,7 @@ from vidgo_async import (
 )
 from vidgo_async._wire.envelope import REDACTED, redact
 
-from .server import BALANCE, DETAIL, SUBMIT, HostileServer, envelope, raw, reply, running
+from .server import BALANCE, DETAIL, FILE, SUBMIT, HostileServer, envelope, raw, reply, running
 from .support import FAST_POLL, FAST_RETRY, TIMEOUTS, texts_of
 
 # A key with the characters that escaping and percent-encoding change.
@@ -236,6 +237,40 @@ async def test_key_in_a_malformed_answer_is_redacted(
     exc = await failure(client.get_task("t1"))
     assert isinstance(exc, TransportError)
     assert_redacted(exc, caplog.records)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(f"HTTP/1.1 2x0 {SLASHED}\r\nContent-Length: 2\r\n\r\n{{}}", id="status-line"),
+        pytest.param(
+            f"HTTP/1.1 200 OK\r\n{SLASHED} x: y\r\nContent-Length: 2\r\n\r\n{{}}", id="header"
+        ),
+        pytest.param(f"HTTP/1.1 200 OK\r\nContent-Length: {SLASHED}\r\n\r\n{{}}", id="length"),
+        pytest.param(
+            f"HTTP/1.1 302 Found\r\nLocation: ftp://files.example/{SLASHED}/x.wav\r\n"
+            "Content-Length: 0\r\n\r\n",
+            id="redirect-to-ftp",
+        ),
+        pytest.param(
+            f"HTTP/1.1 302 Found\r\nLocation: http://u:p@files.example/{SLASHED}/x.wav\r\n"
+            "Content-Length: 0\r\n\r\n",
+            id="redirect-with-credentials",
+        ),
+    ],
+)
+@pytest.mark.asyncio
+async def test_key_in_a_malformed_download_answer_is_redacted(
+    make_client: MakeClient, answer: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A storage URL whose path carries the key, answered with a malformed line or a
+    refused redirect that quotes it: the download's error and log lines repeat none of it."""
+    caplog.set_level(logging.DEBUG)
+    server, client = await make_client(SLASHED, retry=RetryPolicy(max_attempts=2, base_delay=0.001))
+    server.script(FILE, *[raw(answer.encode()) for _ in range(2)])
+    url = f"{server.url}/files/{quote(SLASHED, safe='')}/x.wav"
+    exc = await failure(client.download(url, tmp_path / "x.wav", timeout=3))
+    assert_redacted(exc, caplog.records, quote(SLASHED, safe=""))
 
 
 @pytest.mark.parametrize("key", ["task", "data", "status", "wav", "finished", "2025", "0"])

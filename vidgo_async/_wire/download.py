@@ -248,7 +248,7 @@ class _Download:
         if failure is not None:
             # Raised outside the handler: an aiohttp exception's request_info holds the
             # request's headers and URL (query included), so it must not be chained.
-            error = transport_error(failure, self._where())
+            error = transport_error(failure, self._where(), self._secret)
             raise error from (failure if safe_to_chain(failure) else None)
 
     async def _open(self, offset: int) -> aiohttp.ClientResponse:
@@ -290,11 +290,13 @@ class _Download:
         try:
             hop = check_url(str(url.join(URL(location))), self._allow_private)
             refused = await self._refused_address(hop)
-        except ValueError as exc:
-            raise _Refused(f"refused redirect: {exc}", status) from None
-        if refused is not None:
-            raise _Refused(f"refused redirect to {refused}", status)
-        return hop
+        except ValueError as exc:  # it quotes the Location: raised below, not chained
+            reason = f"refused redirect: {redact(str(exc), self._secret)}"
+        else:
+            if refused is None:
+                return hop
+            reason = f"refused redirect to {refused}"
+        raise _Refused(reason, status)
 
     async def _refused_address(self, url: URL) -> str | None:
         """The private address ``url``'s host resolves to (None if public, or when
