@@ -154,6 +154,21 @@ async def test_answer_naming_another_task_is_invalid(
     assert server.hits(DETAIL if read == "get_task" else STATUS)
 
 
+@pytest.mark.parametrize("named", ["t2", "\\ud800"], ids=["another-id", "a-lone-surrogate"])
+@pytest.mark.asyncio
+async def test_one_answer_naming_another_task_does_not_end_the_wait(
+    server: HostileServer, sdk: VidgoClient, named: str
+) -> None:
+    """A poll answered once about another task - even by an id that could never be sent
+    back - is no news about this one: the wait goes on and sees it finish."""
+    server.add_task("t1")
+    glitch = f'{{"code": 200, "data": {{"task_id": "{named}", "status": "running"}}}}'
+    server.script(DETAIL, reply(200, glitch.encode()))
+    task = await asyncio.wait_for(sdk.wait("t1", timeout=3), 5)
+    assert (task.task_id, task.status.value) == ("t1", "finished")
+    assert len(server.hits(DETAIL)) >= 2
+
+
 @pytest.mark.asyncio
 async def test_convert_never_returns_another_tasks_wav(
     server: HostileServer, sdk: VidgoClient
@@ -185,6 +200,15 @@ async def test_wav_of_the_pairs_track(
     server.task_defaults = {"files": track_files(server, *listed)}
     url = await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=3), 5)
     assert url == f"{server.url}/files/{TRACK}.wav"
+
+
+@pytest.mark.asyncio
+async def test_a_track_named_by_a_number_is_found(server: HostileServer, sdk: VidgoClient) -> None:
+    """A file naming its track by an integer (as some platforms write ids) is the pair's
+    track's file when the digits match: the wait returns it rather than timing out."""
+    url = f"{server.url}/files/12345.wav"
+    server.task_defaults = {"files": [{"audio_id": 12345, "wav_url": url}]}
+    assert await asyncio.wait_for(sdk.convert_to_wav(PARENT, "12345", timeout=3), 5) == url
 
 
 @pytest.mark.asyncio

@@ -187,6 +187,13 @@ def parse_task(data: Any, *, task_id: str | None = None) -> Task:
         data = {**data, "task_id": fallback}
     try:
         task = converter.structure(data, Task)
+    except UnusableTaskIdError:
+        if task_id is None:
+            raise
+        # Not the id asked for (that one was sent): an answer about another task.
+        raise InvalidResponseError(
+            f"asked for task {task_id!r:.80}, the answer is about an id that cannot be sent back"
+        ) from None
     except InvalidResponseError:
         raise
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
