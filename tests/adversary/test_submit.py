@@ -303,3 +303,33 @@ async def test_half_closed_submit_then_conflict_carries_on(
     server.script(SUBMIT, raw(b"", process=True))
     assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
     assert server.creations[TRACK] == 1
+
+
+@pytest.mark.parametrize("code", [201, 202])
+@pytest.mark.asyncio
+async def test_a_success_code_other_than_200_is_an_acceptance(
+    server: HostileServer, sdk: VidgoClient, code: int
+) -> None:
+    """An envelope ``code`` is read like the HTTP status: any 2xx accepts, and its task
+    id is the submit's (it was an APIError, and the paid task was lost)."""
+    server.script(SUBMIT, reply(200, envelope({"task_id": "conv-1"}, code=code)))
+    accepted = await asyncio.wait_for(sdk.submit_wav(PARENT, TRACK), 5)
+    assert accepted.task_id == "conv-1"
+    assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.parametrize("code", [0, 102, 302, 999])
+@pytest.mark.asyncio
+async def test_a_code_neither_success_nor_error_leaves_the_submit_unknown(
+    server: HostileServer, sdk: VidgoClient, code: int
+) -> None:
+    """An envelope ``code`` that is no error status (not 4xx, not 5xx) may have come with
+    an accepted task: the outcome is unknown, not a definite failure, and it is not sent
+    again."""
+    server.script(SUBMIT, reply(200, envelope({"task_id": "gen-2"}, code=code)))
+    with pytest.raises(SubmitOutcomeUnknownError) as info:
+        await asyncio.wait_for(
+            sdk.submit("separate-vocals", {"task_id": PARENT, "audio_id": TRACK}), 8
+        )
+    assert carries(info.value, code)
+    assert len(server.hits(SUBMIT)) == 1

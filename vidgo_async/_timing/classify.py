@@ -7,7 +7,9 @@ unsent        the server never saw it                connection refused, DNS fai
 refused       seen, provably not processed           429, 501, 503
 ambiguous     it may have been processed             timeouts and resets after sending, every
                                                      other 5xx, a 2xx that is not the JSON
-                                                     documented (or names another task)
+                                                     documented (or names another task), a
+                                                     status or envelope code neither 2xx,
+                                                     4xx nor 5xx
 final         a definitive answer                    400, 401, 402, 403, 404, 409, 410, 422,
                                                      every other 4xx; an answer naming its
                                                      task by an unusable id; a closed client
@@ -67,7 +69,7 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, APIError):
         if exc.status in _REFUSED:
             return Failure.REFUSED
-        return Failure.AMBIGUOUS if 500 <= exc.status < 600 else Failure.FINAL
+        return Failure.FINAL if 400 <= exc.status < 500 else Failure.AMBIGUOUS
     if isinstance(exc, InvalidResponseError):
         # An unusable id was still an answer: the task exists, asking again cannot help.
         return Failure.FINAL if isinstance(exc, UnusableTaskIdError) else Failure.AMBIGUOUS

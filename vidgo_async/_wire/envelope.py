@@ -194,7 +194,7 @@ def envelope_data(
         raise InvalidResponseError(
             "envelope code is not a number", status=status, excerpt=_shown(raw, secret)
         )
-    if code != 200:
+    if not 200 <= code < 300:  # read like the HTTP status
         raise api_error(code, code, _message(payload), payload, _retry_after(headers))
     if "data" not in payload:
         raise InvalidResponseError(
