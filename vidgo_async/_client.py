@@ -41,6 +41,7 @@ from ._validate import (
 from ._wire.convert import parse_balance
 from ._wire.download import DOWNLOAD_TIMEOUT, download_file
 from ._wire.transport import Transport
+from .errors import VidgoError
 
 if TYPE_CHECKING:
     from .webhooks import CallbackReceiver
@@ -300,6 +301,8 @@ class VidgoClient:
             SubmitOutcomeUnknownError: A submit may have been accepted.
             TaskFailedError: The conversion failed.
             TaskTimeoutError: The deadline passed; the task still runs.
+            VidgoError: Any other error; once the task was accepted, its
+                ``handle`` names the task (wait on it with ``await_task``).
         """
         input = wav_input(task_id, audio_id)
         callback_url = check_callback_url(callback_url)
@@ -312,7 +315,12 @@ class VidgoClient:
             scope.note(task_id=accepted.task_id)
             handle = TaskHandle(task_id=accepted.task_id, source_task_id=task_id, audio_id=audio_id)
             poller = self._waits.poller(handle, deadline, submitted_at=time.monotonic())
-            return await self._waits.wav_url(poller)
+            try:
+                return await self._waits.wav_url(poller)
+            except VidgoError as exc:  # the task was accepted, and paid for: say which
+                if exc.handle is None:
+                    exc.handle = handle
+                raise
 
     def convert_many(
         self,

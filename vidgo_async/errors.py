@@ -64,7 +64,16 @@ __all__ = [
 
 
 class VidgoError(Exception):
-    """Base of every error raised by vidgo-async."""
+    """Base of every error raised by vidgo-async.
+
+    Attributes:
+        handle: The task an accepted submit created, when the error came after
+            the acceptance (a :class:`TaskError`, or any error ending
+            ``convert_to_wav``'s wait): wait on it with ``await_task(handle)``.
+            None otherwise.
+    """
+
+    handle: TaskHandle | None = None
 
 
 class ConfigurationError(VidgoError, ValueError):
@@ -255,6 +264,8 @@ class TaskError(VidgoError):
         handle: Enough to resume waiting on the task elsewhere.
         task: The last snapshot of the task, if one was read.
     """
+
+    handle: TaskHandle
 
     def __init__(self, message: str, *, handle: TaskHandle, task: Task | None = None) -> None:
         super().__init__(message)

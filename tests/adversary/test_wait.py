@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from vidgo_async import (
+    ClientClosedError,
     InvalidResponseError,
     PollPolicy,
     TaskTimeoutError,
@@ -470,3 +471,40 @@ async def test_failed_task_is_typed(server: HostileServer, sdk: VidgoClient) -> 
         await asyncio.wait_for(sdk.wait("t1", timeout=2), 5)
     assert type(info.value).__name__ == "TaskFailedError"
     assert "source audio missing" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 410])
+@pytest.mark.asyncio
+async def test_a_wait_ending_in_an_error_names_the_accepted_task(
+    server: HostileServer, sdk: VidgoClient, status: int
+) -> None:
+    """convert_to_wav's task was accepted (and paid for), then a status read failed for
+    good: the error carries the task's handle, so the caller can wait on it again
+    rather than meet a 409 on a re-run."""
+    server.next_ids.append("conv-7")
+    server.script(DETAIL, reply(status, {"code": status, "message": "no"}))
+    with pytest.raises(VidgoError) as info:
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=3), 5)
+    handle = info.value.handle
+    assert handle is not None
+    assert (handle.task_id, handle.source_task_id, handle.audio_id) == ("conv-7", PARENT, TRACK)
+
+
+@pytest.mark.asyncio
+async def test_closing_the_client_during_a_conversion_names_the_accepted_task(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """aclose() during convert_to_wav's wait: the ClientClosedError carries the handle."""
+    server.next_ids.append("conv-8")
+    server.task_defaults = {"finish_after": 60}
+    conversion = asyncio.ensure_future(sdk.convert_to_wav(PARENT, TRACK, timeout=30))
+
+    async def first_poll() -> None:
+        while not server.hits(DETAIL):  # noqa: ASYNC110 - the server's log is no event
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(first_poll(), 5)
+    await sdk.aclose()
+    with pytest.raises(ClientClosedError) as info:
+        await asyncio.wait_for(conversion, 5)
+    assert info.value.handle is not None and info.value.handle.task_id == "conv-8"
