@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,3 +228,41 @@ async def test_odd_but_valid_ids_reach_server_intact(
     task = await client.get_task(task_id)
     assert task.task_id == task_id
     assert fake.requests_to("detail")[0].query == {"task_id": task_id}
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        pytest.param(None, id="none"),
+        pytest.param(42, id="int"),
+        pytest.param("abc", id="str"),
+        pytest.param(b"ab", id="bytes"),
+        pytest.param({"t": "a"}, id="dict"),
+    ],
+)
+async def test_pairs_that_are_no_iterable_of_pairs_raise_at_the_call(
+    fake: FakeVidgo, client: VidgoClient, pairs: Any
+) -> None:
+    """convert_many(pairs) that is not an iterable of pairs (a string would be read a
+    character at a time, a dict by its keys) fails at the call, naming ``pairs``."""
+    with pytest.raises(TypeError, match="pairs"):
+        client.convert_many(pairs)
+    assert fake.requests == []
+
+
+async def test_a_download_folder_that_is_a_file_raises_at_the_call(
+    fake: FakeVidgo, client: VidgoClient, tmp_path: Path
+) -> None:
+    """convert_many(download_to=<a file>) fails at the call with a ValueError naming it."""
+    existing = tmp_path / "notes.txt"
+    existing.write_text("x")
+    with pytest.raises(ValueError, match="download_to"):
+        client.convert_many([("t", "a")], download_to=existing)
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("key", [123, b"sk-key", ["sk-key"]])
+async def test_an_api_key_that_is_not_a_string_is_a_type_error(key: Any) -> None:
+    """VidgoClient(api_key=123) says the key has the wrong type, not that none was given."""
+    with pytest.raises(TypeError, match="api_key must be a str"):
+        VidgoClient(key)

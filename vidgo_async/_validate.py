@@ -139,8 +139,11 @@ def api_key_from(value: str | None) -> str:
     """The API key given, else ``VIDGO_API_KEY``.
 
     Raises:
+        TypeError: ``value`` is not a string.
         ConfigurationError: No usable key.
     """
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"api_key must be a str, got {type(value).__name__}")
     key = os.environ.get("VIDGO_API_KEY") if value is None else value
     if not isinstance(key, str) or not key.strip():
         raise ConfigurationError(
@@ -183,12 +186,20 @@ def check_count(name: str, value: object) -> int:
     return value
 
 
-def check_folder(value: str | os.PathLike[str] | None) -> Path | None:
-    """``value`` as a directory, created if missing."""
+def check_folder(name: str, value: str | os.PathLike[str] | None) -> Path | None:
+    """``value`` as a directory, created if missing.
+
+    Raises:
+        ValueError: It cannot be one (a file is there, or it cannot be created).
+    """
     if value is None:
         return None
     folder = Path(value)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in its place, no permission ...
+        reason = exc.strerror or type(exc).__name__
+        raise ValueError(f"{name}: {str(folder)!r:.200} is no usable folder ({reason})") from None
     return folder
 
 

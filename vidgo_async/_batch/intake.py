@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from .._validate import check_id
 
-__all__ = ["Key", "Pairs", "describe_pair", "each_pair", "pair_key", "wav_file_name"]
+__all__ = ["Key", "Pairs", "check_pairs", "describe_pair", "each_pair", "pair_key", "wav_file_name"]
 
 Pairs = Iterable[Any] | AsyncIterable[Any]
 #: A checked ``(task_id, audio_id)`` pair.
 Key = tuple[str, str]
+
+
+def check_pairs(pairs: object) -> None:
+    """Raises TypeError unless ``pairs`` is a plain or async iterable of items (a string
+    or bytes would be read a character at a time, a mapping by its keys)."""
+    if isinstance(pairs, (str, bytes, Mapping)) or not isinstance(pairs, (Iterable, AsyncIterable)):
+        kind = type(pairs).__name__
+        raise TypeError(f"pairs must be an iterable of (task_id, audio_id) pairs, got {kind}")
 
 
 async def each_pair(pairs: Pairs) -> AsyncIterator[Any]:

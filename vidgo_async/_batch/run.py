@@ -30,7 +30,7 @@ from .._ops.wait import Waits
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_options, check_timeout
 from ..errors import ConfigurationError
-from .intake import Key, Pairs, describe_pair, each_pair, pair_key
+from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
 from .journal import Journal, State
 from .journals import JournalSource, LostClaim, is_postgres, open_journal
 from .pair import Download, PairSteps
@@ -102,6 +102,7 @@ def start_batch(
         TypeError, ValueError: A bad argument.
         ConfigurationError: ``journal`` cannot be used.
     """
+    check_pairs(pairs)
     concurrency = check_count("concurrency", concurrency)
     room = concurrency + check_count("max_waiting", max_waiting)
     check_options(on_progress=on_progress)
@@ -115,7 +116,7 @@ def start_batch(
         download,
         asyncio.Semaphore(concurrency),
         timeout=check_timeout(timeout),
-        download_to=check_folder(download_to),
+        download_to=check_folder("download_to", download_to),
     )
     batch = _Batch(
         steps, pairs, concurrency=concurrency, room=room, journal_path=journal, hook=hook
