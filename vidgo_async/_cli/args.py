@@ -111,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch_.add_argument("file", help="CSV or JSONL of task_id,audio_id; - for stdin")
     batch_.add_argument(
-        "--concurrency", type=positive_int, default=32, metavar="N", help="submits in flight"
+        "--concurrency",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="requests in flight at most: submits, status reads, downloads (default %(default)d)",
     )
     batch_.add_argument("--download", metavar="DIR", help="download the WAVs into DIR")
     batch_.add_argument("--output", metavar="PATH", help="write each result as a JSON line")
