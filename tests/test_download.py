@@ -936,3 +936,54 @@ async def test_a_body_past_its_content_range_total_stops_there(
     assert [range_of(h) for h in heads] == ["bytes=1000-"]
     assert max(done, default=1000) <= 2000
     assert list(tmp_path.iterdir()) == []
+
+
+def header_of(head: str, wanted: str) -> str | None:
+    """The value of header ``wanted`` in a raw request head."""
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == wanted:
+            return value.strip()
+    return None
+
+
+@pytest.mark.parametrize("honours_if_range", [True, False], ids=["if-range", "ignored"])
+async def test_a_file_changed_between_attempts_is_not_spliced(
+    session: aiohttp.ClientSession, tmp_path: Path, honours_if_range: bool
+) -> None:
+    """The file changed on storage (another ETag) after an attempt was cut short: the
+    resume asks If-Range with the first ETag, and the new file is saved whole, never
+    the old one's head spliced to the new one's tail."""
+    old, new = wav_bytes(200_000), bytes(reversed(wav_bytes(200_000)[44:]))
+    new = wav_bytes(200_000)[:44] + new
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        if index == 0:
+            writer.write(
+                b'HTTP/1.1 200 OK\r\nETag: "v1"\r\nContent-Length: 200000\r\n'
+                b"Connection: close\r\n\r\n" + old[:100_000]
+            )
+        elif honours_if_range and header_of(head, "if-range") != '"v1"':
+            raise AssertionError(head)
+        elif honours_if_range:  # the validator no longer matches: the whole new file
+            writer.write(
+                b'HTTP/1.1 200 OK\r\nETag: "v2"\r\nContent-Length: 200000\r\n'
+                b"Connection: close\r\n\r\n" + new
+            )
+        elif range_of(head) is not None:  # a server ignoring If-Range sends the new tail
+            writer.write(
+                b'HTTP/1.1 206 Partial Content\r\nETag: "v2"\r\n'
+                b"Content-Range: bytes 100000-199999/200000\r\nContent-Length: 100000\r\n"
+                b"Connection: close\r\n\r\n" + new[100_000:]
+            )
+        else:
+            writer.write(
+                b'HTTP/1.1 200 OK\r\nETag: "v2"\r\nContent-Length: 200000\r\n'
+                b"Connection: close\r\n\r\n" + new
+            )
+        await writer.drain()
+
+    async with raw_storage(answer) as (url, heads):
+        path = await fetch(session, url, tmp_path / "a.wav")
+    assert path.read_bytes() == new
+    assert header_of(heads[1], "if-range") == '"v1"'

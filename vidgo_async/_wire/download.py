@@ -161,6 +161,10 @@ class _Download:
     _deadline: Deadline
     _secret: str  # never repeated: a storage URL's path may carry it
     _hook: EventHook | None = None
+    # The ETag (strong) or Last-Modified of the file the .part holds the head of, once
+    # an answer gave one: a resume asks If-Range with it, and a body of another
+    # version is never appended to it.
+    _version: str | None = attrs.field(default=None, init=False)
 
     def _where(self, url: URL | None = None) -> str:
         """Host and path of ``url`` (default: the first), for messages and logs."""
@@ -257,6 +261,8 @@ class _Download:
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
+            if self._version is not None:
+                headers["If-Range"] = self._version
         for _ in range(MAX_REDIRECTS + 1):
             started, where = time.monotonic(), self._where(url)
             response = await self._get(url, headers)
@@ -338,6 +344,7 @@ class _Download:
             sent = excerpt(redact(encoding, self._secret), 40)
             raise _Refused(f"{self._where()}: Content-Encoding {sent}, not identity", status)
         start, total = self._span(response, offset)
+        self._version = _version_of(response)
         with PartFile(self._part, start, self._check_wav, total) as part:
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 part.write(chunk)
@@ -356,12 +363,24 @@ class _Download:
         if response.status == 200:
             return 0, length
         match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
-        if match is None or int(match[1]) != offset:
+        changed = self._version is not None and _version_of(response) != self._version
+        if match is None or int(match[1]) != offset or changed:
             self._part.unlink(missing_ok=True)
-            raise _Incomplete(f"{self._where()}: unexpected Content-Range, restarting")
+            raise _Incomplete(f"{self._where()}: another range or version of the file, restarting")
         if match[3] != "*":
             return offset, int(match[3])
         return offset, None if length is None else offset + length
+
+
+def _version_of(response: aiohttp.ClientResponse) -> str | None:
+    """What tells this version of the file from another: a strong ETag, else its
+    Last-Modified (None when neither is usable in an If-Range)."""
+    etag = response.headers.get("ETag", "").strip()
+    modified = response.headers.get("Last-Modified", "").strip()
+    for value in (etag if not etag.startswith("W/") else "", modified):
+        if value and value.isascii() and value.isprintable() and len(value) <= 200:
+            return value
+    return None
 
 
 def _status_error(
