@@ -684,11 +684,14 @@ async def test_downloads_of_ids_that_clean_up_alike_do_not_collide(
 
 
 class _FailingJournal:
-    """A JournalSource: the real SQLite journal, whose write settling ``audio_id``
-    as finished fails with ``error`` (a locked database, a claim another worker took)."""
+    """A JournalSource: the real SQLite journal, whose write of ``audio_id`` in ``state``
+    (by default: settling it as finished) fails with ``error`` (a locked database, a
+    full disk, a claim another worker took)."""
 
-    def __init__(self, path: Path, audio_id: str, error: Exception) -> None:
-        self.path, self.audio_id, self.error = path, audio_id, error
+    def __init__(
+        self, path: Path, audio_id: str, error: Exception, state: str = "finished"
+    ) -> None:
+        self.path, self.audio_id, self.error, self.state = path, audio_id, error, state
 
     async def open_batch_journal(self) -> object:
         from vidgo_async._batch.journal import Entry, State
@@ -698,7 +701,7 @@ class _FailingJournal:
 
         class Failing(SqliteJournal):
             async def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
-                if audio_id == source.audio_id and entry.state is State.FINISHED:
+                if audio_id == source.audio_id and entry.state is State(source.state):
                     raise source.error
                 await super().record(source_task_id, audio_id, entry)
 
@@ -717,6 +720,24 @@ async def test_a_journal_write_that_fails_at_the_end_costs_no_result(
     async with _client(vidgo_fake) as client:
         results = await _collect(client, pairs, journal=journal)
     assert sorted((r.audio_id, r.ok) for r in results) == [(a, True) for _, a in pairs]
+
+
+async def test_a_journal_write_that_fails_after_the_acceptance_keeps_the_task(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """The journal failing to record an accepted task (a full disk) loses neither the
+    paid task nor its result: the pair is still waited on and reported with its URL."""
+    import sqlite3
+
+    pairs = [("m", f"a{i}") for i in range(4)]
+    full = sqlite3.OperationalError("database or disk is full")
+    journal = _FailingJournal(tmp_path / "wav.sqlite", "a2", full, state="accepted")
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, pairs, journal=journal)
+    assert sorted((r.audio_id, r.ok) for r in results) == [(a, True) for _, a in pairs]
+    failed_write = next(r for r in results if r.audio_id == "a2")
+    assert failed_write.task_id is not None and failed_write.wav_url is not None
+    assert len(vidgo_fake.requests_to("submit")) == 4
 
 
 async def test_a_pair_lost_to_another_worker_is_not_reported_by_a_repeat_read_meanwhile(
