@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -35,6 +37,23 @@ async def test_batch_journals_by_default_and_a_rerun_converts_nothing_twice(
     assert "vidgo-journal.sqlite" in first.err  # the summary says where it is
     assert vidgo_fake.request_count("submit") == 4
     assert all(json.loads(line)["ok"] for line in again.out.splitlines())
+
+
+async def test_input_from_a_pipe_is_read_once(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
+    """A named pipe (or `<(...)`) as the input is read once: every pair is converted; it
+    was read a second time to count its rows, found empty, or hung the command."""
+    fifo = tmp_path / "pairs.csv"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with fifo.open("w") as stream:  # blocks until the command opens the pipe
+            stream.write("task_id,audio_id\n" + "".join(f"m,a{i}\n" for i in range(3)))
+
+    writer = asyncio.ensure_future(asyncio.to_thread(write))
+    ran = await run_cli("batch", str(fifo), "--no-journal", *_FAST, env=api_env(vidgo_fake))
+    await asyncio.wait_for(writer, 5)
+    assert ran.code == 0, ran.err
+    assert vidgo_fake.request_count("submit") == 3
 
 
 async def test_no_journal_keeps_none(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:

@@ -142,9 +142,12 @@ def open_input(name: str) -> IO[str]:
 
 
 def count_rows(path: Path) -> int | None:
-    """Data rows of ``path`` (non-blank lines, less a CSV header), for the progress total."""
+    """Data rows of ``path`` (non-blank lines, less a CSV header), for the progress total;
+    None unless it is a regular file (a pipe can be read only once)."""
     lines, first = 0, b""
     try:
+        if not path.is_file():
+            return None
         with path.open("rb") as stream:
             for line in stream:
                 if line.strip():
