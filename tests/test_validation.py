@@ -266,3 +266,19 @@ async def test_an_api_key_that_is_not_a_string_is_a_type_error(key: Any) -> None
     """VidgoClient(api_key=123) says the key has the wrong type, not that none was given."""
     with pytest.raises(TypeError, match="api_key must be a str"):
         VidgoClient(key)
+
+
+async def test_an_async_progress_callback_raises_before_request(
+    fake: FakeVidgo, client: VidgoClient
+) -> None:
+    """An ``async def`` on_progress would only make coroutines that never run: it is a
+    TypeError at the call (it passed, and the callback silently never ran)."""
+
+    async def on_progress(progress: object) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="on_progress must be a plain function"):
+        client.convert_many([("t", "a1")], on_progress=on_progress)
+    with pytest.raises(TypeError, match="on_event must be a plain function"):
+        VidgoClient("k", base_url=fake.url, on_event=on_progress)
+    assert fake.requests == []

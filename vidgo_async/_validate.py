@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import json
 import math
@@ -248,7 +249,7 @@ def check_rate(name: str, value: object) -> float:
 
 def check_options(**options: object) -> None:
     """Policy, session and callback arguments are of the right kinds (``session``
-    may be None; ``on_event`` and ``on_progress`` are None or callable).
+    may be None; ``on_event`` and ``on_progress`` are None or plain callables).
 
     Raises:
         TypeError: One is not.
@@ -263,6 +264,8 @@ def check_options(**options: object) -> None:
         if name in ("on_event", "on_progress"):
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable, got {type(value).__name__}")
+            if inspect.iscoroutinefunction(value):  # its coroutines would never run
+                raise TypeError(f"{name} must be a plain function: it is called, never awaited")
         elif not (value is None and name == "session") and not isinstance(value, kinds[name]):
             expected = kinds[name].__name__
             raise TypeError(f"{name} must be a {expected}, got {type(value).__name__}")
