@@ -19,6 +19,7 @@ from support import FAST_POLL, FAST_RETRY, MakeFake
 
 from vidgo_async import (
     BatchProgress,
+    ConfigurationError,
     ConversionResult,
     Event,
     NotFoundError,
@@ -761,3 +762,21 @@ async def test_a_pair_lost_to_another_worker_is_not_reported_by_a_repeat_read_me
             if result.audio_id == "a0":
                 await asyncio.sleep(1.0)  # busy with the first result
     assert reported == ["a0"]
+
+
+async def test_a_sqlite_journal_serves_one_batch_at_a_time(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A second batch (another process, or this one) on a SQLite journal in use is
+    refused at the call, before any request: two would both submit every pair, and one
+    could overwrite the other's finished rows. Once the first ends, the journal is free."""
+    journal = tmp_path / "wav.sqlite"
+    async with _client(vidgo_fake) as client:
+        first = client.convert_many([("m", "a0"), ("m", "a1")], journal=journal)
+        assert (await first.__anext__()).ok  # the first batch holds its journal now
+        submits = vidgo_fake.request_count("submit")
+        with pytest.raises(ConfigurationError, match="in use"):
+            client.convert_many([("m", "a2")], journal=journal)
+        assert vidgo_fake.request_count("submit") == submits
+        await first.aclose()
+        assert [r.ok for r in await _collect(client, [("m", "a2")], journal=journal)] == [True]

@@ -22,6 +22,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: one batch per journal is not enforced
+    fcntl = None  # type: ignore[assignment]
+
 import attrs
 
 from .._models import WAV_MODEL, TaskHandle
@@ -123,9 +128,16 @@ class Journal:
     Args:
         path: The database file; created if missing.
 
+    One batch at a time uses it: an exclusive ``flock`` on the file, held until
+    it is closed (the operating system drops it if the process dies). Two
+    batches on one journal would each submit every pair, and one could
+    overwrite the rows the other finished. Readers are not held back: SQLite's
+    own locks are ``fcntl`` ones, which ``flock`` leaves alone (on systems
+    without ``fcntl``, Windows, nothing enforces it).
+
     Raises:
-        ConfigurationError: ``path`` is a folder, not a SQLite database, or
-            cannot be written.
+        ConfigurationError: ``path`` is a folder, not a SQLite database, cannot
+            be written, or is in use by another batch.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -144,6 +156,17 @@ class Journal:
             raise ConfigurationError(
                 f"the journal {str(path)!r} is not a usable SQLite database: {exc}"
             ) from None
+        self._lock = self.path.open("rb")
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self.close()
+                raise ConfigurationError(
+                    f"the journal {str(path)!r} is in use by another batch: one batch at a"
+                    " time per SQLite journal (workers on several hosts share a postgresql://"
+                    " one)"
+                ) from None
 
     @classmethod
     def check(cls, path: str | os.PathLike[str]) -> None:
@@ -151,8 +174,9 @@ class Journal:
         cls(path).close()
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database, and let another batch use it."""
         self._db.close()
+        self._lock.close()
 
     def get(self, source_task_id: str, audio_id: str) -> Entry | None:
         """The pair's row, if it has one."""
