@@ -56,6 +56,36 @@ async def test_input_from_a_pipe_is_read_once(vidgo_fake: FakeVidgo, tmp_path: P
     assert vidgo_fake.request_count("submit") == 3
 
 
+@pytest.mark.parametrize("target", ["input", "journal"])
+async def test_output_naming_the_input_or_the_journal_is_a_usage_error(
+    vidgo_fake: FakeVidgo, tmp_path: Path, target: str
+) -> None:
+    """`--output` naming the input or the journal would empty it: exit 2, before any
+    request, and the file is untouched (the input was emptied, the journal replaced)."""
+    source = _pairs(tmp_path / "pairs.csv", 2)
+    journal = tmp_path / "wav.sqlite"
+    first = await run_cli(
+        "batch", str(source), "--journal", str(journal), *_FAST, env=api_env(vidgo_fake)
+    )
+    assert first.code == 0, first.err
+    named = source if target == "input" else journal
+    before = named.read_bytes()
+    ran = await run_cli(
+        "batch",
+        str(source),
+        "--journal",
+        str(journal),
+        "--output",
+        str(named),
+        *_FAST,
+        env=api_env(vidgo_fake),
+    )
+    assert ran.code == 2 and one_line(ran.err), ran.err
+    assert f"is the {target}" in ran.err
+    assert named.read_bytes() == before
+    assert vidgo_fake.request_count("submit") == 2
+
+
 async def test_no_journal_keeps_none(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
     """`--no-journal` writes no journal file anywhere."""
     source = _pairs(tmp_path / "pairs.csv", 2)

@@ -66,7 +66,13 @@ async def batch(args: argparse.Namespace) -> int:
                 journal=journal,
                 journal_lease=args.journal_lease,
                 download=check_download_folder(args.download) if args.download else None,
-                output=stack.enter_context(open_output(args.output)) if args.output else None,
+                output=(
+                    stack.enter_context(
+                        open_output(args.output, besides={"input": args.file, "journal": journal})
+                    )
+                    if args.output
+                    else None
+                ),
                 json=args.json,
                 verbose=args.verbose > 0,
             )

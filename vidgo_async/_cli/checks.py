@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -138,13 +139,25 @@ def check_journal(journal: str) -> str:
     return journal
 
 
-def open_output(name: str) -> IO[str]:
-    """``--output PATH`` open for writing, line-buffered: each result is on disk at once."""
+def open_output(name: str, *, besides: Mapping[str, str | None]) -> IO[str]:
+    """``--output PATH`` open for writing, line-buffered: each result is on disk at once;
+    refused when it names one of the files ``besides`` (the input, the journal), which
+    opening it would empty."""
+    for what, other in besides.items():
+        if other is not None and other != "-" and not _is_dsn(other) and _same_file(name, other):
+            raise UsageError(f"--output: {name} is the {what}: writing it would empty it")
     try:
         # A local file opened once, before the batch starts: not worth a thread.
         return open(name, "w", encoding="utf-8", buffering=1)
     except OSError as exc:
         raise UsageError(f"--output: cannot write {name}: {_reason(exc)}") from None
+
+
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one does not exist yet
+        return Path(one).resolve() == Path(other).resolve()
 
 
 def _check_writable(folder: Path, flag: str) -> None:
