@@ -7,10 +7,11 @@ import json
 import os
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
-from cli_support import api_env, one_line, run_cli
+from cli_support import api_env, environ, one_line, run_cli
 
 from vidgo_async import VidgoClient
 from vidgo_async.testing import FakeVidgo
@@ -84,6 +85,39 @@ async def test_output_naming_the_input_or_the_journal_is_a_usage_error(
     assert f"is the {target}" in ran.err
     assert named.read_bytes() == before
     assert vidgo_fake.request_count("submit") == 2
+
+
+async def test_output_closed_early_stops_the_batch_saying_so(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """`batch ... | head -1`: the batch stops, says on stderr why (it exited 1 without a
+    word), and its journal keeps every accepted task for a re-run."""
+    source = _pairs(tmp_path / "pairs.csv", 200)
+    read, write = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vidgo_async",
+        "batch",
+        str(source),
+        "--json",
+        "--concurrency",
+        "8",
+        *_FAST,
+        stdout=write,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ(api_env(vidgo_fake)),
+    )
+    os.close(write)
+    with os.fdopen(read, "rb") as output:
+        first = await asyncio.to_thread(output.readline)  # as `head -1` does, then closes
+    assert json.loads(first)["ok"]
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert "output was closed" in err.decode() and "Traceback" not in err.decode()
+    rerun = await run_cli("batch", str(source), *_FAST, env=api_env(vidgo_fake))
+    assert rerun.code == 0, rerun.err
+    assert vidgo_fake.request_count("submit") == 200  # nothing converted twice
 
 
 async def test_no_journal_keeps_none(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:

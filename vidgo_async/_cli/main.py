@@ -55,8 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         _error(f"error: {flags(str(exc))}")
         return Exit.USAGE
-    except BrokenPipeError:  # stdout closed early (`| head`): nothing more to say there
+    except BrokenPipeError:  # stdout closed early (`| head`): the batch stopped cleanly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _error("stopped: the output was closed early (pairs not reported are left for a re-run)")
         return Exit.FAILED
     except sqlite3.Error as exc:  # checked before the start; this is trouble on the way
         _error(f"error: the journal failed: {one_line(exc)}")
@@ -129,4 +130,7 @@ class _StderrHandler(logging.Handler):
 
 
 def _error(text: str) -> None:
-    print(f"vidgo-async: {text}", file=sys.stderr, flush=True)
+    try:
+        print(f"vidgo-async: {text}", file=sys.stderr, flush=True)
+    except OSError:  # stderr is gone too (`2>&1 | head`): nowhere to say it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
