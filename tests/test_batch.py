@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -780,3 +781,42 @@ async def test_a_sqlite_journal_serves_one_batch_at_a_time(
         assert vidgo_fake.request_count("submit") == submits
         await first.aclose()
         assert [r.ok for r in await _collect(client, [("m", "a2")], journal=journal)] == [True]
+
+
+_OLD_TABLE = """CREATE TABLE conversions (source_task_id TEXT NOT NULL, audio_id TEXT NOT NULL,
+  state TEXT NOT NULL, task_id TEXT, wav_url TEXT, path TEXT, error_type TEXT, error TEXT,
+  updated_at REAL NOT NULL, PRIMARY KEY (source_task_id, audio_id))"""
+
+
+@pytest.mark.parametrize(
+    ("rows", "needle"),
+    [
+        pytest.param([_OLD_TABLE], "error_status", id="another-shape"),
+        pytest.param(
+            [
+                _OLD_TABLE.replace("error TEXT,", "error TEXT, error_status INTEGER,"),
+                "INSERT INTO conversions VALUES ('m', 'a0', 'settled', 't', NULL, NULL,"
+                " NULL, NULL, NULL, 0)",
+            ],
+            "settled",
+            id="a-state-unknown-here",
+        ),
+    ],
+)
+async def test_a_journal_this_version_cannot_read_is_refused_at_the_call(
+    vidgo_fake: FakeVidgo, tmp_path: Path, rows: list[str], needle: str
+) -> None:
+    """A journal of another shape or with states unknown here (another tool's, another
+    version's) is a ConfigurationError at the call naming what is wrong; it failed
+    every pair, one traceback each."""
+    import sqlite3
+
+    path = tmp_path / "wav.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for row in rows:
+            db.execute(row)
+        db.commit()
+    async with _client(vidgo_fake) as client:
+        with pytest.raises(ConfigurationError, match=needle):
+            client.convert_many([("m", "a0"), ("m", "a1")], journal=path)
+    assert vidgo_fake.requests == []

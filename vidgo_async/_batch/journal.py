@@ -151,11 +151,12 @@ class Journal:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
             self._db.execute(_LEARNED_SCHEMA)
+            problem = self._unreadable()
         except sqlite3.Error as exc:
+            problem = f"is not a usable SQLite database: {exc}"
+        if problem is not None:
             self._db.close()
-            raise ConfigurationError(
-                f"the journal {str(path)!r} is not a usable SQLite database: {exc}"
-            ) from None
+            raise ConfigurationError(f"the journal {str(path)!r} {problem}") from None
         self._lock = self.path.open("rb")
         if fcntl is not None:
             try:
@@ -167,6 +168,26 @@ class Journal:
                     " time per SQLite journal (workers on several hosts share a postgresql://"
                     " one)"
                 ) from None
+
+    def _unreadable(self) -> str | None:
+        """What this version cannot read in the journal (another version's or tool's
+        table of that name), checked once here rather than failing every pair."""
+        (check,) = self._db.execute("PRAGMA quick_check(1)").fetchone()
+        if check != "ok":  # a file damaged on disk (a second of reading for a huge one)
+            return f"is damaged: {' '.join(str(check).split())[:200]}"
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(conversions)")}
+        missing = [c for c in ("source_task_id", "audio_id", *_COLUMNS) if c not in columns]
+        if missing:
+            return f"has another shape (no column {', '.join(missing)})"
+        known = [state.value for state in State]
+        unknown = self._db.execute(
+            "SELECT DISTINCT state FROM conversions"
+            f" WHERE state NOT IN ({', '.join('?' * len(known))}) LIMIT 3",
+            known,
+        ).fetchall()
+        if unknown:
+            return f"has rows in states unknown here: {', '.join(repr(s) for (s,) in unknown)}"
+        return None
 
     @classmethod
     def check(cls, path: str | os.PathLike[str]) -> None:
