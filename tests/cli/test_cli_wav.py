@@ -84,6 +84,17 @@ async def test_url_is_printed_when_the_download_fails(
     assert vidgo_fake.accept_count["a1"] == 1
 
 
+async def test_json_names_the_conversion_task_for_status(vidgo_fake: FakeVidgo) -> None:
+    """`wav --json` names the conversion task, which `status` takes (it printed only
+    the URL and the path, and the task id appeared nowhere)."""
+    ran = await run_cli("wav", "m", "a1", "--json", "--no-journal", env=api_env(vidgo_fake))
+    assert ran.code == 0, ran.err
+    answer = json.loads(ran.out)
+    status = await run_cli("status", answer["conversion_task_id"], env=api_env(vidgo_fake))
+    assert status.code == 0, status.err
+    assert answer["wav_url"] in status.out
+
+
 async def test_a_repeat_prints_the_known_url_from_the_journal(vidgo_fake: FakeVidgo) -> None:
     """The same `wav` twice: the second prints the same URL from the journal, no second submit."""
     first = await run_cli("wav", "m", "a1", env=api_env(vidgo_fake))

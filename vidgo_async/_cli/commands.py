@@ -47,7 +47,7 @@ async def wav(args: argparse.Namespace) -> int:
             ) from None
         finally:
             if args.json:
-                print(json.dumps(wav_json(url, path)), flush=True)
+                print(json.dumps(wav_json(result, path)), flush=True)
     if path is not None and not args.json:
         print(f"saved to {path}")
     return Exit.OK

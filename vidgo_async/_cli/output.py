@@ -31,9 +31,14 @@ def result_json(result: ConversionResult) -> dict[str, Any]:
     }
 
 
-def wav_json(wav_url: str, path: Path | None) -> dict[str, Any]:
-    """The answer of ``wav --json``."""
-    return {"wav_url": wav_url, "path": os.fspath(path) if path else None}
+def wav_json(result: ConversionResult, path: Path | None) -> dict[str, Any]:
+    """The answer of ``wav --json``: the URL, the file, and the conversion task (for
+    ``vidgo-async status``)."""
+    return {
+        "wav_url": result.wav_url,
+        "path": os.fspath(path) if path else None,
+        "conversion_task_id": result.task_id,
+    }
 
 
 def download_json(path: Path) -> dict[str, Any]:
