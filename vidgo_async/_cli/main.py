@@ -83,7 +83,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     def stop(signum: int) -> None:
         caught.append(signum)
-        task.cancel()  # a second signal cancels the clean-up too
+        task.cancel()  # again on a second signal: submits in flight still get their grace
 
     installed = []
     for signum in _STOP_SIGNALS:
