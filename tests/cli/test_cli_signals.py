@@ -89,6 +89,30 @@ async def test_a_signal_stops_the_batch_and_a_rerun_resumes_it(
     assert vidgo_fake.request_count("submit") == 6  # the re-run waited, never resubmitted
 
 
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "no-journal"])
+async def test_an_interrupted_summary_offers_a_rerun_only_with_a_journal(
+    vidgo_fake: FakeVidgo, tmp_path: Path, journal: bool
+) -> None:
+    """Interrupted, the summary counts the unfinished pairs as left for a re-run only
+    when a journal lets a re-run resume them (the demo, which keeps none, said so too)."""
+    vidgo_fake.set_duration("slow0", run_time=120)
+    source = _pairs(tmp_path / "pairs.csv", 1, 1)
+    flags = () if journal else ("--no-journal",)
+    process = await start_cli("batch", str(source), *flags, *_FAST, env=api_env(vidgo_fake))
+    try:
+        await _until(lambda: vidgo_fake.accept_count["slow0"] == 1)
+        process.send_signal(signal.SIGINT)
+        _, err_bytes = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    err = err_bytes.decode()
+    assert process.returncode == 130, err
+    assert ("left for a re-run" in err) == journal, err
+    assert ("interrupted: not finished" in err) == (not journal), err
+
+
 async def _on_a_terminal(*args: str, env: dict[str, str], stop_when: Path | None = None) -> str:
     """Run the CLI with stderr on a 160-column pty; what the terminal got, without ANSI codes.
 

@@ -175,7 +175,8 @@ def _summary(tally: Tally, options: BatchOptions, *, stopped: str | None) -> lis
         rows.append(("skipped input rows", str(tally.skipped)))
     if stopped:
         left = "the rest" if tally.left is None else str(tally.left)
-        rows.append((f"{stopped}: left for a re-run", left))
+        unfinished = "left for a re-run" if options.journal else "not finished"
+        rows.append((f"{stopped}: {unfinished}", left))
     return rows
 
 
