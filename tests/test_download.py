@@ -987,3 +987,29 @@ async def test_a_file_changed_between_attempts_is_not_spliced(
         path = await fetch(session, url, tmp_path / "a.wav")
     assert path.read_bytes() == new
     assert header_of(heads[1], "if-range") == '"v1"'
+
+
+async def test_a_resume_answered_without_a_validator_is_kept(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A 206 that names no ETag (some servers send validators on 200s only) tells
+    nothing of a change: the resumed bytes are kept, not restarted from zero."""
+    data = wav_bytes(200_000)
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        if index == 0:
+            writer.write(
+                b'HTTP/1.1 200 OK\r\nETag: "v1"\r\nContent-Length: 200000\r\n'
+                b"Connection: close\r\n\r\n" + data[:100_000]
+            )
+        else:
+            writer.write(
+                b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 100000-199999/200000\r\n"
+                b"Content-Length: 100000\r\nConnection: close\r\n\r\n" + data[100_000:]
+            )
+        await writer.drain()
+
+    async with raw_storage(answer) as (url, heads):
+        path = await fetch(session, url, tmp_path / "a.wav")
+    assert path.read_bytes() == data
+    assert [range_of(h) for h in heads] == [None, "bytes=100000-"]

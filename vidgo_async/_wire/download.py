@@ -344,7 +344,8 @@ class _Download:
             sent = excerpt(redact(encoding, self._secret), 40)
             raise _Refused(f"{self._where()}: Content-Encoding {sent}, not identity", status)
         start, total = self._span(response, offset)
-        self._version = _version_of(response)
+        if start == 0 or self._version is None:  # a whole body: its version is the file's
+            self._version = _version_of(response)
         with PartFile(self._part, start, self._check_wav, total) as part:
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 part.write(chunk)
@@ -363,7 +364,8 @@ class _Download:
         if response.status == 200:
             return 0, length
         match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
-        changed = self._version is not None and _version_of(response) != self._version
+        version = _version_of(response)  # a 206 without one (against RFC 9110) tells nothing
+        changed = None not in (version, self._version) and version != self._version
         if match is None or int(match[1]) != offset or changed:
             self._part.unlink(missing_ok=True)
             raise _Incomplete(f"{self._where()}: another range or version of the file, restarting")
