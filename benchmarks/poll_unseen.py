@@ -87,6 +87,10 @@ UNSEEN: dict[str, tuple[str, Draw]] = {
         lambda rng, _: min(900.0, 5 * rng.paretovariate(1.2)),
     ),
     "alt10/60": ("~10 s / ~60 s, switching every 30 tasks", alternating),
+    "quick5": (
+        "95 % ~30 s (sigma 0.1), 5 % of 1 s",
+        lambda rng, _: 1.0 if rng.random() < 0.05 else 30.0 * math.exp(rng.gauss(0, 0.1)),
+    ),
     "trend": (
         "~10 s, growing 1 % per task",
         lambda rng, i: 10 * 1.01**i * math.exp(rng.gauss(0, 0.2)),
