@@ -707,7 +707,7 @@ class _FailingJournal:
                     raise source.error
                 await super().record(source_task_id, audio_id, entry)
 
-        return Failing(self.path)
+        return await Failing.open(self.path)
 
 
 async def test_a_journal_write_that_fails_at_the_end_costs_no_result(
@@ -768,19 +768,60 @@ async def test_a_pair_lost_to_another_worker_is_not_reported_by_a_repeat_read_me
 async def test_a_sqlite_journal_serves_one_batch_at_a_time(
     vidgo_fake: FakeVidgo, tmp_path: Path
 ) -> None:
-    """A second batch (another process, or this one) on a SQLite journal in use is
-    refused at the call, before any request: two would both submit every pair, and one
-    could overwrite the other's finished rows. Once the first ends, the journal is free."""
+    """A batch on a SQLite journal another process's batch is using is refused when it
+    starts, before any request: two would both submit every pair, and one could
+    overwrite the other's finished rows. Readers of the journal are not held back."""
+    import sqlite3
+
+    vidgo_fake.set_duration("slow", run_time=60)
+    journal = tmp_path / "wav.sqlite"
+    (tmp_path / "pairs.csv").write_text("task_id,audio_id\nm,slow\n")
+    other = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vidgo_async",
+        "batch",
+        str(tmp_path / "pairs.csv"),
+        "--journal",
+        str(journal),
+        "--max-polls-per-second",
+        "500",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "VIDGO_API_KEY": vidgo_fake.api_key, "VIDGO_BASE_URL": vidgo_fake.url},
+    )
+    try:
+
+        async def accepted() -> None:
+            while vidgo_fake.accept_count["slow"] == 0:  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(accepted(), 20)
+        with contextlib.closing(sqlite3.connect(journal)) as reader:  # a reader is welcome
+            assert reader.execute("SELECT state FROM conversions").fetchall() == [("accepted",)]
+        async with _client(vidgo_fake) as client:
+            with pytest.raises(ConfigurationError, match="in use by another batch"):
+                await _collect(client, [("m", "a1")], journal=journal)
+        assert vidgo_fake.request_count("submit") == 1
+    finally:
+        other.kill()
+        await other.wait()
+    async with _client(vidgo_fake) as client:  # the dead process's lock went with it
+        results = await _collect(client, [("m", "a1")], journal=journal)
+    assert [r.ok for r in results] == [True]
+
+
+async def test_a_batch_left_with_break_lets_the_next_one_use_its_journal(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A loop left with ``break`` closes its batch on the loop's next turns: a batch
+    started right after on the same journal waits for that, rather than being refused."""
     journal = tmp_path / "wav.sqlite"
     async with _client(vidgo_fake) as client:
-        first = client.convert_many([("m", "a0"), ("m", "a1")], journal=journal)
-        assert (await first.__anext__()).ok  # the first batch holds its journal now
-        submits = vidgo_fake.request_count("submit")
-        with pytest.raises(ConfigurationError, match="in use"):
-            client.convert_many([("m", "a2")], journal=journal)
-        assert vidgo_fake.request_count("submit") == submits
-        await first.aclose()
-        assert [r.ok for r in await _collect(client, [("m", "a2")], journal=journal)] == [True]
+        async for _ in client.convert_many([("m", "a0"), ("m", "a1")], journal=journal):
+            break
+        results = await _collect(client, [("m", "a2")], journal=journal)
+    assert [r.ok for r in results] == [True]
 
 
 _OLD_TABLE = """CREATE TABLE conversions (source_task_id TEXT NOT NULL, audio_id TEXT NOT NULL,

@@ -22,11 +22,6 @@ import sqlite3
 import time
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: one batch per journal is not enforced
-    fcntl = None  # type: ignore[assignment]
-
 import attrs
 
 from .._models import WAV_MODEL, TaskHandle
@@ -128,16 +123,10 @@ class Journal:
     Args:
         path: The database file; created if missing.
 
-    One batch at a time uses it: an exclusive ``flock`` on the file, held until
-    it is closed (the operating system drops it if the process dies). Two
-    batches on one journal would each submit every pair, and one could
-    overwrite the rows the other finished. Readers are not held back: SQLite's
-    own locks are ``fcntl`` ones, which ``flock`` leaves alone (on systems
-    without ``fcntl``, Windows, nothing enforces it).
-
     Raises:
-        ConfigurationError: ``path`` is a folder, not a SQLite database, cannot
-            be written, or is in use by another batch.
+        ConfigurationError: ``path`` is a folder, not a SQLite database this
+            version can read (another shape, unknown states, damaged), or cannot
+            be written.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -157,17 +146,6 @@ class Journal:
         if problem is not None:
             self._db.close()
             raise ConfigurationError(f"the journal {str(path)!r} {problem}") from None
-        self._lock = self.path.open("rb")
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                self.close()
-                raise ConfigurationError(
-                    f"the journal {str(path)!r} is in use by another batch: one batch at a"
-                    " time per SQLite journal (workers on several hosts share a postgresql://"
-                    " one)"
-                ) from None
 
     def _unreadable(self) -> str | None:
         """What this version cannot read in the journal (another version's or tool's
@@ -176,7 +154,9 @@ class Journal:
         if check != "ok":  # a file damaged on disk (a second of reading for a huge one)
             return f"is damaged: {' '.join(str(check).split())[:200]}"
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(conversions)")}
-        missing = [c for c in ("source_task_id", "audio_id", *_COLUMNS) if c not in columns]
+        missing = [
+            c for c in ("source_task_id", "audio_id", *_COLUMNS, "updated_at") if c not in columns
+        ]
         if missing:
             return f"has another shape (no column {', '.join(missing)})"
         known = [state.value for state in State]
@@ -195,9 +175,8 @@ class Journal:
         cls(path).close()
 
     def close(self) -> None:
-        """Close the database, and let another batch use it."""
+        """Close the database."""
         self._db.close()
-        self._lock.close()
 
     def get(self, source_task_id: str, audio_id: str) -> Entry | None:
         """The pair's row, if it has one."""

@@ -14,11 +14,20 @@ for it and reporting nothing (the taker reports it).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import time
 from typing import Protocol, runtime_checkable
 
+from ..errors import ConfigurationError
 from .intake import Key
 from .journal import Entry, Journal
+
+try:
+    import fcntl
+except ImportError:  # Windows: one batch per SQLite journal is not enforced
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "BatchJournal",
@@ -32,6 +41,14 @@ __all__ = [
 
 #: What a claim answers: whether this process holds the pair, and the pair's row.
 Claim = tuple[bool, Entry | None]
+
+logger = logging.getLogger("vidgo_async")
+
+# Seconds a batch waits for the journal a batch of this process is letting go of (a
+# loop left with ``break``: its generator closes on the loop's next turns, after the
+# submits in flight are answered: at most SUBMIT_GRACE).
+_RELEASE_WAIT = 12.0
+_HELD: set[tuple[int, int]] = set()  # (device, inode) of the lock files this process holds
 
 
 class LostClaim(Exception):
@@ -90,10 +107,33 @@ class JournalSource(Protocol):
 
 
 class SqliteJournal:
-    """The SQLite journal behind the async calls; its writes stay synchronous."""
+    """The SQLite journal behind the async calls; its writes stay synchronous.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.journal = Journal(path)
+    One batch at a time uses a SQLite journal: two would each submit every pair,
+    and one could overwrite the rows the other finished. :meth:`open` takes an
+    exclusive ``flock`` on ``<journal>.lock``, held until :meth:`close` (the
+    operating system drops it if the process dies). Never on the database file
+    itself: closing any descriptor of a file drops the ``fcntl`` locks SQLite
+    holds on it, and readers of the journal must not be held back.
+    """
+
+    def __init__(self, journal: Journal, lock: int | None) -> None:
+        self.journal = journal
+        self._lock = lock
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str]) -> SqliteJournal:
+        """The journal at ``path``, once no other batch uses it.
+
+        Raises:
+            ConfigurationError: Another batch uses it, or it cannot be used.
+        """
+        lock = await _lock(path)
+        try:
+            return cls(Journal(path), lock)
+        except BaseException:
+            _unlock(lock)
+            raise
 
     async def claim(self, source_task_id: str, audio_id: str) -> Claim:
         """Always this process's: one process per SQLite journal."""
@@ -121,8 +161,64 @@ class SqliteJournal:
         self.journal.keep_learned(model, observations)
 
     async def close(self) -> None:
-        """Close the database."""
-        self.journal.close()
+        """Close the database, and let another batch use it."""
+        try:
+            self.journal.close()
+        finally:
+            _unlock(self._lock)
+            self._lock = None
+
+
+async def _lock(path: str | os.PathLike[str]) -> int | None:
+    """The descriptor of ``<path>.lock`` under an exclusive ``flock``; None where there
+    is no ``flock`` (Windows), for an in-memory journal, or when the lock file cannot
+    be made (a read-only folder: the batch goes on unguarded, as before).
+
+    Raises:
+        ConfigurationError: Another process holds it, or a batch of this process
+            still does after ``_RELEASE_WAIT``.
+    """
+    name = os.fspath(path)
+    if fcntl is None or name == ":memory:":
+        return None
+    try:
+        fd = os.open(f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        logger.warning("no lock file beside the journal %r (%s): not guarded", name, exc)
+        return None
+    here = _identity(fd) in _HELD
+    waited = time.monotonic() + (_RELEASE_WAIT if here else 0.0)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() < waited:
+                await asyncio.sleep(0.05)
+                continue
+            os.close(fd)
+            raise ConfigurationError(
+                f"the journal {name!r} is in use by another batch"
+                f"{' of this program' if here else ''}: one batch at a time per SQLite"
+                " journal (workers on several hosts share a postgresql:// one)"
+            ) from None
+        except OSError as exc:  # no flock on this file system
+            logger.warning("cannot lock the journal %r (%s): not guarded", name, exc)
+            os.close(fd)
+            return None
+        _HELD.add(_identity(fd))
+        return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        _HELD.discard(_identity(fd))
+        os.close(fd)  # drops the flock
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    """The lock file behind ``fd``, however its path was spelled."""
+    stat = os.fstat(fd)
+    return stat.st_dev, stat.st_ino
 
 
 def is_postgres(journal: object) -> bool:
@@ -138,4 +234,4 @@ async def open_journal(journal: str | os.PathLike[str] | JournalSource) -> Batch
     """
     if isinstance(journal, JournalSource):
         return await journal.open_batch_journal()
-    return SqliteJournal(journal)
+    return await SqliteJournal.open(journal)
