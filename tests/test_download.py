@@ -1013,3 +1013,48 @@ async def test_a_resume_answered_without_a_validator_is_kept(
         path = await fetch(session, url, tmp_path / "a.wav")
     assert path.read_bytes() == data
     assert [range_of(h) for h in heads] == [None, "bytes=100000-"]
+
+
+@pytest.mark.parametrize("honours_if_range", [True, False], ids=["if-range", "ignored"])
+async def test_a_file_changed_before_a_later_call_is_not_spliced(
+    session: aiohttp.ClientSession, tmp_path: Path, honours_if_range: bool
+) -> None:
+    """A call cut short leaves its .part and the file's version beside it; the file then
+    changes on storage. The next call (a re-run after a kill) resumes with If-Range on
+    the first version and saves the new file whole, never the two spliced."""
+    old = wav_bytes(200_000)
+    new = old[:44] + bytes(reversed(old[44:]))
+    versions = iter([b'"v1"', b'"v2"', b'"v2"', b'"v2"'])
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        etag = next(versions)
+        if index == 0:
+            body, status = old[:100_000], b"200 OK"
+        elif range_of(head) is None or honours_if_range:  # If-Range "v1" no longer holds
+            body, status = new, b"200 OK"
+        else:
+            body, status = new[100_000:], b"206 Partial Content"
+        extra = b"Content-Range: bytes 100000-199999/200000\r\n" if status[:3] == b"206" else b""
+        length = b"100000" if status[:3] == b"206" else b"200000"
+        writer.write(
+            b"HTTP/1.1 "
+            + status
+            + b"\r\nETag: "
+            + etag
+            + b"\r\n"
+            + extra
+            + b"Content-Length: "
+            + length
+            + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
+        await writer.drain()
+
+    async with raw_storage(answer) as (url, heads):
+        with pytest.raises(TransportError):  # cut short
+            await fetch(session, url, tmp_path / "a.wav", retry=RetryPolicy(max_attempts=1))
+        assert (tmp_path / "a.wav.part").stat().st_size == 100_000
+        path = await fetch(session, url, tmp_path / "a.wav")
+    assert path.read_bytes() == new
+    assert header_of(heads[1], "if-range") == '"v1"'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]

@@ -162,8 +162,8 @@ class _Download:
     _secret: str  # never repeated: a storage URL's path may carry it
     _hook: EventHook | None = None
     # The ETag (strong) or Last-Modified of the file the .part holds the head of, once
-    # an answer gave one: a resume asks If-Range with it, and a body of another
-    # version is never appended to it.
+    # an answer gave one (kept beside it, for a later call): a resume asks If-Range
+    # with it, and a body of another version is never appended to it.
     _version: str | None = attrs.field(default=None, init=False)
 
     def _where(self, url: URL | None = None) -> str:
@@ -178,6 +178,14 @@ class _Download:
     def _part(self) -> Path:
         return self._target.with_name(self._target.name + ".part")
 
+    @property
+    def _part_version(self) -> Path:
+        return self._target.with_name(self._target.name + ".part.version")
+
+    def _forget_part(self) -> None:
+        self._part.unlink(missing_ok=True)
+        self._part_version.unlink(missing_ok=True)
+
     async def run(self, on_progress: ProgressCallback | None) -> None:
         """Refuse a URL to a private address (before any request), then attempt until
         done; give up after ``max_attempts`` failures without progress.
@@ -190,6 +198,8 @@ class _Download:
             raise ValueError(f"refusing {self._where()}: it resolves to {refused}")
         # Our loop, not backoff's: an attempt that grows the file starts the count afresh.
         best, failures, pauses = part_size(self._part), 0, start(self._retry)
+        if best:
+            self._version = _read_version(self._part_version)  # an earlier call's
         while True:
             try:
                 await self._attempt(on_progress)
@@ -332,7 +342,7 @@ class _Download:
     ) -> None:
         status = response.status
         if status == 416 and offset:
-            self._part.unlink(missing_ok=True)
+            self._forget_part()
             raise _Incomplete(f"{self._where()}: range {offset}- no longer satisfiable")
         if status >= 400:
             body = await response.content.read(1024)
@@ -346,6 +356,7 @@ class _Download:
         start, total = self._span(response, offset)
         if start == 0 or self._version is None:  # a whole body: its version is the file's
             self._version = _version_of(response)
+            _keep_version(self._part_version, self._version)
         with PartFile(self._part, start, self._check_wav, total) as part:
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 part.write(chunk)
@@ -357,6 +368,7 @@ class _Download:
             if problem is not None:  # e.g. a body without Content-Length, cut short
                 raise _Incomplete(f"{self._where()}: {problem}")
             await part.commit(self._target)
+        self._part_version.unlink(missing_ok=True)
 
     def _span(self, response: aiohttp.ClientResponse, offset: int) -> tuple[int, int | None]:
         """Where the body starts in the file, and the file's size when known."""
@@ -367,7 +379,7 @@ class _Download:
         version = _version_of(response)  # a 206 without one (against RFC 9110) tells nothing
         changed = None not in (version, self._version) and version != self._version
         if match is None or int(match[1]) != offset or changed:
-            self._part.unlink(missing_ok=True)
+            self._forget_part()
             raise _Incomplete(f"{self._where()}: another range or version of the file, restarting")
         if match[3] != "*":
             return offset, int(match[3])
@@ -383,6 +395,26 @@ def _version_of(response: aiohttp.ClientResponse) -> str | None:
         if value and value.isascii() and value.isprintable() and len(value) <= 200:
             return value
     return None
+
+
+def _read_version(path: Path) -> str | None:
+    """The version an earlier call kept beside its ``.part`` (None if none, or unusable)."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, ValueError):
+        return None
+    return text if text and text.isprintable() and len(text) <= 200 else None
+
+
+def _keep_version(path: Path, version: str | None) -> None:
+    """Keep ``version`` beside the ``.part`` for a later call (or forget an older one)."""
+    try:
+        if version is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(version, encoding="ascii")
+    except OSError as exc:  # a resume then cannot tell a changed file: it restarts on one
+        logger.debug("cannot keep the version of %s: %s", path.name, exc)
 
 
 def _status_error(
