@@ -221,6 +221,35 @@ async def test_oversized_and_malformed_posts_are_refused(
     assert await post(http, base, {"hello": "world"}) == 400
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_does_not_decompress_is_answered_400_quietly(
+    encoding: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A body whose Content-Encoding it does not honour is a malformed callback: 400,
+    nothing logged above DEBUG (it was a 500 and an ERROR traceback from aiohttp)."""
+    caplog.set_level(logging.INFO)
+    receiver = CallbackReceiver()
+    async with receiver.serve() as url, aiohttp.ClientSession() as http:
+        headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+        target = f"{url}{DEFAULT_PATH}/some.token"
+        async with http.post(target, data=b"not compressed", headers=headers) as r:
+            assert r.status == 400
+    assert [record for record in caplog.records if record.levelno >= logging.WARNING] == []
+
+
+async def test_a_callback_code_in_text_is_not_repeated() -> None:
+    """A callback's error ``code`` given as text (which could echo the API key) is not
+    repeated in the error or its log line; a numeric one is."""
+    key = "sk-live-abcdefghijklmnopqrstuvwx"
+    body = json.dumps({"code": key, "data": {"task_id": "t1", "status": "finished"}}).encode()
+    with pytest.raises(InvalidCallbackError) as info:
+        parse_callback(body)
+    assert key[:8] not in str(info.value)
+    body = json.dumps({"code": 500, "data": {"task_id": "t1", "status": "failed"}}).encode()
+    with pytest.raises(InvalidCallbackError, match="500"):
+        parse_callback(body)
+
+
 async def test_a_body_sent_too_slowly_is_answered_408_and_frees_the_connection() -> None:
     """A sender that trickles its body holds no connection past ``body_timeout``: many of
     them at once are each answered 408 within it (they stayed open for good before)."""
