@@ -266,6 +266,28 @@ async def test_replays_of_one_genuine_callback_are_relayed_a_bounded_number_of_t
     assert worker_b.relay.stats.forwarded <= 10
 
 
+async def test_a_forged_hint_for_another_task_does_not_mute_the_genuine_one(
+    fake: FakeVidgo, make_relay: MakeRelay, worker_b: Worker
+) -> None:
+    """A forged callback with a genuine token but another task's id, relayed first, does
+    not keep the genuine callback (same token and status) from being relayed after it:
+    the wait returns on it, not a safety-net interval later."""
+    relay_a = await make_relay()
+    receiver_a = CallbackReceiver(worker_b.url, relay=relay_a)
+    fake.callbacks.faults = CallbackFaults(drop=1.0)
+    async with client_of(fake, receiver_a, SLOW_NET) as client:
+        task = await client.submit_wav("t", "a1")
+        await asyncio.sleep(0.3)  # the task has finished at the fake
+        waiting = asyncio.create_task(client.wait(task.task_id))
+        await asyncio.sleep(0.05)
+        token = token_of(fake)
+        assert worker_b.receiver.feed(token, body("someone-elses-task")) == 200
+        await until(lambda: relay_a.stats.delivered >= 1, 5)
+        assert worker_b.receiver.feed(token, body(task.task_id)) == 200
+        done = await asyncio.wait_for(waiting, 5)  # SLOW_NET's safety net is 30 s away
+        assert done.status is TaskStatus.FINISHED
+
+
 async def test_a_full_queue_does_not_flood_the_log(
     make_relay: MakeRelay,
     caplog: pytest.LogCaptureFixture,

@@ -135,7 +135,9 @@ class CallbackRelay:
         self._instance = secrets.token_hex(4)
         self._registries: weakref.WeakSet[Registry] = weakref.WeakSet()
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(max_queue)
-        self._recent: OrderedDict[tuple[str, str], float] = OrderedDict()  # hints sent on
+        # Hints sent on, by (token, task id, status): a forged one naming another task
+        # must not mute the genuine one.
+        self._recent: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self._sending: list[tuple[str, str]] = []  # taken from the queue, not yet sent
         self._sender: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -230,7 +232,7 @@ class CallbackRelay:
 
     def forward(self, instance: str, token: str, task: Task) -> None:
         now = time.monotonic()
-        if self._sent_lately((token, task.status.value), now):
+        if self._sent_lately((token, task.task_id, task.status.value), now):
             return  # a repeat (or a replay) of a hint sent on moments ago
         payload = json.dumps({"token": token, "task_id": task.task_id, "status": task.status})
         if self._state != "open" or len(payload) > _MAX_PAYLOAD:
@@ -246,7 +248,7 @@ class CallbackRelay:
             return
         self._forwarded += 1
 
-    def _sent_lately(self, hint: tuple[str, str], now: float) -> bool:
+    def _sent_lately(self, hint: tuple[str, str, str], now: float) -> bool:
         """Whether ``hint`` went out in the last minute; notes it if not."""
         recent = self._recent
         while recent and (len(recent) > _MAX_RECENT or next(iter(recent.values())) < now):
