@@ -27,6 +27,7 @@ from vidgo_async import (
     PollPolicy,
     TaskFailedError,
     TaskStatus,
+    TaskTimeoutError,
     VidgoClient,
     VidgoError,
 )
@@ -321,6 +322,20 @@ async def test_each_wait_returns_on_a_callback(
     # The safety net is 30 s away: returning within seconds means a callback woke the wait.
     await asyncio.wait_for(coro, 10)
     assert fake.request_count("detail") == 1
+
+
+async def test_a_second_wait_that_ends_early_leaves_the_callback_to_the_first(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient
+) -> None:
+    """Two waits on one task: the one that times out early does not take the callback
+    away from the other, which still returns on it (it slept to the safety net, 30 s)."""
+    fake.set_duration("a1", queue_time=0.0, run_time=0.5)
+    client = make_callback_client()
+    task = await client.submit_wav("t", "a1")
+    first = asyncio.create_task(client.await_task(task.task_id))
+    with pytest.raises(TaskTimeoutError):
+        await client.wait(task.task_id, timeout=0.1)
+    assert await asyncio.wait_for(first, 10)
 
 
 async def test_bare_callbacks_work_too(

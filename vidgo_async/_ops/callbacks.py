@@ -97,6 +97,7 @@ class Slot:
         "generation",
         "key",
         "missed",
+        "pacers",
         "secret",
         "task_id",
         "trusted",
@@ -113,6 +114,7 @@ class Slot:
         self.generation = 0  # hints honoured
         self.armed = True  # False while a honoured hint awaits its confirming read
         self.missed = False  # a hint came while a confirming read was in flight
+        self.pacers = 0  # waits on its task (two waits may share a task)
         self.waiters: set[asyncio.Future[None]] = set()
 
     @property
@@ -189,8 +191,18 @@ class Registry:
         slot.early.clear()
         self._by_task[task_id] = slot
 
+    def release(self, slot: Slot) -> None:
+        """A wait on ``slot``'s task ended: forget the slot once no other wait uses it."""
+        slot.pacers -= 1
+        if slot.pacers <= 0:
+            self.discard(slot)
+
+    def live(self, slot: Slot) -> bool:
+        """Whether ``slot`` can still be woken by a callback."""
+        return self._slots.get(slot.key) is slot
+
     def discard(self, slot: Slot) -> None:
-        """Forget ``slot``: its submit failed, or its task's wait resolved."""
+        """Forget ``slot``: its submit failed, or its task was seen terminal."""
         self._slots.pop(slot.key, None)
         if slot.task_id is not None and self._by_task.get(slot.task_id) is slot:
             del self._by_task[slot.task_id]
@@ -234,6 +246,7 @@ class Registry:
         slot = self._by_task.get(task_id)
         if slot is None:
             return None
+        slot.pacers += 1
         return CallbackPacer(self, slot, policy, lifecycle)
 
     def saw_terminal(self, slot: Slot) -> None:
@@ -297,12 +310,14 @@ class CallbackPacer:
         self._seen = 0
         self._terminal = False
         self._stretched = False
+        self._closed = False
 
     def delay(self, scheduled: float, deadline: Deadline) -> float:
         """The wait before the next poll, given the normal schedule's ``scheduled``."""
         self._stretched = False
         slot = self._slot
-        if self._terminal or not slot.trusted or not self._registry.reliable:
+        registry = self._registry
+        if self._terminal or not slot.trusted or not registry.reliable or not registry.live(slot):
             return scheduled
         self._stretched = True
         interval = self._policy.callback_interval
@@ -347,5 +362,8 @@ class CallbackPacer:
             self._registry.saw_terminal(self._slot)
 
     def close(self) -> None:
-        """The wait ended (done, failed, timed out or cancelled): release its token."""
-        self._registry.discard(self._slot)
+        """The wait ended (done, failed, timed out or cancelled): release its token,
+        unless another wait on the task still uses it."""
+        if not self._closed:
+            self._closed = True
+            self._registry.release(self._slot)
