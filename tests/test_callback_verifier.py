@@ -293,12 +293,21 @@ def test_fresh_registry_is_reliable() -> None:
 
 @pytest.mark.parametrize(
     ("hits", "misses", "reliable"),
-    [(1, 0, True), (0, 1, False), (1, 1, True), (1, 2, False), (10, 10, True), (9, 11, False)],
+    [
+        (1, 0, True),
+        (0, 1, False),
+        (1, 1, True),
+        (1, 2, False),
+        (10, 2, True),
+        (10, 3, False),  # three misses in a row: callbacks stopped
+        (9, 11, False),
+    ],
 )
 def test_reliable_while_misses_do_not_outnumber_hits(
     hits: int, misses: int, reliable: bool
 ) -> None:
-    """Reliability is hits >= misses over recent outcomes."""
+    """Reliability is hits >= misses over recent outcomes, the latest three not all
+    misses (hits, then misses, recorded in that order)."""
     registry = make_registry()
     record(registry, hits=hits, misses=misses)
     assert registry.reliable is reliable

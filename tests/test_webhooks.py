@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -593,6 +594,24 @@ async def test_lost_callbacks_are_reported_once_as_a_warning(
     ]
     assert len(lost) == 1
     assert "public_url" in lost[0]
+
+
+async def test_after_many_callbacks_a_run_of_lost_ones_goes_back_to_polling_quickly(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient
+) -> None:
+    """20 conversions whose callbacks came, then callbacks stop (a proxy went down): at
+    most the first 3 conversions after that wait out a safety-net interval; the next
+    ones poll as usual (11 paid it: misses had to outnumber 20 hits)."""
+    client = make_callback_client(poll=QUICK_NET)  # a safety net of 0.3 s
+    for index in range(20):
+        await asyncio.wait_for(client.convert_to_wav("t", f"ok{index}"), 10)
+    fake.callbacks.faults = CallbackFaults(drop=1.0)
+    slow = 0
+    for index in range(8):
+        started = time.monotonic()
+        await asyncio.wait_for(client.convert_to_wav("t", f"lost{index}"), 10)
+        slow += time.monotonic() - started >= 0.25
+    assert slow <= 3
 
 
 async def test_the_fake_plays_the_proxy_in_front_of_a_public_receiver(

@@ -16,11 +16,12 @@ costs at most one status read.
 While the receiver is *reliable*, waits on tasks that carry a callback URL
 poll only every ``PollPolicy.callback_interval`` (the safety net). Each such
 task ends as a *hit* (its callback came before any poll saw it finished)
-or a *miss* (a poll saw it finished first). When misses outnumber hits in
-the recent window (callbacks are being dropped, the public URL is wrong, a
-proxy is down), waits go back to the normal poll schedule until hits
-return; the first task whose callbacks are all lost therefore costs at most
-one safety-net interval of latency, the later ones none.
+or a *miss* (a poll saw it finished first). When the latest ``_RUN``
+outcomes are all misses, or misses outnumber hits in the recent window
+(callbacks are being dropped, the public URL is wrong, a proxy is down),
+waits go back to the normal poll schedule until hits return: after callbacks
+stop, the waits already napping and the next tasks up to ``_RUN`` of them
+cost at most one safety-net interval of latency each, the later ones none.
 
 Tokens are ``{instance}{nonce}.{mac}``: ``instance`` names the registry that
 issued it, ``mac`` is an HMAC of the rest under the registry's secret. With a
@@ -55,6 +56,7 @@ __all__ = ["CallbackPacer", "Registry", "Relay", "Slot"]
 logger = logging.getLogger("vidgo_async")
 
 _WINDOW = 20  # recent hit/miss outcomes the reliability verdict is based on
+_RUN = 3  # ... and this many misses in a row: callbacks stopped, however many came before
 _MAX_EARLY = 4  # task ids remembered from callbacks that beat the submit answer
 _NOT_TERMINAL = frozenset({TaskStatus.NOT_STARTED, TaskStatus.RUNNING})
 _INSTANCE = 8  # hex characters of a token's instance
@@ -163,8 +165,11 @@ class Registry:
 
     @property
     def reliable(self) -> bool:
-        """Whether recent callbacks arrived more often than not."""
-        return self._outcomes.count(False) * 2 <= len(self._outcomes)
+        """Whether recent callbacks arrived more often than not, and the latest did."""
+        outcomes = self._outcomes
+        if len(outcomes) >= _RUN and not any(outcomes[-k] for k in range(1, _RUN + 1)):
+            return False
+        return outcomes.count(False) * 2 <= len(outcomes)
 
     def issue(self) -> Slot:
         """A fresh slot whose token goes into a submit's callback URL."""
