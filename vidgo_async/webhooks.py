@@ -144,7 +144,10 @@ class CallbackReceiver:
         body_timeout: Seconds :meth:`handler` gives a request to send its
             whole body (the API itself wants an answer within 10 s); a slower
             one is answered 408 and its connection closed, so that a slow
-            sender cannot hold the receiver's connections open (None: no limit).
+            body cannot hold the receiver's connections open (None: no limit).
+            It starts once the headers are in: aiohttp, under :meth:`serve`,
+            sets no limit on how slowly they come, which is one more reason to
+            face the internet through a reverse proxy (its header timeout).
         token_ttl: Seconds a token stays valid when no wait resolves it.
         max_tokens: Most live tokens; the oldest are dropped beyond it.
         relay: Where callbacks for *other* processes' waits go, in an app
