@@ -41,7 +41,6 @@ from ._validate import (
 from ._wire.convert import parse_balance
 from ._wire.download import DOWNLOAD_TIMEOUT, download_file
 from ._wire.transport import Transport
-from .errors import VidgoError
 
 if TYPE_CHECKING:
     from .webhooks import CallbackReceiver
@@ -315,12 +314,7 @@ class VidgoClient:
             scope.note(task_id=accepted.task_id)
             handle = TaskHandle(task_id=accepted.task_id, source_task_id=task_id, audio_id=audio_id)
             poller = self._waits.poller(handle, deadline, submitted_at=time.monotonic())
-            try:
-                return await self._waits.wav_url(poller)
-            except VidgoError as exc:  # the task was accepted, and paid for: say which
-                if exc.handle is None:
-                    exc.handle = handle
-                raise
+            return await self._waits.wav_url(poller)  # an error ending it names the task
 
     def convert_many(
         self,

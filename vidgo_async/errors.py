@@ -67,10 +67,10 @@ class VidgoError(Exception):
     """Base of every error raised by vidgo-async.
 
     Attributes:
-        handle: The task an accepted submit created, when the error came after
-            the acceptance (a :class:`TaskError`, or any error ending
-            ``convert_to_wav``'s wait): wait on it with ``await_task(handle)``.
-            None otherwise.
+        handle: The task a wait was on, when the error ended the wait (a
+            :class:`TaskError`, or any error ending ``convert_to_wav``,
+            ``wait``, ``await_task`` or ``watch`` once there was a task): wait
+            on it again with ``await_task(handle)``. None otherwise.
     """
 
     handle: TaskHandle | None = None

@@ -508,3 +508,15 @@ async def test_closing_the_client_during_a_conversion_names_the_accepted_task(
     with pytest.raises(ClientClosedError) as info:
         await asyncio.wait_for(conversion, 5)
     assert info.value.handle is not None and info.value.handle.task_id == "conv-8"
+
+
+@pytest.mark.asyncio
+async def test_a_wait_ending_in_an_error_names_its_task(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """await_task(id) ended by a 403: the error carries the handle of the task waited on."""
+    server.add_task("t9")
+    server.script(DETAIL, reply(403, {"code": 403, "message": "no"}))
+    with pytest.raises(VidgoError) as info:
+        await asyncio.wait_for(sdk.await_task("t9", timeout=3), 5)
+    assert info.value.handle is not None and info.value.handle.task_id == "t9"

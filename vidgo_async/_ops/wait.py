@@ -192,10 +192,14 @@ class Poller:
     def __enter__(self) -> Poller:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        """The wait is over, however it ended: a callback token it holds is released."""
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        """The wait is over, however it ended: a callback token it holds is released,
+        and an error ending it names the task (``VidgoError.handle``), which may have
+        been paid for."""
         if self.pacer is not None:
             self.pacer.close()
+        if isinstance(error, VidgoError) and error.handle is None:
+            error.handle = self.handle
 
     async def next(self) -> Task:
         """The next snapshot a poll reads, after the pause.
