@@ -696,14 +696,18 @@ class _FailingJournal:
         self.path, self.audio_id, self.error, self.state = path, audio_id, error, state
 
     async def open_batch_journal(self) -> object:
+        import sqlite3
+
         from vidgo_async._batch.journal import Entry, State
-        from vidgo_async._batch.journals import SqliteJournal
+        from vidgo_async._batch.journals import JournalWriteError, SqliteJournal
 
         source = self
 
         class Failing(SqliteJournal):
             async def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
                 if audio_id == source.audio_id and entry.state is State(source.state):
+                    if isinstance(source.error, sqlite3.Error):  # as the journal reports it
+                        raise JournalWriteError(str(source.error)) from source.error
                     raise source.error
                 await super().record(source_task_id, audio_id, entry)
 

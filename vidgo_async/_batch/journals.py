@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from typing import Protocol, runtime_checkable
 
@@ -33,6 +34,7 @@ __all__ = [
     "BatchJournal",
     "Claim",
     "JournalSource",
+    "JournalWriteError",
     "LostClaim",
     "SqliteJournal",
     "is_postgres",
@@ -49,6 +51,12 @@ logger = logging.getLogger("vidgo_async")
 # submits in flight are answered: at most SUBMIT_GRACE).
 _RELEASE_WAIT = 12.0
 _HELD: set[tuple[int, int]] = set()  # (device, inode) of the lock files this process holds
+
+
+class JournalWriteError(Exception):
+    """A journal could not write a pair's row (a full disk, a locked file, a lost
+    database connection): the batch logs it and goes on, the result stands, and a
+    re-run polls the pair's task again. Never reaches a user."""
 
 
 class LostClaim(Exception):
@@ -78,6 +86,7 @@ class BatchJournal(Protocol):
 
         Raises:
             LostClaim: Another worker holds the pair now; nothing was written.
+            JournalWriteError: Nothing was written, for another reason.
         """
 
     async def hold(self, source_task_id: str, audio_id: str) -> None:
@@ -147,7 +156,10 @@ class SqliteJournal:
 
     async def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
         """Write the pair's new row (committed before this returns)."""
-        self.journal.record(source_task_id, audio_id, entry)
+        try:
+            self.journal.record(source_task_id, audio_id, entry)
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalWriteError(str(exc)) from exc
 
     async def hold(self, source_task_id: str, audio_id: str) -> None:
         """Nothing to confirm: one process per SQLite journal."""

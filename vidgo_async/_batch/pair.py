@@ -30,7 +30,7 @@ from .._timing.deadline import Deadline
 from ..errors import VidgoError
 from .intake import Key, wav_file_name
 from .journal import Entry, State, journalled_error, state_after_failed_submit
-from .journals import BatchJournal, LostClaim
+from .journals import BatchJournal, JournalWriteError
 
 __all__ = ["Download", "PairSteps"]
 
@@ -197,9 +197,7 @@ class PairSteps:
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
         try:
             await self._record(key, State.ACCEPTED, task_id=accepted.task_id)
-        except LostClaim:
-            raise
-        except Exception as exc:  # a full disk, a locked file: the paid task is still ours
+        except JournalWriteError as exc:  # a full disk, a locked file: the paid task is ours
             logger.error(
                 "could not journal task %s of %s/%s (%s); waiting on it anyway",
                 accepted.task_id,

@@ -32,7 +32,7 @@ from .._validate import check_count, check_folder, check_options, check_timeout
 from ..errors import ConfigurationError
 from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
 from .journal import Journal, State
-from .journals import JournalSource, LostClaim, is_postgres, open_journal
+from .journals import JournalSource, JournalWriteError, LostClaim, is_postgres, open_journal
 from .pair import Download, PairSteps
 
 __all__ = ["BatchProgress", "Pairs", "start_batch"]
@@ -323,7 +323,9 @@ class _Batch:
         except LostClaim as exc:
             self._drop(key, exc)
             return 0
-        except Exception:  # the journal failed: the result stands, a re-run polls again
+        except JournalWriteError as exc:  # the result stands, a re-run polls again
+            logger.error("could not journal the result of %s/%s: %s", *key, exc)
+        except Exception:  # a bug must cost the journal row, not the result
             logger.exception("could not journal the result of %s/%s", *key)
         self.done[key] = result
         return 1 + self.in_flight.pop(key)

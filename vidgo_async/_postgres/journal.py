@@ -56,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
 
 from .._batch.intake import Key
 from .._batch.journal import Entry
-from .._batch.journals import LostClaim
+from .._batch.journals import JournalWriteError, LostClaim
 from .._wire.convert import converter, dump_durations, load_durations
 from .connect import DB_ERRORS, OPEN_ERRORS, open_failure
 
@@ -225,22 +225,26 @@ class PostgresJournal:
         Raises:
             LostClaim: Another worker took the pair over; nothing was written (but
                 the task id, where the row has none).
+            JournalWriteError: The database could not be written.
         """
         task_id = entry.task_id
-        written = await self._pool.fetchval(
-            _RECORD,
-            source_task_id,
-            audio_id,
-            entry.state.value,
-            task_id,
-            entry.wav_url,
-            entry.path,
-            entry.error_type,
-            entry.error,
-            entry.error_status,
-            self.worker,
-            self.lease_seconds,
-        )
+        try:
+            written = await self._pool.fetchval(
+                _RECORD,
+                source_task_id,
+                audio_id,
+                entry.state.value,
+                task_id,
+                entry.wav_url,
+                entry.path,
+                entry.error_type,
+                entry.error,
+                entry.error_status,
+                self.worker,
+                self.lease_seconds,
+            )
+        except DB_ERRORS as exc:
+            raise JournalWriteError(str(exc)) from exc
         if written is not None:
             return
         if task_id is not None:
