@@ -277,8 +277,16 @@ async def test_an_async_progress_callback_raises_before_request(
     async def on_progress(progress: object) -> None:
         pass
 
+    class Hook:
+        async def __call__(self, progress: object) -> None:
+            pass
+
     with pytest.raises(TypeError, match="on_progress must be a plain function"):
         client.convert_many([("t", "a1")], on_progress=on_progress)
+    with pytest.raises(TypeError, match="on_progress must be a plain function"):
+        client.convert_many([("t", "a1")], on_progress=Hook())
+    with pytest.raises(TypeError, match="on_progress must be a plain function"):
+        await client.download(f"{fake.url}/files/x.wav", "x.wav", on_progress=on_progress)
     with pytest.raises(TypeError, match="on_event must be a plain function"):
         VidgoClient("k", base_url=fake.url, on_event=on_progress)
     assert fake.requests == []

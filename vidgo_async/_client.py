@@ -430,6 +430,7 @@ class VidgoClient:
             ClientClosedError: The client is closed, or was closed meanwhile
                 (the ``.part`` file is kept).
         """
+        check_options(on_progress=on_progress)
         return await download_file(
             self._transport.storage_session,
             url,

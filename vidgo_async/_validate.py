@@ -247,6 +247,12 @@ def check_rate(name: str, value: object) -> float:
     return float(value)
 
 
+def _is_async(value: object) -> bool:
+    """Whether calling ``value`` makes a coroutine: an ``async def``, or an object whose
+    ``__call__`` is one."""
+    return inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(type(value).__call__)
+
+
 def check_options(**options: object) -> None:
     """Policy, session and callback arguments are of the right kinds (``session``
     may be None; ``on_event`` and ``on_progress`` are None or plain callables).
@@ -264,7 +270,7 @@ def check_options(**options: object) -> None:
         if name in ("on_event", "on_progress"):
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable, got {type(value).__name__}")
-            if inspect.iscoroutinefunction(value):  # its coroutines would never run
+            if value is not None and _is_async(value):  # its coroutines would never run
                 raise TypeError(f"{name} must be a plain function: it is called, never awaited")
         elif not (value is None and name == "session") and not isinstance(value, kinds[name]):
             expected = kinds[name].__name__

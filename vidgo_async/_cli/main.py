@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Exit.USAGE
     except BrokenPipeError:  # stdout closed early (`| head`): the batch stopped cleanly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        _error("stopped: the output was closed early (pairs not reported are left for a re-run)")
+        _error("stopped: the output was closed early")
         return Exit.FAILED
     except sqlite3.Error as exc:  # checked before the start; this is trouble on the way
         _error(f"error: the journal failed: {one_line(exc)}")
