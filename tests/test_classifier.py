@@ -125,6 +125,10 @@ TRANSIENT_TABLE = [
     (ConflictError("x", status=409), False),
     (AlreadyConvertedError("x", status=409), False),
     (APIError("x", status=418), False),
+    (APIError("x", status=0), True),  # an envelope code neither 2xx, 4xx nor 5xx: ambiguous
+    (APIError("x", status=102), True),
+    (APIError("x", status=302), True),
+    (APIError("x", status=999), True),
     (VidgoError("x"), False),
     (ValueError("x"), False),
 ]

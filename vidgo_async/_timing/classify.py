@@ -11,8 +11,10 @@ ambiguous     it may have been processed             timeouts and resets after s
                                                      status or envelope code neither 2xx,
                                                      4xx nor 5xx
 final         a definitive answer                    400, 401, 402, 403, 404, 409, 410, 422,
-                                                     every other 4xx; an answer naming its
-                                                     task by an unusable id; a closed client
+                                                     every other 4xx; a submit's answer
+                                                     naming its task by an unusable id (a
+                                                     read's names another task: ambiguous);
+                                                     a closed client
 ============  =====================================  ==========================================
 
 Reads (polls, GETs, downloads) retry every failure but a final one. Submits
