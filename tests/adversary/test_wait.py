@@ -520,3 +520,16 @@ async def test_a_wait_ending_in_an_error_names_its_task(
     with pytest.raises(VidgoError) as info:
         await asyncio.wait_for(sdk.await_task("t9", timeout=3), 5)
     assert info.value.handle is not None and info.value.handle.task_id == "t9"
+
+
+@pytest.mark.parametrize("code", [0, 302, 999])
+@pytest.mark.asyncio
+async def test_a_read_answered_with_an_odd_envelope_code_is_retried(
+    server: HostileServer, sdk: VidgoClient, code: int
+) -> None:
+    """A status read answered once with an envelope code neither 2xx, 4xx nor 5xx is no
+    news (it ended the wait as a final APIError): the wait goes on and sees the finish."""
+    server.add_task("t1")
+    server.script(DETAIL, reply(200, {"code": code, "message": "odd"}))
+    task = await asyncio.wait_for(sdk.wait("t1", timeout=3), 5)
+    assert (task.task_id, task.status.value) == ("t1", "finished")
