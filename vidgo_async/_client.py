@@ -342,6 +342,8 @@ class VidgoClient:
                 its request; a re-run with it never submits an accepted track
                 again, resumes waiting on known tasks, reports finished pairs
                 from the journal and starts with the learned task durations.
+                One batch at a time uses it (a ``flock`` on ``<journal>.lock``;
+                a batch of this process that is ending is waited for, 12 s).
                 A ``postgresql://`` (or ``postgres://``) DSN instead: a journal
                 shared by workers on several hosts given the same input (extra
                 ``postgres``); each pair is claimed by one worker under a
@@ -376,9 +378,12 @@ class VidgoClient:
         when the iterator is collected.
 
         Raises:
-            ValueError, TypeError: Bad arguments, before any request.
-            ConfigurationError: ``journal`` is a folder or not a SQLite file
-                (a PostgreSQL journal: at the first iteration, if it cannot be opened).
+            ValueError, TypeError: Bad arguments (``download_to`` that cannot
+                be a folder among them), before any request.
+            ConfigurationError: ``journal`` is a folder, not a SQLite file this
+                version can read (another shape, unknown states, damaged); at
+                the first iteration, before any request: another batch uses
+                it, or a PostgreSQL journal cannot be opened.
         """
         self._lifecycle.check()
         return start_batch(
