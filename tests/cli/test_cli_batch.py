@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -51,8 +52,13 @@ async def test_input_from_a_pipe_is_read_once(vidgo_fake: FakeVidgo, tmp_path: P
             stream.write("task_id,audio_id\n" + "".join(f"m,a{i}\n" for i in range(3)))
 
     writer = asyncio.ensure_future(asyncio.to_thread(write))
-    ran = await run_cli("batch", str(fifo), "--no-journal", *_FAST, env=api_env(vidgo_fake))
-    await asyncio.wait_for(writer, 5)
+    try:
+        ran = await run_cli("batch", str(fifo), "--no-journal", *_FAST, env=api_env(vidgo_fake))
+    finally:
+        if not writer.done():  # the command never opened the pipe: let the writer go
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        with contextlib.suppress(OSError):
+            await asyncio.wait_for(writer, 5)
     assert ran.code == 0, ran.err
     assert vidgo_fake.request_count("submit") == 3
 

@@ -154,10 +154,15 @@ def open_output(name: str, *, besides: Mapping[str, str | None]) -> IO[str]:
 
 
 def _same_file(one: str, other: str) -> bool:
+    """Whether ``one`` names the regular file ``other`` is (or will be): a terminal or
+    a pipe (/dev/stdin and /dev/stdout on a terminal) is nothing to empty."""
+    path = Path(other)
+    if path.exists() and not path.is_file():
+        return False
     try:
         return os.path.samefile(one, other)
     except OSError:  # one does not exist yet
-        return Path(one).resolve() == Path(other).resolve()
+        return Path(one).resolve() == path.resolve()
 
 
 def _check_writable(folder: Path, flag: str) -> None:
