@@ -125,7 +125,7 @@ class Task:
             if not url.isprintable():
                 continue
             named = file.get("audio_id")
-            if audio_id is None or named is None or str(named) == audio_id:  # ids may be ints
+            if audio_id is None or named is None or named == audio_id:
                 return url
         return None
 

@@ -101,7 +101,15 @@ def _text(value: Any, _: object) -> str | None:
 def _files(value: Any, _: object) -> tuple[TaskFile, ...]:
     if not isinstance(value, list):
         return ()
-    return tuple(TaskFile(item) for item in value if isinstance(item, dict))
+    return tuple(TaskFile(_file(item)) for item in value if isinstance(item, dict))
+
+
+def _file(item: dict[str, Any]) -> dict[str, Any]:
+    """A file entry as sent, its ``audio_id`` a string (some platforms send integers)."""
+    audio_id = item.get("audio_id")
+    if isinstance(audio_id, int) and not isinstance(audio_id, bool):
+        return {**item, "audio_id": str(audio_id)}
+    return item
 
 
 def _raw_status(value: Any, _: object) -> str:
