@@ -584,6 +584,14 @@ async def eof_body(writer: asyncio.StreamWriter, body: bytes) -> None:
     await writer.drain()
 
 
+def tail_from_100000(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """A 206 of ``data`` (200,000 bytes) from byte 100,000 on."""
+    writer.write(
+        b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 100000-199999/200000\r\n"
+        b"Content-Length: 100000\r\nConnection: close\r\n\r\n" + data[100_000:]
+    )
+
+
 async def test_a_truncated_eof_body_is_resumed(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -594,10 +602,7 @@ async def test_a_truncated_eof_body_is_resumed(
         if index == 0:
             await eof_body(writer, data[:100_000])
             return
-        writer.write(
-            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 100000-199999/200000\r\n"
-            b"Content-Length: 100000\r\nConnection: close\r\n\r\n" + data[100_000:]
-        )
+        tail_from_100000(writer, data)
         await writer.drain()
 
     async with raw_storage(answer) as (url, heads):
@@ -1003,10 +1008,7 @@ async def test_a_resume_answered_without_a_validator_is_kept(
                 b"Connection: close\r\n\r\n" + data[:100_000]
             )
         else:
-            writer.write(
-                b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 100000-199999/200000\r\n"
-                b"Content-Length: 100000\r\nConnection: close\r\n\r\n" + data[100_000:]
-            )
+            tail_from_100000(writer, data)
         await writer.drain()
 
     async with raw_storage(answer) as (url, heads):

@@ -40,6 +40,19 @@ async def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _interrupt(process: asyncio.subprocess.Process, signum: int) -> tuple[int, str]:
+    """Send ``signum`` and collect the exit status and stderr (killed if it hangs)."""
+    try:
+        process.send_signal(signum)
+        _, err = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
@@ -68,14 +81,9 @@ async def test_a_signal_stops_the_batch_and_a_rerun_resumes_it(
                 and all(vidgo_fake.accept_count[f"slow{i}"] == 1 for i in range(3))
             )
         )
-        process.send_signal(signum)
-        _, err_bytes = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    err = err_bytes.decode()
-    assert process.returncode == code, err
+        returned, err = await _interrupt(process, signum)
+    assert returned == code, err
     assert f"vidgo-async: interrupted by {signal.Signals(signum).name}" in err
     assert "Traceback" not in err
     with sqlite3.connect(tmp_path / "vidgo-journal.sqlite") as db:
@@ -101,14 +109,9 @@ async def test_an_interrupted_summary_offers_a_rerun_only_with_a_journal(
     process = await start_cli("batch", str(source), *flags, *_FAST, env=api_env(vidgo_fake))
     try:
         await _until(lambda: vidgo_fake.accept_count["slow0"] == 1)
-        process.send_signal(signal.SIGINT)
-        _, err_bytes = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    err = err_bytes.decode()
-    assert process.returncode == 130, err
+        returned, err = await _interrupt(process, signal.SIGINT)
+    assert returned == 130, err
     assert ("left for a re-run" in err) == journal, err
     assert ("interrupted: not finished" in err) == (not journal), err
 

@@ -229,6 +229,18 @@ async def test_hostile_tokens_posted_to_a_worker_are_never_relayed_nor_a_500(
     assert not loop_errors
 
 
+async def a_wait_on_a_finished_task(
+    client: Any, fake: FakeVidgo
+) -> tuple[Any, asyncio.Task[Any], str]:
+    """Submit a task, let it finish at the fake, start waiting on it: the task, the
+    wait, and the token its callback would carry."""
+    task = await client.submit_wav("t", "a1")
+    await asyncio.sleep(0.3)  # the task has finished at the fake
+    waiting = asyncio.create_task(client.wait(task.task_id))
+    await asyncio.sleep(0.05)
+    return task, waiting, token_of(fake)
+
+
 async def test_a_flood_of_replays_costs_the_waiting_worker_one_read(
     fake: FakeVidgo, make_relay: MakeRelay, worker_b: Worker
 ) -> None:
@@ -237,11 +249,7 @@ async def test_a_flood_of_replays_costs_the_waiting_worker_one_read(
     receiver_a = CallbackReceiver(worker_b.url, relay=relay_a)
     fake.callbacks.faults = CallbackFaults(drop=1.0)
     async with client_of(fake, receiver_a, SLOW_NET) as client:
-        task = await client.submit_wav("t", "a1")
-        await asyncio.sleep(0.3)  # the task has finished at the fake
-        waiting = asyncio.create_task(client.wait(task.task_id))
-        await asyncio.sleep(0.05)
-        token = token_of(fake)
+        task, waiting, token = await a_wait_on_a_finished_task(client, fake)
         for _ in range(500):
             assert worker_b.receiver.feed(token, body(task.task_id)) == 200
         done = await asyncio.wait_for(waiting, 10)
@@ -276,11 +284,7 @@ async def test_a_forged_hint_for_another_task_does_not_mute_the_genuine_one(
     receiver_a = CallbackReceiver(worker_b.url, relay=relay_a)
     fake.callbacks.faults = CallbackFaults(drop=1.0)
     async with client_of(fake, receiver_a, SLOW_NET) as client:
-        task = await client.submit_wav("t", "a1")
-        await asyncio.sleep(0.3)  # the task has finished at the fake
-        waiting = asyncio.create_task(client.wait(task.task_id))
-        await asyncio.sleep(0.05)
-        token = token_of(fake)
+        task, waiting, token = await a_wait_on_a_finished_task(client, fake)
         assert worker_b.receiver.feed(token, body("someone-elses-task")) == 200
         await until(lambda: relay_a.stats.delivered >= 1, 5)
         assert worker_b.receiver.feed(token, body(task.task_id)) == 200
