@@ -865,3 +865,27 @@ async def test_a_journal_this_version_cannot_read_is_refused_at_the_call(
         with pytest.raises(ConfigurationError, match=needle):
             client.convert_many([("m", "a0"), ("m", "a1")], journal=path)
     assert vidgo_fake.requests == []
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql+asyncpg://app:SECRET-PW@db.example/app",
+        "postgresl://app:SECRET-PW@db.example/app",
+        "host=db.example dbname=app user=app password=SECRET-PW",
+    ],
+    ids=["sqlalchemy-scheme", "misspelt-scheme", "libpq-keywords"],
+)
+async def test_a_connection_string_of_another_form_is_refused_without_quoting_it(
+    vidgo_fake: FakeVidgo, tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal given as a connection string that is not a postgresql:// URL is refused
+    at the call, its password repeated nowhere (it was quoted in the error, or taken for
+    a SQLite file named after it, password included)."""
+    monkeypatch.chdir(tmp_path)
+    async with _client(vidgo_fake) as client:
+        with pytest.raises(ConfigurationError) as info:
+            client.convert_many([("m", "a0")], journal=dsn)
+    assert "SECRET-PW" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    assert vidgo_fake.requests == []

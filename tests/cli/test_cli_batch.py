@@ -231,3 +231,17 @@ async def test_output_is_written_line_by_line_and_journal_records_each_pair(
     with sqlite3.connect(tmp_path / "vidgo-journal.sqlite") as db:
         states = db.execute("SELECT state, COUNT(*) FROM conversions GROUP BY state").fetchall()
     assert states == [("finished", 5)]
+
+
+@pytest.mark.parametrize("flag", ["--journal", "--shared-quota"], ids=["journal", "shared-quota"])
+async def test_a_connection_string_of_another_form_is_not_printed(
+    vidgo_fake: FakeVidgo, tmp_path: Path, flag: str
+) -> None:
+    """A connection string that is not a postgresql:// URL is a usage error that does not
+    print it (its password was in the error line)."""
+    source = _pairs(tmp_path / "pairs.csv", 1)
+    dsn = "postgresql+asyncpg://app:SECRET-PW@db.example/app"
+    ran = await run_cli("batch", str(source), flag, dsn, env=api_env(vidgo_fake))
+    assert ran.code == 2, ran.err
+    assert "SECRET-PW" not in ran.err and "SECRET-PW" not in ran.out
+    assert vidgo_fake.requests == []

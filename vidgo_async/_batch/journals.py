@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sqlite3
 import time
 from typing import Protocol, runtime_checkable
@@ -37,6 +38,7 @@ __all__ = [
     "JournalWriteError",
     "LostClaim",
     "SqliteJournal",
+    "is_other_dsn",
     "is_postgres",
     "open_journal",
 ]
@@ -236,6 +238,19 @@ def _identity(fd: int) -> tuple[int, int]:
 def is_postgres(journal: object) -> bool:
     """Whether ``journal`` names a PostgreSQL database rather than a SQLite file."""
     return isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://"))
+
+
+# libpq's key=value form of a connection string
+_KEYWORDS = re.compile(r"(?:^|\s)(?:host|hostaddr|port|dbname|user|password|sslmode)\s*=")
+
+
+def is_other_dsn(journal: object) -> bool:
+    """Whether ``journal`` is a connection string in a form ``convert_many`` does not
+    take (``postgresql+asyncpg://``, a misspelt scheme, libpq's ``key=value``): never
+    a file name, and never repeated, as it may hold a password."""
+    if not isinstance(journal, str) or is_postgres(journal):
+        return False
+    return "://" in journal or _KEYWORDS.search(journal) is not None
 
 
 async def open_journal(journal: str | os.PathLike[str] | JournalSource) -> BatchJournal:

@@ -32,7 +32,14 @@ from .._validate import check_count, check_folder, check_options, check_timeout
 from ..errors import ConfigurationError
 from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
 from .journal import Journal, State
-from .journals import JournalSource, JournalWriteError, LostClaim, is_postgres, open_journal
+from .journals import (
+    JournalSource,
+    JournalWriteError,
+    LostClaim,
+    is_other_dsn,
+    is_postgres,
+    open_journal,
+)
 from .pair import Download, PairSteps
 
 __all__ = ["BatchProgress", "Pairs", "start_batch"]
@@ -108,6 +115,11 @@ def start_batch(
     check_options(on_progress=on_progress)
     if is_postgres(journal):
         journal = _shared_journal(str(journal))  # checked when the batch starts
+    elif is_other_dsn(journal):
+        raise ConfigurationError(
+            "journal: a connection string must be a postgresql:// (or postgres://) URL;"
+            " yours is not repeated here, as it may hold a password"
+        )
     elif journal is not None and not isinstance(journal, JournalSource):
         Journal.check(journal)
     steps = PairSteps(

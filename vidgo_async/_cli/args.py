@@ -273,7 +273,8 @@ _SECONDS = positive_number("seconds")
 def _dsn(text: str) -> str:
     if not text.startswith(("postgresql://", "postgres://")):
         raise argparse.ArgumentTypeError(
-            f"expected a postgresql:// connection string, got {text!r}"
+            "expected a postgresql:// connection string (yours is not repeated here,"
+            " as it may hold a password)"
         )
     return text
 
