@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,6 +115,16 @@ class TemporaryPostgres:
     def start(self) -> str:
         """Create the cluster and start the server; its DSN (user ``vidgo``, trusted)."""
         self._run("initdb", "-D", str(self.data), "-U", "vidgo", "--auth=trust", "-E", "UTF8")
+        self._start()
+        return f"postgresql://vidgo@127.0.0.1:{self.port}/postgres"
+
+    def restart(self, pause: float, mode: str = "fast") -> None:
+        """Stop the server (``pg_ctl -m mode``), wait ``pause`` seconds, start it again."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        time.sleep(pause)
+        self._start()
+
+    def _start(self) -> None:
         # A scratch server: durability buys nothing here.
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}"
@@ -123,7 +134,6 @@ class TemporaryPostgres:
             "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w",
             "-t", str(_START_TIMEOUT), "-o", options, "start",
         )  # fmt: skip
-        return f"postgresql://vidgo@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
         """Stop the server if it runs, and remove everything."""

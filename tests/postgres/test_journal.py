@@ -20,6 +20,7 @@ import pytest
 asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not installed")
 
 # Below the check: these import asyncpg.
+from pg_server import TemporaryPostgres, Unavailable  # noqa: E402
 from support import MakeClient  # noqa: E402
 
 from vidgo_async import ConversionResult, VidgoClient  # noqa: E402
@@ -468,3 +469,39 @@ async def test_a_fleet_with_a_worker_killed_converts_and_reports_each_pair_once(
     assert report["not reported"] <= 1, report
     assert report["reported once"] + report["not reported"] == 300, report
     assert report["max any 1 s"] <= 40
+
+
+@pytest.mark.asyncio
+async def test_a_short_database_outage_leaves_no_pair_unsettled(
+    make_client: MakeClient, fake: FakeVidgo, prefix: str
+) -> None:
+    """The database restarts (down a second or two) while results are being settled: the
+    writes are tried again, so every row ends finished and every pair is reported once.
+    An unsettled row stayed claimed by its worker: another worker reported the pair
+    again once the claim lapsed, and waited ``timeout`` and a lease for it first."""
+    try:
+        server = TemporaryPostgres()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        dsn = await asyncio.to_thread(server.start)
+        pairs = pairs_of(prefix, 40)
+        for _, audio_id in pairs:
+            fake.set_duration(audio_id, queue_time=0.0, run_time=1.5)
+        client = make_client()
+        journal = SharedJournal(dsn, lease_seconds=10.0)
+        results: list[ConversionResult] = []
+
+        async def batch() -> None:
+            async for result in client.convert_many(pairs, journal=journal, concurrency=40):
+                results.append(result)
+
+        running = asyncio.create_task(batch())
+        await asyncio.sleep(1.0)  # all submitted; they end at 1.5 s, during the outage
+        await asyncio.to_thread(server.restart, 1.0)
+        await asyncio.wait_for(running, 30)
+        assert Counter(r.audio_id for r in results) == Counter(a for _, a in pairs)
+        assert all(r.ok for r in results)
+        assert await states(dsn, prefix) == Counter({"finished": 40})
+    finally:
+        await asyncio.to_thread(server.stop)

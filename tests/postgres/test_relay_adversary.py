@@ -647,10 +647,6 @@ async def test_a_database_restart_mid_wait(
         pytest.skip(f"cannot start a second server: {exc}")
     password = "hunter2-dsn-password"  # the server trusts: any password is accepted
     dsn = dsn.replace("vidgo@", f"vidgo:{password}@")
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {server.port} -k {server.root}"
-        " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    )
     relays: list[CallbackRelay] = []
     try:
         with caplog.at_level(logging.DEBUG, logger="vidgo_async"):
@@ -666,15 +662,7 @@ async def test_a_database_restart_mid_wait(
                 async with client_of(fake, receiver_a, QUICK_NET) as client:
                     task = await client.submit_wav("t", "a1")
                     waiting = asyncio.create_task(client.wait(task.task_id))
-                    await asyncio.to_thread(
-                        server._run, "pg_ctl", "-D", str(server.data), "-m", "immediate", "stop"
-                    )
-                    await asyncio.sleep(1.0)
-                    await asyncio.to_thread(
-                        server._run,
-                        "pg_ctl", "-D", str(server.data), "-l", str(server.log), "-w",
-                        "-o", options, "start",
-                    )  # fmt: skip
+                    await asyncio.to_thread(server.restart, 1.0, "immediate")
                     done = await asyncio.wait_for(waiting, 15)
                     assert done.status is TaskStatus.FINISHED
                     # Both listen again: a hostile-but-harmless NOTIFY reaches each.

@@ -47,6 +47,8 @@ import time
 import uuid
 from typing import Any
 
+import backoff
+
 try:
     import asyncpg  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
@@ -225,26 +227,37 @@ class PostgresJournal:
         Raises:
             LostClaim: Another worker took the pair over; nothing was written (but
                 the task id, where the row has none).
-            JournalWriteError: The database could not be written.
+            JournalWriteError: The database could not be written for half a lease.
         """
         task_id = entry.task_id
-        try:
-            written = await self._pool.fetchval(
-                _RECORD,
-                source_task_id,
-                audio_id,
-                entry.state.value,
-                task_id,
-                entry.wav_url,
-                entry.path,
-                entry.error_type,
-                entry.error,
-                entry.error_status,
-                self.worker,
-                self.lease_seconds,
-            )
-        except DB_ERRORS as exc:
-            raise JournalWriteError(str(exc)) from exc
+        row = (
+            source_task_id,
+            audio_id,
+            entry.state.value,
+            task_id,
+            entry.wav_url,
+            entry.path,
+            entry.error_type,
+            entry.error,
+            entry.error_status,
+            self.worker,
+            self.lease_seconds,
+        )
+        # A write is tried again through a short outage (a restart, a failover), for up
+        # to half a lease: an unsettled row stays claimed by this worker, and another
+        # worker would report its pair again once the claim lapses. The write is
+        # idempotent.
+        give_up = time.monotonic() + self.lease_seconds / 2
+        pauses = backoff.expo(factor=0.05, max_value=1.0)
+        next(pauses)  # past expo's priming yield
+        while True:
+            try:
+                written = await self._pool.fetchval(_RECORD, *row)
+                break
+            except DB_ERRORS as exc:
+                if time.monotonic() >= give_up:
+                    raise JournalWriteError(str(exc)) from exc
+                await asyncio.sleep(next(pauses))
         if written is not None:
             return
         if task_id is not None:
