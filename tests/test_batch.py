@@ -31,6 +31,7 @@ from vidgo_async import (
     TaskHandle,
     TaskTimeoutError,
     VidgoClient,
+    VidgoError,
 )
 from vidgo_async.testing import FakeVidgo, Fault
 
@@ -696,22 +697,19 @@ class _FailingJournal:
         self.path, self.audio_id, self.error, self.state = path, audio_id, error, state
 
     async def open_batch_journal(self) -> object:
-        import sqlite3
-
         from vidgo_async._batch.journal import Entry, State
-        from vidgo_async._batch.journals import JournalWriteError, SqliteJournal
+        from vidgo_async._batch.journals import SqliteJournal
 
-        source = self
+        journal = await SqliteJournal.open(self.path)
+        write = journal.journal.record  # the SQLite file's own write, failing for one row
 
-        class Failing(SqliteJournal):
-            async def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
-                if audio_id == source.audio_id and entry.state is State(source.state):
-                    if isinstance(source.error, sqlite3.Error):  # as the journal reports it
-                        raise JournalWriteError(str(source.error)) from source.error
-                    raise source.error
-                await super().record(source_task_id, audio_id, entry)
+        def record(source_task_id: str, audio_id: str, entry: Entry) -> None:
+            if audio_id == self.audio_id and entry.state is State(self.state):
+                raise self.error
+            write(source_task_id, audio_id, entry)
 
-        return await Failing.open(self.path)
+        journal.journal.record = record  # type: ignore[method-assign]
+        return journal
 
 
 async def test_a_journal_write_that_fails_at_the_end_costs_no_result(
@@ -889,3 +887,25 @@ async def test_a_connection_string_of_another_form_is_refused_without_quoting_it
     assert "SECRET-PW" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
     assert vidgo_fake.requests == []
+
+
+@pytest.mark.parametrize("state", ["submitting", "failed"])
+async def test_a_journal_write_failing_around_a_submit_is_a_vidgo_error(
+    vidgo_fake: FakeVidgo, tmp_path: Path, state: str
+) -> None:
+    """The journal failing to record a submit before it goes out (nothing is sent) or
+    a failed submit (the submit's own error stands) gives the pair a VidgoError result,
+    not an internal error (it was one, with an ERROR traceback)."""
+    import sqlite3
+
+    if state == "failed":
+        vidgo_fake.inject(Fault.http_error(400), route="submit", times=100)
+    full = sqlite3.OperationalError("database or disk is full")
+    journal = _FailingJournal(tmp_path / "wav.sqlite", "a1", full, state=state)
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, [("m", "a0"), ("m", "a1")], journal=journal)
+    failed = next(r for r in results if r.audio_id == "a1")
+    assert isinstance(failed.error, VidgoError), repr(failed.error)
+    if state == "submitting":
+        assert vidgo_fake.accept_count["a1"] == 0
+        assert "nothing was sent" in str(failed.error)

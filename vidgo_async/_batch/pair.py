@@ -27,7 +27,7 @@ from .._ops.submit import Submitter
 from .._ops.wait import Waits
 from .._timing.classify import ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
-from ..errors import VidgoError
+from ..errors import ConfigurationError, VidgoError
 from .intake import Key, wav_file_name
 from .journal import Entry, State, journalled_error, state_after_failed_submit
 from .journals import BatchJournal, JournalWriteError
@@ -175,7 +175,13 @@ class PairSteps:
         self, key: Key, deadline: Deadline, *, resumed: bool
     ) -> ConversionResult | tuple[str, float]:
         """Submit the pair, journalled before and after; its task, or its result."""
-        await self._record(key, State.SUBMITTING)  # only now may it go out
+        try:
+            await self._record(key, State.SUBMITTING)  # only now may it go out
+        except JournalWriteError as exc:
+            error = ConfigurationError(
+                f"the journal could not record the submit ({exc}): nothing was sent for it"
+            )
+            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=error)
         input = {"task_id": key[0], "audio_id": key[1]}
         # The paid step: each attempt goes out only while this worker holds the pair.
         hold = None if self.journal is None else functools.partial(self.journal.hold, *key)
@@ -193,7 +199,10 @@ class PairSteps:
             if refuses_the_account(exc) and self.refused is None:
                 self.refused = exc
                 logger.info("batch submits stopped: %s", exc)
-            await self._record(key, state_after_failed_submit(exc), error=exc)
+            try:
+                await self._record(key, state_after_failed_submit(exc), error=exc)
+            except JournalWriteError as failure:  # the submit's own error says more
+                logger.error("could not journal the failed submit of %s/%s (%s)", *key, failure)
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
         try:
             await self._record(key, State.ACCEPTED, task_id=accepted.task_id)

@@ -267,7 +267,10 @@ class PostgresJournal:
                 source_task_id,
                 audio_id,
             )
-            await self._pool.execute(_KEEP_TASK_ID, source_task_id, audio_id, task_id)
+            try:
+                await self._pool.execute(_KEEP_TASK_ID, source_task_id, audio_id, task_id)
+            except DB_ERRORS as exc:  # the taker's 409 settles it (or the next read)
+                logger.warning("could not keep task %s in the journal: %s", task_id, exc)
         raise LostClaim(f"could not record {entry.state.value}: another worker took the pair over")
 
     async def hold(self, source_task_id: str, audio_id: str) -> None:
