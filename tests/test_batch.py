@@ -909,3 +909,24 @@ async def test_a_journal_write_failing_around_a_submit_is_a_vidgo_error(
     if state == "submitting":
         assert vidgo_fake.accept_count["a1"] == 0
         assert "nothing was sent" in str(failed.error)
+
+
+async def test_a_journal_in_use_here_is_refused_at_once_however_its_path_is_spelled(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A second batch of this program on a journal a running batch holds - reached
+    through a symlink - is refused at once (the lock was named after the path as
+    spelled, so a symlink got a lock of its own), not after waiting for it to end."""
+    journal = tmp_path / "wav.sqlite"
+    link = tmp_path / "link.sqlite"
+    async with _client(vidgo_fake) as client:
+        first = client.convert_many([("m", "a0"), ("m", "a1")], journal=journal)
+        try:
+            assert (await first.__anext__()).ok  # it holds the journal, and goes on
+            link.symlink_to(journal)
+            started = time.monotonic()
+            with pytest.raises(ConfigurationError, match="in use by another batch"):
+                await _collect(client, [("m", "a2")], journal=link)
+            assert time.monotonic() - started < 3
+        finally:
+            await first.aclose()

@@ -48,11 +48,10 @@ Claim = tuple[bool, Entry | None]
 
 logger = logging.getLogger("vidgo_async")
 
-# Seconds a batch waits for the journal a batch of this process is letting go of (a
-# loop left with ``break``: its generator closes on the loop's next turns, after the
-# submits in flight are answered: at most SUBMIT_GRACE).
-_RELEASE_WAIT = 12.0
-_HELD: set[tuple[int, int]] = set()  # (device, inode) of the lock files this process holds
+# The SQLite journals' lock files this process holds, by (device, inode), and whether
+# the batch holding each is ending. Process-wide by nature: flock is per process.
+_HELD: dict[tuple[int, int], bool] = {}
+_NOTICE = 0.5  # seconds a batch of this process holding the journal has to start ending
 
 
 class JournalWriteError(Exception):
@@ -105,6 +104,10 @@ class BatchJournal(Protocol):
     async def keep_learned(self, model: str, observations: list[tuple[float, float]]) -> None:
         """Save what was learned of ``model``'s durations."""
 
+    def ending(self) -> None:
+        """The batch is ending: :meth:`close` follows once its submits in flight are
+        answered."""
+
     async def close(self) -> None:
         """Give up this process's claims and disconnect."""
 
@@ -133,13 +136,14 @@ class SqliteJournal:
         self._lock = lock
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str]) -> SqliteJournal:
-        """The journal at ``path``, once no other batch uses it.
+    async def open(cls, path: str | os.PathLike[str], *, wait: float = 0.0) -> SqliteJournal:
+        """The journal at ``path``, once no other batch uses it: a batch of this process
+        that is ending (a loop left with ``break``) is waited for, ``wait`` seconds.
 
         Raises:
             ConfigurationError: Another batch uses it, or it cannot be used.
         """
-        lock = await _lock(path)
+        lock = await _lock(path, wait)
         try:
             return cls(Journal(path), lock)
         except BaseException:
@@ -174,6 +178,11 @@ class SqliteJournal:
         """Save what was learned of ``model``'s durations."""
         self.journal.keep_learned(model, observations)
 
+    def ending(self) -> None:
+        """Tell a batch of this process waiting for the journal that it is coming free."""
+        if self._lock is not None:
+            _HELD[_identity(self._lock)] = True
+
     async def close(self) -> None:
         """Close the database, and let another batch use it."""
         try:
@@ -183,49 +192,62 @@ class SqliteJournal:
             self._lock = None
 
 
-async def _lock(path: str | os.PathLike[str]) -> int | None:
-    """The descriptor of ``<path>.lock`` under an exclusive ``flock``; None where there
-    is no ``flock`` (Windows), for an in-memory journal, or when the lock file cannot
-    be made (a read-only folder: the batch goes on unguarded, as before).
+async def _lock(path: str | os.PathLike[str], wait: float) -> int | None:
+    """The descriptor of the journal's lock file under an exclusive ``flock``; None
+    where there is no ``flock`` (Windows), for an in-memory journal, or when the lock
+    file cannot be opened (a read-only folder: the batch goes on unguarded, as before).
 
     Raises:
-        ConfigurationError: Another process holds it, or a batch of this process
-            still does after ``_RELEASE_WAIT``.
+        ConfigurationError: Another batch holds it: another process's, or one of this
+            process that is not ending (or still is after ``wait`` seconds).
     """
     name = os.fspath(path)
     if fcntl is None or name == ":memory:":
         return None
     try:
-        fd = os.open(f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock_file(name)
     except OSError as exc:
         logger.warning("no lock file beside the journal %r (%s): not guarded", name, exc)
         return None
-    here = _identity(fd) in _HELD
-    waited = time.monotonic() + (_RELEASE_WAIT if here else 0.0)
+    started = time.monotonic()
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if time.monotonic() < waited:
+            ending = _HELD.get(_identity(fd))
+            # A batch left with ``break`` starts ending on the loop's next turns.
+            waited = time.monotonic() - started
+            if (ending and waited < wait) or (ending is False and waited < _NOTICE):
                 await asyncio.sleep(0.05)
                 continue
             os.close(fd)
+            here = " of this program" if ending is not None else ""
             raise ConfigurationError(
-                f"the journal {name!r} is in use by another batch"
-                f"{' of this program' if here else ''}: one batch at a time per SQLite"
-                " journal (workers on several hosts share a postgresql:// one)"
+                f"the journal {name!r} is in use by another batch{here}: one batch at a"
+                " time per SQLite journal (workers on several hosts share a postgresql://"
+                " one; a loop left early frees it sooner under contextlib.aclosing)"
             ) from None
         except OSError as exc:  # no flock on this file system
             logger.warning("cannot lock the journal %r (%s): not guarded", name, exc)
             os.close(fd)
             return None
-        _HELD.add(_identity(fd))
+        _HELD[_identity(fd)] = False
         return fd
+
+
+def _open_lock_file(name: str) -> int:
+    """``<journal>.lock`` beside the file the journal's path leads to (a symlink's target:
+    one lock however it is reached), made writable for whoever the umask allows."""
+    lock = os.path.realpath(name) + ".lock"
+    try:
+        return os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # another user's lock file: flock needs only to open it
+        return os.open(lock, os.O_RDONLY)
 
 
 def _unlock(fd: int | None) -> None:
     if fd is not None:
-        _HELD.discard(_identity(fd))
+        _HELD.pop(_identity(fd), None)
         os.close(fd)  # drops the flock
 
 
@@ -253,12 +275,15 @@ def is_other_dsn(journal: object) -> bool:
     return "://" in journal or _KEYWORDS.search(journal) is not None
 
 
-async def open_journal(journal: str | os.PathLike[str] | JournalSource) -> BatchJournal:
-    """Open the journal ``journal`` names: a SQLite file, or a source of another.
+async def open_journal(
+    journal: str | os.PathLike[str] | JournalSource, *, wait: float
+) -> BatchJournal:
+    """Open the journal ``journal`` names: a SQLite file (waiting up to ``wait`` seconds
+    for an ending batch of this process to let go of it), or a source of another.
 
     Raises:
         ConfigurationError: It cannot be used.
     """
     if isinstance(journal, JournalSource):
         return await journal.open_batch_journal()
-    return await SqliteJournal.open(journal)
+    return await SqliteJournal.open(journal, wait=wait)

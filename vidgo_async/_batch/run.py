@@ -40,13 +40,16 @@ from .journals import (
     is_postgres,
     open_journal,
 )
-from .pair import Download, PairSteps
+from .pair import SUBMIT_GRACE, Download, PairSteps
 
 __all__ = ["BatchProgress", "Pairs", "start_batch"]
 
 logger = logging.getLogger("vidgo_async")
 
 _END = object()  # the last item of the result queue
+# Seconds a batch waits for its SQLite journal while an ending batch of this process
+# lets go of it (a loop left with ``break``: the submits in flight are answered first).
+_ENDING = SUBMIT_GRACE + 2.0
 
 
 @attrs.frozen(kw_only=True)
@@ -181,7 +184,7 @@ class _Batch:
     ) -> AsyncGenerator[ConversionResult, None]:
         """Run the batch; yield each result as it is queued."""
         if self.journal_path is not None:
-            journal = self.steps.journal = await open_journal(self.journal_path)
+            journal = self.steps.journal = await open_journal(self.journal_path, wait=_ENDING)
             for model, seen in (await journal.learned()).items():  # start warm
                 self.steps.waits.learner.durations(model).restore(seen)
         feeder = asyncio.create_task(self._feed())
@@ -213,6 +216,8 @@ class _Batch:
                     yield result
         finally:
             pending = [feeder, *self.tasks]
+            if self.steps.journal is not None:
+                self.steps.journal.ending()
             await self.steps.stop(pending)
             await asyncio.gather(*pending, return_exceptions=True)
             if self.steps.journal is not None:

@@ -301,6 +301,9 @@ class PostgresJournal:
         except DB_ERRORS as exc:
             logger.warning("could not save the learned durations to the journal: %s", exc)
 
+    def ending(self) -> None:
+        """Nothing to do: other workers wait on claims, not on the batch."""
+
     async def close(self) -> None:
         """Stop renewing, give up this worker's claims, and disconnect."""
         self._renewer.cancel()
