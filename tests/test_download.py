@@ -1060,3 +1060,25 @@ async def test_a_file_changed_before_a_later_call_is_not_spliced(
     assert path.read_bytes() == new
     assert header_of(heads[1], "if-range") == '"v1"'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+
+
+async def test_a_refused_body_leaves_no_version_behind(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A body with an ETag that is not a WAV is refused, and neither its .part nor the
+    version kept beside it is left (the version file was)."""
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        body = b"<html>not a wav, not at all, not even close to one</html>"
+        writer.write(
+            b'HTTP/1.1 200 OK\r\nETag: "v1"\r\nContent-Length: '
+            + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
+        await writer.drain()
+
+    async with raw_storage(answer) as (url, _):
+        with pytest.raises(InvalidResponseError):
+            await fetch(session, url, tmp_path / "a.wav")
+    assert list(tmp_path.iterdir()) == []

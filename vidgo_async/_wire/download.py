@@ -259,6 +259,9 @@ class _Download:
             raise
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             failure = exc
+        finally:
+            if not self._part.exists():  # committed, or discarded (not a WAV ...)
+                self._part_version.unlink(missing_ok=True)
         if failure is not None:
             # Raised outside the handler: an aiohttp exception's request_info holds the
             # request's headers and URL (query included), so it must not be chained.
@@ -354,10 +357,10 @@ class _Download:
             sent = excerpt(redact(encoding, self._secret), 40)
             raise _Refused(f"{self._where()}: Content-Encoding {sent}, not identity", status)
         start, total = self._span(response, offset)
-        if start == 0 or self._version is None:  # a whole body: its version is the file's
-            self._version = _version_of(response)
-            _keep_version(self._part_version, self._version)
         with PartFile(self._part, start, self._check_wav, total) as part:
+            if start == 0 or self._version is None:  # a whole body: its version is the file's
+                self._version = _version_of(response)
+                _keep_version(self._part_version, self._version)
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 part.write(chunk)
                 if on_progress is not None:
@@ -368,7 +371,6 @@ class _Download:
             if problem is not None:  # e.g. a body without Content-Length, cut short
                 raise _Incomplete(f"{self._where()}: {problem}")
             await part.commit(self._target)
-        self._part_version.unlink(missing_ok=True)
 
     def _span(self, response: aiohttp.ClientResponse, offset: int) -> tuple[int, int | None]:
         """Where the body starts in the file, and the file's size when known."""
