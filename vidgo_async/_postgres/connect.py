@@ -14,7 +14,7 @@ import asyncpg  # type: ignore[import-untyped]  # store.py says how to install i
 
 from ..errors import ConfigurationError
 
-__all__ = ["DB_ERRORS", "MALFORMED_DSN", "OPEN_ERRORS", "open_failure"]
+__all__ = ["CONNECTION_ERRORS", "DB_ERRORS", "MALFORMED_DSN", "OPEN_ERRORS", "open_failure"]
 
 #: What a broken connection, a refused login or a failed statement raises (a
 #: connection the server dropped can also leave asyncpg "in another operation").
@@ -22,6 +22,16 @@ DB_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
+#: ... of which a lost connection, or one the server cannot give yet (restarting, failing
+#: over): worth trying again. A failed statement (a revoked privilege, a dropped table) is not.
+CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
     OSError,
     asyncio.TimeoutError,
 )

@@ -59,8 +59,9 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
 from .._batch.intake import Key
 from .._batch.journal import Entry
 from .._batch.journals import JournalWriteError, LostClaim
+from .._timing.deadline import Deadline
 from .._wire.convert import converter, dump_durations, load_durations
-from .connect import DB_ERRORS, OPEN_ERRORS, open_failure
+from .connect import CONNECTION_ERRORS, DB_ERRORS, OPEN_ERRORS, open_failure
 
 __all__ = ["LEASE_SECONDS", "PostgresJournal"]
 
@@ -227,7 +228,8 @@ class PostgresJournal:
         Raises:
             LostClaim: Another worker took the pair over; nothing was written (but
                 the task id, where the row has none).
-            JournalWriteError: The database could not be written for half a lease.
+            JournalWriteError: The database could not be written (through a lost
+                connection: for half a lease).
         """
         task_id = entry.task_id
         row = (
@@ -243,21 +245,10 @@ class PostgresJournal:
             self.worker,
             self.lease_seconds,
         )
-        # A write is tried again through a short outage (a restart, a failover), for up
-        # to half a lease: an unsettled row stays claimed by this worker, and another
-        # worker would report its pair again once the claim lapses. The write is
-        # idempotent.
-        give_up = time.monotonic() + self.lease_seconds / 2
-        pauses = backoff.expo(factor=0.05, max_value=1.0)
-        next(pauses)  # past expo's priming yield
-        while True:
-            try:
-                written = await self._pool.fetchval(_RECORD, *row)
-                break
-            except DB_ERRORS as exc:
-                if time.monotonic() >= give_up:
-                    raise JournalWriteError(str(exc)) from exc
-                await asyncio.sleep(next(pauses))
+        try:
+            written = await self._through_outages(_RECORD, *row)
+        except DB_ERRORS as exc:
+            raise JournalWriteError(str(exc)) from exc
         if written is not None:
             return
         if task_id is not None:
@@ -281,7 +272,7 @@ class PostgresJournal:
                 confirm the claim (then nothing is sent for the pair either).
         """
         try:
-            held = await self._pool.fetchval(
+            held = await self._through_outages(
                 _HOLD, source_task_id, audio_id, self.worker, self.lease_seconds
             )
         except DB_ERRORS as exc:
@@ -303,6 +294,25 @@ class PostgresJournal:
 
     def ending(self) -> None:
         """Nothing to do: other workers wait on claims, not on the batch."""
+
+    async def _through_outages(self, query: str, *args: Any) -> Any:
+        """``fetchval(query, *args)``, tried again through a lost connection (a restart,
+        a failover) for up to half a lease, each attempt within what is left. Our loop,
+        not backoff's decorator: the deadline bounds each attempt as well. An unsettled
+        row stays claimed by this worker, and once the claim lapsed another worker would
+        report its pair again; every statement here is idempotent.
+        """
+        deadline = Deadline.after(self.lease_seconds / 2)
+        pauses = backoff.expo(factor=0.05, max_value=1.0)
+        next(pauses)  # past expo's priming yield
+        while True:
+            try:
+                left = deadline.remaining()
+                return await asyncio.wait_for(self._pool.fetchval(query, *args), left)
+            except CONNECTION_ERRORS:
+                if deadline.expired():
+                    raise
+                await asyncio.sleep(deadline.clamp(backoff.full_jitter(next(pauses))))
 
     async def close(self) -> None:
         """Stop renewing, give up this worker's claims, and disconnect."""
