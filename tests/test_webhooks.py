@@ -339,6 +339,19 @@ async def test_a_second_wait_that_ends_early_leaves_the_callback_to_the_first(
     assert await asyncio.wait_for(first, 10)
 
 
+async def test_a_watch_never_iterated_keeps_no_token(
+    fake: FakeVidgo, receiver: CallbackReceiver, make_callback_client: MakeCallbackClient
+) -> None:
+    """A ``watch`` made and never iterated holds nothing: once the wait that ran ends,
+    no callback token is left pending (one stayed until its time to live)."""
+    client = make_callback_client()
+    task = await client.submit_wav("t", "a1")
+    watched = client.watch(task.task_id)  # never iterated
+    await asyncio.wait_for(client.await_task(task.task_id), 10)
+    assert receiver.pending == 0
+    del watched
+
+
 async def test_bare_callbacks_work_too(
     fake: FakeVidgo, make_callback_client: MakeCallbackClient
 ) -> None:

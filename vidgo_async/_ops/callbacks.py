@@ -251,7 +251,6 @@ class Registry:
         slot = self._by_task.get(task_id)
         if slot is None:
             return None
-        slot.pacers += 1
         return CallbackPacer(self, slot, policy, lifecycle)
 
     def saw_terminal(self, slot: Slot) -> None:
@@ -315,7 +314,7 @@ class CallbackPacer:
         self._seen = 0
         self._terminal = False
         self._stretched = False
-        self._closed = False
+        self._holding = False  # between open() and close(): the slot counts this wait
 
     def delay(self, scheduled: float, deadline: Deadline) -> float:
         """The wait before the next poll, given the normal schedule's ``scheduled``."""
@@ -366,9 +365,16 @@ class CallbackPacer:
             self._terminal = True
             self._registry.saw_terminal(self._slot)
 
+    def open(self) -> None:
+        """The wait starts: its slot is kept until it ends (a wait built and never run,
+        as an un-iterated ``watch``, keeps nothing)."""
+        if not self._holding:
+            self._holding = True
+            self._slot.pacers += 1
+
     def close(self) -> None:
         """The wait ended (done, failed, timed out or cancelled): release its token,
         unless another wait on the task still uses it."""
-        if not self._closed:
-            self._closed = True
+        if self._holding:
+            self._holding = False
             self._registry.release(self._slot)

@@ -190,6 +190,8 @@ class Poller:
     failures: int = 0  # in a row
 
     def __enter__(self) -> Poller:
+        if self.pacer is not None:
+            self.pacer.open()
         return self
 
     def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
