@@ -342,12 +342,15 @@ async def test_a_second_wait_that_ends_early_leaves_the_callback_to_the_first(
 async def test_a_watch_never_iterated_keeps_no_token(
     fake: FakeVidgo, receiver: CallbackReceiver, make_callback_client: MakeCallbackClient
 ) -> None:
-    """A ``watch`` made and never iterated holds nothing: once the wait that ran ends,
-    no callback token is left pending (one stayed until its time to live)."""
+    """A ``watch`` made and never iterated holds nothing: once the wait that ran ends
+    (here by its deadline), no callback token is left pending (one stayed until its
+    time to live)."""
+    fake.set_duration("a1", queue_time=0.0, run_time=60.0)
     client = make_callback_client()
     task = await client.submit_wav("t", "a1")
     watched = client.watch(task.task_id)  # never iterated
-    await asyncio.wait_for(client.await_task(task.task_id), 10)
+    with pytest.raises(TaskTimeoutError):
+        await client.wait(task.task_id, timeout=0.2)
     assert receiver.pending == 0
     del watched
 
