@@ -165,11 +165,15 @@ class Registry:
 
     @property
     def reliable(self) -> bool:
-        """Whether recent callbacks arrived more often than not, and the latest did."""
+        """Whether recent callbacks arrived more often than not, and not the latest
+        ``_RUN`` tasks all finished without one."""
         outcomes = self._outcomes
         if len(outcomes) >= _RUN and not any(outcomes[-k] for k in range(1, _RUN + 1)):
             return False
-        return outcomes.count(False) * 2 <= len(outcomes)
+        return not self._mostly_lost()
+
+    def _mostly_lost(self) -> bool:
+        return self._outcomes.count(False) * 2 > len(self._outcomes)
 
     def issue(self) -> Slot:
         """A fresh slot whose token goes into a submit's callback URL."""
@@ -280,17 +284,17 @@ class Registry:
         return "forwarded"
 
     def _record(self, *, hit: bool) -> None:
-        was_reliable = self.reliable
+        was_reliable, was_lost = self.reliable, self._mostly_lost()
         self._outcomes.append(hit)
-        if was_reliable and not self.reliable:
-            # Callbacks are being lost: waits sleeping on the safety net poll now.
-            logger.warning(
-                "callbacks are not arriving (most tasks finished without one): waits go"
-                " back to polling. Check that the receiver's public_url reaches it from"
-                " the internet (reverse proxy or tunnel up, https, its path forwarded)"
-            )
+        if was_reliable and not self.reliable:  # waits sleeping on the safety net poll now
             for waiter in self.napping:
                 settle(waiter)
+        if not was_lost and self._mostly_lost():  # not for a run of a few: a lossy path
+            logger.warning(
+                "callbacks are not arriving (most recent tasks finished without one): waits"
+                " poll as usual. Check that the receiver's public_url reaches it from the"
+                " internet (reverse proxy or tunnel up, https, its path forwarded)"
+            )
 
     def _purge(self) -> None:
         now = time.monotonic()
