@@ -115,7 +115,7 @@ def check_journal(journal: str) -> str:
     database (an empty file is one) that can be written. A ``postgresql://``
     DSN (a journal shared by several workers) is checked when the batch starts.
     """
-    if _is_dsn(journal) or "://" in journal or "=" in journal:
+    if _is_dsn(journal) or "://" in journal:
         return journal  # a connection string: convert_many judges it (without quoting it)
     path = Path(journal)
     if path.is_dir():
