@@ -394,3 +394,30 @@ async def test_a_port_out_of_range_is_a_configuration_error(
                 pass
     for caught in (quota, relay, journal):
         assert "pw-secret" not in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_after_a_lost_connection_no_lease_before_the_old_ones_stopped_counting(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo, postgres_dsn: str
+) -> None:
+    """The database dropped the quota's connection (as a crash does, whose recovery
+    empties the unlogged tables while the leases granted before are still spent): the
+    next lease waits until those could all have stopped counting (a lease's length and
+    two windows), so that old and new leases never add up over the cap. It came at once."""
+    quota = await make_quota()
+    client = make_client(quota=quota, max_polls_per_second=CAP, retry=QUICK_RETRY)
+    [task_id] = seed_running(fake, 1)
+    await client.get_task(task_id)
+    await asyncio.sleep(0.7)  # the tokens in hand have run their course: a new lease next
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        ended = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'vidgo-async quota' AND pid <> pg_backend_pid()"
+        )
+        assert ended >= 1
+    finally:
+        await admin.close()
+    started = time.monotonic()
+    await asyncio.wait_for(client.get_task(task_id), 10)
+    assert time.monotonic() - started >= 2.0

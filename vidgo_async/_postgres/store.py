@@ -7,7 +7,11 @@ every sharer reads at its next lease, and serializes the grants
 still count. A lease is one call of ``vidgo_async_quota_lease_v1``: one round
 trip, on the database's clock (``clock_timestamp()`` once the row is locked),
 so that the hosts' clocks never matter. Both tables are UNLOGGED: a quota is
-worth nothing after a crash of the database.
+worth nothing after a crash of the database. The leases granted before one are
+still being spent, though, and the emptied tables would grant as many again: so
+after its connection was lost, a store grants itself no lease before the leases
+of the time could all have started, ended and stopped counting (a lease's length
+and two windows), whether the tables survived (a clean restart) or not.
 
 The rule the function keeps (see ``leased.py`` for the client's half): a
 lease that starts at ``s`` and ends at ``e`` counts until ``e + window``, and
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -186,6 +191,7 @@ class QuotaStore:
         self._calls: set[asyncio.Task[Any]] = set()
         self._ready = False  # the schema is in place
         self._closed = False
+        self._lost_at: float | None = None  # when the connection was last lost
 
     async def open(self) -> None:
         """Connect, and create the tables and functions if they are missing.
@@ -229,6 +235,12 @@ class QuotaStore:
             None if spent is None else spent.after,
             RECOVERY,
         )
+        self._notice_a_dropped_connection()
+        if self._lost_at is not None:
+            # A lease may start up to a window after its grant, and counts a window on.
+            quiet = self._lost_at + seconds + 2 * window - time.monotonic()
+            if quiet > 0:  # the leases granted before the loss may still count
+                return Lease(None, 0, min(_MAX_WAIT, quiet))
         lease_id, tokens, wait = await self._call(lambda: self._fetch(_LEASE, args))
         if lease_id is None:  # none: ask again then (never in a busy loop)
             return Lease(None, 0, min(_MAX_WAIT, max(_MIN_WAIT, float(wait))))
@@ -269,7 +281,8 @@ class QuotaStore:
     async def _run(self, work: Callable[[], Awaitable[T]]) -> T:
         async with self._lock:
             try:
-                if self._connection is None or self._connection.is_closed():
+                self._notice_a_dropped_connection()
+                if self._connection is None:
                     await self._connect()
                 return await work()
             except DB_ERRORS:
@@ -277,7 +290,13 @@ class QuotaStore:
                 connection, self._connection = self._connection, None
                 if connection is not None:
                     connection.terminate()
+                    self._lost_at = time.monotonic()
                 raise
+
+    def _notice_a_dropped_connection(self) -> None:
+        """A connection the server closed (a restart, a crash) counts as lost."""
+        if self._connection is not None and self._connection.is_closed():
+            self._connection, self._lost_at = None, time.monotonic()
 
     async def _connect(self) -> None:
         try:
