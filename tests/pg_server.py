@@ -10,6 +10,7 @@ looked up in ``$VIDGO_TEST_PG_BIN``, on ``$PATH``, then in Debian's
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import pwd
@@ -18,11 +19,13 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import pytest
 
 __all__ = ["TemporaryPostgres", "Unavailable", "database"]
 
@@ -172,3 +175,22 @@ def database(dsn: str | None) -> Iterator[str]:
         return
     with TemporaryPostgres() as own:
         yield own
+
+
+@asynccontextmanager
+async def a_server_of_its_own() -> AsyncIterator[tuple[TemporaryPostgres, str]]:
+    """A throw-away server for one test that stops or restarts it, and its DSN; the test
+    skips where none can be started."""
+    try:
+        server = TemporaryPostgres()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        dsn = await asyncio.to_thread(server.start)
+    except Exception as exc:  # pragma: no cover - an environment problem
+        await asyncio.to_thread(server.stop)
+        pytest.skip(f"cannot start a server of its own: {exc}")
+    try:
+        yield server, dsn
+    finally:
+        await asyncio.to_thread(server.stop)

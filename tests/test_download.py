@@ -584,6 +584,17 @@ async def eof_body(writer: asyncio.StreamWriter, body: bytes) -> None:
     await writer.drain()
 
 
+async def assert_resumed_once(
+    session: aiohttp.ClientSession, answer: Any, dest: Path, data: bytes
+) -> None:
+    """Downloading from a storage answered by ``answer`` saves ``data`` to ``dest``, the
+    second request resuming it from byte 100,000."""
+    async with raw_storage(answer) as (url, heads):
+        path = await fetch(session, url, dest)
+    assert path.read_bytes() == data
+    assert [range_of(h) for h in heads] == [None, "bytes=100000-"]
+
+
 def tail_from_100000(writer: asyncio.StreamWriter, data: bytes) -> None:
     """A 206 of ``data`` (200,000 bytes) from byte 100,000 on."""
     writer.write(
@@ -605,10 +616,7 @@ async def test_a_truncated_eof_body_is_resumed(
         tail_from_100000(writer, data)
         await writer.drain()
 
-    async with raw_storage(answer) as (url, heads):
-        path = await fetch(session, url, tmp_path / "a.wav")
-    assert path.read_bytes() == data
-    assert [range_of(h) for h in heads] == [None, "bytes=100000-"]
+    await assert_resumed_once(session, answer, tmp_path / "a.wav", data)
 
 
 async def test_a_wav_always_short_of_its_riff_size_fails(
@@ -1011,10 +1019,7 @@ async def test_a_resume_answered_without_a_validator_is_kept(
             tail_from_100000(writer, data)
         await writer.drain()
 
-    async with raw_storage(answer) as (url, heads):
-        path = await fetch(session, url, tmp_path / "a.wav")
-    assert path.read_bytes() == data
-    assert [range_of(h) for h in heads] == [None, "bytes=100000-"]
+    await assert_resumed_once(session, answer, tmp_path / "a.wav", data)
 
 
 @pytest.mark.parametrize("honours_if_range", [True, False], ids=["if-range", "ignored"])

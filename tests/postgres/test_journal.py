@@ -20,7 +20,7 @@ import pytest
 asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not installed")
 
 # Below the check: these import asyncpg.
-from pg_server import TemporaryPostgres, Unavailable  # noqa: E402
+from pg_server import a_server_of_its_own  # noqa: E402
 from support import MakeClient  # noqa: E402
 
 from vidgo_async import ConversionResult, VidgoClient  # noqa: E402
@@ -479,12 +479,7 @@ async def test_a_short_database_outage_leaves_no_pair_unsettled(
     writes are tried again, so every row ends finished and every pair is reported once.
     An unsettled row stayed claimed by its worker: another worker reported the pair
     again once the claim lapsed, and waited ``timeout`` and a lease for it first."""
-    try:
-        server = TemporaryPostgres()
-    except Unavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        dsn = await asyncio.to_thread(server.start)
+    async with a_server_of_its_own() as (server, dsn):
         pairs = pairs_of(prefix, 40)
         for _, audio_id in pairs:
             fake.set_duration(audio_id, queue_time=0.0, run_time=1.5)
@@ -503,5 +498,3 @@ async def test_a_short_database_outage_leaves_no_pair_unsettled(
         assert Counter(r.audio_id for r in results) == Counter(a for _, a in pairs)
         assert all(r.ok for r in results)
         assert await states(dsn, prefix) == Counter({"finished": 40})
-    finally:
-        await asyncio.to_thread(server.stop)

@@ -25,7 +25,7 @@ asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not insta
 # Below the check: these import asyncpg.
 import aiohttp  # noqa: E402
 import pytest_asyncio  # noqa: E402
-from pg_server import TemporaryPostgres, Unavailable  # noqa: E402
+from pg_server import a_server_of_its_own  # noqa: E402
 from relay_support import QUICK_NET, SECRET, SLOW_NET, MakeRelay, Worker, client_of  # noqa: E402
 
 from vidgo_async import (  # noqa: E402
@@ -636,60 +636,55 @@ async def test_a_database_restart_mid_wait(
     """The server stops while a wait is pending and comes back 1 s later: the wait ends
     (by its safety net at worst), both relays listen again, close() is bounded, and no
     log line carries the DSN's password, the secret or the API key."""
-    try:
-        server = TemporaryPostgres()
-    except Unavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        dsn = await asyncio.to_thread(server.start)
-    except Exception as exc:  # pragma: no cover - an environment problem
-        server.stop()
-        pytest.skip(f"cannot start a second server: {exc}")
-    password = "hunter2-dsn-password"  # the server trusts: any password is accepted
-    dsn = dsn.replace("vidgo@", f"vidgo:{password}@")
     relays: list[CallbackRelay] = []
-    try:
-        with caplog.at_level(logging.DEBUG, logger="vidgo_async"):
-            for _ in range(2):
-                relay = CallbackRelay(dsn, secret=SECRET, connect_timeout=2)
-                await relay.start()
-                relays.append(relay)
-            relay_a, relay_b = relays
-            receiver_b = CallbackReceiver(relay=relay_b)
-            async with receiver_b.serve() as url_b:
-                receiver_a = CallbackReceiver(url_b, relay=relay_a)
-                fake.set_duration("a1", queue_time=0.0, run_time=1.0)
-                async with client_of(fake, receiver_a, QUICK_NET) as client:
-                    task = await client.submit_wav("t", "a1")
-                    waiting = asyncio.create_task(client.wait(task.task_id))
-                    await asyncio.to_thread(server.restart, 1.0, "immediate")
-                    done = await asyncio.wait_for(waiting, 15)
-                    assert done.status is TaskStatus.FINISHED
-                    # Both listen again: a hostile-but-harmless NOTIFY reaches each.
-                    observer = await asyncpg.connect(dsn)
-                    try:
-                        for relay in relays:
-                            before = relay.stats.delivered
+    async with a_server_of_its_own() as (server, dsn):
+        password = "hunter2-dsn-password"  # the server trusts: any password is accepted
+        dsn = dsn.replace("vidgo@", f"vidgo:{password}@")
+        try:
+            with caplog.at_level(logging.DEBUG, logger="vidgo_async"):
+                for _ in range(2):
+                    relay = CallbackRelay(dsn, secret=SECRET, connect_timeout=2)
+                    await relay.start()
+                    relays.append(relay)
+                relay_a, relay_b = relays
+                receiver_b = CallbackReceiver(relay=relay_b)
+                async with receiver_b.serve() as url_b:
+                    receiver_a = CallbackReceiver(url_b, relay=relay_a)
+                    fake.set_duration("a1", queue_time=0.0, run_time=1.0)
+                    async with client_of(fake, receiver_a, QUICK_NET) as client:
+                        task = await client.submit_wav("t", "a1")
+                        waiting = asyncio.create_task(client.wait(task.task_id))
+                        await asyncio.to_thread(server.restart, 1.0, "immediate")
+                        done = await asyncio.wait_for(waiting, 15)
+                        assert done.status is TaskStatus.FINISHED
+                        # Both listen again: a hostile-but-harmless NOTIFY reaches each.
+                        observer = await asyncpg.connect(dsn)
+                        try:
+                            for relay in relays:
+                                before = relay.stats.delivered
 
-                            async def reached(r: CallbackRelay = relay, n: int = before) -> bool:
-                                await observer.execute(
-                                    "SELECT pg_notify($1, $2)",
-                                    channel(r),
-                                    json.dumps({"token": "x", "task_id": "y", "status": "failed"}),
-                                )
-                                return r.stats.delivered > n
+                                async def reached(
+                                    r: CallbackRelay = relay, n: int = before
+                                ) -> bool:
+                                    await observer.execute(
+                                        "SELECT pg_notify($1, $2)",
+                                        channel(r),
+                                        json.dumps(
+                                            {"token": "x", "task_id": "y", "status": "failed"}
+                                        ),
+                                    )
+                                    return r.stats.delivered > n
 
-                            assert await until(reached, 15, step=0.5)
-                    finally:
-                        await observer.close()
+                                assert await until(reached, 15, step=0.5)
+                        finally:
+                            await observer.close()
+                for relay in relays:
+                    started = time.monotonic()
+                    await asyncio.wait_for(relay.close(), 10)
+                    assert time.monotonic() - started < 5
+        finally:
             for relay in relays:
-                started = time.monotonic()
                 await asyncio.wait_for(relay.close(), 10)
-                assert time.monotonic() - started < 5
-    finally:
-        for relay in relays:
-            await asyncio.wait_for(relay.close(), 10)
-        await asyncio.to_thread(server.stop)
     lines = [record.getMessage() for record in caplog.records]
     assert any("unreachable" in line for line in lines)
     for line in [*lines, *(repr(r) for r in relays), *(str(r.stats) for r in relays)]:
