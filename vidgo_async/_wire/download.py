@@ -37,7 +37,16 @@ from ..errors import APIError, InvalidResponseError, RequestTimeoutError, VidgoE
 from .envelope import api_error, excerpt, parse_retry_after, redact
 from .peers import check_url, download_target, is_refused, refused_address, url_label
 from .transport import safe_to_chain, transport_error
-from .wavfile import PartFile, part_size, resume_offset
+from .wavfile import (
+    PartFile,
+    drop_lone_version,
+    forget_part,
+    keep_version,
+    part_size,
+    read_version,
+    resume_offset,
+    usable_version,
+)
 
 __all__ = ["CHUNK_SIZE", "DOWNLOAD_TIMEOUT", "MAX_REDIRECTS", "ProgressCallback", "download_file"]
 
@@ -178,14 +187,6 @@ class _Download:
     def _part(self) -> Path:
         return self._target.with_name(self._target.name + ".part")
 
-    @property
-    def _part_version(self) -> Path:
-        return self._target.with_name(self._target.name + ".part.version")
-
-    def _forget_part(self) -> None:
-        self._part.unlink(missing_ok=True)
-        self._part_version.unlink(missing_ok=True)
-
     async def run(self, on_progress: ProgressCallback | None) -> None:
         """Refuse a URL to a private address (before any request), then attempt until
         done; give up after ``max_attempts`` failures without progress.
@@ -199,7 +200,7 @@ class _Download:
         # Our loop, not backoff's: an attempt that grows the file starts the count afresh.
         best, failures, pauses = part_size(self._part), 0, start(self._retry)
         if best:
-            self._version = _read_version(self._part_version)  # an earlier call's
+            self._version = read_version(self._part)  # an earlier call's
         while True:
             try:
                 await self._attempt(on_progress)
@@ -260,8 +261,7 @@ class _Download:
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             failure = exc
         finally:
-            if not self._part.exists():  # committed, or discarded (not a WAV ...)
-                self._part_version.unlink(missing_ok=True)
+            drop_lone_version(self._part)  # committed, or discarded as no WAV
         if failure is not None:
             # Raised outside the handler: an aiohttp exception's request_info holds the
             # request's headers and URL (query included), so it must not be chained.
@@ -345,7 +345,7 @@ class _Download:
     ) -> None:
         status = response.status
         if status == 416 and offset:
-            self._forget_part()
+            forget_part(self._part)
             raise _Incomplete(f"{self._where()}: range {offset}- no longer satisfiable")
         if status >= 400:
             body = await response.content.read(1024)
@@ -360,7 +360,7 @@ class _Download:
         with PartFile(self._part, start, self._check_wav, total) as part:
             if start == 0 or self._version is None:  # a whole body: its version is the file's
                 self._version = _version_of(response)
-                _keep_version(self._part_version, self._version)
+                keep_version(self._part, self._version)
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 part.write(chunk)
                 if on_progress is not None:
@@ -381,7 +381,7 @@ class _Download:
         version = _version_of(response)  # a 206 without one (against RFC 9110) tells nothing
         changed = None not in (version, self._version) and version != self._version
         if match is None or int(match[1]) != offset or changed:
-            self._forget_part()
+            forget_part(self._part)
             raise _Incomplete(f"{self._where()}: another range or version of the file, restarting")
         if match[3] != "*":
             return offset, int(match[3])
@@ -393,30 +393,7 @@ def _version_of(response: aiohttp.ClientResponse) -> str | None:
     Last-Modified (None when neither is usable in an If-Range)."""
     etag = response.headers.get("ETag", "").strip()
     modified = response.headers.get("Last-Modified", "").strip()
-    for value in (etag if not etag.startswith("W/") else "", modified):
-        if value and value.isascii() and value.isprintable() and len(value) <= 200:
-            return value
-    return None
-
-
-def _read_version(path: Path) -> str | None:
-    """The version an earlier call kept beside its ``.part`` (None if none, or unusable)."""
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except (OSError, ValueError):
-        return None
-    return text if text and text.isprintable() and len(text) <= 200 else None
-
-
-def _keep_version(path: Path, version: str | None) -> None:
-    """Keep ``version`` beside the ``.part`` for a later call (or forget an older one)."""
-    try:
-        if version is None:
-            path.unlink(missing_ok=True)
-        else:
-            path.write_text(version, encoding="ascii")
-    except OSError as exc:  # a resume then cannot tell a changed file: it restarts on one
-        logger.debug("cannot keep the version of %s: %s", path.name, exc)
+    return usable_version("" if etag.startswith("W/") else etag) or usable_version(modified)
 
 
 def _status_error(

@@ -1,8 +1,11 @@
-"""A download on disk: the ``.part`` file it grows in, and the checks of its RIFF/WAVE header."""
+"""A download on disk: the ``.part`` file it grows in, the version of the file kept
+beside it (``<dest>.part.version``, for a later resume's ``If-Range``), and the checks
+of its RIFF/WAVE header."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -14,11 +17,18 @@ __all__ = [
     "MAX_SIZE",
     "PartFile",
     "declared_size",
+    "drop_lone_version",
+    "forget_part",
     "is_wav",
+    "keep_version",
     "part_size",
+    "read_version",
     "resume_offset",
     "riff_mismatch",
+    "usable_version",
 ]
+
+logger = logging.getLogger("vidgo_async")
 
 #: Bytes of the header checked: ``RIFF`` (or ``RF64``), the size, ``WAVE``.
 HEAD = 12
@@ -160,3 +170,47 @@ def resume_offset(part: Path, check_wav: bool) -> int:
             if not is_wav(file.read(HEAD)):
                 return 0
     return size
+
+
+def usable_version(value: str) -> str | None:
+    """``value`` if it can go in an ``If-Range`` header (printable ASCII, at most 200
+    characters), else None."""
+    ok = value and value.isascii() and value.isprintable() and len(value) <= 200
+    return value if ok else None
+
+
+def read_version(part: Path) -> str | None:
+    """The version of the file ``part`` holds the head of, as an earlier call kept it."""
+    try:
+        return usable_version(_version_file(part).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def keep_version(part: Path, version: str | None) -> None:
+    """Keep ``version`` beside ``part`` for a later call (None: forget an older one)."""
+    path = _version_file(part)
+    try:
+        if version is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(version, encoding="ascii")
+    except OSError as exc:  # a resume then cannot tell a changed file: it restarts on one
+        logger.debug("cannot keep the version of %s: %s", path.name, exc)
+
+
+def forget_part(part: Path) -> None:
+    """Remove ``part`` and the version kept beside it."""
+    part.unlink(missing_ok=True)
+    _version_file(part).unlink(missing_ok=True)
+
+
+def drop_lone_version(part: Path) -> None:
+    """Remove the version kept beside ``part`` once the part itself is gone (committed,
+    or discarded as no WAV)."""
+    if not part.exists():
+        _version_file(part).unlink(missing_ok=True)
+
+
+def _version_file(part: Path) -> Path:
+    return part.with_name(part.name + ".version")
