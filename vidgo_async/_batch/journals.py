@@ -38,6 +38,7 @@ __all__ = [
     "JournalWriteError",
     "LostClaim",
     "SqliteJournal",
+    "checked_journal",
     "is_other_dsn",
     "is_postgres",
     "open_journal",
@@ -273,6 +274,36 @@ def is_other_dsn(journal: object) -> bool:
     if not isinstance(journal, str) or is_postgres(journal):
         return False
     return "://" in journal or _KEYWORDS.search(journal) is not None
+
+
+def checked_journal(
+    journal: str | os.PathLike[str] | JournalSource | None,
+) -> str | os.PathLike[str] | JournalSource | None:
+    """``convert_many``'s ``journal``, checked before any request: a SQLite file this
+    version can use, or a source of another journal (a ``postgresql://`` DSN becomes
+    ``SharedJournal(dsn)``, connected when the batch starts).
+
+    Raises:
+        ConfigurationError: It cannot be used, the ``postgres`` extra is missing for a
+            DSN, or it is a connection string of another form (never repeated: it may
+            hold a password).
+    """
+    if is_postgres(journal):
+        try:
+            from ..postgres import SharedJournal  # the extra's module: only for such a journal
+        except ImportError as exc:
+            raise ConfigurationError(
+                "a PostgreSQL journal needs the postgres extra: pip install 'vidgo-async[postgres]'"
+            ) from exc
+        return SharedJournal(str(journal))
+    if is_other_dsn(journal):
+        raise ConfigurationError(
+            "journal: a connection string must be a postgresql:// (or postgres://) URL;"
+            " yours is not repeated here, as it may hold a password"
+        )
+    if journal is not None and not isinstance(journal, JournalSource):
+        Journal.check(journal)
+    return journal
 
 
 async def open_journal(

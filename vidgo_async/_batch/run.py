@@ -29,17 +29,9 @@ from .._ops.submit import Submitter
 from .._ops.wait import Waits
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_options, check_timeout
-from ..errors import ConfigurationError
 from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
-from .journal import Journal, State
-from .journals import (
-    JournalSource,
-    JournalWriteError,
-    LostClaim,
-    is_other_dsn,
-    is_postgres,
-    open_journal,
-)
+from .journal import State
+from .journals import JournalSource, JournalWriteError, LostClaim, checked_journal, open_journal
 from .pair import SUBMIT_GRACE, Download, PairSteps
 
 __all__ = ["BatchProgress", "Pairs", "start_batch"]
@@ -116,15 +108,7 @@ def start_batch(
     concurrency = check_count("concurrency", concurrency)
     room = concurrency + check_count("max_waiting", max_waiting)
     check_options(on_progress=on_progress)
-    if is_postgres(journal):
-        journal = _shared_journal(str(journal))  # checked when the batch starts
-    elif is_other_dsn(journal):
-        raise ConfigurationError(
-            "journal: a connection string must be a postgresql:// (or postgres://) URL;"
-            " yours is not repeated here, as it may hold a password"
-        )
-    elif journal is not None and not isinstance(journal, JournalSource):
-        Journal.check(journal)
+    journal = checked_journal(journal)
     steps = PairSteps(
         submitter,
         waits,
@@ -137,21 +121,6 @@ def start_batch(
         steps, pairs, concurrency=concurrency, room=room, journal_path=journal, hook=hook
     )
     return batch.results(on_progress)
-
-
-def _shared_journal(dsn: str) -> JournalSource:
-    """The PostgreSQL journal a ``postgresql://`` DSN names, with the default lease.
-
-    Raises:
-        ConfigurationError: The ``postgres`` extra is not installed.
-    """
-    try:
-        from ..postgres import SharedJournal  # the extra's module: only for such a journal
-    except ImportError as exc:
-        raise ConfigurationError(
-            "a PostgreSQL journal needs the postgres extra: pip install 'vidgo-async[postgres]'"
-        ) from exc
-    return SharedJournal(dsn)
 
 
 @attrs.define
