@@ -749,7 +749,7 @@ async def test_a_pair_lost_to_another_worker_is_not_reported_by_a_repeat_read_me
 ) -> None:
     """A pair read twice whose claim is lost as its result is settled is reported by
     neither occurrence here: it is the other worker's to report."""
-    from vidgo_async._batch.journals import LostClaim
+    from vidgo_async._batch.journal import LostClaim
 
     async def pairs() -> AsyncIterator[tuple[str, str]]:
         yield ("m", "a0")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ._batch.journals import JournalSource
+from ._batch.journal import JournalSource
 from ._batch.run import BatchProgress, Pairs, start_batch
 from ._config import DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Timeouts
 from ._events import EventHook, operation

@@ -1,8 +1,11 @@
-"""Value classes. They know nothing about JSON; ``_wire.convert`` converts at the edge."""
+"""Value classes. Only the task handle knows a JSON form, its own (a string a user
+keeps to resume a wait elsewhere); the vendor's JSON is converted at the edge,
+in ``_wire.convert``."""
 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -10,6 +13,9 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from ._converter import converter
 
 __all__ = [
     "WAV_MODEL",
@@ -155,9 +161,7 @@ class TaskHandle:
 
     def to_json(self) -> str:
         """This handle as a JSON string."""
-        from ._wire.convert import dump_handle  # the converter imports the models
-
-        return dump_handle(self)
+        return json.dumps(converter.unstructure(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TaskHandle:
@@ -166,9 +170,33 @@ class TaskHandle:
         Raises:
             ValueError: ``text`` is not such a string.
         """
-        from ._wire.convert import load_handle
+        try:
+            handle: TaskHandle = converter.structure(json.loads(text), TaskHandle)
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise ValueError(f"not a task handle: {str(text)[:80]!r}") from exc
+        return handle
 
-        return load_handle(text)
+
+def _handle_text(value: Any, *, empty: bool = True, none: bool = False) -> Any:
+    """A handle's field as written: cattrs's own str hook would make a string of anything."""
+    if value is None and none:
+        return None
+    if not isinstance(value, str) or not (empty or value.strip()):
+        raise TypeError(f"expected a string, got {value!r:.40}")
+    return value
+
+
+converter.register_structure_hook(
+    TaskHandle,
+    make_dict_structure_fn(
+        TaskHandle,
+        converter,
+        task_id=override(struct_hook=lambda value, _: _handle_text(value, empty=False)),
+        model=override(struct_hook=lambda value, _: _handle_text(value)),
+        source_task_id=override(struct_hook=lambda value, _: _handle_text(value, none=True)),
+        audio_id=override(struct_hook=lambda value, _: _handle_text(value, none=True)),
+    ),
+)
 
 
 @attrs.frozen(kw_only=True)

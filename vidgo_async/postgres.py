@@ -38,7 +38,7 @@ from types import TracebackType
 
 import attrs
 
-from ._batch.journals import BatchJournal
+from ._batch.journal import BatchJournal
 from ._postgres.journal import LEASE_SECONDS, PostgresJournal
 from ._postgres.leased import LeasedLimiter
 from ._postgres.relay import CallbackRelay, RelayStats

@@ -343,7 +343,7 @@ async def test_a_lost_claim_refuses_writes_and_holds_but_keeps_a_task_id(
 ) -> None:
     """Once another worker took the pair over, the loser's writes change nothing but a
     missing task id, and its hold fails."""
-    from vidgo_async._batch.journals import LostClaim
+    from vidgo_async._batch.journal import LostClaim
 
     audio_id = f"{prefix}-0"
     loser = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=1.0)

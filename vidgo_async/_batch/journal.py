@@ -11,6 +11,13 @@ summary per model), so that a re-run polls from what the last run learned.
 
 Writes are committed one by one in WAL mode, so a SIGKILL loses nothing
 that was committed; SQLite calls are short enough to run on the event loop.
+
+What a batch needs of any journal (:class:`BatchJournal`, its rows and its two
+errors) is defined here too, where the PostgreSQL journal takes it from. A
+worker that lost a claim (paused past its lease, another worker took the pair
+over) learns it at its next write or :meth:`BatchJournal.hold`, which raise
+:class:`LostClaim`: the batch then drops the pair, sending nothing more for it
+and reporting nothing (the taker reports it).
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import attrs
 
+from .._converter import converter
 from .._models import WAV_MODEL, TaskHandle
 from .._timing.classify import refuses_the_pair
-from .._wire.convert import converter, dump_durations, load_durations
+from .._wire.convert import dump_durations, load_durations
 from ..errors import (
     APIError,
     ClientClosedError,
@@ -36,10 +45,16 @@ from ..errors import (
     UnusableTaskIdError,
     VidgoError,
 )
+from .intake import Key
 
 __all__ = [
+    "BatchJournal",
+    "Claim",
     "Entry",
     "Journal",
+    "JournalSource",
+    "JournalWriteError",
+    "LostClaim",
     "State",
     "journalled_error",
     "state_after_failed_submit",
@@ -115,6 +130,76 @@ class Entry:
 
 
 _COLUMNS = ("state", "task_id", "wav_url", "path", "error_type", "error", "error_status")
+
+
+#: What a claim answers: whether this process holds the pair, and the pair's row.
+Claim = tuple[bool, Entry | None]
+
+
+class JournalWriteError(Exception):
+    """A journal could not write a pair's row (a full disk, a locked file, a lost
+    database connection): the batch logs it and goes on, the result stands, and a
+    re-run polls the pair's task again. Never reaches a user."""
+
+
+class LostClaim(Exception):
+    """This worker no longer holds the pair: another worker took it over (or the claim
+    could not be confirmed). Never reaches a user: the batch drops the pair."""
+
+
+class BatchJournal(Protocol):
+    """What ``_Batch`` needs of a journal."""
+
+    async def claim(self, source_task_id: str, audio_id: str) -> Claim:
+        """Take the pair for this process (``False``: another worker holds it)."""
+
+    @property
+    def recheck_every(self) -> float:
+        """Seconds between two looks at the pairs other workers held."""
+        ...
+
+    async def recheck(self, keys: list[Key]) -> tuple[list[Key], list[Key]]:
+        """Of ``keys``, pairs another worker held when claimed: those unsettled and free
+        now (their holder let go, or its lease ran out: claim them) and those unsettled
+        and still held. The others are settled: their holder reports them."""
+        ...
+
+    async def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
+        """Write the pair's new row (:meth:`Entry.written`).
+
+        Raises:
+            LostClaim: Another worker holds the pair now; nothing was written.
+            JournalWriteError: Nothing was written, for another reason.
+        """
+
+    async def hold(self, source_task_id: str, audio_id: str) -> None:
+        """Confirm (and extend) this process's claim, right before a submit is sent
+        or a result reported.
+
+        Raises:
+            LostClaim: Another worker holds the pair now, or the claim cannot be confirmed.
+        """
+
+    async def learned(self) -> dict[str, list[tuple[float, float]]]:
+        """The task durations an earlier run learned, per model."""
+
+    async def keep_learned(self, model: str, observations: list[tuple[float, float]]) -> None:
+        """Save what was learned of ``model``'s durations."""
+
+    def ending(self) -> None:
+        """The batch is ending: :meth:`close` follows once its submits in flight are
+        answered."""
+
+    async def close(self) -> None:
+        """Give up this process's claims and disconnect."""
+
+
+@runtime_checkable
+class JournalSource(Protocol):
+    """A journal given as an object with options (``vidgo_async.postgres.SharedJournal``)."""
+
+    async def open_batch_journal(self) -> BatchJournal:
+        """Connect; ``convert_many`` calls this when the batch starts."""
 
 
 class Journal:

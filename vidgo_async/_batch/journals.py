@@ -1,15 +1,11 @@
-"""The batch's journal as the run sees it: async calls, and a claim per pair.
+"""Which journal a batch uses, opened as the run sees it (:class:`BatchJournal`).
 
 ``convert_many(journal=...)`` takes a SQLite file (``journal.Journal``, one
-process: every claim succeeds), or a ``postgresql://`` DSN or a
-:class:`JournalSource` (``vidgo_async.postgres.SharedJournal``): the PostgreSQL
-journal of ``vidgo_async._postgres.journal``, imported only then, where workers
-on several hosts share one batch, each pair claimed by one of them under a lease.
-
-A worker that lost a claim (paused past its lease, another worker took the
-pair over) learns it at its next write or :meth:`BatchJournal.hold`, which
-raise :class:`LostClaim`: the batch then drops the pair, sending nothing more
-for it and reporting nothing (the taker reports it).
+batch at a time, one process: every claim succeeds), or a ``postgresql://``
+DSN or a :class:`JournalSource` (``vidgo_async.postgres.SharedJournal``): the
+PostgreSQL journal of ``vidgo_async._postgres.journal``, imported only then,
+where workers on several hosts share one batch, each pair claimed by one of
+them under a lease.
 """
 
 from __future__ import annotations
@@ -20,11 +16,17 @@ import os
 import re
 import sqlite3
 import time
-from typing import Protocol, runtime_checkable
 
 from ..errors import ConfigurationError
 from .intake import Key
-from .journal import Entry, Journal
+from .journal import (
+    BatchJournal,
+    Claim,
+    Entry,
+    Journal,
+    JournalSource,
+    JournalWriteError,
+)
 
 try:
     import fcntl
@@ -32,11 +34,6 @@ except ImportError:  # Windows: one batch per SQLite journal is not enforced
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "BatchJournal",
-    "Claim",
-    "JournalSource",
-    "JournalWriteError",
-    "LostClaim",
     "SqliteJournal",
     "checked_journal",
     "is_other_dsn",
@@ -44,81 +41,12 @@ __all__ = [
     "open_journal",
 ]
 
-#: What a claim answers: whether this process holds the pair, and the pair's row.
-Claim = tuple[bool, Entry | None]
-
 logger = logging.getLogger("vidgo_async")
 
 # The SQLite journals' lock files this process holds, by (device, inode), and whether
 # the batch holding each is ending. Process-wide by nature: flock is per process.
 _HELD: dict[tuple[int, int], bool] = {}
 _NOTICE = 0.5  # seconds a batch of this process holding the journal has to start ending
-
-
-class JournalWriteError(Exception):
-    """A journal could not write a pair's row (a full disk, a locked file, a lost
-    database connection): the batch logs it and goes on, the result stands, and a
-    re-run polls the pair's task again. Never reaches a user."""
-
-
-class LostClaim(Exception):
-    """This worker no longer holds the pair: another worker took it over (or the claim
-    could not be confirmed). Never reaches a user: the batch drops the pair."""
-
-
-class BatchJournal(Protocol):
-    """What ``_Batch`` needs of a journal."""
-
-    async def claim(self, source_task_id: str, audio_id: str) -> Claim:
-        """Take the pair for this process (``False``: another worker holds it)."""
-
-    @property
-    def recheck_every(self) -> float:
-        """Seconds between two looks at the pairs other workers held."""
-        ...
-
-    async def recheck(self, keys: list[Key]) -> tuple[list[Key], list[Key]]:
-        """Of ``keys``, pairs another worker held when claimed: those unsettled and free
-        now (their holder let go, or its lease ran out: claim them) and those unsettled
-        and still held. The others are settled: their holder reports them."""
-        ...
-
-    async def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
-        """Write the pair's new row (:meth:`Entry.written`).
-
-        Raises:
-            LostClaim: Another worker holds the pair now; nothing was written.
-            JournalWriteError: Nothing was written, for another reason.
-        """
-
-    async def hold(self, source_task_id: str, audio_id: str) -> None:
-        """Confirm (and extend) this process's claim, right before a submit is sent
-        or a result reported.
-
-        Raises:
-            LostClaim: Another worker holds the pair now, or the claim cannot be confirmed.
-        """
-
-    async def learned(self) -> dict[str, list[tuple[float, float]]]:
-        """The task durations an earlier run learned, per model."""
-
-    async def keep_learned(self, model: str, observations: list[tuple[float, float]]) -> None:
-        """Save what was learned of ``model``'s durations."""
-
-    def ending(self) -> None:
-        """The batch is ending: :meth:`close` follows once its submits in flight are
-        answered."""
-
-    async def close(self) -> None:
-        """Give up this process's claims and disconnect."""
-
-
-@runtime_checkable
-class JournalSource(Protocol):
-    """A journal given as an object with options (``vidgo_async.postgres.SharedJournal``)."""
-
-    async def open_batch_journal(self) -> BatchJournal:
-        """Connect; ``convert_many`` calls this when the batch starts."""
 
 
 class SqliteJournal:

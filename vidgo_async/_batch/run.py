@@ -30,8 +30,8 @@ from .._ops.wait import Waits
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_options, check_timeout
 from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
-from .journal import State
-from .journals import JournalSource, JournalWriteError, LostClaim, checked_journal, open_journal
+from .journal import JournalSource, JournalWriteError, LostClaim, State
+from .journals import checked_journal, open_journal
 from .pair import SUBMIT_GRACE, Download, PairSteps
 
 __all__ = ["BatchProgress", "Pairs", "start_batch"]

@@ -57,10 +57,10 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
     ) from exc
 
 from .._batch.intake import Key
-from .._batch.journal import Entry
-from .._batch.journals import JournalWriteError, LostClaim
+from .._batch.journal import Entry, JournalWriteError, LostClaim
+from .._converter import converter
 from .._timing.deadline import Deadline
-from .._wire.convert import converter, dump_durations, load_durations
+from .._wire.convert import dump_durations, load_durations
 from .connect import CONNECTION_ERRORS, DB_ERRORS, OPEN_ERRORS, open_failure
 
 __all__ = ["LEASE_SECONDS", "PostgresJournal"]

@@ -1,4 +1,4 @@
-"""The one wire converter: JSON shapes to models and back, through one cattrs converter.
+"""The vendor's JSON shapes to models, through the one cattrs converter (``_converter``).
 
 Lenient where the API is loose (unknown status strings, odd ``progress``,
 unparsable timestamps, unknown keys, integer ids), strict where going on
@@ -16,17 +16,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from .._models import Balance, Task, TaskFile, TaskHandle, TaskStatus
+from .._converter import converter
+from .._models import Balance, Task, TaskFile, TaskStatus
 from .._validate import MAX_ID
 from ..errors import InvalidResponseError, UnusableTaskIdError
 
 __all__ = [
-    "converter",
-    "dump_handle",
-    "load_handle",
     "parse_accepted",
     "parse_balance",
     "parse_task",
@@ -120,7 +117,6 @@ def _status(value: Any, _: object) -> TaskStatus:
     return TaskStatus.parse(value)
 
 
-converter = cattrs.Converter(detailed_validation=False)
 converter.register_structure_hook(
     Task,
     make_dict_structure_fn(
@@ -133,17 +129,6 @@ converter.register_structure_hook(
         created_time=override(struct_hook=_datetime),
         progress=override(struct_hook=_progress),
         error_message=override(struct_hook=_text),
-    ),
-)
-converter.register_structure_hook(
-    TaskHandle,
-    make_dict_structure_fn(
-        TaskHandle,
-        converter,
-        task_id=override(struct_hook=lambda value, _: _handle_text(value, empty=False)),
-        model=override(struct_hook=lambda value, _: _handle_text(value)),
-        source_task_id=override(struct_hook=lambda value, _: _handle_text(value, none=True)),
-        audio_id=override(struct_hook=lambda value, _: _handle_text(value, none=True)),
     ),
 )
 converter.register_structure_hook(
@@ -241,24 +226,6 @@ def parse_balance(data: Any) -> Balance:
     return balance
 
 
-def dump_handle(handle: TaskHandle) -> str:
-    """``handle`` as a JSON string."""
-    return json.dumps(converter.unstructure(handle), sort_keys=True)
-
-
-def load_handle(text: str | bytes) -> TaskHandle:
-    """The handle ``text`` describes.
-
-    Raises:
-        ValueError: ``text`` is not a JSON task handle.
-    """
-    try:
-        handle: TaskHandle = converter.structure(json.loads(text), TaskHandle)
-    except (ValueError, TypeError, KeyError, RecursionError) as exc:
-        raise ValueError(f"not a task handle: {str(text)[:80]!r}") from exc
-    return handle
-
-
 def dump_durations(observations: list[tuple[float, float]]) -> str:
     """Learned task durations (``(after, by)`` seconds from the submit) as a JSON string."""
     return json.dumps({"version": 1, "seen": [[round(a, 3), round(b, 3)] for a, b in observations]})
@@ -281,12 +248,3 @@ def load_durations(text: str) -> list[tuple[float, float]]:
         and len(pair) == 2
         and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair)
     ]
-
-
-def _handle_text(value: Any, *, empty: bool = True, none: bool = False) -> Any:
-    """A handle's field as written: cattrs's own str hook would make a string of anything."""
-    if value is None and none:
-        return None
-    if not isinstance(value, str) or not (empty or value.strip()):
-        raise TypeError(f"expected a string, got {value!r:.40}")
-    return value
