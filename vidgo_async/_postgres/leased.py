@@ -153,7 +153,7 @@ class LeasedLimiter:
         self._settled: collections.deque[_Lease] = collections.deque(maxlen=_MAX_SETTLED)
         self._paused = 0.0
         self._recent: collections.deque[float] = collections.deque()  # grants of the last second
-        self._waiting: Grants[_Token] = Grants()
+        self._waiting: Grants[_Token] = Grants(self._start_serving, _Token.release)
         self._refill: asyncio.Task[None] | None = None
         self._closed: str | None = None
 
@@ -172,7 +172,7 @@ class LeasedLimiter:
             raise ClientClosedError(self._closed)
         if not self._waiting and (token := self._take(time.monotonic())) is not None:
             return token
-        return await self._waiting.wait(timeout, self._start_serving, _Token.release)
+        return await self._waiting.wait(timeout)
 
     def slow_down(self, seconds: float) -> None:
         """Start no request for ``seconds``, here and (at their next lease) in every sharer."""

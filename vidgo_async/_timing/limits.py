@@ -156,23 +156,24 @@ class Grants(Generic[T]):
     the front, where it takes nothing.
     """
 
-    __slots__ = ("_queue",)
+    __slots__ = ("_give_back", "_queue", "_serve")
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        serve: Callable[[asyncio.AbstractEventLoop], None],
+        give_back: Callable[[T], None],
+    ) -> None:
+        """``serve(loop)`` makes sure something will hand grants out; ``give_back(grant)``
+        returns a grant that came just as its waiter was cancelled."""
         self._queue: collections.deque[asyncio.Future[T]] = collections.deque()
+        self._serve = serve
+        self._give_back = give_back
 
     def __len__(self) -> int:
         return len(self._queue)
 
-    async def wait(
-        self,
-        timeout: float | None,
-        serve: Callable[[asyncio.AbstractEventLoop], None],
-        give_back: Callable[[T], None],
-    ) -> T:
-        """Queue for a grant and wait for it, at most ``timeout`` seconds; ``serve(loop)``
-        makes sure something will hand grants out, and ``give_back(grant)`` returns a
-        grant that came just as the waiter was cancelled.
+    async def wait(self, timeout: float | None) -> T:
+        """Queue for a grant and wait for it, at most ``timeout`` seconds.
 
         Raises:
             TimeoutError: No grant came within ``timeout``.
@@ -182,13 +183,13 @@ class Grants(Generic[T]):
         loop = asyncio.get_running_loop()
         grant: asyncio.Future[T] = loop.create_future()
         self._queue.append(grant)
-        serve(loop)
+        self._serve(loop)
         expiry = None if timeout is None else loop.call_later(timeout, _expire, grant)
         try:
             return await grant
         except asyncio.CancelledError:
             if grant.done() and not grant.cancelled() and grant.exception() is None:
-                give_back(grant.result())
+                self._give_back(grant.result())
             raise
         finally:
             if expiry is not None:
@@ -266,7 +267,7 @@ class RateLimiter:
         self._paused = 0.0
         self._share = 1.0  # of the rate in force, below 1 after back_off()
         self._shared_at = 0.0
-        self._waiting: Grants[_Held] = Grants()
+        self._waiting: Grants[_Held] = Grants(self._arm, self._give_back)
         self._timer: asyncio.TimerHandle | None = None
 
     async def acquire(self, timeout: float | None = None) -> Slot:
@@ -278,7 +279,7 @@ class RateLimiter:
         """
         if not self._waiting and (slot := self._take(time.monotonic())) is not None:
             return slot
-        return await self._waiting.wait(timeout, self._arm, self._give_back)
+        return await self._waiting.wait(timeout)
 
     def back_off(self) -> None:
         """Halve the rate after a 429 that named no delay; it recovers by 10 % a second."""

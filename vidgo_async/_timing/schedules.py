@@ -113,7 +113,8 @@ class PollSchedule:
         self._progressed = False  # whether the task reported progress while running
         # Only earlier: a step moved so is between two planned steps, so never over the cap.
         self._shift = -policy.jitter * self._rng.random()
-        self._blind = blind_steps(policy)
+        # Made at the first check: waits queued for their first poll slot hold none.
+        self._blind: Generator[float, None, None] | None = None
         self._first: tuple[float, float] | None = None
 
     def first(self, now: float | None = None) -> float:
@@ -125,6 +126,8 @@ class PollSchedule:
         """Delay before the check that follows ``task`` (``None``: a failed check);
         never over ``max_interval``. The first finished ``task`` is reported to ``learned``."""
         policy = self._policy
+        if self._blind is None:
+            self._blind = blind_steps(policy)
         blind = next(self._blind) * (1 + policy.jitter * (2 * self._rng.random() - 1))
         if task is None:
             return min(blind, policy.max_interval)
