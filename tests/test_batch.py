@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import sys
 import textwrap
 import time
@@ -20,6 +21,7 @@ from support import FAST_POLL, FAST_RETRY, MakeFake
 
 from vidgo_async import (
     BatchProgress,
+    ClientClosedError,
     ConfigurationError,
     ConversionResult,
     Event,
@@ -643,15 +645,20 @@ async def test_a_rerun_fails_at_once_on_a_task_the_server_no_longer_knows(
 
 
 async def test_no_request_goes_out_after_the_client_is_closed(vidgo_fake: FakeVidgo) -> None:
-    """Closing the client mid-batch stops its checks; no new session is opened."""
+    """Closing the client mid-batch stops its checks; no new session is opened. The
+    pair being waited on is reported with its task, then the loop ends with
+    ClientClosedError."""
     vidgo_fake.set_duration("slow", queue_time=0.0, run_time=5.0)
     async with _client(vidgo_fake) as client:
         batch = client.convert_many([("m", "quick"), ("m", "slow")], concurrency=2)
         assert (await batch.__anext__()).audio_id == "quick"
         await client.aclose()
         seen = len(vidgo_fake.requests)
-        (slow,) = [result async for result in batch]
+        slow = await batch.__anext__()
+        with pytest.raises(ClientClosedError):
+            await batch.__anext__()
     assert not slow.ok
+    assert slow.task_id is not None
     assert len(vidgo_fake.requests) == seen
 
 
@@ -717,7 +724,6 @@ async def test_a_journal_write_that_fails_at_the_end_costs_no_result(
 ) -> None:
     """The journal failing to settle one pair (a locked database) neither ends the batch
     nor loses that pair's result: it is reported, and a re-run polls its task again."""
-    import sqlite3
 
     pairs = [("m", f"a{i}") for i in range(6)]
     journal = _FailingJournal(tmp_path / "wav.sqlite", "a1", sqlite3.OperationalError("locked"))
@@ -731,7 +737,6 @@ async def test_a_journal_write_that_fails_after_the_acceptance_keeps_the_task(
 ) -> None:
     """The journal failing to record an accepted task (a full disk) loses neither the
     paid task nor its result: the pair is still waited on and reported with its URL."""
-    import sqlite3
 
     pairs = [("m", f"a{i}") for i in range(4)]
     full = sqlite3.OperationalError("database or disk is full")
@@ -773,7 +778,6 @@ async def test_a_sqlite_journal_serves_one_batch_at_a_time(
     """A batch on a SQLite journal another process's batch is using is refused when it
     starts, before any request: two would both submit every pair, and one could
     overwrite the other's finished rows. Readers of the journal are not held back."""
-    import sqlite3
 
     vidgo_fake.set_duration("slow", run_time=60)
     journal = tmp_path / "wav.sqlite"
@@ -852,7 +856,6 @@ async def test_a_journal_this_version_cannot_read_is_refused_at_the_call(
     """A journal of another shape or with states unknown here (another tool's, another
     version's) is a ConfigurationError at the call naming what is wrong; it failed
     every pair, one traceback each."""
-    import sqlite3
 
     path = tmp_path / "wav.sqlite"
     with contextlib.closing(sqlite3.connect(path)) as db:
@@ -896,7 +899,6 @@ async def test_a_journal_write_failing_around_a_submit_is_a_vidgo_error(
     """The journal failing to record a submit before it goes out (nothing is sent) or
     a failed submit (the submit's own error stands) gives the pair a VidgoError result,
     not an internal error (it was one, with an ERROR traceback)."""
-    import sqlite3
 
     if state == "failed":
         vidgo_fake.inject(Fault.http_error(400), route="submit", times=100)
@@ -930,3 +932,100 @@ async def test_a_journal_in_use_here_is_refused_at_once_however_its_path_is_spel
             assert time.monotonic() - started < 3
         finally:
             await first.aclose()
+
+
+def _journal_states(journal: Path) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        rows = db.execute("SELECT state, count(*) FROM conversions GROUP BY state").fetchall()
+    return dict(rows)
+
+
+async def _rerun_reports_every_pair_once(
+    fake: FakeVidgo, pairs: list[tuple[str, str]], journal: Path
+) -> None:
+    fake.clear_faults()
+    async with _client(fake) as client:
+        results = await _collect(client, pairs, journal=journal)
+    assert [r.error for r in results if not r.ok] == []
+    assert sorted(fake.accept_count.values()) == [1] * len(pairs)
+
+
+async def test_leaving_the_loop_then_the_client_loses_no_paid_conversion(
+    make_fake: MakeFake, tmp_path: Path
+) -> None:
+    """The README's shape, without ``aclosing``: ``break``, then the client's ``async
+    with`` ends. The client stops its batch before it closes: the submits in flight are
+    answered and journalled, and a re-run reports every pair with its URL. (It closed
+    first: their rows stayed ``submitting`` and, as the 409 names no task, the re-run
+    reported them as unknown outcomes.)"""
+    fake = await make_fake(queue_time=0.05, run_time=0.3)
+    pairs = [("m", f"a{i}") for i in range(40)]
+    journal = tmp_path / "wav.sqlite"
+    fake.inject(Fault.slow(0.5), route="submit", times=len(pairs))
+    async with _client(fake) as client:
+        async for _ in client.convert_many(pairs, concurrency=32, journal=journal):
+            break
+    assert "submitting" not in _journal_states(journal)
+    await _rerun_reports_every_pair_once(fake, pairs, journal)
+
+
+async def test_a_second_cancel_during_the_grace_loses_no_paid_conversion(
+    make_fake: MakeFake, tmp_path: Path
+) -> None:
+    """A consumer cancelled twice (a second Ctrl-C) while submits are in flight: the
+    grace goes on, the journal is closed, and the same process may use it again at
+    once. (The second cancel cut the grace: rows stayed ``submitting`` and the journal's
+    lock was never let go.)"""
+    fake = await make_fake(queue_time=0.05, run_time=0.3)
+    pairs = [("m", f"a{i}") for i in range(20)]
+    journal = tmp_path / "wav.sqlite"
+    fake.inject(Fault.slow(1.0), route="submit", times=len(pairs))
+
+    async def consume(client: VidgoClient) -> None:
+        batch = client.convert_many(pairs, concurrency=8, journal=journal)
+        async with contextlib.aclosing(batch):
+            async for _ in batch:
+                pass
+
+    async with _client(fake) as client:
+        consumer = asyncio.create_task(consume(client))
+        await asyncio.sleep(0.3)  # the first submits are on the wire
+        for _ in range(2):
+            consumer.cancel()
+            await asyncio.sleep(0.2)
+        await asyncio.gather(consumer, return_exceptions=True)
+    assert "submitting" not in _journal_states(journal)
+    await _rerun_reports_every_pair_once(fake, pairs, journal)
+
+
+async def test_closing_the_client_under_a_running_batch_ends_its_loop(
+    make_fake: MakeFake, tmp_path: Path
+) -> None:
+    """``aclose()`` from elsewhere while a loop iterates the batch: the loop ends with
+    ClientClosedError instead of reading (and journalling) the rest of the input, and
+    the journal is let go."""
+    fake = await make_fake(queue_time=0.05, run_time=0.3)
+    journal = tmp_path / "wav.sqlite"
+    read = 0
+
+    def pairs() -> Iterator[tuple[str, str]]:
+        nonlocal read
+        for i in range(1000):
+            read += 1
+            yield ("m", f"a{i}")
+
+    client = _client(fake)
+    reported = []
+
+    async def consume() -> None:
+        async for result in client.convert_many(pairs(), concurrency=4, journal=journal):
+            reported.append(result)
+            if len(reported) == 2:
+                asyncio.get_running_loop().call_soon(asyncio.ensure_future, client.aclose())
+
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(consume(), 30)
+    assert read < 1000  # what was read ahead (the batch's bound), not the whole input
+    assert "submitting" not in _journal_states(journal)
+    async with _client(fake) as again:  # the journal is free
+        assert [r.ok for r in await _collect(again, [("m", "a0")], journal=journal)] == [True]

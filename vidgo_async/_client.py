@@ -152,9 +152,12 @@ class VidgoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client: pending waits end with :class:`ClientClosedError`, and the
-        HTTP sessions the client created are closed (not a borrowed one). Safe to call twice."""
+        """Close the client: pending waits end with :class:`ClientClosedError`, running
+        batches stop (their submits in flight are answered and journalled, up to 10 s),
+        then the HTTP sessions the client created are closed (not a borrowed one). Safe
+        to call twice."""
         self._lifecycle.close()
+        await self._lifecycle.stop_running()
         self._limiter.close()
         if self._submit_limiter is not None:
             self._submit_limiter.close()
@@ -373,9 +376,11 @@ class VidgoClient:
         failure never stops the batch, but a 401, 402 or 403 on a submit
         stops its submits (the pairs left get that error, not attempted).
         Leaving the loop early (or cancelling it) stops all work, after the
-        submits in flight were answered and journalled (at most 10 s); wrap
-        it in ``contextlib.aclosing`` to have that happen at once rather than
-        when the iterator is collected.
+        submits in flight were answered and journalled (at most 10 s; a
+        second cancel does not cut that short). That happens when the
+        iterator is closed: at once under ``contextlib.aclosing``, else when
+        it is collected or the client closes, whichever comes first; until
+        then the batch goes on ahead of the loop, within its bounds.
 
         Raises:
             ValueError, TypeError: Bad arguments (``download_to`` that cannot
@@ -387,6 +392,7 @@ class VidgoClient:
         """
         self._lifecycle.check()
         return start_batch(
+            self._lifecycle,
             self._submitter,
             self._waits,
             self.download,

@@ -1,7 +1,8 @@
 """The client's one lifecycle state: open, then closed for good.
 
 Everything that must stop when the client closes asks here: the transport
-before each request, and the pauses of submits and waits sleep through
+before each request, a running batch (stopped once its submits in flight are
+answered and journalled), and the pauses of submits and waits sleep through
 :meth:`Lifecycle.sleep`, which ends at once with :class:`ClientClosedError`
 when the client closes. (A single GET's retry pause - seconds at most - ends
 with the next attempt, which the closed transport refuses.) A download runs
@@ -13,15 +14,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from .errors import ClientClosedError
 
-__all__ = ["Lifecycle", "settle"]
+__all__ = ["Lifecycle", "Stoppable", "settle"]
 
 _T = TypeVar("_T")
+
+
+class Stoppable(Protocol):
+    """Work the client stops before it closes (a running batch)."""
+
+    async def stop(self) -> None:
+        """Stop; safe to call again, and to await from several places."""
 
 
 @attrs.define
@@ -30,6 +38,18 @@ class Lifecycle:
 
     closed: bool = False
     _sleepers: set[asyncio.Future[None]] = attrs.field(factory=set, init=False)
+    _running: set[Stoppable] = attrs.field(factory=set, init=False)
+
+    def started(self, work: Stoppable) -> None:
+        """``work`` runs until it calls :meth:`stopped`; :meth:`stop_running` stops it."""
+        self._running.add(work)
+
+    def stopped(self, work: Stoppable) -> None:
+        self._running.discard(work)
+
+    async def stop_running(self) -> None:
+        """Stop the work still running (before the client closes the sessions it uses)."""
+        await asyncio.gather(*(work.stop() for work in list(self._running)))
 
     def check(self) -> None:
         """Raise :class:`ClientClosedError` if the client is closed."""

@@ -24,11 +24,13 @@ from typing import Any
 import attrs
 
 from .._events import EventHook, operation
+from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, ConversionResult
 from .._ops.submit import Submitter
 from .._ops.wait import Waits
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_options, check_timeout
+from ..errors import ClientClosedError
 from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
 from .journal import JournalSource, JournalWriteError, LostClaim, State
 from .journals import checked_journal, open_journal
@@ -39,6 +41,7 @@ __all__ = ["BatchProgress", "Pairs", "start_batch"]
 logger = logging.getLogger("vidgo_async")
 
 _END = object()  # the last item of the result queue
+_STOPPED = object()  # ... of a batch stopped from outside (the client closed)
 # Seconds a batch waits for its SQLite journal while an ending batch of this process
 # lets go of it (a loop left with ``break``: the submits in flight are answered first).
 _ENDING = SUBMIT_GRACE + 2.0
@@ -85,6 +88,7 @@ class _InputFailed:
 
 
 def start_batch(
+    lifecycle: Lifecycle,
     submitter: Submitter,
     waits: Waits,
     download: Download,
@@ -118,15 +122,22 @@ def start_batch(
         download_to=check_folder("download_to", download_to),
     )
     batch = _Batch(
-        steps, pairs, concurrency=concurrency, room=room, journal_path=journal, hook=hook
+        lifecycle,
+        steps,
+        pairs,
+        concurrency=concurrency,
+        room=room,
+        journal_path=journal,
+        hook=hook,
     )
     return batch.results(on_progress)
 
 
-@attrs.define
+@attrs.define(eq=False)  # compared by identity: the client keeps its running batches in a set
 class _Batch:
     """One ``convert_many`` run: its pairs' tasks, its bookkeeping and its result queue."""
 
+    lifecycle: Lifecycle  # the client's: it stops the batch before it closes
     steps: PairSteps
     pairs: Pairs
     concurrency: int = attrs.field(kw_only=True)
@@ -135,7 +146,9 @@ class _Batch:
     hook: EventHook | None = attrs.field(kw_only=True, default=None)
     queue: asyncio.Queue[Any] = attrs.field(init=False)
     slots: asyncio.Semaphore = attrs.field(init=False)  # pairs in flight
+    feeder: asyncio.Task[None] | None = attrs.field(init=False, default=None)
     tasks: set[asyncio.Task[None]] = attrs.field(init=False, factory=set)
+    stopped: asyncio.Future[None] | None = attrs.field(init=False, default=None)
     in_flight: dict[Key, int] = attrs.field(init=False, factory=dict)  # -> repeats seen
     # -> its result; None: another worker holds the pair and reports it
     done: dict[Key, ConversionResult | None] = attrs.field(init=False, factory=dict)
@@ -156,10 +169,13 @@ class _Batch:
             journal = self.steps.journal = await open_journal(self.journal_path, wait=_ENDING)
             for model, seen in (await journal.learned()).items():  # start warm
                 self.steps.waits.learner.durations(model).restore(seen)
-        feeder = asyncio.create_task(self._feed())
+        self.feeder = asyncio.create_task(self._feed())
+        self.lifecycle.started(self)
         done = succeeded = 0
         try:
-            while (item := await self.queue.get()) is not _END:
+            while (item := await self._next()) is not _END:
+                if item is _STOPPED:
+                    raise ClientClosedError("the client was closed during the batch")
                 if isinstance(item, _InputFailed):
                     raise item.error
                 if isinstance(item, _Outcome):
@@ -184,14 +200,40 @@ class _Batch:
                             logger.exception("the on_progress callback raised")
                     yield result
         finally:
-            pending = [feeder, *self.tasks]
-            if self.steps.journal is not None:
-                self.steps.journal.ending()
+            await self.stop()
+
+    async def _next(self) -> Any:
+        """The next item of the queue; ``_STOPPED`` once it is empty and the batch stopped."""
+        if self.queue.empty() and self.stopped is not None and self.stopped.done():
+            return _STOPPED
+        return await self.queue.get()
+
+    async def stop(self) -> None:
+        """Stop the batch: its submits in flight are answered and journalled first
+        (:meth:`PairSteps.stop`), then the journal is closed. Run once, in a task of
+        its own: neither a second cancel of the consumer (a second Ctrl-C) nor the
+        client's close, which awaits it too, cuts it short."""
+        if self.stopped is None:
+            self.stopped = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self.stopped)
+
+    async def _stop(self) -> None:
+        pending = [task for task in (self.feeder, *self.tasks) if task is not None]
+        journal = self.steps.journal
+        try:
+            if journal is not None:
+                journal.ending()
             await self.steps.stop(pending)
             await asyncio.gather(*pending, return_exceptions=True)
-            if self.steps.journal is not None:
+            if journal is not None:
                 await self.steps.keep_learned()
-                await self.steps.journal.close()
+                await journal.close()
+        finally:
+            self.lifecycle.stopped(self)
+            # A consumer still iterating (the client was closed under it) gets the
+            # results queued, then ClientClosedError; a full queue is drained first.
+            if not self.queue.full():
+                self.queue.put_nowait(_STOPPED)
 
     async def _feed(self) -> None:
         """Read the input while there is room, start a task per new pair, then end the queue.

@@ -241,7 +241,9 @@ class Transport:
             if not self.lifecycle.closed:
                 raise
             failure = ClientClosedError("the client was closed during the request")
-        if self.lifecycle.closed:  # aiohttp fails in many ways under a closing session
+        # aiohttp fails in many ways under a closing session; an answer read whole before
+        # the close still counts (a submit's: the task it names is paid for).
+        if self.lifecycle.closed and (failure is not None or not complete):
             raise ClientClosedError("the client was closed during the request")
         if failure is not None:
             # Raised outside the except block so that no aiohttp exception - whose
