@@ -251,6 +251,20 @@ async def test_an_api_that_never_answered_fails_fast(caplog: pytest.LogCaptureFi
     assert info.value.sent is False
 
 
+async def test_a_wait_on_an_api_that_never_answered_fails_fast() -> None:
+    """Nothing listening at the base URL: a wait gives up after the retry policy's
+    attempts, well before its deadline, with the unsent transport error."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with VidgoClient("key", base_url=f"http://127.0.0.1:{port}", retry=FAST_RETRY) as client:
+        started = time.monotonic()
+        with pytest.raises(TransportError) as info:
+            await client.wait("t", timeout=60)
+    assert time.monotonic() - started < 5
+    assert info.value.sent is False
+
+
 async def test_persistent_poll_failures_are_reported_once_as_a_warning(
     fake: FakeVidgo, client: VidgoClient, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -24,7 +24,7 @@ from vidgo_async import (
     VidgoClient,
     VidgoError,
 )
-from vidgo_async._timing.schedules import start
+from vidgo_async._timing.schedules import retry_pauses
 from vidgo_async.testing import FakeVidgo, Fault
 
 
@@ -133,7 +133,7 @@ def test_backoff_delays_are_full_jitter_over_10000_samples(attempt: int) -> None
     ceiling = min(8.0, 0.5 * 2**attempt)
     samples = []
     for _ in range(10_000):
-        delays = start(policy)
+        delays = retry_pauses(policy)
         for _ in range(attempt):
             delays.send(None)
         samples.append(delays.send(None))

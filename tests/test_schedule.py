@@ -16,12 +16,12 @@ import pytest
 
 from vidgo_async import PollPolicy, RetryPolicy, Task, TaskStatus
 from vidgo_async._timing.budget import RetryBudget
-from vidgo_async._timing.schedules import PollSchedule, start
+from vidgo_async._timing.schedules import PollSchedule, retry_pauses
 
 
 def backoff_delays(policy: RetryPolicy) -> Iterator[float]:
     """The retry pauses after the 1st, 2nd, 3rd ... failure (none with a Retry-After)."""
-    waits = start(policy)
+    waits = retry_pauses(policy)
     while True:
         yield waits.send(None)
 

@@ -95,14 +95,7 @@ __all__ = ["SCHEMA_URL", "Telemetry"]
 #: The semantic conventions the attribute names follow.
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
 
-_SPAN_NAMES = {
-    "convert_to_wav": "vidgo.convert_to_wav",
-    "submit": "vidgo.submit",
-    "wait": "vidgo.wait",
-    "download": "vidgo.download",
-    "batch": "vidgo.batch",
-    "pair": "vidgo.batch.pair",
-}
+_SPAN_NAMES = {"pair": "vidgo.batch.pair"}  # the others: vidgo.{operation}
 # Event fields given to a span when it starts, and their attribute names.
 _ATTRIBUTES = (
     ("task_id", "vidgo.task_id"),

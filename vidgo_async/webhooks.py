@@ -56,7 +56,7 @@ from aiohttp import web
 from yarl import URL
 
 from ._models import Task
-from ._ops.callbacks import Registry, Relay
+from ._ops.callbacks import TOKEN_LENGTH, Registry, Relay
 from ._validate import MAX_CALLBACK_URL, check_timeout, is_loopback
 from ._wire.convert import parse_task
 from .errors import ConfigurationError, InvalidCallbackError, InvalidResponseError
@@ -69,7 +69,6 @@ logger = logging.getLogger("vidgo_async")
 MAX_BODY = 64 * 1024
 #: Path under which a receiver serves, followed by ``/{token}``.
 DEFAULT_PATH = "/vidgo/callbacks"
-_TOKEN_LENGTH = 49  # 16 hex characters, ".", 32 of token_urlsafe(24)
 
 
 def parse_callback(
@@ -255,7 +254,7 @@ class CallbackReceiver:
         except InvalidCallbackError as exc:
             logger.debug("callback refused: %s", exc)
             return exc.status
-        outcome = self._registry.hint(token[: _TOKEN_LENGTH + 1], task)
+        outcome = self._registry.hint(token[: TOKEN_LENGTH + 1], task)
         logger.debug("callback for task %s: %s", task.task_id, outcome)
         return 200
 
@@ -294,9 +293,16 @@ class CallbackReceiver:
 
 
 def _answer(status: int) -> web.Response:
-    reasons = {200: "ok", 400: "malformed callback", 408: "callback too slow"}
-    reason = {413: "callback too large", **reasons}.get(status, "")
+    reason = _REASONS.get(status, "")
     return web.json_response({"code": status, "message": reason}, status=status)
+
+
+_REASONS = {
+    200: "ok",
+    400: "malformed callback",
+    408: "callback too slow",
+    413: "callback too large",
+}
 
 
 async def _unread(request: web.Request, response: web.Response) -> web.Response:
@@ -360,6 +366,6 @@ def _check_public_url(value: object, path: str) -> str:
             f"proxy or tunnel in front), or http on loopback for testing, got {value[:80]!r}"
         )
     base = value.rstrip("/")
-    if len(base) + len(path) + 1 + _TOKEN_LENGTH > MAX_CALLBACK_URL:
+    if len(base) + len(path) + 1 + TOKEN_LENGTH > MAX_CALLBACK_URL:
         raise ValueError(f"public_url is too long for a {MAX_CALLBACK_URL}-character callback URL")
     return base

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from .._validate import check_id
+from .._wire.peers import safe_file_name
 
 __all__ = ["Key", "Pairs", "check_pairs", "describe_pair", "each_pair", "pair_key", "wav_file_name"]
 
@@ -60,7 +60,7 @@ def wav_file_name(audio_id: str) -> str:
     dot; over 200 characters) gets a short hash of itself, so that two ids
     never share a file.
     """
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", audio_id).lstrip(".")[:200] or "audio"
+    safe = safe_file_name(audio_id) or "audio"
     if safe != audio_id:
         safe += "-" + hashlib.sha256(audio_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return safe + ".wav"

@@ -48,6 +48,8 @@ from ..errors import (
 from .intake import Key
 
 __all__ = [
+    "COLUMNS",
+    "SETTLED",
     "BatchJournal",
     "Claim",
     "Entry",
@@ -129,7 +131,10 @@ class Entry:
         )
 
 
-_COLUMNS = ("state", "task_id", "wav_url", "path", "error_type", "error", "error_status")
+#: The columns of a pair's row, as :class:`Entry` names them.
+COLUMNS = tuple(field.name for field in attrs.fields(Entry))
+#: States a pair is reported from, never submitted again.
+SETTLED = frozenset({State.FINISHED, State.FAILED, State.UNKNOWN})
 
 
 #: What a claim answers: whether this process holds the pair, and the pair's row.
@@ -240,7 +245,7 @@ class Journal:
             return f"is damaged: {' '.join(str(check).split())[:200]}"
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(conversions)")}
         missing = [
-            c for c in ("source_task_id", "audio_id", *_COLUMNS, "updated_at") if c not in columns
+            c for c in ("source_task_id", "audio_id", *COLUMNS, "updated_at") if c not in columns
         ]
         if missing:
             return f"has another shape (no column {', '.join(missing)})"
@@ -266,13 +271,13 @@ class Journal:
     def get(self, source_task_id: str, audio_id: str) -> Entry | None:
         """The pair's row, if it has one."""
         row = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM conversions"
+            f"SELECT {', '.join(COLUMNS)} FROM conversions"
             " WHERE source_task_id = ? AND audio_id = ?",
             (source_task_id, audio_id),
         ).fetchone()
         if row is None:
             return None
-        entry: Entry = converter.structure(dict(zip(_COLUMNS, row, strict=True)), Entry)
+        entry: Entry = converter.structure(dict(zip(COLUMNS, row, strict=True)), Entry)
         return entry
 
     def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
@@ -317,11 +322,6 @@ class Journal:
             )
         except sqlite3.Error as exc:
             logger.warning("could not save the learned durations to the journal: %s", exc)
-
-    def counts(self) -> dict[State, int]:
-        """How many pairs stand in each state."""
-        rows = self._db.execute("SELECT state, COUNT(*) FROM conversions GROUP BY state")
-        return {State(state): count for state, count in rows}
 
 
 def _encode_error(error: BaseException | None) -> tuple[str | None, str | None, int | None]:

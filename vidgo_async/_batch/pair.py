@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from .._timing.deadline import Deadline
 from ..errors import ConfigurationError, VidgoError
 from .intake import Key, wav_file_name
 from .journal import (
+    SETTLED,
     BatchJournal,
     Entry,
     JournalWriteError,
@@ -68,8 +70,10 @@ class PairSteps:
     submits: set[asyncio.Task[Any]] = attrs.field(init=False, factory=set)
     stopping: bool = attrs.field(init=False, default=False)  # no new waits once set
     unsaved: int = attrs.field(init=False, default=0)  # pairs finished since the last save
-    # Files being downloaded -> the lock of their writers, and how many use it.
-    writers: dict[Path, tuple[asyncio.Lock, int]] = attrs.field(init=False, factory=dict)
+    # Files being downloaded -> the lock of their writers (gone with its last user).
+    writers: weakref.WeakValueDictionary[Path, asyncio.Lock] = attrs.field(
+        init=False, factory=weakref.WeakValueDictionary
+    )
 
     async def convert(self, key: Key) -> tuple[ConversionResult, State | None] | None:
         """The pair's result and the state its journal row is to settle in (``None``:
@@ -159,7 +163,7 @@ class PairSteps:
         claimed, entry = await self.journal.claim(*key) if self.journal else (True, None)
         if not claimed:
             return None
-        if entry is not None and entry.state in (State.FINISHED, State.FAILED, State.UNKNOWN):
+        if entry is not None and entry.state in SETTLED:
             return entry
         if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
             return entry.task_id, None  # an earlier run's task: its 404 is news
@@ -237,17 +241,8 @@ class PairSteps:
     async def _only_writer(self, dest: Path) -> AsyncIterator[None]:
         """One download at a time into ``dest``: pairs of one track under two parent
         ids name one file (and one ``.part`` to resume from)."""
-        lock, users = self.writers[dest] if dest in self.writers else (asyncio.Lock(), 0)
-        self.writers[dest] = lock, users + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self.writers[dest]
-            if users == 1:
-                del self.writers[dest]
-            else:
-                self.writers[dest] = lock, users - 1
+        async with self.writers.setdefault(dest, asyncio.Lock()):
+            yield
 
     async def _from_journal(self, key: Key, entry: Entry) -> tuple[ConversionResult, State | None]:
         """An earlier run's result, downloaded again if its file is gone."""

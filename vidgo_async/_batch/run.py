@@ -127,7 +127,7 @@ def start_batch(
         pairs,
         concurrency=concurrency,
         room=room,
-        journal_path=journal,
+        journal=journal,
         hook=hook,
     )
     return batch.results(on_progress)
@@ -142,7 +142,7 @@ class _Batch:
     pairs: Pairs
     concurrency: int = attrs.field(kw_only=True)
     room: int = attrs.field(kw_only=True)
-    journal_path: str | os.PathLike[str] | JournalSource | None = attrs.field(kw_only=True)
+    journal: str | os.PathLike[str] | JournalSource | None = attrs.field(kw_only=True)
     hook: EventHook | None = attrs.field(kw_only=True, default=None)
     queue: asyncio.Queue[Any] = attrs.field(init=False)
     slots: asyncio.Semaphore = attrs.field(init=False)  # pairs in flight
@@ -165,8 +165,8 @@ class _Batch:
         self, on_progress: Callable[[BatchProgress], object] | None
     ) -> AsyncGenerator[ConversionResult, None]:
         """Run the batch; yield each result as it is queued."""
-        if self.journal_path is not None:
-            journal = self.steps.journal = await open_journal(self.journal_path, wait=_ENDING)
+        if self.journal is not None:
+            journal = self.steps.journal = await open_journal(self.journal, wait=_ENDING)
             for model, seen in (await journal.learned()).items():  # start warm
                 self.steps.waits.learner.durations(model).restore(seen)
         self.feeder = asyncio.create_task(self._feed())

@@ -14,7 +14,7 @@ from typing import NoReturn
 from vidgo_async import DEFAULT_TIMEOUT
 
 from . import batch, commands
-from .checks import DEFAULT_JOURNAL
+from .checks import DEFAULT_JOURNAL, is_dsn
 from .client import DOWNLOAD_TIMEOUT
 
 __all__ = ["Parser", "build_parser", "port", "positive_int", "positive_number"]
@@ -271,7 +271,7 @@ _SECONDS = positive_number("seconds")
 
 
 def _dsn(text: str) -> str:
-    if not text.startswith(("postgresql://", "postgres://")):
+    if not is_dsn(text):
         raise argparse.ArgumentTypeError(
             "expected a postgresql:// connection string (yours is not repeated here,"
             " as it may hold a password)"

@@ -82,7 +82,7 @@ def journal_of(journal: str | None, *, off: bool, lease: float | None = None) ->
     ``lease`` (``--journal-lease``) is for a ``postgresql://`` journal only.
     """
     if lease is not None:
-        if off or not _is_dsn(journal or ""):
+        if off or not is_dsn(journal or ""):
             raise UsageError("--journal-lease: only with a postgresql:// --journal")
         shared_journal(journal, lease)  # its checks, before any request
     return None if off else check_journal(journal or DEFAULT_JOURNAL)
@@ -98,14 +98,13 @@ def shared_journal(journal: str | None, lease: float | None) -> str | SharedJour
         from vidgo_async.postgres import SharedJournal
 
         return SharedJournal(journal, lease_seconds=lease)
-    except ImportError as exc:
-        raise UsageError(f"--journal-lease: {exc}") from None
-    except ValueError as exc:
+    except (ImportError, ValueError) as exc:
         raise UsageError(f"--journal-lease: {exc}") from None
 
 
-def _is_dsn(journal: str) -> bool:
-    return journal.startswith(("postgresql://", "postgres://"))
+def is_dsn(text: str) -> bool:
+    """Whether ``text`` is a PostgreSQL connection string (``convert_many`` takes it)."""
+    return text.startswith(("postgresql://", "postgres://"))
 
 
 def check_journal(journal: str) -> str:
@@ -115,7 +114,7 @@ def check_journal(journal: str) -> str:
     database (an empty file is one) that can be written. A ``postgresql://``
     DSN (a journal shared by several workers) is checked when the batch starts.
     """
-    if _is_dsn(journal) or "://" in journal:
+    if "://" in journal:
         return journal  # a connection string: convert_many judges it (without quoting it)
     path = Path(journal)
     if path.is_dir():
@@ -144,7 +143,7 @@ def open_output(name: str, *, besides: Mapping[str, str | None]) -> IO[str]:
     refused when it names one of the files ``besides`` (the input, the journal), which
     opening it would empty."""
     for what, other in besides.items():
-        if other is not None and other != "-" and not _is_dsn(other) and _same_file(name, other):
+        if other is not None and other != "-" and not is_dsn(other) and _same_file(name, other):
             raise UsageError(f"--output: {name} is the {what}: writing it would empty it")
     try:
         # A local file opened once, before the batch starts: not worth a thread.

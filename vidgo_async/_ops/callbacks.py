@@ -51,7 +51,7 @@ from .._lifecycle import Lifecycle, settle
 from .._models import Task, TaskStatus
 from .._timing.deadline import Deadline
 
-__all__ = ["CallbackPacer", "Registry", "Relay", "Slot"]
+__all__ = ["TOKEN_LENGTH", "CallbackPacer", "Registry", "Relay", "Slot", "new_instance"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -62,6 +62,13 @@ _NOT_TERMINAL = frozenset({TaskStatus.NOT_STARTED, TaskStatus.RUNNING})
 _INSTANCE = 8  # hex characters of a token's instance
 _KEY = 24  # ... and of its whole key: the instance, then a random nonce of 64 bits
 _MAC = 24  # characters of a token's HMAC (urlsafe base64 of SHA-256: 144 bits)
+#: Characters of a token: its key, ".", its MAC.
+TOKEN_LENGTH = _KEY + 1 + _MAC
+
+
+def new_instance() -> str:
+    """A fresh instance name: what the tokens of one registry (or relay) start with."""
+    return secrets.token_hex(_INSTANCE // 2)
 
 
 @runtime_checkable
@@ -128,8 +135,7 @@ class Slot:
         self.armed = False
         self.generation += 1
         for waiter in self.waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+            settle(waiter)
 
 
 class Registry:
@@ -148,7 +154,7 @@ class Registry:
         self._max = max_slots
         self._relay = relay
         if relay is None:
-            self.instance = secrets.token_hex(_INSTANCE // 2)
+            self.instance = new_instance()
             self._secret = secrets.token_bytes(32)
         else:
             self.instance = relay.instance

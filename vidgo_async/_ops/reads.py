@@ -17,11 +17,11 @@ from .._models import Task
 from .._timing.budget import RetryBudget
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
-from .._timing.limits import Limiter, after_refusal, holding
+from .._timing.limits import Limiter, holding
 from .._timing.schedules import retry_waits
 from .._wire.convert import parse_task
 from .._wire.transport import Transport
-from ..errors import RateLimitError, VidgoError
+from ..errors import VidgoError
 
 __all__ = ["DETAIL_PATH", "STATUS_ROUTE", "Reader"]
 
@@ -77,7 +77,9 @@ class Reader:
     async def _get_once(
         self, path: str, params: dict[str, str] | None, limited: bool, route: str | None
     ) -> Any:
-        async with holding(self.limiter if limited else None, None, "a poll slot") as slot:
+        limiter = self.limiter if limited else None
+        cap = self.retry.max_retry_after
+        async with holding(limiter, None, "a poll slot", cap) as slot:
             try:
                 data = await self.transport.request(
                     "GET", path, params=params, route=route, slot=slot
@@ -85,7 +87,6 @@ class Reader:
             except VidgoError as exc:
                 if retryable(exc):
                     self.budget.record_failure()
-                self._note_failure(exc, limited)
                 raise
         self.budget.record_success()
         return data
@@ -111,11 +112,6 @@ class Reader:
             path=path,
         )
 
-    def _note_failure(self, exc: VidgoError, limited: bool) -> None:
-        if limited and isinstance(exc, RateLimitError):
-            # One 429 slows every status read: its Retry-After, else half the rate.
-            after_refusal(self.limiter, exc.retry_after, self.retry.max_retry_after)
-
     async def detail(self, task_id: str) -> Task:
         """Query Music Detail for ``task_id``, retried like any GET."""
         data = await self.get(DETAIL_PATH, {"task_id": task_id}, limited=True)
@@ -139,7 +135,8 @@ class Reader:
             RequestTimeoutError: The deadline came first.
             VidgoError: Whatever the single attempt met; the wait decides.
         """
-        async with holding(self.limiter, deadline.remaining(), "the next poll slot") as slot:
+        cap = self.retry.max_retry_after
+        async with holding(self.limiter, deadline.remaining(), "the next poll slot", cap) as slot:
             try:
                 async with gate or contextlib.nullcontext():
                     data = await self.transport.request(
@@ -152,7 +149,6 @@ class Reader:
                 task = parse_task(data, task_id=task_id)
             except VidgoError as exc:
                 emit(self.hook, "poll", task_id=task_id, error=type(exc).__name__)
-                self._note_failure(exc, limited=True)
                 raise
         self.budget.record_success()
         emit(self.hook, "poll", task_id=task_id, status=task.status)

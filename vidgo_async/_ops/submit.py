@@ -25,16 +25,15 @@ from .._events import EventHook, emit, operation
 from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.budget import RetryBudget
-from .._timing.classify import Failure, classify
+from .._timing.classify import Failure, classify, unreachable
 from .._timing.deadline import Deadline
-from .._timing.limits import Limiter, after_refusal, holding
-from .._timing.schedules import WARN_AFTER, start
+from .._timing.limits import Limiter, holding
+from .._timing.schedules import WARN_AFTER, retry_pauses
 from .._wire.convert import parse_accepted, parse_task
 from .._wire.transport import Transport
 from ..errors import (
     AlreadyConvertedError,
     ConflictError,
-    RateLimitError,
     SubmitOutcomeUnknownError,
     TransportError,
     VidgoError,
@@ -144,13 +143,14 @@ class Submitter:
         ambiguous: VidgoError | None = None
         if resumed:
             ambiguous = TransportError("an earlier run was interrupted during this submit")
-        pauses = start(self.retry)
+        pauses = retry_pauses(self.retry)
         attempt = 0
         while True:
             attempt += 1
             timeout = None if deadline is None else deadline.remaining()
             try:
-                async with holding(self.limiter, timeout, "a submit slot") as slot:
+                cap = self.retry.max_retry_after
+                async with holding(self.limiter, timeout, "a submit slot", cap) as slot:
                     if before_send is not None:
                         await before_send()
                     data = await self.transport.request(
@@ -161,27 +161,30 @@ class Submitter:
                 emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                 return _after_conflict(exc, body, ambiguous, adopt=adopt)
             except VidgoError as exc:
-                if self.limiter is not None and isinstance(exc, RateLimitError):
-                    after_refusal(self.limiter, exc.retry_after, self.retry.max_retry_after)
                 failure = classify(exc)
                 if failure is Failure.AMBIGUOUS:
                     ambiguous = exc
                 if failure is not Failure.FINAL:
                     self.budget.record_failure()
                 delay = pauses.send(exc)
-                unreachable = self._unreachable(failure, attempt)
+                never_answered = unreachable(
+                    exc,
+                    answered=self.transport.answered,
+                    attempt=attempt,
+                    max_attempts=self.retry.max_attempts,
+                )
                 stop = (
                     failure is Failure.FINAL
                     # Only the 409 rule of a WAV conversion makes a repeat safe.
                     or (ambiguous is not None and body["model"] != WAV_MODEL)
                     or self._gives_up(attempt, deadline, delay)
                 )
-                if stop or unreachable:
+                if stop or never_answered:
                     emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                     if ambiguous is not None:
                         answer_error = None if ambiguous is exc else exc
                         raise _unknown(body, ambiguous, answer_error) from exc
-                    if unreachable:
+                    if never_answered:
                         raise TransportError(
                             f"cannot reach the API at {self.transport.base_url} ({exc}); "
                             "nothing was submitted",
@@ -215,15 +218,6 @@ class Submitter:
                 logger.debug("submitted %s: task %s", body["model"], task_id)
                 emit(self.hook, "submit", task_id=task_id, attempt=attempt)
                 return Accepted(task_id, answer)
-
-    def _unreachable(self, failure: Failure, attempt: int) -> bool:
-        """Whether to stop trying an API that never answered this client: then an
-        unsent failure is a wrong URL or a network down, not worth a whole deadline."""
-        return (
-            failure is Failure.UNSENT
-            and not self.transport.answered
-            and attempt >= self.retry.max_attempts
-        )
 
     def _gives_up(self, attempt: int, deadline: Deadline | None, delay: float) -> bool:
         if deadline is None:

@@ -23,8 +23,8 @@ import attrs
 from .._config import PollPolicy
 from .._events import Scope, emit, operation
 from .._lifecycle import Lifecycle
-from .._models import WAV_MODEL, Task, TaskHandle, TaskStatus
-from .._timing.classify import Failure, classify, retryable, stretch
+from .._models import Task, TaskHandle, TaskStatus
+from .._timing.classify import retryable, stretch, unreachable
 from .._timing.deadline import Deadline
 from .._timing.learned import Learner
 from .._timing.schedules import WARN_AFTER, PollSchedule
@@ -72,7 +72,6 @@ class Waits:
         first_delay: float | None = None,
         submitted_at: float | None = None,
         gate: asyncio.Semaphore | None = None,
-        model: str = WAV_MODEL,
     ) -> Poller:
         """The poll loop of one wait.
 
@@ -83,7 +82,6 @@ class Waits:
                 here), so that its 404s before a first answer are no news,
                 and its duration can be learned from and planned for.
             gate: Held during each poll (a batch's bound on requests in flight).
-            model: The task's model, whose durations the schedule learns from.
         """
         policy = policy or self.policy
         pacer = None
@@ -91,7 +89,7 @@ class Waits:
             pacer = self.callbacks.pacer(handle.task_id, policy, self.lifecycle)
         # A wait paced by callbacks keeps its schedule blind, and learns nothing from a
         # finish that a callback (not a poll) revealed.
-        learned = self.learner.durations(model) if pacer is None else None
+        learned = self.learner.durations(handle.model) if pacer is None else None
         schedule = PollSchedule(policy, started=submitted_at, learned=learned)
         return Poller(
             reader=self.reader,
@@ -222,7 +220,12 @@ class Poller:
                     raise
                 if self.deadline.expired():
                     raise self._timeout() from exc
-                if self._unreachable(exc):
+                if unreachable(
+                    exc,
+                    answered=self.reader.transport.answered,
+                    attempt=self.failures + 1,
+                    max_attempts=self.reader.retry.max_attempts,
+                ):
                     raise
                 self.failures += 1
                 if self.failures == WARN_AFTER:
@@ -266,15 +269,6 @@ class Poller:
             await self.lifecycle.sleep(delay)
         elif await self.pacer.nap(delay):
             emit(self.reader.hook, "callback", task_id=self.handle.task_id)
-
-    def _unreachable(self, exc: VidgoError) -> bool:
-        """An API that never answered this client, failing unsent ``max_attempts``
-        times: a wrong URL or a network down, not worth waiting the deadline out."""
-        return (
-            classify(exc) is Failure.UNSENT
-            and not self.reader.transport.answered
-            and self.failures + 1 >= self.reader.retry.max_attempts
-        )
 
     def _note(self, task: Task) -> None:
         self.failures = 0

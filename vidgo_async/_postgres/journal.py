@@ -47,8 +47,6 @@ import time
 import uuid
 from typing import Any
 
-import backoff
-
 try:
     import asyncpg  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
@@ -57,9 +55,11 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
     ) from exc
 
 from .._batch.intake import Key
-from .._batch.journal import Entry, JournalWriteError, LostClaim
+from .._batch.journal import COLUMNS, SETTLED, Entry, JournalWriteError, LostClaim
+from .._config import RetryPolicy
 from .._converter import converter
 from .._timing.deadline import Deadline
+from .._timing.schedules import retry_pauses
 from .._wire.convert import dump_durations, load_durations
 from .connect import CONNECTION_ERRORS, DB_ERRORS, OPEN_ERRORS, open_failure
 
@@ -70,6 +70,7 @@ logger = logging.getLogger("vidgo_async")
 #: How long a worker's claim outlives its last renewal (renewed every third of it).
 LEASE_SECONDS = 30.0
 _CONNECT_TIMEOUT = 10.0
+_OUTAGE = RetryPolicy(base_delay=0.05, max_delay=1.0)  # pauses through a lost connection
 _SETUP_LOCK = 0x76696468  # pg_advisory_xact_lock key of the journal's set-up
 
 SCHEMA = """
@@ -92,8 +93,7 @@ CREATE INDEX IF NOT EXISTS vidgo_async_journal_claimed
     ON vidgo_async_journal (claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE TABLE IF NOT EXISTS vidgo_async_journal_learned (model text PRIMARY KEY, summary text);
 """
-_COLUMNS = ("state", "task_id", "wav_url", "path", "error_type", "error", "error_status")
-_SETTLED = "('finished', 'failed', 'unknown')"
+_SETTLED = "(" + ", ".join(sorted(f"'{state.value}'" for state in SETTLED)) + ")"  # in SQL
 
 _CLAIM = f"""
 INSERT INTO vidgo_async_journal AS j (source_task_id, audio_id, claimed_by, lease_until)
@@ -103,7 +103,7 @@ INSERT INTO vidgo_async_journal AS j (source_task_id, audio_id, claimed_by, leas
     WHERE j.claimed_by IS NULL OR j.claimed_by = excluded.claimed_by
         OR j.lease_until < clock_timestamp()
             AND (j.state IS NULL OR j.state NOT IN {_SETTLED} OR j.updated_at < $5)
-    RETURNING {", ".join("j." + c for c in _COLUMNS)}
+    RETURNING {", ".join("j." + c for c in COLUMNS)}
 """
 # Pairs other workers held, unsettled: free (to claim) or still held.
 _RECHECK = f"""
@@ -202,7 +202,7 @@ class PostgresJournal:
             return False, None
         if row["state"] is None:  # claimed, nothing recorded yet
             return True, None
-        entry: Entry = converter.structure({c: row[c] for c in _COLUMNS}, Entry)
+        entry: Entry = converter.structure({c: row[c] for c in COLUMNS}, Entry)
         return True, entry
 
     @property
@@ -303,8 +303,7 @@ class PostgresJournal:
         report its pair again; every statement here is idempotent.
         """
         deadline = Deadline.after(self.lease_seconds / 2)
-        pauses = backoff.expo(factor=0.05, max_value=1.0)
-        next(pauses)  # past expo's priming yield
+        pauses = retry_pauses(_OUTAGE)
         while True:
             try:
                 left = deadline.remaining()
@@ -312,7 +311,7 @@ class PostgresJournal:
             except CONNECTION_ERRORS:
                 if deadline.expired():
                     raise
-                await asyncio.sleep(deadline.clamp(backoff.full_jitter(next(pauses))))
+                await asyncio.sleep(deadline.clamp(pauses.send(None)))
 
     async def close(self) -> None:
         """Stop renewing, give up this worker's claims, and disconnect."""

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import time
 import weakref
 from collections import OrderedDict
@@ -35,8 +34,8 @@ import attrs
 
 from .._config import RetryPolicy
 from .._models import Task
-from .._ops.callbacks import Registry
-from .._timing.schedules import start
+from .._ops.callbacks import Registry, new_instance
+from .._timing.schedules import retry_pauses
 from .._validate import check_rate
 from .._wire.convert import parse_task
 from ..errors import ClientClosedError, ConfigurationError, InvalidResponseError
@@ -132,7 +131,7 @@ class CallbackRelay:
         self._dsn = dsn
         self._secret = secret
         self._timeout = check_rate("connect_timeout", connect_timeout)
-        self._instance = secrets.token_hex(4)
+        self._instance = new_instance()
         self._registries: weakref.WeakSet[Registry] = weakref.WeakSet()
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(max_queue)
         # Hints sent on, by (token, task id, status): a forged one naming another task
@@ -280,7 +279,7 @@ class CallbackRelay:
         connection that stops answering (a network that dropped it silently) is
         found by a ``SELECT 1`` when idle, and replaced.
         """
-        pauses = start(_RECONNECT)
+        pauses = retry_pauses(_RECONNECT)
         try:
             while True:
                 try:
@@ -291,7 +290,7 @@ class CallbackRelay:
                     if self._sending:
                         await connection.executemany(_NOTIFY, self._sending, timeout=self._timeout)
                         self._sent()
-                        pauses = start(_RECONNECT)
+                        pauses = retry_pauses(_RECONNECT)
                 except DB_ERRORS as exc:
                     refused = not isinstance(exc, asyncio.TimeoutError)
                     if refused and connection is not None and not connection.is_closed():

@@ -2,6 +2,6 @@
 
 ``classify`` (what a failure may have done), ``deadline`` (when a wait ends),
 ``schedules`` (how long to pause: backoff's generators fed from the
-policies), ``learned`` (where checks go once task durations are known),
-``limits`` (the client-wide rate cap and retry budget).
+policies), ``learned`` and ``planning`` (where checks go once task durations
+are known), ``budget`` (the retry budget), ``limits`` (the client-wide rate cap).
 """

@@ -53,6 +53,8 @@ _REFUSED = frozenset({429, 501, 503})
 _ACCOUNT = frozenset({401, 402, 403})
 # Final answers about the pair submitted: submitting it again cannot help.
 _PAIR = frozenset({400, 404, 409, 422})
+# Statuses of a read after which the task will not be shown again.
+_GONE = frozenset({400, 403, 404, 422})
 
 
 class Failure(enum.Enum):
@@ -78,6 +80,13 @@ def classify(exc: BaseException) -> Failure:
     return Failure.FINAL
 
 
+def unreachable(exc: BaseException, *, answered: bool, attempt: int, max_attempts: int) -> bool:
+    """Whether to stop trying an API that never answered this client: ``exc`` is
+    unsent on the ``max_attempts``-th attempt (a wrong URL or a network down, not
+    worth a whole deadline)."""
+    return not answered and attempt >= max_attempts and classify(exc) is Failure.UNSENT
+
+
 def retryable(exc: BaseException) -> bool:
     """Whether a read that failed with ``exc`` is worth another attempt."""
     return classify(exc) is not Failure.FINAL
@@ -95,10 +104,8 @@ def refuses_the_pair(exc: BaseException) -> bool:
 
 def ends_the_task(exc: BaseException) -> bool:
     """Whether after ``exc`` waiting on the same task again is pointless: it failed,
-    or the server will not show it (400, 403, 404)."""
-    return isinstance(exc, TaskFailedError) or (
-        isinstance(exc, APIError) and exc.status in {400, 403, 404, 422}
-    )
+    or the server will not show it (400, 403, 404, 422)."""
+    return isinstance(exc, TaskFailedError) or (isinstance(exc, APIError) and exc.status in _GONE)
 
 
 def stretch(delay: float, exc: BaseException, cap: float) -> float:

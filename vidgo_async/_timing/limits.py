@@ -17,7 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
-from ..errors import ClientClosedError, RequestTimeoutError
+from ..errors import ClientClosedError, RateLimitError, RequestTimeoutError
 
 __all__ = [
     "MIN_SHARE",
@@ -111,15 +111,19 @@ class Quota(Protocol):
 
 class holding:
     """Hold a slot of ``limiter`` (None: no cap) for the life of one request; the
-    transport calls its :meth:`Slot.leaving` as the request leaves.
+    transport calls its :meth:`Slot.leaving` as the request leaves. A 429 met under
+    it slows the limiter (:func:`after_refusal`, its Retry-After capped at ``cap``).
 
     Raises (on entry):
         RequestTimeoutError: No slot came within ``timeout``; nothing was sent.
     """
 
-    __slots__ = ("_limiter", "_slot", "_timeout", "_what")
+    __slots__ = ("_cap", "_limiter", "_slot", "_timeout", "_what")
 
-    def __init__(self, limiter: Limiter | None, timeout: float | None, what: str) -> None:
+    def __init__(
+        self, limiter: Limiter | None, timeout: float | None, what: str, cap: float
+    ) -> None:
+        self._cap = cap
         self._limiter = limiter
         self._timeout = timeout
         self._what = what
@@ -135,7 +139,9 @@ class holding:
                 ) from None
         return self._slot
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
+        if self._limiter is not None and isinstance(exc, RateLimitError):
+            after_refusal(self._limiter, exc.retry_after, self._cap)
         if self._slot is not None:
             self._slot.release()
 

@@ -21,7 +21,7 @@ from .classify import stretch
 from .learned import Durations
 from .planning import blind_steps
 
-__all__ = ["WARN_AFTER", "PollSchedule", "retry_waits", "start"]
+__all__ = ["WARN_AFTER", "PollSchedule", "retry_pauses", "retry_waits"]
 
 #: Failures in a row after which a retry loop says so, once (a WARNING).
 WARN_AFTER = 5
@@ -34,7 +34,7 @@ def retry_waits(policy: RetryPolicy) -> Generator[float, BaseException | None, N
     Each failure sent in gives the pause after it: ``full_jitter`` of
     ``expo`` (``base_delay * 2**n``, capped at ``max_delay``), stretched to
     the failure's ``Retry-After`` (capped at ``max_retry_after``). Pass it to
-    ``backoff.on_exception`` as ``wait_gen``, or :func:`start` it for a loop
+    ``backoff.on_exception`` as ``wait_gen``, or use :func:`retry_pauses` for a loop
     of our own.
     """
     delays = backoff.expo(base=2, factor=policy.base_delay, max_value=policy.max_delay)
@@ -47,7 +47,7 @@ def retry_waits(policy: RetryPolicy) -> Generator[float, BaseException | None, N
         failure = yield delay
 
 
-def start(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
+def retry_pauses(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
     """:func:`retry_waits`, primed as backoff primes it: ``send(failure)`` gives each pause."""
     waits = retry_waits(policy)
     waits.send(None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import os
 import re
 import time
@@ -32,7 +33,7 @@ from .._events import EventHook, emit, operation, request
 from .._lifecycle import Lifecycle
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
-from .._timing.schedules import start
+from .._timing.schedules import retry_pauses
 from ..errors import APIError, InvalidResponseError, RequestTimeoutError, VidgoError
 from .envelope import api_error, excerpt, parse_retry_after, redact
 from .peers import check_url, download_target, is_refused, refused_address, url_label
@@ -198,7 +199,7 @@ class _Download:
         if refused is not None:
             raise ValueError(f"refusing {self._where()}: it resolves to {refused}")
         # Our loop, not backoff's: an attempt that grows the file starts the count afresh.
-        best, failures, pauses = part_size(self._part), 0, start(self._retry)
+        best, failures, pauses = part_size(self._part), 0, retry_pauses(self._retry)
         if best:
             self._version = read_version(self._part)  # an earlier call's
         while True:
@@ -215,7 +216,7 @@ class _Download:
             self._left(failure)  # a passed deadline outranks the attempt count
             size = part_size(self._part)
             if size > best:
-                best, failures, pauses = size, 0, start(self._retry)
+                best, failures, pauses = size, 0, retry_pauses(self._retry)
             failures += 1
             if failures >= self._retry.max_attempts:
                 if isinstance(failure, _Incomplete):
@@ -349,7 +350,7 @@ class _Download:
             raise _Incomplete(f"{self._where()}: range {offset}- no longer satisfiable")
         if status >= 400:
             body = await response.content.read(1024)
-            raise _status_error(response, body, self._where(), self._retry, self._secret)
+            raise _status_error(response, body, self._where(), self._secret)
         if status not in (200, 206):
             raise InvalidResponseError(f"{self._where()}: unexpected status", status=status)
         encoding = response.headers.get("Content-Encoding", "identity").strip()
@@ -397,11 +398,10 @@ def _version_of(response: aiohttp.ClientResponse) -> str | None:
 
 
 def _status_error(
-    response: aiohttp.ClientResponse, body: bytes, where: str, retry: RetryPolicy, secret: str
+    response: aiohttp.ClientResponse, body: bytes, where: str, secret: str
 ) -> APIError:
     """The error for an error status, mapped as for API calls."""
-    header = response.headers.get("Retry-After")
-    retry_after = parse_retry_after(header, cap=retry.max_retry_after)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"), cap=math.inf)
     shown = excerpt(redact(body.decode("utf-8", "replace"), secret))  # redacted before cut
     message = f"{where}: {shown or 'no body'}"
     return api_error(response.status, None, message, None, retry_after)

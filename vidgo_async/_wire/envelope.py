@@ -51,7 +51,6 @@ _BY_STATUS: dict[int, type[APIError]] = {
     402: InsufficientCreditsError,
     403: PermissionDeniedError,
     404: NotFoundError,
-    409: ConflictError,
     422: BadRequestError,
 }
 

@@ -22,6 +22,7 @@ __all__ = [
     "download_target",
     "is_refused",
     "refused_address",
+    "safe_file_name",
     "url_label",
 ]
 
@@ -105,10 +106,15 @@ def download_target(dest: str | os.PathLike[str], url: URL, overwrite: bool) -> 
     return path
 
 
+def safe_file_name(text: str) -> str:
+    """``text`` as a file name: other characters than letters, digits, ``.``, ``_``,
+    ``-`` replaced, no leading dot, 200 characters at most (empty if nothing is left)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")[:200]
+
+
 def _file_name(url: URL) -> str:
     """The URL path's last segment, reduced to a safe file name."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", url.name).lstrip(".")[:200]
-    return name or "download.wav"
+    return safe_file_name(url.name) or "download.wav"
 
 
 class PublicResolver(aiohttp.abc.AbstractResolver):

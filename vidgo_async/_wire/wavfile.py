@@ -57,12 +57,10 @@ def riff_mismatch(head: bytes, size: int) -> str | None:
     RF64 files and RIFF sizes of 0 or 0xFFFFFFFF declare nothing usable and
     always pass; so does a header too short to read.
     """
-    if len(head) < 8 or head[:4] != b"RIFF":
+    declared = declared_size(head)
+    if declared is None or declared == size:
         return None
-    declared = int.from_bytes(head[4:8], "little")
-    if declared in _UNKNOWN_SIZES or declared + 8 == size:
-        return None
-    return f"the RIFF header declares {declared + 8} bytes, got {size}"
+    return f"the RIFF header declares {declared} bytes, got {size}"
 
 
 class PartFile:
