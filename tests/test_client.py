@@ -275,3 +275,19 @@ async def test_persistent_poll_failures_are_reported_once_as_a_warning(
     assert task.status is TaskStatus.FINISHED
     warned = [r.getMessage() for r in caplog.records if "have failed" in r.getMessage()]
     assert len(warned) == 1
+
+
+async def test_persistent_read_failures_are_reported_once_as_a_warning(
+    fake: FakeVidgo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A GET whose attempts keep failing says so once (a WARNING), as polls and submits
+    do, then returns its answer. (Reads retried in silence at DEBUG.)"""
+    fake.inject(Fault.server_error(503), route="detail", times=7)
+    retry = attrs.evolve(FAST_RETRY, max_attempts=10)
+    async with VidgoClient(fake.api_key, base_url=fake.url, retry=retry) as client:
+        with caplog.at_level(logging.WARNING, logger="vidgo_async"):
+            task = await client.get_task(fake.seed_task(status="finished"))
+    assert task.status is TaskStatus.FINISHED
+    warned = [r.getMessage() for r in caplog.records if "have failed" in r.getMessage()]
+    assert len(warned) == 1
+    assert fake.api_key not in caplog.text

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 import pytest_asyncio
 from support import MakeClient, MakeFake
@@ -140,6 +141,23 @@ async def test_logs_never_show_the_query(
     url = f"{big.url}/files/{big.seed_task()}.wav?token=s3cr3t"
     await fetch(session, url, tmp_path / "a.wav")
     assert "/files/" in caplog.text
+    assert "s3cr3t" not in caplog.text
+
+
+async def test_persistent_download_failures_are_reported_once_as_a_warning(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A download whose attempts keep failing says so once (a WARNING, without the signed
+    URL's query), as polls and submits do, then completes. (It retried in silence.)"""
+    big.inject(Fault.server_error(503), route="files", times=7)
+    url = f"{big.url}/files/{big.seed_task()}.wav?token=s3cr3t"
+    with caplog.at_level(logging.WARNING, logger="vidgo_async"):
+        path = await fetch(
+            session, url, tmp_path / "a.wav", retry=attrs.evolve(NO_WAIT, max_attempts=10)
+        )
+    assert_valid_wav(path)
+    warned = [r.getMessage() for r in caplog.records if "have failed" in r.getMessage()]
+    assert len(warned) == 1
     assert "s3cr3t" not in caplog.text
 
 

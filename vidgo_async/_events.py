@@ -12,9 +12,22 @@ import attrs
 
 from ._models import TaskStatus
 
-__all__ = ["Event", "EventHook", "EventKind", "Scope", "emit", "operation", "request"]
+__all__ = [
+    "WARN_AFTER",
+    "Event",
+    "EventHook",
+    "EventKind",
+    "Scope",
+    "emit",
+    "operation",
+    "request",
+    "retrying",
+]
 
 logger = logging.getLogger("vidgo_async")
+
+#: Failures in a row after which a retry loop says so, once (a WARNING).
+WARN_AFTER = 5
 
 #: ``submit`` (a submit answered or gave up), ``poll`` (a status read),
 #: ``retry`` (a failed attempt about to be repeated), ``status`` (a task's
@@ -106,6 +119,32 @@ def emit(hook: EventHook | None, kind: EventKind, **fields: Any) -> None:
         hook(Event(kind=kind, **fields))
     except Exception:
         logger.exception("the on_event hook raised on a %s event", kind)
+
+
+def retrying(
+    hook: EventHook | None,
+    what: str,
+    exc: BaseException,
+    *,
+    attempt: int,
+    delay: float,
+    path: str,
+    task_id: str | None = None,
+) -> None:
+    """``what`` failed with ``exc`` for the ``attempt``-th time in a row and is tried
+    again in ``delay`` seconds: a DEBUG line and a ``retry`` event, and one WARNING when
+    the failures in a row reach :data:`WARN_AFTER` (a persistent failure says so once)."""
+    name = type(exc).__name__
+    if attempt == WARN_AFTER:
+        logger.warning(
+            "%s: %d attempts have failed in a row (last: %s: %s); retrying until the deadline",
+            what,
+            attempt,
+            name,
+            exc,
+        )
+    logger.debug("%s: attempt %d failed (%s); retrying in %.2fs", what, attempt, name, delay)
+    emit(hook, "retry", task_id=task_id, attempt=attempt, delay=delay, error=name, path=path)
 
 
 class Scope:

@@ -12,7 +12,7 @@ import attrs
 import backoff
 
 from .._config import RetryPolicy
-from .._events import EventHook, emit
+from .._events import EventHook, emit, retrying
 from .._models import Task
 from .._timing.budget import RetryBudget
 from .._timing.classify import retryable
@@ -61,7 +61,7 @@ class Reader:
         ``route`` is the path's template (default: the path).
         """
         # backoff runs the loop; the policy is read at call time (its "runtime configuration").
-        retrying = backoff.on_exception(
+        get = backoff.on_exception(
             retry_waits,
             VidgoError,
             max_tries=self.retry.max_attempts,
@@ -71,7 +71,7 @@ class Reader:
             logger=None,
             policy=self.retry,
         )(self._get_once)
-        data: Any = await retrying(path, params, limited, route)
+        data: Any = await get(path, params, limited, route)
         return data
 
     async def _get_once(
@@ -95,20 +95,13 @@ class Reader:
         return not retryable(exc) or not self.budget.allows_retry()
 
     def _note_retry(self, details: Any) -> None:
-        exc, path = details["exception"], details["args"][0]
-        logger.debug(
-            "GET %s attempt %d failed (%s); retrying in %.2fs",
-            path,
-            details["tries"],
-            type(exc).__name__,
-            details["wait"],
-        )
-        emit(
+        path = details["args"][0]
+        retrying(
             self.hook,
-            "retry",
+            f"GET {path}",
+            details["exception"],
             attempt=details["tries"],
             delay=details["wait"],
-            error=type(exc).__name__,
             path=path,
         )
 

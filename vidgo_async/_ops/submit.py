@@ -21,14 +21,14 @@ from typing import Any
 import attrs
 
 from .._config import RetryPolicy
-from .._events import EventHook, emit, operation
+from .._events import EventHook, emit, operation, retrying
 from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.budget import RetryBudget
 from .._timing.classify import Failure, classify, unreachable
 from .._timing.deadline import Deadline
 from .._timing.limits import Limiter, holding
-from .._timing.schedules import WARN_AFTER, retry_pauses
+from .._timing.schedules import retry_pauses
 from .._wire.convert import parse_accepted, parse_task
 from .._wire.transport import Transport
 from ..errors import (
@@ -191,27 +191,7 @@ class Submitter:
                             sent=False,
                         ) from exc
                     raise
-                if attempt == WARN_AFTER:
-                    logger.warning(
-                        "a submit has failed %d times (last: %s: %s); retrying until its deadline",
-                        attempt,
-                        type(exc).__name__,
-                        exc,
-                    )
-                logger.debug(
-                    "submit attempt %d failed (%s); retrying in %.2fs",
-                    attempt,
-                    type(exc).__name__,
-                    delay,
-                )
-                emit(
-                    self.hook,
-                    "retry",
-                    attempt=attempt,
-                    delay=delay,
-                    error=type(exc).__name__,
-                    path=SUBMIT_PATH,
-                )
+                retrying(self.hook, "a submit", exc, attempt=attempt, delay=delay, path=SUBMIT_PATH)
                 await self.lifecycle.sleep(delay)
             else:
                 self.budget.record_success()

@@ -21,13 +21,13 @@ from collections.abc import AsyncGenerator
 import attrs
 
 from .._config import PollPolicy
-from .._events import Scope, emit, operation
+from .._events import Scope, emit, operation, retrying
 from .._lifecycle import Lifecycle
 from .._models import Task, TaskHandle, TaskStatus
 from .._timing.classify import retryable, stretch, unreachable
 from .._timing.deadline import Deadline
 from .._timing.learned import Learner
-from .._timing.schedules import WARN_AFTER, PollSchedule
+from .._timing.schedules import PollSchedule
 from .._wire.envelope import excerpt
 from ..errors import (
     InvalidResponseError,
@@ -228,25 +228,16 @@ class Poller:
                 ):
                     raise
                 self.failures += 1
-                if self.failures == WARN_AFTER:
-                    logger.warning(
-                        "polls of task %s have failed %d times (last: %s: %s); retrying"
-                        " until the wait's deadline",
-                        self.handle.task_id,
-                        self.failures,
-                        type(exc).__name__,
-                        exc,
-                    )
                 max_wait = self.reader.retry.max_retry_after
                 self.delay = stretch(self.schedule.next(None), exc, max_wait)
-                emit(
+                retrying(
                     self.reader.hook,
-                    "retry",
-                    task_id=self.handle.task_id,
+                    f"polls of task {self.handle.task_id}",
+                    exc,
                     attempt=self.failures,
                     delay=self.delay,
-                    error=type(exc).__name__,
                     path=DETAIL_PATH,
+                    task_id=self.handle.task_id,
                 )
                 logger.debug("poll of %s failed (%s); next in %.2fs", self.handle, exc, self.delay)
                 continue

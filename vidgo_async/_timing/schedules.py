@@ -21,10 +21,8 @@ from .classify import stretch
 from .learned import Durations
 from .planning import blind_steps
 
-__all__ = ["WARN_AFTER", "PollSchedule", "retry_pauses", "retry_waits"]
+__all__ = ["PollSchedule", "retry_pauses", "retry_waits"]
 
-#: Failures in a row after which a retry loop says so, once (a WARNING).
-WARN_AFTER = 5
 _RANDOM = random.Random()
 
 

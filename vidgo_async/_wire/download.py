@@ -29,7 +29,7 @@ import attrs
 from yarl import URL
 
 from .._config import RetryPolicy, Timeouts
-from .._events import EventHook, emit, operation, request
+from .._events import EventHook, operation, request, retrying
 from .._lifecycle import Lifecycle
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
@@ -223,14 +223,9 @@ class _Download:
                     raise InvalidResponseError(str(failure), status=200)
                 raise failure
             delay = self._deadline.clamp(pauses.send(failure))
-            logger.debug("download %s: %s; retrying in %.3fs", self._where(), failure, delay)
-            emit(
-                self._hook,
-                "retry",
-                attempt=failures,
-                delay=delay,
-                error=type(failure).__name__,
-                path=self.path(self._url),
+            where = f"download {self._where()}"
+            retrying(
+                self._hook, where, failure, attempt=failures, delay=delay, path=self.path(self._url)
             )
             await asyncio.sleep(delay)
             self._left(failure)
