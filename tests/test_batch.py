@@ -1029,3 +1029,19 @@ async def test_closing_the_client_under_a_running_batch_ends_its_loop(
     assert "submitting" not in _journal_states(journal)
     async with _client(fake) as again:  # the journal is free
         assert [r.ok for r in await _collect(again, [("m", "a0")], journal=journal)] == [True]
+
+
+async def test_a_batch_first_iterated_after_the_client_closed_sends_nothing(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A batch made before ``aclose()`` and iterated after it ends at once with
+    ClientClosedError: no request, no journal row. (It read its whole input, each pair
+    failing with ClientClosedError, and journalled each.)"""
+    journal = tmp_path / "wav.sqlite"
+    client = _client(vidgo_fake)
+    batch = client.convert_many([("m", f"a{i}") for i in range(20)], journal=journal)
+    await client.aclose()
+    with pytest.raises(ClientClosedError):
+        await batch.__anext__()
+    assert vidgo_fake.requests == []
+    assert _journal_states(journal) == {}  # made and checked at the call, then left alone

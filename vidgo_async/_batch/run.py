@@ -165,6 +165,7 @@ class _Batch:
         self, on_progress: Callable[[BatchProgress], object] | None
     ) -> AsyncGenerator[ConversionResult, None]:
         """Run the batch; yield each result as it is queued."""
+        self.lifecycle.check()  # first iterated after the client closed: nothing to run
         if self.journal is not None:
             journal = self.steps.journal = await open_journal(self.journal, wait=_ENDING)
             for model, seen in (await journal.learned()).items():  # start warm
