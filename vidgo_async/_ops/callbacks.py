@@ -212,7 +212,7 @@ class Registry:
         if slot.pacers <= 0:
             self.discard(slot)
 
-    def live(self, slot: Slot) -> bool:
+    def can_wake(self, slot: Slot) -> bool:
         """Whether ``slot`` can still be woken by a callback."""
         return self._slots.get(slot.key) is slot
 
@@ -331,7 +331,12 @@ class CallbackPacer:
         self._stretched = False
         slot = self._slot
         registry = self._registry
-        if self._terminal or not slot.trusted or not registry.reliable or not registry.live(slot):
+        if (
+            self._terminal
+            or not slot.trusted
+            or not registry.reliable
+            or not registry.can_wake(slot)
+        ):
             return scheduled
         self._stretched = True
         interval = self._policy.callback_interval
