@@ -109,12 +109,12 @@ class Submitter:
                 no later answer settled it.
             VidgoError: The last failure, when no attempt can have been accepted.
         """
-        registry, slot = self.callbacks, None
+        registry, callback = self.callbacks, None
         if registry is not None and callback_url is None:
-            slot = registry.issue()
+            callback = registry.issue()
         try:
-            if registry is not None and slot is not None:
-                callback_url = registry.url_for(slot.token)
+            if registry is not None and callback is not None:
+                callback_url = registry.url_for(callback.token)
             body: dict[str, Any] = {"model": model, "input": input}
             if callback_url is not None:
                 body["callback_url"] = callback_url
@@ -124,11 +124,11 @@ class Submitter:
                 )
                 scope.note(task_id=accepted.task_id)
         except BaseException:
-            if registry is not None and slot is not None:
-                registry.discard(slot)
+            if registry is not None and callback is not None:
+                registry.discard(callback)
             raise
-        if registry is not None and slot is not None:
-            registry.bind(slot, accepted.task_id, trusted=accepted.answer is not None)
+        if registry is not None and callback is not None:
+            registry.bind(callback, accepted.task_id, trusted=accepted.answer is not None)
         return accepted
 
     async def _settle(
