@@ -969,13 +969,15 @@ async def test_leaving_the_loop_then_the_client_loses_no_paid_conversion(
     await _rerun_reports_every_pair_once(fake, pairs, journal)
 
 
-async def test_a_second_cancel_during_the_grace_loses_no_paid_conversion(
-    make_fake: MakeFake, tmp_path: Path
+@pytest.mark.parametrize("cancels", [2, 3])
+async def test_more_cancels_during_the_grace_lose_no_paid_conversion(
+    make_fake: MakeFake, tmp_path: Path, cancels: int
 ) -> None:
-    """A consumer cancelled twice (a second Ctrl-C) while submits are in flight: the
-    grace goes on, the journal is closed, and the same process may use it again at
-    once. (The second cancel cut the grace: rows stayed ``submitting`` and the journal's
-    lock was never let go.)"""
+    """A consumer cancelled again (a second or third Ctrl-C) while submits are in
+    flight, the last cancel landing in the client's close: the grace goes on, the
+    journal is closed, and the same process may use it again at once. (The second
+    cancel cut the grace: rows stayed ``submitting`` and the journal's lock was never
+    let go.)"""
     fake = await make_fake(queue_time=0.05, run_time=0.3)
     pairs = [("m", f"a{i}") for i in range(20)]
     journal = tmp_path / "wav.sqlite"
@@ -990,7 +992,7 @@ async def test_a_second_cancel_during_the_grace_loses_no_paid_conversion(
     async with _client(fake) as client:
         consumer = asyncio.create_task(consume(client))
         await asyncio.sleep(0.3)  # the first submits are on the wire
-        for _ in range(2):
+        for _ in range(cancels):
             consumer.cancel()
             await asyncio.sleep(0.2)
         await asyncio.gather(consumer, return_exceptions=True)
@@ -1045,3 +1047,65 @@ async def test_a_batch_first_iterated_after_the_client_closed_sends_nothing(
         await batch.__anext__()
     assert vidgo_fake.requests == []
     assert _journal_states(journal) == {}  # made and checked at the call, then left alone
+
+
+async def test_closing_the_client_reports_every_accepted_pair_with_its_task(
+    make_fake: MakeFake,
+) -> None:
+    """Without a journal, a loop iterating when the client is closed elsewhere gets a
+    result for every pair accepted so far, naming its task (its wait ended with
+    ClientClosedError), then ClientClosedError. (12 of 20 were never reported: their
+    paid tasks were lost to the user.)"""
+    fake = await make_fake(queue_time=0.0, run_time=60.0)
+    pairs = [("m", f"a{i}") for i in range(20)]
+    client = _client(fake)
+    reported: list[ConversionResult] = []
+
+    async def consume() -> None:
+        async for result in client.convert_many(pairs, concurrency=8):
+            reported.append(result)
+
+    consumer = asyncio.create_task(consume())
+    for _ in range(500):  # 10 s at most
+        if len(fake.accept_count) == len(pairs):
+            break
+        await asyncio.sleep(0.02)
+    await client.aclose()
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(consumer, 15)
+    assert sorted(r.audio_id for r in reported) == sorted(a for _, a in pairs)
+    assert all(r.task_id for r in reported)
+
+
+async def test_closing_the_client_while_a_batch_opens_its_journal_stops_it(
+    make_fake: MakeFake, tmp_path: Path
+) -> None:
+    """``aclose()`` while a batch still waits for its SQLite journal (an ending batch of
+    this process holds it): the batch ends with ClientClosedError, reading and sending
+    nothing. (It was not yet among the running batches, so it ran on under the closed
+    client, failing and journalling every pair of its input.)"""
+    fake = await make_fake(queue_time=0.05, run_time=0.3)
+    journal = tmp_path / "wav.sqlite"
+    read = 0
+
+    def pairs() -> Iterator[tuple[str, str]]:
+        nonlocal read
+        for i in range(50):
+            read += 1
+            yield ("m", f"b{i}")
+
+    async with _client(fake) as holder:
+        fake.inject(Fault.slow(1.0), route="submit", times=2)
+        ending = holder.convert_many([("m", "h0"), ("m", "h1")], concurrency=2, journal=journal)
+        first = asyncio.ensure_future(ending.__anext__())
+        await asyncio.sleep(0.2)
+        first.cancel()  # the batch ends: its stop keeps the journal while its submits finish
+        client = _client(fake)
+        consumer = asyncio.ensure_future(_collect(client, pairs(), journal=journal))
+        await asyncio.sleep(0.1)
+        await client.aclose()
+        with pytest.raises(ClientClosedError):
+            await asyncio.wait_for(consumer, 15)
+        await asyncio.gather(first, return_exceptions=True)
+    assert read == 0
+    assert fake.accept_count.keys() <= {"h0", "h1"}

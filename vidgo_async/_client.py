@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -111,6 +112,7 @@ class VidgoClient:
         self._retry = retry
         self._hook = on_event
         self._lifecycle = Lifecycle()
+        self._closing: asyncio.Future[None] | None = None  # aclose()'s work, done once
         self._transport = Transport(
             self._base_url,
             api_key_from(api_key),
@@ -155,7 +157,13 @@ class VidgoClient:
         """Close the client: pending waits end with :class:`ClientClosedError`, running
         batches stop (their submits in flight are answered and journalled, up to 10 s),
         then the HTTP sessions the client created are closed (not a borrowed one). Safe
-        to call twice."""
+        to call twice; runs once, in a task of its own, which a cancel of the caller (a
+        third Ctrl-C) does not cut short."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         self._lifecycle.close()
         await self._lifecycle.stop_running()
         self._limiter.close()

@@ -87,13 +87,15 @@ async def test_sigterm_at_any_moment_loses_no_paid_conversion(
     ]
 
 
-async def test_a_second_sigint_during_the_grace_loses_no_paid_conversion(
-    make_fake_for_cli: FakeVidgo, tmp_path: Path
+@pytest.mark.parametrize("signals", [2, 3])
+async def test_more_sigints_during_the_grace_lose_no_paid_conversion(
+    make_fake_for_cli: FakeVidgo, tmp_path: Path, signals: int
 ) -> None:
-    """Ctrl-C twice: the second one does not cut short the grace of the submits in
-    flight (it did: 16-20 of 60 pairs were then unknown outcomes at the re-run)."""
+    """Ctrl-C two or three times: the later ones do not cut short the grace of the
+    submits in flight (they did: 16-20 of 60 pairs were then unknown outcomes at the
+    re-run)."""
     fake = make_fake_for_cli
-    reported = await _interrupted_then_rerun(fake, tmp_path, signal.SIGINT, 20, signals=2)
+    reported = await _interrupted_then_rerun(fake, tmp_path, signal.SIGINT, 20, signals=signals)
     assert all(count == 1 for count in fake.accept_count.values())
     assert sorted(reported) == sorted(f"a{i}" for i in range(_PAIRS))
     assert all(record["wav_url"] for record in reported.values()), [

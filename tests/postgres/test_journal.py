@@ -498,3 +498,35 @@ async def test_a_short_database_outage_leaves_no_pair_unsettled(
         assert Counter(r.audio_id for r in results) == Counter(a for _, a in pairs)
         assert all(r.ok for r in results)
         assert await states(dsn, prefix) == Counter({"finished": 40})
+
+
+@pytest.mark.asyncio
+async def test_closing_the_client_ends_a_shared_batch_without_retrying_its_journal(
+    postgres_dsn: str, make_fake: Any, make_client: MakeClient, prefix: str
+) -> None:
+    """The client closed under a loop still taking results: the results queued are
+    reported at once, unsettled (their pairs stay accepted for another worker), and the
+    loop ends with ClientClosedError. (Each one's write went to the closed journal,
+    retried for half a lease: 15 s a result.)"""
+    from vidgo_async import ClientClosedError
+
+    fake = await make_fake(run_time=0.1)
+    pairs = pairs_of(prefix, 12)
+    for _, audio_id in pairs[6:]:  # these keep the batch running
+        fake.set_duration(audio_id, run_time=60)
+    client = make_client(fake)
+    reported: list[ConversionResult] = []
+
+    async def slow_consumer() -> None:
+        async for result in client.convert_many(pairs, journal=postgres_dsn, concurrency=4):
+            reported.append(result)
+            if len(reported) == 1:
+                await asyncio.sleep(1.0)  # the other results queue up meanwhile
+                asyncio.get_running_loop().call_soon(asyncio.ensure_future, client.aclose())
+
+    started = time.monotonic()
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(slow_consumer(), 60)
+    assert time.monotonic() - started < 10
+    assert sorted(r.audio_id for r in reported) == sorted(a for _, a in pairs)
+    assert all(r.task_id for r in reported)

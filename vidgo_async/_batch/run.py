@@ -144,11 +144,13 @@ class _Batch:
     room: int = attrs.field(kw_only=True)
     journal: str | os.PathLike[str] | JournalSource | None = attrs.field(kw_only=True)
     hook: EventHook | None = attrs.field(kw_only=True, default=None)
-    queue: asyncio.Queue[Any] = attrs.field(init=False)
-    slots: asyncio.Semaphore = attrs.field(init=False)  # pairs in flight
+    # Results for the consumer. Each holds a slot until it is taken, as each pair in
+    # flight does: the queue never outgrows the slots, and a put never waits.
+    queue: asyncio.Queue[Any] = attrs.field(init=False, factory=asyncio.Queue)
+    slots: asyncio.Semaphore = attrs.field(init=False)  # pairs in flight, results not taken
     feeder: asyncio.Task[None] | None = attrs.field(init=False, default=None)
     tasks: set[asyncio.Task[None]] = attrs.field(init=False, factory=set)
-    stopped: asyncio.Future[None] | None = attrs.field(init=False, default=None)
+    stopping: asyncio.Future[None] | None = attrs.field(init=False, default=None)
     in_flight: dict[Key, int] = attrs.field(init=False, factory=dict)  # -> repeats seen
     # -> its result; None: another worker holds the pair and reports it
     done: dict[Key, ConversionResult | None] = attrs.field(init=False, factory=dict)
@@ -158,7 +160,6 @@ class _Batch:
     input_done: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
-        self.queue = asyncio.Queue(maxsize=self.concurrency)
         self.slots = asyncio.Semaphore(min(self.room, self.steps.waits.capacity()))
 
     async def results(
@@ -168,17 +169,23 @@ class _Batch:
         self.lifecycle.check()  # first iterated after the client closed: nothing to run
         if self.journal is not None:
             journal = self.steps.journal = await open_journal(self.journal, wait=_ENDING)
-            for model, seen in (await journal.learned()).items():  # start warm
-                self.steps.waits.learner.durations(model).restore(seen)
+            try:
+                for model, seen in (await journal.learned()).items():  # start warm
+                    self.steps.waits.learner.durations(model).restore(seen)
+                self.lifecycle.check()  # the client closed while the journal opened
+            except BaseException:
+                await journal.close()
+                raise
         self.feeder = asyncio.create_task(self._feed())
         self.lifecycle.started(self)
         done = succeeded = 0
         try:
-            while (item := await self._next()) is not _END:
+            while (item := await self.queue.get()) is not _END:
                 if item is _STOPPED:
                     raise ClientClosedError("the client was closed during the batch")
                 if isinstance(item, _InputFailed):
                     raise item.error
+                self.slots.release()  # the result is taken
                 if isinstance(item, _Outcome):
                     result, times = item.result, await self._settle(item)
                 else:
@@ -201,40 +208,45 @@ class _Batch:
                             logger.exception("the on_progress callback raised")
                     yield result
         finally:
-            await self.stop()
-
-    async def _next(self) -> Any:
-        """The next item of the queue; ``_STOPPED`` once it is empty and the batch stopped."""
-        if self.queue.empty() and self.stopped is not None and self.stopped.done():
-            return _STOPPED
-        return await self.queue.get()
+            await self._stopped(closing=False)
 
     async def stop(self) -> None:
-        """Stop the batch: its submits in flight are answered and journalled first
-        (:meth:`PairSteps.stop`), then the journal is closed. Run once, in a task of
-        its own: neither a second cancel of the consumer (a second Ctrl-C) nor the
-        client's close, which awaits it too, cuts it short."""
-        if self.stopped is None:
-            self.stopped = asyncio.ensure_future(self._stop())
-        await asyncio.shield(self.stopped)
+        """The client closes: read no more input, and let the pairs in flight end as the
+        closed client ends them (a wait with ClientClosedError naming its task, a submit
+        in flight once answered and journalled, up to ``SUBMIT_GRACE``), each reported to
+        a loop still iterating, which then gets ClientClosedError."""
+        await self._stopped(closing=True)
 
-    async def _stop(self) -> None:
-        pending = [task for task in (self.feeder, *self.tasks) if task is not None]
+    async def _stopped(self, *, closing: bool) -> None:
+        """Stop once, in a task of its own: neither a second cancel of the consumer (a
+        second Ctrl-C) nor the other way of stopping, which awaits it too, cuts it short.
+        Left by its consumer, the batch cancels its pairs at once, except those with a
+        submit in flight (:meth:`PairSteps.stop`)."""
+        if self.stopping is None:
+            self.stopping = asyncio.ensure_future(self._stop(closing))
+        await asyncio.shield(self.stopping)
+
+    async def _stop(self, closing: bool) -> None:
         journal = self.steps.journal
         try:
             if journal is not None:
                 journal.ending()
-            await self.steps.stop(pending)
+            assert self.feeder is not None  # a batch stops once it started
+            self.feeder.cancel()
+            pending = [self.feeder, *self.tasks]
+            if closing:
+                _, late = await asyncio.wait(pending, timeout=SUBMIT_GRACE)
+                for task in late:
+                    task.cancel()
+            else:
+                await self.steps.stop(pending)
             await asyncio.gather(*pending, return_exceptions=True)
             if journal is not None:
                 await self.steps.keep_learned()
                 await journal.close()
         finally:
             self.lifecycle.stopped(self)
-            # A consumer still iterating (the client was closed under it) gets the
-            # results queued, then ClientClosedError; a full queue is drained first.
-            if not self.queue.full():
-                self.queue.put_nowait(_STOPPED)
+            self.queue.put_nowait(_STOPPED)  # after the results queued, for a loop still iterating
 
     async def _feed(self) -> None:
         """Read the input while there is room, start a task per new pair, then end the queue.
@@ -248,11 +260,11 @@ class _Batch:
                     await self._admit(pair)
             except Exception as exc:  # the input itself failed: the batch ends with it
                 scope.note(error=type(exc).__name__)
-                await self.queue.put(_InputFailed(exc))
+                self.queue.put_nowait(_InputFailed(exc))
                 return
             self.input_done = True
             await self._finish()
-        await self.queue.put(_END)
+        self.queue.put_nowait(_END)
 
     async def _finish(self) -> None:
         """Wait for this worker's pairs, then for those another worker held: each ends
@@ -288,11 +300,11 @@ class _Batch:
             key = pair_key(pair)
         except (TypeError, ValueError) as exc:
             source, audio = describe_pair(pair)
-            await self.queue.put(ConversionResult(source_task_id=source, audio_id=audio, error=exc))
+            await self._report(ConversionResult(source_task_id=source, audio_id=audio, error=exc))
             return
         if key in self.done:
             if (known := self.done[key]) is not None:
-                await self.queue.put(known)
+                await self._report(known)
         elif key in self.in_flight:
             self.in_flight[key] += 1
         elif key in self.aside:
@@ -312,9 +324,17 @@ class _Batch:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    async def _report(self, result: ConversionResult) -> None:
+        """Queue a result the feeder knows at once (a malformed pair, a repeat of a
+        finished one) under a slot of its own, as a pair's outcome is."""
+        await self.slots.acquire()
+        self.queue.put_nowait(result)
+
     async def _carry(self, key: Key) -> None:
-        """Convert one pair and queue its outcome for the consumer, who settles and reports it."""
+        """Convert one pair and queue its outcome for the consumer, who settles and reports
+        it (and frees the pair's slot when it takes it)."""
         ids = {"model": WAV_MODEL, "source_task_id": key[0], "audio_id": key[1]}
+        queued = False
         try:
             try:
                 with operation(self.hook, "pair", **ids) as scope:
@@ -332,9 +352,11 @@ class _Batch:
                 logger.exception("conversion of %s failed unexpectedly", key)
                 result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
                 state = None
-            await self.queue.put(_Outcome(key, result, state))
+            self.queue.put_nowait(_Outcome(key, result, state))
+            queued = True
         finally:
-            self.slots.release()
+            if not queued:
+                self.slots.release()
 
     async def _settle(self, outcome: _Outcome) -> int:
         """Settle the pair in the journal (:meth:`PairSteps.settle`) as the consumer
@@ -345,10 +367,13 @@ class _Batch:
         accepted: another worker of the run (or a re-run) polls its task once more
         and reports it, where a settled pair would go unreported until a re-run.
         The pair stays in flight until then, so a repeat read meanwhile is counted.
+        Once the batch is stopping nothing more is written (its journal is closing):
+        the pair stays accepted, and a re-run polls its task once more.
         """
         key, result = outcome.key, outcome.result
         try:
-            await self.steps.settle(key, result, outcome.state)
+            if self.stopping is None:  # else the journal is closing: the pair stays accepted
+                await self.steps.settle(key, result, outcome.state)
         except LostClaim as exc:
             self._drop(key, exc)
             return 0

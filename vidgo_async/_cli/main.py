@@ -82,8 +82,11 @@ async def _run(args: argparse.Namespace) -> int:
     caught: list[int] = []
 
     def stop(signum: int) -> None:
+        # Once: the batch is stopping, and its submits in flight get their grace (10 s
+        # at most); a second or third signal must not cut it short.
+        if not caught:
+            task.cancel()
         caught.append(signum)
-        task.cancel()  # again on a second signal: submits in flight still get their grace
 
     installed = []
     for signum in _STOP_SIGNALS:
