@@ -934,6 +934,18 @@ async def test_a_journal_in_use_here_is_refused_at_once_however_its_path_is_spel
             await first.aclose()
 
 
+class _Counted:
+    """``count`` pairs ``("m", prefix + i)``, read lazily; ``read``: how many were."""
+
+    def __init__(self, prefix: str, count: int) -> None:
+        self.prefix, self.count, self.read = prefix, count, 0
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for i in range(self.count):
+            self.read += 1
+            yield ("m", f"{self.prefix}{i}")
+
+
 def _journal_states(journal: Path) -> dict[str, int]:
     with contextlib.closing(sqlite3.connect(journal)) as db:
         rows = db.execute("SELECT state, count(*) FROM conversions GROUP BY state").fetchall()
@@ -1008,26 +1020,20 @@ async def test_closing_the_client_under_a_running_batch_ends_its_loop(
     the journal is let go."""
     fake = await make_fake(queue_time=0.05, run_time=0.3)
     journal = tmp_path / "wav.sqlite"
-    read = 0
-
-    def pairs() -> Iterator[tuple[str, str]]:
-        nonlocal read
-        for i in range(1000):
-            read += 1
-            yield ("m", f"a{i}")
+    pairs = _Counted("a", 1000)
 
     client = _client(fake)
     reported = []
 
     async def consume() -> None:
-        async for result in client.convert_many(pairs(), concurrency=4, journal=journal):
+        async for result in client.convert_many(pairs, concurrency=4, journal=journal):
             reported.append(result)
             if len(reported) == 2:
                 asyncio.get_running_loop().call_soon(asyncio.ensure_future, client.aclose())
 
     with pytest.raises(ClientClosedError):
         await asyncio.wait_for(consume(), 30)
-    assert read < 1000  # what was read ahead (the batch's bound), not the whole input
+    assert pairs.read < 1000  # what was read ahead (the batch's bound), not the whole input
     assert "submitting" not in _journal_states(journal)
     async with _client(fake) as again:  # the journal is free
         assert [r.ok for r in await _collect(again, [("m", "a0")], journal=journal)] == [True]
@@ -1086,13 +1092,7 @@ async def test_closing_the_client_while_a_batch_opens_its_journal_stops_it(
     client, failing and journalling every pair of its input.)"""
     fake = await make_fake(queue_time=0.05, run_time=0.3)
     journal = tmp_path / "wav.sqlite"
-    read = 0
-
-    def pairs() -> Iterator[tuple[str, str]]:
-        nonlocal read
-        for i in range(50):
-            read += 1
-            yield ("m", f"b{i}")
+    pairs = _Counted("b", 50)
 
     async with _client(fake) as holder:
         fake.inject(Fault.slow(1.0), route="submit", times=2)
@@ -1101,11 +1101,11 @@ async def test_closing_the_client_while_a_batch_opens_its_journal_stops_it(
         await asyncio.sleep(0.2)
         first.cancel()  # the batch ends: its stop keeps the journal while its submits finish
         client = _client(fake)
-        consumer = asyncio.ensure_future(_collect(client, pairs(), journal=journal))
+        consumer = asyncio.ensure_future(_collect(client, pairs, journal=journal))
         await asyncio.sleep(0.1)
         await client.aclose()
         with pytest.raises(ClientClosedError):
             await asyncio.wait_for(consumer, 15)
         await asyncio.gather(first, return_exceptions=True)
-    assert read == 0
+    assert pairs.read == 0
     assert fake.accept_count.keys() <= {"h0", "h1"}
