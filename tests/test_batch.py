@@ -1109,3 +1109,29 @@ async def test_closing_the_client_while_a_batch_opens_its_journal_stops_it(
         await asyncio.gather(first, return_exceptions=True)
     assert pairs.read == 0
     assert fake.accept_count.keys() <= {"h0", "h1"}
+
+
+async def _close_at_the_first_result(
+    client: VidgoClient, pairs: list[tuple[str, str]], journal: Path
+) -> None:
+    async for _ in client.convert_many(pairs, concurrency=8, journal=journal):
+        await client.aclose()
+
+
+async def test_pairs_not_yet_submitted_when_the_client_closes_are_not_journalled_as_sent(
+    make_fake: MakeFake, tmp_path: Path
+) -> None:
+    """``aclose()`` from the loop's body while the next pairs' tasks are starting: a
+    pair whose submit was not yet attempted is reported with ClientClosedError and
+    leaves no ``submitting`` row (which would mark it as maybe accepted). (Some were
+    journalled as being submitted, then refused by the closed transport; the race
+    showed in about half the runs, hence three.)"""
+    fake = await make_fake(queue_time=0.05, run_time=0.3)
+    for run in range(3):
+        pairs = [("m", f"r{run}-{i}") for i in range(24)]
+        journal = tmp_path / f"wav{run}.sqlite"
+        fake.inject(Fault.slow(1.0), route="submit", times=len(pairs))
+        with pytest.raises(ClientClosedError):
+            await _close_at_the_first_result(_client(fake), pairs, journal)
+        assert "submitting" not in _journal_states(journal)
+        fake.clear_faults()

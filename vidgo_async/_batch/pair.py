@@ -28,7 +28,7 @@ from .._ops.submit import Submitter
 from .._ops.wait import Waits
 from .._timing.classify import ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
-from ..errors import ConfigurationError, VidgoError
+from ..errors import ClientClosedError, ConfigurationError, VidgoError
 from .intake import Key, wav_file_name
 from .journal import (
     SETTLED,
@@ -169,6 +169,9 @@ class PairSteps:
             return entry.task_id, None  # an earlier run's task: its 404 is news
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
+        if self.submitter.lifecycle.closed:  # not attempted, nor journalled as if it were
+            closed = ClientClosedError("the client was closed before this pair was submitted")
+            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=closed)
         resumed = entry is not None and entry.state is State.SUBMITTING
         # Stopping the batch must not leave a track converted and its task unknown:
         # a pair's task is not cancelled during its submit (see :meth:`stop`).
