@@ -1135,3 +1135,39 @@ async def test_pairs_not_yet_submitted_when_the_client_closes_are_not_journalled
             await _close_at_the_first_result(_client(fake), pairs, journal)
         assert "submitting" not in _journal_states(journal)
         fake.clear_faults()
+
+
+async def test_closing_the_client_frees_the_waits_queued_on_the_poll_cap(
+    make_fake: MakeFake,
+) -> None:
+    """Waits queued for a poll slot under a low cap when the client closes end at once,
+    each reported with its task. (The cap was closed after the batches stopped: they
+    sat in its queue for the whole 10 s grace, then were cancelled unreported.)"""
+    fake = await make_fake(queue_time=0.0, run_time=600.0)
+    client = VidgoClient(
+        fake.api_key,
+        base_url=fake.url,
+        poll=PollPolicy(initial=0.01, factor=1.0, max_interval=30.0, jitter=0.0),
+        retry=FAST_RETRY,
+        max_polls_per_second=2.0,
+    )
+    pairs = [("m", f"a{i}") for i in range(60)]
+    reported: list[ConversionResult] = []
+
+    async def consume() -> None:
+        async for result in client.convert_many(pairs, concurrency=60):
+            reported.append(result)
+
+    consumer = asyncio.create_task(consume())
+    for _ in range(500):  # 10 s at most
+        if len(fake.accept_count) == len(pairs):
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)  # their waits queue for a slot: 2 a second
+    started = time.monotonic()
+    await client.aclose()
+    assert time.monotonic() - started < 5
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(consumer, 15)
+    assert sorted(r.audio_id for r in reported) == sorted(a for _, a in pairs)
+    assert all(r.task_id for r in reported)

@@ -164,12 +164,16 @@ class VidgoClient:
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
+        # Pauses and requests queued for a slot end first, so that the batches' pairs
+        # end at once (a submit in flight once answered), then the batches stop.
         self._lifecycle.close()
-        await self._lifecycle.stop_running()
         self._limiter.close()
         if self._submit_limiter is not None:
             self._submit_limiter.close()
-        await self._transport.close()
+        try:
+            await self._lifecycle.stop_running()
+        finally:
+            await self._transport.close()
 
     @property
     def base_url(self) -> str:

@@ -48,8 +48,9 @@ class Lifecycle:
         self._running.discard(work)
 
     async def stop_running(self) -> None:
-        """Stop the work still running (before the client closes the sessions it uses)."""
-        await asyncio.gather(*(work.stop() for work in list(self._running)))
+        """Stop the work still running (before the client closes the sessions it uses).
+        A failure of one (its journal's close) is its consumer's to see, not the close's."""
+        await asyncio.gather(*(work.stop() for work in list(self._running)), return_exceptions=True)
 
     def check(self) -> None:
         """Raise :class:`ClientClosedError` if the client is closed."""

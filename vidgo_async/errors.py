@@ -81,7 +81,16 @@ class ConfigurationError(VidgoError, ValueError):
 
 
 class ClientClosedError(VidgoError):
-    """The client was closed: no request is sent after ``aclose()``, and pending waits end."""
+    """The client was closed: no request is sent after ``aclose()``, and pending waits end.
+
+    Attributes:
+        sent: ``True`` only when it ended a request under way, which may have
+            reached the server; ``False`` when nothing was sent.
+    """
+
+    def __init__(self, message: str, *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class TransportError(VidgoError):

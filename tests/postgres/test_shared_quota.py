@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -430,3 +432,30 @@ async def test_after_a_lost_connection_no_lease_before_the_old_ones_stopped_coun
     started = time.monotonic()
     await asyncio.wait_for(client.get_task(task_id), 10)
     assert time.monotonic() - started >= 2.0
+
+
+@pytest.mark.asyncio
+async def test_closing_the_client_leaves_no_unsent_submit_marked_as_sent(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """Submits queued under the shared submit cap when the client closes were never
+    sent: their journal rows say so (not ``submitting``, "maybe accepted"), and the
+    close does not wait the 10 s grace for them. (They were refused by the closed
+    client after their row was written, and kept it.)"""
+    quota = await make_quota(max_submits_per_second=1.0)
+    client = make_client(quota=quota, max_polls_per_second=CAP)
+    journal = tmp_path / "wav.sqlite"
+    pairs = [("m", f"q{i}") for i in range(12)]
+    consumer = asyncio.ensure_future(
+        client.convert_many(pairs, concurrency=12, journal=journal).__anext__()
+    )
+    await asyncio.sleep(1.5)
+    started = time.monotonic()
+    await client.aclose()
+    assert time.monotonic() - started < 5
+    await asyncio.gather(consumer, return_exceptions=True)
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        rows = dict(db.execute("SELECT audio_id, state FROM conversions").fetchall())
+    never_sent = rows.keys() - fake.accept_count.keys()
+    assert never_sent  # the cap held most of them back
+    assert {rows[audio_id] for audio_id in never_sent} <= {"unsent"}

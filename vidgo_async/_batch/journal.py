@@ -371,10 +371,11 @@ def state_after_failed_submit(exc: VidgoError) -> State:
     no attempt can have been accepted, so only answers about the pair itself
     (400, 404, 409, 422) are final; account trouble (401, 402, 403), rate
     limits and outages leave the pair to be submitted by a re-run. A client closed
-    mid-submit leaves it ``SUBMITTING``: a re-run settles it by the 409 rule. A
-    task accepted under an id that cannot be used is ``UNKNOWN``: never resubmitted."""
+    during a request leaves it ``SUBMITTING``: a re-run settles it by the 409 rule
+    (closed before anything was sent, it is unsent). A task accepted under an id
+    that cannot be used is ``UNKNOWN``: never resubmitted."""
     if isinstance(exc, ClientClosedError):
-        return State.SUBMITTING
+        return State.SUBMITTING if exc.sent else State.UNSENT
     if isinstance(exc, (SubmitOutcomeUnknownError, UnusableTaskIdError)):
         return State.UNKNOWN
     if refuses_the_pair(exc):

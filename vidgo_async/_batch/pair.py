@@ -28,7 +28,7 @@ from .._ops.submit import Submitter
 from .._ops.wait import Waits
 from .._timing.classify import ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
-from ..errors import ClientClosedError, ConfigurationError, VidgoError
+from ..errors import ConfigurationError, VidgoError
 from .intake import Key, wav_file_name
 from .journal import (
     SETTLED,
@@ -40,7 +40,7 @@ from .journal import (
     state_after_failed_submit,
 )
 
-__all__ = ["Download", "PairSteps"]
+__all__ = ["SUBMIT_GRACE", "Download", "PairSteps", "cancel_after_grace"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -50,6 +50,14 @@ Download = Callable[..., Awaitable[Path]]
 #: Seconds a stopped batch waits for its submits in flight to be answered.
 SUBMIT_GRACE = 10.0
 _KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
+
+
+async def cancel_after_grace(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Let ``tasks`` run for up to ``SUBMIT_GRACE`` seconds, then cancel those still running."""
+    if pending := set(tasks):
+        _, late = await asyncio.wait(pending, timeout=SUBMIT_GRACE)
+        for task in late:
+            task.cancel()
 
 
 @attrs.define
@@ -141,10 +149,7 @@ class PairSteps:
         for task in tasks:
             if task not in self.submits:
                 task.cancel()
-        if self.submits:
-            _, late = await asyncio.wait(set(self.submits), timeout=SUBMIT_GRACE)
-            for task in late:
-                task.cancel()
+        await cancel_after_grace(self.submits)
 
     async def keep_learned(self) -> None:
         """Save to the journal what the client learned of task durations."""
@@ -169,9 +174,6 @@ class PairSteps:
             return entry.task_id, None  # an earlier run's task: its 404 is news
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
-        if self.submitter.lifecycle.closed:  # not attempted, nor journalled as if it were
-            closed = ClientClosedError("the client was closed before this pair was submitted")
-            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=closed)
         resumed = entry is not None and entry.state is State.SUBMITTING
         # Stopping the batch must not leave a track converted and its task unknown:
         # a pair's task is not cancelled during its submit (see :meth:`stop`).

@@ -5,8 +5,9 @@ semaphores: ``concurrency`` bounds the batch's requests in flight (submits,
 status reads, downloads); the other its pairs in flight, at most
 ``concurrency + max_waiting`` (the input is read only while there is room)
 and at most what the poll cap can serve (a task accepted, then timed out
-unpolled, was paid for nothing). A pair keeps its room until its result is
-queued, and the result queue is bounded, so a slow consumer slows the intake;
+unpolled, was paid for nothing). A pair keeps its room until the consumer
+takes its result (a result the feeder knows at once takes a room too), so the
+result queue never outgrows the rooms and a slow consumer slows the intake;
 its journal row is settled as the consumer takes the result
 (:meth:`_Batch._settle`). A pair waiting on its task costs one sleeping task;
 every status read also goes through the client-wide poll rate cap. The steps
@@ -34,7 +35,7 @@ from ..errors import ClientClosedError
 from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
 from .journal import JournalSource, JournalWriteError, LostClaim, State
 from .journals import checked_journal, open_journal
-from .pair import SUBMIT_GRACE, Download, PairSteps
+from .pair import SUBMIT_GRACE, Download, PairSteps, cancel_after_grace
 
 __all__ = ["BatchProgress", "Pairs", "start_batch"]
 
@@ -213,8 +214,9 @@ class _Batch:
     async def stop(self) -> None:
         """The client closes: read no more input, and let the pairs in flight end as the
         closed client ends them (a wait with ClientClosedError naming its task, a submit
-        in flight once answered and journalled, up to ``SUBMIT_GRACE``), each reported to
-        a loop still iterating, which then gets ClientClosedError."""
+        in flight once answered and journalled), each reported to a loop still iterating,
+        which then gets ClientClosedError. Pairs still running after ``SUBMIT_GRACE``
+        are cancelled unreported (their journal rows say where they stand)."""
         await self._stopped(closing=True)
 
     async def _stopped(self, *, closing: bool) -> None:
@@ -234,15 +236,14 @@ class _Batch:
             assert self.feeder is not None  # a batch stops once it started
             self.feeder.cancel()
             pending = [self.feeder, *self.tasks]
-            if closing:
-                _, late = await asyncio.wait(pending, timeout=SUBMIT_GRACE)
-                for task in late:
-                    task.cancel()
+            if closing:  # the closed client ends them: a submit in flight once answered
+                await cancel_after_grace(pending)
             else:
                 await self.steps.stop(pending)
             await asyncio.gather(*pending, return_exceptions=True)
             if journal is not None:
                 await self.steps.keep_learned()
+                self.steps.journal = None  # results taken from now on are not settled in it
                 await journal.close()
         finally:
             self.lifecycle.stopped(self)
@@ -367,13 +368,12 @@ class _Batch:
         accepted: another worker of the run (or a re-run) polls its task once more
         and reports it, where a settled pair would go unreported until a re-run.
         The pair stays in flight until then, so a repeat read meanwhile is counted.
-        Once the batch is stopping nothing more is written (its journal is closing):
+        Once the batch stopped, its journal is closed and nothing more is written:
         the pair stays accepted, and a re-run polls its task once more.
         """
         key, result = outcome.key, outcome.result
         try:
-            if self.stopping is None:  # else the journal is closing: the pair stays accepted
-                await self.steps.settle(key, result, outcome.state)
+            await self.steps.settle(key, result, outcome.state)
         except LostClaim as exc:
             self._drop(key, exc)
             return 0

@@ -240,11 +240,11 @@ class Transport:
         except Exception:
             if not self.lifecycle.closed:
                 raise
-            failure = ClientClosedError("the client was closed during the request")
+            failure = ClientClosedError("the client was closed during the request", sent=True)
         # aiohttp fails in many ways under a closing session; an answer read whole before
         # the close still counts (a submit's: the task it names is paid for).
         if self.lifecycle.closed and (failure is not None or not complete):
-            raise ClientClosedError("the client was closed during the request")
+            raise ClientClosedError("the client was closed during the request", sent=True)
         if failure is not None:
             # Raised outside the except block so that no aiohttp exception - whose
             # request_info holds the headers, the API key among them - is chained.
