@@ -1055,6 +1055,37 @@ async def test_a_batch_first_iterated_after_the_client_closed_sends_nothing(
     assert _journal_states(journal) == {}  # made and checked at the call, then left alone
 
 
+async def _closed_once_all_accepted(
+    client: VidgoClient,
+    fake: FakeVidgo,
+    pairs: list[tuple[str, str]],
+    *,
+    concurrency: int,
+    then_wait: float = 0.0,
+) -> tuple[list[ConversionResult], float]:
+    """Iterate a batch of ``pairs`` until the client is closed, which happens once the
+    fake accepted them all (and ``then_wait`` seconds later): the results the loop got
+    before its ClientClosedError, and the seconds ``aclose()`` took."""
+    reported: list[ConversionResult] = []
+
+    async def consume() -> None:
+        async for result in client.convert_many(pairs, concurrency=concurrency):
+            reported.append(result)
+
+    consumer = asyncio.create_task(consume())
+    for _ in range(500):  # 10 s at most
+        if len(fake.accept_count) == len(pairs):
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(then_wait)
+    started = time.monotonic()
+    await client.aclose()
+    closing = time.monotonic() - started
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(consumer, 15)
+    return reported, closing
+
+
 async def test_closing_the_client_reports_every_accepted_pair_with_its_task(
     make_fake: MakeFake,
 ) -> None:
@@ -1064,21 +1095,7 @@ async def test_closing_the_client_reports_every_accepted_pair_with_its_task(
     paid tasks were lost to the user.)"""
     fake = await make_fake(queue_time=0.0, run_time=60.0)
     pairs = [("m", f"a{i}") for i in range(20)]
-    client = _client(fake)
-    reported: list[ConversionResult] = []
-
-    async def consume() -> None:
-        async for result in client.convert_many(pairs, concurrency=8):
-            reported.append(result)
-
-    consumer = asyncio.create_task(consume())
-    for _ in range(500):  # 10 s at most
-        if len(fake.accept_count) == len(pairs):
-            break
-        await asyncio.sleep(0.02)
-    await client.aclose()
-    with pytest.raises(ClientClosedError):
-        await asyncio.wait_for(consumer, 15)
+    reported, _ = await _closed_once_all_accepted(_client(fake), fake, pairs, concurrency=8)
     assert sorted(r.audio_id for r in reported) == sorted(a for _, a in pairs)
     assert all(r.task_id for r in reported)
 
@@ -1152,22 +1169,10 @@ async def test_closing_the_client_frees_the_waits_queued_on_the_poll_cap(
         max_polls_per_second=2.0,
     )
     pairs = [("m", f"a{i}") for i in range(60)]
-    reported: list[ConversionResult] = []
-
-    async def consume() -> None:
-        async for result in client.convert_many(pairs, concurrency=60):
-            reported.append(result)
-
-    consumer = asyncio.create_task(consume())
-    for _ in range(500):  # 10 s at most
-        if len(fake.accept_count) == len(pairs):
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.5)  # their waits queue for a slot: 2 a second
-    started = time.monotonic()
-    await client.aclose()
-    assert time.monotonic() - started < 5
-    with pytest.raises(ClientClosedError):
-        await asyncio.wait_for(consumer, 15)
+    # Their waits queue for a slot meanwhile: 2 a second.
+    reported, closing = await _closed_once_all_accepted(
+        client, fake, pairs, concurrency=60, then_wait=0.5
+    )
+    assert closing < 5
     assert sorted(r.audio_id for r in reported) == sorted(a for _, a in pairs)
     assert all(r.task_id for r in reported)
