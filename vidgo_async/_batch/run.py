@@ -209,7 +209,7 @@ class _Batch:
                             logger.exception("the on_progress callback raised")
                     yield result
         finally:
-            await self._stopped(closing=False)
+            await self._stop_once(closing=False)
 
     async def stop(self) -> None:
         """The client closes: read no more input, and let the pairs in flight end as the
@@ -217,9 +217,9 @@ class _Batch:
         in flight once answered and journalled), each reported to a loop still iterating,
         which then gets ClientClosedError. Pairs still running after ``SUBMIT_GRACE``
         are cancelled unreported (their journal rows say where they stand)."""
-        await self._stopped(closing=True)
+        await self._stop_once(closing=True)
 
-    async def _stopped(self, *, closing: bool) -> None:
+    async def _stop_once(self, *, closing: bool) -> None:
         """Stop once, in a task of its own: neither a second cancel of the consumer (a
         second Ctrl-C) nor the other way of stopping, which awaits it too, cuts it short.
         Left by its consumer, the batch cancels its pairs at once, except those with a
