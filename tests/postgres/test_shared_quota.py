@@ -410,7 +410,9 @@ async def test_after_a_lost_connection_no_lease_before_the_old_ones_stopped_coun
     client = make_client(quota=quota, max_polls_per_second=CAP, retry=QUICK_RETRY)
     [task_id] = seed_running(fake, 1)
     await client.get_task(task_id)
-    await asyncio.sleep(0.7)  # the tokens in hand have run their course: a new lease next
+    # The tokens in hand have run their course (a lease starts up to a window after its
+    # grant and lives 0.5 s): the next request needs a new lease.
+    await asyncio.sleep(2.0)
     admin = await asyncpg.connect(postgres_dsn)
     try:
         ended = await admin.fetchval(
