@@ -806,8 +806,9 @@ async def test_a_sqlite_journal_serves_one_batch_at_a_time(
         with contextlib.closing(sqlite3.connect(journal)) as reader:  # a reader is welcome
             assert reader.execute("SELECT state FROM conversions").fetchall() == [("accepted",)]
         async with _client(vidgo_fake) as client:
-            with pytest.raises(ConfigurationError, match="in use by another batch"):
+            with pytest.raises(ConfigurationError, match="in use by another batch") as raised:
                 await _collect(client, [("m", "a1")], journal=journal)
+        assert "aclosing" not in str(raised.value)  # no advice on another program's loop
         assert vidgo_fake.request_count("submit") == 1
     finally:
         other.kill()
@@ -927,9 +928,10 @@ async def test_a_journal_in_use_here_is_refused_at_once_however_its_path_is_spel
             assert (await first.__anext__()).ok  # it holds the journal, and goes on
             link.symlink_to(journal)
             started = time.monotonic()
-            with pytest.raises(ConfigurationError, match="in use by another batch"):
+            with pytest.raises(ConfigurationError, match="in use by another batch") as raised:
                 await _collect(client, [("m", "a2")], journal=link)
             assert time.monotonic() - started < 3
+            assert "contextlib.aclosing" in str(raised.value)  # this program's own loop
         finally:
             await first.aclose()
 

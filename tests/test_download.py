@@ -226,9 +226,11 @@ async def test_refused_urls_raise_before_any_request(
     session: aiohttp.ClientSession, tmp_path: Path, url: str
 ) -> None:
     """Non-https, credentialed and non-public URLs raise ValueError; nothing is written."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as raised:
         await download_file(session, url, tmp_path / "a.wav")
     assert list(tmp_path.iterdir()) == []
+    if url.startswith("ftp"):  # the URL as given, scheme included (its query left out)
+        assert "ftp://example.com/a.wav" in str(raised.value)
 
 
 async def test_the_local_fake_is_refused_unless_allowed(
@@ -651,6 +653,33 @@ async def test_a_wav_always_short_of_its_riff_size_fails(
             await client.download(url, tmp_path / "a.wav")
     assert len(heads) == 3
     assert not (tmp_path / "a.wav").exists()
+
+
+SIGNED = "?X-Amz-Credential=AK%2F2025%2Fus&Signature=abc%2Bdef%2F%3D%3D&sig=%7E%2a"
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        pytest.param(f"/a.wav{SIGNED}", f"/a.wav{SIGNED}", id="signed-query-kept"),
+        pytest.param("/my track é.wav?s=1", "/my%20track%20%C3%A9.wav?s=1", id="raw-text-quoted"),
+    ],
+)
+async def test_a_signed_url_reaches_the_storage_host_byte_for_byte(
+    make_client: MakeClient, tmp_path: Path, path: str, sent: str
+) -> None:
+    """A URL already percent-encoded is requested as given (a host checking the raw
+    query of a signature sees what it signed); one with raw spaces or letters is quoted."""
+    data = wav_bytes(1000)
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + data)
+        await writer.drain()
+
+    async with raw_storage(answer) as (url, heads):
+        await make_client().download(url.removesuffix("/a.wav") + path, tmp_path / "a.wav")
+    assert heads[0].split(" ")[1] == sent
+    assert (tmp_path / "a.wav").read_bytes() == data
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,12 @@
     ├── APIError(status, code, message)               the server said no
     │   ├── BadRequestError              400, 422
     │   ├── AuthenticationError          401
-    │   ├── InsufficientCreditsError     402
+    │   ├── InsufficientCreditsError     402, or 429 saying the credits ran out
     │   ├── PermissionDeniedError        403
     │   ├── NotFoundError                404
     │   ├── ConflictError                409
     │   │   └── AlreadyConvertedError    409 on a convert-to-wav submit
-    │   ├── RateLimitError               429 (retry_after)
+    │   ├── RateLimitError               429, 430, 405 "call frequency too high"
     │   └── ServerError                  5xx
     ├── InvalidResponseError                          a 2xx that is not the documented JSON
     │   └── UnusableTaskIdError                       it names a task by an id we cannot send back
@@ -138,7 +138,7 @@ class AuthenticationError(APIError):
 
 
 class InsufficientCreditsError(APIError):
-    """402: the account has no credits left for this task."""
+    """402 (or a 429 that says so): the account has no credits left for this task."""
 
 
 class PermissionDeniedError(APIError):
@@ -168,7 +168,7 @@ class AlreadyConvertedError(ConflictError):
 
 
 class RateLimitError(APIError):
-    """429: too many requests.
+    """429: too many requests (also sister platforms' 430, and 405 "call frequency too high").
 
     Attributes:
         retry_after: Seconds the server asked us to wait, when it said.

@@ -79,18 +79,44 @@ async def test_slow_loris_download_ends_at_the_timeout(
         pytest.param(b"RIFX\x00\x00\x00\x00WAVE", id="wrong-magic"),
         pytest.param(b"RIFF", id="shorter-than-a-header"),
         pytest.param(wav_bytes(64, declared=10_000), id="short-of-riff-size"),
-        pytest.param(wav_bytes(64, declared=10), id="past-riff-size"),
+        pytest.param(wav_bytes(64, declared=10) + b"\0" * 65536, id="past-riff-size-and-tags"),
     ],
 )
 @pytest.mark.asyncio
 async def test_bad_wav_bodies_are_refused(
     server: HostileServer, sdk: VidgoClient, tmp_path: Path, body: bytes
 ) -> None:
-    """A body that is no WAV, or disagrees with its RIFF size, is an InvalidResponseError."""
+    """A body that is no WAV, short of its RIFF size, or past it by more than tags
+    could explain (64 KiB), is an InvalidResponseError."""
     server.script(FILE, *[reply(200, body, [("Content-Type", "audio/wav")]) for _ in range(10)])
     with pytest.raises(InvalidResponseError):
         await asyncio.wait_for(sdk.download(f"{server.url}/files/a.wav", tmp_path, timeout=3), 5)
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".part")] == []
+
+
+ID3V1 = b"TAG" + b"\0" * 125
+
+
+@pytest.mark.parametrize("length", ["auto", None], ids=["content-length", "no-length"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(wav_bytes(64) + ID3V1, id="id3v1-after-the-riff-chunk"),
+        pytest.param(wav_bytes(63) + b"\0", id="pad-byte-not-counted"),
+        pytest.param(wav_bytes(64, declared=0x7FFFF024), id="sox-pipe-size"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_wav_files_as_common_writers_leave_them_are_saved_at_once(
+    server: HostileServer, sdk: VidgoClient, tmp_path: Path, body: bytes, length: str | None
+) -> None:
+    """Bytes after the RIFF chunk (a tag, an uncounted pad byte), and the RIFF size SoX
+    leaves when writing to a pipe, are a whole WAV: saved from the first answer."""
+    answer = reply(200, body, [("Content-Type", "audio/wav")], length=length, close=length is None)
+    server.script(FILE, answer)
+    path = await asyncio.wait_for(sdk.download(f"{server.url}/files/a.wav", tmp_path, timeout=3), 5)
+    assert path.read_bytes() == body
+    assert len(server.hits(FILE)) == 1
 
 
 @pytest.mark.parametrize(

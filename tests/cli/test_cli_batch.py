@@ -163,7 +163,7 @@ async def test_out_of_credits_stops_the_batch_and_a_rerun_finishes_it(
     assert ran.code == 3, ran.err
     stops = [line for line in ran.err.splitlines() if line.startswith("vidgo-async:")]
     assert len(stops) == 1 and "InsufficientCreditsError" in stops[0] and "credits" in stops[0]
-    assert "not attempted" in stops[0] and "Traceback" not in ran.err
+    assert "row(s) not attempted" in stops[0] and "Traceback" not in ran.err
     assert vidgo_fake.request_count("submit") < 8  # stopped, not tried on every pair
     written = [json.loads(line) for line in output.read_text().splitlines()]
     assert written[-1]["error_type"] == "InsufficientCreditsError"

@@ -150,11 +150,15 @@ async def _lock(path: str | os.PathLike[str], wait: float) -> int | None:
                 await asyncio.sleep(0.05)
                 continue
             os.close(fd)
-            here = " of this program" if ending is not None else ""
+            # A batch of this program: the Python user's own loop, left early.
+            here = (
+                " of this program (a loop left early frees it sooner under contextlib.aclosing)"
+                if ending is not None
+                else ""
+            )
             raise ConfigurationError(
                 f"the journal {name!r} is in use by another batch{here}: one batch at a"
-                " time per SQLite journal (workers on several hosts share a postgresql://"
-                " one; a loop left early frees it sooner under contextlib.aclosing)"
+                " time per SQLite journal (workers on several hosts share a postgresql:// one)"
             ) from None
         except OSError as exc:  # no flock on this file system
             logger.warning("cannot lock the journal %r (%s): not guarded", name, exc)

@@ -110,7 +110,7 @@ async def run_batch(
             file=sys.stderr,
         )
     if refusal is not None:
-        left = "the rest of the input" if tally.left is None else f"{tally.left} rows"
+        left = "the rest of the input" if tally.left is None else f"{tally.left} row(s)"
         print(
             f"vidgo-async: stopped: {one_line(refusal)} - {account_advice(refusal)};"
             f" {left} not attempted or unfinished{_rerun(options.journal)}",

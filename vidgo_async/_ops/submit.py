@@ -230,7 +230,7 @@ def _after_conflict(
     named = f" (conversion task {exc.task_id})" if exc.task_id else ""
     raise AlreadyConvertedError(
         f"{exc.message} - this track was converted before{named}: a batch journal "
-        "(convert_many(journal=...), or the CLI's vidgo-journal.sqlite) answers a repeat "
+        "(the journal argument of convert_many, or the CLI's) answers a repeat "
         "with its URL; else wait on the conversion task's id if you kept it",
         status=exc.status,
         code=exc.code,

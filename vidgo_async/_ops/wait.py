@@ -28,7 +28,7 @@ from .._timing.classify import retryable, stretch, unreachable
 from .._timing.deadline import Deadline
 from .._timing.learned import Learner
 from .._timing.schedules import PollSchedule
-from .._wire.envelope import excerpt
+from .._wire.envelope import excerpt, redact
 from ..errors import (
     InvalidResponseError,
     NotFoundError,
@@ -267,6 +267,12 @@ class Poller:
         if last is None or task.status is not last.status:
             logger.debug("task %s is %s", task.task_id, task.status.value)
             emit(self.reader.hook, "status", task_id=task.task_id, status=task.status)
+            if task.status is TaskStatus.UNKNOWN:
+                logger.warning(
+                    "task %s has status %s, which the API does not document: still waiting",
+                    task.task_id,
+                    self._said(task),
+                )
         if self.pacer is not None:
             self.pacer.observe(task)
         self.last = task
@@ -276,6 +282,10 @@ class Poller:
         # A task this client just submitted may not be readable yet (eventual
         # consistency): until one read succeeds, its 404 is no news.
         return self.fresh and self.last is None and isinstance(exc, NotFoundError)
+
+    def _said(self, task: Task) -> str:
+        """The status ``task`` was sent with, quoted, redacted and cut."""
+        return repr(excerpt(redact(task.raw_status, self.reader.transport.secret), 40))
 
     def fail_if_failed(self, task: Task) -> None:
         """Raise :class:`TaskFailedError` if ``task`` failed."""
@@ -292,6 +302,8 @@ class Poller:
         """The error of a wait whose deadline passed, with what it last saw."""
         last = self.last
         state = "never read" if last is None else last.status.value
+        if last is not None and last.status is TaskStatus.UNKNOWN:
+            state += f" {self._said(last)}"
         if last is not None and last.progress is not None:
             state += f", {last.progress:g}%"
         return TaskTimeoutError(

@@ -4,14 +4,17 @@
 failure       meaning                                answers
 ============  =====================================  ==========================================
 unsent        the server never saw it                connection refused, DNS failure
-refused       seen, provably not processed           429, 501, 503
+refused       seen, provably not processed           429, 430 and 405 "call frequency too
+                                                     high" (RateLimitError), 455
+                                                     "maintenance", 501, 503
 ambiguous     it may have been processed             timeouts and resets after sending, every
                                                      other 5xx, a 2xx that is not the JSON
                                                      documented (or names another task), a
                                                      status or envelope code neither 2xx,
                                                      4xx nor 5xx
-final         a definitive answer                    400, 401, 402, 403, 404, 409, 410, 422,
-                                                     every other 4xx; a submit's answer
+final         a definitive answer                    400, 401, 402 (and a 429 saying the
+                                                     credits ran out), 403, 404, 409, 410,
+                                                     422, every other 4xx; a submit's answer
                                                      naming its task by an unusable id (a
                                                      read's names another task: ambiguous);
                                                      a closed client
@@ -29,7 +32,10 @@ import enum
 
 from ..errors import (
     APIError,
+    AuthenticationError,
+    InsufficientCreditsError,
     InvalidResponseError,
+    PermissionDeniedError,
     RateLimitError,
     ServerError,
     TaskFailedError,
@@ -47,10 +53,10 @@ __all__ = [
     "stretch",
 ]
 
-# Statuses that prove the server did not process the request.
-_REFUSED = frozenset({429, 501, 503})
+# Statuses that prove the server did not process the request (besides RateLimitError's).
+_REFUSED = frozenset({455, 501, 503})
 # Final answers about the account, not about one task or pair.
-_ACCOUNT = frozenset({401, 402, 403})
+_ACCOUNT = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
 # Final answers about the pair submitted: submitting it again cannot help.
 _PAIR = frozenset({400, 404, 409, 422})
 # Statuses of a read after which the task will not be shown again.
@@ -71,7 +77,7 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, TransportError):
         return Failure.AMBIGUOUS if exc.sent else Failure.UNSENT
     if isinstance(exc, APIError):
-        if exc.status in _REFUSED:
+        if isinstance(exc, RateLimitError) or exc.status in _REFUSED:
             return Failure.REFUSED
         return Failure.FINAL if 400 <= exc.status < 500 else Failure.AMBIGUOUS
     if isinstance(exc, InvalidResponseError):
@@ -93,8 +99,8 @@ def retryable(exc: BaseException) -> bool:
 
 
 def refuses_the_account(exc: BaseException) -> bool:
-    """Whether ``exc`` refuses the account (401, 402, 403): no further submit can succeed."""
-    return isinstance(exc, APIError) and exc.status in _ACCOUNT
+    """Whether ``exc`` refuses the account (401, no credits, 403): no further submit can succeed."""
+    return isinstance(exc, _ACCOUNT)
 
 
 def refuses_the_pair(exc: BaseException) -> bool:

@@ -36,7 +36,14 @@ from .._timing.deadline import Deadline
 from .._timing.schedules import retry_pauses
 from ..errors import APIError, InvalidResponseError, RequestTimeoutError, VidgoError
 from .envelope import api_error, excerpt, parse_retry_after, redact
-from .peers import check_url, download_target, is_refused, refused_address, url_label
+from .peers import (
+    check_url,
+    download_target,
+    is_refused,
+    parse_url,
+    refused_address,
+    url_label,
+)
 from .transport import safe_to_chain, transport_error
 from .wavfile import (
     PartFile,
@@ -113,8 +120,8 @@ async def download_file(
             reading (a large file may take much longer in all).
         allow_private: Allow http and any address (tests against a local fake).
         check_wav: Require the file to start with ``RIFF....WAVE`` and, unless
-            the header leaves it open (0 or 0xFFFFFFFF), to be as long as the
-            RIFF size it declares.
+            the header leaves it open (0 or 0xFFFFFFFF), to be at least as long
+            as the RIFF size it declares (tags may follow the RIFF chunk).
         timeout: Seconds for the whole download, retries and backoff
             included; ``None`` for no limit. On expiry the ``.part`` file is
             kept for a later call to resume.
@@ -303,7 +310,7 @@ class _Download:
         if not location:
             raise _Refused(f"{self._where(url)}: redirect without Location", status)
         try:
-            hop = check_url(str(url.join(URL(location))), self._allow_private)
+            hop = check_url(str(url.join(parse_url(location))), self._allow_private)
             refused = await self._refused_address(hop)
         except ValueError as exc:  # it quotes the Location: raised below, not chained
             reason = f"refused redirect: {redact(str(exc), self._secret)}"
@@ -398,5 +405,4 @@ def _status_error(
     """The error for an error status, mapped as for API calls."""
     retry_after = parse_retry_after(response.headers.get("Retry-After"), cap=math.inf)
     shown = excerpt(redact(body.decode("utf-8", "replace"), secret))  # redacted before cut
-    message = f"{where}: {shown or 'no body'}"
-    return api_error(response.status, None, message, None, retry_after)
+    return api_error(response.status, None, shown or "no body", None, retry_after, where=where)

@@ -256,6 +256,8 @@ def _code(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
+    if isinstance(value, float):  # 200.0: the same JSON number, as some encoders write it
+        return int(value) if value.is_integer() and abs(value) < 1e9 else None
     text = value.strip() if isinstance(value, str) else ""
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
@@ -272,10 +274,23 @@ def _message(payload: dict[str, Any]) -> str:
 
 
 def api_error(
-    status: int, code: int | None, message: str, payload: Any, retry_after: float | None
+    status: int,
+    code: int | None,
+    message: str,
+    payload: Any,
+    retry_after: float | None,
+    *,
+    where: str = "",
 ) -> APIError:
-    """The :class:`APIError` subclass for ``status`` (an HTTP status or a JSON code)."""
-    if status == 429:
+    """The :class:`APIError` subclass for ``status`` (an HTTP status or a JSON code),
+    read with the server's ``message`` as sister platforms need: 429 may mean no
+    credits, and 405 and 430 "call frequency too high". ``where`` prefixes the message."""
+    said = message
+    if where:
+        message = f"{where}: {message}"
+    if status in (402, 429) and _NO_CREDITS.search(said):
+        return InsufficientCreditsError(message, status=status, code=code)
+    if status in (429, 430) or (status == 405 and _TOO_FREQUENT.search(said)):
         return RateLimitError(message, status=status, code=code, retry_after=retry_after)
     if 500 <= status < 600:
         return ServerError(message, status=status, code=code, retry_after=retry_after)
@@ -284,13 +299,23 @@ def api_error(
     return _BY_STATUS.get(status, APIError)(message, status=status, code=code)
 
 
+_NO_CREDITS = re.compile(r"credit|balance|recharge|top.?up|insufficient fund", re.IGNORECASE)
+_TOO_FREQUENT = re.compile(r"frequen|too many|rate.?limit|throttl|too fast", re.IGNORECASE)
+
+
 def _conflict_task(payload: Any) -> str | None:
-    data = payload.get("data") if isinstance(payload, dict) else None
-    task_id = data.get("task_id") if isinstance(data, dict) else None
-    try:
-        return None if task_id is None else server_id(task_id)
-    except InvalidResponseError:
+    """The task a 409 names: under ``data`` (as a submit's answer), else at the top
+    level or under ``error`` (the error body is undocumented)."""
+    if not isinstance(payload, dict):
         return None
+    for where in (payload.get("data"), payload, payload.get("error")):
+        task_id = where.get("task_id") if isinstance(where, dict) else None
+        if task_id is not None:
+            try:
+                return server_id(task_id)
+            except InvalidResponseError:
+                return None
+    return None
 
 
 def parse_retry_after(value: str | None, *, cap: float, now: float | None = None) -> float | None:

@@ -21,6 +21,7 @@ __all__ = [
     "check_url",
     "download_target",
     "is_refused",
+    "parse_url",
     "refused_address",
     "safe_file_name",
     "url_label",
@@ -30,10 +31,20 @@ _METADATA = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::2
 _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+# A URL already percent-encoded: only the characters RFC 3986 allows, "%" only in escapes.
+_ENCODED = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+
+
+def parse_url(text: str) -> URL:
+    """``text`` as a URL, its bytes kept when it is already encoded: a signed storage
+    URL's signature must reach the host as signed (yarl would re-quote ``%2F`` as ``/``)."""
+    return URL(text, encoded=True) if _ENCODED.fullmatch(text) else URL(text)
+
+
 def check_url(url: str, allow_private: bool) -> URL:
     """The parsed URL; ValueError unless absolute http(s), credential-free and allowed."""
     try:
-        parsed = URL(url)
+        parsed = parse_url(url)
         parsed.host  # noqa: B018 - decodes an IDNA host, which may fail ("xn--zz")
     except (TypeError, ValueError):  # UnicodeError included
         raise ValueError("not a valid URL") from None
@@ -88,8 +99,9 @@ async def refused_address(url: URL) -> str | None:
 
 
 def url_label(url: URL) -> str:
-    """Host and path only: signed storage URLs carry tokens in the query."""
-    return f"{url.host or ''}{url.path}"
+    """Scheme, host and path only: signed storage URLs carry tokens in the query."""
+    scheme = f"{url.scheme}://" if url.scheme else ""
+    return f"{scheme}{url.host or ''}{url.path}"
 
 
 def download_target(dest: str | os.PathLike[str], url: URL, overwrite: bool) -> Path:

@@ -15,6 +15,7 @@ from .envelope import excerpt
 __all__ = [
     "HEAD",
     "MAX_SIZE",
+    "TRAILER",
     "PartFile",
     "declared_size",
     "drop_lone_version",
@@ -24,7 +25,7 @@ __all__ = [
     "part_size",
     "read_version",
     "resume_offset",
-    "riff_mismatch",
+    "riff_shortfall",
     "usable_version",
 ]
 
@@ -34,8 +35,12 @@ logger = logging.getLogger("vidgo_async")
 HEAD = 12
 #: Largest file downloaded when no RIFF size bounds it (RF64, or a size left open).
 MAX_SIZE = 16 * 1024**3
-#: RIFF sizes that promise nothing: streaming writers leave 0 or all ones there.
-_UNKNOWN_SIZES = frozenset({0, 0xFFFFFFFF})
+#: Bytes a file may hold past its RIFF size: tags appended after the RIFF chunk
+#: (ID3v1, a small ID3v2) and a pad byte left out of the size are common.
+TRAILER = 64 * 1024
+#: RIFF sizes that promise nothing: streaming writers leave 0 or all ones there, and
+#: SoX writing to a pipe the size of its largest data chunk (0x7FFFF000) plus its header.
+_UNKNOWN_SIZES = frozenset({0, 0x7FFFF024, 0xFFFFFFFF})
 
 
 def is_wav(head: bytes) -> bool:
@@ -51,14 +56,15 @@ def declared_size(head: bytes) -> int | None:
     return None if declared in _UNKNOWN_SIZES else declared + 8
 
 
-def riff_mismatch(head: bytes, size: int) -> str | None:
-    """Why a file of ``size`` bytes disagrees with the size its RIFF header declares, if it does.
+def riff_shortfall(head: bytes, size: int) -> str | None:
+    """Why a file of ``size`` bytes is shorter than its RIFF header declares, if it is.
 
-    RF64 files and RIFF sizes of 0 or 0xFFFFFFFF declare nothing usable and
-    always pass; so does a header too short to read.
+    A longer one passes: tags appended after the RIFF chunk (ID3) and a pad
+    byte left out of the size are common. RF64 files and the sizes streaming
+    writers leave open declare nothing usable; nor does a header too short to read.
     """
     declared = declared_size(head)
-    if declared is None or declared == size:
+    if declared is None or declared <= size:
         return None
     return f"the RIFF header declares {declared} bytes, got {size}"
 
@@ -67,7 +73,7 @@ class PartFile:
     """The ``.part`` file opened at ``start``; closed on exit unless committed.
 
     It never grows past ``total`` (the answer's file size, when known), the
-    size its RIFF header declares, or :data:`MAX_SIZE`.
+    size its RIFF header declares (plus a :data:`TRAILER`), or :data:`MAX_SIZE`.
     """
 
     def __init__(self, path: Path, start: int, check_wav: bool, total: int | None = None) -> None:
@@ -116,11 +122,12 @@ class PartFile:
     def _limit(self) -> int:
         """The most bytes the file may hold."""
         riff = declared_size(self._head) if self._check_wav else None
+        riff = None if riff is None else riff + TRAILER
         return min(size for size in (self._total, riff, MAX_SIZE) if size is not None)
 
     def riff_problem(self) -> str | None:
-        """How the size disagrees with the RIFF header's, if it does and WAVs are checked."""
-        return riff_mismatch(self._head, self.size) if self._check_wav else None
+        """How the file falls short of its RIFF header's size, if it does and WAVs are checked."""
+        return riff_shortfall(self._head, self.size) if self._check_wav else None
 
     async def commit(self, target: Path) -> None:
         """fsync, close and rename to ``target`` in a thread, which then owns the file."""

@@ -1,0 +1,173 @@
+"""Answers the vendor's docs leave open, as sister platforms send them (vidgo-api.md):
+their own status codes, a 429 that means no credits, a ``code`` written as 200.0, a 409
+naming its task outside ``data``, and a status no page documents."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from vidgo_async import (
+    APIError,
+    InsufficientCreditsError,
+    TaskTimeoutError,
+    VidgoClient,
+)
+
+from .conftest import MakeSdk
+from .server import DETAIL, SUBMIT, Action, Conn, HostileServer, Request, encode, reply
+from .support import KEY
+
+SOURCE, AUDIO = "src-1", "aud-1"
+
+SISTER_REFUSALS = [
+    pytest.param(430, "call frequency too high", id="430"),
+    pytest.param(405, "Call frequency too high, please slow down", id="405-frequency"),
+    pytest.param(455, "system maintenance", id="455-maintenance"),
+]
+
+
+def answer(status: int, message: str, *, in_200: bool) -> Action:
+    """An error ``status`` with ``message``: the HTTP status, or the ``code`` of an HTTP 200."""
+    return reply(200 if in_200 else status, {"code": status, "message": message})
+
+
+async def convert(sdk: VidgoClient) -> str:
+    return await asyncio.wait_for(sdk.convert_to_wav(SOURCE, AUDIO, timeout=5), 10)
+
+
+@pytest.mark.parametrize("in_200", [False, True], ids=["http-status", "envelope-code"])
+@pytest.mark.parametrize(("status", "message"), SISTER_REFUSALS)
+@pytest.mark.asyncio
+async def test_a_sister_platforms_throttle_or_maintenance_on_a_poll_is_waited_out(
+    server: HostileServer, sdk: VidgoClient, status: int, message: str, in_200: bool
+) -> None:
+    """430, 405 "call frequency too high" and 455 "maintenance" are refusals: the wait
+    goes on and returns the WAV URL of the one task created."""
+    server.script(DETAIL, *[answer(status, message, in_200=in_200)] * 3)
+    url = await convert(sdk)
+    assert url.endswith(".wav")
+    assert server.creations[AUDIO] == 1
+    assert len(server.hits(DETAIL)) >= 4
+
+
+@pytest.mark.parametrize("in_200", [False, True], ids=["http-status", "envelope-code"])
+@pytest.mark.parametrize(("status", "message"), SISTER_REFUSALS)
+@pytest.mark.asyncio
+async def test_a_sister_platforms_throttle_or_maintenance_on_a_submit_is_retried(
+    server: HostileServer, sdk: VidgoClient, status: int, message: str, in_200: bool
+) -> None:
+    """A submit refused so was not processed: it is sent again, and one task is created."""
+    server.script(SUBMIT, *[answer(status, message, in_200=in_200)] * 2)
+    await convert(sdk)
+    assert server.creations[AUDIO] == 1
+    assert len(server.hits(SUBMIT)) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_405_that_is_no_throttle_stays_final(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A 405 saying anything else is an ordinary 4xx: final at once, not retried."""
+    server.script(SUBMIT, reply(405, {"code": 405, "message": "Method Not Allowed"}))
+    with pytest.raises(APIError) as raised:
+        await convert(sdk)
+    assert raised.value.status == 405
+    assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.parametrize("in_200", [False, True], ids=["http-status", "envelope-code"])
+@pytest.mark.asyncio
+async def test_a_429_saying_the_credits_ran_out_ends_the_call_at_once(
+    server: HostileServer, sdk: VidgoClient, in_200: bool
+) -> None:
+    """A sister's 429 "insufficient credits" is InsufficientCreditsError after one
+    request, not retried until the deadline."""
+    server.script(
+        SUBMIT, *[answer(429, "Insufficient credits, please recharge", in_200=in_200)] * 50
+    )
+    with pytest.raises(InsufficientCreditsError) as raised:
+        await convert(sdk)
+    assert raised.value.status == 429
+    assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_batch_stops_submitting_once_a_429_says_the_credits_ran_out(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """As after a 402: the account is refused, so the batch sends no more submits."""
+    server.script(SUBMIT, *[answer(429, "insufficient balance", in_200=False)] * 50)
+    sdk = make_sdk()
+    pairs = [(SOURCE, f"aud-{index}") for index in range(10)]
+    results = [result async for result in sdk.convert_many(pairs, concurrency=1, timeout=5)]
+    assert all(isinstance(result.error, InsufficientCreditsError) for result in results)
+    assert len(server.hits(SUBMIT)) == 1
+
+
+async def with_float_code(server: HostileServer, request: Request, conn: Conn) -> None:
+    """The documented answer, its envelope ``code`` written as a float (200.0)."""
+    status, payload = server.process(request)
+    if isinstance(payload, dict):
+        payload["code"] = float(payload["code"])
+    await conn.send(status, encode(payload), [("Content-Type", "application/json")])
+
+
+@pytest.mark.asyncio
+async def test_an_envelope_code_of_200_0_is_a_success(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """``"code": 200.0`` is the JSON number 200: one submit, and the WAV URL."""
+    server.script(SUBMIT, with_float_code)
+    server.script(DETAIL, *[with_float_code] * 50)
+    assert (await convert(sdk)).endswith(".wav")
+    assert len(server.hits(SUBMIT)) == 1
+    assert (await asyncio.wait_for(sdk.balance(), 5)).credits_amount == server.credits
+
+
+def conflict_naming(task_id: str, where: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": 409, "message": "already converted"}
+    if where == "top":
+        body["task_id"] = task_id
+    else:
+        body["error"] = {"message": "already converted", "task_id": task_id}
+    return body
+
+
+@pytest.mark.parametrize("where", ["top", "error"])
+@pytest.mark.asyncio
+async def test_a_409_naming_its_task_outside_data_settles_an_ambiguous_submit(
+    server: HostileServer, sdk: VidgoClient, where: str
+) -> None:
+    """A submit processed behind a 502, then answered 409 naming the task at the top
+    level or under ``error``: the wait goes on with that task, none created twice."""
+    server.next_ids.append("wav-first")
+    server.script(
+        SUBMIT,
+        reply(502, b"<html>bad gateway</html>", process=True),
+        reply(409, conflict_naming("wav-first", where)),
+    )
+    url = await convert(sdk)
+    assert "wav-first" in url
+    assert server.creations[AUDIO] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_status_no_page_documents_is_warned_of_and_named_at_the_deadline(
+    server: HostileServer, sdk: VidgoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task answered ``"status": "success"`` is still waited on (no guess that it
+    finished), with one warning naming the status; the timeout names it too."""
+    server.task_defaults = {"extra": {"status": "success"}}
+    caplog.set_level(logging.WARNING, logger="vidgo_async")
+    with pytest.raises(TaskTimeoutError) as raised:
+        await asyncio.wait_for(sdk.convert_to_wav(SOURCE, AUDIO, timeout=0.5), 5)
+    assert "'success'" in str(raised.value)
+    warnings = [
+        record.getMessage() for record in caplog.records if "success" in record.getMessage()
+    ]
+    assert len(warnings) == 1, warnings
+    assert KEY not in str(raised.value) + "".join(warnings)
