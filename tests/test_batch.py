@@ -869,6 +869,19 @@ async def test_a_journal_this_version_cannot_read_is_refused_at_the_call(
     assert vidgo_fake.requests == []
 
 
+async def test_a_journal_in_a_missing_folder_is_refused_at_the_call_naming_it(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """As the CLI's --journal: the missing folder is named (SQLite said only "unable to
+    open database file"), before any request, and nothing is created."""
+    async with _client(vidgo_fake) as client:
+        with pytest.raises(ConfigurationError, match="does not exist") as info:
+            client.convert_many([("m", "a0")], journal=tmp_path / "nodir" / "wav.sqlite")
+    assert str(tmp_path / "nodir") in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    assert vidgo_fake.requests == []
+
+
 @pytest.mark.parametrize(
     "dsn",
     [

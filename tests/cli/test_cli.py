@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +34,21 @@ async def test_help_lists_commands_and_examples() -> None:
     assert code == 0
     for word in ("wav", "batch", "status", "download", "fake-server", "demo", "examples:"):
         assert word in out
+
+
+@pytest.mark.parametrize("command", ["wav", "batch", "status", "download", "fake-server", "demo"])
+async def test_every_option_of_a_command_says_what_it_does(command: str) -> None:
+    """`COMMAND --help` describes every option (fake-server's listed bare names)."""
+    code, out, _ = await _cli(command, "--help")
+    assert code == 0
+    lines = [*out.split("options:", 1)[1].splitlines(), ""]
+    bare = [
+        line.strip()
+        for line, after in itertools.pairwise(lines)
+        # An option with no text beside it, nor below it (argparse wraps long names).
+        if line.startswith("  -") and "  " not in line.strip() and not after.startswith(" " * 8)
+    ]
+    assert not bare, bare
 
 
 async def test_wav_prints_the_url(vidgo_fake: FakeVidgo) -> None:

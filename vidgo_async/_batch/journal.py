@@ -221,6 +221,11 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise ConfigurationError(
+                f"cannot open the journal {str(path)!r}: the folder"
+                f" {str(self.path.parent)!r} does not exist"
+            )
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:

@@ -138,9 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(handler=commands.download)
 
     fake = commands_.add_parser("fake-server", help="serve the fake API for local development")
-    fake.add_argument("--port", type=port, default=8080)
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--api-key", default="test-key")
+    fake.add_argument("--port", type=port, default=8080, help="port to listen on (default 8080)")
+    fake.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+    )
+    fake.add_argument("--api-key", default="test-key", help="the key it accepts (default test-key)")
     _verbose(fake)
     fake.set_defaults(handler=commands.fake_server)
 
@@ -148,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", parents=[_output()], help="a real batch against an in-process fake, offline"
     )
     demo.add_argument("--count", type=positive_int, default=200, help="conversions (default 200)")
-    demo.add_argument("--download", metavar="DIR", help="keep the WAVs in DIR")
+    demo.add_argument(
+        "--download",
+        metavar="DIR",
+        help="keep the WAVs in DIR (else they go to a temporary folder, removed at the end)",
+    )
     demo.add_argument("--with-failures", action="store_true", help="make a few tasks fail")
     demo.set_defaults(handler=commands.demo)
     return parser
