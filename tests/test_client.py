@@ -16,6 +16,7 @@ from vidgo_async import (
     BadRequestError,
     Balance,
     NotFoundError,
+    PollPolicy,
     Task,
     TaskFile,
     TaskStatus,
@@ -257,7 +258,10 @@ async def test_a_wait_on_an_api_that_never_answered_fails_fast() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with VidgoClient("key", base_url=f"http://127.0.0.1:{port}", retry=FAST_RETRY) as client:
+    # Short pauses between polls (the default's 1 + 1.5 + 2.25 s came to the bound).
+    poll = PollPolicy(initial=0.05, max_interval=0.2)
+    base_url = f"http://127.0.0.1:{port}"
+    async with VidgoClient("key", base_url=base_url, retry=FAST_RETRY, poll=poll) as client:
         started = time.monotonic()
         with pytest.raises(TransportError) as info:
             await client.wait("t", timeout=60)

@@ -493,15 +493,6 @@ async def test_an_unexpected_success_status_is_invalid(
         await fetch(session, wav_url(big), tmp_path / "a.wav")
 
 
-async def test_check_wav_can_be_disabled(
-    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    """check_wav=False accepts any bytes."""
-    big.inject(Fault.http_error(200, body=b"plain"), route="files")
-    path = await fetch(session, wav_url(big), tmp_path / "a.txt", check_wav=False)
-    assert path.read_bytes() == b"plain"
-
-
 # -- cancellation ---------------------------------------------------------------------------
 
 
@@ -682,19 +673,15 @@ async def test_a_signed_url_reaches_the_storage_host_byte_for_byte(
     assert (tmp_path / "a.wav").read_bytes() == data
 
 
-@pytest.mark.parametrize(
-    ("riff", "check_wav"),
-    [(0, True), (0xFFFFFFFF, True), (1234, False)],
-    ids=["zero", "streaming", "unchecked"],
-)
-async def test_a_riff_size_is_not_checked_when_unknown_or_unwanted(
-    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, riff: int, check_wav: bool
+@pytest.mark.parametrize("riff", [0, 0xFFFFFFFF], ids=["zero", "streaming"])
+async def test_a_riff_size_is_not_checked_when_unknown(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, riff: int
 ) -> None:
-    """A RIFF size of 0 or 0xFFFFFFFF (streaming writers), or check_wav=False, is accepted."""
+    """A RIFF size of 0 or 0xFFFFFFFF (streaming writers) is accepted."""
     data = wav_bytes(1000)
     body = data[:4] + riff.to_bytes(4, "little") + data[8:]
     big.inject(Fault.http_error(200, body=body), route="files", times=100)  # every attempt
-    path = await fetch(session, wav_url(big), tmp_path / "a.wav", check_wav=check_wav)
+    path = await fetch(session, wav_url(big), tmp_path / "a.wav")
     assert path.read_bytes() == body
 
 

@@ -203,9 +203,7 @@ class VidgoClient:
         model = check_id("model", model)
         body = check_input(input)
         callback_url = check_callback_url(callback_url)
-        accepted = await self._submitter.submit(
-            model, body, callback_url=callback_url, deadline=None
-        )
+        accepted = await self._submitter.submit(model, body, callback_url=callback_url)
         return accepted.task()
 
     async def submit_wav(
@@ -224,12 +222,7 @@ class VidgoClient:
         Raises:
             Same as :meth:`submit`.
         """
-        input = wav_input(task_id, audio_id)
-        callback_url = check_callback_url(callback_url)
-        accepted = await self._submitter.submit(
-            WAV_MODEL, input, callback_url=callback_url, deadline=None
-        )
-        return accepted.task()
+        return await self.submit(WAV_MODEL, wav_input(task_id, audio_id), callback_url=callback_url)
 
     async def get_task(self, task_id: str) -> Task:
         """The current state of a music task (Query Music Detail).

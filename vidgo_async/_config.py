@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -13,32 +14,27 @@ __all__ = ["DEFAULT_TIMEOUT", "PollPolicy", "RetryPolicy", "Timeouts"]
 DEFAULT_TIMEOUT = 900.0
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
-
-
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
-
-
 #: The longest ``PollPolicy.max_interval``, in seconds (a day): a cap past it means
 #: no cap, and one near the largest float overflows the schedule's arithmetic.
 LONGEST_INTERVAL = 86_400.0
 
 
-def _an_interval(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, (int, float)) and 0 <= value <= LONGEST_INTERVAL):
-        raise ValueError(
-            f"{attribute.name} must be a number of seconds from 0 to {LONGEST_INTERVAL:.0f},"
-            f" got {value!r}"
-        )
+def _number(
+    low: float, high: float = math.inf, *, strict: bool = False
+) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    """A validator of a finite number from ``low`` (excluded if ``strict``) to ``high``."""
+    sign = ">" if strict else ">="
+    bounds = f"{sign} {low:g}" if high == math.inf else f"from {low:g} to {high:g}"
+
+    def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        number = isinstance(value, (int, float)) and math.isfinite(value)
+        if not (number and (value > low if strict else value >= low) and value <= high):
+            raise ValueError(f"{attribute.name} must be a finite number {bounds}, got {value!r}")
+
+    return check
 
 
-def _at_least_one(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 1):
-        raise ValueError(f"{attribute.name} must be a finite number >= 1, got {value!r}")
+_non_negative = _number(0)
 
 
 @attrs.frozen(kw_only=True)
@@ -60,7 +56,7 @@ class RetryPolicy:
         budget_ratio: Tokens a success earns back.
     """
 
-    max_attempts: int = attrs.field(default=4, validator=_at_least_one)
+    max_attempts: int = attrs.field(default=4, validator=_number(1))
     base_delay: float = attrs.field(default=0.5, validator=_non_negative)
     max_delay: float = attrs.field(default=8.0, validator=_non_negative)
     max_retry_after: float = attrs.field(default=120.0, validator=_non_negative)
@@ -93,17 +89,12 @@ class PollPolicy:
     """
 
     initial: float = attrs.field(default=1.0, validator=_non_negative)
-    factor: float = attrs.field(default=1.5, validator=_at_least_one)
-    max_interval: float = attrs.field(default=15.0, validator=_an_interval)
-    jitter: float = attrs.field(default=0.1, validator=_non_negative)
+    factor: float = attrs.field(default=1.5, validator=_number(1))
+    max_interval: float = attrs.field(default=15.0, validator=_number(0, LONGEST_INTERVAL))
+    jitter: float = attrs.field(default=0.1, validator=_number(0, 1))
     use_progress: bool = True
     learn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     callback_interval: float = attrs.field(default=60.0, validator=_non_negative)
-
-    @jitter.validator
-    def _check_jitter(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if value > 1:
-            raise ValueError(f"jitter must be within [0, 1], got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -115,5 +106,5 @@ class Timeouts:
         total: Time for the whole request, body included.
     """
 
-    connect: float = attrs.field(default=10.0, validator=_positive)
-    total: float = attrs.field(default=30.0, validator=_positive)
+    connect: float = attrs.field(default=10.0, validator=_number(0, strict=True))
+    total: float = attrs.field(default=30.0, validator=_number(0, strict=True))

@@ -12,17 +12,7 @@ import attrs
 
 from ._models import TaskStatus
 
-__all__ = [
-    "WARN_AFTER",
-    "Event",
-    "EventHook",
-    "EventKind",
-    "Scope",
-    "emit",
-    "operation",
-    "request",
-    "retrying",
-]
+__all__ = ["Event", "EventHook", "EventKind", "Scope", "emit", "operation", "request", "retrying"]
 
 logger = logging.getLogger("vidgo_async")
 

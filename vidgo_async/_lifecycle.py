@@ -20,7 +20,7 @@ import attrs
 
 from .errors import ClientClosedError
 
-__all__ = ["Lifecycle", "Stoppable", "settle"]
+__all__ = ["Lifecycle", "settle"]
 
 _T = TypeVar("_T")
 

@@ -21,6 +21,7 @@ from ._timing.deadline import Deadline
 from .errors import ConfigurationError
 
 __all__ = [
+    "MAX_CALLBACK_URL",
     "MAX_ID",
     "api_key_from",
     "base_url_from",
@@ -104,13 +105,7 @@ def check_timeout(value: object, *, name: str = "timeout") -> float | None:
         TypeError: It is not a number.
         ValueError: It is not positive and finite.
     """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return float(value)
+    return None if value is None else check_rate(name, value)
 
 
 def check_input(value: object) -> dict[str, Any]:

@@ -33,13 +33,7 @@ try:
 except ImportError:  # Windows: one batch per SQLite journal is not enforced
     fcntl = None  # type: ignore[assignment]
 
-__all__ = [
-    "SqliteJournal",
-    "checked_journal",
-    "is_other_dsn",
-    "is_postgres",
-    "open_journal",
-]
+__all__ = ["SqliteJournal", "checked_journal", "open_journal"]
 
 logger = logging.getLogger("vidgo_async")
 

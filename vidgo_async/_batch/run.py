@@ -126,7 +126,6 @@ def start_batch(
         lifecycle,
         steps,
         pairs,
-        concurrency=concurrency,
         room=room,
         journal=journal,
         hook=hook,
@@ -141,7 +140,6 @@ class _Batch:
     lifecycle: Lifecycle  # the client's: it stops the batch before it closes
     steps: PairSteps
     pairs: Pairs
-    concurrency: int = attrs.field(kw_only=True)
     room: int = attrs.field(kw_only=True)
     journal: str | os.PathLike[str] | JournalSource | None = attrs.field(kw_only=True)
     hook: EventHook | None = attrs.field(kw_only=True, default=None)

@@ -17,7 +17,7 @@ from . import batch, commands
 from .checks import DEFAULT_JOURNAL, is_dsn
 from .client import DOWNLOAD_TIMEOUT
 
-__all__ = ["Parser", "build_parser", "port", "positive_int", "positive_number"]
+__all__ = ["build_parser", "port"]
 
 _EXAMPLES = """\
 examples:

@@ -24,6 +24,7 @@ __all__ = [
     "check_download_dest",
     "check_download_folder",
     "check_journal",
+    "is_dsn",
     "journal_label",
     "journal_of",
     "open_output",

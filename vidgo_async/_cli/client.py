@@ -13,7 +13,7 @@ from vidgo_async import VidgoClient
 
 from .exits import UsageError
 
-__all__ = ["DOWNLOAD_TIMEOUT", "download_client", "open_client", "quota_namespace"]
+__all__ = ["DOWNLOAD_TIMEOUT", "download_client", "open_client"]
 
 #: Seconds for a whole download, retries included: the client's own default for
 #: ``download`` (an hour), which the core keeps private.

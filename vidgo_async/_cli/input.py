@@ -17,7 +17,7 @@ import attrs
 
 from .exits import UsageError
 
-__all__ = ["BadRow", "InputError", "count_rows", "open_input", "read_pairs"]
+__all__ = ["BadRow", "count_rows", "open_input", "read_pairs"]
 
 # Bytes that were not UTF-8, as the input's "surrogateescape" decoding keeps them.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")

@@ -23,7 +23,7 @@ from .._wire.convert import parse_task
 from .._wire.transport import Transport
 from ..errors import VidgoError
 
-__all__ = ["DETAIL_PATH", "STATUS_ROUTE", "Reader"]
+__all__ = ["DETAIL_PATH", "Reader"]
 
 logger = logging.getLogger("vidgo_async")
 

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from .callbacks import Registry
 
-__all__ = ["SUBMIT_PATH", "Accepted", "Submitter"]
+__all__ = ["Accepted", "Submitter"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -84,7 +84,7 @@ class Submitter:
         input: dict[str, Any],
         *,
         callback_url: str | None,
-        deadline: Deadline | None,
+        deadline: Deadline | None = None,
         adopt: bool = False,
         resumed: bool = False,
         before_send: Callable[[], Awaitable[None]] | None = None,

@@ -38,7 +38,7 @@ import attrs
 from .._timing.limits import Grants, Slot
 from ..errors import ClientClosedError, TransportError, VidgoError
 
-__all__ = ["Lease", "LeaseSource", "LeasedLimiter", "Spent"]
+__all__ = ["Lease", "LeasedLimiter", "Spent"]
 
 # Settled leases waiting to be reported (one per lease request): more are left to end
 # when their lifetime does (only room the store holds a little longer, never too little).

@@ -51,6 +51,7 @@ __all__ = [
     "refuses_the_pair",
     "retryable",
     "stretch",
+    "unreachable",
 ]
 
 # Statuses that prove the server did not process the request (besides RateLimitError's).

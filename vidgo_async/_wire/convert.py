@@ -24,6 +24,8 @@ from .._validate import MAX_ID
 from ..errors import InvalidResponseError, UnusableTaskIdError
 
 __all__ = [
+    "dump_durations",
+    "load_durations",
     "parse_accepted",
     "parse_balance",
     "parse_task",

@@ -56,7 +56,7 @@ from .wavfile import (
     usable_version,
 )
 
-__all__ = ["CHUNK_SIZE", "DOWNLOAD_TIMEOUT", "MAX_REDIRECTS", "ProgressCallback", "download_file"]
+__all__ = ["DOWNLOAD_TIMEOUT", "download_file"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -98,7 +98,6 @@ async def download_file(
     retry: RetryPolicy = _DEFAULT_RETRY,
     timeouts: Timeouts = _DEFAULT_TIMEOUTS,
     allow_private: bool = False,
-    check_wav: bool = True,
     timeout: float | None = DOWNLOAD_TIMEOUT,
     secret: str = "",
     hook: EventHook | None = None,
@@ -119,9 +118,6 @@ async def download_file(
         timeouts: ``connect``, and ``total`` as the longest silence while
             reading (a large file may take much longer in all).
         allow_private: Allow http and any address (tests against a local fake).
-        check_wav: Require the file to start with ``RIFF....WAVE`` and, unless
-            the header leaves it open (0 or 0xFFFFFFFF), to be at least as long
-            as the RIFF size it declares (tags may follow the RIFF chunk).
         timeout: Seconds for the whole download, retries and backoff
             included; ``None`` for no limit. On expiry the ``.part`` file is
             kept for a later call to resume.
@@ -154,9 +150,7 @@ async def download_file(
     if session.auth is not None or "Authorization" in session.headers:
         raise ValueError("refusing to download with a session that carries credentials")
     deadline = Deadline.after(timeout)
-    job = _Download(
-        session, first, target, retry, timeouts, allow_private, check_wav, deadline, secret, hook
-    )
+    job = _Download(session, first, target, retry, timeouts, allow_private, deadline, secret, hook)
     peer = {"path": job.path(first), "server_address": first.host, "server_port": first.port}
     with operation(hook, "download", **peer):
         work = job.run(on_progress)
@@ -174,7 +168,6 @@ class _Download:
     _retry: RetryPolicy
     _timeouts: Timeouts
     _allow_private: bool
-    _check_wav: bool
     _deadline: Deadline
     _secret: str  # never repeated: a storage URL's path may carry it
     _hook: EventHook | None = None
@@ -253,7 +246,7 @@ class _Download:
         return aiohttp.ClientTimeout(total=self._left(), connect=connect, sock_read=silence)
 
     async def _attempt(self, on_progress: ProgressCallback | None) -> None:
-        offset = resume_offset(self._part, self._check_wav)
+        offset = resume_offset(self._part)
         failure: BaseException | None = None
         try:
             response = await self._open(offset)
@@ -360,7 +353,7 @@ class _Download:
             sent = excerpt(redact(encoding, self._secret), 40)
             raise _Refused(f"{self._where()}: Content-Encoding {sent}, not identity", status)
         start, total = self._span(response, offset)
-        with PartFile(self._part, start, self._check_wav, total) as part:
+        with PartFile(self._part, start, total) as part:
             if start == 0 or self._version is None:  # a whole body: its version is the file's
                 self._version = _version_of(response)
                 keep_version(self._part, self._version)

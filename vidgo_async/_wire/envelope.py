@@ -40,7 +40,6 @@ __all__ = [
     "excerpt",
     "parse_retry_after",
     "redact",
-    "redact_json",
 ]
 
 #: Largest response body read, in bytes; the rest is never buffered.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import importlib.metadata
 import logging
 import time
@@ -77,7 +76,6 @@ class Transport:
     # (``Slot.leaving``). A client's own cap needs no such wait: its slots count
     # until they are released, however late their requests leave.
     _connections: asyncio.Semaphore | None = attrs.field(init=False)
-    _urls: dict[str, URL] = attrs.field(init=False, factory=dict)  # of the fixed routes
     _resolver: PublicResolver | None = attrs.field(init=False, default=None)
     answered: bool = attrs.field(init=False, default=False)  # any answer since the start
 
@@ -204,7 +202,11 @@ class Transport:
             ) from None
         try:
             if slot is not None:
-                await _leave(slot, _left(until))
+                try:
+                    await slot.leaving(_left(until))  # it may first need a fresh slot
+                except TimeoutError:
+                    message = "deadline reached before a fresh slot"
+                    raise RequestTimeoutError(message, sent=False) from None
             yield _left(until)
         finally:
             self._connections.release()
@@ -225,7 +227,7 @@ class Transport:
         try:
             async with self.session.request(
                 method,
-                self._url(path),
+                self.base_url.with_path(self.base_url.raw_path.rstrip("/") + path, encoded=True),
                 params=params,
                 json=body,
                 headers=self._auth if self._borrowed is not None else None,
@@ -256,37 +258,16 @@ class Transport:
         logger.debug("%s %s -> %d in %.3fs", method, path, status, time.monotonic() - started)
         return status, headers, raw, complete
 
-    def _url(self, path: str) -> URL:
-        url = self._urls.get(path)
-        if url is None:
-            url = self.base_url.with_path(self.base_url.raw_path.rstrip("/") + path, encoded=True)
-            if len(self._urls) < 8:  # the fixed routes; per-task status paths are not kept
-                self._urls[path] = url
-        return url
-
     def _client_timeout(self, cap: float | None) -> aiohttp.ClientTimeout:
         total = self.timeouts.total
         if cap is not None and cap < total:
             total = max(0.001, cap)
-        return _timeout(total, min(self.timeouts.connect, total))
-
-
-async def _leave(slot: Slot, timeout: float | None) -> None:
-    """Tell ``slot`` its request leaves now (it may first need a fresh one)."""
-    try:
-        await slot.leaving(timeout)
-    except TimeoutError:
-        raise RequestTimeoutError("deadline reached before a fresh slot", sent=False) from None
+        return aiohttp.ClientTimeout(total=total, connect=min(self.timeouts.connect, total))
 
 
 def _left(until: float | None) -> float | None:
     """Seconds left until ``until`` (None: no end), never below zero."""
     return None if until is None else max(0.0, until - time.monotonic())
-
-
-@functools.lru_cache(maxsize=64)
-def _timeout(total: float, connect: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=total, connect=connect)
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:

@@ -14,18 +14,13 @@ from .envelope import excerpt
 
 __all__ = [
     "HEAD",
-    "MAX_SIZE",
-    "TRAILER",
     "PartFile",
-    "declared_size",
     "drop_lone_version",
     "forget_part",
-    "is_wav",
     "keep_version",
     "part_size",
     "read_version",
     "resume_offset",
-    "riff_shortfall",
     "usable_version",
 ]
 
@@ -76,16 +71,15 @@ class PartFile:
     size its RIFF header declares (plus a :data:`TRAILER`), or :data:`MAX_SIZE`.
     """
 
-    def __init__(self, path: Path, start: int, check_wav: bool, total: int | None = None) -> None:
+    def __init__(self, path: Path, start: int, total: int | None = None) -> None:
         self._path = path
         # Blocking writes of one chunk to the page cache are brief; fsync runs in a thread.
         self._file = open(path, "r+b" if start else "wb")  # noqa: SIM115 - closed in __exit__/commit
         # A resumed file's header is on disk (resume_offset keeps none shorter).
-        self._head = self._file.read(HEAD) if start and check_wav else b""
+        self._head = self._file.read(HEAD) if start else b""
         self._file.seek(start)
         self._file.truncate()
         self._committed = False
-        self._check_wav = check_wav
         self._total = total
         self.size = start
 
@@ -104,7 +98,7 @@ class PartFile:
                 total, its RIFF header or :data:`MAX_SIZE` allow: the chunk is
                 not written, the rest not read, and the file removed.
         """
-        if self._check_wav and self.size < HEAD:
+        if self.size < HEAD:
             self._head += chunk[: HEAD - self.size]
             if len(self._head) == HEAD:
                 self._require_wav()
@@ -121,17 +115,17 @@ class PartFile:
 
     def _limit(self) -> int:
         """The most bytes the file may hold."""
-        riff = declared_size(self._head) if self._check_wav else None
+        riff = declared_size(self._head)
         riff = None if riff is None else riff + TRAILER
         return min(size for size in (self._total, riff, MAX_SIZE) if size is not None)
 
     def riff_problem(self) -> str | None:
-        """How the file falls short of its RIFF header's size, if it does and WAVs are checked."""
-        return riff_shortfall(self._head, self.size) if self._check_wav else None
+        """How the file falls short of its RIFF header's size, if it does."""
+        return riff_shortfall(self._head, self.size)
 
     async def commit(self, target: Path) -> None:
         """fsync, close and rename to ``target`` in a thread, which then owns the file."""
-        if self._check_wav and self.size < HEAD:
+        if self.size < HEAD:
             self._require_wav()  # the whole file is shorter than a header
         self._committed = True
         await asyncio.to_thread(self._commit, target)
@@ -165,16 +159,13 @@ def part_size(path: Path) -> int:
         return 0
 
 
-def resume_offset(part: Path, check_wav: bool) -> int:
+def resume_offset(part: Path) -> int:
     """Bytes of ``part`` worth keeping: all of it, unless too short or not a WAV."""
     size = part_size(part)
     if size < HEAD:
         return 0
-    if check_wav:
-        with part.open("rb") as file:
-            if not is_wav(file.read(HEAD)):
-                return 0
-    return size
+    with part.open("rb") as file:
+        return size if is_wav(file.read(HEAD)) else 0
 
 
 def usable_version(value: str) -> str | None:
