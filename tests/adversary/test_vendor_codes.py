@@ -171,3 +171,14 @@ async def test_a_status_no_page_documents_is_warned_of_and_named_at_the_deadline
     ]
     assert len(warnings) == 1, warnings
     assert KEY not in str(raised.value) + "".join(warnings)
+
+
+@pytest.mark.asyncio
+async def test_one_file_sent_as_an_object_instead_of_a_list_is_read(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """``"files": {"wav_url": ...}`` (one file, not in a list) gives its URL at once;
+    the wait ran to its deadline and reported "files: 0"."""
+    server.task_defaults = {"files": {"wav_url": f"{server.url}/files/one.wav"}}
+    assert await convert(sdk) == f"{server.url}/files/one.wav"
+    assert server.creations[AUDIO] == 1

@@ -98,6 +98,8 @@ def _text(value: Any, _: object) -> str | None:
 
 
 def _files(value: Any, _: object) -> tuple[TaskFile, ...]:
+    if isinstance(value, dict):  # one file, sent as itself rather than in a list
+        value = [value]
     if not isinstance(value, list):
         return ()
     return tuple(TaskFile(_file(item)) for item in value if isinstance(item, dict))
