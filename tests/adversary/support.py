@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 
-from vidgo_async import PollPolicy, RetryPolicy, Timeouts
+from vidgo_async import PollPolicy, RetryPolicy, Timeouts, VidgoClient
 
 KEY = "sk-secret-KEY-123"
 FAST_POLL = PollPolicy(initial=0.01, factor=1.5, max_interval=0.05)
@@ -13,6 +14,14 @@ FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.01, max_retry_after=0.05)
 TIMEOUTS = Timeouts(connect=2, total=5)
 # What nothing may ever let escape from a server answer or a callback body.
 FORBIDDEN = (KeyError, OverflowError, RecursionError, UnicodeError, AssertionError, RuntimeError)
+
+
+PARENT, TRACK = "parent-1", "track-1"  # the pair most tests convert
+
+
+async def convert(sdk: VidgoClient, timeout: float = 3.0) -> str:
+    """``PARENT``/``TRACK`` converted within ``timeout`` (bounded a few seconds more)."""
+    return await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=timeout), timeout + 5)
 
 
 def chain(exc: BaseException | None) -> Iterator[BaseException]:

@@ -16,17 +16,11 @@ from vidgo_async import (
 )
 
 from .server import SUBMIT, HostileServer, envelope, raw, reply, reset, running
-from .support import FORBIDDEN, chain
-
-PARENT, TRACK = "parent-1", "track-1"
+from .support import FORBIDDEN, PARENT, TRACK, chain, convert
 
 
 def error_body(status: int) -> dict[str, Any]:
     return {"code": status, "message": f"refused with {status}"}
-
-
-async def convert(sdk: VidgoClient, timeout: float = 3.0) -> str:
-    return await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=timeout), 8)
 
 
 async def submit(sdk: VidgoClient) -> str:

@@ -19,9 +19,7 @@ from vidgo_async import (
 
 from .conftest import MakeSdk
 from .server import DETAIL, SUBMIT, Action, Conn, HostileServer, Request, encode, reply
-from .support import KEY
-
-SOURCE, AUDIO = "src-1", "aud-1"
+from .support import KEY, PARENT, TRACK, convert
 
 SISTER_REFUSALS = [
     pytest.param(430, "call frequency too high", id="430"),
@@ -35,10 +33,6 @@ def answer(status: int, message: str, *, in_200: bool) -> Action:
     return reply(200 if in_200 else status, {"code": status, "message": message})
 
 
-async def convert(sdk: VidgoClient) -> str:
-    return await asyncio.wait_for(sdk.convert_to_wav(SOURCE, AUDIO, timeout=5), 10)
-
-
 @pytest.mark.parametrize("in_200", [False, True], ids=["http-status", "envelope-code"])
 @pytest.mark.parametrize(("status", "message"), SISTER_REFUSALS)
 @pytest.mark.asyncio
@@ -50,7 +44,7 @@ async def test_a_sister_platforms_throttle_or_maintenance_on_a_poll_is_waited_ou
     server.script(DETAIL, *[answer(status, message, in_200=in_200)] * 3)
     url = await convert(sdk)
     assert url.endswith(".wav")
-    assert server.creations[AUDIO] == 1
+    assert server.creations[TRACK] == 1
     assert len(server.hits(DETAIL)) >= 4
 
 
@@ -63,7 +57,7 @@ async def test_a_sister_platforms_throttle_or_maintenance_on_a_submit_is_retried
     """A submit refused so was not processed: it is sent again, and one task is created."""
     server.script(SUBMIT, *[answer(status, message, in_200=in_200)] * 2)
     await convert(sdk)
-    assert server.creations[AUDIO] == 1
+    assert server.creations[TRACK] == 1
     assert len(server.hits(SUBMIT)) == 3
 
 
@@ -102,7 +96,7 @@ async def test_a_batch_stops_submitting_once_a_429_says_the_credits_ran_out(
     """As after a 402: the account is refused, so the batch sends no more submits."""
     server.script(SUBMIT, *[answer(429, "insufficient balance", in_200=False)] * 50)
     sdk = make_sdk()
-    pairs = [(SOURCE, f"aud-{index}") for index in range(10)]
+    pairs = [(PARENT, f"aud-{index}") for index in range(10)]
     results = [result async for result in sdk.convert_many(pairs, concurrency=1, timeout=5)]
     assert all(isinstance(result.error, InsufficientCreditsError) for result in results)
     assert len(server.hits(SUBMIT)) == 1
@@ -152,7 +146,7 @@ async def test_a_409_naming_its_task_outside_data_settles_an_ambiguous_submit(
     )
     url = await convert(sdk)
     assert "wav-first" in url
-    assert server.creations[AUDIO] == 1
+    assert server.creations[TRACK] == 1
 
 
 @pytest.mark.asyncio
@@ -164,7 +158,7 @@ async def test_a_status_no_page_documents_is_warned_of_and_named_at_the_deadline
     server.task_defaults = {"extra": {"status": "success"}}
     caplog.set_level(logging.WARNING, logger="vidgo_async")
     with pytest.raises(TaskTimeoutError) as raised:
-        await asyncio.wait_for(sdk.convert_to_wav(SOURCE, AUDIO, timeout=0.5), 5)
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=0.5), 5)
     assert "'success'" in str(raised.value)
     warnings = [
         record.getMessage() for record in caplog.records if "success" in record.getMessage()
@@ -181,4 +175,4 @@ async def test_one_file_sent_as_an_object_instead_of_a_list_is_read(
     the wait ran to its deadline and reported "files: 0"."""
     server.task_defaults = {"files": {"wav_url": f"{server.url}/files/one.wav"}}
     assert await convert(sdk) == f"{server.url}/files/one.wav"
-    assert server.creations[AUDIO] == 1
+    assert server.creations[TRACK] == 1
