@@ -203,7 +203,9 @@ class VidgoClient:
         model = check_id("model", model)
         body = check_input(input)
         callback_url = check_callback_url(callback_url)
-        accepted = await self._submitter.submit(model, body, callback_url=callback_url)
+        accepted = await self._submitter.submit(
+            model, body, callback_url=callback_url, deadline=None
+        )
         return accepted.task()
 
     async def submit_wav(

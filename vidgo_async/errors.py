@@ -16,7 +16,7 @@
     │   ├── ConflictError                409
     │   │   └── AlreadyConvertedError    409 on a convert-to-wav submit
     │   ├── RateLimitError               429, 430, 405 "call frequency too high"
-    │   └── ServerError                  5xx
+    │   └── ServerError                  5xx, 455 "maintenance"
     ├── InvalidResponseError                          a 2xx that is not the documented JSON
     │   └── UnusableTaskIdError                       it names a task by an id we cannot send back
     ├── InvalidCallbackError(VidgoError, ValueError)  a callback body too large or malformed
@@ -187,7 +187,8 @@ class RateLimitError(APIError):
 
 
 class ServerError(APIError):
-    """5xx: the server or a proxy in front of it failed.
+    """5xx: the server or a proxy in front of it failed (also a sister platform's 455,
+    "maintenance").
 
     Attributes:
         retry_after: Seconds the server asked us to wait, when it said.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +14,13 @@ import pytest
 from vidgo_async import (
     APIError,
     InsufficientCreditsError,
+    SubmitOutcomeUnknownError,
     TaskTimeoutError,
     VidgoClient,
 )
 
 from .conftest import MakeSdk
-from .server import DETAIL, SUBMIT, Action, Conn, HostileServer, Request, encode, reply
+from .server import DETAIL, FILE, SUBMIT, Action, Conn, HostileServer, Request, encode, reply
 from .support import KEY, PARENT, TRACK, convert
 
 SISTER_REFUSALS = [
@@ -89,6 +91,51 @@ async def test_a_429_saying_the_credits_ran_out_ends_the_call_at_once(
     assert len(server.hits(SUBMIT)) == 1
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "rate limit exceeded, check your balance of requests",
+        "Too many requests. Each request consumes credits.",
+        "Too Many Requests (load balancer)",
+        "Rate limit reached; upgrade your plan for more credits per minute",
+    ],
+)
+@pytest.mark.asyncio
+async def test_a_429_that_only_mentions_credits_is_a_rate_limit(
+    server: HostileServer, sdk: VidgoClient, message: str
+) -> None:
+    """Credits or a balance named in a rate limit's message are no refusal of the
+    account: the submit is sent again, and the conversion goes through."""
+    server.script(SUBMIT, reply(429, {"code": 429, "message": message}))
+    assert (await convert(sdk)).endswith(".wav")
+    assert len(server.hits(SUBMIT)) == 2
+
+
+@pytest.mark.parametrize(
+    "message", ["You have run out of credits", "not enough balance", "余额不足, 请充值"]
+)
+@pytest.mark.asyncio
+async def test_a_429_in_other_words_for_no_credits_is_insufficient_credits(
+    server: HostileServer, sdk: VidgoClient, message: str
+) -> None:
+    server.script(SUBMIT, *[reply(429, {"code": 429, "message": message})] * 50)
+    with pytest.raises(InsufficientCreditsError):
+        await convert(sdk)
+    assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_storage_hosts_429_is_never_read_as_the_apis_credits(
+    server: HostileServer, sdk: VidgoClient, tmp_path: Path
+) -> None:
+    """Downloads come from storage, which speaks for no account: its 429 is retried."""
+    server.script(FILE, reply(429, b"insufficient balance", [("Content-Type", "text/plain")]))
+    url = f"{server.url}/files/a.wav"
+    path = await asyncio.wait_for(sdk.download(url, tmp_path / "a.wav", timeout=3), 5)
+    assert path.read_bytes() == server.wav
+    assert len(server.hits(FILE)) == 2
+
+
 @pytest.mark.asyncio
 async def test_a_batch_stops_submitting_once_a_429_says_the_credits_ran_out(
     server: HostileServer, make_sdk: MakeSdk
@@ -147,6 +194,24 @@ async def test_a_409_naming_its_task_outside_data_settles_an_ambiguous_submit(
     url = await convert(sdk)
     assert "wav-first" in url
     assert server.creations[TRACK] == 1
+
+
+@pytest.mark.parametrize("where", ["top", "error"])
+@pytest.mark.asyncio
+async def test_a_409_echoing_the_parent_task_is_not_taken_for_the_conversion(
+    server: HostileServer, sdk: VidgoClient, where: str
+) -> None:
+    """An error body that repeats the request's ``task_id`` names the music task the
+    track came from: the submit's outcome stays unknown (look it up), and the parent
+    is never polled as if it were the conversion."""
+    server.script(
+        SUBMIT,
+        reply(502, b"<html>bad gateway</html>", process=True),
+        reply(409, conflict_naming(PARENT, where)),
+    )
+    with pytest.raises(SubmitOutcomeUnknownError):
+        await convert(sdk)
+    assert not [hit for hit in server.hits(DETAIL) if hit.query.get("task_id") == PARENT]
 
 
 @pytest.mark.asyncio

@@ -84,7 +84,7 @@ class Submitter:
         input: dict[str, Any],
         *,
         callback_url: str | None,
-        deadline: Deadline | None = None,
+        deadline: Deadline | None,
         adopt: bool = False,
         resumed: bool = False,
         before_send: Callable[[], Awaitable[None]] | None = None,
@@ -218,6 +218,9 @@ def _track_of(model: str, input: Mapping[str, Any]) -> dict[str, str]:
 def _after_conflict(
     exc: ConflictError, body: dict[str, Any], ambiguous: VidgoError | None, *, adopt: bool
 ) -> Accepted:
+    if exc.task_id is not None and exc.task_id == body["input"].get("task_id"):
+        # An error body echoing the request names the parent music task, not a conversion.
+        exc.task_id = None
     if exc.task_id is not None and (adopt or ambiguous is not None):
         # The server named the task: ours from an earlier, unanswered attempt, or
         # (adopt) the one that converted this track before.

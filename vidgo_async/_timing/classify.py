@@ -5,8 +5,8 @@ failure       meaning                                answers
 ============  =====================================  ==========================================
 unsent        the server never saw it                connection refused, DNS failure
 refused       seen, provably not processed           429, 430 and 405 "call frequency too
-                                                     high" (RateLimitError), 455
-                                                     "maintenance", 501, 503
+                                                     high" (RateLimitError), a sister's
+                                                     455 "maintenance", 501, 503
 ambiguous     it may have been processed             timeouts and resets after sending, every
                                                      other 5xx, a 2xx that is not the JSON
                                                      documented (or names another task), a

@@ -176,7 +176,7 @@ def envelope_data(
         )
     if not 200 <= status < 300:
         message = _error_message(payload, problem, raw, secret)
-        raise api_error(status, None, message, payload, _retry_after(headers))
+        raise _vendor_error(status, None, message, payload, _retry_after(headers))
     if problem is not None:
         raise InvalidResponseError(
             f"expected a JSON envelope, got {problem}",
@@ -193,7 +193,7 @@ def envelope_data(
             "envelope code is not a number", status=status, excerpt=_shown(raw, secret)
         )
     if not 200 <= code < 300:  # read like the HTTP status
-        raise api_error(code, code, _message(payload), payload, _retry_after(headers))
+        raise _vendor_error(code, code, _message(payload), payload, _retry_after(headers))
     if "data" not in payload:
         raise InvalidResponseError(
             "envelope has no data", status=status, excerpt=_shown(raw, secret)
@@ -262,14 +262,39 @@ def _code(value: Any) -> int | None:
 
 
 def _message(payload: dict[str, Any]) -> str:
-    """The message of a JSON error envelope (already redacted)."""
+    """The message of a JSON error envelope (already redacted), cut and escaped."""
+    said = _said(payload)
+    return "no message" if said is None else excerpt(said, 300)
+
+
+def _said(payload: Any) -> str | None:
+    """The text of a JSON error envelope's message, as sent (already redacted)."""
+    if not isinstance(payload, dict):
+        return None
     error = payload.get("error")
     candidates = [error.get("message") if isinstance(error, dict) else error]
     candidates += [payload.get("message"), payload.get("msg")]
     for candidate in candidates:
         if isinstance(candidate, str) and candidate.strip():
-            return excerpt(candidate, 300)
-    return "no message"
+            return candidate
+    return None
+
+
+def _vendor_error(
+    status: int, code: int | None, message: str, payload: Any, retry_after: float | None
+) -> APIError:
+    """:func:`api_error`, read as sister platforms of the API need (docs/vidgo-api.md:
+    "read the message as well as the status"): a 429 may say the credits ran out;
+    430, and 405 saying so, are "call frequency too high"; 455 is "maintenance"."""
+    said = _said(payload) or message  # as sent: the message is escaped past ASCII
+    too_frequent = _TOO_FREQUENT.search(said) is not None
+    if status == 429 and not too_frequent and _NO_CREDITS.search(said):
+        return InsufficientCreditsError(message, status=status, code=code)
+    if status == 430 or (status == 405 and too_frequent):
+        return RateLimitError(message, status=status, code=code, retry_after=retry_after)
+    if status == 455:
+        return ServerError(message, status=status, code=code, retry_after=retry_after)
+    return api_error(status, code, message, payload, retry_after)
 
 
 def api_error(
@@ -281,15 +306,11 @@ def api_error(
     *,
     where: str = "",
 ) -> APIError:
-    """The :class:`APIError` subclass for ``status`` (an HTTP status or a JSON code),
-    read with the server's ``message`` as sister platforms need: 429 may mean no
-    credits, and 405 and 430 "call frequency too high". ``where`` prefixes the message."""
-    said = message
+    """The :class:`APIError` subclass for ``status`` (an HTTP status or a JSON code);
+    ``where`` prefixes the message."""
     if where:
         message = f"{where}: {message}"
-    if status in (402, 429) and _NO_CREDITS.search(said):
-        return InsufficientCreditsError(message, status=status, code=code)
-    if status in (429, 430) or (status == 405 and _TOO_FREQUENT.search(said)):
+    if status == 429:
         return RateLimitError(message, status=status, code=code, retry_after=retry_after)
     if 500 <= status < 600:
         return ServerError(message, status=status, code=code, retry_after=retry_after)
@@ -298,8 +319,16 @@ def api_error(
     return _BY_STATUS.get(status, APIError)(message, status=status, code=code)
 
 
-_NO_CREDITS = re.compile(r"credit|balance|recharge|top.?up|insufficient fund", re.IGNORECASE)
-_TOO_FREQUENT = re.compile(r"frequen|too many|rate.?limit|throttl|too fast", re.IGNORECASE)
+# Wording about running short of credits (not a mention of them, as "... consumes
+# credits"), and about asking too often; English, and the Chinese of the sister platforms.
+_NO_CREDITS = re.compile(
+    r"(?:insufficient|not enough|out of|ran out|run out|no)\W+(?:\w+\W+)?"
+    r"(?:credit|balance|fund|point|quota)|recharge|top.?up|余额不足|积分不足|额度不足",
+    re.IGNORECASE,
+)
+_TOO_FREQUENT = re.compile(
+    r"frequen|too many|rate.?limit|throttl|too fast|slow down|频繁", re.IGNORECASE
+)
 
 
 def _conflict_task(payload: Any) -> str | None:

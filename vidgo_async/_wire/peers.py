@@ -8,6 +8,7 @@ import ipaddress
 import os
 import re
 import socket
+import urllib.parse
 from pathlib import Path
 
 import aiohttp
@@ -31,14 +32,21 @@ _METADATA = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::2
 _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-# A URL already percent-encoded: only the characters RFC 3986 allows, "%" only in escapes.
-_ENCODED = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+# What a URL may not hold as it is: a character RFC 3986 does not allow, or a "%" that
+# starts no escape.
+_UNENCODED = re.compile(r"[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]|%(?![0-9A-Fa-f]{2})")
 
 
 def parse_url(text: str) -> URL:
-    """``text`` as a URL, its bytes kept when it is already encoded: a signed storage
-    URL's signature must reach the host as signed (yarl would re-quote ``%2F`` as ``/``)."""
-    return URL(text, encoded=True) if _ENCODED.fullmatch(text) else URL(text)
+    """``text`` as a URL whose escapes reach the host as written: a signed storage URL's
+    signature must arrive as signed (yarl would re-quote ``%2F`` as ``/``). Only what may
+    not stand as it is gets quoted (a space, a letter past ASCII, a lone ``%``); a host
+    past ASCII is left to yarl, which writes it in IDNA."""
+    if not urllib.parse.urlsplit(text).netloc.isascii():
+        return URL(text)
+    return URL(
+        _UNENCODED.sub(lambda found: urllib.parse.quote(found[0], safe=""), text), encoded=True
+    )
 
 
 def check_url(url: str, allow_private: bool) -> URL:
@@ -99,9 +107,11 @@ async def refused_address(url: URL) -> str | None:
 
 
 def url_label(url: URL) -> str:
-    """Scheme, host and path only: signed storage URLs carry tokens in the query."""
-    scheme = f"{url.scheme}://" if url.scheme else ""
-    return f"{scheme}{url.host or ''}{url.path}"
+    """The URL without its credentials, query and fragment: signed storage URLs carry
+    tokens in the query."""
+    if url.is_absolute():
+        url = url.with_user(None)
+    return str(url.with_query(None).with_fragment(None))
 
 
 def download_target(dest: str | os.PathLike[str], url: URL, overwrite: bool) -> Path:

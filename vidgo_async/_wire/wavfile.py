@@ -30,12 +30,13 @@ logger = logging.getLogger("vidgo_async")
 HEAD = 12
 #: Largest file downloaded when no RIFF size bounds it (RF64, or a size left open).
 MAX_SIZE = 16 * 1024**3
-#: Bytes a file may hold past its RIFF size: tags appended after the RIFF chunk
-#: (ID3v1, a small ID3v2) and a pad byte left out of the size are common.
-TRAILER = 64 * 1024
-#: RIFF sizes that promise nothing: streaming writers leave 0 or all ones there, and
-#: SoX writing to a pipe the size of its largest data chunk (0x7FFFF000) plus its header.
-_UNKNOWN_SIZES = frozenset({0, 0x7FFFF024, 0xFFFFFFFF})
+#: Bytes a file may hold past its RIFF size: tags appended after the RIFF chunk (ID3v1,
+#: an ID3v2 with its cover art) and a pad byte left out of the size are common.
+TRAILER = 1024 * 1024
+#: RIFF sizes from which on one promises nothing: streaming writers leave all ones
+#: there, and SoX writing to a pipe its largest data chunk (0x7FFFF000) plus its header
+#: (0 promises nothing either). A file this large still has its Content-Length checked.
+_OPEN_SIZE = 0x7FFFF000
 
 
 def is_wav(head: bytes) -> bool:
@@ -48,7 +49,7 @@ def declared_size(head: bytes) -> int | None:
     if len(head) < 8 or head[:4] != b"RIFF":
         return None
     declared = int.from_bytes(head[4:8], "little")
-    return None if declared in _UNKNOWN_SIZES else declared + 8
+    return None if declared == 0 or declared >= _OPEN_SIZE else declared + 8
 
 
 def riff_shortfall(head: bytes, size: int) -> str | None:
