@@ -55,12 +55,19 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
     ) from exc
 
 from .._batch.intake import Key
-from .._batch.journal import COLUMNS, SETTLED, Entry, JournalWriteError, LostClaim
+from .._batch.journal import (
+    COLUMNS,
+    SETTLED,
+    Entry,
+    JournalWriteError,
+    LostClaim,
+    dump_durations,
+    load_durations,
+)
 from .._config import RetryPolicy
 from .._converter import converter
 from .._timing.deadline import Deadline
 from .._timing.schedules import retry_pauses
-from .._wire.convert import dump_durations, load_durations
 from .connect import CONNECTION_ERRORS, DB_ERRORS, OPEN_ERRORS, open_failure
 
 __all__ = ["LEASE_SECONDS", "PostgresJournal"]

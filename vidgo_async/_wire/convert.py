@@ -24,8 +24,6 @@ from .._validate import MAX_ID
 from ..errors import InvalidResponseError, UnusableTaskIdError
 
 __all__ = [
-    "dump_durations",
-    "load_durations",
     "parse_accepted",
     "parse_balance",
     "parse_task",
@@ -228,27 +226,3 @@ def parse_balance(data: Any) -> Balance:
             "expected a numeric credits_amount", excerpt=_excerpt(data)
         ) from exc
     return balance
-
-
-def dump_durations(observations: list[tuple[float, float]]) -> str:
-    """Learned task durations (``(after, by)`` seconds from the submit) as a JSON string."""
-    return json.dumps({"version": 1, "seen": [[round(a, 3), round(b, 3)] for a, b in observations]})
-
-
-def load_durations(text: str) -> list[tuple[float, float]]:
-    """The durations :func:`dump_durations` wrote; none from anything else (a hint
-    that cannot be read only means starting cold)."""
-    try:
-        data = json.loads(text)
-    except (ValueError, TypeError, RecursionError):
-        return []
-    seen = data.get("seen") if isinstance(data, dict) and data.get("version") == 1 else None
-    if not isinstance(seen, list):
-        return []
-    return [
-        (float(pair[0]), float(pair[1]))
-        for pair in seen
-        if isinstance(pair, list)
-        and len(pair) == 2
-        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair)
-    ]
