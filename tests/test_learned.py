@@ -20,7 +20,7 @@ import pytest
 from support import MakeClient, MakeFake
 
 from vidgo_async import PollPolicy, Task, TaskStatus, VidgoClient
-from vidgo_async._batch.journal import dump_durations, load_durations
+from vidgo_async._batch.durations import dump_durations, load_durations
 from vidgo_async._timing.learned import Durations, Learner, Plan
 from vidgo_async._timing.schedules import PollSchedule
 from vidgo_async.testing import FakeVidgo

@@ -23,7 +23,6 @@ and reporting nothing (the taker reports it).
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import os
 import sqlite3
@@ -45,6 +44,7 @@ from ..errors import (
     UnusableTaskIdError,
     VidgoError,
 )
+from .durations import dump_durations, load_durations
 from .intake import Key
 
 __all__ = [
@@ -58,9 +58,7 @@ __all__ = [
     "JournalWriteError",
     "LostClaim",
     "State",
-    "dump_durations",
     "journalled_error",
-    "load_durations",
     "state_after_failed_submit",
 ]
 
@@ -388,30 +386,3 @@ def state_after_failed_submit(exc: VidgoError) -> State:
     if refuses_the_pair(exc):
         return State.FAILED
     return State.UNSENT
-
-
-# What a journal keeps of the durations learned per model (SQLite and PostgreSQL alike).
-
-
-def dump_durations(observations: list[tuple[float, float]]) -> str:
-    """Learned task durations (``(after, by)`` seconds from the submit) as a JSON string."""
-    return json.dumps({"version": 1, "seen": [[round(a, 3), round(b, 3)] for a, b in observations]})
-
-
-def load_durations(text: str) -> list[tuple[float, float]]:
-    """The durations :func:`dump_durations` wrote; none from anything else (a hint
-    that cannot be read only means starting cold)."""
-    try:
-        data = json.loads(text)
-    except (ValueError, TypeError, RecursionError):
-        return []
-    seen = data.get("seen") if isinstance(data, dict) and data.get("version") == 1 else None
-    if not isinstance(seen, list):
-        return []
-    return [
-        (float(pair[0]), float(pair[1]))
-        for pair in seen
-        if isinstance(pair, list)
-        and len(pair) == 2
-        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair)
-    ]

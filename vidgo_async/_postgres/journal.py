@@ -54,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
         "a PostgreSQL journal needs asyncpg: pip install 'vidgo-async[postgres]'"
     ) from exc
 
+from .._batch.durations import dump_durations, load_durations
 from .._batch.intake import Key
 from .._batch.journal import (
     COLUMNS,
@@ -61,8 +62,6 @@ from .._batch.journal import (
     Entry,
     JournalWriteError,
     LostClaim,
-    dump_durations,
-    load_durations,
 )
 from .._config import RetryPolicy
 from .._converter import converter
