@@ -188,6 +188,26 @@ async def test_breaking_out_leaves_no_task_behind(vidgo_fake: FakeVidgo) -> None
         assert len(vidgo_fake.requests) == seen
 
 
+async def test_a_batch_left_early_is_finished_by_the_next_without_a_journal(
+    vidgo_fake: FakeVidgo,
+) -> None:
+    """No journal, a loop left after one result: the next batch of the same client
+    waits on the tasks the first one created (the fake's 409s name none) instead of
+    reporting those tracks as converted before."""
+    pairs = [("music", f"audio-{i}") for i in range(6)]
+    vidgo_fake.set_duration("audio-0", run_time=0.0)
+    for _, audio in pairs[1:]:
+        vidgo_fake.set_duration(audio, queue_time=0.0, run_time=0.3)
+    async with _client(vidgo_fake) as client:
+        async for _ in client.convert_many(pairs, concurrency=8):
+            break
+        submitted = sum(vidgo_fake.accept_count.values())
+        assert submitted > 1  # pairs left unreported with their tasks running
+        results = await _collect(client, pairs, timeout=5)
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert max(vidgo_fake.accept_count.values()) == 1
+
+
 async def test_progress_is_reported_for_each_result(vidgo_fake: FakeVidgo) -> None:
     """on_progress sees done counts rising to the number of results."""
     seen: list[BatchProgress] = []
@@ -486,7 +506,8 @@ async def test_tasks_are_first_checked_after_the_policys_first_pause(make_fake: 
 async def test_an_input_that_fails_ends_the_batch_with_its_error(
     vidgo_fake: FakeVidgo, kind: str
 ) -> None:
-    """The input's own error reaches the consumer, after the results read before it."""
+    """The input's own error reaches the consumer, after the results of the pairs read
+    before it: they were submitted (and paid for), so they are waited on and reported."""
 
     def plain() -> Iterator[tuple[str, str]]:
         yield ("m", "a0")
@@ -510,6 +531,7 @@ async def test_an_input_that_fails_ends_the_batch_with_its_error(
             await consume(client)
         await asyncio.sleep(0)
         assert _client_tasks(asyncio.all_tasks() - before) == []
+    assert sorted(r.audio_id for r in seen) == ["a0", "a1"]
     assert all(r.ok for r in seen)
 
 

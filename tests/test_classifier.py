@@ -290,9 +290,10 @@ async def test_refused_then_409_is_already_converted(
 async def test_ambiguous_then_409_is_outcome_unknown(
     fake: FakeVidgo, make_client: MakeClient, fault: Fault
 ) -> None:
-    """A failure that may hide an acceptance turns a later 409 into "outcome unknown"."""
+    """A failure that may hide an acceptance turns a later 409 into "outcome unknown"
+    (another client converted the track: this one knows no task of it)."""
     client = make_client(retry=QUICK)
-    await client.submit_wav("p", "a")
+    await make_client(retry=QUICK).submit_wav("p", "a")
     fake.inject(fault, route="submit")
     with pytest.raises(SubmitOutcomeUnknownError) as info:
         await client.submit_wav("p", "a")
@@ -558,10 +559,10 @@ def interrupted(journal: Path, audio_id: str) -> None:
 
 @pytest.mark.asyncio
 async def test_resumed_submit_meeting_409_is_outcome_unknown(
-    fake: FakeVidgo, client: VidgoClient, tmp_path: Path
+    fake: FakeVidgo, client: VidgoClient, make_client: MakeClient, tmp_path: Path
 ) -> None:
     """A re-run of an interrupted submit that meets a bare 409 reports "outcome unknown"."""
-    await client.submit_wav("p", "a")  # what the killed run got accepted
+    await make_client(fake).submit_wav("p", "a")  # what the killed run got accepted
     interrupted(tmp_path / "j.sqlite", "a")
     result = await run_batch(client, tmp_path / "j.sqlite", "a")
     assert isinstance(result.error, SubmitOutcomeUnknownError)

@@ -317,32 +317,51 @@ async def test_back_off_halves_the_rate() -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("times", [2, 3])
-async def test_back_offs_compound(times: int) -> None:
-    """Each back_off halves the current share again."""
+async def test_back_offs_within_a_window_halve_once() -> None:
+    """The 429s that answer a burst sent before the rate was halved say nothing new:
+    however many arrive within a window, the rate is halved once (it fell to a
+    sixteenth for four of them)."""
     limiter = RateLimiter(16)
-    for _ in range(times):
+    for _ in range(4):
         limiter.back_off()
-    await take(limiter, 16 >> times)
+    await take(limiter, 8)
     assert not await has_room(limiter)
+
+
+async def grants_now(limiter: RateLimiter) -> int:
+    """The grants a limiter gives at once, counted to the first refusal (bounded)."""
+    for count in range(20_000):
+        if not await has_room(limiter):
+            return count
+    raise AssertionError("no end to the grants")
+
+
+@pytest.mark.asyncio
+async def test_back_offs_in_successive_windows_compound() -> None:
+    """A back_off a window after the last halves the current share again."""
+    limiter = RateLimiter(20_000)  # windows of 0.5 s, 10,000 grants
+    limiter.back_off()
+    await asyncio.sleep(0.51)  # 5,000 grants, and 5 % of the rate won back
+    limiter.back_off()
+    assert 2_750 <= await grants_now(limiter) < 3_200  # not 5,000: halved again
 
 
 @pytest.mark.asyncio
 async def test_back_off_floors_at_a_sixteenth() -> None:
     """However many back_offs, a sixteenth of the rate remains."""
-    limiter = RateLimiter(32)
-    for _ in range(20):
+    limiter = RateLimiter(FAST)  # windows of 10 ms, 10,000 grants
+    for _ in range(8):
         limiter.back_off()
-    await take(limiter, 2)
-    assert not await has_room(limiter)
+        await asyncio.sleep(0.011)
+    # 625 and the ~1 % won back meanwhile (more only if counting took a window).
+    assert 625 <= await grants_now(limiter) < 1_300
 
 
 @pytest.mark.asyncio
 async def test_back_off_always_leaves_one_grant() -> None:
     """A backed-off small rate still admits one request per window."""
-    limiter = RateLimiter(2)
-    for _ in range(5):
-        limiter.back_off()
+    limiter = RateLimiter(1)
+    limiter.back_off()
     assert await has_room(limiter)
     assert not await has_room(limiter)
 

@@ -186,9 +186,10 @@ async def test_d4_journalled_task_failure_is_still_a_task_failed_error(
 async def test_d4_journalled_conflict_is_still_already_converted(
     fake: FakeVidgo, make_client: MakeClient, tmp_path: Path
 ) -> None:
-    """D4: a clean first submit's 409, reported again from the journal, is AlreadyConvertedError."""
+    """D4: a clean first submit's 409, reported again from the journal, is AlreadyConvertedError
+    (the track converted by another client: this one knows no task of it)."""
     client = make_client()
-    await client.submit_wav("p", "done-before")
+    await make_client().submit_wav("p", "done-before")
     journal = tmp_path / "wav.sqlite"
     [first] = await collect(client, [("p", "done-before")], journal=journal, timeout=5)
     assert isinstance(first.error, AlreadyConvertedError)

@@ -123,12 +123,24 @@ async def test_409_on_clean_first_attempt_is_already_converted(
 
 
 async def test_convert_of_converted_track_is_already_converted(
+    fake: FakeVidgo, client: VidgoClient, make_client: MakeClient
+) -> None:
+    """convert_to_wav of a track another client converted raises AlreadyConvertedError
+    without a task id (the 409 names none)."""
+    await make_client(fake).submit_wav("p", "audio-1")
+    with pytest.raises(AlreadyConvertedError) as info:
+        await client.convert_to_wav("p", "audio-1", timeout=10)
+    assert info.value.task_id is None
+    assert fake.accept_count["audio-1"] == 1
+
+
+async def test_convert_of_a_track_this_client_submitted_waits_on_its_task(
     fake: FakeVidgo, client: VidgoClient
 ) -> None:
-    """convert_to_wav of a converted track raises AlreadyConvertedError without a task id."""
-    await client.submit_wav("p", "audio-1")
-    with pytest.raises(AlreadyConvertedError):
-        await client.convert_to_wav("p", "audio-1", timeout=10)
+    """The 409 names no task, but this client remembers the one its submit created."""
+    first = await client.submit_wav("p", "audio-1")
+    url = await client.convert_to_wav("p", "audio-1", timeout=10)
+    assert first.task_id in url
     assert fake.accept_count["audio-1"] == 1
 
 
@@ -248,10 +260,11 @@ AMBIGUOUS = [
 
 @pytest.mark.parametrize("fault", AMBIGUOUS)
 async def test_ambiguous_failure_then_409_is_outcome_unknown(
-    fake: FakeVidgo, client: VidgoClient, fault: Fault
+    fake: FakeVidgo, client: VidgoClient, make_client: MakeClient, fault: Fault
 ) -> None:
-    """After a failure that may hide an acceptance, a 409 means "outcome unknown"."""
-    await client.submit_wav("p", "audio-1")
+    """After a failure that may hide an acceptance, a 409 means "outcome unknown"
+    (another client converted the track: this one knows no task of it)."""
+    await make_client(fake).submit_wav("p", "audio-1")
     fake.inject(fault, route="submit")
     with pytest.raises(SubmitOutcomeUnknownError):
         await client.submit_wav("p", "audio-1")
@@ -367,9 +380,12 @@ async def test_an_answer_naming_only_the_task_is_accepted(
     assert len(fake.requests_to("submit")) == 3  # none repeated
 
 
-async def test_a_repeated_conversion_says_how_to_get_its_url_back(client: VidgoClient) -> None:
-    """The second conversion of a track raises AlreadyConvertedError, whose message says
-    where the first one's URL can be found."""
-    await client.convert_to_wav("p", "twice")
+async def test_a_repeated_conversion_says_how_to_get_its_url_back(
+    fake: FakeVidgo, client: VidgoClient, make_client: MakeClient
+) -> None:
+    """The second conversion of a track (by another client: this one would wait on the
+    task it knows) raises AlreadyConvertedError, whose message says where the first
+    one's URL can be found."""
+    await make_client(fake).convert_to_wav("p", "twice")
     with pytest.raises(AlreadyConvertedError, match="journal"):
         await client.convert_to_wav("p", "twice")

@@ -155,8 +155,9 @@ class VidgoClient:
 
     async def aclose(self) -> None:
         """Close the client: pending waits end with :class:`ClientClosedError`, running
-        batches stop (their submits in flight are answered and journalled, up to 10 s),
-        then the HTTP sessions the client created are closed (not a borrowed one). Safe
+        batches stop (their submits in flight are answered and journalled, up to 10 s,
+        as are the submits whose callers were cancelled in flight), then the HTTP
+        sessions the client created are closed (not a borrowed one). Safe
         to call twice; runs once, in a task of its own, which a cancel of the caller (a
         third Ctrl-C) does not cut short."""
         if self._closing is None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -533,3 +534,29 @@ async def test_a_read_answered_with_an_odd_envelope_code_is_retried(
     server.script(DETAIL, reply(200, {"code": code, "message": "odd"}))
     task = await asyncio.wait_for(sdk.wait("t1", timeout=3), 5)
     assert (task.task_id, task.status.value) == ("t1", "finished")
+
+
+@pytest.mark.asyncio
+async def test_a_file_url_in_place_of_wav_url_is_the_wav(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """``file_url``, as the API names a file's URL for other tasks, is read as the WAV's."""
+    url = f"{server.url}/files/{TRACK}.wav"
+    server.task_defaults = {"files": [{"file_url": url}]}
+    assert await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=3), 5) == url
+
+
+@pytest.mark.asyncio
+async def test_a_finished_task_without_a_wav_url_ends_the_wait_after_a_few_reads(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """The files may lag behind the status, but not for the whole deadline (15 minutes
+    by default): 10 s later the wait ends, its error showing what the files held and
+    naming the task."""
+    server.task_defaults = {"files": [{"mp3_url": f"{server.url}/files/{TRACK}.mp3"}]}
+    started = time.monotonic()
+    with pytest.raises(InvalidResponseError) as info:
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=60), 65)
+    assert 10 <= time.monotonic() - started < 20
+    assert "mp3_url" in str(info.value)
+    assert info.value.handle is not None and info.value.handle.task_id == "wav-1"

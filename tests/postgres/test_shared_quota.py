@@ -254,6 +254,49 @@ async def test_a_429_without_retry_after_seen_by_one_halves_the_others(
     assert max_in_window([r.at for r in fake.requests_to("detail")]) <= allowed < 40
 
 
+@pytest.mark.asyncio
+async def test_bare_429s_of_several_sharers_within_a_window_halve_the_cap_once(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo, postgres_dsn: str,
+    namespace: str,
+) -> None:  # fmt: skip
+    """The 429s answering requests sent before the cap was halved say nothing new:
+    two sharers' within one window halve it once, not to a quarter."""
+    clients = [
+        make_client(quota=await make_quota(), retry=ONE_SHOT, max_polls_per_second=40)
+        for _ in range(2)
+    ]
+    (task_id,) = seed_running(fake, 1)
+    fake.inject(Fault.rate_limited(), route="detail", times=2)
+    for client in clients:
+        with pytest.raises(RateLimitError):
+            await client.get_task(task_id)
+        await until_recorded(postgres_dsn, namespace, "share")
+    await asyncio.sleep(0.3)  # the second back-off is written in the background too
+    row = await quota_row(postgres_dsn, namespace)
+    assert row["share"] == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.asyncio
+async def test_sharers_of_an_older_version_still_halve_at_every_429(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo, postgres_dsn: str,
+    namespace: str,
+) -> None:  # fmt: skip
+    """The back-off function older versions call (v1) keeps its meaning beside v2."""
+    client = make_client(quota=await make_quota(), max_polls_per_second=40)
+    (task_id,) = seed_running(fake, 1)
+    await client.get_task(task_id)  # the namespace's row exists from the first lease
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        for _ in range(2):
+            await connection.execute(
+                "SELECT vidgo_async_quota_back_off_v1($1, 'polls', 0.0625, 0.0)", namespace
+            )
+    finally:
+        await connection.close()
+    row = await quota_row(postgres_dsn, namespace)
+    assert row["share"] == pytest.approx(0.25)
+
+
 # ---------------------------------------------------------------- closing
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from .._models import WAV_MODEL, ConversionResult, TaskHandle
-from .._ops.submit import Submitter
+from .._ops.submit import Submitter, cancel_after_grace
 from .._ops.wait import Waits
 from .._timing.classify import ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
@@ -40,24 +40,14 @@ from .journal import (
     state_after_failed_submit,
 )
 
-__all__ = ["SUBMIT_GRACE", "Download", "PairSteps", "cancel_after_grace"]
+__all__ = ["Download", "PairSteps"]
 
 logger = logging.getLogger("vidgo_async")
 
 #: ``download(url, dest, overwrite=...)``: the client's download.
 Download = Callable[..., Awaitable[Path]]
 
-#: Seconds a stopped batch waits for its submits in flight to be answered.
-SUBMIT_GRACE = 10.0
 _KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
-
-
-async def cancel_after_grace(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Let ``tasks`` run for up to ``SUBMIT_GRACE`` seconds, then cancel those still running."""
-    if pending := set(tasks):
-        _, late = await asyncio.wait(pending, timeout=SUBMIT_GRACE)
-        for task in late:
-            task.cancel()
 
 
 @attrs.define
@@ -209,6 +199,7 @@ class PairSteps:
                 adopt=True,
                 resumed=resumed,
                 before_send=hold,
+                shield=False,  # not cancelled during its submit: see stop()
             )
         except VidgoError as exc:
             if refuses_the_account(exc) and self.refused is None:

@@ -27,7 +27,7 @@ import attrs
 from .._events import EventHook, operation
 from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, ConversionResult
-from .._ops.submit import Submitter
+from .._ops.submit import SUBMIT_GRACE, Submitter, cancel_after_grace
 from .._ops.wait import Waits
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_options, check_timeout
@@ -35,7 +35,7 @@ from ..errors import ClientClosedError
 from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
 from .journal import JournalSource, JournalWriteError, LostClaim, State
 from .journals import checked_journal, open_journal
-from .pair import SUBMIT_GRACE, Download, PairSteps, cancel_after_grace
+from .pair import Download, PairSteps
 
 __all__ = ["BatchProgress", "Pairs", "start_batch"]
 
@@ -257,8 +257,9 @@ class _Batch:
                 async for pair in each_pair(self.pairs):
                     self.read += 1
                     await self._admit(pair)
-            except Exception as exc:  # the input itself failed: the batch ends with it
+            except Exception as exc:  # the input itself failed: the batch ends with it,
                 scope.note(error=type(exc).__name__)
+                await self._finish()  # once the pairs read before it (paid for) are reported
                 self.queue.put_nowait(_InputFailed(exc))
                 return
             self.input_done = True

@@ -163,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _api() -> Parser:
     """Flags of the commands that call the API."""
     common = _output()
-    common.add_argument("--api-key", help="API key (default: $VIDGO_API_KEY)")
+    common.add_argument(
+        "--api-key",
+        help="API key (default: $VIDGO_API_KEY, which is safer: a key on the command "
+        "line shows in the process list and the shell's history)",
+    )
     common.add_argument(
         "--base-url", help="API origin (default: $VIDGO_BASE_URL, else https://api.vidgo.ai)"
     )

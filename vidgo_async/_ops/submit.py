@@ -8,14 +8,25 @@ Any other later answer raises :class:`SubmitOutcomeUnknownError` carrying it.
 Other models have no such rule: their ambiguous attempt is not repeated (a
 repeat could create, and bill, a second task) and raises it at once.
 
+A paid task is never lost to the caller's cancel or the client's close: an
+attempt that may already be on the wire is not cancelled with its caller (its
+answer is read in the background and the task it names logged), and a closing
+client lets it be answered first. The client also remembers the WAV
+conversions its submits created, so a 409 that names no task (the track was
+converted by this client, whose caller then gave up: a cancel, a batch left
+early) still settles a later submit of the track with its task; and a submit
+of a track waits for the attempts already in flight for it.
+
 This loop stays ours rather than backoff's: what a failure means depends on
 the attempts before it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -27,7 +38,7 @@ from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.budget import RetryBudget
 from .._timing.classify import Failure, classify, unreachable
 from .._timing.deadline import Deadline
-from .._timing.limits import Limiter, holding
+from .._timing.limits import Limiter, Slot, holding
 from .._timing.schedules import retry_pauses
 from .._wire.convert import parse_accepted, parse_task
 from .._wire.transport import Transport
@@ -40,17 +51,33 @@ from ..errors import (
 )
 from .callbacks import Registry
 
-__all__ = ["Accepted", "Submitter"]
+__all__ = ["SUBMIT_GRACE", "Accepted", "Submitter", "cancel_after_grace"]
 
 logger = logging.getLogger("vidgo_async")
 
 SUBMIT_PATH = "/api/generate/submit"
 
+#: Seconds a closing client (or a stopped batch) waits for its submits in flight
+#: to be answered.
+SUBMIT_GRACE = 10.0
+#: WAV conversions a client remembers (track -> task): ~1 MB.
+REMEMBERED = 10_000
+
+Track = tuple[str, str]  # a WAV conversion's input: (parent task id, audio id)
+
+
+async def cancel_after_grace(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Let ``tasks`` run for up to ``SUBMIT_GRACE`` seconds, then cancel those still running."""
+    if pending := set(tasks):
+        _, late = await asyncio.wait(pending, timeout=SUBMIT_GRACE)
+        for task in late:
+            task.cancel()
+
 
 @attrs.frozen
 class Accepted:
-    """The task a submit settled on, and the answer's task object
-    (``None`` when a 409 named a task an earlier attempt had created)."""
+    """The task a submit settled on, and the answer's task object (``None`` when a
+    409 named a task an earlier attempt, or an earlier submit of this client, created)."""
 
     task_id: str
     answer: Mapping[str, Any] | None
@@ -62,7 +89,7 @@ class Accepted:
         return parse_task(self.answer, task_id=self.task_id)
 
 
-@attrs.define
+@attrs.define(eq=False)  # the lifecycle keeps it in a set while attempts outlive their callers
 class Submitter:
     """Submits tasks, each with a fresh callback URL when the client has a receiver.
 
@@ -77,6 +104,14 @@ class Submitter:
     callbacks: Registry | None = None
     hook: EventHook | None = None
     limiter: Limiter | None = None
+    # The WAV conversions this client's submits created, the latest REMEMBERED.
+    converted: dict[Track, str] = attrs.field(init=False, factory=dict)
+    # The attempts on the wire (but a batch's) -> their track (None: not a WAV
+    # conversion): a submit of the same track, and the client's close, wait for them.
+    sending: dict[asyncio.Task[Any], Track | None] = attrs.field(init=False, factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        self.lifecycle.started(self)  # its stop() lets the attempts on the wire end
 
     async def submit(
         self,
@@ -88,6 +123,7 @@ class Submitter:
         adopt: bool = False,
         resumed: bool = False,
         before_send: Callable[[], Awaitable[None]] | None = None,
+        shield: bool = True,
     ) -> Accepted:
         """Submit a task; see the module docstring for when an attempt is repeated.
 
@@ -101,6 +137,10 @@ class Submitter:
             before_send: Awaited right before each attempt goes out (after its
                 slot under a submit cap): a batch confirms there that it still
                 holds the pair. What it raises ends the submit.
+            shield: A cancel of the caller leaves an attempt that may be on the
+                wire to be answered in the background (its task remembered and
+                logged); a batch, which lets its submits end before it stops,
+                saves the task this costs.
 
         Raises:
             AlreadyConvertedError: 409 on a clean first attempt of a WAV conversion.
@@ -120,7 +160,12 @@ class Submitter:
                 body["callback_url"] = callback_url
             with operation(self.hook, "submit", model=model, **_track_of(model, input)) as scope:
                 accepted = await self._settle(
-                    body, deadline, adopt=adopt, resumed=resumed, before_send=before_send
+                    body,
+                    deadline,
+                    adopt=adopt,
+                    resumed=resumed,
+                    before_send=before_send,
+                    shield=shield,
                 )
                 scope.note(task_id=accepted.task_id)
         except BaseException:
@@ -139,27 +184,27 @@ class Submitter:
         adopt: bool,
         resumed: bool,
         before_send: Callable[[], Awaitable[None]] | None,
+        shield: bool,
     ) -> Accepted:
         ambiguous: VidgoError | None = None
         if resumed:
             ambiguous = TransportError("an earlier run was interrupted during this submit")
+        track = _track(body)
+        if track is not None and self.sending:
+            await self._after_sending(track)
         pauses = retry_pauses(self.retry)
         attempt = 0
         while True:
             attempt += 1
             timeout = None if deadline is None else deadline.remaining()
             try:
-                cap = self.retry.max_retry_after
-                async with holding(self.limiter, timeout, "a submit slot", cap) as slot:
-                    if before_send is not None:
-                        await before_send()
-                    data = await self.transport.request(
-                        "POST", SUBMIT_PATH, body=body, timeout=timeout, slot=slot
-                    )
-                task_id, answer = parse_accepted(data)
+                task_id, answer = parse_accepted(
+                    await self._attempt(body, timeout, before_send, shield)
+                )
             except ConflictError as exc:
                 emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
-                return _after_conflict(exc, body, ambiguous, adopt=adopt)
+                known = None if track is None else self.converted.get(track)
+                return _after_conflict(exc, body, ambiguous, known, adopt=adopt)
             except VidgoError as exc:
                 failure = classify(exc)
                 if failure is Failure.AMBIGUOUS:
@@ -197,7 +242,79 @@ class Submitter:
                 self.budget.record_success()
                 logger.debug("submitted %s: task %s", body["model"], task_id)
                 emit(self.hook, "submit", task_id=task_id, attempt=attempt)
+                self._remember(track, task_id)
                 return Accepted(task_id, answer)
+
+    async def _attempt(
+        self,
+        body: dict[str, Any],
+        timeout: float | None,
+        before_send: Callable[[], Awaitable[None]] | None,
+        shield: bool,
+    ) -> Any:
+        """One attempt's answer. Once past its slot (and ``before_send``) it may be on
+        the wire: shielded, a cancel of the caller then leaves it to end in the background."""
+        cap = self.retry.max_retry_after
+        hold = holding(self.limiter, timeout, "a submit slot", cap)
+        async with hold as slot:
+            if before_send is not None:
+                await before_send()
+            post = self.transport.request(
+                "POST", SUBMIT_PATH, body=body, timeout=timeout, slot=slot
+            )
+            if not shield:
+                return await post
+            request = asyncio.ensure_future(post)
+            self.sending[request] = _track(body)
+            request.add_done_callback(self.sending.pop)
+            try:
+                return await asyncio.shield(request)
+            except asyncio.CancelledError:
+                self._orphan(request, body, hold.hand_over())
+                raise
+
+    def _orphan(self, request: asyncio.Task[Any], body: dict[str, Any], slot: Slot | None) -> None:
+        """Read the answer of an attempt whose caller gave up, keeping ``slot`` until then."""
+        request.add_done_callback(functools.partial(self._orphan_answered, body, slot))
+
+    def _orphan_answered(
+        self, body: dict[str, Any], slot: Slot | None, request: asyncio.Task[Any]
+    ) -> None:
+        if slot is not None:
+            slot.release()
+        if request.cancelled():
+            return
+        what = f"a {body['model']} submit for {body['input']!r:.200} was cancelled in flight"
+        try:
+            task_id, _ = parse_accepted(request.result())
+        except VidgoError as exc:
+            if classify(exc) is Failure.AMBIGUOUS:
+                logger.warning("%s and may have been accepted: %s", what, exc)
+            return
+        track = _track(body)
+        self._remember(track, task_id)
+        later = "" if track is None else "; a later submit of the track waits on it"
+        logger.warning("%s; the server accepted it as task %s%s", what, task_id, later)
+
+    async def _after_sending(self, track: Track) -> None:
+        """Let this track's attempts on the wire (another caller's, or one that gave up)
+        be answered first: sent meanwhile, a submit would meet a 409 naming no task
+        before they name it."""
+        if pending := [request for request, of in self.sending.items() if of == track]:
+            await asyncio.wait(pending)  # each ends within its request's timeout
+
+    def _remember(self, track: Track | None, task_id: str) -> None:
+        if track is not None:
+            self.converted.pop(track, None)  # the latest goes last
+            self.converted[track] = task_id
+            if len(self.converted) > REMEMBERED:
+                del self.converted[next(iter(self.converted))]
+
+    async def stop(self) -> None:
+        """The client closes: the attempts on the wire get ``SUBMIT_GRACE`` to be
+        answered (a caller still waiting then gets the task, its wait a
+        ClientClosedError naming it)."""
+        await cancel_after_grace(self.sending)
 
     def _gives_up(self, attempt: int, deadline: Deadline | None, delay: float) -> bool:
         if deadline is None:
@@ -205,6 +322,14 @@ class Submitter:
         # With a deadline: stop when the next attempt could only start at or past it.
         left = deadline.remaining()
         return left is not None and left <= delay
+
+
+def _track(body: Mapping[str, Any]) -> Track | None:
+    """The track a WAV conversion's body names."""
+    source, audio = body["input"].get("task_id"), body["input"].get("audio_id")
+    if body["model"] != WAV_MODEL or not isinstance(source, str) or not isinstance(audio, str):
+        return None
+    return source, audio
 
 
 def _track_of(model: str, input: Mapping[str, Any]) -> dict[str, str]:
@@ -216,11 +341,18 @@ def _track_of(model: str, input: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _after_conflict(
-    exc: ConflictError, body: dict[str, Any], ambiguous: VidgoError | None, *, adopt: bool
+    exc: ConflictError,
+    body: dict[str, Any],
+    ambiguous: VidgoError | None,
+    known: str | None,
+    *,
+    adopt: bool,
 ) -> Accepted:
     if exc.task_id is not None and exc.task_id == body["input"].get("task_id"):
         # An error body echoing the request names the parent music task, not a conversion.
         exc.task_id = None
+    if exc.task_id is None:
+        exc.task_id = known  # the task this client's own submit converted the track into
     if exc.task_id is not None and (adopt or ambiguous is not None):
         # The server named the task: ours from an earlier, unanswered attempt, or
         # (adopt) the one that converted this track before.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator
 
 import attrs
@@ -43,7 +44,10 @@ __all__ = ["Poller", "Waits"]
 
 logger = logging.getLogger("vidgo_async")
 
-_WAV_URL_REREADS = 10  # without a deadline: reads of a finished task that lacks its wav_url
+# How long a finished task's files may lag behind its status: a wait for its wav_url
+# ends once it read the task finished without one for this long (in seconds, and
+# reads after the first), unless the deadline ends it sooner.
+_FILES_LAG, _FILES_LAG_READS = 10.0, 3
 
 
 @attrs.define
@@ -121,16 +125,15 @@ class Waits:
     async def wav_url(self, poller: Poller) -> str:
         """The WAV URL of the track the poller's handle names, once its task finished.
 
-        A finished task without it is polled on as "no news", in case the
-        files lag behind the status - until the deadline (or, without one, a
-        few more reads).
+        A finished task without it is read on for 10 s (3 reads at least), in
+        case its files lag behind its status (the deadline may end that sooner).
 
         Raises:
             InvalidResponseError: It finished and never showed a usable WAV URL.
             Same as :meth:`until_done` otherwise.
         """
         with poller, self._operation(poller):
-            rereads = 0
+            finished_at, rereads = None, 0
             while True:
                 try:
                     task = await poller.next()
@@ -144,8 +147,11 @@ class Waits:
                     url = task.wav_url_for(poller.handle.audio_id)
                     if url is not None:
                         return url
-                    rereads += 1
-                    if poller.deadline.at is None and rereads > _WAV_URL_REREADS:
+                    if finished_at is None:
+                        finished_at = time.monotonic()
+                    elif (rereads := rereads + 1) >= _FILES_LAG_READS and (
+                        time.monotonic() - finished_at >= _FILES_LAG
+                    ):
                         raise _no_wav_url(task)
 
     def _operation(self, poller: Poller) -> Scope:
@@ -315,6 +321,8 @@ class Poller:
 
 
 def _no_wav_url(task: Task) -> InvalidResponseError:
+    files = [dict(file) for file in task.files]
     return InvalidResponseError(
-        f"task {task.task_id} finished without a usable wav_url (files: {len(task.files)})"
+        f"task {task.task_id} finished without a usable wav_url (files: {len(task.files)})",
+        excerpt=f"{files!r:.300}",
     )

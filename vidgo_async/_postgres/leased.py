@@ -182,7 +182,8 @@ class LeasedLimiter:
         self._source.pause(seconds)
 
     def back_off(self) -> None:
-        """Halve the shared rate (it recovers by 10 % a second); drop the tokens in hand."""
+        """Halve the shared rate, once a window (it recovers by 10 % a second); drop the
+        tokens in hand."""
         self._drop(time.monotonic())
         self._source.back_off()
 

@@ -153,14 +153,25 @@ RETURNS void LANGUAGE sql AS $$
         DO UPDATE SET paused_until = greatest(r.paused_until, excluded.paused_until)
 $$;
 
-CREATE OR REPLACE FUNCTION vidgo_async_quota_back_off_v1(
-    p_namespace text, p_bucket text, p_floor double precision, p_recovery double precision)
+-- Halved once a window: the 429s answering requests sent before the last halving
+-- say nothing new.
+CREATE OR REPLACE FUNCTION vidgo_async_quota_back_off_v2(
+    p_namespace text, p_bucket text, p_floor double precision, p_recovery double precision,
+    p_window double precision)
 RETURNS void LANGUAGE sql AS $$
     UPDATE vidgo_async_quota r
         SET share = greatest(p_floor, vidgo_async_quota_share_v1(
                 r.share, r.shared_at, clock_timestamp(), p_recovery) / 2),
             shared_at = clock_timestamp()
         WHERE r.namespace = p_namespace AND r.bucket = p_bucket
+            AND (r.share >= 1 OR r.shared_at <= clock_timestamp() - make_interval(secs => p_window))
+$$;
+
+-- What older sharers call: halved at every call.
+CREATE OR REPLACE FUNCTION vidgo_async_quota_back_off_v1(
+    p_namespace text, p_bucket text, p_floor double precision, p_recovery double precision)
+RETURNS void LANGUAGE sql AS $$
+    SELECT vidgo_async_quota_back_off_v2(p_namespace, p_bucket, p_floor, p_recovery, 0)
 $$;
 """
 
@@ -169,7 +180,7 @@ _LEASE = (
     " FROM vidgo_async_quota_lease_v1($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 )
 _PAUSE = "SELECT vidgo_async_quota_pause_v1($1, $2, $3)"
-_BACK_OFF = "SELECT vidgo_async_quota_back_off_v1($1, $2, $3, $4)"
+_BACK_OFF = "SELECT vidgo_async_quota_back_off_v2($1, $2, $3, $4, $5)"
 
 
 class QuotaStore:
@@ -250,9 +261,10 @@ class QuotaStore:
         """Record a pause of ``bucket`` for every sharer, in the background."""
         self._post(_PAUSE, (self.namespace, bucket, seconds))
 
-    def back_off_soon(self, bucket: str) -> None:
-        """Record a back-off of ``bucket`` for every sharer, in the background."""
-        self._post(_BACK_OFF, (self.namespace, bucket, MIN_SHARE, RECOVERY))
+    def back_off_soon(self, bucket: str, window: float) -> None:
+        """Record a back-off of ``bucket`` (windows of ``window`` seconds) for every
+        sharer, in the background."""
+        self._post(_BACK_OFF, (self.namespace, bucket, MIN_SHARE, RECOVERY, window))
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -344,8 +356,8 @@ class BucketSource:
         self._store.pause_soon(self._bucket, seconds)
 
     def back_off(self) -> None:
-        """Every sharer's rate is halved for a while."""
-        self._store.back_off_soon(self._bucket)
+        """Every sharer's rate is halved for a while (once a window)."""
+        self._store.back_off_soon(self._bucket, self._window)
 
 
 async def _nothing() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -91,7 +92,8 @@ class Limiter(Protocol):
         """Let no request start for ``seconds`` from now (after a 429 with Retry-After)."""
 
     def back_off(self) -> None:
-        """Lower the rate for a while (after a 429 that named no delay)."""
+        """Lower the rate for a while (after a 429 that named no delay), at most once
+        a window."""
 
     def close(self) -> None:
         """End every pending :meth:`acquire` with :class:`ClientClosedError`."""
@@ -142,6 +144,11 @@ class holding:
                     f"deadline reached before {self._what}", sent=False
                 ) from None
         return self._slot
+
+    def hand_over(self) -> Slot | None:
+        """The slot, now the caller's to release (its request outlives this block)."""
+        slot, self._slot = self._slot, None
+        return slot
 
     async def __aexit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
         try:
@@ -253,6 +260,7 @@ class RateLimiter:
 
     __slots__ = (
         "_busy",
+        "_halved_at",
         "_limit",
         "_paused",
         "_share",
@@ -273,6 +281,7 @@ class RateLimiter:
         self._paused = 0.0
         self._share = 1.0  # of the rate in force, below 1 after back_off()
         self._shared_at = 0.0
+        self._halved_at = -math.inf
         self._waiting: Grants[_Held] = Grants(self._arm, self._give_back)
         self._timer: asyncio.TimerHandle | None = None
 
@@ -288,9 +297,14 @@ class RateLimiter:
         return await self._waiting.wait(timeout)
 
     def back_off(self) -> None:
-        """Halve the rate after a 429 that named no delay; it recovers by 10 % a second."""
-        self._share = max(MIN_SHARE, self._current_share(time.monotonic()) / 2)
-        self._shared_at = time.monotonic()
+        """Halve the rate after a 429 that named no delay, once a window: the 429s that
+        answer requests sent before the last halving say nothing new (as TCP halves
+        once a round trip). It recovers by 10 % a second."""
+        now = time.monotonic()
+        if now - self._halved_at < self._window:
+            return
+        self._share = max(MIN_SHARE, self._current_share(now) / 2)
+        self._shared_at = self._halved_at = now
 
     def _current_share(self, now: float) -> float:
         if self._share >= 1.0:

@@ -1,0 +1,179 @@
+"""A caller that gives up (asyncio.timeout, wait_for, a cancelled task) loses no paid task.
+
+The server here answers a repeated submit of a track with a 409 that names no
+task, as a platform may (the vendor's page names none): only what the client
+itself remembers can then say which task the track was converted into.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from vidgo_async import AlreadyConvertedError, ClientClosedError, VidgoClient
+
+from .server import DETAIL, SUBMIT, HostileServer, gate, reply
+from .support import PARENT, TRACK, convert
+
+NAMES_NOTHING = reply(409, {"code": 409, "message": "This audio has already been converted"})
+
+
+async def cancelled_during_submit(server: HostileServer, sdk: VidgoClient) -> asyncio.Event:
+    """A ``convert_to_wav`` cancelled while the server holds its (processed) submit;
+    the event answers it."""
+    release, arrived = asyncio.Event(), asyncio.Event()
+    server.script(SUBMIT, gate(release, arrived), NAMES_NOTHING)
+    call = asyncio.create_task(convert(sdk))
+    await asyncio.wait_for(arrived.wait(), 5)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    return release
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Wait (5 s at most) until ``condition()`` holds."""
+    async with asyncio.timeout(5):
+        while not condition():  # noqa: ASYNC110 - logs and the server's record are no events
+            await asyncio.sleep(0.005)
+
+
+@pytest.mark.asyncio
+async def test_a_conversion_whose_wait_was_cancelled_is_waited_on_by_the_next_call(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """Cancelled while waiting, then called again: the 409 names nothing, and the
+    client waits on the task its first call created instead of raising."""
+    server.task_defaults["finish_after"] = 0.3
+    call = asyncio.create_task(convert(sdk))
+    await until(lambda: server.hits(DETAIL))
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    server.script(SUBMIT, NAMES_NOTHING)
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
+    assert len(server.hits(SUBMIT)) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_submit_cancelled_in_flight_is_still_read_and_its_task_kept(
+    server: HostileServer, sdk: VidgoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cancel that lands while the submit is on the wire does not lose its answer:
+    it is read in the background and logged, and the next call waits on its task."""
+    caplog.set_level(logging.WARNING, logger="vidgo_async")
+    release = await cancelled_during_submit(server, sdk)
+    release.set()
+    await until(lambda: any("wav-1" in record.getMessage() for record in caplog.records))
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "cancelled in flight; the server accepted it as task wav-1" in warning
+
+
+@pytest.mark.asyncio
+async def test_a_call_made_while_a_cancelled_submit_is_in_flight_waits_for_its_answer(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """Called again before the cancelled call's submit is answered: the new submit
+    goes out after that answer, and waits on the task it named."""
+    release = await cancelled_during_submit(server, sdk)
+    again = asyncio.create_task(convert(sdk))
+    await asyncio.sleep(0.05)
+    assert len(server.hits(SUBMIT)) == 1  # held back until the first is answered
+    release.set()
+    assert await again == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
+    assert len(server.hits(SUBMIT)) == 2
+
+
+@pytest.mark.asyncio
+async def test_submit_wav_after_a_cancelled_conversion_names_its_task(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """``submit_wav`` of a track this client converted raises AlreadyConvertedError
+    naming the task (the 409 named none), so the caller can wait on it."""
+    release = await cancelled_during_submit(server, sdk)
+    release.set()
+    with pytest.raises(AlreadyConvertedError) as info:
+        await asyncio.wait_for(sdk.submit_wav(PARENT, TRACK), 5)
+    assert info.value.task_id == "wav-1"
+    assert "(conversion task wav-1)" in str(info.value)
+    assert await asyncio.wait_for(sdk.await_task("wav-1", timeout=3), 5) == (
+        f"{server.url}/files/wav-1.wav"
+    )
+
+
+@pytest.mark.asyncio
+async def test_closing_the_client_lets_a_cancelled_submit_be_answered(
+    server: HostileServer, sdk: VidgoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``aclose`` right after the cancel waits for the submit's answer (briefly) and
+    logs its task, rather than dropping a paid task unseen."""
+    caplog.set_level(logging.WARNING, logger="vidgo_async")
+    release = await cancelled_during_submit(server, sdk)
+    asyncio.get_running_loop().call_later(0.1, release.set)
+    await asyncio.wait_for(sdk.aclose(), 5)
+    assert any("accepted it as task wav-1" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.asyncio
+async def test_another_models_submit_cancelled_in_flight_names_its_task_in_the_log(
+    server: HostileServer, sdk: VidgoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a WAV conversion: nothing settles a repeat, but the paid task is named."""
+    caplog.set_level(logging.WARNING, logger="vidgo_async")
+    release, arrived = asyncio.Event(), asyncio.Event()
+    server.script(SUBMIT, gate(release, arrived))
+    call = asyncio.create_task(sdk.submit("separate-vocals", {"task_id": PARENT, "audio_id": "x"}))
+    await asyncio.wait_for(arrived.wait(), 5)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    release.set()
+    await asyncio.wait_for(sdk.aclose(), 5)
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "separate-vocals submit" in warning
+    assert "accepted it as task wav-1" in warning
+    assert "later submit" not in warning
+
+
+@pytest.mark.asyncio
+async def test_closing_the_client_during_a_submit_hands_the_caller_its_task(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """``aclose`` while a submit is on the wire lets it be answered (briefly): the call
+    then ends with ClientClosedError naming the paid task, not a bare error."""
+    release, arrived = asyncio.Event(), asyncio.Event()
+    server.script(SUBMIT, gate(release, arrived))
+    call = asyncio.create_task(convert(sdk))
+    await asyncio.wait_for(arrived.wait(), 5)
+    asyncio.get_running_loop().call_later(0.1, release.set)
+    await asyncio.wait_for(sdk.aclose(), 5)
+    with pytest.raises(ClientClosedError) as info:
+        await call
+    assert info.value.handle is not None
+    assert info.value.handle.task_id == "wav-1"
+    assert server.creations[TRACK] == 1
+
+
+@pytest.mark.asyncio
+async def test_two_calls_for_one_track_at_once_share_its_task(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """The second call's submit waits for the first's answer, then settles on its
+    task through the 409 (which names none): both get the URL, one task is paid."""
+    release, arrived = asyncio.Event(), asyncio.Event()
+    server.script(SUBMIT, gate(release, arrived), NAMES_NOTHING)
+    first = asyncio.create_task(convert(sdk))
+    await asyncio.wait_for(arrived.wait(), 5)
+    second = asyncio.create_task(convert(sdk))
+    await asyncio.sleep(0.05)
+    release.set()
+    url = f"{server.url}/files/wav-1.wav"
+    assert await asyncio.gather(first, second) == [url, url]
+    assert server.creations[TRACK] == 1
