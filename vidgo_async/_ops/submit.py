@@ -89,7 +89,7 @@ class Accepted:
         return parse_task(self.answer, task_id=self.task_id)
 
 
-@attrs.define(eq=False)  # the lifecycle keeps it in a set while attempts outlive their callers
+@attrs.define(eq=False)  # in the lifecycle's set: its stop() lets the attempts on the wire end
 class Submitter:
     """Submits tasks, each with a fresh callback URL when the client has a receiver.
 
@@ -111,7 +111,7 @@ class Submitter:
     sending: dict[asyncio.Task[Any], Track | None] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
-        self.lifecycle.started(self)  # its stop() lets the attempts on the wire end
+        self.lifecycle.started(self)
 
     async def submit(
         self,
@@ -269,22 +269,22 @@ class Submitter:
             request.add_done_callback(self.sending.pop)
             try:
                 return await asyncio.shield(request)
-            except asyncio.CancelledError:
-                self._orphan(request, body, hold.hand_over())
+            except asyncio.CancelledError:  # the answer is read all the same
+                slot = hold.hand_over()  # held until then
+                request.add_done_callback(functools.partial(self._answered, body, slot))
                 raise
 
-    def _orphan(self, request: asyncio.Task[Any], body: dict[str, Any], slot: Slot | None) -> None:
-        """Read the answer of an attempt whose caller gave up, keeping ``slot`` until then."""
-        request.add_done_callback(functools.partial(self._orphan_answered, body, slot))
-
-    def _orphan_answered(
+    def _answered(
         self, body: dict[str, Any], slot: Slot | None, request: asyncio.Task[Any]
     ) -> None:
+        """The answer of an attempt whose caller gave up: the task it names is logged
+        and remembered."""
         if slot is not None:
             slot.release()
-        if request.cancelled():
-            return
         what = f"a {body['model']} submit for {body['input']!r:.200} was cancelled in flight"
+        if request.cancelled():  # the client closed first
+            logger.warning("%s and may have been accepted: no answer before the close", what)
+            return
         try:
             task_id, _ = parse_accepted(request.result())
         except VidgoError as exc:
