@@ -518,7 +518,8 @@ async def test_cancellation_propagates_and_leaves_no_task(
 async def test_cancellation_mid_body_keeps_only_the_part(
     big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    """Cancelled while writing, the download leaves the .part and no dest."""
+    """Cancelled while writing, the download leaves the .part (and beside it where it came
+    from, for a resume) and no dest."""
     task: asyncio.Future[Path] | None = None
 
     def cancel_on_first_chunk(done: int, total: int | None) -> None:
@@ -530,7 +531,7 @@ async def test_cancellation_mid_body_keeps_only_the_part(
     )
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav.part", "a.wav.part.version"]
 
 
 # -- a raw storage host for what FakeVidgo cannot do ----------------------------------------
@@ -720,7 +721,7 @@ async def test_a_trickling_body_hits_the_overall_timeout(
         with pytest.raises(RequestTimeoutError):
             await fetch(session, url, tmp_path / "a.wav", timeout=0.5)
     assert asyncio.get_running_loop().time() - started < 3
-    assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav.part", "a.wav.part.version"]
 
 
 async def test_the_overall_timeout_covers_retries(
@@ -850,7 +851,7 @@ async def test_closing_the_client_ends_a_download_in_flight(
         with pytest.raises(ClientClosedError):
             await asyncio.wait_for(task, 1)  # Timeouts.total is 5 s
     assert len(heads) == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav.part", "a.wav.part.version"]
 
 
 @pytest.mark.parametrize("end", ["aclose", "timeout"])
@@ -1123,3 +1124,42 @@ async def test_a_refused_body_leaves_no_version_behind(
         with pytest.raises(InvalidResponseError):
             await fetch(session, url, tmp_path / "a.wav")
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_the_part_of_another_url_is_never_resumed(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A call cut short leaves the head of one file in the .part; a call for another
+    URL into the same destination (no validator on either to tell them apart) starts
+    afresh, never splicing the first file's head to the second's tail. Another signed
+    query of the same path is the same file, and is resumed."""
+    first = wav_bytes(200_000)
+    second = first[:44] + bytes(reversed(first[44:]))
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        body = first if "/a.wav" in head.split("\r\n", 1)[0] else second
+        if index in (0, 2):  # the first call of each pair is cut short
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n"
+                b"Connection: close\r\n\r\n" + body[:100_000]
+            )
+        elif range_of(head) is not None:
+            tail_from_100000(writer, body)
+        else:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n" + body
+            )
+        await writer.drain()
+
+    dest = tmp_path / "track.wav"
+    async with raw_storage(answer) as (url, heads):
+        with pytest.raises(TransportError):  # cut short
+            await fetch(session, url, dest, retry=RetryPolicy(max_attempts=1))
+        other = url.replace("/a.wav", "/b.wav")
+        assert (await fetch(session, other, dest)).read_bytes() == second
+        assert range_of(heads[1]) is None
+        again = tmp_path / "again.wav"
+        with pytest.raises(TransportError):  # cut short again, then resumed by another query
+            await fetch(session, f"{url}?sig=1", again, retry=RetryPolicy(max_attempts=1))
+        assert (await fetch(session, f"{url}?sig=2", again)).read_bytes() == first
+        assert range_of(heads[3]) == "bytes=100000-"

@@ -436,7 +436,9 @@ class VidgoClient:
             on_progress: Called with ``(bytes_done, total_or_None)`` per chunk.
             timeout: Seconds for the whole download, retries included (default
                 an hour; ``None``: no limit). A partial ``.part`` file is kept
-                for the next call to resume.
+                for the next call to resume, with ``.part.version`` beside it
+                (the file's version and URL: a call for another URL, or another
+                version, starts afresh).
 
         Returns:
             The path written.

@@ -51,7 +51,7 @@ from .wavfile import (
     forget_part,
     keep_version,
     part_size,
-    read_version,
+    read_kept,
     resume_offset,
     usable_version,
 )
@@ -200,8 +200,11 @@ class _Download:
             raise ValueError(f"refusing {self._where()}: it resolves to {refused}")
         # Our loop, not backoff's: an attempt that grows the file starts the count afresh.
         best, failures, pauses = part_size(self._part), 0, retry_pauses(self._retry)
-        if best:
-            self._version = read_version(self._part)  # an earlier call's
+        if best:  # an earlier call's head of the file: resumed, unless of another URL
+            self._version, source = read_kept(self._part)
+            if source is not None and source != self._where():
+                forget_part(self._part)
+                best, self._version = 0, None
         while True:
             try:
                 await self._attempt(on_progress)
@@ -356,7 +359,7 @@ class _Download:
         with PartFile(self._part, start, total) as part:
             if start == 0 or self._version is None:  # a whole body: its version is the file's
                 self._version = _version_of(response)
-                keep_version(self._part, self._version)
+                keep_version(self._part, self._version, self._where())
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 part.write(chunk)
                 if on_progress is not None:

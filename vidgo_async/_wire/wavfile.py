@@ -1,6 +1,7 @@
-"""A download on disk: the ``.part`` file it grows in, the version of the file kept
-beside it (``<dest>.part.version``, for a later resume's ``If-Range``), and the checks
-of its RIFF/WAVE header."""
+"""A download on disk: the ``.part`` file it grows in, the version of the file and
+where it came from kept beside it (``<dest>.part.version``, for a later resume: its
+``If-Range``, and no resume from another file's head), and the checks of its
+RIFF/WAVE header."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ __all__ = [
     "forget_part",
     "keep_version",
     "part_size",
-    "read_version",
+    "read_kept",
     "resume_offset",
     "usable_version",
 ]
@@ -176,22 +177,22 @@ def usable_version(value: str) -> str | None:
     return value if ok else None
 
 
-def read_version(part: Path) -> str | None:
-    """The version of the file ``part`` holds the head of, as an earlier call kept it."""
+def read_kept(part: Path) -> tuple[str | None, str | None]:
+    """The version of the file ``part`` holds the head of, and where it came from (its
+    URL without the query), as an earlier call kept them; None where unknown."""
     try:
-        return usable_version(_version_file(part).read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return None
+        kept = _version_file(part).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None, None
+    version, _, source = kept.partition("\n")
+    return usable_version(version.strip()), source.strip() or None
 
 
-def keep_version(part: Path, version: str | None) -> None:
-    """Keep ``version`` beside ``part`` for a later call (None: forget an older one)."""
+def keep_version(part: Path, version: str | None, source: str) -> None:
+    """Keep ``version`` (None: none known) and ``source`` beside ``part`` for a later call."""
     path = _version_file(part)
     try:
-        if version is None:
-            path.unlink(missing_ok=True)
-        else:
-            path.write_text(version, encoding="ascii")
+        path.write_text(f"{version or ''}\n{source}", encoding="utf-8", errors="replace")
     except OSError as exc:  # a resume then cannot tell a changed file: it restarts on one
         logger.debug("cannot keep the version of %s: %s", path.name, exc)
 
