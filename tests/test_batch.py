@@ -891,6 +891,30 @@ async def test_a_journal_this_version_cannot_read_is_refused_at_the_call(
     assert vidgo_fake.requests == []
 
 
+async def test_a_journal_of_another_api_is_refused_before_any_request(
+    make_fake: MakeFake, tmp_path: Path
+) -> None:
+    """A journal written against the fake (say, trying the CLI) holds pairs and tasks
+    the real API knows nothing of: against another host it is refused at the first
+    iteration, rather than reporting the fake's URLs as converted. A fake on another
+    port of this machine (a re-run, restarted) may use it."""
+    journal = tmp_path / "wav.sqlite"
+    first, again = await make_fake(), await make_fake()
+    async with _client(first) as client:
+        [result] = await _collect(client, [("m", "a0")], journal=journal)
+    assert result.ok
+    async with _client(again) as client:
+        [repeat] = await _collect(client, [("m", "a0")], journal=journal)
+    assert repeat.wav_url == result.wav_url and again.requests == []
+    async with VidgoClient("k", base_url="https://api.vidgo.invalid") as client:
+        batch = client.convert_many([("m", "a0")], journal=journal)
+        with pytest.raises(ConfigurationError, match=r"this machine, not api\.vidgo\.invalid"):
+            await batch.__anext__()
+    async with _client(again) as client:  # the journal was left as it was, and free
+        [repeat] = await _collect(client, [("m", "a0")], journal=journal)
+    assert repeat.ok
+
+
 async def test_a_journal_in_a_missing_folder_is_refused_at_the_call_naming_it(
     vidgo_fake: FakeVidgo, tmp_path: Path
 ) -> None:

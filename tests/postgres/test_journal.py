@@ -23,7 +23,7 @@ asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not insta
 from pg_server import a_server_of_its_own  # noqa: E402
 from support import MakeClient  # noqa: E402
 
-from vidgo_async import ConversionResult, VidgoClient  # noqa: E402
+from vidgo_async import ConfigurationError, ConversionResult, VidgoClient  # noqa: E402
 from vidgo_async._batch.journal import Entry, State  # noqa: E402
 from vidgo_async._postgres import journal as pg_journal  # noqa: E402
 from vidgo_async.postgres import SharedJournal  # noqa: E402
@@ -108,6 +108,19 @@ async def test_results_a_stopped_worker_never_reported_are_reported_by_another(
     assert reported == Counter(a for _, a in pairs)
     assert all(r.ok for r in [*stopped, *finished])
     assert {a: fake.accept_count[a] for _, a in pairs} == {a: 1 for _, a in pairs}
+
+
+@pytest.mark.asyncio
+async def test_a_journal_of_another_api_is_refused_before_any_request(
+    postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str
+) -> None:
+    """The database's journal is tied to the API host of its first batch (this machine's
+    fakes here): a client of another host is refused at the first iteration."""
+    pairs = pairs_of(prefix, 2)
+    assert all(r.ok for r in await run(make_client(), pairs, postgres_dsn))
+    async with VidgoClient("k", base_url="https://api.vidgo.invalid") as client:
+        with pytest.raises(ConfigurationError, match=r"not api\.vidgo\.invalid"):
+            await run(client, pairs, postgres_dsn)
 
 
 @pytest.mark.asyncio

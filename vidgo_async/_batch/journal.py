@@ -65,7 +65,8 @@ __all__ = [
 logger = logging.getLogger("vidgo_async")
 
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS conversions (
     source_task_id TEXT NOT NULL,
     audio_id       TEXT NOT NULL,
@@ -79,9 +80,12 @@ CREATE TABLE IF NOT EXISTS conversions (
     updated_at     REAL NOT NULL,
     PRIMARY KEY (source_task_id, audio_id)
 )
-"""
-# What was learned of task durations, per model (``_timing.learned``), as JSON.
-_LEARNED_SCHEMA = "CREATE TABLE IF NOT EXISTS learned (model TEXT PRIMARY KEY, summary TEXT)"
+""",
+    # What was learned of task durations, per model (``_timing.learned``), as JSON.
+    "CREATE TABLE IF NOT EXISTS learned (model TEXT PRIMARY KEY, summary TEXT)",
+    # The API host the journal's tasks belong to (``Journal.bind``).
+    "CREATE TABLE IF NOT EXISTS about (name TEXT PRIMARY KEY, value TEXT)",
+)
 
 
 class State(str, enum.Enum):
@@ -185,6 +189,13 @@ class BatchJournal(Protocol):
             LostClaim: Another worker holds the pair now, or the claim cannot be confirmed.
         """
 
+    async def bind(self, api: str) -> str | None:
+        """Tie the journal to the API host ``api``; the host it is tied to if another.
+
+        Raises:
+            JournalWriteError: The database failed.
+        """
+
     async def learned(self) -> dict[str, list[tuple[float, float]]]:
         """The task durations an earlier run learned, per model."""
 
@@ -231,10 +242,8 @@ class Journal:
         except sqlite3.Error as exc:
             raise ConfigurationError(f"cannot open the journal {str(path)!r}: {exc}") from None
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
-            self._db.execute(_LEARNED_SCHEMA)
+            for statement in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", *_SCHEMA):
+                self._db.execute(statement)
             problem = self._unreadable()
         except sqlite3.Error as exc:
             problem = f"is not a usable SQLite database: {exc}"
@@ -310,6 +319,15 @@ class Journal:
                 time.time(),
             ),
         )
+
+    def bind(self, api: str) -> str | None:
+        """See :meth:`BatchJournal.bind`; JournalWriteError if the database failed."""
+        try:
+            self._db.execute("INSERT OR IGNORE INTO about VALUES ('api', ?)", (api,))
+            (bound,) = self._db.execute("SELECT value FROM about WHERE name = 'api'").fetchone()
+        except sqlite3.Error as exc:
+            raise JournalWriteError(str(exc)) from None
+        return None if bound == api else str(bound)
 
     def learned(self) -> dict[str, list[tuple[float, float]]]:
         """The task durations an earlier run learned, per model."""

@@ -93,6 +93,10 @@ class SqliteJournal:
     async def hold(self, source_task_id: str, audio_id: str) -> None:
         """Nothing to confirm: one process per SQLite journal."""
 
+    async def bind(self, api: str) -> str | None:
+        """See :meth:`BatchJournal.bind`."""
+        return self.journal.bind(api)
+
     async def learned(self) -> dict[str, list[tuple[float, float]]]:
         """The task durations an earlier run learned, per model."""
         return self.journal.learned()
@@ -233,14 +237,31 @@ def checked_journal(
 
 
 async def open_journal(
-    journal: str | os.PathLike[str] | JournalSource, *, wait: float
+    journal: str | os.PathLike[str] | JournalSource, *, wait: float, api: str
 ) -> BatchJournal:
     """Open the journal ``journal`` names: a SQLite file (waiting up to ``wait`` seconds
-    for an ending batch of this process to let go of it), or a source of another.
+    for an ending batch of this process to let go of it), or a source of another; tied
+    to the API host ``api``.
 
     Raises:
-        ConfigurationError: It cannot be used.
+        ConfigurationError: It cannot be used, or it is tied to another API host (its
+            finished pairs would be reported, and its tasks waited on, without a
+            request to this one).
     """
     if isinstance(journal, JournalSource):
-        return await journal.open_batch_journal()
-    return await SqliteJournal.open(journal, wait=wait)
+        opened = await journal.open_batch_journal()
+    else:
+        opened = await SqliteJournal.open(journal, wait=wait)
+    try:
+        bound = await opened.bind(api)
+        if bound is not None:
+            raise ConfigurationError(
+                f"the journal holds the conversions of the API at {bound}, not {api}:"
+                " give this one a journal of its own"
+            )
+    except BaseException as exc:
+        await opened.close()
+        if isinstance(exc, JournalWriteError):
+            raise ConfigurationError(f"cannot use the journal: {exc}") from None
+        raise
+    return opened

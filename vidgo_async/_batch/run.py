@@ -30,7 +30,7 @@ from .._models import WAV_MODEL, ConversionResult
 from .._ops.submit import SUBMIT_GRACE, Submitter, cancel_after_grace
 from .._ops.wait import Waits
 from .._timing.deadline import Deadline
-from .._validate import check_count, check_folder, check_options, check_timeout
+from .._validate import check_count, check_folder, check_options, check_timeout, is_loopback
 from ..errors import ClientClosedError
 from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
 from .journal import JournalSource, JournalWriteError, LostClaim, State
@@ -122,12 +122,14 @@ def start_batch(
         timeout=check_timeout(timeout),
         download_to=check_folder("download_to", download_to),
     )
+    base = submitter.transport.base_url
     batch = _Batch(
         lifecycle,
         steps,
         pairs,
         room=room,
         journal=journal,
+        api="a server on this machine" if is_loopback(base) else base.host or "",
         hook=hook,
     )
     return batch.results(on_progress)
@@ -142,6 +144,7 @@ class _Batch:
     pairs: Pairs
     room: int = attrs.field(kw_only=True)
     journal: str | os.PathLike[str] | JournalSource | None = attrs.field(kw_only=True)
+    api: str = attrs.field(kw_only=True)  # the API's host, which the journal is tied to
     hook: EventHook | None = attrs.field(kw_only=True, default=None)
     # Results for the consumer. Each holds a slot until it is taken, as each pair in
     # flight does: the queue never outgrows the slots, and a put never waits.
@@ -167,7 +170,8 @@ class _Batch:
         """Run the batch; yield each result as it is queued."""
         self.lifecycle.check()  # first iterated after the client closed: nothing to run
         if self.journal is not None:
-            journal = self.steps.journal = await open_journal(self.journal, wait=_ENDING)
+            journal = await open_journal(self.journal, wait=_ENDING, api=self.api)
+            self.steps.journal = journal
             try:
                 for model, seen in (await journal.learned()).items():  # start warm
                     self.steps.waits.learner.durations(model).restore(seen)

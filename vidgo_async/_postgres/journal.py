@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS vidgo_async_journal (
 CREATE INDEX IF NOT EXISTS vidgo_async_journal_claimed
     ON vidgo_async_journal (claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE TABLE IF NOT EXISTS vidgo_async_journal_learned (model text PRIMARY KEY, summary text);
+CREATE TABLE IF NOT EXISTS vidgo_async_journal_about (name text PRIMARY KEY, value text);
 """
 _SETTLED = "(" + ", ".join(sorted(f"'{state.value}'" for state in SETTLED)) + ")"  # in SQL
 
@@ -154,6 +155,12 @@ _RELEASE = (
     " WHERE claimed_by = $1"
 )
 _LEARNED = "SELECT model, summary FROM vidgo_async_journal_learned"
+_BIND = (
+    "WITH added AS (INSERT INTO vidgo_async_journal_about VALUES ('api', $1)"
+    " ON CONFLICT (name) DO NOTHING RETURNING value)"
+    " SELECT value FROM added UNION ALL"
+    " SELECT value FROM vidgo_async_journal_about WHERE name = 'api' LIMIT 1"
+)
 _KEEP_LEARNED = (
     "INSERT INTO vidgo_async_journal_learned (model, summary) VALUES ($1, $2)"
     " ON CONFLICT (model) DO UPDATE SET summary = excluded.summary"
@@ -285,6 +292,18 @@ class PostgresJournal:
             raise LostClaim(f"cannot confirm the claim: {exc}") from None
         if held is None:
             raise LostClaim("another worker took the pair over")
+
+    async def bind(self, api: str) -> str | None:
+        """See :meth:`BatchJournal.bind`.
+
+        Raises:
+            JournalWriteError: The database failed.
+        """
+        try:
+            bound = await self._pool.fetchval(_BIND, api)
+        except DB_ERRORS as exc:
+            raise JournalWriteError(f"the journal's database failed: {exc}") from None
+        return None if bound == api else str(bound)
 
     async def learned(self) -> dict[str, list[tuple[float, float]]]:
         """The task durations an earlier run learned, per model."""
