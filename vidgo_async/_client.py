@@ -396,7 +396,8 @@ class VidgoClient:
             ConfigurationError: ``journal`` is a folder, not a SQLite file this
                 version can read (another shape, unknown states, damaged); at
                 the first iteration, before any request: another batch uses
-                it, or a PostgreSQL journal cannot be opened.
+                it, it belongs to another API host (every server on this
+                machine counts as one), or a PostgreSQL journal cannot be opened.
         """
         self._lifecycle.check()
         return start_batch(
