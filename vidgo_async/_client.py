@@ -155,8 +155,9 @@ class VidgoClient:
 
     async def aclose(self) -> None:
         """Close the client: pending waits end with :class:`ClientClosedError`, running
-        batches stop (their submits in flight are answered and journalled, up to 10 s,
-        as are the submits whose callers were cancelled in flight), then the HTTP
+        batches stop (their submits in flight are answered and journalled, as are the
+        submits whose callers were cancelled in flight: never cut short, each ends by
+        its answer or its request timeout, ``Timeouts.total``), then the HTTP
         sessions the client created are closed (not a borrowed one). Safe
         to call twice; runs once, in a task of its own, which a cancel of the caller (a
         third Ctrl-C) does not cut short."""
@@ -384,8 +385,9 @@ class VidgoClient:
         failure never stops the batch, but a 401, 402 or 403 on a submit
         stops its submits (the pairs left get that error, not attempted).
         Leaving the loop early (or cancelling it) stops all work, after the
-        submits in flight were answered and journalled (at most 10 s; a
-        second cancel does not cut that short). That happens when the
+        submits in flight were answered and journalled (each within its
+        request timeout, ``Timeouts.total``; a second cancel does not cut
+        that short). That happens when the
         iterator is closed: at once under ``contextlib.aclosing``, else when
         it is collected or the client closes, whichever comes first; until
         then the batch goes on ahead of the loop, within its bounds.

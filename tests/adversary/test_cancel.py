@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from vidgo_async import AlreadyConvertedError, ClientClosedError, VidgoClient
+from vidgo_async import AlreadyConvertedError, ClientClosedError, Timeouts, VidgoClient
 
+from .conftest import MakeSdk
 from .server import DETAIL, SUBMIT, HostileServer, gate, reply
 from .support import PARENT, TRACK, convert
 
@@ -177,3 +179,31 @@ async def test_two_calls_for_one_track_at_once_share_its_task(
     url = f"{server.url}/files/wav-1.wav"
     assert await asyncio.gather(first, second) == [url, url]
     assert server.creations[TRACK] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_batch_lets_a_late_submit_answer_be_journalled(
+    server: HostileServer, make_sdk: MakeSdk, tmp_path: Path
+) -> None:
+    """A batch stopped while its submit is on the wire waits for the answer as long as
+    the request itself may take (here 15 s): an answer after 10.5 s, past the 10 s the
+    stop used to give, is still journalled, and a re-run waits on its task."""
+    journal = tmp_path / "wav.sqlite"
+    release, arrived = asyncio.Event(), asyncio.Event()
+    server.script(SUBMIT, gate(release, arrived), NAMES_NOTHING)
+    sdk = make_sdk(timeouts=Timeouts(connect=2, total=15))
+
+    async def consume() -> None:
+        async for _ in sdk.convert_many([(PARENT, TRACK)], journal=journal):
+            pass
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.wait_for(arrived.wait(), 5)
+    asyncio.get_running_loop().call_later(10.5, release.set)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(consumer, 20)
+    async with make_sdk() as again:
+        [result] = [r async for r in again.convert_many([(PARENT, TRACK)], journal=journal)]
+    assert result.wav_url == f"{server.url}/files/wav-1.wav", result.error
+    assert len(server.hits(SUBMIT)) == 1

@@ -233,7 +233,8 @@ async def _trickling_storage() -> AsyncIterator[str]:
 
 
 async def test_download_timeout_bounds_the_whole_download(tmp_path: Path) -> None:
-    """`download --timeout` ends a trickling download: exit 1, one line, only the .part left."""
+    """`download --timeout` ends a trickling download: exit 1, one line, only the .part
+    (and its record) left."""
     env = {"VIDGO_API_KEY": "k", "VIDGO_BASE_URL": "http://127.0.0.1:9"}  # loopback allowed
     async with _trickling_storage() as url:
         code, _, err = await _cli(
@@ -241,7 +242,7 @@ async def test_download_timeout_bounds_the_whole_download(tmp_path: Path) -> Non
         )
     assert code == 1
     assert "RequestTimeoutError" in err and len(err.strip().splitlines()) == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["a.wav.part"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav.part", "a.wav.part.version"]
 
 
 async def test_batch_reports_undecodable_and_malformed_rows_and_goes_on(

@@ -139,7 +139,7 @@ class PairSteps:
         for task in tasks:
             if task not in self.submits:
                 task.cancel()
-        await cancel_after_grace(self.submits)
+        await cancel_after_grace(self.submits, self.submitter.grace)
 
     async def keep_learned(self) -> None:
         """Save to the journal what the client learned of task durations."""

@@ -27,7 +27,7 @@ import attrs
 from .._events import EventHook, operation
 from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, ConversionResult
-from .._ops.submit import SUBMIT_GRACE, Submitter, cancel_after_grace
+from .._ops.submit import Submitter, cancel_after_grace
 from .._ops.wait import Waits
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_options, check_timeout, is_loopback
@@ -43,9 +43,10 @@ logger = logging.getLogger("vidgo_async")
 
 _END = object()  # the last item of the result queue
 _STOPPED = object()  # ... of a batch stopped from outside (the client closed)
-# Seconds a batch waits for its SQLite journal while an ending batch of this process
-# lets go of it (a loop left with ``break``: the submits in flight are answered first).
-_ENDING = SUBMIT_GRACE + 2.0
+# Seconds a batch waits for its SQLite journal, past the submits' grace, while an ending
+# batch of this process lets go of it (a loop left with ``break``: the submits in
+# flight are answered first).
+_ENDING = 2.0
 
 
 @attrs.frozen(kw_only=True)
@@ -170,7 +171,8 @@ class _Batch:
         """Run the batch; yield each result as it is queued."""
         self.lifecycle.check()  # first iterated after the client closed: nothing to run
         if self.journal is not None:
-            journal = await open_journal(self.journal, wait=_ENDING, api=self.api)
+            ending = self.steps.submitter.grace + _ENDING
+            journal = await open_journal(self.journal, wait=ending, api=self.api)
             self.steps.journal = journal
             try:
                 for model, seen in (await journal.learned()).items():  # start warm
@@ -217,8 +219,9 @@ class _Batch:
         """The client closes: read no more input, and let the pairs in flight end as the
         closed client ends them (a wait with ClientClosedError naming its task, a submit
         in flight once answered and journalled), each reported to a loop still iterating,
-        which then gets ClientClosedError. Pairs still running after ``SUBMIT_GRACE``
-        are cancelled unreported (their journal rows say where they stand)."""
+        which then gets ClientClosedError. Pairs still running after the submits' grace
+        (:attr:`Submitter.grace`) are cancelled unreported (their journal rows say where
+        they stand)."""
         await self._stop_once(closing=True)
 
     async def _stop_once(self, *, closing: bool) -> None:
@@ -239,7 +242,7 @@ class _Batch:
             self.feeder.cancel()
             pending = [self.feeder, *self.tasks]
             if closing:  # the closed client ends them: a submit in flight once answered
-                await cancel_after_grace(pending)
+                await cancel_after_grace(pending, self.steps.submitter.grace)
             else:
                 await self.steps.stop(pending)
             await asyncio.gather(*pending, return_exceptions=True)

@@ -82,8 +82,8 @@ async def _run(args: argparse.Namespace) -> int:
     caught: list[int] = []
 
     def stop(signum: int) -> None:
-        # Once: the batch is stopping, and its submits in flight get their grace (10 s
-        # at most); a second or third signal must not cut it short.
+        # Once: the batch is stopping, and its submits in flight are answered (each
+        # within its request timeout); a second or third signal must not cut it short.
         if not caught:
             task.cancel()
         caught.append(signum)

@@ -51,25 +51,25 @@ from ..errors import (
 )
 from .callbacks import Registry
 
-__all__ = ["SUBMIT_GRACE", "Accepted", "Submitter", "cancel_after_grace"]
+__all__ = ["Accepted", "Submitter", "cancel_after_grace"]
 
 logger = logging.getLogger("vidgo_async")
 
 SUBMIT_PATH = "/api/generate/submit"
 
-#: Seconds a closing client (or a stopped batch) waits for its submits in flight
-#: to be answered.
-SUBMIT_GRACE = 10.0
+#: Seconds past its request timeout that a submit in flight gets to be answered (and
+#: journalled) when the client closes or its batch stops.
+_ANSWERED = 2.0
 #: WAV conversions a client remembers (track -> task): ~1 MB.
 REMEMBERED = 10_000
 
 Track = tuple[str, str]  # a WAV conversion's input: (parent task id, audio id)
 
 
-async def cancel_after_grace(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Let ``tasks`` run for up to ``SUBMIT_GRACE`` seconds, then cancel those still running."""
+async def cancel_after_grace(tasks: Iterable[asyncio.Task[Any]], grace: float) -> None:
+    """Let ``tasks`` run for up to ``grace`` seconds, then cancel those still running."""
     if pending := set(tasks):
-        _, late = await asyncio.wait(pending, timeout=SUBMIT_GRACE)
+        _, late = await asyncio.wait(pending, timeout=grace)
         for task in late:
             task.cancel()
 
@@ -112,6 +112,12 @@ class Submitter:
 
     def __attrs_post_init__(self) -> None:
         self.lifecycle.started(self)
+
+    @property
+    def grace(self) -> float:
+        """Seconds a submit on the wire may still take: a stop lets it end by its answer
+        or its own timeout, never cut it short (its task may be paid for)."""
+        return self.transport.timeouts.total + _ANSWERED
 
     async def submit(
         self,
@@ -311,10 +317,9 @@ class Submitter:
                 del self.converted[next(iter(self.converted))]
 
     async def stop(self) -> None:
-        """The client closes: the attempts on the wire get ``SUBMIT_GRACE`` to be
-        answered (a caller still waiting then gets the task, its wait a
-        ClientClosedError naming it)."""
-        await cancel_after_grace(self.sending)
+        """The client closes: the attempts on the wire are answered first (:attr:`grace`;
+        a caller still waiting then gets the task, its wait a ClientClosedError naming it)."""
+        await cancel_after_grace(self.sending, self.grace)
 
     def _gives_up(self, attempt: int, deadline: Deadline | None, delay: float) -> bool:
         if deadline is None:
