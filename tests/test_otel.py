@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from opentelemetry.trace import SpanKind, StatusCode
 from support import FAST_RETRY, FAST_TIMEOUTS, MakeClient
 
-from vidgo_async import PollPolicy, TaskFailedError, VidgoClient
+from vidgo_async import InsufficientCreditsError, PollPolicy, TaskFailedError, VidgoClient
 from vidgo_async.otel import Telemetry
 from vidgo_async.testing import FakeVidgo, Fault
 from vidgo_async.webhooks import CallbackReceiver
@@ -322,6 +322,34 @@ async def test_rate_limited_answers_are_counted(
     assert otel.total("vidgo.client.retries", **{"error.type": "RateLimitError"}) == 1
     wait = otel.one("vidgo.wait")
     assert "vidgo.retry" in [event.name for event in wait.events]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(Fault.http_error(430, {"code": 430, "msg": "too frequent"}), id="430"),
+        pytest.param(Fault.code_in_200(430, "call frequency too high"), id="430-in-200"),
+        pytest.param(Fault.http_error(405, {"code": 405, "msg": "rate limit"}), id="405"),
+    ],
+)
+async def test_sister_platforms_throttles_are_counted_as_rate_limited(
+    traced: VidgoClient, fake: FakeVidgo, otel: Recorded, fault: Fault
+) -> None:
+    """What the client takes for "slow down" is what the counter counts, whatever the
+    status that carried it."""
+    fake.inject(fault, route="detail")
+    await traced.convert_to_wav("music", "audio-1")
+    assert otel.total("vidgo.client.rate_limited", **{"url.template": DETAIL}) == 1
+
+
+async def test_a_429_saying_the_credits_ran_out_is_not_counted_as_rate_limited(
+    traced: VidgoClient, fake: FakeVidgo, otel: Recorded
+) -> None:
+    """It ends the call (InsufficientCreditsError): no throttle to count."""
+    fake.inject(Fault.http_error(429, {"code": 429, "msg": "insufficient credits"}), route="submit")
+    with pytest.raises(InsufficientCreditsError):
+        await traced.convert_to_wav("music", "audio-1")
+    assert otel.total("vidgo.client.rate_limited") == 0
 
 
 @pytest_asyncio.fixture

@@ -54,7 +54,10 @@ Metrics:
 ``http.client.request.duration``  histogram   seconds per request, the semantic conventions'
 ``vidgo.client.retries``       counter        failed attempts about to be repeated, by
                                               ``error.type`` (submits, reads, polls, downloads)
-``vidgo.client.rate_limited``  counter        429 answers, by ``url.template``/``server.address``
+``vidgo.client.rate_limited``  counter        answers asking to slow down (429, or a sister
+                                              platform's code for "too frequent"; not a 429
+                                              saying the credits ran out), by
+                                              ``url.template``/``server.address``
 ``vidgo.task.status_reads``    histogram      status reads per wait (requests per task), by
                                               the last ``vidgo.task.status`` seen
 ``vidgo.task.detection_window``  histogram    seconds between the last read that saw the
@@ -169,7 +172,7 @@ class Telemetry:
             "vidgo.client.retries", "{retry}", "Failed attempts about to be repeated, by cause"
         )
         self._rate_limited = meter.create_counter(
-            "vidgo.client.rate_limited", "{response}", "429 answers"
+            "vidgo.client.rate_limited", "{response}", "answers asking to slow down"
         )
         self._reads = _histogram(
             meter, "vidgo.task.status_reads", "{request}", "Status reads per wait", _READ_BUCKETS
@@ -298,7 +301,7 @@ class Telemetry:
             self._requests.add(1, {**where, "vidgo.status_class": "none", **failure})
         else:
             self._requests.add(1, {**where, "vidgo.status_class": f"{code // 100}xx"})
-        if code == 429:
+        if event.error == "RateLimitError":  # a 429, or a sister platform's "too frequent"
             self._rate_limited.add(1, where)
         if event.duration is not None:
             port = {} if event.server_port is None else {"server.port": event.server_port}
