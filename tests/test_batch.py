@@ -741,6 +741,49 @@ class _FailingJournal:
         return journal
 
 
+class _RecheckFails:
+    """A JournalSource: the SQLite journal, except that another worker holds ``a1`` and
+    looking at it again fails (as a bug would: the shared journal logs its own
+    database's failures and answers "still held")."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def open_batch_journal(self) -> object:
+        from vidgo_async._batch.journals import SqliteJournal
+
+        journal = await SqliteJournal.open(self.path)
+        claim = journal.claim
+
+        async def held_by_another(source_task_id: str, audio_id: str) -> object:
+            return (False, None) if audio_id == "a1" else await claim(source_task_id, audio_id)
+
+        async def recheck(keys: object) -> object:
+            raise RuntimeError("a bug looking at the pairs")
+
+        journal.claim = held_by_another  # type: ignore[method-assign, assignment]
+        journal.recheck = recheck  # type: ignore[method-assign, assignment]
+        return journal
+
+
+async def test_a_journal_failing_to_look_at_other_workers_pairs_ends_the_batch(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """The batch's own pairs are reported, then the failure ends the loop: it never
+    waits forever for an end that was not queued."""
+    journal = _RecheckFails(tmp_path / "wav.sqlite")
+    seen: list[ConversionResult] = []
+
+    async def consume(client: VidgoClient) -> None:
+        async for result in client.convert_many([("m", "a0"), ("m", "a1")], journal=journal):
+            seen.append(result)
+
+    async with _client(vidgo_fake) as client:
+        with pytest.raises(RuntimeError, match="a bug"):
+            await asyncio.wait_for(consume(client), 10)
+    assert [r.audio_id for r in seen] == ["a0"]
+
+
 async def test_a_journal_write_that_fails_at_the_end_costs_no_result(
     vidgo_fake: FakeVidgo, tmp_path: Path
 ) -> None:

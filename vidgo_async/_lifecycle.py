@@ -2,12 +2,13 @@
 
 Everything that must stop when the client closes asks here: the transport
 before each request, a running batch (stopped once its submits in flight are
-answered and journalled), and the pauses of submits and waits sleep through
-:meth:`Lifecycle.sleep`, which ends at once with :class:`ClientClosedError`
-when the client closes. (A single GET's retry pause - seconds at most - ends
-with the next attempt, which the closed transport refuses.) A download runs
-whole through :meth:`Lifecycle.run`: aiohttp leaves a body read waiting
-forever once its session is closed, so the close must end it from outside.
+answered and journalled), the submits on the wire (answered first), and the
+pauses of submits and waits sleep through :meth:`Lifecycle.sleep`, which ends
+at once with :class:`ClientClosedError` when the client closes. (A single GET's
+retry pause - seconds at most - ends with the next attempt, which the closed
+transport refuses.) A download runs whole through :meth:`Lifecycle.run`: aiohttp
+leaves a body read waiting forever once its session is closed, so the close
+must end it from outside.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _T = TypeVar("_T")
 
 
 class Stoppable(Protocol):
-    """Work the client stops before it closes (a running batch)."""
+    """Work the client stops before it closes (a running batch, the submits on the wire)."""
 
     async def stop(self) -> None:
         """Stop; safe to call again, and to await from several places."""

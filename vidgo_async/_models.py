@@ -121,13 +121,12 @@ class Task:
         return self.wav_url_for(None)
 
     def wav_url_for(self, audio_id: str | None) -> str | None:
-        """The WAV URL of track ``audio_id``: the first file's ``wav_url`` (or
-        ``file_url``, as the API names it for other tasks) that is an absolute http(s)
-        URL without control characters (a terminal would obey them when the URL is
-        printed) and, when the file names its ``audio_id``, names this one."""
+        """The WAV URL of track ``audio_id``: the first file's that is an absolute
+        http(s) URL without control characters (a terminal would obey them when
+        the URL is printed) and, when the file names its ``audio_id``, names this one."""
         for file in self.files:
-            url = file.wav_url or file.get("file_url")
-            if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
+            url = file.wav_url
+            if url is None or not url.lower().startswith(("https://", "http://")):
                 continue
             if not url.isprintable():
                 continue

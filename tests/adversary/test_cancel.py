@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from vidgo_async import AlreadyConvertedError, ClientClosedError, Timeouts, VidgoClient
+from vidgo_async import (
+    AlreadyConvertedError,
+    ClientClosedError,
+    RetryPolicy,
+    Timeouts,
+    VidgoClient,
+    VidgoError,
+)
 
 from .conftest import MakeSdk
 from .server import DETAIL, SUBMIT, HostileServer, gate, reply
@@ -207,3 +215,39 @@ async def test_a_stopped_batch_lets_a_late_submit_answer_be_journalled(
         [result] = [r async for r in again.convert_many([(PARENT, TRACK)], journal=journal)]
     assert result.wav_url == f"{server.url}/files/wav-1.wav", result.error
     assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_call_whose_retry_meets_another_calls_submit_of_the_track_shares_its_task(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """A's first attempt is refused (503); while it pauses, B's submit of the same track
+    goes out and is processed, its answer slow. A's retry meets a 409 naming no task:
+    it waits for B's answer and shares its task, rather than raising."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.3, max_delay=0.3, max_retry_after=0.3))
+    release, arrived = asyncio.Event(), asyncio.Event()
+    refused = reply(503, {"code": 503, "message": "maintenance"})
+    server.script(SUBMIT, refused, gate(release, arrived), NAMES_NOTHING)
+    first = asyncio.create_task(convert(sdk))
+    await until(lambda: server.hits(SUBMIT))
+    second = asyncio.create_task(convert(sdk))
+    await asyncio.wait_for(arrived.wait(), 5)
+    await until(lambda: len(server.hits(SUBMIT)) == 3)  # A's retry, answered 409
+    await asyncio.sleep(0.05)
+    release.set()
+    url = f"{server.url}/files/wav-1.wav"
+    assert await asyncio.gather(first, second) == [url, url]
+    assert server.creations[TRACK] == 1
+
+
+@pytest.mark.asyncio
+async def test_waiting_for_another_submit_of_the_track_keeps_to_the_deadline(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """The answer the second call waits for never comes (within its request timeout,
+    5 s here): the second call still ends at its own deadline of 1 s."""
+    await cancelled_during_submit(server, sdk)  # its answer is held, never released
+    started = time.monotonic()
+    with pytest.raises(VidgoError):
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=1), 5)
+    assert time.monotonic() - started < 2.5

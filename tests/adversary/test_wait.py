@@ -537,16 +537,6 @@ async def test_a_read_answered_with_an_odd_envelope_code_is_retried(
 
 
 @pytest.mark.asyncio
-async def test_a_file_url_in_place_of_wav_url_is_the_wav(
-    server: HostileServer, sdk: VidgoClient
-) -> None:
-    """``file_url``, as the API names a file's URL for other tasks, is read as the WAV's."""
-    url = f"{server.url}/files/{TRACK}.wav"
-    server.task_defaults = {"files": [{"file_url": url}]}
-    assert await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=3), 5) == url
-
-
-@pytest.mark.asyncio
 async def test_a_finished_task_without_a_wav_url_ends_the_wait_after_a_few_reads(
     server: HostileServer, sdk: VidgoClient
 ) -> None:

@@ -277,6 +277,24 @@ async def test_bare_429s_of_several_sharers_within_a_window_halve_the_cap_once(
 
 
 @pytest.mark.asyncio
+async def test_a_burst_of_bare_429s_costs_one_back_off_and_one_fresh_lease(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo
+) -> None:
+    """Ten polls sent together, all answered 429: the tokens in hand are dropped and
+    the store told once, not once a 429 (each drop costs a lease round trip)."""
+    quota = await make_quota()
+    client = make_client(quota=quota, retry=ONE_SHOT, max_polls_per_second=40)
+    ids = seed_running(fake, 10)
+    await client.get_task(ids[0])  # the first lease
+    before = quota.stats.round_trips
+    fake.inject(Fault.rate_limited(), route="detail", times=10)
+    results = await asyncio.gather(*(client.get_task(i) for i in ids), return_exceptions=True)
+    assert all(isinstance(r, RateLimitError) for r in results)
+    await asyncio.sleep(0.3)  # the back-off is written in the background
+    assert quota.stats.round_trips - before <= 3  # a back-off and a lease, or two
+
+
+@pytest.mark.asyncio
 async def test_sharers_of_an_older_version_still_halve_at_every_429(
     make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo, postgres_dsn: str,
     namespace: str,

@@ -84,7 +84,8 @@ class _Outcome:
 
 @attrs.frozen
 class _InputFailed:
-    """The input itself failed: the batch ends with this error."""
+    """The input itself (or the journal, looking at other workers' pairs) failed: the
+    batch ends with this error."""
 
     error: BaseException
 
@@ -259,19 +260,22 @@ class _Batch:
 
         The batch's operation events come from here: the pairs' tasks start inside it.
         """
+        failed: Exception | None = None
         with operation(self.hook, "batch") as scope:
             try:
                 async for pair in each_pair(self.pairs):
                     self.read += 1
                     await self._admit(pair)
+                self.input_done = True
             except Exception as exc:  # the input itself failed: the batch ends with it,
-                scope.note(error=type(exc).__name__)
-                await self._finish()  # once the pairs read before it (paid for) are reported
-                self.queue.put_nowait(_InputFailed(exc))
-                return
-            self.input_done = True
-            await self._finish()
-        self.queue.put_nowait(_END)
+                failed = exc
+            try:
+                await self._finish()  # once the pairs read before (paid for) are reported
+            except Exception as exc:  # a journal failing its recheck
+                failed = failed or exc
+            if failed is not None:
+                scope.note(error=type(failed).__name__)
+        self.queue.put_nowait(_END if failed is None else _InputFailed(failed))
 
     async def _finish(self) -> None:
         """Wait for this worker's pairs, then for those another worker held: each ends

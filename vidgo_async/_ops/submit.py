@@ -44,6 +44,7 @@ from .._wire.convert import parse_accepted, parse_task
 from .._wire.transport import Transport
 from ..errors import (
     AlreadyConvertedError,
+    ClientClosedError,
     ConflictError,
     SubmitOutcomeUnknownError,
     TransportError,
@@ -196,8 +197,7 @@ class Submitter:
         if resumed:
             ambiguous = TransportError("an earlier run was interrupted during this submit")
         track = _track(body)
-        if track is not None and self.sending:
-            await self._after_sending(track)
+        await self._after_sending(track, deadline)
         pauses = retry_pauses(self.retry)
         attempt = 0
         while True:
@@ -209,6 +209,7 @@ class Submitter:
                 )
             except ConflictError as exc:
                 emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
+                await self._after_sending(track, deadline)  # another call's may name it
                 known = None if track is None else self.converted.get(track)
                 return _after_conflict(exc, body, ambiguous, known, adopt=adopt)
             except VidgoError as exc:
@@ -278,19 +279,26 @@ class Submitter:
             except asyncio.CancelledError:  # the answer is read all the same
                 slot = hold.hand_over()  # held until then
                 request.add_done_callback(functools.partial(self._answered, body, slot))
+                if request.cancelled():  # not our caller's cancel (shielded from it): the close's
+                    raise ClientClosedError(
+                        "the client closed before the submit was answered;"
+                        " it may have been accepted",
+                        sent=True,
+                    ) from None
                 raise
 
     def _answered(
         self, body: dict[str, Any], slot: Slot | None, request: asyncio.Task[Any]
     ) -> None:
-        """The answer of an attempt whose caller gave up: the task it names is logged
-        and remembered."""
+        """The answer of an attempt whose caller gave up (or that the client's close cut
+        short): the task it names is logged, remembered and told to the hook."""
         if slot is not None:
             slot.release()
-        what = f"a {body['model']} submit for {body['input']!r:.200} was cancelled in flight"
+        what = f"a {body['model']} submit for {body['input']!r:.200}"
         if request.cancelled():  # the client closed first
-            logger.warning("%s and may have been accepted: no answer before the close", what)
+            logger.warning("%s may have been accepted: no answer before the close", what)
             return
+        what += " was cancelled in flight"
         try:
             task_id, _ = parse_accepted(request.result())
         except VidgoError as exc:
@@ -299,15 +307,17 @@ class Submitter:
             return
         track = _track(body)
         self._remember(track, task_id)
+        emit(self.hook, "submit", task_id=task_id)
         later = "" if track is None else "; a later submit of the track waits on it"
         logger.warning("%s; the server accepted it as task %s%s", what, task_id, later)
 
-    async def _after_sending(self, track: Track) -> None:
+    async def _after_sending(self, track: Track | None, deadline: Deadline | None) -> None:
         """Let this track's attempts on the wire (another caller's, or one that gave up)
-        be answered first: sent meanwhile, a submit would meet a 409 naming no task
-        before they name it."""
+        be answered (until the deadline): their answer names the task a 409 does not."""
+        if track is None or not self.sending:
+            return
         if pending := [request for request, of in self.sending.items() if of == track]:
-            await asyncio.wait(pending)  # each ends within its request's timeout
+            await asyncio.wait(pending, timeout=None if deadline is None else deadline.remaining())
 
     def _remember(self, track: Track | None, task_id: str) -> None:
         if track is not None:

@@ -125,8 +125,8 @@ class Waits:
     async def wav_url(self, poller: Poller) -> str:
         """The WAV URL of the track the poller's handle names, once its task finished.
 
-        A finished task without it is read on for 10 s (3 reads at least), in
-        case its files lag behind its status (the deadline may end that sooner).
+        A finished task without it is read on for 10 s (and 3 more reads at
+        least), in case its files lag behind its status (the deadline may end that sooner).
 
         Raises:
             InvalidResponseError: It finished and never showed a usable WAV URL.
