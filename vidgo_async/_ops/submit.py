@@ -197,7 +197,8 @@ class Submitter:
         if resumed:
             ambiguous = TransportError("an earlier run was interrupted during this submit")
         track = _track(body)
-        await self._after_sending(track, deadline)
+        if self.sending:
+            await self._after_sending(track, deadline)
         pauses = retry_pauses(self.retry)
         attempt = 0
         while True:
@@ -314,7 +315,7 @@ class Submitter:
     async def _after_sending(self, track: Track | None, deadline: Deadline | None) -> None:
         """Let this track's attempts on the wire (another caller's, or one that gave up)
         be answered (until the deadline): their answer names the task a 409 does not."""
-        if track is None or not self.sending:
+        if track is None:
             return
         if pending := [request for request, of in self.sending.items() if of == track]:
             await asyncio.wait(pending, timeout=None if deadline is None else deadline.remaining())
