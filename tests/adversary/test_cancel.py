@@ -44,6 +44,17 @@ async def cancelled_during_submit(server: HostileServer, sdk: VidgoClient) -> as
     return release
 
 
+async def share_one_task(
+    server: HostileServer, release: asyncio.Event, *calls: asyncio.Task[str]
+) -> None:
+    """Answer the held submit: every call gets the URL of the one task created."""
+    await asyncio.sleep(0.05)
+    release.set()
+    url = f"{server.url}/files/wav-1.wav"
+    assert await asyncio.gather(*calls) == [url] * len(calls)
+    assert server.creations[TRACK] == 1
+
+
 async def until(condition: Callable[[], object]) -> None:
     """Wait (5 s at most) until ``condition()`` holds."""
     async with asyncio.timeout(5):
@@ -182,11 +193,7 @@ async def test_two_calls_for_one_track_at_once_share_its_task(
     first = asyncio.create_task(convert(sdk))
     await asyncio.wait_for(arrived.wait(), 5)
     second = asyncio.create_task(convert(sdk))
-    await asyncio.sleep(0.05)
-    release.set()
-    url = f"{server.url}/files/wav-1.wav"
-    assert await asyncio.gather(first, second) == [url, url]
-    assert server.creations[TRACK] == 1
+    await share_one_task(server, release, first, second)
 
 
 @pytest.mark.asyncio
@@ -233,11 +240,7 @@ async def test_a_call_whose_retry_meets_another_calls_submit_of_the_track_shares
     second = asyncio.create_task(convert(sdk))
     await asyncio.wait_for(arrived.wait(), 5)
     await until(lambda: len(server.hits(SUBMIT)) == 3)  # A's retry, answered 409
-    await asyncio.sleep(0.05)
-    release.set()
-    url = f"{server.url}/files/wav-1.wav"
-    assert await asyncio.gather(first, second) == [url, url]
-    assert server.creations[TRACK] == 1
+    await share_one_task(server, release, first, second)
 
 
 @pytest.mark.asyncio

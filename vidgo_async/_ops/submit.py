@@ -165,15 +165,9 @@ class Submitter:
             body: dict[str, Any] = {"model": model, "input": input}
             if callback_url is not None:
                 body["callback_url"] = callback_url
-            with operation(self.hook, "submit", model=model, **_track_of(model, input)) as scope:
-                accepted = await self._settle(
-                    body,
-                    deadline,
-                    adopt=adopt,
-                    resumed=resumed,
-                    before_send=before_send,
-                    shield=shield,
-                )
+            call = _Call(body, _track(body), deadline, adopt, resumed, before_send, shield)
+            with operation(self.hook, "submit", model=model, **call.ids()) as scope:
+                accepted = await self._settle(call)
                 scope.note(task_id=accepted.task_id)
         except BaseException:
             if registry is not None and callback is not None:
@@ -183,20 +177,11 @@ class Submitter:
             registry.bind(callback, accepted.task_id, trusted=accepted.answer is not None)
         return accepted
 
-    async def _settle(
-        self,
-        body: dict[str, Any],
-        deadline: Deadline | None,
-        *,
-        adopt: bool,
-        resumed: bool,
-        before_send: Callable[[], Awaitable[None]] | None,
-        shield: bool,
-    ) -> Accepted:
+    async def _settle(self, call: _Call) -> Accepted:
+        body, track, deadline = call.body, call.track, call.deadline
         ambiguous: VidgoError | None = None
-        if resumed:
+        if call.resumed:
             ambiguous = TransportError("an earlier run was interrupted during this submit")
-        track = _track(body)
         if self.sending:
             await self._after_sending(track, deadline)
         pauses = retry_pauses(self.retry)
@@ -205,14 +190,12 @@ class Submitter:
             attempt += 1
             timeout = None if deadline is None else deadline.remaining()
             try:
-                task_id, answer = parse_accepted(
-                    await self._attempt(body, timeout, before_send, shield)
-                )
+                task_id, answer = parse_accepted(await self._attempt(call, timeout))
             except ConflictError as exc:
                 emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                 await self._after_sending(track, deadline)  # another call's may name it
                 known = None if track is None else self.converted.get(track)
-                return _after_conflict(exc, body, ambiguous, known, adopt=adopt)
+                return _after_conflict(exc, body, ambiguous, known, adopt=call.adopt)
             except VidgoError as exc:
                 failure = classify(exc)
                 if failure is Failure.AMBIGUOUS:
@@ -253,33 +236,27 @@ class Submitter:
                 self._remember(track, task_id)
                 return Accepted(task_id, answer)
 
-    async def _attempt(
-        self,
-        body: dict[str, Any],
-        timeout: float | None,
-        before_send: Callable[[], Awaitable[None]] | None,
-        shield: bool,
-    ) -> Any:
+    async def _attempt(self, call: _Call, timeout: float | None) -> Any:
         """One attempt's answer. Once past its slot (and ``before_send``) it may be on
         the wire: shielded, a cancel of the caller then leaves it to end in the background."""
         cap = self.retry.max_retry_after
         hold = holding(self.limiter, timeout, "a submit slot", cap)
         async with hold as slot:
-            if before_send is not None:
-                await before_send()
+            if call.before_send is not None:
+                await call.before_send()
             post = self.transport.request(
-                "POST", SUBMIT_PATH, body=body, timeout=timeout, slot=slot
+                "POST", SUBMIT_PATH, body=call.body, timeout=timeout, slot=slot
             )
-            if not shield:
+            if not call.shield:
                 return await post
             request = asyncio.ensure_future(post)
-            self.sending[request] = _track(body)
+            self.sending[request] = call.track
             request.add_done_callback(self.sending.pop)
             try:
                 return await asyncio.shield(request)
             except asyncio.CancelledError:  # the answer is read all the same
                 slot = hold.hand_over()  # held until then
-                request.add_done_callback(functools.partial(self._answered, body, slot))
+                request.add_done_callback(functools.partial(self._answered, call, slot))
                 if request.cancelled():  # not our caller's cancel (shielded from it): the close's
                     raise ClientClosedError(
                         "the client closed before the submit was answered;"
@@ -288,14 +265,12 @@ class Submitter:
                     ) from None
                 raise
 
-    def _answered(
-        self, body: dict[str, Any], slot: Slot | None, request: asyncio.Task[Any]
-    ) -> None:
+    def _answered(self, call: _Call, slot: Slot | None, request: asyncio.Task[Any]) -> None:
         """The answer of an attempt whose caller gave up (or that the client's close cut
         short): the task it names is logged, remembered and told to the hook."""
         if slot is not None:
             slot.release()
-        what = f"a {body['model']} submit for {body['input']!r:.200}"
+        what = f"a {call.body['model']} submit for {call.body['input']!r:.200}"
         if request.cancelled():  # the client closed first
             logger.warning("%s may have been accepted: no answer before the close", what)
             return
@@ -306,10 +281,9 @@ class Submitter:
             if classify(exc) is Failure.AMBIGUOUS:
                 logger.warning("%s and may have been accepted: %s", what, exc)
             return
-        track = _track(body)
-        self._remember(track, task_id)
+        self._remember(call.track, task_id)
         emit(self.hook, "submit", task_id=task_id)
-        later = "" if track is None else "; a later submit of the track waits on it"
+        later = "" if call.track is None else "; a later submit of the track waits on it"
         logger.warning("%s; the server accepted it as task %s%s", what, task_id, later)
 
     async def _after_sending(self, track: Track | None, deadline: Deadline | None) -> None:
@@ -340,20 +314,32 @@ class Submitter:
         return left is not None and left <= delay
 
 
+@attrs.frozen
+class _Call:
+    """One submit: its body, its track (a WAV conversion's) and the options of
+    :meth:`Submitter.submit` its attempts follow."""
+
+    body: dict[str, Any]
+    track: Track | None
+    deadline: Deadline | None
+    adopt: bool
+    resumed: bool
+    before_send: Callable[[], Awaitable[None]] | None
+    shield: bool
+
+    def ids(self) -> dict[str, str]:
+        """The track's ids, for the hook."""
+        if self.track is None:
+            return {}
+        return {"source_task_id": self.track[0], "audio_id": self.track[1]}
+
+
 def _track(body: Mapping[str, Any]) -> Track | None:
     """The track a WAV conversion's body names."""
     source, audio = body["input"].get("task_id"), body["input"].get("audio_id")
     if body["model"] != WAV_MODEL or not isinstance(source, str) or not isinstance(audio, str):
         return None
     return source, audio
-
-
-def _track_of(model: str, input: Mapping[str, Any]) -> dict[str, str]:
-    """The ids of the track a WAV conversion's input names, for the hook."""
-    if model != WAV_MODEL:
-        return {}
-    ids = {"source_task_id": input.get("task_id"), "audio_id": input.get("audio_id")}
-    return {name: value for name, value in ids.items() if isinstance(value, str)}
 
 
 def _after_conflict(
