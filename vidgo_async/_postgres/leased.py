@@ -35,7 +35,8 @@ from typing import Protocol
 
 import attrs
 
-from .._timing.limits import Grants, Slot, window_of
+from .._timing.grants import Grants
+from .._timing.limits import Halvings, Slot, window_of
 from ..errors import ClientClosedError, TransportError, VidgoError
 
 __all__ = ["Lease", "LeasedLimiter", "Spent"]
@@ -152,8 +153,7 @@ class LeasedLimiter:
         # Leases that ended early with their tokens all released: to report, one a request.
         self._settled: collections.deque[_Lease] = collections.deque(maxlen=_MAX_SETTLED)
         self._paused = 0.0
-        self._window = window_of(rate)[1]
-        self._halved_at = -math.inf  # the last back_off that counted
+        self._halvings = Halvings(window_of(rate)[1])
         self._recent: collections.deque[float] = collections.deque()  # grants of the last second
         self._waiting: Grants[_Token] = Grants(self._start_serving, _Token.release)
         self._refill: asyncio.Task[None] | None = None
@@ -184,14 +184,12 @@ class LeasedLimiter:
         self._source.pause(seconds)
 
     def back_off(self) -> None:
-        """Halve the shared rate, once a window as ``RateLimiter`` does (it recovers by
-        10 % a second); drop the tokens in hand."""
+        """Halve the shared rate, once a window (:class:`Halvings`; it recovers by 10 % a
+        second), and drop the tokens in hand."""
         now = time.monotonic()
-        if now - self._halved_at < self._window:
-            return
-        self._halved_at = now
-        self._drop(now)
-        self._source.back_off()
+        if self._halvings.due(now):
+            self._drop(now)
+            self._source.back_off()
 
     def close(self, reason: str = "the client was closed") -> None:
         """End every queued request with :class:`ClientClosedError`; later ones too."""

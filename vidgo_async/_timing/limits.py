@@ -13,17 +13,17 @@ import collections
 import functools
 import math
 import time
-from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import attrs
 
 from ..errors import ClientClosedError, RateLimitError, RequestTimeoutError
+from .grants import Grants
 
 __all__ = [
     "MIN_SHARE",
     "RECOVERY",
-    "Grants",
+    "Halvings",
     "Limiter",
     "Quota",
     "RateLimiter",
@@ -47,6 +47,24 @@ def window_of(rate: float) -> tuple[int, float]:
     """
     limit = max(1, min(MAX_WINDOW, int(rate)))
     return limit, limit / rate
+
+
+class Halvings:
+    """When a back-off halves a rate: once a window, since the 429s answering requests
+    sent before the last halving say nothing new (as TCP halves once a round trip)."""
+
+    __slots__ = ("_at", "_window")
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._at = -math.inf
+
+    def due(self, now: float) -> bool:
+        """Whether a back-off at ``now`` halves the rate (it then counts as the last)."""
+        if now - self._at < self._window:
+            return False
+        self._at = now
+        return True
 
 
 class Slot(Protocol):
@@ -162,71 +180,6 @@ class holding:
                 self._slot.release()
 
 
-class Grants(Generic[T]):
-    """The requests waiting for a limiter's grant, served first come, first served.
-
-    A waiter that was cancelled or timed out stays queued until it reaches
-    the front, where it takes nothing.
-    """
-
-    __slots__ = ("_give_back", "_queue", "_serve")
-
-    def __init__(
-        self,
-        serve: Callable[[asyncio.AbstractEventLoop], None],
-        give_back: Callable[[T], None],
-    ) -> None:
-        """``serve(loop)`` makes sure something will hand grants out; ``give_back(grant)``
-        returns a grant that came just as its waiter was cancelled."""
-        self._queue: collections.deque[asyncio.Future[T]] = collections.deque()
-        self._serve = serve
-        self._give_back = give_back
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-    async def wait(self, timeout: float | None) -> T:
-        """Queue for a grant and wait for it, at most ``timeout`` seconds.
-
-        Raises:
-            TimeoutError: No grant came within ``timeout``.
-        """
-        if timeout is not None and timeout <= 0:
-            raise TimeoutError("no request slot before the deadline")
-        loop = asyncio.get_running_loop()
-        grant: asyncio.Future[T] = loop.create_future()
-        self._queue.append(grant)
-        self._serve(loop)
-        expiry = None if timeout is None else loop.call_later(timeout, _expire, grant)
-        try:
-            return await grant
-        except asyncio.CancelledError:
-            if grant.done() and not grant.cancelled() and grant.exception() is None:
-                self._give_back(grant.result())
-            raise
-        finally:
-            if expiry is not None:
-                expiry.cancel()
-
-    def hand_out(self, take: Callable[[], T | None]) -> None:
-        """Grant the waiters in their order while ``take()`` finds room."""
-        queue = self._queue
-        while queue:
-            if queue[0].done():  # cancelled or expired: takes nothing
-                del queue[0]
-            elif (granted := take()) is not None:
-                queue.popleft().set_result(granted)
-            else:
-                break
-
-    def fail(self, error: Callable[[], BaseException]) -> None:
-        """End every waiter with an ``error()`` of its own (tracebacks do not pile up)."""
-        while self._queue:
-            grant = self._queue.popleft()
-            if not grant.done():
-                grant.set_exception(error())
-
-
 @attrs.define(slots=True)
 class _Held:
     """A slot of a :class:`RateLimiter`: grants are anonymous, so it only counts."""
@@ -260,7 +213,7 @@ class RateLimiter:
 
     __slots__ = (
         "_busy",
-        "_halved_at",
+        "_halvings",
         "_limit",
         "_paused",
         "_share",
@@ -281,7 +234,7 @@ class RateLimiter:
         self._paused = 0.0
         self._share = 1.0  # of the rate in force, below 1 after back_off()
         self._shared_at = 0.0
-        self._halved_at = -math.inf
+        self._halvings = Halvings(self._window)
         self._waiting: Grants[_Held] = Grants(self._arm, self._give_back)
         self._timer: asyncio.TimerHandle | None = None
 
@@ -297,14 +250,12 @@ class RateLimiter:
         return await self._waiting.wait(timeout)
 
     def back_off(self) -> None:
-        """Halve the rate after a 429 that named no delay, once a window: the 429s that
-        answer requests sent before the last halving say nothing new (as TCP halves
-        once a round trip). It recovers by 10 % a second."""
+        """Halve the rate after a 429 that named no delay (once a window: :class:`Halvings`);
+        it recovers by 10 % a second."""
         now = time.monotonic()
-        if now - self._halved_at < self._window:
-            return
-        self._share = max(MIN_SHARE, self._current_share(now) / 2)
-        self._shared_at = self._halved_at = now
+        if self._halvings.due(now):
+            self._share = max(MIN_SHARE, self._current_share(now) / 2)
+            self._shared_at = now
 
     def _current_share(self, now: float) -> float:
         if self._share >= 1.0:
@@ -379,11 +330,6 @@ class RateLimiter:
         self._waiting.hand_out(functools.partial(self._take, now))
         if self._waiting:
             self._arm(asyncio.get_running_loop())
-
-
-def _expire(grant: asyncio.Future[Any]) -> None:
-    if not grant.done():
-        grant.set_exception(TimeoutError("no request slot before the deadline"))
 
 
 def limiters_for(quota: object, rate: float) -> tuple[Limiter, Limiter | None]:
