@@ -33,16 +33,10 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from .._converter import converter
-from .._models import WAV_MODEL, TaskHandle
-from .._timing.classify import refuses_the_pair
 from ..errors import (
     APIError,
-    ClientClosedError,
     ConfigurationError,
-    SubmitOutcomeUnknownError,
     TaskFailedError,
-    UnusableTaskIdError,
-    VidgoError,
 )
 from .durations import dump_durations, load_durations
 from .intake import Key
@@ -58,8 +52,6 @@ __all__ = [
     "JournalWriteError",
     "LostClaim",
     "State",
-    "journalled_error",
-    "state_after_failed_submit",
 ]
 
 logger = logging.getLogger("vidgo_async")
@@ -356,51 +348,3 @@ def _encode_error(error: BaseException | None) -> tuple[str | None, str | None, 
     if isinstance(error, APIError):
         return type(error).__name__, error.message, error.status
     return type(error).__name__, str(error), None
-
-
-def _subclasses(kind: type[APIError]) -> list[type[APIError]]:
-    return [kind, *(sub for child in kind.__subclasses__() for sub in _subclasses(child))]
-
-
-# The API errors a journal row may name, by class name (RateLimitError, ServerError ...).
-_API_ERRORS = {kind.__name__: kind for kind in _subclasses(APIError)}
-
-
-def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoError:
-    """The error an earlier run recorded for a pair, rebuilt as its own type."""
-    message = entry.error or "failed in an earlier run"
-    handle = TaskHandle(
-        task_id=entry.task_id or "unknown", source_task_id=source_task_id, audio_id=audio_id
-    )
-    kind = entry.error_type
-    if entry.state is State.UNKNOWN or kind == "SubmitOutcomeUnknownError":
-        input = {"task_id": source_task_id, "audio_id": audio_id}
-        return SubmitOutcomeUnknownError(message, model=WAV_MODEL, input=input)
-    if kind == "TaskFailedError":
-        return TaskFailedError(
-            f"task {handle.task_id} failed: {entry.error or 'no reason given'}",
-            handle=handle,
-            task=None,
-            error_message=entry.error,
-        )
-    api_error = _API_ERRORS.get(kind or "")
-    if api_error is not None and entry.error_status:
-        return api_error(message, status=entry.error_status)
-    return VidgoError(f"{kind}: {message}" if kind else message)
-
-
-def state_after_failed_submit(exc: VidgoError) -> State:
-    """What a failed submit leaves: ``Submitter.submit`` raises a plain error only when
-    no attempt can have been accepted, so only answers about the pair itself
-    (400, 404, 409, 422) are final; account trouble (401, 402, 403), rate
-    limits and outages leave the pair to be submitted by a re-run. A client closed
-    during a request leaves it ``SUBMITTING``: a re-run settles it by the 409 rule
-    (closed before anything was sent, it is unsent). A task accepted under an id
-    that cannot be used is ``UNKNOWN``: never resubmitted."""
-    if isinstance(exc, ClientClosedError):
-        return State.SUBMITTING if exc.sent else State.UNSENT
-    if isinstance(exc, (SubmitOutcomeUnknownError, UnusableTaskIdError)):
-        return State.UNKNOWN
-    if refuses_the_pair(exc):
-        return State.FAILED
-    return State.UNSENT

@@ -30,15 +30,8 @@ from .._timing.classify import ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
 from ..errors import ConfigurationError, VidgoError
 from .intake import Key, wav_file_name
-from .journal import (
-    SETTLED,
-    BatchJournal,
-    Entry,
-    JournalWriteError,
-    State,
-    journalled_error,
-    state_after_failed_submit,
-)
+from .journal import SETTLED, BatchJournal, Entry, JournalWriteError, State
+from .verdicts import journalled_error, state_after_failed_submit
 
 __all__ = ["Download", "PairSteps"]
 

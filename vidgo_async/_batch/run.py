@@ -43,9 +43,8 @@ logger = logging.getLogger("vidgo_async")
 
 _END = object()  # the last item of the result queue
 _STOPPED = object()  # ... of a batch stopped from outside (the client closed)
-# Seconds a batch waits for its SQLite journal, past the submits' grace, while an ending
-# batch of this process lets go of it (a loop left with ``break``: the submits in
-# flight are answered first).
+# Seconds past the submits' grace a batch waits for its SQLite journal while an ending
+# batch of this process (a loop left with ``break``) lets go of it.
 _ENDING = 2.0
 
 
