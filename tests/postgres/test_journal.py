@@ -543,3 +543,48 @@ async def test_closing_the_client_ends_a_shared_batch_without_retrying_its_journ
     assert time.monotonic() - started < 10
     assert sorted(r.audio_id for r in reported) == sorted(a for _, a in pairs)
     assert all(r.task_id for r in reported)
+
+
+@pytest.mark.asyncio
+async def test_a_result_being_settled_as_the_client_closes_is_still_reported(
+    postgres_dsn: str, make_fake: Any, make_client: MakeClient, prefix: str
+) -> None:
+    """The client closes while the loop's batch writes a finished pair to the journal:
+    the journal is closed only once that write is done, and the pair is reported (it
+    was dropped: the close gave up this worker's claims under the write)."""
+    from vidgo_async import ClientClosedError
+    from vidgo_async._postgres.journal import PostgresJournal
+
+    settling = asyncio.Event()
+
+    class SlowSettle:
+        async def open_batch_journal(self) -> object:
+            journal = await PostgresJournal.open(postgres_dsn)
+            record = journal.record
+
+            async def slow(source_task_id: str, audio_id: str, entry: Entry) -> None:
+                if entry.state is State.FINISHED:
+                    settling.set()
+                    await asyncio.sleep(0.5)
+                await record(source_task_id, audio_id, entry)
+
+            journal.record = slow  # type: ignore[method-assign]
+            return journal
+
+    fake = await make_fake(run_time=0.05)
+    quick, slow_pair = pairs_of(prefix, 2)
+    fake.set_duration(slow_pair[1], run_time=60)  # keeps the batch running
+    client = make_client(fake)
+    reported: list[ConversionResult] = []
+
+    async def consume() -> None:
+        async for result in client.convert_many([quick, slow_pair], journal=SlowSettle()):
+            reported.append(result)
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.wait_for(settling.wait(), 10)
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(client.aclose(), 10)
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(consumer, 10)
+    assert [(r.audio_id, r.ok) for r in reported][:1] == [(quick[1], True)]

@@ -83,8 +83,7 @@ class _Outcome:
 
 @attrs.frozen
 class _InputFailed:
-    """The input itself (or the journal, looking at other workers' pairs) failed: the
-    batch ends with this error."""
+    """The input (or a look at other workers' pairs) failed: the batch ends with it."""
 
     error: BaseException
 
@@ -159,6 +158,7 @@ class _Batch:
     done: dict[Key, ConversionResult | None] = attrs.field(init=False, factory=dict)
     # Pairs another worker held when claimed, looked at again at the end -> repeats seen
     aside: dict[Key, int] = attrs.field(init=False, factory=dict)
+    settling: asyncio.Lock = attrs.field(init=False, factory=asyncio.Lock)  # a journal write
     read: int = attrs.field(init=False, default=0)
     input_done: bool = attrs.field(init=False, default=False)
 
@@ -248,7 +248,8 @@ class _Batch:
             await asyncio.gather(*pending, return_exceptions=True)
             if journal is not None:
                 await self.steps.keep_learned()
-                self.steps.journal = None  # results taken from now on are not settled in it
+                async with self.settling:  # not closed under a result being settled
+                    self.steps.journal = None  # results taken from now on are not settled in it
                 await journal.close()
         finally:
             self.lifecycle.stopped(self)
@@ -375,14 +376,14 @@ class _Batch:
 
         Settled only now, a pair whose worker stops or dies first is still
         accepted: another worker of the run (or a re-run) polls its task once more
-        and reports it, where a settled pair would go unreported until a re-run.
-        The pair stays in flight until then, so a repeat read meanwhile is counted.
-        Once the batch stopped, its journal is closed and nothing more is written:
-        the pair stays accepted, and a re-run polls its task once more.
+        and reports it. The pair stays in flight until then, so a repeat read
+        meanwhile is counted. The journal closes between two settlings, never under
+        one; then nothing more is written (a re-run polls the task once more).
         """
         key, result = outcome.key, outcome.result
         try:
-            await self.steps.settle(key, result, outcome.state)
+            async with self.settling:
+                await self.steps.settle(key, result, outcome.state)
         except LostClaim as exc:
             self._drop(key, exc)
             return 0
