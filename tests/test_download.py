@@ -967,7 +967,6 @@ async def test_a_body_past_its_content_range_total_stops_there(
     """A resumed body without Content-Length running past its Content-Range total is cut
     there, not written to its end; the .part it spoilt is removed."""
     data = wav_bytes(2000)
-    (tmp_path / "a.wav.part").write_bytes(data[:4] + b"\xff" * 4 + data[8:1000])  # RIFF size open
 
     async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
         writer.write(
@@ -981,6 +980,9 @@ async def test_a_body_past_its_content_range_total_stops_there(
     done: list[int] = []
     client = make_client(retry=RetryPolicy(max_attempts=1))
     async with raw_storage(answer) as (url, heads):
+        # As a call cut short leaves them: the head (RIFF size open), and where it came from.
+        (tmp_path / "a.wav.part").write_bytes(data[:4] + b"\xff" * 4 + data[8:1000])
+        (tmp_path / "a.wav.part.version").write_text(f"\n{url}")
         with pytest.raises(InvalidResponseError, match="runs past 2000 bytes"):
             await client.download(url, tmp_path / "a.wav", on_progress=lambda d, t: done.append(d))
     assert [range_of(h) for h in heads] == ["bytes=1000-"]
@@ -1163,3 +1165,26 @@ async def test_the_part_of_another_url_is_never_resumed(
             await fetch(session, f"{url}?sig=1", again, retry=RetryPolicy(max_attempts=1))
         assert (await fetch(session, f"{url}?sig=2", again)).read_bytes() == first
         assert range_of(heads[3]) == "bytes=100000-"
+
+
+async def test_a_part_of_unknown_origin_is_not_resumed(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A .part with nothing beside it saying where it came from (left by an earlier
+    version, or its record lost) may be another file's head: it is downloaded afresh."""
+    data = wav_bytes(200_000)
+    other = data[:44] + bytes(reversed(data[44:]))
+    (tmp_path / "a.wav.part").write_bytes(other[:100_000])
+
+    async def answer(index: int, head: str, writer: asyncio.StreamWriter) -> None:
+        if range_of(head) is not None:
+            tail_from_100000(writer, data)
+        else:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n" + data
+            )
+        await writer.drain()
+
+    async with raw_storage(answer) as (url, heads):
+        assert (await fetch(session, url, tmp_path / "a.wav")).read_bytes() == data
+    assert [range_of(head) for head in heads] == [None]

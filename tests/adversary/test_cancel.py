@@ -19,13 +19,14 @@ from vidgo_async import (
     AlreadyConvertedError,
     ClientClosedError,
     RetryPolicy,
+    SubmitOutcomeUnknownError,
     Timeouts,
     VidgoClient,
     VidgoError,
 )
 
 from .conftest import MakeSdk
-from .server import DETAIL, SUBMIT, HostileServer, gate, reply
+from .server import DETAIL, SUBMIT, HostileServer, gate, reply, reset
 from .support import PARENT, TRACK, convert
 
 NAMES_NOTHING = reply(409, {"code": 409, "message": "This audio has already been converted"})
@@ -254,3 +255,21 @@ async def test_waiting_for_another_submit_of_the_track_keeps_to_the_deadline(
     with pytest.raises(VidgoError):
         await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=1), 5)
     assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.asyncio
+async def test_closing_the_client_in_the_pause_after_an_unclear_submit_says_it_is_unknown(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """The first attempt was processed, then its connection reset; the client closes
+    while the submit pauses before its retry. Nothing later can settle it: the call
+    says the submit may have been accepted, not that nothing was sent."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=1.0, max_delay=1.0, max_retry_after=1.0))
+    server.script(SUBMIT, reset())
+    call = asyncio.create_task(convert(sdk))
+    await until(lambda: server.hits(SUBMIT))
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(sdk.aclose(), 5)
+    with pytest.raises(SubmitOutcomeUnknownError):
+        await call
+    assert server.creations[TRACK] == 1

@@ -228,7 +228,12 @@ class Submitter:
                         ) from exc
                     raise
                 retrying(self.hook, "a submit", exc, attempt=attempt, delay=delay, path=SUBMIT_PATH)
-                await self.lifecycle.sleep(delay)
+                try:
+                    await self.lifecycle.sleep(delay)
+                except ClientClosedError as closed:  # no later attempt will settle it
+                    if ambiguous is not None:
+                        raise _unknown(body, ambiguous, closed) from closed
+                    raise
             else:
                 self.budget.record_success()
                 logger.debug("submitted %s: task %s", body["model"], task_id)

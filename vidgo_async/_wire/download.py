@@ -200,9 +200,9 @@ class _Download:
             raise ValueError(f"refusing {self._where()}: it resolves to {refused}")
         # Our loop, not backoff's: an attempt that grows the file starts the count afresh.
         best, failures, pauses = part_size(self._part), 0, retry_pauses(self._retry)
-        if best:  # an earlier call's head of the file: resumed, unless of another URL
+        if best:  # an earlier call's head of the file: resumed if it came from this URL
             self._version, source = read_kept(self._part)
-            if source is not None and source != self._where():
+            if source != self._where():
                 forget_part(self._part)
                 best, self._version = 0, None
         while True:
