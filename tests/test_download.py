@@ -615,6 +615,11 @@ def tail_from_100000(writer: asyncio.StreamWriter, data: bytes) -> None:
     )
 
 
+def whole_200000(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """A 200 of ``data`` (200,000 bytes), whole."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n" + data)
+
+
 async def test_a_truncated_eof_body_is_resumed(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -1148,9 +1153,7 @@ async def test_the_part_of_another_url_is_never_resumed(
         elif range_of(head) is not None:
             tail_from_100000(writer, body)
         else:
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n" + body
-            )
+            whole_200000(writer, body)
         await writer.drain()
 
     dest = tmp_path / "track.wav"
@@ -1180,9 +1183,7 @@ async def test_a_part_of_unknown_origin_is_not_resumed(
         if range_of(head) is not None:
             tail_from_100000(writer, data)
         else:
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n" + data
-            )
+            whole_200000(writer, data)
         await writer.drain()
 
     async with raw_storage(answer) as (url, heads):
