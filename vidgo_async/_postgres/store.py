@@ -246,13 +246,17 @@ class QuotaStore:
             None if spent is None else spent.after,
             RECOVERY,
         )
-        self._notice_a_dropped_connection()
+        return await self._call(lambda: self._lease(args, seconds, window))
+
+    async def _lease(self, args: tuple[Any, ...], seconds: float, window: float) -> Lease:
+        """The lease, asked under the lock once a dropped connection was noticed (asked
+        before, a loss noticed meanwhile would let a lease through at once)."""
         if self._lost_at is not None:
             # A lease may start up to a window after its grant, and counts a window on.
             quiet = self._lost_at + seconds + 2 * window - time.monotonic()
             if quiet > 0:  # the leases granted before the loss may still count
                 return Lease(None, 0, min(_MAX_WAIT, quiet))
-        lease_id, tokens, wait = await self._call(lambda: self._fetch(_LEASE, args))
+        lease_id, tokens, wait = await self._fetch(_LEASE, args)
         if lease_id is None:  # none: ask again then (never in a busy loop)
             return Lease(None, 0, min(_MAX_WAIT, max(_MIN_WAIT, float(wait))))
         return Lease(int(lease_id), int(tokens), max(0.0, float(wait)))
