@@ -934,6 +934,65 @@ async def test_a_journal_this_version_cannot_read_is_refused_at_the_call(
     assert vidgo_fake.requests == []
 
 
+async def test_a_stopped_batch_starts_no_new_attempt_of_a_submit(
+    vidgo_fake: FakeVidgo,
+) -> None:
+    """The loop is left while a pair's submit pauses after a refusal (503): the batch
+    lets attempts in flight be answered, but starts no new one (it went out during the
+    grace, paid for, and its task was dropped unreported)."""
+    vidgo_fake.inject(Fault.server_error(503), route="submit")
+    retry = RetryPolicy(base_delay=1.0, max_delay=1.0, max_retry_after=1.0)
+    async with VidgoClient(
+        vidgo_fake.api_key, base_url=vidgo_fake.url, poll=FAST_POLL, retry=retry
+    ) as client:
+
+        async def consume() -> None:
+            async for _ in client.convert_many([("m", "a0")]):
+                pass
+
+        consumer = asyncio.create_task(consume())
+        while vidgo_fake.request_count("submit") == 0:  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(consumer, 10)
+        await asyncio.sleep(1.2)  # past the pause
+    assert vidgo_fake.request_count("submit") == 1
+    assert vidgo_fake.accept_count["a0"] == 0
+
+
+async def test_a_client_closed_while_a_submit_pauses_after_an_unclear_attempt_leaves_it_to_a_rerun(
+    make_fake: MakeFake, tmp_path: Path
+) -> None:
+    """The first attempt was processed, then its connection reset; the client closes
+    during the pause before the retry. The journal says "submitting" (a re-run settles
+    it by the 409 rule), not "unknown" (which no re-run would ever submit again)."""
+    fake = await make_fake(conflict_includes_task_id=True)
+    fake.inject(Fault.reset_after(), route="submit")
+    journal = tmp_path / "wav.sqlite"
+    retry = RetryPolicy(base_delay=1.0, max_delay=1.0, max_retry_after=1.0)
+    client = VidgoClient(fake.api_key, base_url=fake.url, poll=FAST_POLL, retry=retry)
+
+    async def consume() -> None:
+        async for _ in client.convert_many([("m", "a0")], journal=journal):
+            pass
+
+    consumer = asyncio.create_task(consume())
+    while fake.accept_count["a0"] == 0:  # noqa: ASYNC110 - no event to wait on
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    await asyncio.wait_for(client.aclose(), 10)
+    with pytest.raises(ClientClosedError):
+        await asyncio.wait_for(consumer, 10)
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        assert db.execute("SELECT state FROM conversions").fetchall() == [("submitting",)]
+    async with _client(fake) as again:
+        [result] = await _collect(again, [("m", "a0")], journal=journal)
+    assert result.ok, result.error
+    assert fake.accept_count["a0"] == 1
+
+
 async def test_a_journal_of_another_api_is_refused_before_any_request(
     make_fake: MakeFake, tmp_path: Path
 ) -> None:

@@ -124,6 +124,29 @@ async def test_a_journal_of_another_api_is_refused_before_any_request(
 
 
 @pytest.mark.asyncio
+async def test_workers_opening_a_fresh_journal_together_are_all_tied_to_their_api(
+    postgres_dsn: str,
+) -> None:
+    """Four workers tie a journal with no host yet at once: each reads the host the
+    first one wrote, none reads nothing (and is refused as of "the API at None")."""
+    from vidgo_async._postgres.journal import PostgresJournal
+
+    api = "a server on this machine"  # this test database's batches all use fakes
+    for _ in range(5):
+        journals = await asyncio.gather(*(PostgresJournal.open(postgres_dsn) for _ in range(4)))
+        try:
+            admin = await asyncpg.connect(postgres_dsn)
+            try:
+                await admin.execute("DELETE FROM vidgo_async_journal_about")
+            finally:
+                await admin.close()
+            bound = await asyncio.gather(*(journal.bind(api) for journal in journals))
+        finally:
+            await asyncio.gather(*(journal.close() for journal in journals))
+        assert bound == [None] * 4
+
+
+@pytest.mark.asyncio
 async def test_a_bad_dsn_is_a_configuration_error(make_client: MakeClient) -> None:
     from vidgo_async.errors import ConfigurationError
 

@@ -28,7 +28,7 @@ from .._ops.submit import Submitter, cancel_after_grace
 from .._ops.wait import Waits
 from .._timing.classify import ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
-from ..errors import ConfigurationError, VidgoError
+from ..errors import ClientClosedError, ConfigurationError, VidgoError
 from .intake import Key, wav_file_name
 from .journal import SETTLED, BatchJournal, Entry, JournalWriteError, State
 from .verdicts import journalled_error, state_after_failed_submit
@@ -181,8 +181,6 @@ class PairSteps:
             )
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=error)
         input = {"task_id": key[0], "audio_id": key[1]}
-        # The paid step: each attempt goes out only while this worker holds the pair.
-        hold = None if self.journal is None else functools.partial(self.journal.hold, *key)
         try:
             accepted = await self.submitter.submit(
                 WAV_MODEL,
@@ -191,7 +189,7 @@ class PairSteps:
                 deadline=deadline,
                 adopt=True,
                 resumed=resumed,
-                before_send=hold,
+                before_send=functools.partial(self._may_send, key),
                 shield=False,  # not cancelled during its submit: see stop()
             )
         except VidgoError as exc:
@@ -213,6 +211,20 @@ class PairSteps:
                 exc,
             )
         return accepted.task_id, time.monotonic()
+
+    async def _may_send(self, key: Key) -> None:
+        """Before each attempt of the pair's submit (the paid step): none once the batch
+        stops (an attempt in flight is answered, no new one starts), and none unless
+        this worker still holds the pair.
+
+        Raises:
+            ClientClosedError: The batch stopped (``sent=False``).
+            LostClaim: Another worker holds the pair now.
+        """
+        if self.stopping:
+            raise ClientClosedError("the batch stopped before this attempt", sent=False)
+        if self.journal is not None:
+            await self.journal.hold(*key)
 
     async def _download(self, result: ConversionResult) -> ConversionResult:
         """The result with its file in ``download_to`` (if asked), or the download's error."""

@@ -155,11 +155,11 @@ _RELEASE = (
     " WHERE claimed_by = $1"
 )
 _LEARNED = "SELECT model, summary FROM vidgo_async_journal_learned"
+# The row as committed, whoever inserted it (a read beside ON CONFLICT DO NOTHING would
+# miss a row another worker is inserting at the same time).
 _BIND = (
-    "WITH added AS (INSERT INTO vidgo_async_journal_about VALUES ('api', $1)"
-    " ON CONFLICT (name) DO NOTHING RETURNING value)"
-    " SELECT value FROM added UNION ALL"
-    " SELECT value FROM vidgo_async_journal_about WHERE name = 'api' LIMIT 1"
+    "INSERT INTO vidgo_async_journal_about AS a VALUES ('api', $1)"
+    " ON CONFLICT (name) DO UPDATE SET value = a.value RETURNING value"
 )
 _KEEP_LEARNED = (
     "INSERT INTO vidgo_async_journal_learned (model, summary) VALUES ($1, $2)"
