@@ -940,8 +940,9 @@ async def test_a_stopped_batch_starts_no_new_attempt_of_a_submit(
     """The loop is left while a pair's submit pauses after a refusal (503): the batch
     lets attempts in flight be answered, but starts no new one (it went out during the
     grace, paid for, and its task was dropped unreported)."""
-    vidgo_fake.inject(Fault.server_error(503), route="submit")
-    retry = RetryPolicy(base_delay=1.0, max_delay=1.0, max_retry_after=1.0)
+    maintenance = {"code": 503, "message": "maintenance"}
+    vidgo_fake.inject(Fault.http_error(503, maintenance, {"Retry-After": "1"}), route="submit")
+    retry = RetryPolicy(base_delay=0.01, max_delay=0.01, max_retry_after=1.0)  # a 1 s pause
     async with VidgoClient(
         vidgo_fake.api_key, base_url=vidgo_fake.url, poll=FAST_POLL, retry=retry
     ) as client:
@@ -969,7 +970,8 @@ async def test_a_client_closed_while_a_submit_pauses_after_an_unclear_attempt_le
     during the pause before the retry. The journal says "submitting" (a re-run settles
     it by the 409 rule), not "unknown" (which no re-run would ever submit again)."""
     fake = await make_fake(conflict_includes_task_id=True)
-    fake.inject(Fault.reset_after(), route="submit")
+    # Pauses are jittered from 0 s: should one retry come before the close, it fares alike.
+    fake.inject(Fault.reset_after(), route="submit", times=3)
     journal = tmp_path / "wav.sqlite"
     retry = RetryPolicy(base_delay=1.0, max_delay=1.0, max_retry_after=1.0)
     client = VidgoClient(fake.api_key, base_url=fake.url, poll=FAST_POLL, retry=retry)
@@ -981,7 +983,6 @@ async def test_a_client_closed_while_a_submit_pauses_after_an_unclear_attempt_le
     consumer = asyncio.create_task(consume())
     while fake.accept_count["a0"] == 0:  # noqa: ASYNC110 - no event to wait on
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)
     await asyncio.wait_for(client.aclose(), 10)
     with pytest.raises(ClientClosedError):
         await asyncio.wait_for(consumer, 10)

@@ -17,6 +17,9 @@ import re
 import sqlite3
 import time
 
+from yarl import URL
+
+from .._validate import is_loopback
 from ..errors import ConfigurationError
 from .intake import Key
 from .journal import (
@@ -237,11 +240,11 @@ def checked_journal(
 
 
 async def open_journal(
-    journal: str | os.PathLike[str] | JournalSource, *, wait: float, api: str
+    journal: str | os.PathLike[str] | JournalSource, *, wait: float, api: URL
 ) -> BatchJournal:
     """Open the journal ``journal`` names: a SQLite file (waiting up to ``wait`` seconds
     for an ending batch of this process to let go of it), or a source of another; tied
-    to the API host ``api``.
+    to the host of ``api`` (every server on this machine counts as one).
 
     Raises:
         ConfigurationError: It cannot be used, or it is tied to another API host (its
@@ -252,11 +255,12 @@ async def open_journal(
         opened = await journal.open_batch_journal()
     else:
         opened = await SqliteJournal.open(journal, wait=wait)
+    host = "a server on this machine" if is_loopback(api) else api.host or ""
     try:
-        bound = await opened.bind(api)
+        bound = await opened.bind(host)
         if bound is not None:
             raise ConfigurationError(
-                f"the journal holds the conversions of the API at {bound}, not {api}:"
+                f"the journal holds the conversions of the API at {bound}, not {host}:"
                 " give this one a journal of its own"
             )
     except BaseException as exc:

@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 import attrs
+from yarl import URL
 
 from .._events import EventHook, operation
 from .._lifecycle import Lifecycle
@@ -30,7 +31,7 @@ from .._models import WAV_MODEL, ConversionResult
 from .._ops.submit import Submitter, cancel_after_grace
 from .._ops.wait import Waits
 from .._timing.deadline import Deadline
-from .._validate import check_count, check_folder, check_options, check_timeout, is_loopback
+from .._validate import check_count, check_folder, check_options, check_timeout
 from ..errors import ClientClosedError
 from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
 from .journal import JournalSource, JournalWriteError, LostClaim, State
@@ -122,14 +123,13 @@ def start_batch(
         timeout=check_timeout(timeout),
         download_to=check_folder("download_to", download_to),
     )
-    base = submitter.transport.base_url
     batch = _Batch(
         lifecycle,
         steps,
         pairs,
         room=room,
         journal=journal,
-        api="a server on this machine" if is_loopback(base) else base.host or "",
+        api=submitter.transport.base_url,
         hook=hook,
     )
     return batch.results(on_progress)
@@ -144,7 +144,7 @@ class _Batch:
     pairs: Pairs
     room: int = attrs.field(kw_only=True)
     journal: str | os.PathLike[str] | JournalSource | None = attrs.field(kw_only=True)
-    api: str = attrs.field(kw_only=True)  # the API's host, which the journal is tied to
+    api: URL = attrs.field(kw_only=True)  # the API, whose host the journal is tied to
     hook: EventHook | None = attrs.field(kw_only=True, default=None)
     # Results for the consumer. Each holds a slot until it is taken, as each pair in
     # flight does: the queue never outgrows the slots, and a put never waits.
