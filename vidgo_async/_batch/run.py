@@ -44,8 +44,7 @@ logger = logging.getLogger("vidgo_async")
 
 _END = object()  # the last item of the result queue
 _STOPPED = object()  # ... of a batch stopped from outside (the client closed)
-# Seconds past the submits' grace a batch waits for its SQLite journal while an ending
-# batch of this process (a loop left with ``break``) lets go of it.
+# Seconds past the submits' grace a batch waits for an ending one's SQLite journal.
 _ENDING = 2.0
 
 

@@ -51,7 +51,7 @@ from .wavfile import (
     forget_part,
     keep_version,
     part_size,
-    read_kept,
+    resumable,
     resume_offset,
     usable_version,
 )
@@ -199,12 +199,8 @@ class _Download:
         if refused is not None:
             raise ValueError(f"refusing {self._where()}: it resolves to {refused}")
         # Our loop, not backoff's: an attempt that grows the file starts the count afresh.
-        best, failures, pauses = part_size(self._part), 0, retry_pauses(self._retry)
-        if best:  # an earlier call's head of the file: resumed if it came from this URL
-            self._version, source = read_kept(self._part)
-            if source != self._where():
-                forget_part(self._part)
-                best, self._version = 0, None
+        best, self._version = resumable(self._part, self._where())  # an earlier call's
+        failures, pauses = 0, retry_pauses(self._retry)
         while True:
             try:
                 await self._attempt(on_progress)

@@ -20,7 +20,7 @@ __all__ = [
     "forget_part",
     "keep_version",
     "part_size",
-    "read_kept",
+    "resumable",
     "resume_offset",
     "usable_version",
 ]
@@ -177,7 +177,20 @@ def usable_version(value: str) -> str | None:
     return value if ok else None
 
 
-def read_kept(part: Path) -> tuple[str | None, str | None]:
+def resumable(part: Path, source: str) -> tuple[int, str | None]:
+    """The bytes of the head of the file at ``source`` (a URL without its query) that
+    ``part`` holds, and that file's version; a head of another file, or of one nobody
+    recorded, is removed: ``(0, None)``."""
+    size = part_size(part)
+    if size:
+        version, kept = _read_kept(part)
+        if kept == source:
+            return size, version
+        forget_part(part)
+    return 0, None
+
+
+def _read_kept(part: Path) -> tuple[str | None, str | None]:
     """The version of the file ``part`` holds the head of, and where it came from (its
     URL without the query), as an earlier call kept them; None where unknown."""
     try:
