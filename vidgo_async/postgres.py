@@ -154,7 +154,8 @@ class SharedQuota:
             requests sent late in one window and early in the next never put
             more than the cap in a second on the wire. The cost: at most
             ``1 / (1 + send_margin)`` of the cap is used (95 % by default).
-        connect_timeout: Seconds to connect to the database.
+        connect_timeout: Seconds to connect to the database; also the longest a
+            statement may go unanswered (then the connection is replaced).
 
     Raises:
         ValueError, TypeError: A bad argument.

@@ -611,3 +611,84 @@ async def test_a_result_being_settled_as_the_client_closes_is_still_reported(
     with pytest.raises(ClientClosedError):
         await asyncio.wait_for(consumer, 10)
     assert [(r.audio_id, r.ok) for r in reported][:1] == [(quick[1], True)]
+
+
+async def _locked(dsn: str, mode: str) -> Any:
+    """A session of another program holding ``mode`` on the journal's table in an open
+    transaction (a migration, a stuck ``psql``), until the connection is closed."""
+    admin = await asyncpg.connect(dsn)
+    await admin.execute("BEGIN")
+    await admin.execute(f"LOCK TABLE vidgo_async_journal IN {mode} MODE")
+    return admin
+
+
+@pytest.mark.asyncio
+async def test_a_journal_that_stops_answering_fails_its_pairs_in_bounded_time_sending_nothing(
+    postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str, monkeypatch: Any
+) -> None:
+    """Another session locks the journal's table against writes (it still opens): each
+    claim gives up after the statement timeout, tried again through half a lease, and
+    the pair's result is a ConfigurationError saying nothing was sent. Before, the claim
+    waited for the lock for ever and the batch hung."""
+    monkeypatch.setattr(pg_journal, "_STATEMENT_TIMEOUT", 0.5)
+    await run(make_client(), pairs_of(prefix, 1), postgres_dsn)  # the tables exist
+    fake.reset_log()
+    admin = await _locked(postgres_dsn, "SHARE")  # reads go on; inserts and updates wait
+    try:
+        started = time.monotonic()
+        results = await asyncio.wait_for(
+            run(make_client(), pairs_of(prefix + "b", 3), postgres_dsn), 30
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        await admin.close()
+    assert [type(r.error) for r in results] == [ConfigurationError] * 3
+    assert all("nothing was sent" in str(r.error) for r in results)
+    assert fake.requests == []
+    assert elapsed < 10  # half a lease (0.5 s) of 0.5 s attempts, for the pairs at once
+
+
+@pytest.mark.asyncio
+async def test_a_journal_whose_set_up_cannot_finish_is_a_configuration_error_before_any_request(
+    postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str, monkeypatch: Any
+) -> None:
+    """The set-up (CREATE ... IF NOT EXISTS) waits for a lock another session holds: the
+    batch fails with ConfigurationError after the statement timeout, having sent nothing.
+    Before, it waited for the lock for ever."""
+    monkeypatch.setattr(pg_journal, "_STATEMENT_TIMEOUT", 0.5)
+    await run(make_client(), pairs_of(prefix, 1), postgres_dsn)  # the tables exist
+    fake.reset_log()
+    admin = await _locked(postgres_dsn, "ACCESS EXCLUSIVE")
+    try:
+        with pytest.raises(ConfigurationError, match="cannot open the PostgreSQL journal"):
+            await asyncio.wait_for(run(make_client(), pairs_of(prefix, 2), postgres_dsn), 30)
+    finally:
+        await admin.close()
+    assert fake.requests == []
+
+
+@pytest.mark.asyncio
+async def test_learned_durations_that_cannot_be_read_start_the_batch_cold(
+    postgres_dsn: str,
+    make_client: MakeClient,
+    fake: FakeVidgo,
+    prefix: str,
+    monkeypatch: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The table of learned durations is locked by another session: the batch starts
+    without them (a warning), its pairs converted. Before, the read waited for ever."""
+    monkeypatch.setattr(pg_journal, "_STATEMENT_TIMEOUT", 0.5)
+    await run(make_client(), pairs_of(prefix, 1), postgres_dsn)  # the tables exist
+    admin = await asyncpg.connect(postgres_dsn)
+    await admin.execute("BEGIN")
+    await admin.execute("LOCK TABLE vidgo_async_journal_learned IN ACCESS EXCLUSIVE MODE")
+    try:
+        with caplog.at_level(logging.WARNING, logger="vidgo_async"):
+            results = await asyncio.wait_for(
+                run(make_client(), pairs_of(prefix + "c", 2), postgres_dsn), 30
+            )
+    finally:
+        await admin.close()
+    assert all(r.ok for r in results)
+    assert "learned durations" in caplog.text

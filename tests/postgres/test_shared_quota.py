@@ -378,6 +378,41 @@ async def test_a_lost_connection_is_made_again(
     assert task.task_id == task_id
 
 
+@pytest.mark.asyncio
+async def test_a_database_session_that_stops_answering_is_replaced(
+    make_quota: MakeQuota, make_client: MakeClient, fake: FakeVidgo, postgres_dsn: str
+) -> None:
+    """The quota's database session stops answering (its server process frozen: a
+    failover, a network that drops packets without a reset): its statement gives up after
+    ``connect_timeout`` and a fresh session serves the next lease. Before, the quota waited
+    on the frozen session for ever and every request of the client with it."""
+    import os
+    import signal
+
+    client = make_client(quota=await make_quota(max_lease=1, connect_timeout=1.0))
+    (task_id,) = seed_running(fake, 1)
+    await client.get_task(task_id)
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        pids = await admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'vidgo-async quota'"
+        )
+        frozen = [row["pid"] for row in pids]
+        try:
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+        except PermissionError:
+            pytest.skip("the database's processes are another user's (run as root)")
+        try:
+            task = await asyncio.wait_for(client.get_task(task_id), 15)
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+    finally:
+        await admin.close()
+    assert task.task_id == task_id
+
+
 # ---------------------------------------------------------------- set-up
 
 

@@ -152,7 +152,11 @@ class BatchJournal(Protocol):
     """What ``_Batch`` needs of a journal."""
 
     async def claim(self, source_task_id: str, audio_id: str) -> Claim:
-        """Take the pair for this process (``False``: another worker holds it)."""
+        """Take the pair for this process (``False``: another worker holds it).
+
+        Raises:
+            JournalWriteError: The journal failed; the pair is left as it was.
+        """
 
     @property
     def recheck_every(self) -> float:

@@ -78,7 +78,10 @@ class SqliteJournal:
 
     async def claim(self, source_task_id: str, audio_id: str) -> Claim:
         """Always this process's: one process per SQLite journal."""
-        return True, self.journal.get(source_task_id, audio_id)
+        try:
+            return True, self.journal.get(source_task_id, audio_id)
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalWriteError(str(exc)) from exc
 
     recheck_every = 0.0
 

@@ -60,6 +60,8 @@ class PairSteps:
     # The pairs' tasks with a submit in flight: a stop leaves them to finish it.
     submits: set[asyncio.Task[Any]] = attrs.field(init=False, factory=set)
     stopping: bool = attrs.field(init=False, default=False)  # no new waits once set
+    # Pairs the journal failed before their submit: their results confirm no claim.
+    unjournalled: set[Key] = attrs.field(init=False, factory=set)
     unsaved: int = attrs.field(init=False, default=0)  # pairs finished since the last save
     # Files being downloaded -> the lock of their writers (gone with its last user).
     writers: weakref.WeakValueDictionary[Path, asyncio.Lock] = attrs.field(
@@ -106,7 +108,8 @@ class PairSteps:
     async def settle(self, key: Key, result: ConversionResult, state: State | None) -> None:
         """Write what the journal must know of the pair right before its result is
         reported: ``state`` (finished or failed), or, for a result that is not ok
-        and changes nothing, that this worker still holds the pair.
+        and changes nothing, that this worker still holds the pair (unless the
+        journal failed the pair before its submit: nothing to confirm then).
 
         Raises:
             LostClaim: Another worker holds the pair now: its result is that
@@ -114,7 +117,9 @@ class PairSteps:
         """
         if self.journal is None:
             return
-        if state is not None:
+        if key in self.unjournalled:  # nothing to confirm: the journal failed the pair
+            self.unjournalled.discard(key)
+        elif state is not None:
             error = None if state is State.FINISHED else result.error
             row = Entry.written(
                 state, task_id=result.task_id, wav_url=result.wav_url, path=result.path, error=error
@@ -148,7 +153,10 @@ class PairSteps:
         """What the journal knows of the pair, its result if no task is known, or
         the task to wait on and when this run submitted it (``None``: an earlier run);
         ``None`` if another worker holds the pair, or the batch stopped during the submit."""
-        claimed, entry = await self.journal.claim(*key) if self.journal else (True, None)
+        try:
+            claimed, entry = await self.journal.claim(*key) if self.journal else (True, None)
+        except JournalWriteError as exc:
+            return self._not_sent(key, f"the journal could not claim the pair ({exc})")
         if not claimed:
             return None
         if entry is not None and entry.state in SETTLED:
@@ -176,10 +184,7 @@ class PairSteps:
         try:
             await self._record(key, State.SUBMITTING)  # only now may it go out
         except JournalWriteError as exc:
-            error = ConfigurationError(
-                f"the journal could not record the submit ({exc}): nothing was sent for it"
-            )
-            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=error)
+            return self._not_sent(key, f"the journal could not record the submit ({exc})")
         input = {"task_id": key[0], "audio_id": key[1]}
         try:
             accepted = await self.submitter.submit(
@@ -211,6 +216,12 @@ class PairSteps:
                 exc,
             )
         return accepted.task_id, time.monotonic()
+
+    def _not_sent(self, key: Key, reason: str) -> ConversionResult:
+        """The result of a pair the journal failed before its submit."""
+        self.unjournalled.add(key)
+        error = ConfigurationError(f"{reason}: nothing was sent for it")
+        return ConversionResult(source_task_id=key[0], audio_id=key[1], error=error)
 
     async def _may_send(self, key: Key) -> None:
         """Before each attempt of the pair's submit (the paid step): none once the batch

@@ -45,6 +45,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 try:
@@ -76,6 +77,9 @@ logger = logging.getLogger("vidgo_async")
 #: How long a worker's claim outlives its last renewal (renewed every third of it).
 LEASE_SECONDS = 30.0
 _CONNECT_TIMEOUT = 10.0
+# Seconds any one statement may take (asyncpg's command_timeout): a lock another session
+# holds, or a server that stopped answering, fails it rather than hanging the batch.
+_STATEMENT_TIMEOUT = 10.0
 _OUTAGE = RetryPolicy(base_delay=0.05, max_delay=1.0)  # pauses through a lost connection
 _SETUP_LOCK = 0x76696468  # pg_advisory_xact_lock key of the journal's set-up
 
@@ -193,24 +197,38 @@ class PostgresJournal:
                 min_size=1,
                 max_size=4,
                 timeout=_CONNECT_TIMEOUT,
+                command_timeout=_STATEMENT_TIMEOUT,
                 server_settings={"application_name": "vidgo-async journal"},
                 reset=_keep_session,
             )
+        except OPEN_ERRORS as exc:
+            raise open_failure("the PostgreSQL journal", exc) from None
+        try:
             async with pool.acquire() as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
                 await connection.execute(SCHEMA)
                 started = await connection.fetchval("SELECT clock_timestamp()")
-        except OPEN_ERRORS as exc:
-            raise open_failure("the PostgreSQL journal", exc) from None
+        except BaseException as exc:
+            pool.terminate()
+            if isinstance(exc, OPEN_ERRORS):
+                raise open_failure("the PostgreSQL journal", exc) from None
+            raise
         worker = f"{uuid.uuid4().hex[:12]}@{time.time():.0f}"
         lease = LEASE_SECONDS if lease_seconds is None else lease_seconds
         return cls(pool, lease_seconds=lease, worker=worker, started=started)
 
     async def claim(self, source_task_id: str, audio_id: str) -> tuple[bool, Entry | None]:
-        """Take the pair unless another worker holds it; its row if it has a state."""
-        row = await self._pool.fetchrow(
-            _CLAIM, source_task_id, audio_id, self.worker, self.lease_seconds, self.started
-        )
+        """Take the pair unless another worker holds it; its row if it has a state.
+
+        Raises:
+            JournalWriteError: The database failed (through a lost connection: for half
+                a lease); nothing was sent for the pair.
+        """
+        args = (source_task_id, audio_id, self.worker, self.lease_seconds, self.started)
+        try:
+            row = await self._through_outages(self._pool.fetchrow, _CLAIM, *args)
+        except DB_ERRORS as exc:
+            raise JournalWriteError(f"could not claim the pair: {exc}") from exc
         if row is None:
             return False, None
         if row["state"] is None:  # claimed, nothing recorded yet
@@ -259,7 +277,7 @@ class PostgresJournal:
             self.lease_seconds,
         )
         try:
-            written = await self._through_outages(_RECORD, *row)
+            written = await self._through_outages(self._pool.fetchval, _RECORD, *row)
         except DB_ERRORS as exc:
             raise JournalWriteError(str(exc)) from exc
         if written is not None:
@@ -286,7 +304,12 @@ class PostgresJournal:
         """
         try:
             held = await self._through_outages(
-                _HOLD, source_task_id, audio_id, self.worker, self.lease_seconds
+                self._pool.fetchval,
+                _HOLD,
+                source_task_id,
+                audio_id,
+                self.worker,
+                self.lease_seconds,
             )
         except DB_ERRORS as exc:
             raise LostClaim(f"cannot confirm the claim: {exc}") from None
@@ -306,8 +329,13 @@ class PostgresJournal:
         return None if bound == api else str(bound)
 
     async def learned(self) -> dict[str, list[tuple[float, float]]]:
-        """The task durations an earlier run learned, per model."""
-        rows = await self._pool.fetch(_LEARNED)
+        """The task durations an earlier run learned, per model; a failure is only
+        logged (the batch starts cold)."""
+        try:
+            rows = await self._pool.fetch(_LEARNED)
+        except DB_ERRORS as exc:
+            logger.warning("could not read the learned durations from the journal: %s", exc)
+            return {}
         return {r["model"]: load_durations(r["summary"]) for r in rows if r["summary"]}
 
     async def keep_learned(self, model: str, observations: list[tuple[float, float]]) -> None:
@@ -320,19 +348,22 @@ class PostgresJournal:
     def ending(self) -> None:
         """Nothing to do: other workers wait on claims, not on the batch."""
 
-    async def _through_outages(self, query: str, *args: Any) -> Any:
-        """``fetchval(query, *args)``, tried again through a lost connection (a restart,
-        a failover) for up to half a lease, each attempt within what is left. Our loop,
-        not backoff's decorator: the deadline bounds each attempt as well. An unsettled
-        row stays claimed by this worker, and once the claim lapsed another worker would
-        report its pair again; every statement here is idempotent.
+    async def _through_outages(
+        self, fetch: Callable[..., Awaitable[Any]], query: str, *args: Any
+    ) -> Any:
+        """``fetch(query, *args)`` (the pool's ``fetchval`` or ``fetchrow``), tried again
+        through a lost connection (a restart, a failover) for up to half a lease, each
+        attempt within what is left. Our loop, not backoff's decorator: the deadline
+        bounds each attempt as well. An unsettled row stays claimed by this worker, and
+        once the claim lapsed another worker would report its pair again; every
+        statement here is idempotent.
         """
         deadline = Deadline.after(self.lease_seconds / 2)
         pauses = retry_pauses(_OUTAGE)
         while True:
             try:
                 left = deadline.remaining()
-                return await asyncio.wait_for(self._pool.fetchval(query, *args), left)
+                return await asyncio.wait_for(fetch(query, *args), left)
             except CONNECTION_ERRORS:
                 if deadline.expired():
                     raise

@@ -263,6 +263,7 @@ class CallbackRelay:
         connection = await asyncpg.connect(
             self._dsn,
             timeout=self._timeout,
+            command_timeout=self._timeout,  # a statement unanswered so long: a new connection
             server_settings={"application_name": "vidgo-async callbacks"},
         )
         try:
@@ -288,7 +289,7 @@ class CallbackRelay:
                     if not self._sending:
                         self._sending = await self._take(connection)
                     if self._sending:
-                        await connection.executemany(_NOTIFY, self._sending, timeout=self._timeout)
+                        await connection.executemany(_NOTIFY, self._sending)
                         self._sent()
                         pauses = retry_pauses(_RECONNECT)
                 except DB_ERRORS as exc:
@@ -313,7 +314,7 @@ class CallbackRelay:
         try:
             batch = [await asyncio.wait_for(self._queue.get(), _IDLE_CHECK)]
         except asyncio.TimeoutError:
-            await connection.fetchval("SELECT 1", timeout=self._timeout)
+            await connection.fetchval("SELECT 1")
             return []
         while len(batch) < _BATCH and not self._queue.empty():
             batch.append(self._queue.get_nowait())

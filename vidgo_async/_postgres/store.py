@@ -319,6 +319,9 @@ class QuotaStore:
             connection = await asyncpg.connect(
                 self._dsn,
                 timeout=self._connect_timeout,
+                # A statement may take as long: a session that stopped answering (a frozen
+                # server, a dropped route) fails, and the next call connects afresh.
+                command_timeout=self._connect_timeout,
                 server_settings={"application_name": "vidgo-async quota"},
             )
         except MALFORMED_DSN as exc:  # a DSN that does not parse: never quoted
