@@ -226,6 +226,36 @@ async def test_a_stopped_batch_lets_a_late_submit_answer_be_journalled(
 
 
 @pytest.mark.asyncio
+async def test_a_batch_stopped_without_a_journal_names_the_task_its_last_submit_created(
+    server: HostileServer, sdk: VidgoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch without a journal, stopped while its submit is on the wire: the answer
+    is waited for, and the task it names - paid for, never waited on - is logged at
+    WARNING (the CLI prints it), and a later ``convert_to_wav`` of the track on this
+    client waits on it. Before, it was told at DEBUG only, and lost."""
+    release, arrived = asyncio.Event(), asyncio.Event()
+    server.script(SUBMIT, gate(release, arrived), NAMES_NOTHING)
+
+    async def consume() -> None:
+        async for _ in sdk.convert_many([(PARENT, TRACK)]):
+            pass
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.wait_for(arrived.wait(), 5)
+    asyncio.get_running_loop().call_later(0.3, release.set)
+    consumer.cancel()
+    with (
+        caplog.at_level(logging.WARNING, logger="vidgo_async"),
+        pytest.raises(asyncio.CancelledError),
+    ):
+        await asyncio.wait_for(consumer, 10)
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("wav-1" in message and TRACK in message for message in warned), warned
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
+
+
+@pytest.mark.asyncio
 async def test_a_call_whose_retry_meets_another_calls_submit_of_the_track_shares_its_task(
     server: HostileServer, make_sdk: MakeSdk
 ) -> None:

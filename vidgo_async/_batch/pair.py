@@ -175,7 +175,17 @@ class PairSteps:
             started = await self._submit(key, deadline, resumed=resumed)
         finally:
             self.submits.discard(this)
-        return None if self.stopping else started
+        if not self.stopping:
+            return started
+        if isinstance(started, tuple):  # paid for, and never waited on: say which task
+            kept = "its journal keeps it for a re-run" if self.journal else "there is no journal"
+            logger.warning(
+                "the batch stopped as the server accepted task %s for %s/%s: not waited on (%s)",
+                started[0],
+                *key,
+                kept,
+            )
+        return None
 
     async def _submit(
         self, key: Key, deadline: Deadline, *, resumed: bool
