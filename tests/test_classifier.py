@@ -121,6 +121,10 @@ TRANSIENT_TABLE = [
     (TransportError("x", sent=False), True),
     (RequestTimeoutError("x"), True),
     (InvalidResponseError("x"), True),
+    (InvalidResponseError("x", status=302), True),  # a redirect for now: read as an outage
+    (InvalidResponseError("x", status=307), True),
+    (InvalidResponseError("x", status=301), False),  # moved for good: check base_url
+    (InvalidResponseError("x", status=308), False),
     (BadRequestError("x", status=400), False),
     (ConflictError("x", status=409), False),
     (AlreadyConvertedError("x", status=409), False),

@@ -10,6 +10,7 @@ import pytest
 from vidgo_async import (
     APIError,
     InsufficientCreditsError,
+    InvalidResponseError,
     SubmitOutcomeUnknownError,
     VidgoClient,
     VidgoError,
@@ -287,6 +288,31 @@ async def test_redirect_on_submit_is_not_followed(server: HostileServer, sdk: Vi
             await convert(sdk, timeout=0.5)
         assert not isinstance(info.value, FORBIDDEN)
         assert other.log == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [301, 308])
+async def test_a_permanent_redirect_on_a_submit_fails_at_once_as_unsent(
+    server: HostileServer, sdk: VidgoClient, status: int, tmp_path: Any
+) -> None:
+    """A 301 or 308 (an ``http://`` base URL its host moves to https, an old path): the
+    request was not processed, and no retry can go through. The submit fails at once
+    naming the redirect, and a batch leaves the pair to be submitted by a re-run.
+    Before, it was an ambiguous failure: retried until the deadline, and journalled
+    as "unknown" for good (never resubmitted)."""
+    moved = reply(status, b"", [("Location", "https://elsewhere.invalid/api/generate/submit")])
+    server.script(SUBMIT, moved, moved)  # one for the call, one for the batch
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(InvalidResponseError, match="base_url") as info:
+        await convert(sdk, timeout=20)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert info.value.status == status and len(server.hits(SUBMIT)) == 1
+    journal = tmp_path / "wav.sqlite"
+    [result] = [r async for r in sdk.convert_many([(PARENT, "other")], journal=journal)]
+    assert isinstance(result.error, InvalidResponseError) and len(server.hits(SUBMIT)) == 2
+    # The redirect is gone: the re-run submits the pair.
+    [result] = [r async for r in sdk.convert_many([(PARENT, "other")], journal=journal)]
+    assert result.ok, result.error
 
 
 @pytest.mark.asyncio

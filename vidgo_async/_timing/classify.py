@@ -14,7 +14,8 @@ ambiguous     it may have been processed             timeouts and resets after s
                                                      4xx nor 5xx
 final         a definitive answer                    400, 401, 402 (and a 429 saying the
                                                      credits ran out), 403, 404, 409, 410,
-                                                     422, every other 4xx; a submit's answer
+                                                     422, every other 4xx; a permanent
+                                                     redirect (301, 308); a submit's answer
                                                      naming its task by an unusable id (a
                                                      read's names another task: ambiguous);
                                                      a closed client
@@ -56,6 +57,10 @@ __all__ = [
 
 # Statuses that prove the server did not process the request (besides RateLimitError's).
 _REFUSED = frozenset({455, 501, 503})
+# Redirects that say the API moved for good (an http:// base URL, an old path): the request
+# was not processed, and no later attempt can go through. The API documents no redirect
+# and none is followed (the key would go with it); the others are read as outages.
+_MOVED = frozenset({301, 308})
 # Final answers about the account, not about one task or pair.
 _ACCOUNT = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
 # Final answers about the pair submitted: submitting it again cannot help.
@@ -83,7 +88,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure.FINAL if 400 <= exc.status < 500 else Failure.AMBIGUOUS
     if isinstance(exc, InvalidResponseError):
         # An unusable id was still an answer: the task exists, asking again cannot help.
-        return Failure.FINAL if isinstance(exc, UnusableTaskIdError) else Failure.AMBIGUOUS
+        final = isinstance(exc, UnusableTaskIdError) or exc.status in _MOVED
+        return Failure.FINAL if final else Failure.AMBIGUOUS
     return Failure.FINAL
 
 

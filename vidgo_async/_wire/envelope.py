@@ -170,7 +170,7 @@ def envelope_data(
         # The API documents no redirect; following one would carry the key elsewhere.
         where = redact(headers.get("Location", "nowhere"), secret)
         raise InvalidResponseError(
-            f"unexpected redirect to {excerpt(where, 80)}",
+            f"unexpected redirect to {excerpt(where, 80)} (check base_url)",
             status=status,
             excerpt=_shown(raw, secret),
         )
