@@ -129,6 +129,28 @@ async def test_stuck_progress_never_sleeps_past_max_interval(
     assert max(gaps([hit.at for hit in server.hits(DETAIL)])) < 0.05 * 1.1 + 0.2
 
 
+@pytest.mark.asyncio
+async def test_progress_that_stops_short_of_the_end_is_polled_no_more_than_blind(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A task that races to 99 % in half a second, then sits there until it finishes at
+    4 s: once a check past the estimated finish finds the progress unmoved, the wait
+    polls as it would with no progress at all. Before, it aimed each check at a finish
+    "any moment now": ~1.5 % of the time elapsed apart, some 60 checks instead of ~10."""
+    policy = PollPolicy(initial=0.1, factor=1.5, max_interval=1.0)
+    server.add_task("stuck", finish_after=4.0, progress=lambda age: min(99, int(age * 198)))
+    server.add_task("blind", finish_after=4.0)
+    await asyncio.wait_for(
+        asyncio.gather(*(sdk.wait(task, timeout=10, poll=policy) for task in ("stuck", "blind"))),
+        15,
+    )
+    checks = {
+        task: sum(hit.query.get("task_id") == task for hit in server.hits(DETAIL))
+        for task in ("stuck", "blind")
+    }
+    assert checks["stuck"] <= checks["blind"] + 5, checks
+
+
 @pytest.mark.parametrize("progress", [1, None, lambda age: 1 if age < 0.3 else 2])
 @pytest.mark.asyncio
 async def test_a_last_read_before_the_deadline(

@@ -67,7 +67,10 @@ class PollSchedule:
     - a reported whole-number percentage is read as the middle of its step;
     - while the estimate is unsure (``1 / points moved`` relative error
       exceeds 3 % of the task's estimated length) the check aims short, at
-      ``remaining * (1 - error)``; then at the estimated finish plus 1 %.
+      ``remaining * (1 - error)``; then at the estimated finish plus 1 %;
+    - a check past the finish estimated when the progress last moved that finds
+      it unmoved (a task sitting at 99 %) ends the estimate until it moves
+      again: the checks follow the blind schedule meanwhile.
 
     Measured in ``benchmarks/poll_economy.py``: about 3 requests per task and
     a p95 detection delay near 3 % of the task's duration.
@@ -81,6 +84,7 @@ class PollSchedule:
     """
 
     __slots__ = (
+        "_aimed",
         "_blind",
         "_first",
         "_learned",
@@ -114,6 +118,8 @@ class PollSchedule:
         # Made at the first check: waits queued for their first poll slot hold none.
         self._blind: Generator[float, None, None] | None = None
         self._first: tuple[float, float] | None = None
+        # The progress last seen moved, and the finish estimated then.
+        self._aimed: tuple[float, float] | None = None
 
     def first(self, now: float | None = None) -> float:
         """Delay before the first check: the plan's first instant, else ``initial``."""
@@ -168,6 +174,8 @@ class PollSchedule:
         if task.status is not TaskStatus.RUNNING or not task.progress or task.progress >= 100:
             return None
         progress = task.progress + 0.5
+        if self._aimed is not None and self._aimed[0] == progress and now >= self._aimed[1]:
+            return None  # past the finish it pointed at, unmoved: the estimate failed
         if self._first is None:
             self._first = (now, progress)
         start, base = self._first
@@ -181,6 +189,8 @@ class PollSchedule:
         left = (100 - progress) * (now - start) / moved
         error = 1 / max(moved, 0.5)
         length = now - (self._started if self._started is not None else start) + left
+        if self._aimed is None or self._aimed[0] != progress:
+            self._aimed = (progress, now + left)
         if left * error > 0.03 * length:
             return max(self._policy.initial, left * (1 - error))
         return max(self._policy.initial / 4, left + 0.01 * length)
