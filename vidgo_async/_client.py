@@ -170,8 +170,7 @@ class VidgoClient:
         # end at once (a submit in flight once answered), then the batches stop.
         self._lifecycle.close()
         self._limiter.close()
-        if self._submit_limiter is not None:
-            self._submit_limiter.close()
+        self._submit_limiter.close()
         try:
             await self._lifecycle.stop_running()
         finally:

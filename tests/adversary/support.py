@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from vidgo_async import PollPolicy, RetryPolicy, Timeouts, VidgoClient
 
@@ -56,3 +56,10 @@ def assert_no_key(exc: BaseException | None, records: list[logging.LogRecord]) -
         assert KEY not in line, line[:300]
         if record.exc_info and record.exc_info[1] is not None:
             assert_no_key(record.exc_info[1], [])
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Wait (5 s at most) until ``condition()`` holds."""
+    async with asyncio.timeout(5):
+        while not condition():  # noqa: ASYNC110 - logs and the server's record are no events
+            await asyncio.sleep(0.005)

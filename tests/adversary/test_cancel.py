@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from vidgo_async import (
 
 from .conftest import MakeSdk
 from .server import DETAIL, SUBMIT, HostileServer, gate, reply, reset
-from .support import PARENT, TRACK, convert
+from .support import PARENT, TRACK, convert, until
 
 NAMES_NOTHING = reply(409, {"code": 409, "message": "This audio has already been converted"})
 
@@ -54,13 +53,6 @@ async def share_one_task(
     url = f"{server.url}/files/wav-1.wav"
     assert await asyncio.gather(*calls) == [url] * len(calls)
     assert server.creations[TRACK] == 1
-
-
-async def until(condition: Callable[[], object]) -> None:
-    """Wait (5 s at most) until ``condition()`` holds."""
-    async with asyncio.timeout(5):
-        while not condition():  # noqa: ASYNC110 - logs and the server's record are no events
-            await asyncio.sleep(0.005)
 
 
 @pytest.mark.asyncio

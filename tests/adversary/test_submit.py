@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -11,13 +12,15 @@ from vidgo_async import (
     APIError,
     InsufficientCreditsError,
     InvalidResponseError,
+    RetryPolicy,
     SubmitOutcomeUnknownError,
     VidgoClient,
     VidgoError,
 )
 
+from .conftest import MakeSdk
 from .server import SUBMIT, HostileServer, envelope, raw, reply, reset, running
-from .support import FORBIDDEN, PARENT, TRACK, chain, convert
+from .support import FORBIDDEN, PARENT, TRACK, chain, convert, until
 
 
 def error_body(status: int) -> dict[str, Any]:
@@ -313,6 +316,42 @@ async def test_a_permanent_redirect_on_a_submit_fails_at_once_as_unsent(
     # The redirect is gone: the re-run submits the pair.
     [result] = [r async for r in sdk.convert_many([(PARENT, "other")], journal=journal)]
     assert result.ok, result.error
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("retry_after", ["1", None], ids=["retry-after", "bare"])
+async def test_a_429_on_one_submit_holds_the_clients_other_submits_back(
+    server: HostileServer, make_sdk: MakeSdk, retry_after: str | None
+) -> None:
+    """A submit answered 429 (with ``Retry-After: 1``, or naming no delay) holds back
+    the client's next submits, another track's too, for that second: a batch's other
+    pairs do not go on meeting the limit. Before, only the refused submit paused:
+    against an API answering every submit 429, a batch sent 20-40 submits a second."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_retry_after=2))
+    headers = [] if retry_after is None else [("Retry-After", retry_after)]
+    server.script(SUBMIT, reply(429, {"code": 429, "message": "slow down"}, headers))
+    first = asyncio.create_task(convert(sdk))
+    await until(lambda: server.hits(SUBMIT))
+    await asyncio.sleep(0.05)  # answered
+    other = asyncio.create_task(sdk.convert_to_wav(PARENT, "another", timeout=5))
+    await asyncio.wait_for(asyncio.gather(first, other), 10)
+    sent = [hit.at for hit in server.hits(SUBMIT)]
+    assert len(sent) == 3 and min(sent[1:]) - sent[0] >= 0.9, sent
+
+
+@pytest.mark.asyncio
+async def test_429s_naming_no_delay_in_a_row_double_the_submits_pause(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """Each 429 naming no delay that follows the pause the last one started (the limit
+    still holds) pauses the client's submits twice as long: 1 s, then 2 s."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_retry_after=5))
+    bare = reply(429, {"code": 429, "message": "slow down"})
+    server.script(SUBMIT, bare, bare)
+    await asyncio.wait_for(convert(sdk, timeout=8), 12)
+    sent = [hit.at for hit in server.hits(SUBMIT)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert len(sent) == 3 and 0.95 <= gaps[0] < 1.5 and 1.95 <= gaps[1] < 2.5, gaps
 
 
 @pytest.mark.asyncio

@@ -94,8 +94,8 @@ class Accepted:
 class Submitter:
     """Submits tasks, each with a fresh callback URL when the client has a receiver.
 
-    With a ``limiter`` (a shared quota's cap on submits), every attempt takes
-    a slot under it first, and a 429 on one slows them all.
+    Every attempt takes a slot under ``limiter`` first (a shared quota's cap on
+    submits, or none: :class:`Uncapped`), and a 429 on one slows them all.
     """
 
     transport: Transport

@@ -1,4 +1,5 @@
-"""Client-wide rate limits: the cap on status requests per second (and, shared, on submits).
+"""Client-wide rate limits: the cap on status requests per second (and, shared, on
+submits), and the pause of every submit after a 429.
 
 :class:`Limiter` is the seam the reads (and, under a shared quota, the
 submits) take their slots through: :class:`RateLimiter` in one process, or a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import math
 import time
@@ -28,6 +30,7 @@ __all__ = [
     "Quota",
     "RateLimiter",
     "Slot",
+    "Uncapped",
     "holding",
     "limiters_for",
     "window_of",
@@ -38,6 +41,8 @@ T = TypeVar("T")
 MAX_WINDOW = 10_000  # grants remembered by the rate limiter's sliding window
 MIN_SHARE = 1 / 16  # a limiter never backs off below this share of its rate
 RECOVERY = 0.1  # share of the rate won back per second after a back-off
+_BARE_429_PAUSE = 1.0  # seconds uncapped submits wait after a 429 that named no delay,
+_BARE_429_MAX = 16.0  # ... doubled while such 429s follow the pause, up to this
 
 
 def window_of(rate: float) -> tuple[int, float]:
@@ -332,14 +337,83 @@ class RateLimiter:
             self._arm(asyncio.get_running_loop())
 
 
-def limiters_for(quota: object, rate: float) -> tuple[Limiter, Limiter | None]:
-    """The client's limiters of status requests and of submits: its own, or a shared quota's.
+class Uncapped:
+    """The submits' limiter when nothing caps them (no shared quota's cap): every submit
+    goes at once, unless a 429 answered one. Then every submit of the client waits for
+    its ``Retry-After`` (at most :class:`holding`'s cap), or, naming none, for a
+    second, twice as long as the last such pause if it just ended (up to 16 s): a
+    batch's other pairs do not go on meeting the limit."""
+
+    __slots__ = ("_closed", "_paused", "_step")
+
+    rate = math.inf
+
+    def __init__(self) -> None:
+        self._paused = 0.0
+        self._step = _BARE_429_PAUSE  # the last pause after a 429 that named no delay
+        self._closed = asyncio.Event()
+
+    async def acquire(self, timeout: float | None = None) -> Slot:
+        """Wait for a pause to end, at most ``timeout`` seconds.
+
+        Raises:
+            TimeoutError: The pause outlasts ``timeout``.
+            ClientClosedError: The client was closed meanwhile.
+        """
+        until = None if timeout is None else time.monotonic() + timeout
+        while not self._closed.is_set():
+            now = time.monotonic()
+            if now >= self._paused:
+                return _FREE
+            if until is not None and now >= until:
+                raise TimeoutError
+            end = self._paused if until is None else min(self._paused, until)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), end - now)
+        raise ClientClosedError("the client was closed")
+
+    def slow_down(self, seconds: float) -> None:
+        """Let no submit start for ``seconds`` from now."""
+        self._paused = max(self._paused, time.monotonic() + seconds)
+
+    def back_off(self) -> None:
+        """A 429 named no delay: let no submit start for a second, or twice the last such
+        pause if it ended less than its length ago (the limit still held). A 429 during a
+        pause answers a submit sent before it: nothing new."""
+        now = time.monotonic()
+        if now < self._paused:
+            return
+        again = now - self._paused < self._step
+        self._step = min(_BARE_429_MAX, 2 * self._step) if again else _BARE_429_PAUSE
+        self._paused = now + self._step
+
+    def close(self) -> None:
+        """End every pending :meth:`acquire` with :class:`ClientClosedError`."""
+        self._closed.set()
+
+
+class _Free:
+    """A slot of :class:`Uncapped`: nothing to count."""
+
+    async def leaving(self, timeout: float | None) -> None:
+        """Nothing to swap."""
+
+    def release(self) -> None:
+        """Nothing to give back."""
+
+
+_FREE = _Free()
+
+
+def limiters_for(quota: object, rate: float) -> tuple[Limiter, Limiter]:
+    """The client's limiters of status requests and of submits: its own, or a shared
+    quota's (a quota that caps no submits: :class:`Uncapped` ones).
 
     Raises:
         TypeError: ``quota`` is not a quota.
     """
     if quota is None:
-        return RateLimiter(rate), None
+        return RateLimiter(rate), Uncapped()
     if not isinstance(quota, Quota):
         raise TypeError(f"quota must be a SharedQuota, got {type(quota).__name__}")
-    return quota.poll_limiter(rate), quota.submit_limiter()
+    return quota.poll_limiter(rate), quota.submit_limiter() or Uncapped()
