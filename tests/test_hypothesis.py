@@ -29,7 +29,9 @@ SETTINGS = settings(
 @pytest_asyncio.fixture
 async def one_shot(make_client: Callable[..., VidgoClient]) -> VidgoClient:
     """One attempt per call; a 429 pauses the client for a negligible time only."""
-    return make_client(retry=RetryPolicy(max_attempts=1, max_retry_after=0.001))
+    # The examples share the client: a 429's pause of its submits must be negligible too.
+    one = RetryPolicy(max_attempts=1, base_delay=0.001, max_delay=0.001, max_retry_after=0.001)
+    return make_client(retry=one)
 
 
 scalars = (

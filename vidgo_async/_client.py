@@ -124,7 +124,7 @@ class VidgoClient:
             shared_cap=quota is not None,
         )
         # Last of the checks: a shared quota's limiters are live from here on.
-        self._limiter, self._submit_limiter = limiters_for(quota, rate)
+        self._limiter, self._submit_limiter = limiters_for(quota, rate, retry)
         budget = RetryBudget(retry)
         self._reader = Reader(self._transport, retry, self._limiter, budget, on_event)
         self._submitter = Submitter(

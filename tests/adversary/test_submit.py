@@ -323,11 +323,12 @@ async def test_a_permanent_redirect_on_a_submit_fails_at_once_as_unsent(
 async def test_a_429_on_one_submit_holds_the_clients_other_submits_back(
     server: HostileServer, make_sdk: MakeSdk, retry_after: str | None
 ) -> None:
-    """A submit answered 429 (with ``Retry-After: 1``, or naming no delay) holds back
-    the client's next submits, another track's too, for that second: a batch's other
+    """A submit answered 429 (with ``Retry-After: 1``, or naming no delay: its retry's
+    first pause, ``base_delay``, here 1 s) holds back the client's next submits, another
+    track's too, for that second: a batch's other
     pairs do not go on meeting the limit. Before, only the refused submit paused:
     against an API answering every submit 429, a batch sent 20-40 submits a second."""
-    sdk = make_sdk(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_retry_after=2))
+    sdk = make_sdk(retry=RetryPolicy(base_delay=1.0, max_delay=1.0, max_retry_after=2))
     headers = [] if retry_after is None else [("Retry-After", retry_after)]
     server.script(SUBMIT, reply(429, {"code": 429, "message": "slow down"}, headers))
     first = asyncio.create_task(convert(sdk))
@@ -344,14 +345,15 @@ async def test_429s_naming_no_delay_in_a_row_double_the_submits_pause(
     server: HostileServer, make_sdk: MakeSdk
 ) -> None:
     """Each 429 naming no delay that follows the pause the last one started (the limit
-    still holds) pauses the client's submits twice as long: 1 s, then 2 s."""
-    sdk = make_sdk(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_retry_after=5))
+    still holds) pauses the client's submits twice as long: ``base_delay`` (0.5 s),
+    then 1 s, up to ``max_delay``."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.5, max_delay=5.0, max_retry_after=5))
     bare = reply(429, {"code": 429, "message": "slow down"})
     server.script(SUBMIT, bare, bare)
     await asyncio.wait_for(convert(sdk, timeout=8), 12)
     sent = [hit.at for hit in server.hits(SUBMIT)]
     gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
-    assert len(sent) == 3 and 0.95 <= gaps[0] < 1.5 and 1.95 <= gaps[1] < 2.5, gaps
+    assert len(sent) == 3 and 0.45 <= gaps[0] < 0.8 and 0.95 <= gaps[1] < 1.3, gaps
 
 
 @pytest.mark.asyncio

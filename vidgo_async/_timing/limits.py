@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import attrs
 
+from .._config import RetryPolicy
 from ..errors import ClientClosedError, RateLimitError, RequestTimeoutError
 from .grants import Grants
 
@@ -41,8 +42,6 @@ T = TypeVar("T")
 MAX_WINDOW = 10_000  # grants remembered by the rate limiter's sliding window
 MIN_SHARE = 1 / 16  # a limiter never backs off below this share of its rate
 RECOVERY = 0.1  # share of the rate won back per second after a back-off
-_BARE_429_PAUSE = 1.0  # seconds uncapped submits wait after a 429 that named no delay,
-_BARE_429_MAX = 16.0  # ... doubled while such 429s follow the pause, up to this
 
 
 def window_of(rate: float) -> tuple[int, float]:
@@ -340,17 +339,19 @@ class RateLimiter:
 class Uncapped:
     """The submits' limiter when nothing caps them (no shared quota's cap): every submit
     goes at once, unless a 429 answered one. Then every submit of the client waits for
-    its ``Retry-After`` (at most :class:`holding`'s cap), or, naming none, for a
-    second, twice as long as the last such pause if it just ended (up to 16 s): a
-    batch's other pairs do not go on meeting the limit."""
+    its ``Retry-After`` (at most :class:`holding`'s cap), or, naming none, as long as
+    a retry's first pause may be (``base_delay``), twice as long as the last such pause
+    if it just ended (up to ``max_delay``): a batch's other pairs do not go on meeting
+    the limit."""
 
-    __slots__ = ("_closed", "_paused", "_step")
+    __slots__ = ("_closed", "_first", "_longest", "_paused", "_step")
 
     rate = math.inf
 
-    def __init__(self) -> None:
+    def __init__(self, retry: RetryPolicy) -> None:
+        self._first, self._longest = retry.base_delay, retry.max_delay
         self._paused = 0.0
-        self._step = _BARE_429_PAUSE  # the last pause after a 429 that named no delay
+        self._step = self._first  # the last pause after a 429 that named no delay
         self._closed = asyncio.Event()
 
     async def acquire(self, timeout: float | None = None) -> Slot:
@@ -377,14 +378,14 @@ class Uncapped:
         self._paused = max(self._paused, time.monotonic() + seconds)
 
     def back_off(self) -> None:
-        """A 429 named no delay: let no submit start for a second, or twice the last such
-        pause if it ended less than its length ago (the limit still held). A 429 during a
-        pause answers a submit sent before it: nothing new."""
+        """A 429 named no delay: let no submit start for ``base_delay``, or twice the last
+        such pause if it ended less than its length ago (the limit still held). A 429
+        during a pause answers a submit sent before it: nothing new."""
         now = time.monotonic()
         if now < self._paused:
             return
         again = now - self._paused < self._step
-        self._step = min(_BARE_429_MAX, 2 * self._step) if again else _BARE_429_PAUSE
+        self._step = min(self._longest, 2 * self._step) if again else self._first
         self._paused = now + self._step
 
     def close(self) -> None:
@@ -405,7 +406,7 @@ class _Free:
 _FREE = _Free()
 
 
-def limiters_for(quota: object, rate: float) -> tuple[Limiter, Limiter]:
+def limiters_for(quota: object, rate: float, retry: RetryPolicy) -> tuple[Limiter, Limiter]:
     """The client's limiters of status requests and of submits: its own, or a shared
     quota's (a quota that caps no submits: :class:`Uncapped` ones).
 
@@ -413,7 +414,7 @@ def limiters_for(quota: object, rate: float) -> tuple[Limiter, Limiter]:
         TypeError: ``quota`` is not a quota.
     """
     if quota is None:
-        return RateLimiter(rate), Uncapped()
+        return RateLimiter(rate), Uncapped(retry)
     if not isinstance(quota, Quota):
         raise TypeError(f"quota must be a SharedQuota, got {type(quota).__name__}")
-    return quota.poll_limiter(rate), quota.submit_limiter() or Uncapped()
+    return quota.poll_limiter(rate), quota.submit_limiter() or Uncapped(retry)
