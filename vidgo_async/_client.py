@@ -24,7 +24,8 @@ from ._ops.submit import Submitter
 from ._ops.wait import Poller, Waits
 from ._timing.budget import RetryBudget
 from ._timing.learned import Learner
-from ._timing.limits import Quota, limiters_for
+from ._timing.limits import Quota
+from ._timing.uncapped import limiters_for
 from ._validate import (
     api_key_from,
     base_url_from,
