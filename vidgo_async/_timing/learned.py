@@ -8,7 +8,10 @@ with the number of tasks) and makes a :class:`Plan` from them: the instants
 after the submit at which to check, placed where finishes are likely.
 
 The plan itself, and when there is none although enough is known, is the
-business of ``planning``.
+business of ``planning``. A plan in use is judged again against blind polling
+every ``_MIN_OBSERVED`` finishes, on what is known then (a minority it gives up
+on may prove larger than the finishes it was made from said); once it no longer
+beats blind, blind runs until the next plan is made.
 
 With fewer than ``_MIN_OBSERVED`` observations there is no plan: the blind
 schedule runs. Nor is there one while nearly all tasks were seen finished by
@@ -27,7 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 
 from .._config import PollPolicy
-from .planning import Plan, Spread, make_plan
+from .planning import Plan, Spread, beats_blind, make_plan
 
 __all__ = ["Durations", "Learner", "Plan"]
 
@@ -57,6 +60,7 @@ class Durations:
 
     __slots__ = (
         "_fresh",
+        "_judged",
         "_plans",
         "_progress",
         "_recent",
@@ -74,6 +78,8 @@ class Durations:
         self._plans: dict[tuple[float, float, float], Plan | None] = {}
         self._progress = False  # whether the latest finish reported progress while it ran
         self._fresh = 0  # observations since the spread was made
+        # _fresh when each plan was last judged against blind on what is known now
+        self._judged: dict[tuple[float, float, float], int] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -120,13 +126,19 @@ class Durations:
         if self._spread is None or self._fresh >= self._spread.size:
             self._spread = Spread(self._seen)
             self._plans.clear()
+            self._judged.clear()
             self._fresh = 0
         key = (policy.initial, policy.factor, policy.max_interval)
+        plan = self._plans.get(key)
+        if plan is not None and self._fresh >= self._judged.get(key, 0) + _MIN_OBSERVED:
+            self._judged[key] = self._fresh
+            if not beats_blind(plan, self._seen, policy):
+                self._plans[key] = None
         if key not in self._plans:  # made once per spread and key, even when None
             if len(self._plans) >= _MAX_PLANS:
                 del self._plans[next(iter(self._plans))]
             worth = self._worth_a_plan()
-            self._plans[key] = make_plan(self._spread, policy) if worth else None
+            self._plans[key] = make_plan(self._spread, policy, self._seen) if worth else None
         return self._plans[key]
 
     def _worth_a_plan(self) -> bool:
@@ -155,6 +167,7 @@ class Durations:
         self._recent.clear()
         self._spread = None
         self._plans.clear()
+        self._judged.clear()
         self._fresh = 0
 
 

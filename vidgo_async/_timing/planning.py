@@ -35,6 +35,14 @@ and the blind schedule runs: for tasks short against the blind schedule's first
 steps, or spread over orders of magnitude, the costs above would buy a smaller
 tail with more checks than blind, and where blind is already close (a small cap),
 what learning gets wrong would decide.
+
+That check judges on what was learned with its coarse intervals taken at their
+worst (``_judged``): a task seen only as "ended by the plan's first check" may be
+one of a minority of quick tasks that blind polling sees at once and the plan
+several times their length late, and a plan that never checks earlier never
+learns otherwise. Such mass counts where finer reads saw tasks end, or else at
+the interval's start (blind's first check, for a wait's first check): the plan
+is refused, blind runs and sees those tasks finely, and the next plan knows them.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ import backoff
 
 from .._config import PollPolicy
 
-__all__ = ["Plan", "Spread", "blind_steps", "make_plan"]
+__all__ = ["Plan", "Spread", "beats_blind", "blind_steps", "make_plan"]
 
 _SMEAR = 0.1  # each observed interval is widened by this share either way
 # The costs of a plan, in checks (tuned in benchmarks/poll_economy.py's scenarios and
@@ -122,11 +130,14 @@ class Spread:
 
     __slots__ = ("_at", "_slope", "_value", "high", "shortest", "size")
 
-    def __init__(self, seen: Sequence[tuple[float, float]]) -> None:
+    def __init__(
+        self, seen: Sequence[tuple[float, float]], weights: Sequence[float] | None = None
+    ) -> None:
         events: list[tuple[float, float]] = []
-        for low, high in seen:
+        total = len(seen) if weights is None else sum(weights)
+        for k, (low, high) in enumerate(seen):
             start, end = low / (1 + _SMEAR), high * (1 + _SMEAR)
-            density = 1 / ((end - start) * len(seen))
+            density = (1 if weights is None else weights[k]) / ((end - start) * total)
             events += [(start, density), (end, -density)]
         events.sort()
         # F is piecewise linear: its value and slope from each event on, for bisection.
@@ -263,19 +274,79 @@ def _blind_instants(policy: PollPolicy, horizon: float) -> list[float] | None:
     return instants
 
 
-def make_plan(spread: Spread, policy: PollPolicy) -> Plan | None:
-    """The plan for waits under ``policy``; None if the cap is too small against the
-    durations for one to be worth it, or if it would not beat blind by the margin."""
+def _judged(seen: Sequence[tuple[float, float]], blind: Sequence[float], spread: Spread) -> Spread:
+    """The intervals ``seen`` as the guard judges a plan on (``spread`` if none is coarse).
+
+    A coarse interval has one of the ``blind`` checks well inside it: a plan's sparse
+    checks saw it, and it may hide tasks that blind polling sees soon after they end and
+    a plan far later. Its mass goes to the starts of the finer intervals overlapping it
+    (what blind, or closer checks, saw there), else to its own start (blind's first
+    check, for a wait's first check): where a plan that skips it sees those tasks latest."""
+    first = next(at for at in blind if at > 0)
+
+    def coarse(low: float, high: float) -> bool:
+        k = bisect.bisect_right(blind, low * (1 + _SMEAR))
+        return k < len(blind) and blind[k] < high / (1 + _SMEAR)
+
+    flags = [coarse(low, high) for low, high in seen]
+    if not any(flags):
+        return spread
+    fine = [seen[k] for k, flag in enumerate(flags) if not flag]
+    intervals: list[tuple[float, float]] = []
+    weights: list[float] = []
+    for (low, high), flag in zip(seen, flags, strict=True):
+        if not flag:
+            intervals.append((low, high))
+            weights.append(1.0)
+            continue
+        # Each finer interval overlapping this one counts by the share of it inside.
+        inside = [
+            (lo, hi, (min(hi, high) - max(lo, low)) / (hi - lo))
+            for lo, hi in fine
+            if lo < high and hi > low
+        ]
+        total = sum(share for _, _, share in inside)
+        if total >= 1:  # at least one finish's worth
+            for lo, hi, share in inside:
+                intervals.append((lo, min(hi, lo * (1 + _SMEAR))) if lo else (lo, min(hi, high)))
+                weights.append(share / total)
+        else:
+            intervals.append((low, low * (1 + _SMEAR)) if low else (first / (1 + _SMEAR), first))
+            weights.append(1.0)
+    return Spread(intervals, weights)
+
+
+def beats_blind(plan: Plan, seen: Sequence[tuple[float, float]], policy: PollPolicy) -> bool:
+    """Whether ``plan`` is still no worse than blind polling on the intervals ``seen``
+    (judged as ``make_plan`` judges, without the margin)."""
+    spread = Spread(seen)
+    blind = _blind_instants(policy, spread.high)
+    if blind is None:
+        return False
+    judged = _judged(seen, blind, spread)
+    blind_checks, blind_p95 = _checks_and_p95(blind, judged)
+    checks, p95 = _checks_and_p95(plan.instants, judged)
+    return checks <= blind_checks and p95 <= blind_p95
+
+
+def make_plan(
+    spread: Spread, policy: PollPolicy, seen: Sequence[tuple[float, float]] = ()
+) -> Plan | None:
+    """The plan for waits under ``policy``, from ``spread`` (made from the intervals
+    ``seen``); None if the cap is too small against the durations for one to be worth it,
+    or if it would not beat blind by the margin."""
     blind = _blind_instants(policy, spread.high)
     if blind is None or policy.max_interval <= 0:
         return None
-    blind_checks, blind_p95 = _checks_and_p95(blind, spread)
+    judged = _judged(seen, blind, spread)
+    blind_checks, blind_p95 = _checks_and_p95(blind, judged)
+    aimed_p95 = blind_p95 if judged is spread else _checks_and_p95(blind, spread)[1]
     for aim in _AIMS:  # the tightest aim that beats blind
-        plan = _cheapest(spread, policy.max_interval, aim=aim * blind_p95)
+        plan = _cheapest(spread, policy.max_interval, aim=aim * aimed_p95)
         if plan is None:
             return None
         # The invariant: a plan in use beats blind polling on what was learned, by a margin.
-        checks, p95 = _checks_and_p95(plan.instants, spread)
+        checks, p95 = _checks_and_p95(plan.instants, judged)
         if checks <= _WIN_CHECKS * blind_checks and p95 <= _WIN_P95 * blind_p95:
             return plan
     return None
