@@ -129,16 +129,37 @@ async def test_stuck_progress_never_sleeps_past_max_interval(
     assert max(gaps([hit.at for hit in server.hits(DETAIL)])) < 0.05 * 1.1 + 0.2
 
 
+def _stuck(age: float) -> int:
+    return min(99, int(age * 198))
+
+
+def _flickering() -> Any:
+    reads = itertools.count()
+    return lambda age: _stuck(age) if age < 0.5 else 98 + next(reads) % 2
+
+
+def _creeping() -> Any:
+    reads = itertools.count()
+    return lambda age: _stuck(age) if age < 0.5 else 98 + next(reads) / 100
+
+
+@pytest.mark.parametrize(
+    "progress",
+    [lambda: _stuck, _flickering, _creeping],
+    ids=["stuck-at-99", "flickering-98-99", "creeping-by-0.01"],
+)
 @pytest.mark.asyncio
 async def test_progress_that_stops_short_of_the_end_is_polled_no_more_than_blind(
-    server: HostileServer, sdk: VidgoClient
+    server: HostileServer, sdk: VidgoClient, progress: Any
 ) -> None:
-    """A task that races to 99 % in half a second, then sits there until it finishes at
-    4 s: once a check past the estimated finish finds the progress unmoved, the wait
-    polls as it would with no progress at all. Before, it aimed each check at a finish
-    "any moment now": ~1.5 % of the time elapsed apart, some 60 checks instead of ~10."""
+    """A task that races to 99 % in half a second, then sits there (or flickers between
+    98 and 99, or creeps by a hundredth a read) until it finishes at 4 s: once a check
+    past the estimated finish finds the progress no further on, the wait polls as it
+    would with no progress at all. Before, it aimed each check at a finish "any moment
+    now": ~1.5 % of the time elapsed apart, some 100 checks instead of ~10 (and a
+    flicker or a creep defeated the first fix: each change aimed again)."""
     policy = PollPolicy(initial=0.1, factor=1.5, max_interval=1.0)
-    server.add_task("stuck", finish_after=4.0, progress=lambda age: min(99, int(age * 198)))
+    server.add_task("stuck", finish_after=4.0, progress=progress())
     server.add_task("blind", finish_after=4.0)
     await asyncio.wait_for(
         asyncio.gather(*(sdk.wait(task, timeout=10, poll=policy) for task in ("stuck", "blind"))),

@@ -68,9 +68,10 @@ class PollSchedule:
     - while the estimate is unsure (``1 / points moved`` relative error
       exceeds 3 % of the task's estimated length) the check aims short, at
       ``remaining * (1 - error)``; then at the estimated finish plus 1 %;
-    - a check past the finish estimated when the progress last moved that finds
-      it unmoved (a task sitting at 99 %) ends the estimate until it moves
-      again: the checks follow the blind schedule meanwhile.
+    - a check past the finish estimated when the progress last reached a new
+      whole point that finds it no further on (a task sitting at 99 %, or
+      flickering below its high mark) ends the estimate until it gets there:
+      the checks follow the blind schedule meanwhile.
 
     Measured in ``benchmarks/poll_economy.py``: about 3 requests per task and
     a p95 detection delay near 3 % of the task's duration.
@@ -118,7 +119,7 @@ class PollSchedule:
         # Made at the first check: waits queued for their first poll slot hold none.
         self._blind: Generator[float, None, None] | None = None
         self._first: tuple[float, float] | None = None
-        # The progress last seen moved, and the finish estimated then.
+        # The highest progress seen (by whole points), and the finish estimated then.
         self._aimed: tuple[float, float] | None = None
 
     def first(self, now: float | None = None) -> float:
@@ -174,8 +175,10 @@ class PollSchedule:
         if task.status is not TaskStatus.RUNNING or not task.progress or task.progress >= 100:
             return None
         progress = task.progress + 0.5
-        if self._aimed is not None and self._aimed[0] == progress and now >= self._aimed[1]:
-            return None  # past the finish it pointed at, unmoved: the estimate failed
+        aimed = self._aimed
+        moved_on = aimed is None or progress >= aimed[0] + 1
+        if aimed is not None and not moved_on and now >= aimed[1]:
+            return None  # past the finish it pointed at, no further on: the estimate failed
         if self._first is None:
             self._first = (now, progress)
         start, base = self._first
@@ -189,7 +192,7 @@ class PollSchedule:
         left = (100 - progress) * (now - start) / moved
         error = 1 / max(moved, 0.5)
         length = now - (self._started if self._started is not None else start) + left
-        if self._aimed is None or self._aimed[0] != progress:
+        if moved_on:
             self._aimed = (progress, now + left)
         if left * error > 0.03 * length:
             return max(self._policy.initial, left * (1 - error))
