@@ -200,6 +200,10 @@ class HostileServer:
         """Answer the next requests to ``route`` (of ``task_id`` only, if given) by ``actions``."""
         self._scripts[(route, task_id)].extend(actions)
 
+    def unscript(self, route: str, task_id: str | None = None) -> None:
+        """Forget the actions left for ``route``: it answers as the API does again."""
+        self._scripts.pop((route, task_id), None)
+
     def hits(self, route: str) -> list[Request]:
         return [request for request in self.log if request.route == route]
 

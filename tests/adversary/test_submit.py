@@ -319,6 +319,28 @@ async def test_a_permanent_redirect_on_a_submit_fails_at_once_as_unsent(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("status", [302, 303, 307])
+async def test_a_temporary_redirect_on_a_submit_leaves_the_pair_to_a_re_run(
+    server: HostileServer, sdk: VidgoClient, status: int, tmp_path: Any
+) -> None:
+    """A 302, 303 or 307 (a proxy's http -> https redirect, a maintenance page) is
+    retried as an outage, but it proves the submit was not processed (the API sends no
+    redirect): a batch that gives up leaves the pair to be submitted by a re-run.
+    Before, it counted as a submit that may have been accepted: the journal said
+    "unknown", and a re-run with the base URL fixed never submitted the pair."""
+    found = reply(status, b"", [("Location", "https://elsewhere.invalid/api/generate/submit")])
+    server.script(SUBMIT, *[found] * 1000)
+    journal = tmp_path / "wav.sqlite"
+    pairs = [(PARENT, TRACK)]
+    [result] = [r async for r in sdk.convert_many(pairs, journal=journal, timeout=0.5)]
+    assert isinstance(result.error, InvalidResponseError), result.error
+    server.unscript(SUBMIT)
+    [result] = [r async for r in sdk.convert_many(pairs, journal=journal)]
+    assert result.ok, result.error
+    assert server.creations[TRACK] == 1
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("retry_after", ["1", None], ids=["retry-after", "bare"])
 async def test_a_429_on_one_submit_holds_the_clients_other_submits_back(
     server: HostileServer, make_sdk: MakeSdk, retry_after: str | None

@@ -6,7 +6,8 @@ failure       meaning                                answers
 unsent        the server never saw it                connection refused, DNS failure
 refused       seen, provably not processed           429, 430 and 405 "call frequency too
                                                      high" (RateLimitError), a sister's
-                                                     455 "maintenance", 501, 503
+                                                     455 "maintenance", 501, 503; a
+                                                     redirect for now (302, 303, 307 ...)
 ambiguous     it may have been processed             timeouts and resets after sending, every
                                                      other 5xx, a 2xx that is not the JSON
                                                      documented (or names another task), a
@@ -57,9 +58,10 @@ __all__ = [
 
 # Statuses that prove the server did not process the request (besides RateLimitError's).
 _REFUSED = frozenset({455, 501, 503})
-# Redirects that say the API moved for good (an http:// base URL, an old path): the request
-# was not processed, and no later attempt can go through. The API documents no redirect
-# and none is followed (the key would go with it); the others are read as outages.
+# The API sends no redirect, and none is followed (the key would go with it): a redirect
+# comes from something in front of the API that did not pass the request on. One that
+# says the API moved for good (an http:// base URL, an old path) is final; the others
+# are outages.
 _MOVED = frozenset({301, 308})
 # Final answers about the account, not about one task or pair.
 _ACCOUNT = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
@@ -87,9 +89,10 @@ def classify(exc: BaseException) -> Failure:
             return Failure.REFUSED
         return Failure.FINAL if 400 <= exc.status < 500 else Failure.AMBIGUOUS
     if isinstance(exc, InvalidResponseError):
+        if 300 <= exc.status < 400:
+            return Failure.FINAL if exc.status in _MOVED else Failure.REFUSED
         # An unusable id was still an answer: the task exists, asking again cannot help.
-        final = isinstance(exc, UnusableTaskIdError) or exc.status in _MOVED
-        return Failure.FINAL if final else Failure.AMBIGUOUS
+        return Failure.FINAL if isinstance(exc, UnusableTaskIdError) else Failure.AMBIGUOUS
     return Failure.FINAL
 
 
