@@ -101,6 +101,14 @@ async def test_batch_journal_lease_sets_the_claims_lease(
     )
     assert len(rows) == 3
     assert all(0 < r["left"] <= 3 for r in rows)  # settled pairs are kept one lease
+    again = await run_cli(
+        "batch", str(source), "--journal", postgres_dsn, "--journal-lease", "3", "--json",
+        env=api_env(vidgo_fake),
+    )  # fmt: skip
+    # Within that lease a re-run reports none of them, and says why (it said "no pairs in
+    # the input").
+    assert again.code == 0 and again.out == "", again.err
+    assert "3 pairs not reported here" in again.err and "no pairs in the input" not in again.err
 
 
 @pytest.mark.parametrize(

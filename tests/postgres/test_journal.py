@@ -692,3 +692,76 @@ async def test_learned_durations_that_cannot_be_read_start_the_batch_cold(
         await admin.close()
     assert all(r.ok for r in results)
     assert "learned durations" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_journal_that_cannot_confirm_a_claim_before_a_retry_reports_the_pair_unsent(
+    postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str, monkeypatch: Any
+) -> None:
+    """A single worker: the pair's first submit is refused (429, Retry-After 1 s); during
+    the pause another session locks the journal, so the retry cannot confirm the claim.
+    Nothing more is sent, and the pair's result says so. Before, a database that could
+    not answer counted as "another worker took the pair over": the pair was dropped,
+    unreported (there was no other worker)."""
+    monkeypatch.setattr(pg_journal, "_STATEMENT_TIMEOUT", 0.5)
+    fake.inject(Fault.rate_limited(retry_after="1"), route="submit")
+    pairs = pairs_of(prefix, 1)
+    batch = asyncio.create_task(run(make_client(), pairs, postgres_dsn))
+    async with asyncio.timeout(5):
+        while not fake.requests_to("submit"):  # noqa: ASYNC110 - the fake's log is no event
+            await asyncio.sleep(0.01)
+    admin = await _locked(postgres_dsn, "ACCESS EXCLUSIVE")
+    try:
+        [result] = await asyncio.wait_for(batch, 20)
+    finally:
+        await admin.close()
+    assert isinstance(result.error, ConfigurationError), result.error
+    assert "nothing more was sent" in str(result.error)
+    assert len(fake.requests_to("submit")) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_failed_result_whose_claim_cannot_be_confirmed_is_still_reported(
+    postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str, monkeypatch: Any
+) -> None:
+    """A single worker: the pair's wait times out while another session holds the
+    journal locked, so the claim cannot be confirmed before the result is reported. The
+    result is reported all the same (its row keeps the task for a re-run). Before, it
+    was dropped as if another worker held the pair."""
+    from vidgo_async import TaskTimeoutError
+
+    monkeypatch.setattr(pg_journal, "_STATEMENT_TIMEOUT", 0.5)
+    pairs = pairs_of(prefix, 1)
+    fake.set_duration(pairs[0][1], run_time=60)
+    client = make_client()
+    journal = SharedJournal(postgres_dsn, lease_seconds=LEASE)
+    batch = asyncio.create_task(_collect(client.convert_many(pairs, journal=journal, timeout=1.5)))
+    await asyncio.sleep(1.0)  # submitted and journalled; the wait ends at 1.5 s
+    admin = await _locked(postgres_dsn, "ACCESS EXCLUSIVE")
+    try:
+        [result] = await asyncio.wait_for(batch, 20)
+    finally:
+        await admin.close()
+    assert isinstance(result.error, TaskTimeoutError), result.error
+    assert result.task_id is not None
+    assert await states(postgres_dsn, prefix) == Counter({"accepted": 1})
+
+
+async def _collect(results: Any) -> list[ConversionResult]:
+    return [result async for result in results]
+
+
+@pytest.mark.asyncio
+async def test_a_re_run_within_a_lease_says_why_it_reports_nothing(
+    postgres_dsn: str, make_client: MakeClient, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A finished batch re-run at once on its PostgreSQL journal: its worker still holds
+    the finished pairs for a lease (so that a late worker of the same run does not report
+    them again), and the re-run reports none of them. It says so in a warning, which
+    the CLI prints; before, it ended silently (and the CLI said the input was empty)."""
+    pairs = pairs_of(prefix, 3)
+    assert all(r.ok for r in await run(make_client(), pairs, postgres_dsn, lease=30.0))
+    with caplog.at_level(logging.WARNING, logger="vidgo_async"):
+        again = await asyncio.wait_for(run(make_client(), pairs, postgres_dsn, lease=30.0), 30)
+    assert again == []
+    assert "3 pairs not reported here" in caplog.text

@@ -144,8 +144,8 @@ class JournalWriteError(Exception):
 
 
 class LostClaim(Exception):
-    """This worker no longer holds the pair: another worker took it over (or the claim
-    could not be confirmed). Never reaches a user: the batch drops the pair."""
+    """This worker no longer holds the pair: another worker took it over. Never reaches
+    a user: the batch drops the pair (the other worker reports it)."""
 
 
 class BatchJournal(Protocol):
@@ -182,7 +182,8 @@ class BatchJournal(Protocol):
         or a result reported.
 
         Raises:
-            LostClaim: Another worker holds the pair now, or the claim cannot be confirmed.
+            LostClaim: Another worker holds the pair now.
+            JournalWriteError: The journal failed: the claim could not be confirmed.
         """
 
     async def bind(self, api: str) -> str | None:

@@ -114,6 +114,7 @@ class PairSteps:
         Raises:
             LostClaim: Another worker holds the pair now: its result is that
                 worker's to report.
+            JournalWriteError: The journal failed (the result stands).
         """
         if self.journal is None:
             return
@@ -240,12 +241,19 @@ class PairSteps:
 
         Raises:
             ClientClosedError: The batch stopped (``sent=False``).
+            ConfigurationError: The journal could not confirm the claim.
             LostClaim: Another worker holds the pair now.
         """
         if self.stopping:
             raise ClientClosedError("the batch stopped before this attempt", sent=False)
         if self.journal is not None:
-            await self.journal.hold(*key)
+            try:
+                await self.journal.hold(*key)
+            except JournalWriteError as exc:  # another worker may hold it: not sent
+                raise ConfigurationError(
+                    f"the journal could not confirm the claim ({exc}): nothing more was sent"
+                    " for the pair"
+                ) from None
 
     async def _download(self, result: ConversionResult) -> ConversionResult:
         """The result with its file in ``download_to`` (if asked), or the download's error."""

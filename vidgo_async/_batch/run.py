@@ -46,6 +46,10 @@ _END = object()  # the last item of the result queue
 _STOPPED = object()  # ... of a batch stopped from outside (the client closed)
 # Seconds past the submits' grace a batch waits for an ending one's SQLite journal.
 _ENDING = 2.0
+_OTHERS = (  # why pairs another worker settled are not reported
+    "settled by another worker of the journal, who reports them (a worker that ended"
+    " less than a lease ago holds its finished pairs: a re-run after that reports them)"
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -272,6 +276,8 @@ class _Batch:
                 await self._finish()  # once the pairs read before (paid for) are reported
             except Exception as exc:  # a journal failing its recheck
                 failed = failed or exc
+            if others := sum(result is None for result in self.done.values()):
+                logger.warning("%d pairs not reported here: %s", others, _OTHERS)
             if failed is not None:
                 scope.note(error=type(failed).__name__)
         self.queue.put_nowait(_END if failed is None else _InputFailed(failed))

@@ -118,7 +118,8 @@ async def run_batch(
         )
         return Exit.ACCOUNT
     if not tally.rows:
-        print("vidgo-async: no pairs in the input", file=sys.stderr)
+        what = "no results (see above)" if tally.sent else "no pairs in the input"
+        print(f"vidgo-async: {what}", file=sys.stderr)
         return Exit.OK
     return Exit.OK if tally.ok == tally.rows else Exit.FAILED
 

@@ -14,7 +14,14 @@ import asyncpg  # type: ignore[import-untyped]  # store.py says how to install i
 
 from ..errors import ConfigurationError
 
-__all__ = ["CONNECTION_ERRORS", "DB_ERRORS", "MALFORMED_DSN", "OPEN_ERRORS", "open_failure"]
+__all__ = [
+    "CONNECTION_ERRORS",
+    "DB_ERRORS",
+    "MALFORMED_DSN",
+    "OPEN_ERRORS",
+    "described",
+    "open_failure",
+]
 
 #: What a broken connection, a refused login or a failed statement raises (a
 #: connection the server dropped can also leave asyncpg "in another operation").
@@ -42,8 +49,14 @@ MALFORMED_DSN = (ValueError, OverflowError)
 OPEN_ERRORS = (*DB_ERRORS, *MALFORMED_DSN)
 
 
+def described(exc: BaseException) -> str:
+    """``exc`` for a message: its type, and its text if it has one (a timeout has none)."""
+    text = str(exc)[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def open_failure(what: str, exc: BaseException) -> ConfigurationError:
     """The error for ``what`` (e.g. "the shared quota") that could not be opened."""
     if isinstance(exc, MALFORMED_DSN):
         return ConfigurationError(f"cannot open {what}: the DSN is malformed")
-    return ConfigurationError(f"cannot open {what}: {type(exc).__name__}: {str(exc)[:200]}")
+    return ConfigurationError(f"cannot open {what}: {described(exc)}")

@@ -30,7 +30,9 @@ a write lands either before a takeover (the taker reads it) or not at all
 (:class:`LostClaim`). Before each submit attempt and before reporting a result
 the batch calls :meth:`PostgresJournal.hold`, the same compare-and-set
 extending the lease: a worker that lost the pair sends and reports nothing for
-it. (The vendor API knows no fencing token: a pause between that check and the
+it. A hold the database cannot answer (:class:`JournalWriteError`) sends nothing
+more either, but the result is reported: one result too many beats one lost.
+(The vendor API knows no fencing token: a pause between that check and the
 request's bytes leaving stays possible, and the server's refusal of a second
 conversion of one track covers it.) A task id accepted by a worker that then
 lost the pair is still written where the row has none, and logged.
@@ -68,7 +70,7 @@ from .._config import RetryPolicy
 from .._converter import converter
 from .._timing.deadline import Deadline
 from .._timing.schedules import retry_pauses
-from .connect import CONNECTION_ERRORS, DB_ERRORS, OPEN_ERRORS, open_failure
+from .connect import CONNECTION_ERRORS, DB_ERRORS, OPEN_ERRORS, described, open_failure
 
 __all__ = ["LEASE_SECONDS", "PostgresJournal"]
 
@@ -228,7 +230,7 @@ class PostgresJournal:
         try:
             row = await self._through_outages(self._pool.fetchrow, _CLAIM, *args)
         except DB_ERRORS as exc:
-            raise JournalWriteError(f"could not claim the pair: {exc}") from exc
+            raise JournalWriteError(f"could not claim the pair: {described(exc)}") from exc
         if row is None:
             return False, None
         if row["state"] is None:  # claimed, nothing recorded yet
@@ -279,7 +281,7 @@ class PostgresJournal:
         try:
             written = await self._through_outages(self._pool.fetchval, _RECORD, *row)
         except DB_ERRORS as exc:
-            raise JournalWriteError(str(exc)) from exc
+            raise JournalWriteError(described(exc)) from exc
         if written is not None:
             return
         if task_id is not None:
@@ -299,8 +301,9 @@ class PostgresJournal:
         """Confirm this worker's claim on the pair and extend its lease.
 
         Raises:
-            LostClaim: Another worker took the pair over, or the database cannot
-                confirm the claim (then nothing is sent for the pair either).
+            LostClaim: Another worker took the pair over.
+            JournalWriteError: The database cannot confirm the claim (through a lost
+                connection: for half a lease).
         """
         try:
             held = await self._through_outages(
@@ -312,7 +315,7 @@ class PostgresJournal:
                 self.lease_seconds,
             )
         except DB_ERRORS as exc:
-            raise LostClaim(f"cannot confirm the claim: {exc}") from None
+            raise JournalWriteError(f"cannot confirm the claim: {described(exc)}") from None
         if held is None:
             raise LostClaim("another worker took the pair over")
 
@@ -325,7 +328,7 @@ class PostgresJournal:
         try:
             bound = await self._pool.fetchval(_BIND, api)
         except DB_ERRORS as exc:
-            raise JournalWriteError(f"the journal's database failed: {exc}") from None
+            raise JournalWriteError(f"the journal's database failed: {described(exc)}") from None
         return None if bound == api else str(bound)
 
     async def learned(self) -> dict[str, list[tuple[float, float]]]:
