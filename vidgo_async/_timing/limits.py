@@ -168,6 +168,7 @@ class holding:
         return slot
 
     async def __aexit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
+        # The back-off comes before the slot's release: an Uncapped slot's release reads it.
         try:
             if self._limiter is not None and isinstance(exc, RateLimitError):
                 if exc.retry_after is not None:
