@@ -19,6 +19,8 @@ from vidgo_async import (
     AlreadyConvertedError,
     APIError,
     BadRequestError,
+    ClientClosedError,
+    ConfigurationError,
     ConflictError,
     ConversionResult,
     RateLimitError,
@@ -32,6 +34,7 @@ from vidgo_async import (
     VidgoError,
 )
 from vidgo_async._batch.journal import Entry, Journal, State
+from vidgo_async._batch.verdicts import state_after_failed_submit
 from vidgo_async._timing.classify import retryable
 from vidgo_async._wire.envelope import parse_retry_after
 from vidgo_async.errors import InvalidResponseError, RequestTimeoutError
@@ -122,6 +125,7 @@ TRANSIENT_TABLE = [
     (RequestTimeoutError("x"), True),
     (InvalidResponseError("x"), True),
     (InvalidResponseError("x", status=302), True),  # a redirect for now: read as an outage
+    (InvalidResponseError("x", status=303), True),
     (InvalidResponseError("x", status=307), True),
     (InvalidResponseError("x", status=301), False),  # moved for good: check base_url
     (InvalidResponseError("x", status=308), False),
@@ -625,3 +629,22 @@ def test_the_final_answers_by_what_they_refuse(
         pair,
         task,
     )
+
+
+@pytest.mark.parametrize(
+    ("answer", "state"),
+    [
+        (None, "unknown"),  # no later answer: never resubmitted
+        (AlreadyConvertedError("converted", status=409), "unknown"),
+        (ClientClosedError("closed", sent=False), "submitting"),  # a stop: a re-run settles it
+        # The journal could not confirm the claim before the retry (it may be another
+        # worker's now): stopped by the batch, as by a stop. It was "unknown" for good.
+        (ConfigurationError("the journal could not confirm the claim"), "submitting"),
+    ],
+    ids=["none", "conflict", "closed", "journal-failed"],
+)
+def test_a_submit_of_unknown_outcome_is_journalled_by_what_ended_it(
+    answer: VidgoError | None, state: str
+) -> None:
+    unknown = SubmitOutcomeUnknownError("?", model="convert-to-wav", input={}, answer=answer)
+    assert state_after_failed_submit(unknown).value == state

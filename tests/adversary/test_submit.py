@@ -10,6 +10,7 @@ import pytest
 
 from vidgo_async import (
     APIError,
+    ConfigurationError,
     InsufficientCreditsError,
     InvalidResponseError,
     RetryPolicy,
@@ -319,16 +320,15 @@ async def test_a_permanent_redirect_on_a_submit_fails_at_once_as_unsent(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("status", [302, 303, 307])
-async def test_a_temporary_redirect_on_a_submit_leaves_the_pair_to_a_re_run(
-    server: HostileServer, sdk: VidgoClient, status: int, tmp_path: Any
+async def test_a_307_on_a_submit_leaves_the_pair_to_a_re_run(
+    server: HostileServer, sdk: VidgoClient, tmp_path: Any
 ) -> None:
-    """A 302, 303 or 307 (a proxy's http -> https redirect, a maintenance page) is
-    retried as an outage, but it proves the submit was not processed (the API sends no
-    redirect): a batch that gives up leaves the pair to be submitted by a re-run.
-    Before, it counted as a submit that may have been accepted: the journal said
-    "unknown", and a re-run with the base URL fixed never submitted the pair."""
-    found = reply(status, b"", [("Location", "https://elsewhere.invalid/api/generate/submit")])
+    """A 307 ("repeat this request at that URI": a maintenance detour) is retried as an
+    outage, and it proves the submit was not processed: a batch that gives up leaves the
+    pair to be submitted by a re-run. Before, it counted as a submit that may have been
+    accepted: the journal said "unknown", and a re-run never submitted the pair. (A 302
+    or 303 may answer a POST that was processed: those stay "may have been accepted".)"""
+    found = reply(307, b"", [("Location", "http://elsewhere.invalid/api/generate/submit")])
     server.script(SUBMIT, *[found] * 1000)
     journal = tmp_path / "wav.sqlite"
     pairs = [(PARENT, TRACK)]
@@ -338,6 +338,29 @@ async def test_a_temporary_redirect_on_a_submit_leaves_the_pair_to_a_re_run(
     [result] = [r async for r in sdk.convert_many(pairs, journal=journal)]
     assert result.ok, result.error
     assert server.creations[TRACK] == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [302, 303, 307])
+async def test_a_redirect_to_https_fails_at_once_and_leaves_the_pair_to_a_re_run(
+    server: HostileServer, sdk: VidgoClient, status: int, tmp_path: Any
+) -> None:
+    """An http:// base URL whose proxy sends every request to https (Traefik answers 302
+    by default): a ConfigurationError at once, nothing retried, and a batch's pair left
+    to a re-run with the base URL fixed. Before, a 302 or 307 was retried until the
+    deadline and journalled as "unknown": never submitted again."""
+    https = server.url.replace("http://", "https://") + "/api/generate/submit"
+    server.script(SUBMIT, reply(status, b"", [("Location", https)]))
+    server.script(SUBMIT, reply(status, b"", [("Location", https)]))
+    with pytest.raises(ConfigurationError, match="https://"):
+        await convert(sdk, timeout=20)
+    journal = tmp_path / "wav.sqlite"
+    pairs = [(PARENT, TRACK)]
+    [result] = [r async for r in sdk.convert_many(pairs, journal=journal)]
+    assert isinstance(result.error, ConfigurationError), result.error
+    assert len(server.hits(SUBMIT)) == 2
+    [result] = [r async for r in sdk.convert_many(pairs, journal=journal)]  # fixed
+    assert result.ok, result.error
 
 
 @pytest.mark.asyncio

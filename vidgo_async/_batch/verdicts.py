@@ -8,6 +8,7 @@ from .._timing.classify import refuses_the_pair
 from ..errors import (
     APIError,
     ClientClosedError,
+    ConfigurationError,
     SubmitOutcomeUnknownError,
     TaskFailedError,
     UnusableTaskIdError,
@@ -54,11 +55,15 @@ def state_after_failed_submit(exc: VidgoError) -> State:
     no attempt can have been accepted, so only answers about the pair itself
     (400, 404, 409, 422) are final; account trouble (401, 402, 403), rate
     limits and outages leave the pair to be submitted by a re-run. A client closed
-    (or a batch stopped) during a request, or after one that may have been
-    accepted, leaves it ``SUBMITTING``: a re-run settles it by the 409 rule
+    (or a batch stopped, or its journal unable to confirm the claim) during a
+    request, or after one that may have been accepted, leaves it ``SUBMITTING``:
+    a re-run settles it by the 409 rule
     (closed before anything was sent, it is unsent). A task accepted under an id
     that cannot be used is ``UNKNOWN``: never resubmitted."""
-    if isinstance(exc, SubmitOutcomeUnknownError) and isinstance(exc.answer, ClientClosedError):
+    if isinstance(exc, SubmitOutcomeUnknownError) and isinstance(
+        exc.answer,
+        (ClientClosedError, ConfigurationError),  # a stop, or a journal failing
+    ):
         return State.SUBMITTING  # no later attempt was let settle it
     if isinstance(exc, ClientClosedError):
         return State.SUBMITTING if exc.sent else State.UNSENT

@@ -337,7 +337,9 @@ class PostgresJournal:
         try:
             rows = await self._pool.fetch(_LEARNED)
         except DB_ERRORS as exc:
-            logger.warning("could not read the learned durations from the journal: %s", exc)
+            logger.warning(
+                "could not read the learned durations from the journal: %s", described(exc)
+            )
             return {}
         return {r["model"]: load_durations(r["summary"]) for r in rows if r["summary"]}
 
@@ -387,8 +389,10 @@ class PostgresJournal:
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            try:
-                await self._pool.execute(_RENEW, self.worker, self.lease_seconds)
+            try:  # a renewal that stalls longer would let the next one come too late
+                await self._pool.execute(
+                    _RENEW, self.worker, self.lease_seconds, timeout=self.lease_seconds / 3
+                )
             except DB_ERRORS as exc:
                 logger.warning("could not renew the journal's claims: %s", exc)
 

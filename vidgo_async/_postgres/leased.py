@@ -191,6 +191,9 @@ class LeasedLimiter:
             self._drop(now)
             self._source.back_off()
 
+    def went_through(self) -> None:
+        """Nothing to do: a back-off recovers with time."""
+
     def close(self, reason: str = "the client was closed") -> None:
         """End every queued request with :class:`ClientClosedError`; later ones too."""
         if self._closed is not None:

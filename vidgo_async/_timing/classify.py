@@ -6,8 +6,8 @@ failure       meaning                                answers
 unsent        the server never saw it                connection refused, DNS failure
 refused       seen, provably not processed           429, 430 and 405 "call frequency too
                                                      high" (RateLimitError), a sister's
-                                                     455 "maintenance", 501, 503; a
-                                                     redirect for now (302, 303, 307 ...)
+                                                     455 "maintenance", 501, 503; 307
+                                                     "repeat it at this other URI"
 ambiguous     it may have been processed             timeouts and resets after sending, every
                                                      other 5xx, a 2xx that is not the JSON
                                                      documented (or names another task), a
@@ -58,11 +58,13 @@ __all__ = [
 
 # Statuses that prove the server did not process the request (besides RateLimitError's).
 _REFUSED = frozenset({455, 501, 503})
-# The API sends no redirect, and none is followed (the key would go with it): a redirect
-# comes from something in front of the API that did not pass the request on. One that
-# says the API moved for good (an http:// base URL, an old path) is final; the others
-# are outages.
+# The API documents no redirect, and none is followed (the key would go with it). One that
+# says the API moved for good (an old path) is final; a 307 asks for the request to be
+# repeated elsewhere, so it was not processed; a 302 or 303 may answer a POST that was
+# (post/redirect/get). (A redirect from an http:// base URL to https is a
+# ConfigurationError: the transport's.)
 _MOVED = frozenset({301, 308})
+_NOT_PROCESSED = frozenset({307})
 # Final answers about the account, not about one task or pair.
 _ACCOUNT = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
 # Final answers about the pair submitted: submitting it again cannot help.
@@ -89,8 +91,10 @@ def classify(exc: BaseException) -> Failure:
             return Failure.REFUSED
         return Failure.FINAL if 400 <= exc.status < 500 else Failure.AMBIGUOUS
     if isinstance(exc, InvalidResponseError):
-        if 300 <= exc.status < 400:
-            return Failure.FINAL if exc.status in _MOVED else Failure.REFUSED
+        if exc.status in _MOVED:
+            return Failure.FINAL
+        if exc.status in _NOT_PROCESSED:
+            return Failure.REFUSED
         # An unusable id was still an answer: the task exists, asking again cannot help.
         return Failure.FINAL if isinstance(exc, UnusableTaskIdError) else Failure.AMBIGUOUS
     return Failure.FINAL

@@ -139,6 +139,7 @@ class Durations:
                 del self._plans[next(iter(self._plans))]
             worth = self._worth_a_plan()
             self._plans[key] = make_plan(self._spread, policy, self._seen) if worth else None
+            self._judged[key] = self._fresh
         return self._plans[key]
 
     def _worth_a_plan(self) -> bool:

@@ -112,6 +112,9 @@ class Limiter(Protocol):
         """Lower the rate for a while (after a 429 that named no delay), at most once
         a window."""
 
+    def went_through(self) -> None:
+        """A request under it was answered with data (a back-off may end sooner)."""
+
     def close(self) -> None:
         """End every pending :meth:`acquire` with :class:`ClientClosedError`."""
 
@@ -168,9 +171,10 @@ class holding:
         return slot
 
     async def __aexit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
-        # The back-off comes before the slot's release: an Uncapped slot's release reads it.
         try:
-            if self._limiter is not None and isinstance(exc, RateLimitError):
+            if self._limiter is not None and exc is None:
+                self._limiter.went_through()
+            elif self._limiter is not None and isinstance(exc, RateLimitError):
                 if exc.retry_after is not None:
                     self._limiter.slow_down(min(exc.retry_after, self._cap))
                 else:
@@ -256,6 +260,9 @@ class RateLimiter:
         if self._halvings.due(now):
             self._share = max(MIN_SHARE, self._current_share(now) / 2)
             self._shared_at = now
+
+    def went_through(self) -> None:
+        """Nothing to do: a back-off recovers with time."""
 
     def _current_share(self, now: float) -> float:
         if self._share >= 1.0:

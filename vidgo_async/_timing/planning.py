@@ -275,7 +275,9 @@ def _blind_instants(policy: PollPolicy, horizon: float) -> list[float] | None:
 
 
 def _judged(seen: Sequence[tuple[float, float]], blind: Sequence[float], spread: Spread) -> Spread:
-    """The intervals ``seen`` as the guard judges a plan on (``spread`` if none is coarse).
+    """The intervals ``seen`` as the guard judges a plan on (``spread`` if none is coarse);
+    each with ``0 <= low < high`` (as :class:`Durations` keeps them), ``blind`` with a
+    positive instant (its steps are 0.01 s at least).
 
     A coarse interval has one of the ``blind`` checks well inside it: a plan's sparse
     checks saw it, and it may hide tasks that blind polling sees soon after they end and

@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Generator
+
+import backoff
 
 from .._config import RetryPolicy
 from ..errors import ClientClosedError
@@ -17,22 +20,22 @@ __all__ = ["Uncapped", "limiters_for"]
 class Uncapped:
     """The submits' limiter when nothing caps them (no shared quota's cap): every submit
     goes at once, unless a 429 answered one. Then every submit of the client waits for
-    its ``Retry-After`` (at most :class:`holding`'s cap), or, naming none, as long as a
-    retry's first pause may be (``base_delay``), and twice as long at each such 429
-    until a submit goes through (up to ``max_delay``): a batch's other pairs do not go
-    on meeting the limit, and a 429 now and then costs a short pause only."""
+    its ``Retry-After`` (at most :class:`holding`'s cap), or, naming none, for a pause
+    of the retry schedule's (``base_delay``, doubling up to ``max_delay`` until a submit
+    goes through): a batch's other pairs do not go on meeting the limit, and a 429 now
+    and then costs a short pause only. (The submits that waited resume together: their
+    own retries are spread, and a 429 among them doubles the next pause.)"""
 
-    __slots__ = ("_closed", "_first", "_longest", "_next", "_paused", "_refused", "_slot")
+    __slots__ = ("_closed", "_first", "_longest", "_paused", "_pauses")
 
     rate = math.inf
 
     def __init__(self, retry: RetryPolicy) -> None:
         self._first, self._longest = retry.base_delay, retry.max_delay
-        self._paused = 0.0
-        self._next = self._first  # the pause after the next 429 that names no delay
-        self._refused = False  # a back-off since the last slot's release
+        self._paused = 0.0  # no submit starts before
+        # The pauses after 429s naming no delay, since a submit last went through.
+        self._pauses: Generator[float, None, None] | None = None
         self._closed = asyncio.Event()
-        self._slot = _Attempt(self)
 
     async def acquire(self, timeout: float | None = None) -> Slot:
         """Wait for a pause to end, at most ``timeout`` seconds.
@@ -45,7 +48,7 @@ class Uncapped:
         while not self._closed.is_set():
             now = time.monotonic()
             if now >= self._paused:
-                return self._slot
+                return _FREE
             if until is not None and now >= until:
                 raise TimeoutError
             end = self._paused if until is None else min(self._paused, until)
@@ -58,41 +61,35 @@ class Uncapped:
         self._paused = max(self._paused, time.monotonic() + seconds)
 
     def back_off(self) -> None:
-        """A 429 named no delay: let no submit start for the next pause, and double the
-        one after. A 429 during a pause answers a submit sent before it: nothing new."""
-        self._refused = True  # read by the release that follows, of the same submit
+        """A 429 named no delay: let no submit start for the next pause of the schedule.
+        A 429 during a pause answers a submit sent before it: nothing new."""
         now = time.monotonic()
         if now >= self._paused:
-            self._paused = now + self._next
-            self._next = min(self._longest, 2 * self._next)
+            if self._pauses is None:
+                self._pauses = backoff.expo(factor=self._first, max_value=self._longest)
+                next(self._pauses)  # past expo's priming yield
+            self._paused = now + next(self._pauses)
 
-    def answered(self) -> None:
-        """A submit's slot was released (:class:`holding` backs off first, if it must):
-        one that met no such 429 went through, and the pauses start short again."""
-        if not self._refused:
-            self._next = self._first
-        self._refused = False
+    def went_through(self) -> None:
+        """A submit went through: the next 429 naming no delay starts the pauses short."""
+        self._pauses = None
 
     def close(self) -> None:
         """End every pending :meth:`acquire` with :class:`ClientClosedError`."""
         self._closed.set()
 
 
-class _Attempt:
-    """The slot of every submit under an :class:`Uncapped`: nothing to count, but its
-    release tells whether the limit let a submit through."""
-
-    __slots__ = ("_limiter",)
-
-    def __init__(self, limiter: Uncapped) -> None:
-        self._limiter = limiter
+class _Free:
+    """A slot of :class:`Uncapped`: nothing to count."""
 
     async def leaving(self, timeout: float | None) -> None:
         """Nothing to swap."""
 
     def release(self) -> None:
-        """The submit is over."""
-        self._limiter.answered()
+        """Nothing to give back."""
+
+
+_FREE = _Free()
 
 
 def limiters_for(quota: object, rate: float, retry: RetryPolicy) -> tuple[Limiter, Limiter]:

@@ -25,7 +25,7 @@ from .._events import request as request_scope
 from .._lifecycle import Lifecycle
 from .._timing.limits import Slot
 from .._validate import is_loopback
-from ..errors import ClientClosedError, RequestTimeoutError, TransportError
+from ..errors import ClientClosedError, ConfigurationError, RequestTimeoutError, TransportError
 from .envelope import MAX_BODY, envelope_data, excerpt, redact
 from .peers import PublicResolver
 
@@ -184,6 +184,10 @@ class Transport:
                     sent = await self._send(method, path, params, body, left)
             status, headers, raw, complete = sent
             scope.note(status_code=status)
+            if 300 <= status < 400 and _upgrades(base, headers.get("Location")):
+                raise ConfigurationError(
+                    f"the API at {base} redirects to https: give base_url as https://"
+                )
             return envelope_data(status, headers, raw, complete, secret=self._api_key)
 
     @contextlib.asynccontextmanager
@@ -263,6 +267,18 @@ class Transport:
         if cap is not None and cap < total:
             total = max(0.001, cap)
         return aiohttp.ClientTimeout(total=total, connect=min(self.timeouts.connect, total))
+
+
+def _upgrades(base: URL, location: str | None) -> bool:
+    """Whether ``location`` is ``base``'s host over https where ``base`` is http (a proxy
+    in front of the API turning plain requests away, unprocessed)."""
+    if base.scheme != "http" or not location:
+        return False
+    try:
+        moved = URL(location)
+    except ValueError:
+        return False
+    return moved.scheme == "https" and moved.host == base.host
 
 
 def _left(until: float | None) -> float | None:
