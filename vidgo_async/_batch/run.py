@@ -46,10 +46,8 @@ _END = object()  # the last item of the result queue
 _STOPPED = object()  # ... of a batch stopped from outside (the client closed)
 # Seconds past the submits' grace a batch waits for an ending one's SQLite journal.
 _ENDING = 2.0
-_OTHERS = (  # why pairs another worker settled are not reported
-    "settled by another worker of the journal, who reports them (a worker that ended"
-    " less than a lease ago holds its finished pairs: a re-run after that reports them)"
-)
+# Pairs another worker settled (or that a worker which ended less than a lease ago keeps).
+_OTHERS = "%d pairs not reported here: settled by another worker (a re-run a lease on reports them)"
 
 
 @attrs.frozen(kw_only=True)
@@ -277,7 +275,7 @@ class _Batch:
             except Exception as exc:  # a journal failing its recheck
                 failed = failed or exc
             if others := sum(result is None for result in self.done.values()):
-                logger.warning("%d pairs not reported here: %s", others, _OTHERS)
+                logger.warning(_OTHERS, others)
             if failed is not None:
                 scope.note(error=type(failed).__name__)
         self.queue.put_nowait(_END if failed is None else _InputFailed(failed))
@@ -379,11 +377,10 @@ class _Batch:
         takes its result; how many times to report it (once per occurrence read so
         far; none: another worker reports it now).
 
-        Settled only now, a pair whose worker stops or dies first is still
-        accepted: another worker of the run (or a re-run) polls its task once more
-        and reports it. The pair stays in flight until then, so a repeat read
-        meanwhile is counted. The journal closes between two settlings, never under
-        one; then nothing more is written (a re-run polls the task once more).
+        Settled only now, a pair whose worker stops or dies first is still accepted:
+        another worker of the run (or a re-run) polls its task once more and reports
+        it. The pair stays in flight until then (a repeat read meanwhile is counted).
+        The journal closes between two settlings, never under one.
         """
         key, result = outcome.key, outcome.result
         try:
