@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -613,13 +614,17 @@ async def test_a_result_being_settled_as_the_client_closes_is_still_reported(
     assert [(r.audio_id, r.ok) for r in reported][:1] == [(quick[1], True)]
 
 
-async def _locked(dsn: str, mode: str) -> Any:
-    """A session of another program holding ``mode`` on the journal's table in an open
-    transaction (a migration, a stuck ``psql``), until the connection is closed."""
+@contextlib.asynccontextmanager
+async def _locked(dsn: str, mode: str, table: str = "vidgo_async_journal") -> AsyncIterator[None]:
+    """A session of another program holding ``mode`` on ``table`` in an open transaction
+    (a migration, a stuck ``psql``) for the block."""
     admin = await asyncpg.connect(dsn)
-    await admin.execute("BEGIN")
-    await admin.execute(f"LOCK TABLE vidgo_async_journal IN {mode} MODE")
-    return admin
+    try:
+        await admin.execute("BEGIN")
+        await admin.execute(f"LOCK TABLE {table} IN {mode} MODE")
+        yield
+    finally:
+        await admin.close()
 
 
 @pytest.mark.asyncio
@@ -633,15 +638,12 @@ async def test_a_journal_that_stops_answering_fails_its_pairs_in_bounded_time_se
     monkeypatch.setattr(pg_journal, "_STATEMENT_TIMEOUT", 0.5)
     await run(make_client(), pairs_of(prefix, 1), postgres_dsn)  # the tables exist
     fake.reset_log()
-    admin = await _locked(postgres_dsn, "SHARE")  # reads go on; inserts and updates wait
-    try:
+    async with _locked(postgres_dsn, "SHARE"):  # reads go on; inserts and updates wait
         started = time.monotonic()
         results = await asyncio.wait_for(
             run(make_client(), pairs_of(prefix + "b", 3), postgres_dsn), 30
         )
         elapsed = time.monotonic() - started
-    finally:
-        await admin.close()
     assert [type(r.error) for r in results] == [ConfigurationError] * 3
     assert all("nothing was sent" in str(r.error) for r in results)
     assert fake.requests == []
@@ -658,12 +660,9 @@ async def test_a_journal_whose_set_up_cannot_finish_is_a_configuration_error_bef
     monkeypatch.setattr(pg_journal, "_STATEMENT_TIMEOUT", 0.5)
     await run(make_client(), pairs_of(prefix, 1), postgres_dsn)  # the tables exist
     fake.reset_log()
-    admin = await _locked(postgres_dsn, "ACCESS EXCLUSIVE")
-    try:
+    async with _locked(postgres_dsn, "ACCESS EXCLUSIVE"):
         with pytest.raises(ConfigurationError, match="cannot open the PostgreSQL journal"):
             await asyncio.wait_for(run(make_client(), pairs_of(prefix, 2), postgres_dsn), 30)
-    finally:
-        await admin.close()
     assert fake.requests == []
 
 
@@ -680,16 +679,11 @@ async def test_learned_durations_that_cannot_be_read_start_the_batch_cold(
     without them (a warning), its pairs converted. Before, the read waited for ever."""
     monkeypatch.setattr(pg_journal, "_STATEMENT_TIMEOUT", 0.5)
     await run(make_client(), pairs_of(prefix, 1), postgres_dsn)  # the tables exist
-    admin = await asyncpg.connect(postgres_dsn)
-    await admin.execute("BEGIN")
-    await admin.execute("LOCK TABLE vidgo_async_journal_learned IN ACCESS EXCLUSIVE MODE")
-    try:
-        with caplog.at_level(logging.WARNING, logger="vidgo_async"):
+    with caplog.at_level(logging.WARNING, logger="vidgo_async"):
+        async with _locked(postgres_dsn, "ACCESS EXCLUSIVE", "vidgo_async_journal_learned"):
             results = await asyncio.wait_for(
                 run(make_client(), pairs_of(prefix + "c", 2), postgres_dsn), 30
             )
-    finally:
-        await admin.close()
     assert all(r.ok for r in results)
     assert "learned durations" in caplog.text
 
@@ -710,11 +704,8 @@ async def test_a_journal_that_cannot_confirm_a_claim_before_a_retry_reports_the_
     async with asyncio.timeout(5):
         while not fake.requests_to("submit"):  # noqa: ASYNC110 - the fake's log is no event
             await asyncio.sleep(0.01)
-    admin = await _locked(postgres_dsn, "ACCESS EXCLUSIVE")
-    try:
+    async with _locked(postgres_dsn, "ACCESS EXCLUSIVE"):
         [result] = await asyncio.wait_for(batch, 20)
-    finally:
-        await admin.close()
     assert isinstance(result.error, ConfigurationError), result.error
     assert "nothing more was sent" in str(result.error)
     assert len(fake.requests_to("submit")) == 1
@@ -737,11 +728,8 @@ async def test_a_failed_result_whose_claim_cannot_be_confirmed_is_still_reported
     journal = SharedJournal(postgres_dsn, lease_seconds=LEASE)
     batch = asyncio.create_task(_collect(client.convert_many(pairs, journal=journal, timeout=1.5)))
     await asyncio.sleep(1.0)  # submitted and journalled; the wait ends at 1.5 s
-    admin = await _locked(postgres_dsn, "ACCESS EXCLUSIVE")
-    try:
+    async with _locked(postgres_dsn, "ACCESS EXCLUSIVE"):
         [result] = await asyncio.wait_for(batch, 20)
-    finally:
-        await admin.close()
     assert isinstance(result.error, TaskTimeoutError), result.error
     assert result.task_id is not None
     assert await states(postgres_dsn, prefix) == Counter({"accepted": 1})

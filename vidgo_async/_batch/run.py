@@ -9,9 +9,8 @@ unpolled, was paid for nothing). A pair keeps its room until the consumer
 takes its result (a result the feeder knows at once takes a room too), so the
 result queue never outgrows the rooms and a slow consumer slows the intake;
 its journal row is settled as the consumer takes the result
-(:meth:`_Batch._settle`). A pair waiting on its task costs one sleeping task;
-every status read also goes through the client-wide poll rate cap. The steps
-of one pair (journal, submit, wait, download) are in ``pair.py``.
+(:meth:`_Batch._settle`). A waiting pair costs one sleeping task, each of its
+status reads a slot of the poll rate cap. One pair's steps are in ``pair.py``.
 """
 
 from __future__ import annotations
@@ -44,9 +43,7 @@ logger = logging.getLogger("vidgo_async")
 
 _END = object()  # the last item of the result queue
 _STOPPED = object()  # ... of a batch stopped from outside (the client closed)
-# Seconds past the submits' grace a batch waits for an ending one's SQLite journal.
-_ENDING = 2.0
-# Pairs another worker settled (or that a worker which ended less than a lease ago keeps).
+_ENDING = 2.0  # seconds past the submits' grace to wait for an ending batch's SQLite journal
 _OTHERS = "%d pairs not reported here: settled by another worker (a re-run a lease on reports them)"
 
 

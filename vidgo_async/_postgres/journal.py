@@ -79,9 +79,7 @@ logger = logging.getLogger("vidgo_async")
 #: How long a worker's claim outlives its last renewal (renewed every third of it).
 LEASE_SECONDS = 30.0
 _CONNECT_TIMEOUT = 10.0
-# Seconds any one statement may take (asyncpg's command_timeout): a lock another session
-# holds, or a server that stopped answering, fails it rather than hanging the batch.
-_STATEMENT_TIMEOUT = 10.0
+_STATEMENT_TIMEOUT = 10.0  # any statement (a lock held elsewhere, a frozen server): then fails
 _OUTAGE = RetryPolicy(base_delay=0.05, max_delay=1.0)  # pauses through a lost connection
 _SETUP_LOCK = 0x76696468  # pg_advisory_xact_lock key of the journal's set-up
 
@@ -223,8 +221,7 @@ class PostgresJournal:
         """Take the pair unless another worker holds it; its row if it has a state.
 
         Raises:
-            JournalWriteError: The database failed (through a lost connection: for half
-                a lease); nothing was sent for the pair.
+            JournalWriteError: The database failed (tried through half a lease).
         """
         args = (source_task_id, audio_id, self.worker, self.lease_seconds, self.started)
         try:
@@ -337,9 +334,7 @@ class PostgresJournal:
         try:
             rows = await self._pool.fetch(_LEARNED)
         except DB_ERRORS as exc:
-            logger.warning(
-                "could not read the learned durations from the journal: %s", described(exc)
-            )
+            logger.warning("could not read the learned durations: %s", described(exc))
             return {}
         return {r["model"]: load_durations(r["summary"]) for r in rows if r["summary"]}
 
