@@ -9,9 +9,15 @@ from typing import Any
 
 import pytest
 
-from vidgo_async import ConversionResult, SubmitOutcomeUnknownError, VidgoClient
+from vidgo_async import (
+    APIError,
+    ConversionResult,
+    RetryPolicy,
+    SubmitOutcomeUnknownError,
+    VidgoClient,
+)
 
-from .server import FILE, SUBMIT, Conn, HostileServer, Request, reply, reset, wav_bytes
+from .server import FILE, SUBMIT, Conn, HostileServer, Request, default, reply, reset, wav_bytes
 
 PAIRS = [("parent-1", f"track-{i}") for i in range(6)]
 
@@ -56,14 +62,39 @@ async def test_rerun_never_resubmits_an_unknown_outcome(
 @pytest.mark.parametrize("status", [401, 402, 403])
 @pytest.mark.asyncio
 async def test_account_refusal_stops_the_batch_submits(
-    server: HostileServer, sdk: VidgoClient, status: int
+    server: HostileServer, sdk: VidgoClient, status: int, tmp_path: Path
 ) -> None:
-    """401, 402 or 403 on a submit stops the batch's submits at once (one worker: one submit)."""
+    """401, 402 or 403 on a submit stops the batch's submits at once (one worker: one
+    submit), and every pair's result says why; the journal leaves them to a re-run."""
     server.script(SUBMIT, *[reply(status, {"code": status, "message": "no"}) for _ in PAIRS])
-    results = await run(sdk.convert_many(PAIRS, concurrency=1, timeout=3))
+    journal = tmp_path / "j.sqlite"
+    results = await run(sdk.convert_many(PAIRS, concurrency=1, timeout=3, journal=journal))
     assert len(results) == len(PAIRS)
-    assert not any(r.ok for r in results)
+    assert all(isinstance(r.error, APIError) and r.error.status == status for r in results)
     assert len(server.hits(SUBMIT)) == 1
+    server.unscript(SUBMIT)
+    again = await run(sdk.convert_many(PAIRS, concurrency=1, timeout=3, journal=journal))
+    assert all(r.ok for r in again), [r.error for r in again]
+    assert sorted(server.creations) == sorted(audio for _, audio in PAIRS)
+
+
+@pytest.mark.asyncio
+async def test_a_submit_waiting_out_a_pause_is_not_sent_once_the_account_is_refused(
+    server: HostileServer, make_sdk: Any, tmp_path: Path
+) -> None:
+    """A pair whose submit waits out a 429's pause sends nothing once another pair's
+    submit met 402: its result is that refusal, and a re-run submits it."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_retry_after=3))
+    no_credits = reply(402, {"code": 402, "message": "no credits"})
+    slow_down = reply(429, {"code": 429, "message": "slow down"}, [("Retry-After", "1")])
+    server.script(SUBMIT, slow_down, *[no_credits for _ in PAIRS])
+    journal = tmp_path / "j.sqlite"
+    results = await run(sdk.convert_many(PAIRS, concurrency=3, timeout=5, journal=journal))
+    assert all(isinstance(r.error, APIError) and r.error.status == 402 for r in results)
+    assert len(server.hits(SUBMIT)) == 3  # the first three, at once; no retry after the pause
+    server.unscript(SUBMIT)
+    again = await run(sdk.convert_many(PAIRS, concurrency=3, timeout=3, journal=journal))
+    assert all(r.ok for r in again), [r.error for r in again]
 
 
 @pytest.mark.asyncio
@@ -102,3 +133,24 @@ async def test_one_track_under_two_parents_downloads_to_its_file_once_at_a_time(
     assert {r.path for r in results} == {tmp_path / "track-1.wav"}
     assert (tmp_path / "track-1.wav").read_bytes() == server.wav
     assert sorted(p.name for p in tmp_path.iterdir()) == ["track-1.wav"]
+
+
+@pytest.mark.asyncio
+async def test_submits_paused_by_a_429_leave_room_for_the_polls_of_accepted_tasks(
+    server: HostileServer, make_sdk: Any
+) -> None:
+    """Submits waiting out a 429's ``Retry-After`` are not requests in flight: the pairs
+    already accepted go on being polled, and their results come while the submits wait.
+    Before, each waiting submit held one of the batch's ``concurrency`` permits, so the
+    pause starved every poll and an accepted task's result waited for the pause."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_retry_after=3))
+    server.task_defaults["finish_after"] = 0.2
+    slow_down = reply(429, {"code": 429, "message": "slow down"}, [("Retry-After", "3")])
+    server.script(SUBMIT, default, slow_down)
+    started = asyncio.get_running_loop().time()
+    batch = sdk.convert_many(PAIRS[:3], concurrency=2, timeout=10)
+    first = await asyncio.wait_for(anext(batch), 8)
+    took = asyncio.get_running_loop().time() - started
+    await batch.aclose()
+    assert first.ok and first.audio_id == PAIRS[0][1], first
+    assert took < 1.5, took

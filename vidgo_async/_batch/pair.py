@@ -3,7 +3,8 @@
 :meth:`PairSteps.convert` takes a pair from its journal row to its result:
 answered from the journal, waited on (an earlier run's task), or submitted
 (journalled before and after) and waited on; then downloaded if asked. Every
-request goes out under ``busy``, the batch's ``concurrency`` semaphore.
+request goes out under ``busy``, the batch's ``concurrency`` semaphore, taken
+once the request may go (past its rate cap or a 429's pause), for the request only.
 :meth:`PairSteps.settle` writes what the journal must know of the result
 right before it is reported. How many pairs run at once, and in what order,
 is the run's business (``run.py``).
@@ -28,7 +29,7 @@ from .._ops.submit import Submitter, cancel_after_grace
 from .._ops.wait import Waits
 from .._timing.classify import ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
-from ..errors import ClientClosedError, ConfigurationError, VidgoError
+from ..errors import ClientClosedError, ConfigurationError, SubmitOutcomeUnknownError, VidgoError
 from .intake import Key, wav_file_name
 from .journal import SETTLED, BatchJournal, Entry, JournalWriteError, State
 from .verdicts import journalled_error, state_after_failed_submit
@@ -46,12 +47,13 @@ _KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned duration
 @attrs.define
 class PairSteps:
     """The steps of the batch's pairs, and what they share: the clients' operations,
-    the journal, the request semaphore, the account's refusal and the stop."""
+    the journal, the semaphores, the account's refusal and the stop."""
 
     submitter: Submitter
     waits: Waits
     download: Download
     busy: asyncio.Semaphore  # the batch's requests in flight
+    submitting: asyncio.Semaphore  # its submits (their journal rows, pauses and attempts)
     timeout: float | None = attrs.field(kw_only=True)
     download_to: Path | None = attrs.field(kw_only=True)
     journal: BatchJournal | None = attrs.field(kw_only=True, default=None)
@@ -72,13 +74,14 @@ class PairSteps:
         """The pair's result and the state its journal row is to settle in (``None``:
         nothing new; see :meth:`settle`); ``None`` if another worker holds the pair.
 
-        Called holding a permit of ``busy`` for the submit, which it releases.
+
+        Called holding a permit of ``submitting``, which it releases.
         """
         deadline = Deadline.after(self.timeout)
         try:
             started = await self._start(key, deadline)
         finally:
-            self.busy.release()
+            self.submitting.release()
         if started is None:  # another worker holds the pair
             return None
         if isinstance(started, Entry):
@@ -207,6 +210,7 @@ class PairSteps:
                 resumed=resumed,
                 before_send=functools.partial(self._may_send, key),
                 shield=False,  # not cancelled during its submit: see stop()
+                gate=self.busy,
             )
         except VidgoError as exc:
             if refuses_the_account(exc) and self.refused is None:
@@ -216,6 +220,8 @@ class PairSteps:
                 await self._record(key, state_after_failed_submit(exc), error=exc)
             except JournalWriteError as failure:  # the submit's own error says more
                 logger.error("could not journal the failed submit of %s/%s (%s)", *key, failure)
+            if self.refused is not None and _withheld(exc):  # why it was not sent
+                return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
         try:
             await self._record(key, State.ACCEPTED, task_id=accepted.task_id)
@@ -240,12 +246,15 @@ class PairSteps:
         this worker still holds the pair.
 
         Raises:
-            ClientClosedError: The batch stopped (``sent=False``).
+            ClientClosedError: The batch stopped, or a submit met the account's refusal
+                (``sent=False``).
             ConfigurationError: The journal could not confirm the claim.
             LostClaim: Another worker holds the pair now.
         """
         if self.stopping:
             raise ClientClosedError("the batch stopped before this attempt", sent=False)
+        if self.refused is not None:  # met by another pair's submit while this one waited
+            raise ClientClosedError(f"the account was refused ({self.refused})", sent=False)
         if self.journal is not None:
             try:
                 await self.journal.hold(*key)
@@ -296,3 +305,10 @@ class PairSteps:
     ) -> None:
         if self.journal is not None:
             await self.journal.record(*key, Entry.written(state, task_id=task_id, error=error))
+
+
+def _withheld(exc: VidgoError) -> bool:
+    """Whether the submit that failed with ``exc`` was stopped before an attempt went out
+    (by :meth:`PairSteps._may_send`), after an earlier run's attempt or none."""
+    cause = exc.answer if isinstance(exc, SubmitOutcomeUnknownError) else exc
+    return isinstance(cause, ClientClosedError) and not cause.sent

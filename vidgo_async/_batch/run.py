@@ -1,8 +1,10 @@
 """``convert_many``: thousands of conversions, streamed, bounded, resumable.
 
-How a batch schedules its pairs. One task per distinct pair, under two
+How a batch schedules its pairs. One task per distinct pair, under three
 semaphores: ``concurrency`` bounds the batch's requests in flight (submits,
-status reads, downloads); the other its pairs in flight, at most
+status reads, downloads), and its submits (a submit waiting out a 429's pause
+holds no request's permit: the accepted pairs' polls go on); the third its
+pairs in flight, at most
 ``concurrency + max_waiting`` (the input is read only while there is room)
 and at most what the poll cap can serve (a task accepted, then timed out
 unpolled, was paid for nothing). A pair keeps its room until the consumer
@@ -117,6 +119,7 @@ def start_batch(
         submitter,
         waits,
         download,
+        asyncio.Semaphore(concurrency),
         asyncio.Semaphore(concurrency),
         timeout=check_timeout(timeout),
         download_to=check_folder("download_to", download_to),
@@ -326,7 +329,7 @@ class _Batch:
     async def _take(self, key: Key, *, repeats: int) -> None:
         """Start the pair's task once there is room."""
         await self.slots.acquire()
-        await self.steps.busy.acquire()  # the pair's submit goes out under this permit
+        await self.steps.submitting.acquire()  # released once the pair's submit ends
         self.in_flight[key] = repeats
         self._spawn(self._carry(key))
 

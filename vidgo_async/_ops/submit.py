@@ -24,6 +24,7 @@ the attempts before it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -131,6 +132,7 @@ class Submitter:
         resumed: bool = False,
         before_send: Callable[[], Awaitable[None]] | None = None,
         shield: bool = True,
+        gate: asyncio.Semaphore | None = None,
     ) -> Accepted:
         """Submit a task; see the module docstring for when an attempt is repeated.
 
@@ -148,6 +150,9 @@ class Submitter:
                 wire to be answered in the background (its task remembered and
                 logged); a batch, which lets its submits end before it stops,
                 saves the task this costs.
+            gate: Held by each attempt from its slot until its answer (a batch's
+                bound on its requests in flight): a submit waiting out a pause
+                holds none of it.
 
         Raises:
             AlreadyConvertedError: 409 on a clean first attempt of a WAV conversion.
@@ -165,7 +170,7 @@ class Submitter:
             body: dict[str, Any] = {"model": model, "input": input}
             if callback_url is not None:
                 body["callback_url"] = callback_url
-            call = _Call(body, _track(body), deadline, adopt, resumed, before_send, shield)
+            call = _Call(body, _track(body), deadline, adopt, resumed, before_send, shield, gate)
             with operation(self.hook, "submit", model=model, **call.ids()) as scope:
                 accepted = await self._settle(call)
                 scope.note(task_id=accepted.task_id)
@@ -246,7 +251,7 @@ class Submitter:
         the wire: shielded, a cancel of the caller then leaves it to end in the background."""
         cap = self.retry.max_retry_after
         hold = holding(self.limiter, timeout, "a submit slot", cap)
-        async with hold as slot:
+        async with hold as slot, call.gate or contextlib.nullcontext():
             if call.before_send is not None:
                 await call.before_send()
             post = self.transport.request(
@@ -331,6 +336,7 @@ class _Call:
     resumed: bool
     before_send: Callable[[], Awaitable[None]] | None
     shield: bool
+    gate: asyncio.Semaphore | None
 
     def ids(self) -> dict[str, str]:
         """The track's ids, for the hook."""
