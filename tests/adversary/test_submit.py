@@ -386,6 +386,33 @@ async def test_a_429_on_one_submit_holds_the_clients_other_submits_back(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("retry_after", ["1", None], ids=["retry-after", "bare"])
+async def test_after_a_429s_pause_one_submit_goes_first_and_the_others_follow_its_answer(
+    server: HostileServer, make_sdk: MakeSdk, retry_after: str | None
+) -> None:
+    """Submits held back by a 429's pause do not all go when it ends: one goes first,
+    alone; met by another 429 it pauses them again, answered with its task it lets
+    them go. A limit that still holds costs one refused submit a pause, not one per
+    waiting caller (before: all five at once, four of them into the 429)."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=1.0, max_delay=1.0, max_retry_after=2))
+    headers = [] if retry_after is None else [("Retry-After", retry_after)]
+    slow_down = reply(429, {"code": 429, "message": "slow down"}, headers)
+    server.script(SUBMIT, slow_down, slow_down)
+    first = asyncio.create_task(sdk.convert_to_wav(PARENT, "track-0", timeout=8))
+    await until(lambda: server.hits(SUBMIT))
+    await asyncio.sleep(0.05)  # answered: the pause started
+    others = [
+        asyncio.create_task(sdk.convert_to_wav(PARENT, f"track-{k}", timeout=8))
+        for k in range(1, 5)
+    ]
+    await asyncio.wait_for(asyncio.gather(first, *others), 12)
+    sent = [hit.at - server.hits(SUBMIT)[0].at for hit in server.hits(SUBMIT)]
+    assert len(sent) == 7, sent  # 429, the first after the pause: 429, then it and 4 more
+    assert 0.9 <= sent[1] < 1.5 and 1.9 <= sent[2] < 2.6, sent
+    assert all(sent[2] <= at < sent[2] + 0.5 for at in sent[3:]), sent
+
+
+@pytest.mark.asyncio
 async def test_429s_naming_no_delay_in_a_row_double_the_submits_pause(
     server: HostileServer, make_sdk: MakeSdk
 ) -> None:

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Generator
 
+import attrs
 import backoff
 
 from .._config import RetryPolicy
@@ -23,10 +24,22 @@ class Uncapped:
     its ``Retry-After`` (at most :class:`holding`'s cap), or, naming none, for a pause
     of the retry schedule's (``base_delay``, doubling up to ``max_delay`` until a submit
     goes through): a batch's other pairs do not go on meeting the limit, and a 429 now
-    and then costs a short pause only. (The submits that waited resume together: their
-    own retries are spread, and a 429 among them doubles the next pause.)"""
+    and then costs a short pause only.
 
-    __slots__ = ("_closed", "_first", "_longest", "_paused", "_pauses")
+    After a pause one submit goes first, alone; the others follow once it is answered
+    (another 429: another pause). A limit that still holds then costs one refused
+    submit, not one per waiting caller (a circuit breaker's half-open state)."""
+
+    __slots__ = (
+        "_closed",
+        "_first",
+        "_longest",
+        "_paused",
+        "_pauses",
+        "_probe",
+        "_probing",
+        "_wake",
+    )
 
     rate = math.inf
 
@@ -35,30 +48,38 @@ class Uncapped:
         self._paused = 0.0  # no submit starts before
         # The pauses after 429s naming no delay, since a submit last went through.
         self._pauses: Generator[float, None, None] | None = None
-        self._closed = asyncio.Event()
+        self._probe = False  # the first submit after the pause goes alone
+        self._probing = False  # ... and is under way
+        self._closed = False
+        self._wake = asyncio.Event()  # set when a probe is answered, or on close
 
     async def acquire(self, timeout: float | None = None) -> Slot:
-        """Wait for a pause to end, at most ``timeout`` seconds.
+        """Wait for a pause (and the submit that goes first after it) to end, at most
+        ``timeout`` seconds.
 
         Raises:
-            TimeoutError: The pause outlasts ``timeout``.
+            TimeoutError: The wait outlasts ``timeout``.
             ClientClosedError: The client was closed meanwhile.
         """
-        until = None if timeout is None else time.monotonic() + timeout
-        while not self._closed.is_set():
+        until = math.inf if timeout is None else time.monotonic() + timeout
+        while not self._closed:
             now = time.monotonic()
-            if now >= self._paused:
-                return _FREE
-            if until is not None and now >= until:
+            if now >= self._paused and not self._probing:
+                if not self._probe:
+                    return _FREE
+                self._probe, self._probing = False, True
+                return _Probe(self)
+            if now >= until:
                 raise TimeoutError
-            end = self._paused if until is None else min(self._paused, until)
+            end = min(until, self._paused if now < self._paused else math.inf)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), end - now)
+                await asyncio.wait_for(self._wake.wait(), None if end == math.inf else end - now)
         raise ClientClosedError("the client was closed")
 
     def slow_down(self, seconds: float) -> None:
         """Let no submit start for ``seconds`` from now."""
         self._paused = max(self._paused, time.monotonic() + seconds)
+        self._probe = True
 
     def back_off(self) -> None:
         """A 429 named no delay: let no submit start for the next pause of the schedule.
@@ -69,6 +90,7 @@ class Uncapped:
                 self._pauses = backoff.expo(factor=self._first, max_value=self._longest)
                 next(self._pauses)  # past expo's priming yield
             self._paused = now + next(self._pauses)
+            self._probe = True
 
     def went_through(self) -> None:
         """A submit went through: the next 429 naming no delay starts the pauses short."""
@@ -76,7 +98,18 @@ class Uncapped:
 
     def close(self) -> None:
         """End every pending :meth:`acquire` with :class:`ClientClosedError`."""
-        self._closed.set()
+        self._closed = True
+        self._signal()
+
+    def _answered(self) -> None:
+        """The submit that went first after a pause was answered: the others may go
+        (unless its answer was a 429, which paused them again)."""
+        self._probing = False
+        self._signal()
+
+    def _signal(self) -> None:
+        self._wake.set()
+        self._wake = asyncio.Event()
 
 
 class _Free:
@@ -90,6 +123,23 @@ class _Free:
 
 
 _FREE = _Free()
+
+
+@attrs.define(slots=True)
+class _Probe:
+    """The slot of the submit that goes first after a pause."""
+
+    _limiter: Uncapped
+    _released: bool = False
+
+    async def leaving(self, timeout: float | None) -> None:
+        """Nothing to swap."""
+
+    def release(self) -> None:
+        """Let the other submits go (or wait out the pause its answer started)."""
+        if not self._released:
+            self._released = True
+            self._limiter._answered()
 
 
 def limiters_for(quota: object, rate: float, retry: RetryPolicy) -> tuple[Limiter, Limiter]:
