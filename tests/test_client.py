@@ -207,14 +207,24 @@ async def test_status_terminality(status: TaskStatus, terminal: bool) -> None:
         ("finished", TaskStatus.FINISHED),
         ("failed", TaskStatus.FAILED),
         ("FINISHED", TaskStatus.FINISHED),
-        ("succeeded", TaskStatus.UNKNOWN),
+        ("Not Started", TaskStatus.NOT_STARTED),
+        ("succeeded", TaskStatus.FINISHED),
+        ("SUCCESS", TaskStatus.FINISHED),
+        ("completed", TaskStatus.FINISHED),
+        ("error", TaskStatus.FAILED),
+        ("Cancelled", TaskStatus.FAILED),
+        ("queued", TaskStatus.NOT_STARTED),
+        ("in-progress", TaskStatus.RUNNING),
+        ("TEXT_SUCCESS", TaskStatus.UNKNOWN),
+        ("paused", TaskStatus.UNKNOWN),
         ("unknown", TaskStatus.UNKNOWN),
     ],
 )
 async def test_status_strings(
     fake: FakeVidgo, client: VidgoClient, raw: str, status: TaskStatus
 ) -> None:
-    """Documented status strings map to their member; anything else is UNKNOWN."""
+    """Documented status strings, and sister platforms' words for them, map to their
+    member; anything else is UNKNOWN."""
     task = await client.get_task(fake.seed_task(status=raw, files=[]))
     assert task.status is status
 

@@ -185,7 +185,7 @@ async def test_wrong_key_ends_wait_at_once(fake: FakeVidgo, make_client: MakeCli
     assert fake.request_count("detail") == 1
 
 
-@pytest.mark.parametrize("status", ["paused", "queued", "", "FINISHED!", "cancelled"])
+@pytest.mark.parametrize("status", ["paused", "archived", "", "FINISHED!", "first_success"])
 async def test_unknown_status_never_ends_wait(
     fake: FakeVidgo, client: VidgoClient, status: str
 ) -> None:

@@ -48,14 +48,33 @@ class TaskStatus(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: object) -> TaskStatus:
-        """The status named by ``value``; ``UNKNOWN`` for anything undocumented."""
+        """The status named by ``value`` (in any case, ``-`` or a space for ``_``), or
+        by a sister platform's word for it (``"success"``, ``"error"``, ``"queued"``
+        ...); ``UNKNOWN`` for anything else."""
         if not isinstance(value, str):
             return cls.UNKNOWN
-        return _BY_TEXT.get(value.strip().lower(), cls.UNKNOWN)
+        word = value.strip().lower().replace("-", "_").replace(" ", "_")
+        return _BY_TEXT.get(word, cls.UNKNOWN)
 
 
+# The documented words, and the words sister task APIs use for the same states. A task
+# that says it succeeded is done: waiting on to the deadline would cost the caller its
+# time and the account its quota, and a finished answer without a wav_url is an error
+# that says so. ("text_success", "first_success": a stage, not the end: unknown.)
 _BY_TEXT: dict[str, TaskStatus] = {
-    status.value: status for status in TaskStatus if status is not TaskStatus.UNKNOWN
+    **{status.value: status for status in TaskStatus if status is not TaskStatus.UNKNOWN},
+    **dict.fromkeys(
+        ["pending", "queued", "waiting", "submitted", "created"], TaskStatus.NOT_STARTED
+    ),
+    **dict.fromkeys(["processing", "in_progress", "generating", "started"], TaskStatus.RUNNING),
+    **dict.fromkeys(
+        ["success", "succeeded", "successful", "completed", "complete", "done"],
+        TaskStatus.FINISHED,
+    ),
+    **dict.fromkeys(
+        ["failure", "error", "errored", "cancelled", "canceled", "timeout", "timed_out"],
+        TaskStatus.FAILED,
+    ),
 }
 
 

@@ -70,6 +70,7 @@ class TaskState:
     error_message: Any = None
     files: list[Any] | None = None  # None: one file with a wav_url on this server
     extra: dict[str, Any] = field(default_factory=dict)  # merged last, may override
+    words: dict[str, str] = field(default_factory=dict)  # a sister's word for a status
 
     def finished(self, now: float) -> bool:
         return now - self.created >= self.finish_after
@@ -80,7 +81,7 @@ class TaskState:
         files = self.files if self.files is not None else [{"wav_url": f"{base}/files/{name}.wav"}]
         data: dict[str, Any] = {
             "task_id": self.task_id,
-            "status": self.outcome if done else "running",
+            "status": self.words.get(status := self.outcome if done else "running", status),
             "files": files if done and self.outcome == "finished" else [],
             "created_time": "2025-11-25T08:50:13",
             "error_message": self.error_message if done else None,

@@ -15,6 +15,7 @@ from vidgo_async import (
     APIError,
     InsufficientCreditsError,
     SubmitOutcomeUnknownError,
+    TaskFailedError,
     TaskTimeoutError,
     VidgoClient,
 )
@@ -215,18 +216,48 @@ async def test_a_409_echoing_the_parent_task_is_not_taken_for_the_conversion(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("word", ["SUCCESS", "completed", "succeeded"])
+async def test_a_sisters_word_for_finished_ends_the_wait_with_the_url(
+    server: HostileServer, sdk: VidgoClient, word: str
+) -> None:
+    """A task that says it succeeded in a sister platform's word gives its WAV URL at
+    its first read. Before, it was polled to the deadline and timed out."""
+    server.task_defaults = {"finish_after": 0.2, "words": {"finished": word}}
+    url = await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=5), 3)
+    assert url == f"{server.url}/files/{next(iter(server.tasks))}.wav"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("word", ["error", "CANCELLED"])
+async def test_a_sisters_word_for_failed_ends_the_wait_with_the_reason(
+    server: HostileServer, sdk: VidgoClient, word: str
+) -> None:
+    """A task that says it failed in a sister platform's word raises TaskFailedError with
+    the server's reason at once; it was polled to the deadline."""
+    server.task_defaults = {
+        "finish_after": 0.2,
+        "outcome": "failed",
+        "error_message": "bad audio",
+        "words": {"failed": word},
+    }
+    with pytest.raises(TaskFailedError, match="bad audio"):
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=5), 3)
+
+
+@pytest.mark.asyncio
 async def test_a_status_no_page_documents_is_warned_of_and_named_at_the_deadline(
     server: HostileServer, sdk: VidgoClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A task answered ``"status": "success"`` is still waited on (no guess that it
-    finished), with one warning naming the status; the timeout names it too."""
-    server.task_defaults = {"extra": {"status": "success"}}
+    """A task answered ``"status": "first_success"`` (a sister's word for a stage, not
+    the end) is still waited on, with one warning naming the status; the timeout names
+    it too."""
+    server.task_defaults = {"extra": {"status": "first_success"}}
     caplog.set_level(logging.WARNING, logger="vidgo_async")
     with pytest.raises(TaskTimeoutError) as raised:
         await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=0.5), 5)
-    assert "'success'" in str(raised.value)
+    assert "'first_success'" in str(raised.value)
     warnings = [
-        record.getMessage() for record in caplog.records if "success" in record.getMessage()
+        record.getMessage() for record in caplog.records if "first_success" in record.getMessage()
     ]
     assert len(warnings) == 1, warnings
     assert KEY not in str(raised.value) + "".join(warnings)
