@@ -295,3 +295,52 @@ async def test_closing_the_client_in_the_pause_after_an_unclear_submit_says_it_i
     with pytest.raises(SubmitOutcomeUnknownError):
         await call
     assert server.creations[TRACK] == 1
+
+
+@pytest.mark.asyncio
+async def test_closing_the_client_during_a_429s_pause_ends_the_waiting_submits_unsent(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """Submits waiting out a 429's pause (``Retry-After: 5``) end at ``aclose`` with
+    ClientClosedError(sent=False), at once, and nothing more is sent."""
+    sdk = make_sdk(retry=RetryPolicy(max_retry_after=10))
+    server.script(SUBMIT, reply(429, {"code": 429, "message": "slow"}, [("Retry-After", "5")]))
+    calls = [asyncio.create_task(sdk.convert_to_wav(PARENT, TRACK, timeout=8))]
+    await until(lambda: server.hits(SUBMIT))
+    await asyncio.sleep(0.05)  # answered: the pause started
+    calls.append(asyncio.create_task(sdk.convert_to_wav(PARENT, "another", timeout=8)))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await asyncio.wait_for(sdk.aclose(), 5)
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert time.monotonic() - started < 1
+    assert all(isinstance(o, ClientClosedError) and not o.sent for o in outcomes), outcomes
+    assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.asyncio
+async def test_closing_the_client_while_the_first_submit_after_a_pause_is_out(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """The submit that goes first after a pause is answered (its caller gets its task);
+    the submit waiting for that answer ends unsent at ``aclose``, at once."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.2, max_delay=0.2, max_retry_after=1))
+    release, arrived = asyncio.Event(), asyncio.Event()
+    slow_down = reply(429, {"code": 429, "message": "slow"}, [("Retry-After", "0.3")])
+    server.script(SUBMIT, slow_down, gate(release, arrived))
+    first = asyncio.create_task(convert(sdk))
+    await until(lambda: server.hits(SUBMIT))
+    await asyncio.sleep(0.05)
+    other = asyncio.create_task(sdk.convert_to_wav(PARENT, "another", timeout=8))
+    await asyncio.wait_for(arrived.wait(), 5)  # the first after the pause is out, alone
+    await asyncio.sleep(0.1)
+    assert len(server.hits(SUBMIT)) == 2
+    asyncio.get_running_loop().call_later(0.2, release.set)
+    await asyncio.wait_for(sdk.aclose(), 5)
+    with pytest.raises(ClientClosedError) as info:
+        await first
+    assert info.value.handle is not None and info.value.handle.task_id == "wav-1"
+    with pytest.raises(ClientClosedError) as unsent:
+        await other
+    assert not unsent.value.sent
+    assert len(server.hits(SUBMIT)) == 2
