@@ -154,3 +154,28 @@ async def test_submits_paused_by_a_429_leave_room_for_the_polls_of_accepted_task
     await batch.aclose()
     assert first.ok and first.audio_id == PAIRS[0][1], first
     assert took < 1.5, took
+
+
+@pytest.mark.asyncio
+async def test_a_batch_left_during_a_429s_pause_stops_at_once_and_a_rerun_converts_the_rest(
+    server: HostileServer, make_sdk: Any, tmp_path: Path
+) -> None:
+    """Leaving a batch while its submits wait out a 429's pause (``Retry-After: 20``)
+    ends it at once: nothing of theirs is on the wire. Before, the stop waited for the
+    pause to end (20 s). A re-run with the journal converts the pairs left, once each."""
+    sdk = make_sdk(retry=RetryPolicy(max_retry_after=30))
+    server.task_defaults["finish_after"] = 0.1
+    slow_down = reply(429, {"code": 429, "message": "slow down"}, [("Retry-After", "20")])
+    server.script(SUBMIT, default, slow_down)
+    journal = tmp_path / "j.sqlite"
+    batch = sdk.convert_many(PAIRS[:4], concurrency=3, timeout=60, journal=journal)
+    first = await asyncio.wait_for(anext(batch), 8)
+    assert first.ok, first
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(batch.aclose(), 25)
+    assert asyncio.get_running_loop().time() - started < 1
+    assert len(server.hits(SUBMIT)) == 3
+    rerun = make_sdk()
+    results = await run(rerun.convert_many(PAIRS[:4], concurrency=3, timeout=5, journal=journal))
+    assert all(r.ok for r in results) and len(results) == 4, [r.error for r in results]
+    assert set(server.creations.values()) == {1} and len(server.creations) == 4

@@ -59,7 +59,7 @@ class PairSteps:
     journal: BatchJournal | None = attrs.field(kw_only=True, default=None)
     # A 401, 402 or 403 on a submit: the batch's submits stop.
     refused: VidgoError | None = attrs.field(init=False, default=None)
-    # The pairs' tasks with a submit in flight: a stop leaves them to finish it.
+    # The pairs' tasks with a submit attempt out, or answered: a stop leaves them to finish.
     submits: set[asyncio.Task[Any]] = attrs.field(init=False, factory=set)
     stopping: bool = attrs.field(init=False, default=False)  # no new waits once set
     # Pairs the journal failed before their submit: their results confirm no claim.
@@ -133,10 +133,12 @@ class PairSteps:
             await self.journal.hold(*key)
 
     async def stop(self, tasks: Iterable[asyncio.Task[Any]]) -> None:
-        """Cancel ``tasks``, except those with a submit in flight: they get a moment
-        to be answered and journalled, so that a stopped batch's re-run waits on
-        their tasks (a 409 that names no task could not tell it which one its track
-        was converted into); they wait on nothing after it."""
+        """Cancel ``tasks``, except those whose submit has an attempt out (or one
+        answered, its task not yet journalled): they get a moment to be answered and
+        journalled, so that a stopped batch's re-run waits on their tasks (a 409 that
+        names no task could not tell it which one its track was converted into); they
+        wait on nothing after it. A submit waiting for its first attempt, or after one
+        refused (a 429's pause), has nothing to lose: cancelled at once."""
         self.stopping = True
         for task in tasks:
             if task not in self.submits:
@@ -170,15 +172,10 @@ class PairSteps:
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
         resumed = entry is not None and entry.state is State.SUBMITTING
-        # Stopping the batch must not leave a track converted and its task unknown:
-        # a pair's task is not cancelled during its submit (see :meth:`stop`).
-        this = asyncio.current_task()
-        assert this is not None  # the pairs run in tasks of their own
-        self.submits.add(this)
         try:
             started = await self._submit(key, deadline, resumed=resumed)
-        finally:
-            self.submits.discard(this)
+        finally:  # kept from a stop's cancel since an attempt went out (see _Sending)
+            self.submits.discard(_current())
         if not self.stopping:
             return started
         if isinstance(started, tuple):  # paid for, and never waited on: say which task
@@ -210,7 +207,7 @@ class PairSteps:
                 resumed=resumed,
                 before_send=functools.partial(self._may_send, key),
                 shield=False,  # not cancelled during its submit: see stop()
-                gate=self.busy,
+                gate=_Sending(self.busy, self.submits),
             )
         except VidgoError as exc:
             if refuses_the_account(exc) and self.refused is None:
@@ -305,6 +302,34 @@ class PairSteps:
     ) -> None:
         if self.journal is not None:
             await self.journal.record(*key, Entry.written(state, task_id=task_id, error=error))
+
+
+@attrs.frozen
+class _Sending:
+    """The gate of each attempt of a pair's submit: one of the batch's request permits
+    while it is out, taken once its slot under the submit limiter is granted (a
+    submit waiting out a pause holds none). From then on the pair's task is kept from
+    a stop's cancel (in ``submits``) until its submit ends, so that a paid task is
+    journalled; an attempt that failed (refused, or unclear: a stop lets no other
+    attempt settle it) leaves nothing to wait for."""
+
+    busy: asyncio.Semaphore
+    submits: set[asyncio.Task[Any]]
+
+    async def __aenter__(self) -> None:
+        await self.busy.acquire()
+        self.submits.add(_current())
+
+    async def __aexit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
+        self.busy.release()
+        if exc is not None:
+            self.submits.discard(_current())
+
+
+def _current() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    assert task is not None  # the pairs run in tasks of their own
+    return task
 
 
 def _withheld(exc: VidgoError) -> bool:

@@ -132,7 +132,7 @@ class Submitter:
         resumed: bool = False,
         before_send: Callable[[], Awaitable[None]] | None = None,
         shield: bool = True,
-        gate: asyncio.Semaphore | None = None,
+        gate: contextlib.AbstractAsyncContextManager[Any] | None = None,
     ) -> Accepted:
         """Submit a task; see the module docstring for when an attempt is repeated.
 
@@ -336,7 +336,7 @@ class _Call:
     resumed: bool
     before_send: Callable[[], Awaitable[None]] | None
     shield: bool
-    gate: asyncio.Semaphore | None
+    gate: contextlib.AbstractAsyncContextManager[Any] | None
 
     def ids(self) -> dict[str, str]:
         """The track's ids, for the hook."""
