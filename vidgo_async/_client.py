@@ -489,7 +489,8 @@ class VidgoClient:
         self, task_id: str | TaskHandle, timeout: float | None, poll: PollPolicy | None
     ) -> Poller:
         """The poll loop of a wait on a task this client may not have submitted
-        (its first read at once), its arguments checked.
+        (its first read at once; one it did submit is waited on as such), its
+        arguments checked.
 
         Raises:
             TypeError, ValueError: A bad argument.
@@ -498,7 +499,10 @@ class VidgoClient:
         deadline = deadline_after(timeout)
         if poll is not None:
             check_options(poll=poll)
-        return self._waits.poller(handle, deadline, policy=poll, first_delay=0.0)
+        submitted_at = self._submitter.submitted.get(handle.task_id)
+        return self._waits.poller(
+            handle, deadline, policy=poll, first_delay=0.0, submitted_at=submitted_at
+        )
 
 
 def _registry_of(receiver: object) -> Registry | None:

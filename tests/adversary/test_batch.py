@@ -14,10 +14,22 @@ from vidgo_async import (
     ConversionResult,
     RetryPolicy,
     SubmitOutcomeUnknownError,
+    TaskTimeoutError,
     VidgoClient,
 )
 
-from .server import FILE, SUBMIT, Conn, HostileServer, Request, default, reply, reset, wav_bytes
+from .server import (
+    DETAIL,
+    FILE,
+    SUBMIT,
+    Conn,
+    HostileServer,
+    Request,
+    default,
+    reply,
+    reset,
+    wav_bytes,
+)
 
 PAIRS = [("parent-1", f"track-{i}") for i in range(6)]
 
@@ -179,3 +191,41 @@ async def test_a_batch_left_during_a_429s_pause_stops_at_once_and_a_rerun_conver
     results = await run(rerun.convert_many(PAIRS[:4], concurrency=3, timeout=5, journal=journal))
     assert all(r.ok for r in results) and len(results) == 4, [r.error for r in results]
     assert set(server.creations.values()) == {1} and len(server.creations) == 4
+
+
+@pytest.mark.asyncio
+async def test_a_rerun_right_after_an_interruption_waits_out_the_404s_of_its_tasks(
+    server: HostileServer, make_sdk: Any, tmp_path: Path
+) -> None:
+    """A re-run soon after a run that left its pairs accepted reads their tasks while
+    the API does not show them yet (404): no news, as for a task just submitted. The
+    re-run gets their URLs. Before, the 404 settled every pair as failed, for good,
+    though each task was paid for and finished."""
+    journal = tmp_path / "j.sqlite"
+    server.task_defaults["finish_after"] = 60
+    left = await run(make_sdk().convert_many(PAIRS[:3], timeout=0.3, journal=journal))
+    assert all(isinstance(r.error, TaskTimeoutError) for r in left)
+    for task in server.tasks.values():
+        task.finish_after = 0
+    not_found = reply(404, {"code": 404, "message": "task not found"})
+    server.script(DETAIL, *[not_found for _ in range(6)])
+    again = await run(make_sdk().convert_many(PAIRS[:3], timeout=10, journal=journal))
+    assert all(r.ok for r in again), [r.error for r in again]
+    assert len(server.hits(SUBMIT)) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_proxys_403_on_one_poll_leaves_the_paid_pair_to_a_rerun(
+    server: HostileServer, make_sdk: Any, tmp_path: Path
+) -> None:
+    """An HTML 403 from a proxy on one poll fails that pair in this run, but its row
+    stays accepted: the re-run gets the URL of the task paid for. Before, the pair was
+    settled as failed, for good."""
+    journal = tmp_path / "j.sqlite"
+    server.task_defaults["finish_after"] = 0.2
+    server.script(DETAIL, reply(403, b"<html><body>Access denied</body></html>"))
+    first = await run(make_sdk().convert_many(PAIRS[:1], timeout=5, journal=journal))
+    assert isinstance(first[0].error, APIError) and first[0].error.status == 403
+    again = await run(make_sdk().convert_many(PAIRS[:1], timeout=5, journal=journal))
+    assert again[0].ok, again[0].error
+    assert len(server.hits(SUBMIT)) == 1

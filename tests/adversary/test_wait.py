@@ -16,6 +16,7 @@ import pytest
 from vidgo_async import (
     ClientClosedError,
     InvalidResponseError,
+    NotFoundError,
     PollPolicy,
     TaskTimeoutError,
     VidgoClient,
@@ -593,3 +594,28 @@ async def test_a_finished_task_without_a_wav_url_ends_the_wait_after_a_few_reads
     assert 10 <= time.monotonic() - started < 20
     assert "mp3_url" in str(info.value)
     assert info.value.handle is not None and info.value.handle.task_id == "wav-1"
+
+
+@pytest.mark.asyncio
+async def test_a_wait_on_a_task_this_client_submitted_takes_its_early_404s_for_no_news(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """``submit_wav`` then ``await_task`` (the README's two steps): the task reads 404
+    for a moment, as one just created may; the wait goes on and gets the URL, as
+    ``convert_to_wav`` does. Before, the first 404 ended it with NotFoundError, and a
+    second submit met 409: the paid task was only in the caller's hands."""
+    server.task_defaults["finish_after"] = 0.2
+    task = await asyncio.wait_for(sdk.submit_wav("parent", "track"), 5)
+    not_found = reply(404, {"code": 404, "message": "task not found"})
+    server.script(DETAIL, not_found, not_found)
+    url = await asyncio.wait_for(sdk.await_task(task.task_id, timeout=5), 8)
+    assert url == f"{server.url}/files/{task.task_id}.wav"
+
+
+@pytest.mark.asyncio
+async def test_a_wait_on_a_task_another_client_submitted_ends_at_its_404(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A 404 on a task this client knows nothing of is news: the wait ends at once."""
+    with pytest.raises(NotFoundError):
+        await asyncio.wait_for(sdk.await_task("nobody-made-this", timeout=30), 3)

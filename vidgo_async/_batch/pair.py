@@ -42,6 +42,9 @@ logger = logging.getLogger("vidgo_async")
 Download = Callable[..., Awaitable[Path]]
 
 _KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
+# Seconds an earlier run's task may read 404 before a first answer: a re-run right after
+# a crash may find it not shown yet, like a task just submitted.
+_RESUMED_UNSEEN = 30.0
 
 
 @attrs.define
@@ -90,15 +93,21 @@ class PairSteps:
             return started, None
         task_id, submitted_at = started
         handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
-        poller = self.waits.poller(handle, deadline, submitted_at=submitted_at, gate=self.busy)
+        poller = self.waits.poller(
+            handle,
+            deadline,
+            submitted_at=submitted_at,
+            unseen_grace=_RESUMED_UNSEEN,
+            gate=self.busy,
+        )
         try:
             wav_url = await self.waits.wav_url(poller)
         except VidgoError as exc:
             failed = ConversionResult(
                 source_task_id=key[0], audio_id=key[1], task_id=task_id, error=exc
             )
-            # Unless the task ended, (deadline, account trouble ...) it stays accepted:
-            # a re-run waits again.
+            # Unless the server said the task failed, it stays accepted (a deadline, a
+            # 404 or a proxy's 403 on a read of a paid task): a re-run waits again.
             return failed, State.FAILED if ends_the_task(exc) else None
         self.unsaved += 1
         if self.unsaved >= _KEEP_LEARNED_EVERY:

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -108,6 +109,9 @@ class Submitter:
     limiter: Limiter | None = None
     # The WAV conversions this client's submits created, the latest REMEMBERED.
     converted: dict[Track, str] = attrs.field(init=False, factory=dict)
+    # The tasks they created (of any model) -> when (time.monotonic()), the latest
+    # REMEMBERED: a wait on one knows when it was submitted.
+    submitted: dict[str, float] = attrs.field(init=False, factory=dict)
     # The attempts on the wire (but a batch's) -> their track (None: not a WAV
     # conversion): a submit of the same track, and the client's close, wait for them.
     sending: dict[asyncio.Task[Any], Track | None] = attrs.field(init=False, factory=dict)
@@ -305,11 +309,9 @@ class Submitter:
             await asyncio.wait(pending, timeout=None if deadline is None else deadline.remaining())
 
     def _remember(self, track: Track | None, task_id: str) -> None:
+        _keep_latest(self.submitted, task_id, time.monotonic())
         if track is not None:
-            self.converted.pop(track, None)  # the latest goes last
-            self.converted[track] = task_id
-            if len(self.converted) > REMEMBERED:
-                del self.converted[next(iter(self.converted))]
+            _keep_latest(self.converted, track, task_id)
 
     async def stop(self) -> None:
         """The client closes: the attempts on the wire are answered first (:attr:`grace`;
@@ -399,3 +401,11 @@ def _unknown(
         input=input,
         answer=answer,
     )
+
+
+def _keep_latest(memory: dict[Any, Any], key: Any, value: Any) -> None:
+    """Remember ``key`` as the latest of ``memory``, which keeps the latest REMEMBERED."""
+    memory.pop(key, None)  # the latest goes last
+    memory[key] = value
+    if len(memory) > REMEMBERED:
+        del memory[next(iter(memory))]

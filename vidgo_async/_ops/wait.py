@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator
 
@@ -75,6 +76,7 @@ class Waits:
         policy: PollPolicy | None = None,
         first_delay: float | None = None,
         submitted_at: float | None = None,
+        unseen_grace: float = 0.0,
         gate: asyncio.Semaphore | None = None,
     ) -> Poller:
         """The poll loop of one wait.
@@ -85,6 +87,9 @@ class Waits:
             submitted_at: When this client submitted the task (``None``: not
                 here), so that its 404s before a first answer are no news,
                 and its duration can be learned from and planned for.
+            unseen_grace: Seconds from now during which the 404s before a first
+                answer of a task submitted elsewhere are no news (one an
+                interrupted run created moments ago may not be shown yet).
             gate: Held during each poll (a batch's bound on requests in flight).
         """
         policy = policy or self.policy
@@ -103,7 +108,7 @@ class Waits:
             schedule=schedule,
             delay=schedule.first() if first_delay is None else first_delay,
             pacer=pacer,
-            fresh=submitted_at is not None,
+            unseen_until=math.inf if submitted_at is not None else time.monotonic() + unseen_grace,
             gate=gate,
         )
 
@@ -187,7 +192,9 @@ class Poller:
     schedule: PollSchedule
     delay: float  # the pause before the next poll
     pacer: CallbackPacer | None = None
-    fresh: bool = False  # submitted by this client: 404s before a first answer are no news
+    # Until when (time.monotonic()) 404s before a first answer are no news: the API
+    # may not show a task it has just created (for one this client submitted: always).
+    unseen_until: float = 0.0
     gate: asyncio.Semaphore | None = None  # held during each poll
     last: Task | None = None
     last_call: bool = False  # the next read is the last before the deadline
@@ -285,9 +292,11 @@ class Poller:
         self.delay = self.schedule.next(task)
 
     def _unseen(self, exc: VidgoError) -> bool:
-        # A task this client just submitted may not be readable yet (eventual
-        # consistency): until one read succeeds, its 404 is no news.
-        return self.fresh and self.last is None and isinstance(exc, NotFoundError)
+        return (
+            self.last is None
+            and isinstance(exc, NotFoundError)
+            and time.monotonic() < self.unseen_until
+        )
 
     def _said(self, task: Task) -> str:
         """The status ``task`` was sent with, quoted, redacted and cut."""

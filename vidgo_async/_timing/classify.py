@@ -69,8 +69,6 @@ _NOT_PROCESSED = frozenset({307})
 _ACCOUNT = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
 # Final answers about the pair submitted: submitting it again cannot help.
 _PAIR = frozenset({400, 404, 409, 422})
-# Statuses of a read after which the task will not be shown again.
-_GONE = frozenset({400, 403, 404, 422})
 
 
 class Failure(enum.Enum):
@@ -123,9 +121,11 @@ def refuses_the_pair(exc: BaseException) -> bool:
 
 
 def ends_the_task(exc: BaseException) -> bool:
-    """Whether after ``exc`` waiting on the same task again is pointless: it failed,
-    or the server will not show it (400, 403, 404, 422)."""
-    return isinstance(exc, TaskFailedError) or (isinstance(exc, APIError) and exc.status in _GONE)
+    """Whether after ``exc`` waiting on the same task again is pointless: the server said
+    it failed. No error answer to a read is taken for that: a 404 may come before a
+    task just created is shown, a 403 from a proxy in front, and a task paid for and
+    given up on could not be submitted again (the API converts a track once)."""
+    return isinstance(exc, TaskFailedError)
 
 
 def stretch(delay: float, exc: BaseException, cap: float) -> float:
