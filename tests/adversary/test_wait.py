@@ -227,6 +227,20 @@ async def test_convert_never_returns_another_tasks_wav(
     assert not isinstance(info.value, FORBIDDEN)
 
 
+@pytest.mark.asyncio
+async def test_a_wait_whose_every_answer_is_about_another_task_ends_soon(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """An API that answers every read of the task about another one (a fixed example
+    id) ends the wait after three such answers in a row with InvalidResponseError
+    saying so. Before, it was polled to its deadline (15 minutes by default) and
+    timed out as if still running."""
+    server.task_defaults = {"extra": {"task_id": "8FDN1I7M7Q68DDG8"}}
+    with pytest.raises(InvalidResponseError, match="3 answers in a row about another task"):
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=30), 5)
+    assert len(server.hits(DETAIL)) == 3
+
+
 def track_files(server: HostileServer, *audio_ids: str) -> list[dict[str, str]]:
     return [{"audio_id": a, "wav_url": f"{server.url}/files/{a}.wav"} for a in audio_ids]
 

@@ -30,6 +30,7 @@ from .._timing.classify import retryable, stretch, unreachable
 from .._timing.deadline import Deadline
 from .._timing.learned import Learner
 from .._timing.schedules import PollSchedule
+from .._wire.convert import OtherTaskError
 from .._wire.envelope import excerpt, redact
 from ..errors import (
     InvalidResponseError,
@@ -49,6 +50,7 @@ logger = logging.getLogger("vidgo_async")
 # ends once it read the task finished without one for this long (in seconds, and
 # reads after the first), unless the deadline ends it sooner.
 _FILES_LAG, _FILES_LAG_READS = 10.0, 3
+_STRANGERS = 3  # answers in a row about another task that end a wait
 
 
 @attrs.define
@@ -199,6 +201,7 @@ class Poller:
     last: Task | None = None
     last_call: bool = False  # the next read is the last before the deadline
     failures: int = 0  # in a row
+    strangers: int = 0  # answers about another task, in a row
 
     def __enter__(self) -> Poller:
         if self.pacer is not None:
@@ -229,6 +232,7 @@ class Poller:
             try:
                 task = await self.reader.poll(self.handle.task_id, self.deadline, self.gate)
             except VidgoError as exc:
+                self._count_strangers(exc)
                 if not (retryable(exc) or self._unseen(exc)):
                     raise
                 if self.deadline.expired():
@@ -274,8 +278,22 @@ class Poller:
         elif await self.pacer.nap(delay):
             emit(self.reader.hook, "callback", task_id=self.handle.task_id)
 
+    def _count_strangers(self, exc: VidgoError) -> None:
+        """Count the answers in a row about another task: a proxy's stale answer now
+        and then is retried, an API that never shows this task by its id is not.
+
+        Raises:
+            InvalidResponseError: ``_STRANGERS`` such answers in a row.
+        """
+        self.strangers = self.strangers + 1 if isinstance(exc, OtherTaskError) else 0
+        if self.strangers >= _STRANGERS:
+            raise InvalidResponseError(
+                f"{self.strangers} answers in a row about another task ({exc}): the API"
+                f" does not show task {self.handle.task_id!r:.80} by its id"
+            ) from exc
+
     def _note(self, task: Task) -> None:
-        self.failures = 0
+        self.failures = self.strangers = 0
         last = self.last
         if last is None or task.status is not last.status:
             logger.debug("task %s is %s", task.task_id, task.status.value)

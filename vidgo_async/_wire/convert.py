@@ -165,6 +165,10 @@ def _excerpt(value: object) -> str:
         return type(value).__name__
 
 
+class OtherTaskError(InvalidResponseError):
+    """A read's answer describes a task other than the one asked for."""
+
+
 def parse_task(data: Any, *, task_id: str | None = None) -> Task:
     """The :class:`Task` a ``data`` object describes.
 
@@ -186,7 +190,7 @@ def parse_task(data: Any, *, task_id: str | None = None) -> Task:
         if task_id is None:
             raise
         # Not the id asked for (that one was sent): an answer about another task.
-        raise InvalidResponseError(
+        raise OtherTaskError(
             f"asked for task {task_id!r:.80}, the answer is about an id that cannot be sent back"
         ) from None
     except InvalidResponseError:
@@ -194,7 +198,7 @@ def parse_task(data: Any, *, task_id: str | None = None) -> Task:
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise InvalidResponseError("unreadable task object", excerpt=_excerpt(data)) from exc
     if task_id is not None and task.task_id != task_id:
-        raise InvalidResponseError(
+        raise OtherTaskError(
             f"asked for task {task_id!r:.80}, the answer is about {task.task_id!r:.80}"
         )
     return task
