@@ -17,6 +17,7 @@ import pytest
 
 from vidgo_async import VidgoClient
 from vidgo_async._timing.limits import RateLimiter, Slot
+from vidgo_async.testing import FakeVidgo
 
 FAST = 1_000_000.0  # 10,000 grants per 10 ms window
 
@@ -60,6 +61,42 @@ def test_non_positive_or_non_finite_rate_is_a_value_error(rate: float) -> None:
     """A rate that is not finite and positive raises ValueError."""
     with pytest.raises(ValueError, match="finite number > 0"):
         VidgoClient("key", max_polls_per_second=rate)
+
+
+@pytest.mark.parametrize("rate", [True, "10", [1]])
+def test_a_submit_cap_that_is_not_a_number_is_a_type_error(rate: object) -> None:
+    with pytest.raises(TypeError, match="must be a number"):
+        VidgoClient("key", max_submits_per_second=rate)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("rate", [0, -1, math.nan, math.inf])
+def test_a_submit_cap_that_is_not_finite_and_positive_is_a_value_error(rate: float) -> None:
+    with pytest.raises(ValueError, match="finite number > 0"):
+        VidgoClient("key", max_submits_per_second=rate)
+
+
+def test_a_submit_cap_beside_a_shared_quota_is_refused() -> None:
+    """With a quota, the submits' cap is the quota's (shared), not one client's."""
+
+    class Quota:
+        def poll_limiter(self, rate: float) -> None: ...
+        def submit_limiter(self) -> None: ...
+
+    with pytest.raises(ValueError, match="give the cap to the SharedQuota"):
+        VidgoClient("key", max_submits_per_second=2, quota=Quota())  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_submits_stay_under_max_submits_per_second_on_the_wire(fake: FakeVidgo) -> None:
+    """``max_submits_per_second=4``: eight submits at once reach the server at most four
+    in any one-second span (none waits for a 429 to find the plan's limit)."""
+    async with VidgoClient(fake.api_key, base_url=fake.url, max_submits_per_second=4) as client:
+        await asyncio.wait_for(
+            asyncio.gather(*(client.submit_wav("m", f"a{k}") for k in range(8))), 10
+        )
+    sent = sorted(r.at for r in fake.requests if r.route == "submit")
+    assert len(sent) == 8
+    assert all(later - earlier >= 0.95 for earlier, later in zip(sent, sent[4:], strict=False))
 
 
 # ---------------------------------------------------------------- sliding window

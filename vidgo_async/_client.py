@@ -69,6 +69,10 @@ class VidgoClient:
             one for its API requests, one for its downloads (so that large
             downloads never hold up status requests).
         max_polls_per_second: Client-wide cap on status requests.
+        max_submits_per_second: Client-wide cap on submits (every attempt counts),
+            for an account whose plan limits them; ``None`` (the default): none,
+            but a 429 pauses them all (see the README). With ``quota``, give the
+            cap to the :class:`~vidgo_async.postgres.SharedQuota` instead.
         session: An ``aiohttp.ClientSession`` to use; the client never
             closes a session it did not create. (aiohttp may send a status
             read again on a borrowed session when a kept-alive connection
@@ -100,6 +104,7 @@ class VidgoClient:
         timeouts: Timeouts = Timeouts(),  # noqa: B008
         max_connections: int = 32,
         max_polls_per_second: float = 10.0,
+        max_submits_per_second: float | None = None,
         session: aiohttp.ClientSession | None = None,
         callbacks: CallbackReceiver | None = None,
         on_event: EventHook | None = None,
@@ -107,6 +112,14 @@ class VidgoClient:
     ) -> None:
         max_connections = check_count("max_connections", max_connections)
         rate = check_rate("max_polls_per_second", max_polls_per_second)
+        submit_rate = None
+        if max_submits_per_second is not None:
+            submit_rate = check_rate("max_submits_per_second", max_submits_per_second)
+            if quota is not None:
+                raise ValueError(
+                    "max_submits_per_second: with a quota, give the cap to the SharedQuota"
+                    " (SharedQuota(..., max_submits_per_second=...)), which shares it"
+                )
         check_options(retry=retry, poll=poll, timeouts=timeouts, session=session, on_event=on_event)
         registry = _registry_of(callbacks)
         self._base_url = base_url_from(base_url)
@@ -125,7 +138,7 @@ class VidgoClient:
             shared_cap=quota is not None,
         )
         # Last of the checks: a shared quota's limiters are live from here on.
-        self._limiter, self._submit_limiter = limiters_for(quota, rate, retry)
+        self._limiter, self._submit_limiter = limiters_for(quota, rate, submit_rate, retry)
         budget = RetryBudget(retry)
         self._reader = Reader(self._transport, retry, self._limiter, budget, on_event)
         self._submitter = Submitter(

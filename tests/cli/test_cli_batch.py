@@ -245,3 +245,19 @@ async def test_a_connection_string_of_another_form_is_not_printed(
     assert ran.code == 2, ran.err
     assert "SECRET-PW" not in ran.err and "SECRET-PW" not in ran.out
     assert vidgo_fake.requests == []
+
+
+async def test_batch_keeps_its_submits_under_max_submits_per_second(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """``--max-submits-per-second 3``: six pairs reach the server at most three submits
+    in any one-second span."""
+    source = _pairs(tmp_path / "pairs.csv", 6)
+    ran = await run_cli(
+        "batch", str(source), "--no-journal", *_FAST, "--max-submits-per-second", "3",
+        env=api_env(vidgo_fake),
+    )  # fmt: skip
+    assert ran.code == 0, ran.err
+    sent = sorted(r.at for r in vidgo_fake.requests if r.route == "submit")
+    assert len(sent) == 6
+    assert all(later - earlier >= 0.95 for earlier, later in zip(sent, sent[3:], strict=False))

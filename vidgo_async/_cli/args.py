@@ -179,11 +179,19 @@ def _api() -> Parser:
         help="cap on status requests per second (default 10; raise it for the fake server)",
     )
     common.add_argument(
+        "--max-submits-per-second",
+        type=positive_number("requests a second"),
+        metavar="N",
+        help="cap on submits per second, for a plan that limits them (default: none; a"
+        " 429 pauses them)",
+    )
+    common.add_argument(
         "--shared-quota",
         type=_dsn,
         metavar="DSN",
-        help="share --max-polls-per-second with every process using this postgresql://"
-        " database and namespace (extra `postgres`): the cap of them all together",
+        help="share --max-polls-per-second (and --max-submits-per-second) with every"
+        " process using this postgresql:// database and namespace (extra `postgres`):"
+        " the cap of them all together",
     )
     common.add_argument(
         "--quota-namespace",

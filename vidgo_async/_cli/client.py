@@ -25,9 +25,9 @@ _UNUSED_KEY = "download-sends-no-key"
 
 @contextlib.asynccontextmanager
 async def open_client(args: argparse.Namespace) -> AsyncIterator[VidgoClient]:
-    """A client from ``--api-key``, ``--base-url``, ``--max-polls-per-second`` (and
-    ``VIDGO_*``); with ``--shared-quota``, under a ``SharedQuota`` opened before it and
-    closed after it."""
+    """A client from ``--api-key``, ``--base-url``, ``--max-polls-per-second``,
+    ``--max-submits-per-second`` (and ``VIDGO_*``); with ``--shared-quota``, under a
+    ``SharedQuota`` (which takes the submits' cap) opened before it and closed after it."""
     if args.shared_quota is None:
         if args.quota_namespace is not None:
             raise UsageError("--quota-namespace: only with --shared-quota")
@@ -40,10 +40,14 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[VidgoClient]:
     except ImportError as exc:
         raise UsageError(f"--shared-quota: {exc}") from None
     try:
-        quota = SharedQuota(args.shared_quota, namespace=quota_namespace(args))
+        quota = SharedQuota(
+            args.shared_quota,
+            namespace=quota_namespace(args),
+            max_submits_per_second=args.max_submits_per_second,
+        )
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--quota-namespace: {exc}") from None
-    async with quota, _client(args, quota=quota) as client:
+    async with quota, _client(args, quota=quota, max_submits_per_second=None) as client:
         yield client
 
 
@@ -58,6 +62,7 @@ def quota_namespace(args: argparse.Namespace) -> str:
 
 
 def _client(args: argparse.Namespace, **kwargs: Any) -> VidgoClient:
+    kwargs.setdefault("max_submits_per_second", args.max_submits_per_second)
     return VidgoClient(
         args.api_key,
         base_url=args.base_url,

@@ -79,6 +79,7 @@ _FLAGS = {
     "journal": "--journal",
     "download_to": "--download",
     "max_polls_per_second": "--max-polls-per-second",
+    "max_submits_per_second": "--max-submits-per-second",
 }
 # A name with an underscore is code wherever it stands; a plain word only with ``=value``.
 _PYTHON_ARGUMENT = re.compile(

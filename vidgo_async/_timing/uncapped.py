@@ -142,15 +142,19 @@ class _Probe:
             self._limiter._answered()
 
 
-def limiters_for(quota: object, rate: float, retry: RetryPolicy) -> tuple[Limiter, Limiter]:
-    """The client's limiters of status requests and of submits: its own, or a shared
-    quota's (a quota that caps no submits: :class:`Uncapped` ones).
+def limiters_for(
+    quota: object, rate: float, submit_rate: float | None, retry: RetryPolicy
+) -> tuple[Limiter, Limiter]:
+    """The client's limiters of status requests and of submits: its own (``rate``, and
+    ``submit_rate`` if given, else :class:`Uncapped`), or a shared quota's (a quota that
+    caps no submits: :class:`Uncapped` ones).
 
     Raises:
         TypeError: ``quota`` is not a quota.
     """
     if quota is None:
-        return RateLimiter(rate), Uncapped(retry)
+        submits = Uncapped(retry) if submit_rate is None else RateLimiter(submit_rate)
+        return RateLimiter(rate), submits
     if not isinstance(quota, Quota):
         raise TypeError(f"quota must be a SharedQuota, got {type(quota).__name__}")
     return quota.poll_limiter(rate), quota.submit_limiter() or Uncapped(retry)
