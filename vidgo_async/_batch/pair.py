@@ -77,7 +77,6 @@ class PairSteps:
         """The pair's result and the state its journal row is to settle in (``None``:
         nothing new; see :meth:`settle`); ``None`` if another worker holds the pair.
 
-
         Called holding a permit of ``submitting``, which it releases.
         """
         deadline = Deadline.after(self.timeout)
@@ -215,7 +214,7 @@ class PairSteps:
                 adopt=True,
                 resumed=resumed,
                 before_send=functools.partial(self._may_send, key),
-                shield=False,  # not cancelled during its submit: see stop()
+                shield=False,  # not cancelled while an attempt is out: see stop()
                 gate=_Sending(self.busy, self.submits),
             )
         except VidgoError as exc:
