@@ -2,12 +2,11 @@
 
 How a batch schedules its pairs. One task per distinct pair, under three
 semaphores: ``concurrency`` bounds the batch's requests in flight (submits,
-status reads, downloads), and its submits (a submit waiting out a 429's pause
-holds no request's permit: the accepted pairs' polls go on); the third its
-pairs in flight, at most
-``concurrency + max_waiting`` (the input is read only while there is room)
-and at most what the poll cap can serve (a task accepted, then timed out
-unpolled, was paid for nothing). A pair keeps its room until the consumer
+status reads, downloads), and its submits (one waiting out a 429's pause holds
+no request's permit: the accepted pairs' polls go on); the third its pairs in
+flight, at most ``concurrency + max_waiting`` (the input is read only while
+there is room) and at most what the poll cap can serve (a task accepted, then
+timed out unpolled, was paid for nothing). A pair keeps its room until the consumer
 takes its result (a result the feeder knows at once takes a room too), so the
 result queue never outgrows the rooms and a slow consumer slows the intake;
 its journal row is settled as the consumer takes the result
