@@ -655,7 +655,7 @@ async def test_a_rerun_fails_soon_on_a_task_the_server_no_longer_knows(
     """A task accepted by an earlier run that answers 404 for longer than a task just
     created may go unshown (30 s; 0.5 here) is reported NotFoundError, not waited on
     to the deadline. Its row stays accepted: the paid task may show again."""
-    monkeypatch.setattr("vidgo_async._batch.pair._RESUMED_UNSEEN", 0.5)
+    monkeypatch.setattr("vidgo_async._batch.pair.UNSEEN_GRACE", 0.5)
     journal = tmp_path / "wav.sqlite"
     first = await make_fake(queue_time=0.0, run_time=100.0)
     async with _client(first) as client:

@@ -215,6 +215,8 @@ async def test_status_terminality(status: TaskStatus, terminal: bool) -> None:
         ("Cancelled", TaskStatus.FAILED),
         ("queued", TaskStatus.NOT_STARTED),
         ("in-progress", TaskStatus.RUNNING),
+        ("GENERATE_AUDIO_FAILED", TaskStatus.FAILED),
+        ("SENSITIVE_WORD_ERROR", TaskStatus.FAILED),
         ("TEXT_SUCCESS", TaskStatus.UNKNOWN),
         ("paused", TaskStatus.UNKNOWN),
         ("unknown", TaskStatus.UNKNOWN),

@@ -21,7 +21,7 @@ from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
 from ._ops.callbacks import Registry
 from ._ops.reads import Reader
 from ._ops.submit import Submitter
-from ._ops.wait import Poller, Waits
+from ._ops.wait import UNSEEN_GRACE, Poller, Waits
 from ._timing.budget import RetryBudget
 from ._timing.learned import Learner
 from ._timing.limits import Quota
@@ -513,8 +513,16 @@ class VidgoClient:
         if poll is not None:
             check_options(poll=poll)
         submitted_at = self._submitter.submitted.get(handle.task_id)
+        # A handle comes from a submit (maybe another process's, moments ago): its early
+        # 404s are no news for a while. A bare id's 404 is news.
+        grace = UNSEEN_GRACE if isinstance(task_id, TaskHandle) else 0.0
         return self._waits.poller(
-            handle, deadline, policy=poll, first_delay=0.0, submitted_at=submitted_at
+            handle,
+            deadline,
+            policy=poll,
+            first_delay=0.0,
+            submitted_at=submitted_at,
+            unseen_grace=grace,
         )
 
 

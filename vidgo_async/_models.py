@@ -50,10 +50,13 @@ class TaskStatus(str, enum.Enum):
     def parse(cls, value: object) -> TaskStatus:
         """The status named by ``value`` (in any case, ``-`` or a space for ``_``), or
         by a sister platform's word for it (``"success"``, ``"error"``, ``"queued"``
-        ...); ``UNKNOWN`` for anything else."""
+        ..., and ``FAILED`` for any ``"..._failed"`` or ``"..._error"``, such as
+        ``"GENERATE_AUDIO_FAILED"``); ``UNKNOWN`` for anything else."""
         if not isinstance(value, str):
             return cls.UNKNOWN
         word = value.strip().lower().replace("-", "_").replace(" ", "_")
+        if word.endswith(("_failed", "_error")):
+            return cls.FAILED
         return _BY_TEXT.get(word, cls.UNKNOWN)
 
 

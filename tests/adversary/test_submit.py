@@ -20,7 +20,7 @@ from vidgo_async import (
 )
 
 from .conftest import MakeSdk
-from .server import SUBMIT, HostileServer, envelope, raw, reply, reset, running
+from .server import SUBMIT, HostileServer, envelope, gate, raw, reply, reset, running
 from .support import FORBIDDEN, PARENT, TRACK, chain, convert, until
 
 
@@ -410,6 +410,54 @@ async def test_after_a_429s_pause_one_submit_goes_first_and_the_others_follow_it
     assert len(sent) == 7, sent  # 429, the first after the pause: 429, then it and 4 more
     assert 0.9 <= sent[1] < 1.5 and 1.9 <= sent[2] < 2.6, sent
     assert all(sent[2] <= at < sent[2] + 0.5 for at in sent[3:]), sent
+
+
+@pytest.mark.asyncio
+async def test_a_slow_answer_to_the_first_submit_after_a_pause_holds_the_others_two_seconds(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """The submits waiting for the answer of the first one after a pause go after 2 s if
+    it is slow: one hanging request does not hold every submit of the client back to
+    its request timeout. Before, they waited for it and ended at their deadline, unsent."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_retry_after=2))
+    release, arrived = asyncio.Event(), asyncio.Event()
+    slow_down = reply(429, {"code": 429, "message": "slow down"}, [("Retry-After", "0.3")])
+    server.script(SUBMIT, slow_down, gate(release, arrived))
+    first = asyncio.create_task(sdk.convert_to_wav(PARENT, "track-0", timeout=10))
+    await until(lambda: server.hits(SUBMIT))
+    await asyncio.sleep(0.05)  # answered: the pause started
+    other = asyncio.create_task(sdk.convert_to_wav(PARENT, "track-1", timeout=10))
+    await asyncio.wait_for(arrived.wait(), 5)  # the first after the pause, held
+    started = asyncio.get_running_loop().time()
+    try:
+        url = await asyncio.wait_for(other, 5)
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        release.set()
+    assert url.endswith(".wav") and 1.8 <= waited < 3, waited
+    assert (await asyncio.wait_for(first, 5)).endswith(".wav")
+
+
+@pytest.mark.asyncio
+async def test_a_submit_that_waited_out_a_pause_keeps_to_its_deadline(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """A submit that waited 2 s of its 4 s deadline for a 429's pause has 2 s left for
+    its request, not 4: a slow answer ends it at its deadline (SubmitOutcomeUnknownError:
+    it was sent). Before, it ended 2 s late."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_retry_after=3))
+    release = asyncio.Event()
+    slow_down = reply(429, {"code": 429, "message": "slow down"}, [("Retry-After", "2")])
+    server.script(SUBMIT, slow_down, gate(release))
+    with pytest.raises(VidgoError):  # the Retry-After outlasts its 1 s deadline: it gives up
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, "track-0", timeout=1), 5)
+    started = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(SubmitOutcomeUnknownError):
+            await asyncio.wait_for(sdk.convert_to_wav(PARENT, "track-1", timeout=4), 10)
+    finally:
+        release.set()
+    assert asyncio.get_running_loop().time() - started < 4.6
 
 
 @pytest.mark.asyncio

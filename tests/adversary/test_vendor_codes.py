@@ -228,7 +228,10 @@ async def test_a_sisters_word_for_finished_ends_the_wait_with_the_url(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("word", ["error", "CANCELLED"])
+@pytest.mark.parametrize(
+    "word",
+    ["error", "CANCELLED", "CREATE_TASK_FAILED", "GENERATE_AUDIO_FAILED", "SENSITIVE_WORD_ERROR"],
+)
 async def test_a_sisters_word_for_failed_ends_the_wait_with_the_reason(
     server: HostileServer, sdk: VidgoClient, word: str
 ) -> None:

@@ -18,6 +18,7 @@ from vidgo_async import (
     InvalidResponseError,
     NotFoundError,
     PollPolicy,
+    TaskHandle,
     TaskTimeoutError,
     VidgoClient,
     VidgoError,
@@ -633,3 +634,21 @@ async def test_a_wait_on_a_task_another_client_submitted_ends_at_its_404(
     """A 404 on a task this client knows nothing of is news: the wait ends at once."""
     with pytest.raises(NotFoundError):
         await asyncio.wait_for(sdk.await_task("nobody-made-this", timeout=30), 3)
+
+
+@pytest.mark.asyncio
+async def test_a_wait_on_a_handle_from_another_client_takes_its_early_404s_for_no_news(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """A TaskHandle (from a ClientClosedError, a journal, another process's JSON) names a
+    task some submit created, maybe moments ago: a new client's ``await_task`` takes
+    its first 404s for no news and gets the URL. Before, the first 404 ended it with
+    NotFoundError. (A bare id's 404 is still news: see the test above.)"""
+    server.task_defaults["finish_after"] = 0.2
+    task = await asyncio.wait_for(make_sdk().submit_wav("parent", "track"), 5)
+    not_found = reply(404, {"code": 404, "message": "task not found"})
+    server.script(DETAIL, not_found, not_found)
+    sent = TaskHandle(task_id=task.task_id, source_task_id="parent", audio_id="track")
+    handle = TaskHandle.from_json(sent.to_json())  # as another process reads it
+    url = await asyncio.wait_for(make_sdk().await_task(handle, timeout=5), 8)
+    assert url == f"{server.url}/files/{task.task_id}.wav"

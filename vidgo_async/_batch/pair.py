@@ -26,7 +26,7 @@ import attrs
 
 from .._models import WAV_MODEL, ConversionResult, TaskHandle
 from .._ops.submit import Submitter, cancel_after_grace
-from .._ops.wait import Waits
+from .._ops.wait import UNSEEN_GRACE, Waits
 from .._timing.classify import ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
 from ..errors import ClientClosedError, ConfigurationError, SubmitOutcomeUnknownError, VidgoError
@@ -42,9 +42,6 @@ logger = logging.getLogger("vidgo_async")
 Download = Callable[..., Awaitable[Path]]
 
 _KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
-# Seconds an earlier run's task may read 404 before a first answer: a re-run right after
-# a crash may find it not shown yet, like a task just submitted.
-_RESUMED_UNSEEN = 30.0
 
 
 @attrs.define
@@ -96,7 +93,7 @@ class PairSteps:
             handle,
             deadline,
             submitted_at=submitted_at,
-            unseen_grace=_RESUMED_UNSEEN,
+            unseen_grace=UNSEEN_GRACE,
             gate=self.busy,
         )
         try:

@@ -48,6 +48,7 @@ from ..errors import (
     AlreadyConvertedError,
     ClientClosedError,
     ConflictError,
+    RequestTimeoutError,
     SubmitOutcomeUnknownError,
     TransportError,
     VidgoError,
@@ -197,9 +198,8 @@ class Submitter:
         attempt = 0
         while True:
             attempt += 1
-            timeout = None if deadline is None else deadline.remaining()
             try:
-                task_id, answer = parse_accepted(await self._attempt(call, timeout))
+                task_id, answer = parse_accepted(await self._attempt(call))
             except ConflictError as exc:
                 emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                 await self._after_sending(track, deadline)  # another call's may name it
@@ -250,16 +250,20 @@ class Submitter:
                 self._remember(track, task_id)
                 return Accepted(task_id, answer)
 
-    async def _attempt(self, call: _Call, timeout: float | None) -> Any:
+    async def _attempt(self, call: _Call) -> Any:
         """One attempt's answer. Once past its slot (and ``before_send``) it may be on
-        the wire: shielded, a cancel of the caller then leaves it to end in the background."""
+        the wire: shielded, a cancel of the caller then leaves it to end in the background.
+        It has what is left of the deadline once it may go, none if nothing is left."""
+        deadline = call.deadline or Deadline.after(None)
         cap = self.retry.max_retry_after
-        hold = holding(self.limiter, timeout, "a submit slot", cap)
+        hold = holding(self.limiter, deadline.remaining(), "a submit slot", cap)
         async with hold as slot, call.gate or contextlib.nullcontext():
             if call.before_send is not None:
                 await call.before_send()
+            if deadline.expired():
+                raise RequestTimeoutError("deadline reached before the submit went out", sent=False)
             post = self.transport.request(
-                "POST", SUBMIT_PATH, body=call.body, timeout=timeout, slot=slot
+                "POST", SUBMIT_PATH, body=call.body, timeout=deadline.remaining(), slot=slot
             )
             if not call.shield:
                 return await post

@@ -51,6 +51,9 @@ logger = logging.getLogger("vidgo_async")
 # reads after the first), unless the deadline ends it sooner.
 _FILES_LAG, _FILES_LAG_READS = 10.0, 3
 _STRANGERS = 3  # answers in a row about another task that end a wait
+# Seconds a task submitted elsewhere (an earlier run's, one named by a handle) may read
+# 404 before a first answer: an interrupted run's may not be shown yet, like one just made.
+UNSEEN_GRACE = 30.0
 
 
 @attrs.define

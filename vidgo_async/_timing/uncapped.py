@@ -17,6 +17,8 @@ from .limits import Limiter, Quota, RateLimiter, Slot
 
 __all__ = ["Uncapped", "limiters_for"]
 
+_PATIENCE = 2.0  # seconds the others wait for the answer of the first submit after a pause
+
 
 class Uncapped:
     """The submits' limiter when nothing caps them (no shared quota's cap): every submit
@@ -27,8 +29,9 @@ class Uncapped:
     and then costs a short pause only.
 
     After a pause one submit goes first, alone; the others follow once it is answered
-    (another 429: another pause). A limit that still holds then costs one refused
-    submit, not one per waiting caller (a circuit breaker's half-open state)."""
+    (another 429: another pause), or after ``_PATIENCE`` if its answer is slow. A limit
+    that still holds then costs one refused submit, not one per waiting caller (a
+    circuit breaker's half-open state)."""
 
     __slots__ = (
         "_closed",
@@ -37,7 +40,7 @@ class Uncapped:
         "_paused",
         "_pauses",
         "_probe",
-        "_probing",
+        "_probe_until",
         "_wake",
     )
 
@@ -49,7 +52,7 @@ class Uncapped:
         # The pauses after 429s naming no delay, since a submit last went through.
         self._pauses: Generator[float, None, None] | None = None
         self._probe = False  # the first submit after the pause goes alone
-        self._probing = False  # ... and is under way
+        self._probe_until = 0.0  # ... and the others wait for its answer until then
         self._closed = False
         self._wake = asyncio.Event()  # set when a probe is answered, or on close
 
@@ -64,16 +67,16 @@ class Uncapped:
         until = math.inf if timeout is None else time.monotonic() + timeout
         while not self._closed:
             now = time.monotonic()
-            if now >= self._paused and not self._probing:
+            if now >= max(self._paused, self._probe_until):
                 if not self._probe:
                     return _FREE
-                self._probe, self._probing = False, True
+                self._probe, self._probe_until = False, now + _PATIENCE
                 return _Probe(self)
             if now >= until:
                 raise TimeoutError
-            end = min(until, self._paused if now < self._paused else math.inf)
+            end = min(until, max(self._paused, self._probe_until))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), None if end == math.inf else end - now)
+                await asyncio.wait_for(self._wake.wait(), end - now)
         raise ClientClosedError("the client was closed")
 
     def slow_down(self, seconds: float) -> None:
@@ -104,7 +107,7 @@ class Uncapped:
     def _answered(self) -> None:
         """The submit that went first after a pause was answered: the others may go
         (unless its answer was a 429, which paused them again)."""
-        self._probing = False
+        self._probe_until = 0.0
         self._signal()
 
     def _signal(self) -> None:
