@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from vidgo_async import (
     RetryPolicy,
     SubmitOutcomeUnknownError,
     TaskTimeoutError,
+    Timeouts,
     VidgoClient,
 )
 
@@ -26,6 +28,7 @@ from .server import (
     HostileServer,
     Request,
     default,
+    gate,
     reply,
     reset,
     wav_bytes,
@@ -229,3 +232,38 @@ async def test_a_proxys_403_on_one_poll_leaves_the_paid_pair_to_a_rerun(
     again = await run(make_sdk().convert_many(PAIRS[:1], timeout=5, journal=journal))
     assert again[0].ok, again[0].error
     assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("journalled", [False, True], ids=["no-journal", "journal"])
+async def test_a_batch_stopped_after_an_unclear_submit_says_the_pair_may_be_paid_for(
+    server: HostileServer,
+    make_sdk: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    journalled: bool,
+) -> None:
+    """A submit whose attempts the server took but never answered in time (each may
+    have been accepted), stopped with the batch: a WARNING names the pair, whatever
+    the stop met (an attempt out, or the pause before the next one). Before, a stop
+    during the pause cancelled it without a word; without a journal the paid task
+    was then lost silently."""
+    sdk = make_sdk(
+        timeouts=Timeouts(connect=1, total=0.4),
+        retry=RetryPolicy(base_delay=0.3, max_delay=0.6),
+    )
+    release = asyncio.Event()
+    server.script(SUBMIT, *[gate(release) for _ in range(20)])
+    caplog.set_level(logging.WARNING, logger="vidgo_async")
+    journal = tmp_path / "j.sqlite" if journalled else None
+    consumer = asyncio.create_task(run(sdk.convert_many(PAIRS[:1], timeout=30, journal=journal)))
+    await asyncio.sleep(1.0)  # attempts out and timed out, in turn
+    consumer.cancel()  # the loop is left: the batch stops
+    try:
+        await asyncio.wait_for(asyncio.gather(consumer, return_exceptions=True), 5)
+    finally:
+        release.set()
+    warnings = [
+        r.getMessage() for r in caplog.records if "may have been accepted" in r.getMessage()
+    ]
+    assert any(PAIRS[0][1] in message for message in warnings), warnings

@@ -27,7 +27,7 @@ import attrs
 from .._models import WAV_MODEL, ConversionResult, TaskHandle
 from .._ops.submit import Submitter, cancel_after_grace
 from .._ops.wait import UNSEEN_GRACE, Waits
-from .._timing.classify import ends_the_task, refuses_the_account
+from .._timing.classify import Failure, classify, ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
 from ..errors import ClientClosedError, ConfigurationError, SubmitOutcomeUnknownError, VidgoError
 from .intake import Key, wav_file_name
@@ -42,6 +42,7 @@ logger = logging.getLogger("vidgo_async")
 Download = Callable[..., Awaitable[Path]]
 
 _KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
+_UNCLEAR = "the batch stopped as the submit of %s/%s may have been accepted (%s)"
 
 
 @attrs.define
@@ -177,24 +178,33 @@ class PairSteps:
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
         resumed = entry is not None and entry.state is State.SUBMITTING
+        sending = _Sending(self.busy, self.submits)
         try:
-            started = await self._submit(key, deadline, resumed=resumed)
+            started = await self._submit(key, deadline, sending, resumed=resumed)
+        except asyncio.CancelledError:  # by a stop, between attempts
+            if sending.unclear:
+                logger.warning(_UNCLEAR, *key, self._kept())
+            raise
         finally:  # kept from a stop's cancel since an attempt went out (see _Sending)
             self.submits.discard(_current())
         if not self.stopping:
             return started
         if isinstance(started, tuple):  # paid for, and never waited on: say which task
-            kept = "its journal keeps it for a re-run" if self.journal else "there is no journal"
             logger.warning(
                 "the batch stopped as the server accepted task %s for %s/%s: not waited on (%s)",
                 started[0],
                 *key,
-                kept,
+                self._kept(),
             )
+        elif isinstance(started.error, SubmitOutcomeUnknownError):
+            logger.warning(_UNCLEAR, *key, self._kept())
         return None
 
+    def _kept(self) -> str:
+        return "its journal keeps it for a re-run" if self.journal else "there is no journal"
+
     async def _submit(
-        self, key: Key, deadline: Deadline, *, resumed: bool
+        self, key: Key, deadline: Deadline, sending: _Sending, *, resumed: bool
     ) -> ConversionResult | tuple[str, float]:
         """Submit the pair, journalled before and after; its task, or its result."""
         try:
@@ -212,7 +222,7 @@ class PairSteps:
                 resumed=resumed,
                 before_send=functools.partial(self._may_send, key),
                 shield=False,  # not cancelled while an attempt is out: see stop()
-                gate=_Sending(self.busy, self.submits),
+                gate=sending,
             )
         except VidgoError as exc:
             if refuses_the_account(exc) and self.refused is None:
@@ -309,17 +319,19 @@ class PairSteps:
             await self.journal.record(*key, Entry.written(state, task_id=task_id, error=error))
 
 
-@attrs.frozen
+@attrs.define
 class _Sending:
     """The gate of each attempt of a pair's submit: one of the batch's request permits
     while it is out, taken once its slot under the submit limiter is granted (a
     submit waiting out a pause holds none). From then on the pair's task is kept from
     a stop's cancel (in ``submits``) until its submit ends, so that a paid task is
     journalled; an attempt that failed (refused, or unclear: a stop lets no other
-    attempt settle it) leaves nothing to wait for."""
+    attempt settle it) leaves nothing to wait for, but an unclear one is remembered
+    (``unclear``): a stop says the pair may have been paid for."""
 
     busy: asyncio.Semaphore
     submits: set[asyncio.Task[Any]]
+    unclear: bool = False
 
     async def __aenter__(self) -> None:
         await self.busy.acquire()
@@ -329,6 +341,7 @@ class _Sending:
         self.busy.release()
         if exc is not None:
             self.submits.discard(_current())
+            self.unclear = self.unclear or classify(exc) is Failure.AMBIGUOUS
 
 
 def _current() -> asyncio.Task[Any]:

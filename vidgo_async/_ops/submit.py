@@ -196,6 +196,7 @@ class Submitter:
             await self._after_sending(track, deadline)
         pauses = retry_pauses(self.retry)
         attempt = 0
+        previous: VidgoError | None = None  # the failure of the attempt before
         while True:
             attempt += 1
             try:
@@ -235,7 +236,10 @@ class Submitter:
                             "nothing was submitted",
                             sent=False,
                         ) from exc
+                    if previous is not None and _too_late(exc):  # the last answer says more
+                        raise previous from exc
                     raise
+                previous = exc
                 retrying(self.hook, "a submit", exc, attempt=attempt, delay=delay, path=SUBMIT_PATH)
                 try:
                     await self.lifecycle.sleep(delay)
@@ -405,6 +409,11 @@ def _unknown(
         input=input,
         answer=answer,
     )
+
+
+def _too_late(exc: VidgoError) -> bool:
+    """Whether ``exc`` only says that the deadline came before the attempt could go."""
+    return isinstance(exc, RequestTimeoutError) and not exc.sent
 
 
 def _keep_latest(memory: dict[Any, Any], key: Any, value: Any) -> None:
