@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import attrs
 import pytest
 from support import FAST_POLL, FAST_RETRY, MakeFake
 
@@ -650,19 +651,20 @@ async def test_a_slow_consumer_slows_the_intake(make_fake: MakeFake) -> None:
 
 
 async def test_a_rerun_fails_soon_on_a_task_the_server_no_longer_knows(
-    make_fake: MakeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_fake: MakeFake, tmp_path: Path
 ) -> None:
     """A task accepted by an earlier run that answers 404 for longer than a task just
-    created may go unshown (30 s; 0.5 here) is reported NotFoundError, not waited on
-    to the deadline. Its row stays accepted: the paid task may show again."""
-    monkeypatch.setattr("vidgo_async._batch.pair.UNSEEN_GRACE", 0.5)
+    created may go unshown (``PollPolicy.unseen_grace``: 30 s; 0.5 here) is reported
+    NotFoundError, not waited on to the deadline. Its row stays accepted: the paid
+    task may show again."""
     journal = tmp_path / "wav.sqlite"
     first = await make_fake(queue_time=0.0, run_time=100.0)
     async with _client(first) as client:
         (left,) = await _collect(client, [("m", "a1")], journal=journal, timeout=0.2)
     assert isinstance(left.error, TaskTimeoutError)
     forgetful = await make_fake(queue_time=0.0, run_time=0.0)  # knows no earlier task
-    async with _client(forgetful) as client:
+    poll = attrs.evolve(FAST_POLL, unseen_grace=0.5)
+    async with VidgoClient(forgetful.api_key, base_url=forgetful.url, poll=poll) as client:
         (again,) = await asyncio.wait_for(
             _collect(client, [("m", "a1")], journal=journal, timeout=None), 5
         )

@@ -132,6 +132,8 @@ BAD_POLICIES: list[Any] = [
     pytest.param(lambda: PollPolicy(max_interval=float("nan")), id="poll-max_interval-nan"),
     pytest.param(lambda: PollPolicy(jitter=2), id="poll-jitter-over-1"),
     pytest.param(lambda: PollPolicy(jitter=-0.1), id="poll-jitter-neg"),
+    pytest.param(lambda: PollPolicy(unseen_grace=-1), id="poll-unseen_grace-neg"),
+    pytest.param(lambda: PollPolicy(unseen_grace=float("inf")), id="poll-unseen_grace-inf"),
     pytest.param(lambda: Timeouts(connect=0), id="timeouts-connect-0"),
     pytest.param(lambda: Timeouts(total=-1), id="timeouts-total-neg"),
     pytest.param(lambda: Timeouts(total=float("inf")), id="timeouts-total-inf"),

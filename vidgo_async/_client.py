@@ -21,7 +21,7 @@ from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
 from ._ops.callbacks import Registry
 from ._ops.reads import Reader
 from ._ops.submit import Submitter
-from ._ops.wait import UNSEEN_GRACE, Poller, Waits
+from ._ops.wait import Poller, Waits
 from ._timing.budget import RetryBudget
 from ._timing.learned import Learner
 from ._timing.limits import Quota
@@ -276,7 +276,10 @@ class VidgoClient:
         """Poll a task until it finishes.
 
         Args:
-            task_id: The task's id, or a :class:`TaskHandle`.
+            task_id: The task's id, or a :class:`TaskHandle`. The API may not show a
+                task it has just created: 404s before a first answer are no news
+                for a task this client submitted, and for ``poll.unseen_grace``
+                (30 s) on a handle; a bare id's 404 is final.
             timeout: Deadline in seconds (default 15 minutes); ``None`` waits forever.
             poll: Overrides the client's poll policy for this wait.
 
@@ -287,6 +290,7 @@ class VidgoClient:
             TaskFailedError: The task failed; carries the server's message.
             TaskTimeoutError: The deadline passed; the task still runs.
             APIError: A definitive error (the task is unknown, forbidden ...).
+            InvalidResponseError: Three answers in a row were about another task.
         """
         poller = self._poller(task_id, timeout, poll)
         return await self._waits.until_done(poller)
@@ -512,17 +516,13 @@ class VidgoClient:
         deadline = deadline_after(timeout)
         if poll is not None:
             check_options(poll=poll)
-        submitted_at = self._submitter.submitted.get(handle.task_id)
-        # A handle comes from a submit (maybe another process's, moments ago): its early
-        # 404s are no news for a while. A bare id's 404 is news.
-        grace = UNSEEN_GRACE if isinstance(task_id, TaskHandle) else 0.0
         return self._waits.poller(
             handle,
             deadline,
             policy=poll,
             first_delay=0.0,
-            submitted_at=submitted_at,
-            unseen_grace=grace,
+            submitted_at=self._submitter.submitted.get(handle.task_id),
+            elsewhere=isinstance(task_id, TaskHandle),  # a handle comes from some submit
         )
 
 

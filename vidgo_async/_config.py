@@ -86,6 +86,11 @@ class PollPolicy:
             early answers). Callbacks still pace.
         callback_interval: With a callback receiver, the interval of the
             safety-net polling that finds tasks whose callbacks were lost.
+        unseen_grace: Seconds a task submitted elsewhere (named by a
+            :class:`TaskHandle`, or an earlier batch run's) may answer 404
+            before its first answer, as one just created may not be shown yet
+            (a task this client submitted: until the deadline; a bare id:
+            never).
     """
 
     initial: float = attrs.field(default=1.0, validator=_non_negative)
@@ -95,6 +100,7 @@ class PollPolicy:
     use_progress: bool = True
     learn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     callback_interval: float = attrs.field(default=60.0, validator=_non_negative)
+    unseen_grace: float = attrs.field(default=30.0, validator=_non_negative)
 
 
 @attrs.frozen(kw_only=True)

@@ -28,6 +28,7 @@ from .server import (
     HostileServer,
     Request,
     default,
+    encode,
     gate,
     reply,
     reset,
@@ -267,3 +268,52 @@ async def test_a_batch_stopped_after_an_unclear_submit_says_the_pair_may_be_paid
         r.getMessage() for r in caplog.records if "may have been accepted" in r.getMessage()
     ]
     assert any(PAIRS[0][1] in message for message in warnings), warnings
+
+
+def answered_429_when(release: asyncio.Event, arrived: asyncio.Event, after: str) -> Any:
+    """A 429 (``Retry-After: after``) sent once ``release`` is set."""
+
+    async def action(server: HostileServer, request: Request, conn: Conn) -> None:
+        arrived.set()
+        await release.wait()
+        body = encode({"code": 429, "message": "slow down"})
+        await conn.send(429, body, [("Content-Type", "application/json"), ("Retry-After", after)])
+
+    return action
+
+
+@pytest.mark.asyncio
+async def test_a_batch_left_with_an_attempt_out_that_meets_a_429_stops_at_once(
+    server: HostileServer, make_sdk: Any
+) -> None:
+    """The stop lets an attempt on the wire be answered; answered 429 (``Retry-After:
+    20``), nothing was sent, and the pair does not sleep out the pause: the batch ends
+    at once. Before, it ended when the pause (or the stop's grace) did."""
+    sdk = make_sdk(retry=RetryPolicy(max_retry_after=30))
+    release, arrived = asyncio.Event(), asyncio.Event()
+    server.script(SUBMIT, answered_429_when(release, arrived, "20"))
+    batch = sdk.convert_many(PAIRS[:1], concurrency=1, timeout=60)
+    pending = asyncio.ensure_future(anext(batch))
+    await asyncio.wait_for(arrived.wait(), 5)
+    asyncio.get_running_loop().call_later(0.1, release.set)
+    started = asyncio.get_running_loop().time()
+    pending.cancel()
+    await asyncio.wait_for(asyncio.gather(pending, return_exceptions=True), 40)
+    await asyncio.wait_for(batch.aclose(), 40)
+    assert asyncio.get_running_loop().time() - started < 1.5
+    assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_pair_whose_submit_may_be_paid_for_keeps_saying_so_after_a_refusal(
+    server: HostileServer, make_sdk: Any
+) -> None:
+    """A pair whose first attempt was cut after the server took it, its retry withheld
+    because another pair met 402: its result is SubmitOutcomeUnknownError (the track
+    may be converted), not the 402. (Reported as the 402, its paid task was lost.)"""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.3, max_delay=0.3))
+    server.script(SUBMIT, reset(), reply(402, {"code": 402, "message": "no credits"}))
+    results = await run(sdk.convert_many(PAIRS[:2], concurrency=2, timeout=10))
+    [created] = [audio for audio, count in server.creations.items() if count]
+    paid = next(r for r in results if r.audio_id == created)
+    assert isinstance(paid.error, SubmitOutcomeUnknownError), repr(paid.error)

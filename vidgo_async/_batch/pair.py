@@ -26,7 +26,7 @@ import attrs
 
 from .._models import WAV_MODEL, ConversionResult, TaskHandle
 from .._ops.submit import Submitter, cancel_after_grace
-from .._ops.wait import UNSEEN_GRACE, Waits
+from .._ops.wait import Waits
 from .._timing.classify import Failure, classify, ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
 from ..errors import ClientClosedError, ConfigurationError, SubmitOutcomeUnknownError, VidgoError
@@ -94,7 +94,7 @@ class PairSteps:
             handle,
             deadline,
             submitted_at=submitted_at,
-            unseen_grace=UNSEEN_GRACE,
+            elsewhere=submitted_at is None,
             gate=self.busy,
         )
         try:
@@ -174,15 +174,15 @@ class PairSteps:
         if entry is not None and entry.state in SETTLED:
             return entry
         if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
-            return entry.task_id, None  # an earlier run's task: its 404 is news
+            return entry.task_id, None  # an earlier run's task (submitted elsewhere)
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
         resumed = entry is not None and entry.state is State.SUBMITTING
-        sending = _Sending(self.busy, self.submits)
+        sending = _Sending(self)
         try:
             started = await self._submit(key, deadline, sending, resumed=resumed)
-        except asyncio.CancelledError:  # by a stop, between attempts
-            if sending.unclear:
+        except asyncio.CancelledError:  # by a stop: between attempts, or past its grace
+            if sending.unclear or _current() in self.submits:
                 logger.warning(_UNCLEAR, *key, self._kept())
             raise
         finally:  # kept from a stop's cancel since an attempt went out (see _Sending)
@@ -325,23 +325,25 @@ class _Sending:
     while it is out, taken once its slot under the submit limiter is granted (a
     submit waiting out a pause holds none). From then on the pair's task is kept from
     a stop's cancel (in ``submits``) until its submit ends, so that a paid task is
-    journalled; an attempt that failed (refused, or unclear: a stop lets no other
-    attempt settle it) leaves nothing to wait for, but an unclear one is remembered
-    (``unclear``): a stop says the pair may have been paid for."""
+    journalled. An attempt that failed (refused, or unclear: a stop lets no other
+    attempt settle it) leaves nothing to wait for: once the batch stops, its task
+    cancels itself rather than sleep out a retry's pause. An unclear one is
+    remembered (``unclear``): the stop says the pair may have been paid for."""
 
-    busy: asyncio.Semaphore
-    submits: set[asyncio.Task[Any]]
+    steps: PairSteps
     unclear: bool = False
 
     async def __aenter__(self) -> None:
-        await self.busy.acquire()
-        self.submits.add(_current())
+        await self.steps.busy.acquire()
+        self.steps.submits.add(_current())
 
     async def __aexit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
-        self.busy.release()
+        self.steps.busy.release()
         if exc is not None:
-            self.submits.discard(_current())
+            self.steps.submits.discard(_current())
             self.unclear = self.unclear or classify(exc) is Failure.AMBIGUOUS
+            if self.steps.stopping and not isinstance(exc, asyncio.CancelledError):
+                _current().cancel()
 
 
 def _current() -> asyncio.Task[Any]:
@@ -351,7 +353,7 @@ def _current() -> asyncio.Task[Any]:
 
 
 def _withheld(exc: VidgoError) -> bool:
-    """Whether the submit that failed with ``exc`` was stopped before an attempt went out
-    (by :meth:`PairSteps._may_send`), after an earlier run's attempt or none."""
-    cause = exc.answer if isinstance(exc, SubmitOutcomeUnknownError) else exc
-    return isinstance(cause, ClientClosedError) and not cause.sent
+    """Whether the submit that failed with ``exc`` sent nothing: stopped before its first
+    attempt by :meth:`PairSteps._may_send`. (After an unclear attempt, its error is
+    SubmitOutcomeUnknownError, which says more than the refusal that stopped it.)"""
+    return isinstance(exc, ClientClosedError) and not exc.sent

@@ -237,7 +237,7 @@ class Submitter:
                             sent=False,
                         ) from exc
                     if previous is not None and _too_late(exc):  # the last answer says more
-                        raise previous from exc
+                        raise previous from None
                     raise
                 previous = exc
                 retrying(self.hook, "a submit", exc, attempt=attempt, delay=delay, path=SUBMIT_PATH)

@@ -51,9 +51,6 @@ logger = logging.getLogger("vidgo_async")
 # reads after the first), unless the deadline ends it sooner.
 _FILES_LAG, _FILES_LAG_READS = 10.0, 3
 _STRANGERS = 3  # answers in a row about another task that end a wait
-# Seconds a task submitted elsewhere (an earlier run's, one named by a handle) may read
-# 404 before a first answer: an interrupted run's may not be shown yet, like one just made.
-UNSEEN_GRACE = 30.0
 
 
 @attrs.define
@@ -81,7 +78,7 @@ class Waits:
         policy: PollPolicy | None = None,
         first_delay: float | None = None,
         submitted_at: float | None = None,
-        unseen_grace: float = 0.0,
+        elsewhere: bool = False,
         gate: asyncio.Semaphore | None = None,
     ) -> Poller:
         """The poll loop of one wait.
@@ -92,9 +89,9 @@ class Waits:
             submitted_at: When this client submitted the task (``None``: not
                 here), so that its 404s before a first answer are no news,
                 and its duration can be learned from and planned for.
-            unseen_grace: Seconds from now during which the 404s before a first
-                answer of a task submitted elsewhere are no news (one an
-                interrupted run created moments ago may not be shown yet).
+            elsewhere: The task was submitted elsewhere (an earlier run, another
+                process): its 404s before a first answer are no news for the
+                policy's ``unseen_grace`` (it may have been created moments ago).
             gate: Held during each poll (a batch's bound on requests in flight).
         """
         policy = policy or self.policy
@@ -113,7 +110,7 @@ class Waits:
             schedule=schedule,
             delay=schedule.first() if first_delay is None else first_delay,
             pacer=pacer,
-            unseen_until=math.inf if submitted_at is not None else time.monotonic() + unseen_grace,
+            unseen_until=_unseen_until(policy, submitted_at, elsewhere),
             gate=gate,
         )
 
@@ -356,3 +353,13 @@ def _no_wav_url(task: Task) -> InvalidResponseError:
         f"task {task.task_id} finished without a usable wav_url (files: {len(task.files)})",
         excerpt=f"{files!r:.300}",
     )
+
+
+def _unseen_until(policy: PollPolicy, submitted_at: float | None, elsewhere: bool) -> float:
+    """Until when (``time.monotonic()``) a task's 404s before a first answer are no news:
+    the API may not show a task it has just created. One this client submitted: always
+    (within the wait's deadline); one submitted elsewhere: for ``unseen_grace``; a task
+    known by a bare id (maybe mistyped, maybe long gone): never."""
+    if submitted_at is not None:
+        return math.inf
+    return time.monotonic() + policy.unseen_grace if elsewhere else 0.0

@@ -22,7 +22,8 @@ final         a definitive answer                    400, 401, 402 (and a 429 sa
                                                      a closed client
 ============  =====================================  ==========================================
 
-Reads (polls, GETs, downloads) retry every failure but a final one. Submits
+Reads (polls, GETs, downloads) retry every failure but a final one (a wait also
+ends after three answers in a row about another task: ``_ops.wait``). Submits
 retry unsent and refused failures freely, and ambiguous ones under the
 submit rule (``_ops.submit``). Every caller asks :func:`classify`; how long
 a server's ``Retry-After`` stretches a pause is :func:`stretch`.
