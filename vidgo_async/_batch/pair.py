@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import weakref
@@ -178,7 +177,7 @@ class PairSteps:
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
         resumed = entry is not None and entry.state is State.SUBMITTING
-        sending = _Sending(self)
+        sending = _Sending(self, key)
         try:
             started = await self._submit(key, deadline, sending, resumed=resumed)
         except asyncio.CancelledError:  # by a stop: between attempts, or past its grace
@@ -220,7 +219,6 @@ class PairSteps:
                 deadline=deadline,
                 adopt=True,
                 resumed=resumed,
-                before_send=functools.partial(self._may_send, key),
                 shield=False,  # not cancelled while an attempt is out: see stop()
                 gate=sending,
             )
@@ -252,7 +250,7 @@ class PairSteps:
         error = ConfigurationError(f"{reason}: nothing was sent for it")
         return ConversionResult(source_task_id=key[0], audio_id=key[1], error=error)
 
-    async def _may_send(self, key: Key) -> None:
+    async def may_send(self, key: Key) -> None:
         """Before each attempt of the pair's submit (the paid step): none once the batch
         stops (an attempt in flight is answered, no new one starts), and none unless
         this worker still holds the pair.
@@ -328,13 +326,20 @@ class _Sending:
     journalled. An attempt that failed (refused, or unclear: a stop lets no other
     attempt settle it) leaves nothing to wait for: once the batch stops, its task
     cancels itself rather than sleep out a retry's pause. An unclear one is
-    remembered (``unclear``): the stop says the pair may have been paid for."""
+    remembered (``unclear``): the stop says the pair may have been paid for.
+    Before an attempt goes, :meth:`PairSteps.may_send` may stop it."""
 
     steps: PairSteps
+    key: Key
     unclear: bool = False
 
     async def __aenter__(self) -> None:
         await self.steps.busy.acquire()
+        try:
+            await self.steps.may_send(self.key)
+        except BaseException:
+            self.steps.busy.release()
+            raise
         self.steps.submits.add(_current())
 
     async def __aexit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
@@ -354,6 +359,6 @@ def _current() -> asyncio.Task[Any]:
 
 def _withheld(exc: VidgoError) -> bool:
     """Whether the submit that failed with ``exc`` sent nothing: stopped before its first
-    attempt by :meth:`PairSteps._may_send`. (After an unclear attempt, its error is
+    attempt by :meth:`PairSteps.may_send`. (After an unclear attempt, its error is
     SubmitOutcomeUnknownError, which says more than the refusal that stopped it.)"""
     return isinstance(exc, ClientClosedError) and not exc.sent

@@ -28,7 +28,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -135,7 +135,6 @@ class Submitter:
         deadline: Deadline | None,
         adopt: bool = False,
         resumed: bool = False,
-        before_send: Callable[[], Awaitable[None]] | None = None,
         shield: bool = True,
         gate: contextlib.AbstractAsyncContextManager[Any] | None = None,
     ) -> Accepted:
@@ -148,16 +147,14 @@ class Submitter:
                 with it) instead of :class:`AlreadyConvertedError`.
             resumed: An earlier submit of the same input (another run's) may
                 have been accepted.
-            before_send: Awaited right before each attempt goes out (after its
-                slot under a submit cap): a batch confirms there that it still
-                holds the pair. What it raises ends the submit.
             shield: A cancel of the caller leaves an attempt that may be on the
                 wire to be answered in the background (its task remembered and
                 logged); a batch, which lets its submits end before it stops,
                 saves the task this costs.
-            gate: Held by each attempt from its slot until its answer (a batch's
-                bound on its requests in flight): a submit waiting out a pause
-                holds none of it.
+            gate: Entered by each attempt once its slot is granted, right before it
+                goes out, and held until its answer: a batch takes a request permit
+                there (a submit waiting out a pause holds none) and confirms that it
+                may still send. What its entry raises ends the submit.
 
         Raises:
             AlreadyConvertedError: 409 on a clean first attempt of a WAV conversion.
@@ -175,7 +172,7 @@ class Submitter:
             body: dict[str, Any] = {"model": model, "input": input}
             if callback_url is not None:
                 body["callback_url"] = callback_url
-            call = _Call(body, _track(body), deadline, adopt, resumed, before_send, shield, gate)
+            call = _Call(body, _track(body), deadline, adopt, resumed, shield, gate)
             with operation(self.hook, "submit", model=model, **call.ids()) as scope:
                 accepted = await self._settle(call)
                 scope.note(task_id=accepted.task_id)
@@ -255,15 +252,13 @@ class Submitter:
                 return Accepted(task_id, answer)
 
     async def _attempt(self, call: _Call) -> Any:
-        """One attempt's answer. Once past its slot (and ``before_send``) it may be on
-        the wire: shielded, a cancel of the caller then leaves it to end in the background.
+        """One attempt's answer. Once past its slot (and ``gate``) it may be on the
+        wire: shielded, a cancel of the caller then leaves it to end in the background.
         It has what is left of the deadline once it may go, none if nothing is left."""
         deadline = call.deadline or Deadline.after(None)
         cap = self.retry.max_retry_after
         hold = holding(self.limiter, deadline.remaining(), "a submit slot", cap)
         async with hold as slot, call.gate or contextlib.nullcontext():
-            if call.before_send is not None:
-                await call.before_send()
             if deadline.expired():
                 raise RequestTimeoutError("deadline reached before the submit went out", sent=False)
             post = self.transport.request(
@@ -344,7 +339,6 @@ class _Call:
     deadline: Deadline | None
     adopt: bool
     resumed: bool
-    before_send: Callable[[], Awaitable[None]] | None
     shield: bool
     gate: contextlib.AbstractAsyncContextManager[Any] | None
 
