@@ -270,14 +270,17 @@ async def test_a_batch_stopped_after_an_unclear_submit_says_the_pair_may_be_paid
     assert any(PAIRS[0][1] in message for message in warnings), warnings
 
 
-def answered_429_when(release: asyncio.Event, arrived: asyncio.Event, after: str) -> Any:
-    """A 429 (``Retry-After: after``) sent once ``release`` is set."""
+def answered_when(
+    release: asyncio.Event, arrived: asyncio.Event, status: int, payload: Any, *headers: Any
+) -> Any:
+    """``status`` with ``payload`` (and ``headers``), sent once ``release`` is set (the
+    documented side effects applied on arrival, as a server behind a proxy would)."""
 
     async def action(server: HostileServer, request: Request, conn: Conn) -> None:
+        server.process(request)
         arrived.set()
         await release.wait()
-        body = encode({"code": 429, "message": "slow down"})
-        await conn.send(429, body, [("Content-Type", "application/json"), ("Retry-After", after)])
+        await conn.send(status, encode(payload), [("Content-Type", "application/json"), *headers])
 
     return action
 
@@ -291,7 +294,8 @@ async def test_a_batch_left_with_an_attempt_out_that_meets_a_429_stops_at_once(
     at once. Before, it ended when the pause (or the stop's grace) did."""
     sdk = make_sdk(retry=RetryPolicy(max_retry_after=30))
     release, arrived = asyncio.Event(), asyncio.Event()
-    server.script(SUBMIT, answered_429_when(release, arrived, "20"))
+    slow_down = {"code": 429, "message": "slow down"}
+    server.script(SUBMIT, answered_when(release, arrived, 429, slow_down, ("Retry-After", "20")))
     batch = sdk.convert_many(PAIRS[:1], concurrency=1, timeout=60)
     pending = asyncio.ensure_future(anext(batch))
     await asyncio.wait_for(arrived.wait(), 5)
@@ -317,3 +321,31 @@ async def test_a_pair_whose_submit_may_be_paid_for_keeps_saying_so_after_a_refus
     [created] = [audio for audio, count in server.creations.items() if count]
     paid = next(r for r in results if r.audio_id == created)
     assert isinstance(paid.error, SubmitOutcomeUnknownError), repr(paid.error)
+
+
+@pytest.mark.asyncio
+async def test_a_batch_left_with_an_attempt_out_answered_without_a_task_id_stops_at_once(
+    server: HostileServer, make_sdk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The attempt the stop let finish is answered 200 with no task id (it may have been
+    accepted): the pair ends at once, with a WARNING that it may be paid for. Before,
+    the unreadable answer was read outside the attempt's gate, and the stop waited out
+    the retry's pause (up to its grace)."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=5, max_delay=5))
+    caplog.set_level(logging.WARNING, logger="vidgo_async")
+    release, arrived = asyncio.Event(), asyncio.Event()
+    no_id = {"code": 200, "data": {"status": "not_started"}}
+    server.script(SUBMIT, answered_when(release, arrived, 200, no_id))
+    batch = sdk.convert_many(PAIRS[:1], concurrency=1, timeout=60)
+    pending = asyncio.ensure_future(anext(batch))
+    await asyncio.wait_for(arrived.wait(), 5)
+    asyncio.get_running_loop().call_later(0.1, release.set)
+    started = asyncio.get_running_loop().time()
+    pending.cancel()
+    await asyncio.wait_for(asyncio.gather(pending, return_exceptions=True), 40)
+    await asyncio.wait_for(batch.aclose(), 40)
+    assert asyncio.get_running_loop().time() - started < 1.5
+    warnings = [
+        r.getMessage() for r in caplog.records if "may have been accepted" in r.getMessage()
+    ]
+    assert any(PAIRS[0][1] in message for message in warnings), warnings

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ from vidgo_async import (
 )
 
 from .conftest import MakeSdk
-from .server import DETAIL, SUBMIT, HostileServer, gate, reply, reset
+from .server import DETAIL, SUBMIT, Conn, HostileServer, Request, gate, reply, reset
 from .support import PARENT, TRACK, convert, until
 
 NAMES_NOTHING = reply(409, {"code": 409, "message": "This audio has already been converted"})
@@ -344,3 +345,73 @@ async def test_closing_the_client_while_the_first_submit_after_a_pause_is_out(
         await other
     assert not unsent.value.sent
     assert len(server.hits(SUBMIT)) == 2
+
+
+def answered_when(release: asyncio.Event, arrived: asyncio.Event, action: Any) -> Any:
+    """``action``'s answer, once ``release`` is set."""
+
+    async def held(server: HostileServer, request: Request, conn: Conn) -> None:
+        arrived.set()
+        await release.wait()
+        await action(server, request, conn)
+
+    return held
+
+
+@pytest.mark.asyncio
+async def test_a_429_answering_a_first_submit_whose_caller_gave_up_still_pauses_the_others(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """The submit that goes first after a pause, its caller cancelled, is answered in the
+    background by another 429 (``Retry-After: 2``): the client's other submits wait
+    those 2 s. Before, the background answer let them all go at once, into the limit."""
+    sdk = make_sdk(retry=RetryPolicy(base_delay=0.05, max_delay=0.1, max_retry_after=3))
+    release, arrived = asyncio.Event(), asyncio.Event()
+    slow = {"code": 429, "message": "slow down"}
+    server.script(
+        SUBMIT,
+        reply(429, slow, [("Retry-After", "0.3")]),
+        answered_when(release, arrived, reply(429, slow, [("Retry-After", "2")])),
+    )
+    first = asyncio.create_task(sdk.convert_to_wav(PARENT, "track-0", timeout=10))
+    await asyncio.wait_for(arrived.wait(), 5)  # its retry, the first after the pause, held
+    others = [
+        asyncio.create_task(sdk.convert_to_wav(PARENT, f"track-{k}", timeout=10))
+        for k in range(1, 4)
+    ]
+    await asyncio.sleep(0.1)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    release.set()
+    answered = asyncio.get_running_loop().time()
+    await asyncio.wait_for(asyncio.gather(*others), 10)
+    later = [hit.at for hit in server.hits(SUBMIT)[2:]]
+    assert len(later) == 3 and min(later) - answered >= 1.8, [t - answered for t in later]
+
+
+@pytest.mark.asyncio
+async def test_a_409_naming_the_task_after_the_caller_gave_up_is_remembered(
+    server: HostileServer, make_sdk: MakeSdk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An attempt that may have been accepted (answered after the timeout), then a retry
+    whose caller gives up while it is out; the retry's answer, read in the background,
+    is a 409 naming the task. It is logged, and the next call for the track waits on
+    it though the server's next 409 names nothing. Before, the 409 was dropped without
+    a word, and the next call raised AlreadyConvertedError naming no task."""
+    sdk = make_sdk(
+        timeouts=Timeouts(connect=1, total=0.4), retry=RetryPolicy(base_delay=0.05, max_delay=0.1)
+    )
+    caplog.set_level(logging.WARNING, logger="vidgo_async")
+    late, release, arrived = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    names_it = reply(409, {"code": 409, "message": "converted", "data": {"task_id": "wav-1"}})
+    server.script(SUBMIT, gate(late), answered_when(release, arrived, names_it), NAMES_NOTHING)
+    call = asyncio.create_task(convert(sdk))
+    await asyncio.wait_for(arrived.wait(), 5)  # the retry is out
+    call.cancel()
+    await asyncio.gather(call, return_exceptions=True)
+    release.set()
+    await until(lambda: any("wav-1" in r.getMessage() for r in caplog.records))
+    url = await asyncio.wait_for(convert(sdk), 5)
+    late.set()
+    assert url == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1

@@ -42,6 +42,7 @@ Download = Callable[..., Awaitable[Path]]
 
 _KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
 _UNCLEAR = "the batch stopped as the submit of %s/%s may have been accepted (%s)"
+_ACCEPTED = "the batch stopped as the server accepted task %s for %s/%s (%s)"
 
 
 @attrs.define
@@ -189,12 +190,7 @@ class PairSteps:
         if not self.stopping:
             return started
         if isinstance(started, tuple):  # paid for, and never waited on: say which task
-            logger.warning(
-                "the batch stopped as the server accepted task %s for %s/%s: not waited on (%s)",
-                started[0],
-                *key,
-                self._kept(),
-            )
+            logger.warning(_ACCEPTED, started[0], *key, f"not waited on; {self._kept()}")
         elif isinstance(started.error, SubmitOutcomeUnknownError):
             logger.warning(_UNCLEAR, *key, self._kept())
         return None
@@ -242,6 +238,11 @@ class PairSteps:
                 *key,
                 exc,
             )
+        except asyncio.CancelledError:  # a stop's grace ran out during the write: name it
+            logger.warning(_ACCEPTED, accepted.task_id, *key, "not journalled")
+            sending.unclear = False  # named: nothing left unclear for _start to say
+            self.submits.discard(_current())
+            raise
         return accepted.task_id, time.monotonic()
 
     def _not_sent(self, key: Key, reason: str) -> ConversionResult:

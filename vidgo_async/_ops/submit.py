@@ -40,7 +40,7 @@ from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.budget import RetryBudget
 from .._timing.classify import Failure, classify, unreachable
 from .._timing.deadline import Deadline
-from .._timing.limits import Limiter, Slot, holding
+from .._timing.limits import Limiter, Slot, heard, holding
 from .._timing.schedules import retry_pauses
 from .._wire.convert import parse_accepted, parse_task
 from .._wire.transport import Transport
@@ -197,7 +197,7 @@ class Submitter:
         while True:
             attempt += 1
             try:
-                task_id, answer = parse_accepted(await self._attempt(call))
+                task_id, answer = await self._attempt(call)
             except ConflictError as exc:
                 emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
                 await self._after_sending(track, deadline)  # another call's may name it
@@ -251,10 +251,11 @@ class Submitter:
                 self._remember(track, task_id)
                 return Accepted(task_id, answer)
 
-    async def _attempt(self, call: _Call) -> Any:
-        """One attempt's answer. Once past its slot (and ``gate``) it may be on the
-        wire: shielded, a cancel of the caller then leaves it to end in the background.
-        It has what is left of the deadline once it may go, none if nothing is left."""
+    async def _attempt(self, call: _Call) -> tuple[str, Mapping[str, Any]]:
+        """One attempt's task id and answer, read under its slot and gate (an answer
+        naming no task fails the attempt there). Once past them it may be on the wire:
+        shielded, a cancel of the caller then leaves it to end in the background. It has
+        what is left of the deadline once it may go, none if nothing is left."""
         deadline = call.deadline or Deadline.after(None)
         cap = self.retry.max_retry_after
         hold = holding(self.limiter, deadline.remaining(), "a submit slot", cap)
@@ -265,12 +266,12 @@ class Submitter:
                 "POST", SUBMIT_PATH, body=call.body, timeout=deadline.remaining(), slot=slot
             )
             if not call.shield:
-                return await post
+                return parse_accepted(await post)
             request = asyncio.ensure_future(post)
             self.sending[request] = call.track
             request.add_done_callback(self.sending.pop)
             try:
-                return await asyncio.shield(request)
+                return parse_accepted(await asyncio.shield(request))
             except asyncio.CancelledError:  # the answer is read all the same
                 slot = hold.hand_over()  # held until then
                 request.add_done_callback(functools.partial(self._answered, call, slot))
@@ -284,16 +285,27 @@ class Submitter:
 
     def _answered(self, call: _Call, slot: Slot | None, request: asyncio.Task[Any]) -> None:
         """The answer of an attempt whose caller gave up (or that the client's close cut
-        short): the task it names is logged, remembered and told to the hook."""
-        if slot is not None:
-            slot.release()
+        short): told to the limiter as any answer is (a 429 holds the other submits
+        back), and the task it names (a 409's too) logged, remembered and told to the
+        hook; one that may have been accepted is logged."""
         what = f"a {call.body['model']} submit for {call.body['input']!r:.200}"
         if request.cancelled():  # the client closed first
+            if slot is not None:
+                slot.release()
             logger.warning("%s may have been accepted: no answer before the close", what)
             return
+        heard(self.limiter, request.exception(), self.retry.max_retry_after)
+        if slot is not None:
+            slot.release()
         what += " was cancelled in flight"
         try:
             task_id, _ = parse_accepted(request.result())
+        except ConflictError as exc:  # converted already: by this call's unclear attempt?
+            named = _conflict_task(exc, call.body)
+            if named is None:
+                logger.warning("%s; the server says it was converted already: %s", what, exc)
+                return
+            task_id = named
         except VidgoError as exc:
             if classify(exc) is Failure.AMBIGUOUS:
                 logger.warning("%s and may have been accepted: %s", what, exc)
@@ -357,6 +369,14 @@ def _track(body: Mapping[str, Any]) -> Track | None:
     return source, audio
 
 
+def _conflict_task(exc: ConflictError, body: dict[str, Any]) -> str | None:
+    """The task a 409 names, if it is a conversion: an error body echoing the request
+    names the parent music task (the input's ``task_id``) instead."""
+    if exc.task_id is not None and exc.task_id == body["input"].get("task_id"):
+        return None
+    return exc.task_id
+
+
 def _after_conflict(
     exc: ConflictError,
     body: dict[str, Any],
@@ -365,11 +385,7 @@ def _after_conflict(
     *,
     adopt: bool,
 ) -> Accepted:
-    if exc.task_id is not None and exc.task_id == body["input"].get("task_id"):
-        # An error body echoing the request names the parent music task, not a conversion.
-        exc.task_id = None
-    if exc.task_id is None:
-        exc.task_id = known  # the task this client's own submit converted the track into
+    exc.task_id = _conflict_task(exc, body) or known  # known: this client's own submit's
     if exc.task_id is not None and (adopt or ambiguous is not None):
         # The server named the task: ours from an earlier, unanswered attempt, or
         # (adopt) the one that converted this track before.

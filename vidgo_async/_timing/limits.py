@@ -28,6 +28,7 @@ __all__ = [
     "Quota",
     "RateLimiter",
     "Slot",
+    "heard",
     "holding",
     "window_of",
 ]
@@ -172,16 +173,26 @@ class holding:
 
     async def __aexit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
         try:
-            if self._limiter is not None and exc is None:
-                self._limiter.went_through()
-            elif self._limiter is not None and isinstance(exc, RateLimitError):
-                if exc.retry_after is not None:
-                    self._limiter.slow_down(min(exc.retry_after, self._cap))
-                else:
-                    self._limiter.back_off()
+            if not isinstance(exc, asyncio.CancelledError):  # an answer: what does it say
+                heard(self._limiter, exc, self._cap)
         finally:
             if self._slot is not None:
                 self._slot.release()
+
+
+def heard(limiter: Limiter | None, exc: BaseException | None, cap: float) -> None:
+    """Tell ``limiter`` what a request's answer says: it went through (``exc`` None), or
+    a 429 holds every request back for its ``Retry-After`` (at most ``cap``), or halves
+    the rate when it named no delay. (Before the slot is released: its waiters see it.)"""
+    if limiter is None:
+        return
+    if exc is None:
+        limiter.went_through()
+    elif isinstance(exc, RateLimitError):
+        if exc.retry_after is not None:
+            limiter.slow_down(min(exc.retry_after, cap))
+        else:
+            limiter.back_off()
 
 
 @attrs.define(slots=True)
