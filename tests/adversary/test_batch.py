@@ -285,17 +285,13 @@ def answered_when(
     return action
 
 
-@pytest.mark.asyncio
-async def test_a_batch_left_with_an_attempt_out_that_meets_a_429_stops_at_once(
-    server: HostileServer, make_sdk: Any
-) -> None:
-    """The stop lets an attempt on the wire be answered; answered 429 (``Retry-After:
-    20``), nothing was sent, and the pair does not sleep out the pause: the batch ends
-    at once. Before, it ended when the pause (or the stop's grace) did."""
-    sdk = make_sdk(retry=RetryPolicy(max_retry_after=30))
+async def left_while_out(
+    sdk: VidgoClient, server: HostileServer, status: int, payload: Any, *headers: Any
+) -> float:
+    """Seconds a one-pair batch takes to stop, left while its submit is out; the submit
+    is answered ``status`` with ``payload`` 0.1 s into the stop."""
     release, arrived = asyncio.Event(), asyncio.Event()
-    slow_down = {"code": 429, "message": "slow down"}
-    server.script(SUBMIT, answered_when(release, arrived, 429, slow_down, ("Retry-After", "20")))
+    server.script(SUBMIT, answered_when(release, arrived, status, payload, *headers))
     batch = sdk.convert_many(PAIRS[:1], concurrency=1, timeout=60)
     pending = asyncio.ensure_future(anext(batch))
     await asyncio.wait_for(arrived.wait(), 5)
@@ -304,7 +300,19 @@ async def test_a_batch_left_with_an_attempt_out_that_meets_a_429_stops_at_once(
     pending.cancel()
     await asyncio.wait_for(asyncio.gather(pending, return_exceptions=True), 40)
     await asyncio.wait_for(batch.aclose(), 40)
-    assert asyncio.get_running_loop().time() - started < 1.5
+    return asyncio.get_running_loop().time() - started
+
+
+@pytest.mark.asyncio
+async def test_a_batch_left_with_an_attempt_out_that_meets_a_429_stops_at_once(
+    server: HostileServer, make_sdk: Any
+) -> None:
+    """The stop lets an attempt on the wire be answered; answered 429 (``Retry-After:
+    20``), nothing was sent, and the pair does not sleep out the pause: the batch ends
+    at once. Before, it ended when the pause (or the stop's grace) did."""
+    sdk = make_sdk(retry=RetryPolicy(max_retry_after=30))
+    slow_down = {"code": 429, "message": "slow down"}
+    assert await left_while_out(sdk, server, 429, slow_down, ("Retry-After", "20")) < 1.5
     assert len(server.hits(SUBMIT)) == 1
 
 
@@ -333,18 +341,8 @@ async def test_a_batch_left_with_an_attempt_out_answered_without_a_task_id_stops
     the retry's pause (up to its grace)."""
     sdk = make_sdk(retry=RetryPolicy(base_delay=5, max_delay=5))
     caplog.set_level(logging.WARNING, logger="vidgo_async")
-    release, arrived = asyncio.Event(), asyncio.Event()
     no_id = {"code": 200, "data": {"status": "not_started"}}
-    server.script(SUBMIT, answered_when(release, arrived, 200, no_id))
-    batch = sdk.convert_many(PAIRS[:1], concurrency=1, timeout=60)
-    pending = asyncio.ensure_future(anext(batch))
-    await asyncio.wait_for(arrived.wait(), 5)
-    asyncio.get_running_loop().call_later(0.1, release.set)
-    started = asyncio.get_running_loop().time()
-    pending.cancel()
-    await asyncio.wait_for(asyncio.gather(pending, return_exceptions=True), 40)
-    await asyncio.wait_for(batch.aclose(), 40)
-    assert asyncio.get_running_loop().time() - started < 1.5
+    assert await left_while_out(sdk, server, 200, no_id) < 1.5
     warnings = [
         r.getMessage() for r in caplog.records if "may have been accepted" in r.getMessage()
     ]
