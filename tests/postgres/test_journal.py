@@ -753,3 +753,40 @@ async def test_a_re_run_within_a_lease_says_why_it_reports_nothing(
         again = await asyncio.wait_for(run(make_client(), pairs, postgres_dsn, lease=30.0), 30)
     assert again == []
     assert "3 pairs not reported here" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_stop_that_cuts_the_journal_write_of_an_accepted_task_names_the_task(
+    postgres_dsn: str,
+    make_client: MakeClient,
+    fake: FakeVidgo,
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The batch is left while a submit is out; it is accepted, but another session's
+    lock holds the journal write of the task past the stop's grace (``Timeouts.total``
+    + 2 s): the stop cuts the write, and a WARNING names the task. Before, the warning
+    said only that the pair "may have been accepted": a re-run met a 409 naming
+    nothing, and the paid task could not be found."""
+    from vidgo_async import Timeouts
+
+    await run(make_client(), pairs_of(prefix, 1), postgres_dsn)  # the tables exist
+    client = make_client(timeouts=Timeouts(connect=1, total=1))
+    caplog.set_level(logging.WARNING, logger="vidgo_async")
+    fake.inject(Fault.slow(0.5), route="submit")
+    [pair] = pairs_of(prefix + "x", 1)
+
+    async def consume() -> None:
+        async for _ in client.convert_many([pair], journal=postgres_dsn):
+            pass
+
+    consumer = asyncio.create_task(consume())
+    async with asyncio.timeout(10):
+        while fake.request_count("submit") < 2:  # noqa: ASYNC110 - the fake's log is no event
+            await asyncio.sleep(0.01)  # out, answered in 0.5 s
+    async with _locked(postgres_dsn, "SHARE"):  # the task's row waits: past the grace
+        consumer.cancel()  # the loop is left: the batch stops
+        await asyncio.wait_for(asyncio.gather(consumer, return_exceptions=True), 15)
+    [task_id] = fake.accepted[pair[1]]
+    named = [r.getMessage() for r in caplog.records if task_id in r.getMessage()]
+    assert any("not journalled" in message for message in named), caplog.text
