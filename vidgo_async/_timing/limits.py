@@ -13,6 +13,7 @@ import collections
 import functools
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
 import attrs
@@ -24,6 +25,7 @@ __all__ = [
     "MIN_SHARE",
     "RECOVERY",
     "Halvings",
+    "Held",
     "Limiter",
     "Quota",
     "RateLimiter",
@@ -196,10 +198,12 @@ def heard(limiter: Limiter | None, exc: BaseException | None, cap: float) -> Non
 
 
 @attrs.define(slots=True)
-class _Held:
-    """A slot of a :class:`RateLimiter`: grants are anonymous, so it only counts."""
+class Held:
+    """A slot that only counts (a :class:`RateLimiter`'s grants are anonymous; so is
+    :class:`~.uncapped.Uncapped`'s first submit after a pause): its first release
+    tells its limiter, by ``on_release``."""
 
-    _limiter: RateLimiter
+    _on_release: Callable[[], None]
     _released: bool = False
 
     async def leaving(self, timeout: float | None) -> None:
@@ -208,7 +212,7 @@ class _Held:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._limiter._release()
+            self._on_release()
 
 
 class RateLimiter:
@@ -250,7 +254,7 @@ class RateLimiter:
         self._share = 1.0  # of the rate in force, below 1 after back_off()
         self._shared_at = 0.0
         self._halvings = Halvings(self._window)
-        self._waiting: Grants[_Held] = Grants(self._arm, self._give_back)
+        self._waiting: Grants[Held] = Grants(self._arm, self._give_back)
         self._timer: asyncio.TimerHandle | None = None
 
     async def acquire(self, timeout: float | None = None) -> Slot:
@@ -296,7 +300,7 @@ class RateLimiter:
             self._timer = None
         self._waiting.fail(lambda: ClientClosedError("the client was closed"))
 
-    def _take(self, now: float) -> _Held | None:
+    def _take(self, now: float) -> Held | None:
         if now < self._paused:
             return None
         times = self._times
@@ -305,7 +309,7 @@ class RateLimiter:
         if len(times) + self._busy >= self._effective_limit(now):
             return None
         self._busy += 1
-        return _Held(self)
+        return Held(self._release)
 
     def _release(self) -> None:
         self._busy -= 1
@@ -314,7 +318,7 @@ class RateLimiter:
             # Every slot was under way: room now comes with this release's window.
             self._arm(asyncio.get_running_loop())
 
-    def _give_back(self, _: _Held) -> None:
+    def _give_back(self, _: Held) -> None:
         """A grant its waiter never took (cancelled as it came): nothing left, no stamp."""
         self._busy -= 1
         if self._timer is not None:

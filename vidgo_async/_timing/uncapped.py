@@ -8,12 +8,11 @@ import math
 import time
 from collections.abc import Generator
 
-import attrs
 import backoff
 
 from .._config import RetryPolicy
 from ..errors import ClientClosedError
-from .limits import Limiter, Quota, RateLimiter, Slot
+from .limits import Held, Limiter, Quota, RateLimiter, Slot
 
 __all__ = ["Uncapped", "limiters_for"]
 
@@ -71,7 +70,7 @@ class Uncapped:
                 if not self._probe:
                     return _FREE
                 self._probe, self._probe_until = False, now + _PATIENCE
-                return _Probe(self)
+                return Held(self._answered)  # its release lets the others go
             if now >= until:
                 raise TimeoutError
             end = min(until, max(self._paused, self._probe_until))
@@ -126,23 +125,6 @@ class _Free:
 
 
 _FREE = _Free()
-
-
-@attrs.define(slots=True)
-class _Probe:
-    """The slot of the submit that goes first after a pause."""
-
-    _limiter: Uncapped
-    _released: bool = False
-
-    async def leaving(self, timeout: float | None) -> None:
-        """Nothing to swap."""
-
-    def release(self) -> None:
-        """Let the other submits go (or wait out the pause its answer started)."""
-        if not self._released:
-            self._released = True
-            self._limiter._answered()
 
 
 def limiters_for(
