@@ -126,6 +126,20 @@ async def test_output_closed_early_stops_the_batch_saying_so(
     assert vidgo_fake.request_count("submit") == 200  # nothing converted twice
 
 
+async def test_batch_prints_each_paid_wav_url_on_stdout(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """Without --json or --output, each success is a line on stdout naming its WAV URL:
+    with --no-journal the URLs were printed nowhere, and a re-run only met 409s."""
+    source = _pairs(tmp_path / "pairs.csv", 2)
+    ran = await run_cli("batch", str(source), "--no-journal", *_FAST, env=api_env(vidgo_fake))
+    assert ran.code == 0, ran.err
+    lines = sorted(ran.out.splitlines())
+    assert [line.split()[:3] for line in lines] == [["ok", "m", "a0"], ["ok", "m", "a1"]], ran.out
+    for line in lines:
+        assert line.split()[3].startswith(vidgo_fake.url) and line.split()[3].endswith(".wav")
+
+
 async def test_no_journal_keeps_none(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
     """`--no-journal` writes no journal file anywhere."""
     source = _pairs(tmp_path / "pairs.csv", 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import pty
 import re
@@ -116,17 +117,20 @@ async def test_an_interrupted_summary_offers_a_rerun_only_with_a_journal(
     assert ("interrupted: not finished" in err) == (not journal), err
 
 
-async def _on_a_terminal(*args: str, env: dict[str, str], stop_when: Path | None = None) -> str:
+async def _on_a_terminal(
+    *args: str, env: dict[str, str], stop_when: Path | None = None, stdout: int | None = None
+) -> str:
     """Run the CLI with stderr on a 160-column pty; what the terminal got, without ANSI codes.
 
-    With ``stop_when``, SIGTERM is sent once that file has a line.
+    With ``stop_when``, SIGTERM is sent once that file has a line; ``stdout`` (default:
+    none) is where its standard output goes.
     """
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "vidgo_async", *args),
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL if stdout is None else stdout,
         stderr=slave,
         env=environ({**env, "TERM": "xterm-256color", "COLUMNS": "160"}),
     )
@@ -181,3 +185,25 @@ async def test_interrupted_bar_line_is_finished(vidgo_fake: FakeVidgo, tmp_path:
     assert "\nvidgo-async: interrupted by SIGTERM" in screen, screen
     last_bar = screen[screen.rindex("converting") :].split("\n", 1)
     assert len(last_bar) == 2 and "1/2 1 ok" in last_bar[0], screen
+
+
+@pytest.mark.parametrize("flag", ["--json", "--text"])
+async def test_results_reach_stdout_while_the_live_bar_is_on_a_terminal(
+    vidgo_fake: FakeVidgo, tmp_path: Path, flag: str
+) -> None:
+    """`batch ... --json > results.jsonl` at a terminal: the results go to the file, not
+    to the terminal above the bar (the bar's stdout redirect sent them there)."""
+    source = _pairs(tmp_path / "pairs.csv", 3, 0)
+    results = tmp_path / "results.txt"
+    flags = ("--json",) if flag == "--json" else ()
+    with results.open("wb") as out:
+        screen = await _on_a_terminal(
+            "batch", str(source), *flags, *_FAST, env=api_env(vidgo_fake), stdout=out.fileno()
+        )
+    lines = results.read_text().splitlines()
+    assert len(lines) == 3, (lines, screen)
+    if flag == "--json":
+        assert all(json.loads(line)["ok"] for line in lines)
+    else:
+        assert all(line.startswith("ok m fast") for line in lines)
+    assert "fast0" not in screen, screen

@@ -216,7 +216,7 @@ def _verbose(parser: argparse.ArgumentParser, default: object = argparse.SUPPRES
         "--verbose",
         action="count",
         default=default,
-        help="log the SDK's work to stderr (-v: INFO, -vv: DEBUG); a batch lists each success",
+        help="log the SDK's work to stderr (-v: INFO, -vv: DEBUG); the demo lists each success",
     )
 
 

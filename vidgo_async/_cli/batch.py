@@ -1,6 +1,8 @@
 """``vidgo-async batch``: many pairs through ``convert_many``, journalled by default.
 
-Each result is written (``--output``, ``--json``) as it comes. An account-level
+Each result is written as it comes: every success on stdout (a text line, or
+JSON with ``--json``: a WAV URL paid for is always printed), every result to
+``--output``. An account-level
 refusal (401, 402, 403) stops the batch at once: no other pair can succeed
 until the user acts, and the journal leaves the rest for a re-run.
 """
@@ -42,6 +44,8 @@ class BatchOptions:
     download: Path | None = None
     output: IO[str] | None = None
     json: bool = False
+    # Each success as a text line on stdout (without --json): `batch`, not `demo`.
+    text: bool = False
     verbose: bool = False
 
 
@@ -74,6 +78,7 @@ async def batch(args: argparse.Namespace) -> int:
                     else None
                 ),
                 json=args.json,
+                text=not args.json,
                 verbose=args.verbose > 0,
             )
             return await run_batch(client, options, read_pairs(source, args.file), total)
@@ -153,12 +158,16 @@ async def _convert(
             if isinstance(result.error, ACCOUNT_REFUSALS):
                 reporter.result(result, show="")  # the stop message says it, once
                 return result.error
-            show = f"ok {result.audio_id} -> {result.wav_url}" if options.verbose else None
+            listed = options.verbose and not options.text  # else on stdout already
+            show = f"ok {result.audio_id} -> {result.wav_url}" if listed else None
             reporter.result(result, show=show if result.ok else None)
     return None
 
 
 def _write(result: ConversionResult, options: BatchOptions) -> None:
+    if options.text and result.ok:
+        saved = "" if result.path is None else f" {result.path}"
+        print(f"ok {result.source_task_id} {result.audio_id} {result.wav_url}{saved}", flush=True)
     if options.output is None and not options.json:
         return
     line = json.dumps(result_json(result))

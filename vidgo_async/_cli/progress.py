@@ -171,6 +171,9 @@ class _RichReporter(Reporter):
             TimeRemainingColumn(),
             console=self._console,
             refresh_per_second=10,
+            # Results printed on stdout go above the bar only when stdout is this
+            # terminal too; redirected (`--json > results.jsonl`), they go to the file.
+            redirect_stdout=sys.stdout.isatty(),
         )
         self._task = self._bar.add_task("batch", total=tally.total, **self._fields())
 
