@@ -207,3 +207,40 @@ async def test_results_reach_stdout_while_the_live_bar_is_on_a_terminal(
     else:
         assert all(line.startswith("ok m fast") for line in lines)
     assert "fast0" not in screen, screen
+
+
+@pytest.mark.parametrize("source", ["stdin", "fifo"])
+async def test_a_quiet_input_pipe_holds_up_neither_the_pairs_read_nor_a_signal(
+    vidgo_fake: FakeVidgo, tmp_path: Path, source: str
+) -> None:
+    """`producer | vidgo-async batch -` (or a named pipe): a pair read is converted and
+    printed while the producer is quiet, and SIGTERM stops the command at once; the
+    input was read on the event loop, which waited for the next line to do either."""
+    output = tmp_path / "out.jsonl"
+    fifo = tmp_path / "pairs.fifo"
+    if source == "fifo":
+        os.mkfifo(fifo)
+    name = "-" if source == "stdin" else str(fifo)
+    args = ("batch", name, "--no-journal", "--output", str(output), *_FAST)
+    process = await start_cli(*args, env=api_env(vidgo_fake), stdin=asyncio.subprocess.PIPE)
+    writer = None
+    try:
+        if source == "stdin":
+            assert process.stdin is not None
+            process.stdin.write(b"task_id,audio_id\nm,a1\n")
+            await process.stdin.drain()  # and stays open, quiet
+        else:
+            writer = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)  # once it reads
+            os.write(writer, b"task_id,audio_id\nm,a1\n")
+        await _until(lambda: len(_lines(output)) == 1, timeout=10)
+        started = time.monotonic()
+        returned, err = await _interrupt(process, signal.SIGTERM)
+        assert returned == 143, err
+        assert time.monotonic() - started < 5, err
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        if writer is not None:
+            os.close(writer)
+    assert json.loads(_lines(output)[0])["ok"]

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import ExitStack, aclosing
 from pathlib import Path
 from typing import IO
@@ -26,7 +25,7 @@ from vidgo_async import DEFAULT_TIMEOUT, ConversionResult, VidgoClient
 from .checks import check_download_folder, journal_label, journal_of, open_output, shared_journal
 from .client import open_client
 from .exits import ACCOUNT_REFUSALS, Exit, account_advice, one_line
-from .input import BadRow, count_rows, open_input, read_pairs
+from .input import BadRow, check_input, count_rows, pairs_of
 from .output import result_json
 from .progress import Reporter, Tally, make_reporter, print_summary
 
@@ -55,15 +54,8 @@ async def batch(args: argparse.Namespace) -> int:
     # The client first: it checks the key before any file is created.
     async with open_client(args) as client:
         with ExitStack() as stack:
-            if args.file == "-":
-                # Bytes that are not UTF-8 become per-line reports, not the end of the batch.
-                source: IO[str] = io.TextIOWrapper(
-                    sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=""
-                )
-                total = None
-            else:
-                source = stack.enter_context(open_input(args.file))
-                total = count_rows(Path(args.file))
+            check_input(args.file)
+            total = None if args.file == "-" else count_rows(Path(args.file))
             options = BatchOptions(
                 concurrency=args.concurrency,
                 timeout=args.timeout,
@@ -81,13 +73,13 @@ async def batch(args: argparse.Namespace) -> int:
                 text=not args.json,
                 verbose=args.verbose > 0,
             )
-            return await run_batch(client, options, read_pairs(source, args.file), total)
+            return await run_batch(client, options, pairs_of(args.file), total)
 
 
 async def run_batch(
     client: VidgoClient,
     options: BatchOptions,
-    rows: Iterable[tuple[str, str] | BadRow],
+    rows: AsyncIterable[tuple[str, str] | BadRow],
     total: int | None,
 ) -> int:
     """Convert ``rows``, reporting progress, results and a summary; the exit status.
@@ -132,13 +124,13 @@ async def run_batch(
 async def _convert(
     client: VidgoClient,
     options: BatchOptions,
-    rows: Iterable[tuple[str, str] | BadRow],
+    rows: AsyncIterable[tuple[str, str] | BadRow],
     reporter: Reporter,
 ) -> Exception | None:
     """Run the batch to its end, or to an account-level refusal (returned)."""
 
-    def pairs() -> Iterator[tuple[str, str]]:
-        for row in rows:
+    async def pairs() -> AsyncIterator[tuple[str, str]]:
+        async for row in rows:
             if isinstance(row, BadRow):
                 reporter.skipped(row.line, row.reason)
             else:

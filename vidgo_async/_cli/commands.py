@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 
@@ -139,7 +140,7 @@ async def demo(args: argparse.Namespace) -> int:
             poll=PollPolicy(initial=0.05, factor=1.5, max_interval=0.5),
             retry=RetryPolicy(base_delay=0.01, max_delay=0.2, max_retry_after=0.5),
         )
-        pairs = ((f"demo-music-{i // 2:04d}", _demo_audio(i)) for i in range(count))
+        pairs = _demo_pairs(count)
         with tempfile.TemporaryDirectory(prefix="vidgo-demo-") as scratch:
             options = BatchOptions(
                 json=args.json,
@@ -149,6 +150,11 @@ async def demo(args: argparse.Namespace) -> int:
             )
             async with client:
                 return await run_batch(client, options, pairs, count)
+
+
+async def _demo_pairs(count: int) -> AsyncIterator[tuple[str, str]]:
+    for index in range(count):
+        yield f"demo-music-{index // 2:04d}", _demo_audio(index)
 
 
 def _demo_audio(index: int) -> str:

@@ -1,23 +1,31 @@
 """Reading batch input for the CLI: CSV with a header, or JSON lines.
 
 Bad rows are reported with their line numbers and skipped; good rows go on.
+The input is read by a thread of its own (:func:`pairs_of`): a pipe may keep
+its reader waiting for its writer's next line indefinitely, and the event loop goes on
+meanwhile, converting the pairs read before and acting on a signal at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
 import json
+import os
+import queue
 import re
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import attrs
 
 from .exits import UsageError
 
-__all__ = ["BadRow", "count_rows", "open_input", "read_pairs"]
+__all__ = ["BadRow", "check_input", "count_rows", "open_input", "pairs_of", "read_pairs"]
 
 # Bytes that were not UTF-8, as the input's "surrogateescape" decoding keeps them.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -133,12 +141,80 @@ def _id(name: str, value: object) -> str:
 
 
 def open_input(name: str) -> IO[str]:
-    """The batch input file, open; an unreadable one is a usage error (exit 2)."""
+    """The batch input file (``-``: a copy of standard input's descriptor), open; an
+    unreadable one is a usage error (exit 2). Bytes that are not UTF-8 become per-line
+    reports, not the end of the batch."""
     try:
-        # The caller closes it. A local file opened once: not worth a thread.
-        return open(name, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    except OSError as exc:
-        raise InputError(f"cannot read {name}: {exc.strerror or type(exc).__name__}") from None
+        file: int | str = os.dup(sys.stdin.fileno()) if name == "-" else name
+        return open(file, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    except (OSError, ValueError) as exc:  # ValueError: no standard input at all
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        what = "standard input" if name == "-" else name
+        raise InputError(f"cannot read {what}: {reason}") from None
+
+
+def check_input(name: str) -> None:
+    """Raises InputError (a usage error, before any request) if the input file cannot be
+    read. (Standard input and a named pipe are not tried: opening a pipe waits for its writer.)"""
+    if name != "-" and not Path(name).is_fifo():
+        open_input(name).close()
+
+
+async def pairs_of(name: str) -> AsyncIterator[tuple[str, str] | BadRow]:
+    """:func:`read_pairs` of the input ``name`` (opened, then read, by a daemon thread),
+    one row at a time as they are asked for. Left while the thread waits on a pipe, it
+    leaves the thread blocked, to end with the process.
+
+    Raises:
+        InputError: The input cannot be opened, or has no usable header.
+    """
+    loop = asyncio.get_running_loop()
+    asked: queue.SimpleQueue[asyncio.Future[Any] | None] = queue.SimpleQueue()
+
+    def read() -> None:
+        rows: Iterator[tuple[str, str] | BadRow] | None = None
+        try:
+            while (wanted := asked.get()) is not None:
+                try:
+                    rows = rows or _rows(name)
+                    row: object = next(rows, _END)
+                except Exception as exc:
+                    loop.call_soon_threadsafe(_settle, wanted, None, exc)
+                    return
+                loop.call_soon_threadsafe(_settle, wanted, row, None)
+                if row is _END:
+                    return
+        except RuntimeError:  # the loop is closed: nobody is asking any more
+            return
+
+    threading.Thread(target=read, name="vidgo-async input", daemon=True).start()
+    try:
+        while True:
+            wanted = loop.create_future()
+            asked.put(wanted)
+            row = await wanted
+            if row is _END:
+                return
+            yield row
+    finally:
+        asked.put(None)
+
+
+_END = object()
+
+
+def _rows(name: str) -> Iterator[tuple[str, str] | BadRow]:
+    with open_input(name) as stream:
+        yield from read_pairs(stream, name)
+
+
+def _settle(future: asyncio.Future[Any], row: object, error: Exception | None) -> None:
+    if future.done():  # its asker was cancelled
+        return
+    if error is None:
+        future.set_result(row)
+    else:
+        future.set_exception(error)
 
 
 def count_rows(path: Path) -> int | None:
