@@ -412,6 +412,53 @@ async def test_a_lost_claim_refuses_writes_and_holds_but_keeps_a_task_id(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("verdict", ["unclear", "409"])
+async def test_a_task_id_kept_by_a_worker_that_lost_the_pair_is_waited_on_by_a_rerun(
+    postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str, verdict: str
+) -> None:
+    """A worker paused while its submit was accepted loses the pair; the taker's 409 names
+    no task, so it settles the pair unclear (or refused), and the loser keeps its task id
+    in that row. A re-run waits on that task and reports its WAV URL, submitting
+    nothing: it reported SubmitOutcomeUnknownError (or the 409) for ever, though the
+    journal named the paid task."""
+    from vidgo_async._batch.journal import LostClaim
+    from vidgo_async.errors import AlreadyConvertedError, SubmitOutcomeUnknownError
+
+    audio_id = f"{prefix}-0"
+    client = make_client()
+    paid = await client.submit_wav("music", audio_id)  # the loser's submit, accepted
+    if verdict == "unclear":
+        error: Exception = SubmitOutcomeUnknownError(
+            "may have been accepted", model="convert-to-wav", input={}
+        )
+        state = State.UNKNOWN
+    else:
+        error, state = AlreadyConvertedError("converted before", status=409), State.FAILED
+    loser = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=1.0)
+    taker = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=1.0)
+    try:
+        loser._renewer.cancel()  # paused: no renewal
+        assert (await loser.claim("music", audio_id))[0]
+        await loser.record("music", audio_id, Entry.written(State.SUBMITTING))
+        await asyncio.sleep(1.2)
+        assert (await taker.claim("music", audio_id))[0]
+        await taker.record("music", audio_id, Entry.written(state, error=error))
+        with pytest.raises(LostClaim):
+            await loser.record(
+                "music", audio_id, Entry.written(State.ACCEPTED, task_id=paid.task_id)
+            )
+    finally:
+        await taker.close()
+        await loser.close()
+    submits = fake.request_count("submit")
+    await asyncio.sleep(1.2)  # the taker's lease runs out
+    [result] = await run(make_client(), [("music", audio_id)], postgres_dsn)
+    assert result.ok, result.error
+    assert (result.task_id, fake.request_count("submit")) == (paid.task_id, submits)
+    assert await states(postgres_dsn, prefix) == Counter({"finished": 1})
+
+
+@pytest.mark.asyncio
 async def test_the_lease_setting_is_the_journals_lease(
     postgres_dsn: str, make_client: MakeClient, prefix: str
 ) -> None:

@@ -126,6 +126,19 @@ class Entry:
             error_status=status,
         )
 
+    @property
+    def task_to_wait_on(self) -> str | None:
+        """The task a run waits on for this pair: the row's task, unless it finished (the
+        row has its URL) or the server said it failed. Besides an accepted row's, that is
+        the task a worker's submit created after it lost the pair: it keeps the id in the
+        row, which the worker that took the pair over may have settled unclear, or
+        refused by a 409 that named no task."""
+        if self.task_id is None or self.state is State.FINISHED:
+            return None
+        if self.state is State.FAILED and self.error_type == "TaskFailedError":
+            return None
+        return self.task_id
+
 
 #: The columns of a pair's row, as :class:`Entry` names them.
 COLUMNS = tuple(field.name for field in attrs.fields(Entry))

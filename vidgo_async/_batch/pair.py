@@ -171,10 +171,10 @@ class PairSteps:
             return self._not_sent(key, f"the journal could not claim the pair ({exc})")
         if not claimed:
             return None
+        if entry is not None and (task_id := entry.task_to_wait_on) is not None:
+            return task_id, None  # an earlier run's task (submitted elsewhere)
         if entry is not None and entry.state in SETTLED:
             return entry
-        if entry is not None and entry.state is State.ACCEPTED and entry.task_id:
-            return entry.task_id, None  # an earlier run's task (submitted elsewhere)
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
         resumed = entry is not None and entry.state is State.SUBMITTING
