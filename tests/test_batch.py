@@ -21,6 +21,7 @@ import pytest
 from support import FAST_POLL, FAST_RETRY, MakeFake
 
 from vidgo_async import (
+    APIError,
     BatchProgress,
     ClientClosedError,
     ConfigurationError,
@@ -1061,7 +1062,7 @@ async def test_a_connection_string_of_another_form_is_refused_without_quoting_it
     assert vidgo_fake.requests == []
 
 
-@pytest.mark.parametrize("state", ["submitting", "failed"])
+@pytest.mark.parametrize("state", ["submitting", "refused"])
 async def test_a_journal_write_failing_around_a_submit_is_a_vidgo_error(
     vidgo_fake: FakeVidgo, tmp_path: Path, state: str
 ) -> None:
@@ -1069,7 +1070,7 @@ async def test_a_journal_write_failing_around_a_submit_is_a_vidgo_error(
     a failed submit (the submit's own error stands) gives the pair a VidgoError result,
     not an internal error (it was one, with an ERROR traceback)."""
 
-    if state == "failed":
+    if state == "refused":
         vidgo_fake.inject(Fault.http_error(400), route="submit", times=100)
     full = sqlite3.OperationalError("database or disk is full")
     journal = _FailingJournal(tmp_path / "wav.sqlite", "a1", full, state=state)
@@ -1080,6 +1081,26 @@ async def test_a_journal_write_failing_around_a_submit_is_a_vidgo_error(
     if state == "submitting":
         assert vidgo_fake.accept_count["a1"] == 0
         assert "nothing was sent" in str(failed.error)
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+async def test_a_submit_refused_for_the_pair_is_submitted_again_by_a_rerun(
+    vidgo_fake: FakeVidgo, tmp_path: Path, status: int
+) -> None:
+    """A submit the server refused for the pair itself (400, 404, 422: nothing accepted,
+    nothing paid) is reported, and the next run with the journal submits it again (the
+    cause may be gone: a parent task not shown yet); the journal answered every re-run
+    with the old error, sending nothing. A 409 stays final: the track was converted."""
+    vidgo_fake.inject(Fault.http_error(status), route="submit")
+    journal = tmp_path / "wav.sqlite"
+    async with _client(vidgo_fake) as client:
+        [first] = await _collect(client, [("m", "a1")], journal=journal)
+        [again] = await _collect(client, [("m", "a1")], journal=journal)
+        [third] = await _collect(client, [("m", "a1")], journal=journal)
+    assert isinstance(first.error, APIError) and first.error.status == status
+    assert again.ok and third.ok, (again.error, third.error)
+    assert vidgo_fake.request_count("submit") == 2  # the third run answered from the journal
+    assert vidgo_fake.accept_count["a1"] == 1
 
 
 async def test_a_journal_in_use_here_is_refused_at_once_however_its_path_is_spelled(

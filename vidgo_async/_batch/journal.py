@@ -43,6 +43,7 @@ from .intake import Key
 
 __all__ = [
     "COLUMNS",
+    "FINAL",
     "SETTLED",
     "BatchJournal",
     "Claim",
@@ -89,6 +90,7 @@ class State(str, enum.Enum):
     FINISHED = "finished"  # the WAV URL is known
     FAILED = "failed"  # a definitive failure; reported again, never resubmitted
     UNKNOWN = "unknown"  # the submit may have been accepted; never resubmitted
+    REFUSED = "refused"  # refused for the pair, nothing accepted: submitted by a later run
 
 
 @attrs.frozen(kw_only=True)
@@ -142,8 +144,11 @@ class Entry:
 
 #: The columns of a pair's row, as :class:`Entry` names them.
 COLUMNS = tuple(field.name for field in attrs.fields(Entry))
-#: States a pair is reported from, never submitted again.
-SETTLED = frozenset({State.FINISHED, State.FAILED, State.UNKNOWN})
+#: States a run leaves a pair in for good: no other worker takes it up in that run.
+SETTLED = frozenset({State.FINISHED, State.FAILED, State.UNKNOWN, State.REFUSED})
+#: ... of which a later run reports the pair from its row, never submitting it again.
+#: (A refused submit, nothing paid, is tried again: the cause may be gone.)
+FINAL = SETTLED - {State.REFUSED}
 
 
 #: What a claim answers: whether this process holds the pair, and the pair's row.

@@ -30,7 +30,7 @@ from .._timing.classify import Failure, classify, ends_the_task, refuses_the_acc
 from .._timing.deadline import Deadline
 from ..errors import ClientClosedError, ConfigurationError, SubmitOutcomeUnknownError, VidgoError
 from .intake import Key, wav_file_name
-from .journal import SETTLED, BatchJournal, Entry, JournalWriteError, State
+from .journal import FINAL, BatchJournal, Entry, JournalWriteError, State
 from .verdicts import journalled_error, state_after_failed_submit
 
 __all__ = ["Download", "PairSteps"]
@@ -173,7 +173,7 @@ class PairSteps:
             return None
         if entry is not None and (task_id := entry.task_to_wait_on) is not None:
             return task_id, None  # an earlier run's task (submitted elsewhere)
-        if entry is not None and entry.state in SETTLED:
+        if entry is not None and entry.state in FINAL:
             return entry
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)

@@ -9,6 +9,7 @@ from ..errors import (
     APIError,
     ClientClosedError,
     ConfigurationError,
+    ConflictError,
     SubmitOutcomeUnknownError,
     TaskFailedError,
     UnusableTaskIdError,
@@ -52,8 +53,9 @@ def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoE
 
 def state_after_failed_submit(exc: VidgoError) -> State:
     """What a failed submit leaves: ``Submitter.submit`` raises a plain error only when
-    no attempt can have been accepted, so only answers about the pair itself
-    (400, 404, 409, 422) are final; account trouble (401, 402, 403), rate
+    no attempt can have been accepted, so only a 409 (the track was converted) is
+    final; the other answers about the pair itself (400, 404, 422) settle it for this
+    run, and a later one submits it again; account trouble (401, 402, 403), rate
     limits and outages leave the pair to be submitted by a re-run. A client closed
     (or a batch stopped, or its journal unable to confirm the claim) during a
     request, or after one that may have been accepted, leaves it ``SUBMITTING``:
@@ -70,5 +72,5 @@ def state_after_failed_submit(exc: VidgoError) -> State:
     if isinstance(exc, (SubmitOutcomeUnknownError, UnusableTaskIdError)):
         return State.UNKNOWN
     if refuses_the_pair(exc):
-        return State.FAILED
+        return State.FAILED if isinstance(exc, ConflictError) else State.REFUSED
     return State.UNSENT
