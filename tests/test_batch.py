@@ -1103,6 +1103,24 @@ async def test_a_submit_refused_for_the_pair_is_submitted_again_by_a_rerun(
     assert vidgo_fake.accept_count["a1"] == 1
 
 
+async def test_a_rerun_into_another_folder_puts_each_wav_there(
+    vidgo_fake: FakeVidgo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run with the journal but another `download_to` (or from another working
+    directory) puts each WAV in its own folder, copying the earlier run's file, and
+    says so: it reported the earlier run's (relative) paths, and the folder stayed empty."""
+    monkeypatch.chdir(tmp_path)
+    journal = tmp_path / "wav.sqlite"
+    async with _client(vidgo_fake) as client:
+        first = await _collect(client, [("m", "a1")], journal=journal, download_to="wavs")
+        monkeypatch.chdir(tmp_path / "wavs")  # a relative folder means another one now
+        again = await _collect(client, [("m", "a1")], journal=journal, download_to="wavs")
+    assert first[0].path is not None and again[0].path is not None
+    moved = tmp_path / "wavs" / "wavs" / "a1.wav"
+    assert again[0].path == moved and moved.read_bytes() == (tmp_path / "wavs/a1.wav").read_bytes()
+    assert vidgo_fake.request_count("submit") == 1
+
+
 async def test_a_journal_in_use_here_is_refused_at_once_however_its_path_is_spelled(
     vidgo_fake: FakeVidgo, tmp_path: Path
 ) -> None:

@@ -183,7 +183,8 @@ def check_count(name: str, value: object) -> int:
 
 
 def check_folder(name: str, value: str | os.PathLike[str] | None) -> Path | None:
-    """``value`` as a directory, created if missing.
+    """``value`` as a directory, created if missing, and absolute (a journal keeps the
+    paths of the files in it: a re-run from another directory finds them).
 
     Raises:
         ValueError: It cannot be one (a file is there, or it cannot be created).
@@ -196,7 +197,7 @@ def check_folder(name: str, value: str | os.PathLike[str] | None) -> Path | None
     except OSError as exc:  # a file in its place, no permission ...
         reason = exc.strerror or type(exc).__name__
         raise ValueError(f"{name}: {str(folder)!r:.200} is no usable folder ({reason})") from None
-    return folder
+    return folder.absolute()
 
 
 def is_loopback(url: URL) -> bool:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -295,16 +297,33 @@ class PairSteps:
             yield
 
     async def _from_journal(self, key: Key, entry: Entry) -> tuple[ConversionResult, State | None]:
-        """An earlier run's result, downloaded again if its file is gone."""
+        """An earlier run's result, its file in this run's folder: the earlier file if it
+        is there, else a copy of it, else downloaded again."""
         result = ConversionResult(
             source_task_id=key[0], audio_id=key[1], task_id=entry.task_id, wav_url=entry.wav_url
         )
         if entry.state is not State.FINISHED:
             return attrs.evolve(result, error=journalled_error(entry, *key)), None
-        if entry.path and Path(entry.path).is_file():  # noqa: ASYNC240 - one stat per re-run pair
-            return attrs.evolve(result, path=Path(entry.path)), None
+        earlier = Path(entry.path) if entry.path else None
+        wanted = earlier if self.download_to is None else self.download_to / wav_file_name(key[1])
+        if earlier is not None and earlier.is_file():
+            if wanted == earlier:
+                return attrs.evolve(result, path=earlier), None
+            if wanted is not None:  # another folder (or working directory) than the earlier run's
+                return await self._copied(result, earlier, wanted), State.FINISHED
         downloaded = await self._download(result)
         return downloaded, State.FINISHED if downloaded.path is not None else None
+
+    async def _copied(self, result: ConversionResult, source: Path, dest: Path) -> ConversionResult:
+        """The result with ``source`` copied to ``dest`` (whole, or not at all), or the error."""
+        part = dest.with_name(dest.name + ".copy")
+        try:
+            async with self._only_writer(dest):
+                await asyncio.to_thread(shutil.copyfile, source, part)
+                await asyncio.to_thread(os.replace, part, dest)
+        except OSError as exc:
+            return attrs.evolve(result, error=exc)
+        return attrs.evolve(result, path=dest)
 
     async def _record(
         self,
