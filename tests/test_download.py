@@ -16,6 +16,7 @@ import aiohttp
 import attrs
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from support import MakeClient, MakeFake
 
 from vidgo_async import (
@@ -364,6 +365,46 @@ async def test_a_stale_resume_restarts_from_zero(
     assert len(ranges) == 3
     assert ranges[1] is not None
     assert ranges[2] is None
+
+
+async def test_a_resume_onto_a_file_of_another_size_restarts_from_zero(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A storage host sending no ETag or Last-Modified, whose file is replaced while a
+    download is cut: the resume's 206 names another total size, so the head kept is of
+    another file and the download restarts (it appended the new file's tail to the old
+    head, and saved the splice as the WAV)."""
+    old, new = b"".join(iter_wav(100_044)), b"".join(iter_wav(100_444))
+    ranges: list[str | None] = []
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        ranges.append(request.headers.get("Range"))
+        if len(ranges) == 1:  # the old file, cut half-way
+            response = web.StreamResponse(headers={"Content-Length": str(len(old))})
+            await response.prepare(request)
+            await response.write(old[: len(old) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        start = int((request.headers.get("Range") or "bytes=0-")[6:].rstrip("-"))
+        if start == 0:
+            return web.Response(body=new)
+        headers = {"Content-Range": f"bytes {start}-{len(new) - 1}/{len(new)}"}
+        return web.Response(status=206, body=new[start:], headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/x.wav", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        saved = await fetch(session, f"http://127.0.0.1:{port}/x.wav", tmp_path / "x.wav")
+    finally:
+        await runner.cleanup()
+    assert saved.read_bytes() == new
+    assert ranges[0] is None and ranges[1] is not None and ranges[-1] is None
 
 
 async def test_a_junk_part_is_not_resumed(

@@ -175,6 +175,9 @@ class _Download:
     # an answer gave one (kept beside it, for a later call): a resume asks If-Range
     # with it, and a body of another version is never appended to it.
     _version: str | None = attrs.field(default=None, init=False)
+    # Its size, once an answer gave it: a resume's 206 naming another size is of
+    # another file (what tells one from another when the host sends no version).
+    _size: int | None = attrs.field(default=None, init=False)
 
     def _where(self, url: URL | None = None) -> str:
         """Host and path of ``url`` (default: the first), for messages and logs."""
@@ -199,7 +202,7 @@ class _Download:
         if refused is not None:
             raise ValueError(f"refusing {self._where()}: it resolves to {refused}")
         # Our loop, not backoff's: an attempt that grows the file starts the count afresh.
-        best, self._version = resumable(self._part, self._where())  # an earlier call's
+        best, self._version, self._size = resumable(self._part, self._where())  # an earlier call's
         failures, pauses = 0, retry_pauses(self._retry)
         while True:
             try:
@@ -355,7 +358,9 @@ class _Download:
         with PartFile(self._part, start, total) as part:
             if start == 0 or self._version is None:  # a whole body: its version is the file's
                 self._version = _version_of(response)
-                keep_version(self._part, self._version, self._where())
+            if start == 0 or self._size is None:
+                self._size = total
+            keep_version(self._part, self._version, self._where(), self._size)
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 part.write(chunk)
                 if on_progress is not None:
@@ -374,13 +379,14 @@ class _Download:
             return 0, length
         match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
         version = _version_of(response)  # a 206 without one (against RFC 9110) tells nothing
-        changed = None not in (version, self._version) and version != self._version
+        total = None if match is None or match[3] == "*" else int(match[3])
+        changed = (None not in (version, self._version) and version != self._version) or (
+            None not in (total, self._size) and total != self._size
+        )
         if match is None or int(match[1]) != offset or changed:
             forget_part(self._part)
             raise _Incomplete(f"{self._where()}: another range or version of the file, restarting")
-        if match[3] != "*":
-            return offset, int(match[3])
-        return offset, None if length is None else offset + length
+        return offset, total if total is not None or length is None else offset + length
 
 
 def _version_of(response: aiohttp.ClientResponse) -> str | None:

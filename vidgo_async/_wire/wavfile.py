@@ -177,35 +177,38 @@ def usable_version(value: str) -> str | None:
     return value if ok else None
 
 
-def resumable(part: Path, source: str) -> tuple[int, str | None]:
+def resumable(part: Path, source: str) -> tuple[int, str | None, int | None]:
     """The bytes of the head of the file at ``source`` (a URL without its query) that
-    ``part`` holds, and that file's version; a head of another file, or of one nobody
-    recorded, is removed: ``(0, None)``."""
+    ``part`` holds, and that file's version and size; a head of another file, or of one
+    nobody recorded, is removed: ``(0, None, None)``."""
     size = part_size(part)
     if size:
-        version, kept = _read_kept(part)
+        version, kept, total = _read_kept(part)
         if kept == source:
-            return size, version
+            return size, version, total
         forget_part(part)
-    return 0, None
+    return 0, None, None
 
 
-def _read_kept(part: Path) -> tuple[str | None, str | None]:
-    """The version of the file ``part`` holds the head of, and where it came from (its
-    URL without the query), as an earlier call kept them; None where unknown."""
+def _read_kept(part: Path) -> tuple[str | None, str | None, int | None]:
+    """The version of the file ``part`` holds the head of, where it came from (its URL
+    without the query) and its size, as an earlier call kept them; None where unknown."""
     try:
         kept = _version_file(part).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return None, None
-    version, _, source = kept.partition("\n")
-    return usable_version(version.strip()), source.strip() or None
+        return None, None, None
+    version, source, total = [*kept.split("\n"), "", ""][:3]
+    known = total.strip().isdigit() and len(total.strip()) < 20
+    return usable_version(version.strip()), source.strip() or None, int(total) if known else None
 
 
-def keep_version(part: Path, version: str | None, source: str) -> None:
-    """Keep ``version`` (None: none known) and ``source`` beside ``part`` for a later call."""
+def keep_version(part: Path, version: str | None, source: str, total: int | None) -> None:
+    """Keep ``version`` (None: none known), ``source`` and the file's size ``total``
+    (None: unknown) beside ``part`` for a later call."""
     path = _version_file(part)
     try:
-        path.write_text(f"{version or ''}\n{source}", encoding="utf-8", errors="replace")
+        known = "" if total is None else str(total)
+        path.write_text(f"{version or ''}\n{source}\n{known}", encoding="utf-8", errors="replace")
     except OSError as exc:  # a resume then cannot tell a changed file: it restarts on one
         logger.debug("cannot keep the version of %s: %s", path.name, exc)
 
