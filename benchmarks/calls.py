@@ -73,24 +73,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--top", type=int, default=25, help="functions listed")
     args = parser.parse_args()
-    floor = asyncio.run(count("floor", args.count, args.warmup))
-    sdk = asyncio.run(count("sdk", args.count, args.warmup))
+    pairs: int = args.count
+    floor = asyncio.run(count("floor", pairs, args.warmup))
+    sdk = asyncio.run(count("sdk", pairs, args.warmup))
 
     def per_pair(calls: Counter[Key], package: str | None = None) -> float:
         chosen = (n for (p, _), n in calls.items() if package is None or p == package)
-        return sum(chosen) / args.count
+        return sum(chosen) / pairs
 
     packages = sorted({p for p, _ in floor | sdk}, key=lambda p: -per_pair(sdk, p))
     rows = [["all", f"{per_pair(floor):.0f}", f"{per_pair(sdk):.0f}"]]
     rows += [[p, f"{per_pair(floor, p):.1f}", f"{per_pair(sdk, p):.1f}"] for p in packages[:12]]
-    print(f"calls per pair, {args.count} instant tasks (C: built-in functions and methods)")
+    print(f"calls per pair, {pairs} instant tasks (C: built-in functions and methods)")
     print(table(["package", "floor", "sdk"], rows))
     diff = Counter({k: sdk[k] - floor[k] for k in floor | sdk})
     print()
     print(
         table(
             ["sdk extra per pair", "function"],
-            [[f"{n / args.count:.1f}", f"{p}: {f}"] for (p, f), n in diff.most_common(args.top)],
+            [[f"{n / pairs:.1f}", f"{p}: {f}"] for (p, f), n in diff.most_common(args.top)],
         )
     )
 
