@@ -310,7 +310,8 @@ class PairSteps:
             if wanted == earlier:
                 return attrs.evolve(result, path=earlier), None
             if wanted is not None:  # another folder (or working directory) than the earlier run's
-                return await self._copied(result, earlier, wanted), State.FINISHED
+                result = await self._copied(result, earlier, wanted)
+                return result, State.FINISHED if result.path is not None else None
         downloaded = await self._download(result)
         return downloaded, State.FINISHED if downloaded.path is not None else None
 
