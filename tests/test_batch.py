@@ -1121,6 +1121,24 @@ async def test_a_rerun_into_another_folder_puts_each_wav_there(
     assert vidgo_fake.request_count("submit") == 1
 
 
+async def test_a_copy_into_another_folder_that_fails_leaves_the_journal_as_it_was(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A re-run whose copy of the earlier file cannot be made reports the error, and the
+    journal still names the earlier file: a run into the first folder reports it."""
+    journal = tmp_path / "wav.sqlite"
+    (tmp_path / "other" / "a1.wav").mkdir(parents=True)  # no file can take its place
+    async with _client(vidgo_fake) as client:
+        [first] = await _collect(client, [("m", "a1")], journal=journal, download_to=tmp_path)
+        [moved] = await _collect(
+            client, [("m", "a1")], journal=journal, download_to=tmp_path / "other"
+        )
+        [back] = await _collect(client, [("m", "a1")], journal=journal, download_to=tmp_path)
+    assert isinstance(moved.error, OSError), moved
+    assert back.ok and back.path == first.path == tmp_path / "a1.wav"
+    assert vidgo_fake.request_count("files") == 1
+
+
 async def test_a_journal_in_use_here_is_refused_at_once_however_its_path_is_spelled(
     vidgo_fake: FakeVidgo, tmp_path: Path
 ) -> None:
