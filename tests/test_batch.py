@@ -1135,6 +1135,7 @@ async def test_a_copy_into_another_folder_that_fails_leaves_the_journal_as_it_wa
         )
         [back] = await _collect(client, [("m", "a1")], journal=journal, download_to=tmp_path)
     assert isinstance(moved.error, OSError), moved
+    assert not (tmp_path / "other" / "a1.wav.copy").exists()  # nothing half-made is left
     assert back.ok and back.path == first.path == tmp_path / "a1.wav"
     assert vidgo_fake.request_count("files") == 1
 

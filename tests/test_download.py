@@ -407,6 +407,23 @@ async def test_a_resume_onto_a_file_of_another_size_restarts_from_zero(
     assert ranges[0] is None and ranges[1] is not None and ranges[-1] is None
 
 
+@pytest.mark.parametrize("size_line", ["\u00b2", "12" * 20, "-5", ""])
+async def test_a_damaged_size_beside_the_part_is_taken_as_unknown(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, size_line: str
+) -> None:
+    """A `.part.version` whose size line is damaged (a superscript digit, a huge or
+    negative number, none) leaves the size unknown: the next call still resumes and
+    saves the WAV; a superscript made every call raise a bare ValueError."""
+    url, dest = wav_url(big), tmp_path / "a.wav"
+    big.inject(Fault.reset_after(), route="files")
+    with pytest.raises(TransportError):
+        await fetch(session, url, dest, retry=RetryPolicy(max_attempts=1))
+    kept = tmp_path / "a.wav.part.version"
+    version, source = kept.read_text().split("\n")[:2]
+    kept.write_text(f"{version}\n{source}\n{size_line}")
+    assert_valid_wav(await fetch(session, url, dest))
+
+
 async def test_a_junk_part_is_not_resumed(
     big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:

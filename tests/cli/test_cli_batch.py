@@ -15,7 +15,7 @@ import pytest
 from cli_support import api_env, environ, one_line, run_cli
 
 from vidgo_async import VidgoClient
-from vidgo_async.testing import FakeVidgo
+from vidgo_async.testing import FakeVidgo, Fault
 
 pytestmark = pytest.mark.asyncio
 
@@ -129,15 +129,92 @@ async def test_output_closed_early_stops_the_batch_saying_so(
 async def test_batch_prints_each_paid_wav_url_on_stdout(
     vidgo_fake: FakeVidgo, tmp_path: Path
 ) -> None:
-    """Without --json or --output, each success is a line on stdout naming its WAV URL:
-    with --no-journal the URLs were printed nowhere, and a re-run only met 409s."""
-    source = _pairs(tmp_path / "pairs.csv", 2)
+    """Without --json, each success is a tab-separated line on stdout naming its WAV URL
+    (ids may hold spaces): with --no-journal the URLs were printed nowhere, and a
+    re-run only met 409s."""
+    source = tmp_path / "pairs.csv"
+    source.write_text("task_id,audio_id\nm,a0\nm,a 1 http://elsewhere/x.wav\n")
     ran = await run_cli("batch", str(source), "--no-journal", *_FAST, env=api_env(vidgo_fake))
     assert ran.code == 0, ran.err
-    lines = sorted(ran.out.splitlines())
-    assert [line.split()[:3] for line in lines] == [["ok", "m", "a0"], ["ok", "m", "a1"]], ran.out
-    for line in lines:
-        assert line.split()[3].startswith(vidgo_fake.url) and line.split()[3].endswith(".wav")
+    lines = sorted(line.split("\t") for line in ran.out.splitlines())
+    assert [fields[:3] for fields in lines] == [
+        ["ok", "m", "a 1 http://elsewhere/x.wav"],
+        ["ok", "m", "a0"],
+    ], ran.out
+    for fields in lines:
+        assert len(fields) == 4 and fields[3].startswith(vidgo_fake.url), fields
+
+
+async def test_a_download_refused_by_storage_is_printed_unsaved_and_stops_nothing(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A 403 from the storage host on one download: that pair's paid URL is printed
+    (unsaved), the other pairs are converted and saved, and the exit is 1; the 403
+    was taken for the API refusing the account (exit 3, the rest never converted)."""
+    source = _pairs(tmp_path / "pairs.csv", 6)
+    vidgo_fake.inject(Fault.http_error(403), route="files")
+    args = ("batch", str(source), "--no-journal", "--download", str(tmp_path / "wavs"))
+    ran = await run_cli(*args, "--concurrency", "1", *_FAST, env=api_env(vidgo_fake))
+    assert ran.code == 1, ran.err
+    outcomes = sorted(line.split("\t")[0] for line in ran.out.splitlines())
+    assert outcomes == ["ok"] * 5 + ["unsaved"], ran.out
+    assert vidgo_fake.request_count("submit") == 6
+    assert len(list((tmp_path / "wavs").glob("*.wav"))) == 5
+
+
+async def test_output_keeps_the_result_whose_stdout_line_met_a_closed_pipe(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """`batch --output out.jsonl | head -1`: every result the journal settled is in
+    out.jsonl; the one whose stdout line met the closed pipe was missing."""
+    source = _pairs(tmp_path / "pairs.csv", 50)
+    output = tmp_path / "out.jsonl"
+    read, write = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vidgo_async",
+        "batch",
+        str(source),
+        "--output",
+        str(output),
+        "--concurrency",
+        "4",
+        *_FAST,
+        stdout=write,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ(api_env(vidgo_fake)),
+        cwd=tmp_path,
+    )
+    os.close(write)
+    with os.fdopen(read, "rb") as stream:
+        await asyncio.to_thread(stream.readline)  # as `head -1` does, then closes
+    await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    with sqlite3.connect(tmp_path / "vidgo-journal.sqlite") as db:
+        finished = {
+            a for (a,) in db.execute("SELECT audio_id FROM conversions WHERE state = 'finished'")
+        }
+    written = {json.loads(line)["audio_id"] for line in output.read_text().splitlines()}
+    assert finished and finished <= written, (finished, written)
+
+
+async def test_a_closed_standard_input_is_a_usage_error(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """`batch - <&-`: exit 2 saying standard input cannot be read (an internal error)."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "vidgo_async", "batch", "-", "--no-journal"),
+        stdin=None,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ(api_env(vidgo_fake)),
+        preexec_fn=lambda: os.close(0),  # as `<&-` leaves it
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2, err
+    assert b"cannot read standard input" in err and b"internal error" not in err
+    assert vidgo_fake.request_count("submit") == 0
 
 
 async def test_no_journal_keeps_none(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.asyncio
 
 _FAST = ("--max-polls-per-second", "500")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+TERMINAL = -100  # _on_a_terminal's stdout: the terminal too
 
 
 def _pairs(path: Path, fast: int, slow: int, *, bad: str = "") -> Path:
@@ -118,21 +119,26 @@ async def test_an_interrupted_summary_offers_a_rerun_only_with_a_journal(
 
 
 async def _on_a_terminal(
-    *args: str, env: dict[str, str], stop_when: Path | None = None, stdout: int | None = None
+    *args: str,
+    env: dict[str, str],
+    stop_when: Path | None = None,
+    stdout: int | None = None,
+    columns: int = 160,
 ) -> str:
-    """Run the CLI with stderr on a 160-column pty; what the terminal got, without ANSI codes.
+    """Run the CLI with stderr on a pty of ``columns``; what the terminal got, without
+    ANSI codes.
 
-    With ``stop_when``, SIGTERM is sent once that file has a line; ``stdout`` (default:
-    none) is where its standard output goes.
+    With ``stop_when``, SIGTERM is sent once that file has a line; ``stdout`` is where
+    its standard output goes (default: none; ``TERMINAL``: the pty too).
     """
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "vidgo_async", *args),
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL if stdout is None else stdout,
+        stdout={None: asyncio.subprocess.DEVNULL, TERMINAL: slave}.get(stdout, stdout),
         stderr=slave,
-        env=environ({**env, "TERM": "xterm-256color", "COLUMNS": "160"}),
+        env=environ({**env, "TERM": "xterm-256color", "COLUMNS": str(columns)}),
     )
     os.close(slave)
     reader = asyncio.create_task(asyncio.to_thread(_read_all, master))
@@ -205,7 +211,7 @@ async def test_results_reach_stdout_while_the_live_bar_is_on_a_terminal(
     if flag == "--json":
         assert all(json.loads(line)["ok"] for line in lines)
     else:
-        assert all(line.startswith("ok m fast") for line in lines)
+        assert all(line.split("\t")[:2] == ["ok", "m"] for line in lines)
     assert "fast0" not in screen, screen
 
 
@@ -244,3 +250,19 @@ async def test_a_quiet_input_pipe_holds_up_neither_the_pairs_read_nor_a_signal(
         if writer is not None:
             os.close(writer)
     assert json.loads(_lines(output)[0])["ok"]
+
+
+@pytest.mark.parametrize("flag", ["--json", "--text"])
+async def test_a_result_line_on_a_narrow_terminal_is_never_cut_by_a_newline(
+    vidgo_fake: FakeVidgo, tmp_path: Path, flag: str
+) -> None:
+    """stdout and stderr on one 40-column terminal: each result line (its WAV URL
+    with it) reaches the terminal whole, wrapped by the terminal alone; the bar's
+    console broke it with newlines, and a URL copied from the screen was broken."""
+    source = _pairs(tmp_path / "pairs.csv", 2, 0)
+    flags = ("--json",) if flag == "--json" else ()
+    screen = await _on_a_terminal(
+        "batch", str(source), *flags, *_FAST, env=api_env(vidgo_fake), stdout=TERMINAL, columns=40
+    )
+    urls = re.findall(r"http://127\.0\.0\.1:\d+/files/[\w-]+\.wav", screen)
+    assert len(set(urls)) == 2, screen

@@ -317,11 +317,9 @@ class PairSteps:
 
     async def _copied(self, result: ConversionResult, source: Path, dest: Path) -> ConversionResult:
         """The result with ``source`` copied to ``dest`` (whole, or not at all), or the error."""
-        part = dest.with_name(dest.name + ".copy")
         try:
             async with self._only_writer(dest):
-                await asyncio.to_thread(shutil.copyfile, source, part)
-                await asyncio.to_thread(os.replace, part, dest)
+                await asyncio.to_thread(_copy, source, dest)
         except OSError as exc:
             return attrs.evolve(result, error=exc)
         return attrs.evolve(result, path=dest)
@@ -370,6 +368,16 @@ class _Sending:
             self.unclear = self.unclear or classify(exc) is Failure.AMBIGUOUS
             if self.steps.stopping and not isinstance(exc, asyncio.CancelledError):
                 _current().cancel()
+
+
+def _copy(source: Path, dest: Path) -> None:
+    """``source`` copied to ``dest`` whole, or not at all (through a file beside it)."""
+    part = dest.with_name(dest.name + ".copy")
+    try:
+        shutil.copyfile(source, part)
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _current() -> asyncio.Task[Any]:

@@ -147,7 +147,8 @@ async def _convert(
     async with aclosing(results):  # leaving the loop stops every submit and wait at once
         async for result in results:
             _write(result, options)
-            if isinstance(result.error, ACCOUNT_REFUSALS):
+            # The API refused a submit (a wait's or a download's 403 is not the account's).
+            if result.task_id is None and isinstance(result.error, ACCOUNT_REFUSALS):
                 reporter.result(result, show="")  # the stop message says it, once
                 return result.error
             listed = options.verbose and not options.text  # else on stdout already
@@ -157,16 +158,18 @@ async def _convert(
 
 
 def _write(result: ConversionResult, options: BatchOptions) -> None:
-    if options.text and result.ok:
-        saved = "" if result.path is None else f" {result.path}"
-        print(f"ok {result.source_task_id} {result.audio_id} {result.wav_url}{saved}", flush=True)
-    if options.output is None and not options.json:
-        return
+    """The result on ``--output`` (first: stdout may be closed, as by ``| head``), then
+    on stdout: as JSON, or as a line of tab-separated fields (ids may hold spaces, never
+    a tab) if its WAV URL is known: paid for, saved (``ok``) or not (``unsaved``)."""
     line = json.dumps(result_json(result))
     if options.output is not None:
         options.output.write(line + "\n")  # line-buffered: on disk at once
     if options.json:
         print(line, flush=True)
+    elif options.text and result.wav_url is not None:
+        fields = ["ok" if result.ok else "unsaved", result.source_task_id, result.audio_id]
+        fields += [result.wav_url, *([] if result.path is None else [str(result.path)])]
+        print("\t".join(fields), flush=True)
 
 
 def _summary(tally: Tally, options: BatchOptions, *, stopped: str | None) -> list[tuple[str, str]]:

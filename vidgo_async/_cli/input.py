@@ -144,12 +144,14 @@ def open_input(name: str) -> IO[str]:
     """The batch input file (``-``: a copy of standard input's descriptor), open; an
     unreadable one is a usage error (exit 2). Bytes that are not UTF-8 become per-line
     reports, not the end of the batch."""
+    what = "standard input" if name == "-" else name
+    if name == "-" and sys.stdin is None:  # closed (`<&-`)
+        raise InputError("cannot read standard input: it is closed")
     try:
         file: int | str = os.dup(sys.stdin.fileno()) if name == "-" else name
         return open(file, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    except (OSError, ValueError) as exc:  # ValueError: no standard input at all
+    except (OSError, ValueError) as exc:  # ValueError: a standard input with no descriptor
         reason = getattr(exc, "strerror", None) or type(exc).__name__
-        what = "standard input" if name == "-" else name
         raise InputError(f"cannot read {what}: {reason}") from None
 
 

@@ -158,7 +158,9 @@ class _RichReporter(Reporter):
             TimeRemainingColumn,
         )
 
-        self._console = Console(file=stream)
+        # Lines printed above the bar (ours, and stdout's on the same terminal) are not
+        # broken by newlines at its width: the terminal wraps them, and a URL copied whole.
+        self._console = Console(file=stream, soft_wrap=True)
         # Short enough for 120 columns with room to spare: a line filling the
         # terminal wraps when the terminal echoes ^C, leaving a stale copy above.
         self._bar = Progress(

@@ -198,8 +198,9 @@ def _read_kept(part: Path) -> tuple[str | None, str | None, int | None]:
     except OSError:
         return None, None, None
     version, source, total = [*kept.split("\n"), "", ""][:3]
-    known = total.strip().isdigit() and len(total.strip()) < 20
-    return usable_version(version.strip()), source.strip() or None, int(total) if known else None
+    size = total.strip()
+    known = size.isascii() and size.isdigit() and len(size) < 20  # else damaged: unknown
+    return usable_version(version.strip()), source.strip() or None, int(size) if known else None
 
 
 def keep_version(part: Path, version: str | None, source: str, total: int | None) -> None:
