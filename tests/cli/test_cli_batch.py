@@ -93,34 +93,35 @@ async def test_output_naming_the_input_or_the_journal_is_a_usage_error(
     assert vidgo_fake.request_count("submit") == 2
 
 
+async def _head_1(
+    fake: FakeVidgo, *args: str, cwd: Path | None = None
+) -> tuple[bytes, int | None, str]:
+    """`vidgo-async batch ARGS | head -1`: the line read, the exit status, stderr."""
+    read, write = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "vidgo_async", "batch", *args, *_FAST),
+        stdout=write,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ(api_env(fake)),
+        cwd=cwd,
+    )
+    os.close(write)
+    with os.fdopen(read, "rb") as output:
+        first = await asyncio.to_thread(output.readline)  # as `head -1` does, then closes
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    return first, process.returncode, err.decode()
+
+
 async def test_output_closed_early_stops_the_batch_saying_so(
     vidgo_fake: FakeVidgo, tmp_path: Path
 ) -> None:
     """`batch ... | head -1`: the batch stops, says on stderr why (it exited 1 without a
     word), and its journal keeps every accepted task for a re-run."""
     source = _pairs(tmp_path / "pairs.csv", 200)
-    read, write = os.pipe()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "vidgo_async",
-        "batch",
-        str(source),
-        "--json",
-        "--concurrency",
-        "8",
-        *_FAST,
-        stdout=write,
-        stderr=asyncio.subprocess.PIPE,
-        env=environ(api_env(vidgo_fake)),
-    )
-    os.close(write)
-    with os.fdopen(read, "rb") as output:
-        first = await asyncio.to_thread(output.readline)  # as `head -1` does, then closes
+    first, code, err = await _head_1(vidgo_fake, str(source), "--json", "--concurrency", "8")
     assert json.loads(first)["ok"]
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 1
-    assert "output was closed" in err.decode() and "Traceback" not in err.decode()
+    assert code == 1
+    assert "output was closed" in err and "Traceback" not in err
     rerun = await run_cli("batch", str(source), *_FAST, env=api_env(vidgo_fake))
     assert rerun.code == 0, rerun.err
     assert vidgo_fake.request_count("submit") == 200  # nothing converted twice
@@ -169,28 +170,9 @@ async def test_output_keeps_the_result_whose_stdout_line_met_a_closed_pipe(
     out.jsonl; the one whose stdout line met the closed pipe was missing."""
     source = _pairs(tmp_path / "pairs.csv", 50)
     output = tmp_path / "out.jsonl"
-    read, write = os.pipe()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "vidgo_async",
-        "batch",
-        str(source),
-        "--output",
-        str(output),
-        "--concurrency",
-        "4",
-        *_FAST,
-        stdout=write,
-        stderr=asyncio.subprocess.PIPE,
-        env=environ(api_env(vidgo_fake)),
-        cwd=tmp_path,
-    )
-    os.close(write)
-    with os.fdopen(read, "rb") as stream:
-        await asyncio.to_thread(stream.readline)  # as `head -1` does, then closes
-    await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 1
+    args = (str(source), "--output", str(output), "--concurrency", "4")
+    _, code, _ = await _head_1(vidgo_fake, *args, cwd=tmp_path)
+    assert code == 1
     with sqlite3.connect(tmp_path / "vidgo-journal.sqlite") as db:
         finished = {
             a for (a,) in db.execute("SELECT audio_id FROM conversions WHERE state = 'finished'")

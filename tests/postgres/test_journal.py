@@ -383,15 +383,7 @@ async def test_a_lost_claim_refuses_writes_and_holds_but_keeps_a_task_id(
     from vidgo_async._batch.journal import LostClaim
 
     audio_id = f"{prefix}-0"
-    loser = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=1.0)
-    taker = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=30.0)
-    try:
-        loser._renewer.cancel()  # paused: no renewal
-        assert (await loser.claim("music", audio_id))[0]
-        await loser.record("music", audio_id, Entry.written(State.SUBMITTING))
-        assert not (await taker.claim("music", audio_id))[0]  # the lease still runs
-        await asyncio.sleep(1.2)
-        assert (await taker.claim("music", audio_id))[0]
+    async with _taken_over(postgres_dsn, audio_id, taker_lease=30.0) as (loser, taker):
         with pytest.raises(LostClaim):
             await loser.hold("music", audio_id)
         with pytest.raises(LostClaim):
@@ -405,10 +397,28 @@ async def test_a_lost_claim_refuses_writes_and_holds_but_keeps_a_task_id(
         await taker.record(
             "music", audio_id, Entry.written(State.FINISHED, task_id="task-of-loser")
         )
+    assert await states(postgres_dsn, prefix) == Counter({"finished": 1})
+
+
+@contextlib.asynccontextmanager
+async def _taken_over(
+    dsn: str, audio_id: str, *, taker_lease: float
+) -> AsyncIterator[tuple[pg_journal.PostgresJournal, pg_journal.PostgresJournal]]:
+    """Two workers' journals: the loser, paused (unrenewed) after journalling its submit
+    of the pair, and the taker, which claimed the pair once the loser's lease ran out."""
+    loser = await pg_journal.PostgresJournal.open(dsn, lease_seconds=1.0)
+    taker = await pg_journal.PostgresJournal.open(dsn, lease_seconds=taker_lease)
+    try:
+        loser._renewer.cancel()  # paused: no renewal
+        assert (await loser.claim("music", audio_id))[0]
+        await loser.record("music", audio_id, Entry.written(State.SUBMITTING))
+        assert not (await taker.claim("music", audio_id))[0]  # the lease still runs
+        await asyncio.sleep(1.2)
+        assert (await taker.claim("music", audio_id))[0]
+        yield loser, taker
     finally:
         await taker.close()
         await loser.close()
-    assert await states(postgres_dsn, prefix) == Counter({"finished": 1})
 
 
 @pytest.mark.asyncio
@@ -434,22 +444,12 @@ async def test_a_task_id_kept_by_a_worker_that_lost_the_pair_is_waited_on_by_a_r
         state = State.UNKNOWN
     else:
         error, state = AlreadyConvertedError("converted before", status=409), State.FAILED
-    loser = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=1.0)
-    taker = await pg_journal.PostgresJournal.open(postgres_dsn, lease_seconds=1.0)
-    try:
-        loser._renewer.cancel()  # paused: no renewal
-        assert (await loser.claim("music", audio_id))[0]
-        await loser.record("music", audio_id, Entry.written(State.SUBMITTING))
-        await asyncio.sleep(1.2)
-        assert (await taker.claim("music", audio_id))[0]
+    async with _taken_over(postgres_dsn, audio_id, taker_lease=1.0) as (loser, taker):
         await taker.record("music", audio_id, Entry.written(state, error=error))
         with pytest.raises(LostClaim):
             await loser.record(
                 "music", audio_id, Entry.written(State.ACCEPTED, task_id=paid.task_id)
             )
-    finally:
-        await taker.close()
-        await loser.close()
     submits = fake.request_count("submit")
     await asyncio.sleep(1.2)  # the taker's lease runs out
     [result] = await run(make_client(), [("music", audio_id)], postgres_dsn)
