@@ -68,7 +68,7 @@ class Uncapped:
             now = time.monotonic()
             if now >= max(self._paused, self._probe_until):
                 if not self._probe:
-                    return _FREE
+                    return Held(_free)  # nothing to count
                 self._probe, self._probe_until = False, now + _PATIENCE
                 return Held(self._answered)  # its release lets the others go
             if now >= until:
@@ -114,17 +114,8 @@ class Uncapped:
         self._wake = asyncio.Event()
 
 
-class _Free:
-    """A slot of :class:`Uncapped`: nothing to count."""
-
-    async def leaving(self, timeout: float | None) -> None:
-        """Nothing to swap."""
-
-    def release(self) -> None:
-        """Nothing to give back."""
-
-
-_FREE = _Free()
+def _free() -> None:
+    """The release of a slot of :class:`Uncapped` outside a pause: nothing to give back."""
 
 
 def limiters_for(
