@@ -36,7 +36,7 @@ from typing import Protocol
 import attrs
 
 from .._timing.grants import Grants
-from .._timing.limits import Halvings, Slot, window_of
+from .._timing.limits import Halvings, window_of
 from ..errors import ClientClosedError, TransportError, VidgoError
 
 __all__ = ["Lease", "LeasedLimiter", "Spent"]
@@ -111,7 +111,7 @@ class _Token:
         counts the lease no further): it is swapped for a fresh one."""
         until = None if timeout is None else time.monotonic() + timeout
         while (now := time.monotonic()) >= self.lease.expires:
-            fresh = await self._limiter._token(None if until is None else until - now)
+            fresh = await self._limiter.acquire(None if until is None else until - now)
             stale, self.lease = self.lease, fresh.lease
             fresh._released = True  # its count moved to this token
             self._limiter._release(stale)
@@ -159,7 +159,7 @@ class LeasedLimiter:
         self._refill: asyncio.Task[None] | None = None
         self._closed: str | None = None
 
-    async def acquire(self, timeout: float | None = None) -> Slot:
+    async def acquire(self, timeout: float | None = None) -> _Token:
         """Wait for a token, at most ``timeout`` seconds.
 
         Raises:
@@ -167,9 +167,6 @@ class LeasedLimiter:
             ClientClosedError: The client or the quota was closed meanwhile.
             VidgoError: The store could not be reached.
         """
-        return await self._token(timeout)
-
-    async def _token(self, timeout: float | None) -> _Token:
         if self._closed is not None:
             raise ClientClosedError(self._closed)
         if not self._waiting and (token := self._take(time.monotonic())) is not None:
