@@ -6,12 +6,11 @@ Bad values are usage errors (one line, exit status 2).
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import math
 from collections.abc import Callable
 from typing import NoReturn
 
-from vidgo_async import DEFAULT_TIMEOUT
+from vidgo_async import DEFAULT_TIMEOUT, __version__
 
 from . import batch, commands
 from .checks import DEFAULT_JOURNAL, is_dsn
@@ -79,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog(_EXAMPLES, _INPUT, _JOURNAL, _EXITS, _ENVIRONMENT),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _verbose(parser, default=0)
     commands_ = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -246,13 +245,6 @@ def _journal(parser: argparse.ArgumentParser) -> None:
         help="with a postgresql:// --journal: how long a worker's claim on a pair outlives"
         " its last renewal (default 30): a dead worker's pairs are taken over that late",
     )
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("vidgo-async")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 class Parser(argparse.ArgumentParser):
