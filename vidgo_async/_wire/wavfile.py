@@ -14,7 +14,6 @@ from ..errors import InvalidResponseError
 from .envelope import excerpt
 
 __all__ = [
-    "HEAD",
     "PartFile",
     "drop_lone_version",
     "forget_part",
@@ -51,19 +50,6 @@ def declared_size(head: bytes) -> int | None:
         return None
     declared = int.from_bytes(head[4:8], "little")
     return None if declared == 0 or declared >= _OPEN_SIZE else declared + 8
-
-
-def riff_shortfall(head: bytes, size: int) -> str | None:
-    """Why a file of ``size`` bytes is shorter than its RIFF header declares, if it is.
-
-    A longer one passes: tags appended after the RIFF chunk (ID3) and a pad
-    byte left out of the size are common. RF64 files and the sizes streaming
-    writers leave open declare nothing usable; nor does a header too short to read.
-    """
-    declared = declared_size(head)
-    if declared is None or declared <= size:
-        return None
-    return f"the RIFF header declares {declared} bytes, got {size}"
 
 
 class PartFile:
@@ -122,8 +108,13 @@ class PartFile:
         return min(size for size in (self._total, riff, MAX_SIZE) if size is not None)
 
     def riff_problem(self) -> str | None:
-        """How the file falls short of its RIFF header's size, if it does."""
-        return riff_shortfall(self._head, self.size)
+        """How the file falls short of its RIFF header's size, if it does. A longer one
+        passes (see :data:`TRAILER`); RF64 files and the sizes streaming writers leave
+        open declare nothing usable, nor does a header too short to read."""
+        declared = declared_size(self._head)
+        if declared is None or declared <= self.size:
+            return None
+        return f"the RIFF header declares {declared} bytes, got {self.size}"
 
     async def commit(self, target: Path) -> None:
         """fsync, close and rename to ``target`` in a thread, which then owns the file."""
