@@ -77,7 +77,7 @@ def check_download_folder(folder: str) -> Path:
     return path
 
 
-def journal_of(journal: str | None, *, off: bool, lease: float | None = None) -> str | None:
+def journal_of(journal: str | None, *, off: bool, lease: float | None) -> str | None:
     """The journal to keep (``--journal``, else the default), checked; ``None`` if ``off``.
 
     ``lease`` (``--journal-lease``) is for a ``postgresql://`` journal only.

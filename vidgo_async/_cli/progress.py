@@ -214,9 +214,9 @@ class _RichReporter(Reporter):
         self._bar.update(self._task, completed=self.tally.rows, **self._fields())
 
 
-def make_reporter(tally: Tally, stream: IO[str] | None = None) -> Reporter:
-    """A live bar when ``stream`` is a terminal and rich is installed, else plain lines."""
-    stream = stream or sys.stderr
+def make_reporter(tally: Tally) -> Reporter:
+    """A live bar when stderr is a terminal and rich is installed, else plain lines."""
+    stream = sys.stderr
     if stream.isatty():
         try:
             return _RichReporter(tally, stream)

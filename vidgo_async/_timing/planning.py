@@ -332,7 +332,7 @@ def beats_blind(plan: Plan, seen: Sequence[tuple[float, float]], policy: PollPol
 
 
 def make_plan(
-    spread: Spread, policy: PollPolicy, seen: Sequence[tuple[float, float]] = ()
+    spread: Spread, policy: PollPolicy, seen: Sequence[tuple[float, float]]
 ) -> Plan | None:
     """The plan for waits under ``policy``, from ``spread`` (made from the intervals
     ``seen``); None if the cap is too small against the durations for one to be worth it,

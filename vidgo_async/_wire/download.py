@@ -403,4 +403,4 @@ def _status_error(
     """The error for an error status, mapped as for API calls."""
     retry_after = parse_retry_after(response.headers.get("Retry-After"), cap=math.inf)
     shown = excerpt(redact(body.decode("utf-8", "replace"), secret))  # redacted before cut
-    return api_error(response.status, None, shown or "no body", None, retry_after, where=where)
+    return api_error(response.status, None, f"{where}: {shown or 'no body'}", None, retry_after)

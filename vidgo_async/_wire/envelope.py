@@ -303,13 +303,8 @@ def api_error(
     message: str,
     payload: Any,
     retry_after: float | None,
-    *,
-    where: str = "",
 ) -> APIError:
-    """The :class:`APIError` subclass for ``status`` (an HTTP status or a JSON code);
-    ``where`` prefixes the message."""
-    if where:
-        message = f"{where}: {message}"
+    """The :class:`APIError` subclass for ``status`` (an HTTP status or a JSON code)."""
     if status == 429:
         return RateLimitError(message, status=status, code=code, retry_after=retry_after)
     if 500 <= status < 600:
