@@ -117,13 +117,19 @@ class Entry:
     ) -> Entry:
         """The row a journal writes for a pair's new state (``error`` as its class
         name, message and HTTP status)."""
-        error_type, message, status = _encode_error(error)
+        message, status = None, None
+        if isinstance(error, TaskFailedError):
+            message = error.error_message
+        elif isinstance(error, APIError):
+            message, status = error.message, error.status
+        elif error is not None:
+            message = str(error)
         return cls(
             state=state,
             task_id=task_id,
             wav_url=wav_url,
             path=None if path is None else os.fspath(path),
-            error_type=error_type,
+            error_type=None if error is None else type(error).__name__,
             error=message,
             error_status=status,
         )
@@ -288,11 +294,6 @@ class Journal:
             return f"has rows in states unknown here: {', '.join(repr(s) for (s,) in unknown)}"
         return None
 
-    @classmethod
-    def check(cls, path: str | os.PathLike[str]) -> None:
-        """Open and close the journal at ``path``: raise now what opening it would raise."""
-        cls(path).close()
-
     def close(self) -> None:
         """Close the database."""
         self._db.close()
@@ -360,14 +361,3 @@ class Journal:
             )
         except sqlite3.Error as exc:
             logger.warning("could not save the learned durations to the journal: %s", exc)
-
-
-def _encode_error(error: BaseException | None) -> tuple[str | None, str | None, int | None]:
-    """An error as a row's ``error_type``, ``error`` and ``error_status``."""
-    if error is None:
-        return None, None, None
-    if isinstance(error, TaskFailedError):
-        return "TaskFailedError", error.error_message, None
-    if isinstance(error, APIError):
-        return type(error).__name__, error.message, error.status
-    return type(error).__name__, str(error), None

@@ -238,7 +238,7 @@ def checked_journal(
             " yours is not repeated here, as it may hold a password"
         )
     if journal is not None and not isinstance(journal, JournalSource):
-        Journal.check(journal)
+        Journal(journal).close()  # raises now what opening it at the start would raise
     return journal
 
 
