@@ -207,7 +207,8 @@ class ServerError(APIError):
 
 
 class InvalidResponseError(VidgoError):
-    """A successful HTTP status whose body is not the documented JSON.
+    """An answer that is not the documented one: a 2xx that is not the documented JSON
+    (or names another task), a redirect, a download that is not a WAV file.
 
     Attributes:
         status: The HTTP status of the answer.
