@@ -117,8 +117,8 @@ def url_label(url: URL) -> str:
 def download_target(dest: str | os.PathLike[str], url: URL, overwrite: bool) -> Path:
     """The file to write: ``dest``, or a file named after the URL in directory ``dest``."""
     path = Path(os.fspath(dest))
-    if path.is_dir():
-        path = path / _file_name(url)
+    if path.is_dir():  # named after the URL path's last segment
+        path = path / (safe_file_name(url.name) or "download.wav")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist")
     if path.is_dir():
@@ -132,11 +132,6 @@ def safe_file_name(text: str) -> str:
     """``text`` as a file name: other characters than letters, digits, ``.``, ``_``,
     ``-`` replaced, no leading dot, 200 characters at most (empty if nothing is left)."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")[:200]
-
-
-def _file_name(url: URL) -> str:
-    """The URL path's last segment, reduced to a safe file name."""
-    return safe_file_name(url.name) or "download.wav"
 
 
 class PublicResolver(aiohttp.abc.AbstractResolver):
