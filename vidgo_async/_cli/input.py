@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
+import itertools
 import json
 import os
 import queue
@@ -62,16 +63,11 @@ def read_pairs(stream: IO[str], name: str) -> Iterator[tuple[str, str] | BadRow]
             break
     if not first:
         return
-    rest = _chain(first, stream)
+    rest = itertools.chain([first], stream)
     if first.lstrip().startswith("{"):
         yield from _jsonl(rest, skipped)
     else:
         yield from _csv(rest, skipped, name)
-
-
-def _chain(first: str, stream: IO[str]) -> Iterator[str]:
-    yield first
-    yield from stream
 
 
 def _jsonl(lines: Iterator[str], line_no: int) -> Iterator[tuple[str, str] | BadRow]:
