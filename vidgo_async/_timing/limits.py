@@ -14,7 +14,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -34,8 +34,6 @@ __all__ = [
     "holding",
     "window_of",
 ]
-
-T = TypeVar("T")
 
 MAX_WINDOW = 10_000  # grants remembered by the rate limiter's sliding window
 MIN_SHARE = 1 / 16  # a limiter never backs off below this share of its rate
@@ -199,9 +197,8 @@ def heard(limiter: Limiter | None, exc: BaseException | None, cap: float) -> Non
 
 @attrs.define(slots=True)
 class Held:
-    """A slot that only counts (a :class:`RateLimiter`'s grants are anonymous; so is
-    :class:`~.uncapped.Uncapped`'s first submit after a pause): its first release
-    tells its limiter, by ``on_release``."""
+    """A slot that only counts (a :class:`RateLimiter`'s grants are anonymous; so are
+    :class:`~.uncapped.Uncapped`'s): its first release tells its limiter, by ``on_release``."""
 
     _on_release: Callable[[], None]
     _released: bool = False
