@@ -34,14 +34,8 @@ __all__ = ["Transport", "safe_to_chain", "transport_error"]
 logger = logging.getLogger("vidgo_async")
 
 
-def _user_agent() -> str:
-    try:
-        return f"vidgo-async/{importlib.metadata.version('vidgo-async')}"
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree
-        return "vidgo-async"
-
-
-_USER_AGENT = _user_agent()
+# No fallback: the package's __init__ reads the same metadata, without one.
+_USER_AGENT = f"vidgo-async/{importlib.metadata.version('vidgo-async')}"
 
 
 @attrs.define(repr=False)
