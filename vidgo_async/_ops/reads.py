@@ -46,6 +46,19 @@ class Reader:
     limiter: Limiter
     budget: RetryBudget
     hook: EventHook | None = None
+    _retried: Any = attrs.field(init=False, repr=False, eq=False)  # _get_once under backoff
+
+    def __attrs_post_init__(self) -> None:
+        self._retried = backoff.on_exception(
+            retry_waits,
+            VidgoError,
+            max_tries=self.retry.max_attempts,
+            giveup=self._gives_up,
+            on_backoff=self._note_retry,
+            jitter=None,  # retry_waits jitters, and stretches pauses to Retry-After
+            logger=None,
+            policy=self.retry,
+        )(self._get_once)
 
     async def get(
         self,
@@ -60,18 +73,7 @@ class Reader:
         ``limited`` GETs (status reads) take a slot under the poll rate cap;
         ``route`` is the path's template (default: the path).
         """
-        # backoff runs the loop; the policy is read at call time (its "runtime configuration").
-        get = backoff.on_exception(
-            retry_waits,
-            VidgoError,
-            max_tries=self.retry.max_attempts,
-            giveup=self._gives_up,
-            on_backoff=self._note_retry,
-            jitter=None,  # retry_waits jitters, and stretches pauses to Retry-After
-            logger=None,
-            policy=self.retry,
-        )(self._get_once)
-        data: Any = await get(path, params, limited, route)
+        data: Any = await self._retried(path, params, limited, route)
         return data
 
     async def _get_once(
@@ -143,6 +145,8 @@ class Reader:
             except VidgoError as exc:
                 emit(self.hook, "poll", task_id=task_id, error=type(exc).__name__)
                 raise
+        # A failed poll is its wait's to repeat (until the deadline), not the retry
+        # budget's to allow: only its success counts there, as news of a healthy server.
         self.budget.record_success()
         emit(self.hook, "poll", task_id=task_id, status=task.status)
         return task
