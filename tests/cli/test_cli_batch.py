@@ -227,7 +227,8 @@ async def test_unusable_journal_is_a_usage_error_before_any_request(
 async def test_out_of_credits_stops_the_batch_and_a_rerun_finishes_it(
     vidgo_fake: FakeVidgo, tmp_path: Path
 ) -> None:
-    """A 402 stops the batch at once (exit 3, one message); a re-run converts only the rest."""
+    """A 402 stops the batch's input at once (exit 3, one message), its 3 paid tasks are
+    waited on and written; a re-run converts only the rest."""
     vidgo_fake.credits = 3
     source = _pairs(tmp_path / "pairs.csv", 20)
     output = tmp_path / "results.jsonl"
@@ -239,12 +240,30 @@ async def test_out_of_credits_stops_the_batch_and_a_rerun_finishes_it(
     assert "row(s) not attempted" in stops[0] and "Traceback" not in ran.err
     assert vidgo_fake.request_count("submit") < 8  # stopped, not tried on every pair
     written = [json.loads(line) for line in output.read_text().splitlines()]
-    assert written[-1]["error_type"] == "InsufficientCreditsError"
+    assert any(w["error_type"] == "InsufficientCreditsError" for w in written)
+    assert sum(w["ok"] for w in written) == 3
 
     vidgo_fake.credits = 100
     rerun = await run_cli("batch", str(source), *_FAST, env=api_env(vidgo_fake))
     assert rerun.code == 0, rerun.err
     assert all(vidgo_fake.accept_count[f"a{i}"] == 1 for i in range(20))
+
+
+async def test_a_batch_out_of_credits_prints_the_urls_it_paid_for(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """Credits for 5 of 20 pairs, no journal: the 5 paid conversions are waited on and
+    their URLs printed before the exit 3; the stop left their waits, and their URLs
+    were printed nowhere (a re-run met 409s naming no task)."""
+    vidgo_fake.credits = 5
+    for i in range(20):
+        vidgo_fake.set_duration(f"a{i}", run_time=0.5)
+    source = _pairs(tmp_path / "pairs.csv", 20)
+    ran = await run_cli("batch", str(source), "--no-journal", *_FAST, env=api_env(vidgo_fake))
+    assert ran.code == 3, ran.err
+    printed = [line.split("\t") for line in ran.out.splitlines()]
+    assert len(printed) == 5 and all(fields[0] == "ok" for fields in printed), ran.out
+    assert sum(vidgo_fake.accept_count.values()) == 5
 
 
 async def test_refused_key_stops_a_batch_with_exit_3(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:

@@ -104,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "batch",
         parents=[_api()],
         help="convert many tracks",
-        description="Convert many tracks, with a progress bar on stderr and a summary.",
+        description=(
+            "Convert many tracks. Each paid WAV URL is printed on stdout as it comes, one\n"
+            "line of tab-separated fields: ok (unsaved: its download failed), task_id,\n"
+            "audio_id, the URL and, with --download, the file (--json: each result as a\n"
+            "JSON object). A progress bar and a summary go to stderr."
+        ),
         epilog=_epilog(_INPUT, _JOURNAL, _EXITS, _ENVIRONMENT),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -215,7 +220,8 @@ def _verbose(parser: argparse.ArgumentParser, default: object = argparse.SUPPRES
         "--verbose",
         action="count",
         default=default,
-        help="log the SDK's work to stderr (-v: INFO, -vv: DEBUG); the demo lists each success",
+        help="log the SDK's work to stderr (-v: INFO, -vv: DEBUG); the demo without --json also"
+        " lists each success",
     )
 
 

@@ -1,10 +1,11 @@
 """``vidgo-async batch``: many pairs through ``convert_many``, journalled by default.
 
-Each result is written as it comes: every success on stdout (a text line, or
-JSON with ``--json``: a WAV URL paid for is always printed), every result to
-``--output``. An account-level
-refusal (401, 402, 403) stops the batch at once: no other pair can succeed
-until the user acts, and the journal leaves the rest for a re-run.
+Each result is written as it comes: every paid WAV URL on stdout (a text line,
+or every result as JSON with ``--json``), every result to ``--output``. An
+account-level refusal of a submit (401, 402, 403) stops the input: no other
+pair can succeed until the user acts. The pairs already under way end first,
+so that the tasks paid for are waited on and printed; the journal leaves the
+rest for a re-run.
 """
 
 from __future__ import annotations
@@ -127,10 +128,13 @@ async def _convert(
     rows: AsyncIterable[tuple[str, str] | BadRow],
     reporter: Reporter,
 ) -> Exception | None:
-    """Run the batch to its end, or to an account-level refusal (returned)."""
+    """Run the batch to its end; the account-level refusal that stopped its input, if any."""
+    refusal: Exception | None = None
 
     async def pairs() -> AsyncIterator[tuple[str, str]]:
         async for row in rows:
+            if refusal is not None:
+                return
             if isinstance(row, BadRow):
                 reporter.skipped(row.line, row.reason)
             else:
@@ -147,14 +151,16 @@ async def _convert(
     async with aclosing(results):  # leaving the loop stops every submit and wait at once
         async for result in results:
             _write(result, options)
-            # The API refused a submit (a wait's or a download's 403 is not the account's).
+            # A result without a task is a submit's: a 403 on a wait or a download is
+            # no refusal of the account.
             if result.task_id is None and isinstance(result.error, ACCOUNT_REFUSALS):
+                refusal = refusal or result.error
                 reporter.result(result, show="")  # the stop message says it, once
-                return result.error
-            listed = options.verbose and not options.text  # else on stdout already
+                continue
+            listed = options.verbose and not (options.text or options.json)  # else on stdout
             show = f"ok {result.audio_id} -> {result.wav_url}" if listed else None
             reporter.result(result, show=show if result.ok else None)
-    return None
+    return refusal
 
 
 def _write(result: ConversionResult, options: BatchOptions) -> None:

@@ -173,9 +173,10 @@ class _RichReporter(Reporter):
             TimeRemainingColumn(),
             console=self._console,
             refresh_per_second=10,
-            # Results printed on stdout go above the bar only when stdout is this
-            # terminal too; redirected (`--json > results.jsonl`), they go to the file.
-            redirect_stdout=sys.stdout.isatty(),
+            # Results printed on stdout go above the bar when stdout is a terminal
+            # (this one, as a rule); redirected (`--json > results.jsonl`) or closed,
+            # they go to the file, or nowhere.
+            redirect_stdout=sys.stdout is not None and sys.stdout.isatty(),
         )
         self._task = self._bar.add_task("batch", total=tally.total, **self._fields())
 
