@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import fcntl
 import json
 import os
@@ -26,7 +27,14 @@ pytestmark = pytest.mark.asyncio
 
 _FAST = ("--max-polls-per-second", "500")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-TERMINAL = -100  # _on_a_terminal's stdout: the terminal too
+
+
+class Out(enum.Enum):
+    """Where `_on_a_terminal` sends the command's stdout, besides a file descriptor."""
+
+    NOWHERE = "/dev/null"
+    TERMINAL = "the terminal too"
+    CLOSED = "closed (`>&-`)"
 
 
 def _pairs(path: Path, fast: int, slow: int, *, bad: str = "") -> Path:
@@ -122,23 +130,25 @@ async def _on_a_terminal(
     *args: str,
     env: dict[str, str],
     stop_when: Path | None = None,
-    stdout: int | None = None,
+    stdout: int | Out = Out.NOWHERE,
     columns: int = 160,
 ) -> str:
     """Run the CLI with stderr on a pty of ``columns``; what the terminal got, without
     ANSI codes.
 
     With ``stop_when``, SIGTERM is sent once that file has a line; ``stdout`` is where
-    its standard output goes (default: none; ``TERMINAL``: the pty too).
+    its standard output goes (a file descriptor, or an :class:`Out`).
     """
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
+    where = {Out.NOWHERE: asyncio.subprocess.DEVNULL, Out.TERMINAL: slave, Out.CLOSED: None}
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "vidgo_async", *args),
         stdin=asyncio.subprocess.DEVNULL,
-        stdout={None: asyncio.subprocess.DEVNULL, TERMINAL: slave}.get(stdout, stdout),
+        stdout=where[stdout] if isinstance(stdout, Out) else stdout,
         stderr=slave,
         env=environ({**env, "TERM": "xterm-256color", "COLUMNS": str(columns)}),
+        preexec_fn=(lambda: os.close(1)) if stdout is Out.CLOSED else None,
     )
     os.close(slave)
     reader = asyncio.create_task(asyncio.to_thread(_read_all, master))
@@ -193,7 +203,7 @@ async def test_interrupted_bar_line_is_finished(vidgo_fake: FakeVidgo, tmp_path:
     assert len(last_bar) == 2 and "1/2 1 ok" in last_bar[0], screen
 
 
-@pytest.mark.parametrize("flag", ["--json", "--text"])
+@pytest.mark.parametrize("flag", ["--json", ""], ids=["json", "text"])
 async def test_results_reach_stdout_while_the_live_bar_is_on_a_terminal(
     vidgo_fake: FakeVidgo, tmp_path: Path, flag: str
 ) -> None:
@@ -201,7 +211,7 @@ async def test_results_reach_stdout_while_the_live_bar_is_on_a_terminal(
     to the terminal above the bar (the bar's stdout redirect sent them there)."""
     source = _pairs(tmp_path / "pairs.csv", 3, 0)
     results = tmp_path / "results.txt"
-    flags = ("--json",) if flag == "--json" else ()
+    flags = (flag,) if flag else ()
     with results.open("wb") as out:
         screen = await _on_a_terminal(
             "batch", str(source), *flags, *_FAST, env=api_env(vidgo_fake), stdout=out.fileno()
@@ -252,7 +262,7 @@ async def test_a_quiet_input_pipe_holds_up_neither_the_pairs_read_nor_a_signal(
     assert json.loads(_lines(output)[0])["ok"]
 
 
-@pytest.mark.parametrize("flag", ["--json", "--text"])
+@pytest.mark.parametrize("flag", ["--json", ""], ids=["json", "text"])
 async def test_a_result_line_on_a_narrow_terminal_is_never_cut_by_a_newline(
     vidgo_fake: FakeVidgo, tmp_path: Path, flag: str
 ) -> None:
@@ -260,9 +270,21 @@ async def test_a_result_line_on_a_narrow_terminal_is_never_cut_by_a_newline(
     with it) reaches the terminal whole, wrapped by the terminal alone; the bar's
     console broke it with newlines, and a URL copied from the screen was broken."""
     source = _pairs(tmp_path / "pairs.csv", 2, 0)
-    flags = ("--json",) if flag == "--json" else ()
-    screen = await _on_a_terminal(
-        "batch", str(source), *flags, *_FAST, env=api_env(vidgo_fake), stdout=TERMINAL, columns=40
-    )
+    flags = (flag,) if flag else ()
+    args = ("batch", str(source), *flags, *_FAST)
+    screen = await _on_a_terminal(*args, env=api_env(vidgo_fake), stdout=Out.TERMINAL, columns=40)
     urls = re.findall(r"http://127\.0\.0\.1:\d+/files/[\w-]+\.wav", screen)
     assert len(set(urls)) == 2, screen
+
+
+async def test_a_closed_stdout_under_the_live_bar_is_no_crash(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """`batch pairs.csv >&-` at a terminal: the batch runs (its results go nowhere, the
+    journal keeps them); asking a closed stdout whether it was a terminal was an
+    internal error before any pair."""
+    source = _pairs(tmp_path / "pairs.csv", 2, 0)
+    args = ("batch", str(source), "--journal", str(tmp_path / "j.sqlite"), *_FAST)
+    screen = await _on_a_terminal(*args, env=api_env(vidgo_fake), stdout=Out.CLOSED)
+    assert "internal error" not in screen and "2 ok" in screen, screen
+    assert vidgo_fake.request_count("submit") == 2
