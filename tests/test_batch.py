@@ -1062,7 +1062,7 @@ async def test_a_connection_string_of_another_form_is_refused_without_quoting_it
     assert vidgo_fake.requests == []
 
 
-@pytest.mark.parametrize("state", ["submitting", "refused"])
+@pytest.mark.parametrize("state", ["submitting", "rejected"])
 async def test_a_journal_write_failing_around_a_submit_is_a_vidgo_error(
     vidgo_fake: FakeVidgo, tmp_path: Path, state: str
 ) -> None:
@@ -1070,7 +1070,7 @@ async def test_a_journal_write_failing_around_a_submit_is_a_vidgo_error(
     a failed submit (the submit's own error stands) gives the pair a VidgoError result,
     not an internal error (it was one, with an ERROR traceback)."""
 
-    if state == "refused":
+    if state == "rejected":
         vidgo_fake.inject(Fault.http_error(400), route="submit", times=100)
     full = sqlite3.OperationalError("database or disk is full")
     journal = _FailingJournal(tmp_path / "wav.sqlite", "a1", full, state=state)
@@ -1083,11 +1083,11 @@ async def test_a_journal_write_failing_around_a_submit_is_a_vidgo_error(
         assert "nothing was sent" in str(failed.error)
 
 
-@pytest.mark.parametrize("status", [400, 404, 422])
-async def test_a_submit_refused_for_the_pair_is_submitted_again_by_a_rerun(
+@pytest.mark.parametrize("status", [400, 404, 422, 409])
+async def test_a_submit_rejected_for_the_pair_is_submitted_again_by_a_rerun(
     vidgo_fake: FakeVidgo, tmp_path: Path, status: int
 ) -> None:
-    """A submit the server refused for the pair itself (400, 404, 422: nothing accepted,
+    """A submit the server rejected for the pair itself (400, 404, 422: nothing accepted,
     nothing paid) is reported, and the next run with the journal submits it again (the
     cause may be gone: a parent task not shown yet); the journal answered every re-run
     with the old error, sending nothing. A 409 stays final: the track was converted."""
@@ -1098,6 +1098,11 @@ async def test_a_submit_refused_for_the_pair_is_submitted_again_by_a_rerun(
         [again] = await _collect(client, [("m", "a1")], journal=journal)
         [third] = await _collect(client, [("m", "a1")], journal=journal)
     assert isinstance(first.error, APIError) and first.error.status == status
+    if status == 409:  # the track was converted: every run reports it from the journal
+        for later in (again, third):
+            assert isinstance(later.error, APIError) and later.error.status == 409, later
+        assert vidgo_fake.request_count("submit") == 1
+        return
     assert again.ok and third.ok, (again.error, third.error)
     assert vidgo_fake.request_count("submit") == 2  # the third run answered from the journal
     assert vidgo_fake.accept_count["a1"] == 1
@@ -1135,7 +1140,7 @@ async def test_a_copy_into_another_folder_that_fails_leaves_the_journal_as_it_wa
         )
         [back] = await _collect(client, [("m", "a1")], journal=journal, download_to=tmp_path)
     assert isinstance(moved.error, OSError), moved
-    assert not (tmp_path / "other" / "a1.wav.copy").exists()  # nothing half-made is left
+    assert not (tmp_path / "other" / "a1.wav.part").exists()  # nothing half-made is left
     assert back.ok and back.path == first.path == tmp_path / "a1.wav"
     assert vidgo_fake.request_count("files") == 1
 

@@ -422,6 +422,7 @@ async def test_a_damaged_size_beside_the_part_is_taken_as_unknown(
     version, source = kept.read_text().split("\n")[:2]
     kept.write_text(f"{version}\n{source}\n{size_line}")
     assert_valid_wav(await fetch(session, url, dest))
+    assert range_headers(big)[-1] is not None  # resumed, not restarted
 
 
 async def test_a_junk_part_is_not_resumed(

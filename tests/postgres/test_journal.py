@@ -427,7 +427,7 @@ async def test_a_task_id_kept_by_a_worker_that_lost_the_pair_is_waited_on_by_a_r
     postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str, verdict: str
 ) -> None:
     """A worker paused while its submit was accepted loses the pair; the taker's 409 names
-    no task, so it settles the pair unclear (or refused), and the loser keeps its task id
+    no task, so it settles the pair unknown (or failed), and the loser keeps its task id
     in that row. A re-run waits on that task and reports its WAV URL, submitting
     nothing: it reported SubmitOutcomeUnknownError (or the 409) for ever, though the
     journal named the paid task."""

@@ -4,7 +4,9 @@ A re-run with the same journal knows, for each ``(task_id, audio_id)`` pair,
 whether it finished or failed (report it again), was accepted (wait on the
 known task, never submit again), was being submitted when the process died
 (its outcome is unknown: a resubmit may only settle it through the 409
-rule), or never reached the server (submit it).
+rule), never reached the server, or was rejected for the pair with nothing
+accepted (submit it again). A row naming a task is waited on unless the task
+finished or the server said it failed (:func:`~.verdicts.task_to_wait_on`).
 
 It also keeps what the client learned of how long tasks take (a bounded
 summary per model), so that a re-run polls from what the last run learned.
@@ -43,7 +45,7 @@ from .intake import Key
 
 __all__ = [
     "COLUMNS",
-    "FINAL",
+    "REPORTED",
     "SETTLED",
     "BatchJournal",
     "Claim",
@@ -90,7 +92,7 @@ class State(str, enum.Enum):
     FINISHED = "finished"  # the WAV URL is known
     FAILED = "failed"  # a definitive failure; reported again, never resubmitted
     UNKNOWN = "unknown"  # the submit may have been accepted; never resubmitted
-    REFUSED = "refused"  # refused for the pair, nothing accepted: submitted by a later run
+    REJECTED = "rejected"  # 400, 404, 422: nothing accepted; submitted by a later run
 
 
 @attrs.frozen(kw_only=True)
@@ -134,27 +136,14 @@ class Entry:
             error_status=status,
         )
 
-    @property
-    def task_to_wait_on(self) -> str | None:
-        """The task a run waits on for this pair: the row's task, unless it finished (the
-        row has its URL) or the server said it failed. Besides an accepted row's, that is
-        the task a worker's submit created after it lost the pair: it keeps the id in the
-        row, which the worker that took the pair over may have settled unclear, or
-        refused by a 409 that named no task."""
-        if self.task_id is None or self.state is State.FINISHED:
-            return None
-        if self.state is State.FAILED and self.error_type == "TaskFailedError":
-            return None
-        return self.task_id
-
 
 #: The columns of a pair's row, as :class:`Entry` names them.
 COLUMNS = tuple(field.name for field in attrs.fields(Entry))
 #: States a run leaves a pair in for good: no other worker takes it up in that run.
-SETTLED = frozenset({State.FINISHED, State.FAILED, State.UNKNOWN, State.REFUSED})
+SETTLED = frozenset({State.FINISHED, State.FAILED, State.UNKNOWN, State.REJECTED})
 #: ... of which a later run reports the pair from its row, never submitting it again.
-#: (A refused submit, nothing paid, is tried again: the cause may be gone.)
-FINAL = SETTLED - {State.REFUSED}
+#: (A rejected submit, nothing paid, is tried again: the cause may be gone.)
+REPORTED = SETTLED - {State.REJECTED}
 
 
 #: What a claim answers: whether this process holds the pair, and the pair's row.

@@ -32,8 +32,8 @@ from .._timing.classify import Failure, classify, ends_the_task, refuses_the_acc
 from .._timing.deadline import Deadline
 from ..errors import ClientClosedError, ConfigurationError, SubmitOutcomeUnknownError, VidgoError
 from .intake import Key, wav_file_name
-from .journal import FINAL, BatchJournal, Entry, JournalWriteError, State
-from .verdicts import journalled_error, state_after_failed_submit
+from .journal import REPORTED, BatchJournal, Entry, JournalWriteError, State
+from .verdicts import journalled_error, state_after_failed_submit, task_to_wait_on
 
 __all__ = ["Download", "PairSteps"]
 
@@ -173,9 +173,9 @@ class PairSteps:
             return self._not_sent(key, f"the journal could not claim the pair ({exc})")
         if not claimed:
             return None
-        if entry is not None and (task_id := entry.task_to_wait_on) is not None:
+        if entry is not None and (task_id := task_to_wait_on(entry)) is not None:
             return task_id, None  # an earlier run's task (submitted elsewhere)
-        if entry is not None and entry.state in FINAL:
+        if entry is not None and entry.state in REPORTED:
             return entry
         if self.refused is not None:  # the account cannot submit: not attempted
             return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
@@ -281,13 +281,18 @@ class PairSteps:
         """The result with its file in ``download_to`` (if asked), or the download's error."""
         if self.download_to is None or result.wav_url is None:
             return result
-        dest = self.download_to / wav_file_name(result.audio_id)
+        dest = self._dest(result.audio_id)
         try:
             async with self._only_writer(dest), self.busy:
                 path = await self.download(result.wav_url, dest, overwrite=True)
         except (VidgoError, OSError, ValueError) as exc:  # ValueError: a refused URL
             return attrs.evolve(result, error=exc)
         return attrs.evolve(result, path=path)
+
+    def _dest(self, audio_id: str) -> Path:
+        """The file of ``audio_id``'s WAV in ``download_to``."""
+        assert self.download_to is not None
+        return self.download_to / wav_file_name(audio_id)
 
     @contextlib.asynccontextmanager
     async def _only_writer(self, dest: Path) -> AsyncIterator[None]:
@@ -305,7 +310,7 @@ class PairSteps:
         if entry.state is not State.FINISHED:
             return attrs.evolve(result, error=journalled_error(entry, *key)), None
         earlier = Path(entry.path) if entry.path else None
-        wanted = earlier if self.download_to is None else self.download_to / wav_file_name(key[1])
+        wanted = earlier if self.download_to is None else self._dest(key[1])
         if earlier is not None and earlier.is_file():
             if wanted == earlier:
                 return attrs.evolve(result, path=earlier), None
@@ -371,10 +376,13 @@ class _Sending:
 
 
 def _copy(source: Path, dest: Path) -> None:
-    """``source`` copied to ``dest`` whole, or not at all (through a file beside it)."""
-    part = dest.with_name(dest.name + ".copy")
+    """``source`` copied to ``dest`` whole, or not at all: through a ``.part`` beside it
+    (as a download's, which a download of the file replaces), on disk before it is renamed."""
+    part = dest.with_name(dest.name + ".part")
     try:
         shutil.copyfile(source, part)
+        with part.open("rb") as copied:
+            os.fsync(copied.fileno())
         os.replace(part, dest)
     finally:
         part.unlink(missing_ok=True)

@@ -1,5 +1,5 @@
-"""What a journal row says of a pair's failure: the error an earlier run recorded,
-rebuilt as its own type, and the state a failed submit leaves the pair in."""
+"""What a journal row says of a pair: the task to wait on, the error an earlier run
+recorded (rebuilt as its own type), and the state a failed submit leaves the pair in."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..errors import (
 )
 from .journal import Entry, State
 
-__all__ = ["journalled_error", "state_after_failed_submit"]
+__all__ = ["journalled_error", "state_after_failed_submit", "task_to_wait_on"]
 
 
 def _subclasses(kind: type[APIError]) -> list[type[APIError]]:
@@ -26,6 +26,23 @@ def _subclasses(kind: type[APIError]) -> list[type[APIError]]:
 
 # The API errors a journal row may name, by class name (RateLimitError, ServerError ...).
 _API_ERRORS = {kind.__name__: kind for kind in _subclasses(APIError)}
+
+
+#: How a row names the error of a task the server said failed.
+_TASK_FAILED = TaskFailedError.__name__
+
+
+def task_to_wait_on(entry: Entry) -> str | None:
+    """The task a run waits on for the pair: the row's task, unless it finished (the row
+    has its URL) or the server said it failed. Besides an accepted row's, that is the
+    task a worker's submit created after it lost the pair: it keeps the id in the row,
+    which the worker that took the pair over may have settled unknown, or failed by a
+    409 that named no task."""
+    if entry.task_id is None or entry.state is State.FINISHED:
+        return None
+    if entry.state is State.FAILED and entry.error_type == _TASK_FAILED:
+        return None
+    return entry.task_id
 
 
 def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoError:
@@ -38,7 +55,7 @@ def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoE
     if entry.state is State.UNKNOWN or kind == "SubmitOutcomeUnknownError":
         input = {"task_id": source_task_id, "audio_id": audio_id}
         return SubmitOutcomeUnknownError(message, model=WAV_MODEL, input=input)
-    if kind == "TaskFailedError":
+    if kind == _TASK_FAILED:
         return TaskFailedError(
             f"task {handle.task_id} failed: {entry.error or 'no reason given'}",
             handle=handle,
@@ -72,5 +89,5 @@ def state_after_failed_submit(exc: VidgoError) -> State:
     if isinstance(exc, (SubmitOutcomeUnknownError, UnusableTaskIdError)):
         return State.UNKNOWN
     if refuses_the_pair(exc):
-        return State.FAILED if isinstance(exc, ConflictError) else State.REFUSED
+        return State.FAILED if isinstance(exc, ConflictError) else State.REJECTED
     return State.UNSENT

@@ -161,7 +161,9 @@ def check_input(name: str) -> None:
 async def pairs_of(name: str) -> AsyncIterator[tuple[str, str] | BadRow]:
     """:func:`read_pairs` of the input ``name`` (opened, then read, by a daemon thread),
     one row at a time as they are asked for. Left while the thread waits on a pipe, it
-    leaves the thread blocked, to end with the process.
+    leaves the thread blocked, to end with the process. (One path for every input: a
+    regular file would not need the thread, whose ~30 us a row are nothing next to the
+    row's conversion.)
 
     Raises:
         InputError: The input cannot be opened, or has no usable header.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -46,9 +47,9 @@ class Reader:
     limiter: Limiter
     budget: RetryBudget
     hook: EventHook | None = None
-    _retried: Any = attrs.field(init=False, repr=False, eq=False)  # _get_once under backoff
+    _retried: Callable[..., Awaitable[Any]] = attrs.field(init=False, repr=False, eq=False)
 
-    def __attrs_post_init__(self) -> None:
+    def __attrs_post_init__(self) -> None:  # _get_once, retried by backoff
         self._retried = backoff.on_exception(
             retry_waits,
             VidgoError,

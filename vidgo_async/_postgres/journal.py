@@ -7,7 +7,7 @@ the database's clock (``claimed_by``, ``lease_until``). A claim is one
 worker's, or its lease expired: the row lock serializes rival claims, and the
 loser gets no row back. A worker renews the leases of all its rows every
 third of a lease, and keeps them until its batch ends; then it frees the
-pairs left unfinished, and keeps the settled ones (finished, failed, unknown)
+pairs left unfinished, and keeps the settled ones (finished, failed, unknown, rejected)
 for one more lease, so that a worker of the same run starting late does not
 report them again.
 

@@ -386,7 +386,9 @@ class _Download:
         if match is None or int(match[1]) != offset or changed:
             forget_part(self._part)
             raise _Incomplete(f"{self._where()}: another range or version of the file, restarting")
-        return offset, total if total is not None or length is None else offset + length
+        if total is None and length is not None:  # "*": the size is what this body ends at
+            total = offset + length
+        return offset, total
 
 
 def _version_of(response: aiohttp.ClientResponse) -> str | None:
