@@ -171,12 +171,10 @@ class _Download:
     _deadline: Deadline
     _secret: str  # never repeated: a storage URL's path may carry it
     _hook: EventHook | None = None
-    # The ETag (strong) or Last-Modified of the file the .part holds the head of, once
-    # an answer gave one (kept beside it, for a later call): a resume asks If-Range
-    # with it, and a body of another version is never appended to it.
+    # The ETag (strong) or Last-Modified, and the size, of the file the .part holds the
+    # head of, once an answer gave them (kept beside it, for a later call): a resume asks
+    # If-Range with the version, and a body of another version or size is never appended.
     _version: str | None = attrs.field(default=None, init=False)
-    # Its size, once an answer gave it: a resume's 206 naming another size is of
-    # another file (what tells one from another when the host sends no version).
     _size: int | None = attrs.field(default=None, init=False)
 
     def _where(self, url: URL | None = None) -> str:
