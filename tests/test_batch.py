@@ -1145,6 +1145,44 @@ async def test_a_copy_into_another_folder_that_fails_leaves_the_journal_as_it_wa
     assert vidgo_fake.request_count("files") == 1
 
 
+@pytest.mark.parametrize("status", [401, 402, 503])
+async def test_a_pair_caught_mid_submit_keeps_its_409_rule_through_a_refused_rerun(
+    make_fake: MakeFake, tmp_path: Path, status: int
+) -> None:
+    """A run killed while its submit was accepted leaves the pair `submitting`. A re-run
+    whose submits are refused (a wrong key, no credits, an outage until its deadline)
+    learns nothing of it: the pair stays `submitting` (and a 401 or 402 still stops the
+    batch's submits), so the next good run's 409 names the paid task. It became
+    `unknown` for good, and the paid task was never waited on."""
+    fake = await make_fake(conflict_includes_task_id=True)
+    journal = tmp_path / "wav.sqlite"
+    async with _client(fake) as client:
+        await _collect(client, [("m", "a0")], journal=journal)  # the journal, bound to fake
+        paid = await client.submit_wav("m", "a1")  # accepted, then the run was killed
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:
+        db.execute(
+            "INSERT INTO conversions (source_task_id, audio_id, state, updated_at)"
+            " VALUES ('m', 'a1', 'submitting', 0)"
+        )
+    fake.inject(Fault.http_error(status), route="submit", times=1000)
+    sent = fake.request_count("submit")
+    async with _client(fake) as client:
+        refused = await _collect(
+            client, [("m", "a1"), ("m", "a2")], journal=journal, concurrency=1, timeout=1
+        )
+    assert not any(r.ok for r in refused)
+    if status != 503:  # the account's refusal stops the batch's submits: a2 is not sent
+        assert fake.request_count("submit") == sent + 1
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        row = db.execute("SELECT state FROM conversions WHERE audio_id = 'a1'").fetchone()
+    assert row == ("submitting",)
+    fake.clear_faults()
+    async with _client(fake) as client:
+        [result] = await _collect(client, [("m", "a1")], journal=journal)
+    assert result.ok and result.task_id == paid.task_id, result
+    assert fake.accept_count["a1"] == 1
+
+
 async def test_a_journal_in_use_here_is_refused_at_once_however_its_path_is_spelled(
     vidgo_fake: FakeVidgo, tmp_path: Path
 ) -> None:

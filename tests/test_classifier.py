@@ -18,6 +18,7 @@ from support import FAST_RETRY, MakeClient, MakeFake
 from vidgo_async import (
     AlreadyConvertedError,
     APIError,
+    AuthenticationError,
     BadRequestError,
     ClientClosedError,
     ConfigurationError,
@@ -631,14 +632,17 @@ def test_the_final_answers_by_what_they_refuse(status: int, account: bool, pair:
 @pytest.mark.parametrize(
     ("answer", "state"),
     [
-        (None, "unknown"),  # no later answer: never resubmitted
-        (AlreadyConvertedError("converted", status=409), "unknown"),
+        # No later answer (the deadline came first): the 409 rule never ran, a re-run
+        # runs it. It was "unknown" for good: a paid task never waited on.
+        (None, "submitting"),
+        (AuthenticationError("refused", status=401), "submitting"),  # likewise
+        (AlreadyConvertedError("converted", status=409), "unknown"),  # the rule ran
         (ClientClosedError("closed", sent=False), "submitting"),  # a stop: a re-run settles it
         # The journal could not confirm the claim before the retry (it may be another
         # worker's now): stopped by the batch, as by a stop. It was "unknown" for good.
         (ConfigurationError("the journal could not confirm the claim"), "submitting"),
     ],
-    ids=["none", "conflict", "closed", "journal-failed"],
+    ids=["none", "account", "conflict", "closed", "journal-failed"],
 )
 def test_a_submit_of_unknown_outcome_is_journalled_by_what_ended_it(
     answer: VidgoError | None, state: str

@@ -288,3 +288,26 @@ async def test_a_closed_stdout_under_the_live_bar_is_no_crash(
     screen = await _on_a_terminal(*args, env=api_env(vidgo_fake), stdout=Out.CLOSED)
     assert "internal error" not in screen and "2 ok" in screen, screen
     assert vidgo_fake.request_count("submit") == 2
+
+
+async def test_a_refused_account_ends_a_batch_whose_input_pipe_is_quiet(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """`producer | batch -` out of credits while the producer is quiet: the pairs under
+    way end and the command exits 3 at once; it waited for the pipe's next line."""
+    vidgo_fake.credits = 2
+    for i in range(6):
+        vidgo_fake.set_duration(f"a{i}", run_time=0.5)
+    args = ("batch", "-", "--no-journal", "--concurrency", "8", *_FAST)
+    process = await start_cli(*args, env=api_env(vidgo_fake), stdin=asyncio.subprocess.PIPE)
+    assert process.stdin is not None
+    try:
+        process.stdin.write(b"task_id,audio_id\n" + b"".join(b"m,a%d\n" % i for i in range(6)))
+        await process.stdin.drain()  # and stays open, quiet
+        out, err = await asyncio.wait_for(process.communicate(), 15)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 3, err
+    assert len(out.decode().splitlines()) == 2  # the two paid URLs

@@ -221,9 +221,11 @@ class PairSteps:
                 gate=sending,
             )
         except VidgoError as exc:
-            if refuses_the_account(exc) and self.refused is None:
-                self.refused = exc
-                logger.info("batch submits stopped: %s", exc)
+            # An unclear submit carries the refusal that ended it as its answer.
+            refusal = exc.answer if isinstance(exc, SubmitOutcomeUnknownError) else exc
+            if refusal is not None and refuses_the_account(refusal) and self.refused is None:
+                self.refused = refusal
+                logger.info("batch submits stopped: %s", refusal)
             try:
                 await self._record(key, state_after_failed_submit(exc), error=exc)
             except JournalWriteError as failure:  # the submit's own error says more

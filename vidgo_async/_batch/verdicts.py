@@ -8,7 +8,6 @@ from .._timing.classify import refuses_the_pair
 from ..errors import (
     APIError,
     ClientClosedError,
-    ConfigurationError,
     ConflictError,
     SubmitOutcomeUnknownError,
     TaskFailedError,
@@ -73,20 +72,19 @@ def state_after_failed_submit(exc: VidgoError) -> State:
     no attempt can have been accepted, so only a 409 (the track was converted) is
     final; the other answers about the pair itself (400, 404, 422) settle it for this
     run, and a later one submits it again; account trouble (401, 402, 403), rate
-    limits and outages leave the pair to be submitted by a re-run. A client closed
-    (or a batch stopped, or its journal unable to confirm the claim) during a
-    request, or after one that may have been accepted, leaves it ``SUBMITTING``:
-    a re-run settles it by the 409 rule
-    (closed before anything was sent, it is unsent). A task accepted under an id
-    that cannot be used is ``UNKNOWN``: never resubmitted."""
-    if isinstance(exc, SubmitOutcomeUnknownError) and isinstance(
-        exc.answer,
-        (ClientClosedError, ConfigurationError),  # a stop, or a journal failing
-    ):
-        return State.SUBMITTING  # no later attempt was let settle it
+    limits and outages leave the pair to be submitted by a re-run. A submit that may
+    have been accepted (in this run, or in the interrupted run it resumes) is
+    ``UNKNOWN`` for good only once the 409 rule ran and its 409 named no task; ended
+    any other way (a deadline, a stop, the account refused, an outage, a journal
+    unable to confirm the claim), it is left ``SUBMITTING``, for a re-run to settle by
+    the rule. So is a client closed during a request (closed before anything was
+    sent, it is unsent). A task accepted under an id that cannot be used is
+    ``UNKNOWN``: never resubmitted."""
+    if isinstance(exc, SubmitOutcomeUnknownError):
+        return State.UNKNOWN if isinstance(exc.answer, ConflictError) else State.SUBMITTING
     if isinstance(exc, ClientClosedError):
         return State.SUBMITTING if exc.sent else State.UNSENT
-    if isinstance(exc, (SubmitOutcomeUnknownError, UnusableTaskIdError)):
+    if isinstance(exc, UnusableTaskIdError):
         return State.UNKNOWN
     if refuses_the_pair(exc):
         return State.FAILED if isinstance(exc, ConflictError) else State.REJECTED

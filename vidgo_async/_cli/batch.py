@@ -26,7 +26,7 @@ from vidgo_async import DEFAULT_TIMEOUT, ConversionResult, VidgoClient
 from .checks import check_download_folder, journal_label, journal_of, open_output, shared_journal
 from .client import open_client
 from .exits import ACCOUNT_REFUSALS, Exit, account_advice, one_line
-from .input import BadRow, check_input, count_rows, pairs_of
+from .input import BadRow, Input, check_input, count_rows
 from .output import result_json
 from .progress import Reporter, Tally, make_reporter, print_summary
 
@@ -74,7 +74,7 @@ async def batch(args: argparse.Namespace) -> int:
                 text=not args.json,
                 verbose=args.verbose > 0,
             )
-            return await run_batch(client, options, pairs_of(args.file), total)
+            return await run_batch(client, options, Input(args.file), total)
 
 
 async def run_batch(
@@ -155,6 +155,8 @@ async def _convert(
             # no refusal of the account.
             if result.task_id is None and isinstance(result.error, ACCOUNT_REFUSALS):
                 refusal = refusal or result.error
+                if isinstance(rows, Input):  # not waiting for a quiet pipe's next line
+                    rows.end()
                 reporter.result(result, show="")  # the stop message says it, once
                 continue
             listed = options.verbose and not (options.text or options.json)  # else on stdout

@@ -1,7 +1,7 @@
 """Reading batch input for the CLI: CSV with a header, or JSON lines.
 
 Bad rows are reported with their line numbers and skipped; good rows go on.
-The input is read by a thread of its own (:func:`pairs_of`): a pipe may keep
+The input is read by a thread of its own (:class:`Input`): a pipe may keep
 its reader waiting for its writer's next line indefinitely, and the event loop goes on
 meanwhile, converting the pairs read before and acting on a signal at once.
 """
@@ -26,7 +26,7 @@ import attrs
 
 from .exits import UsageError
 
-__all__ = ["BadRow", "check_input", "count_rows", "open_input", "pairs_of", "read_pairs"]
+__all__ = ["BadRow", "Input", "check_input", "count_rows", "open_input", "read_pairs"]
 
 # Bytes that were not UTF-8, as the input's "surrogateescape" decoding keeps them.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -158,46 +158,66 @@ def check_input(name: str) -> None:
         open_input(name).close()
 
 
-async def pairs_of(name: str) -> AsyncIterator[tuple[str, str] | BadRow]:
-    """:func:`read_pairs` of the input ``name`` (opened, then read, by a daemon thread),
-    one row at a time as they are asked for. Left while the thread waits on a pipe, it
-    leaves the thread blocked, to end with the process. (One path for every input: a
-    regular file would not need the thread, whose ~30 us a row are nothing next to the
-    row's conversion.)
+class Input:
+    """:func:`read_pairs` of the input ``name``, opened and read by a daemon thread, one
+    row at a time as they are asked for (iterate it once). Left, or ended (:meth:`end`),
+    while the thread waits on a pipe, it leaves the thread blocked, to end with the
+    process. (One path for every input: a regular file would not need the thread, whose
+    ~30 us a row are nothing next to the row's conversion.)
 
-    Raises:
+    Raises (when iterated):
         InputError: The input cannot be opened, or has no usable header.
     """
-    loop = asyncio.get_running_loop()
-    asked: queue.SimpleQueue[asyncio.Future[Any] | None] = queue.SimpleQueue()
 
-    def read() -> None:
-        rows: Iterator[tuple[str, str] | BadRow] | None = None
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._ended = False
+        self._wanted: asyncio.Future[Any] | None = None  # the row being read
+
+    def end(self) -> None:
+        """Read no more rows, nor wait for the one being read (a pipe may hold it for ever)."""
+        self._ended = True
+        if self._wanted is not None and not self._wanted.done():
+            self._wanted.set_result(_END)
+
+    async def __aiter__(self) -> AsyncIterator[tuple[str, str] | BadRow]:
+        loop = asyncio.get_running_loop()
+        asked: queue.SimpleQueue[asyncio.Future[Any] | None] = queue.SimpleQueue()
+        threading.Thread(
+            target=_read, args=(self.name, asked, loop), name="vidgo-async input", daemon=True
+        ).start()
         try:
-            while (wanted := asked.get()) is not None:
-                try:
-                    rows = rows or _rows(name)
-                    row: object = next(rows, _END)
-                except Exception as exc:
-                    loop.call_soon_threadsafe(_settle, wanted, None, exc)
-                    return
-                loop.call_soon_threadsafe(_settle, wanted, row, None)
+            while not self._ended:
+                self._wanted = wanted = loop.create_future()
+                asked.put(wanted)
+                row = await wanted
                 if row is _END:
                     return
-        except RuntimeError:  # the loop is closed: nobody is asking any more
-            return
+                yield row
+        finally:
+            asked.put(None)
 
-    threading.Thread(target=read, name="vidgo-async input", daemon=True).start()
+
+def _read(
+    name: str,
+    asked: queue.SimpleQueue[asyncio.Future[Any] | None],
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The input thread: a row of ``name`` for each future ``asked`` for, until None."""
+    rows: Iterator[tuple[str, str] | BadRow] | None = None
     try:
-        while True:
-            wanted = loop.create_future()
-            asked.put(wanted)
-            row = await wanted
+        while (wanted := asked.get()) is not None:
+            try:
+                rows = rows or _rows(name)
+                row: object = next(rows, _END)
+            except Exception as exc:
+                loop.call_soon_threadsafe(_settle, wanted, None, exc)
+                return
+            loop.call_soon_threadsafe(_settle, wanted, row, None)
             if row is _END:
                 return
-            yield row
-    finally:
-        asked.put(None)
+    except RuntimeError:  # the loop is closed: nobody is asking any more
+        return
 
 
 _END = object()
