@@ -459,6 +459,50 @@ async def test_a_task_id_kept_by_a_worker_that_lost_the_pair_is_waited_on_by_a_r
 
 
 @pytest.mark.asyncio
+async def test_workers_that_reported_each_others_set_aside_pairs_end_without_waiting(
+    postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str
+) -> None:
+    """Two workers, an outage on every submit: each reports its pairs failed (their rows
+    stay unsettled, for a re-run) and set aside those the other held. Each stops waiting
+    for them once the other reported them; they waited for each other until the
+    patience ran out (timeout and a lease), reporting nothing more."""
+    fake.inject(Fault.http_error(503), route="submit", times=10_000)
+    pairs = pairs_of(prefix, 8)
+    journal = SharedJournal(postgres_dsn, lease_seconds=4.0)
+
+    async def worker(order: list[tuple[str, str]]) -> list[ConversionResult]:
+        batch = make_client().convert_many(order, journal=journal, concurrency=4, timeout=1.0)
+        return [result async for result in batch]
+
+    started = time.monotonic()
+    first, second = await asyncio.gather(worker(pairs), worker(pairs[::-1]))
+    assert time.monotonic() - started < 4.0  # before: 1 s of timeout, then 1 + 4 s of patience
+    reported = Counter(r.audio_id for r in [*first, *second])
+    assert reported == Counter(a for _, a in pairs)  # each pair reported once
+    assert not any(r.ok for r in [*first, *second])
+
+
+@pytest.mark.asyncio
+async def test_a_journal_made_before_reported_at_is_given_the_column(
+    postgres_dsn: str, make_client: MakeClient, prefix: str
+) -> None:
+    """A journal table an earlier version made (no ``reported_at``) gets the column when
+    a batch opens it, and the batch runs."""
+    await run(make_client(), pairs_of(prefix, 1), postgres_dsn)  # the table exists
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute("ALTER TABLE vidgo_async_journal DROP COLUMN reported_at")
+        results = await run(make_client(), pairs_of(prefix + "b", 2), postgres_dsn)
+        columns = await admin.fetch(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name = 'vidgo_async_journal' AND column_name = 'reported_at'"
+        )
+    finally:
+        await admin.close()
+    assert all(r.ok for r in results) and len(columns) == 1
+
+
+@pytest.mark.asyncio
 async def test_the_lease_setting_is_the_journals_lease(
     postgres_dsn: str, make_client: MakeClient, prefix: str
 ) -> None:

@@ -190,9 +190,11 @@ class BatchJournal(Protocol):
             JournalWriteError: Nothing was written, for another reason.
         """
 
-    async def hold(self, source_task_id: str, audio_id: str) -> None:
+    async def hold(self, source_task_id: str, audio_id: str, *, reported: bool = False) -> None:
         """Confirm (and extend) this process's claim, right before a submit is sent
-        or a result reported.
+        or a result reported. ``reported``: a result whose row stays unsettled (a
+        failure a re-run may mend) is being reported: for the other workers of this
+        run the pair is settled (they neither wait for it nor take it over).
 
         Raises:
             LostClaim: Another worker holds the pair now.

@@ -96,7 +96,7 @@ class SqliteJournal:
         except (sqlite3.Error, OSError) as exc:
             raise JournalWriteError(str(exc)) from exc
 
-    async def hold(self, source_task_id: str, audio_id: str) -> None:
+    async def hold(self, source_task_id: str, audio_id: str, *, reported: bool = False) -> None:
         """Nothing to confirm: one process per SQLite journal."""
 
     async def bind(self, api: str) -> str | None:

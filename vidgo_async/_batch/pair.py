@@ -138,7 +138,7 @@ class PairSteps:
             )
             await self.journal.record(*key, row)
         elif not result.ok:
-            await self.journal.hold(*key)
+            await self.journal.hold(*key, reported=True)
 
     async def stop(self, tasks: Iterable[asyncio.Task[Any]]) -> None:
         """Cancel ``tasks``, except those whose submit has an attempt out (or one

@@ -97,8 +97,18 @@ CREATE TABLE IF NOT EXISTS vidgo_async_journal (
     updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     claimed_by text,
     lease_until timestamptz,
+    -- When its holder last reported the pair with its row unsettled (a failure a re-run
+    -- may mend): settled for the workers of that run, who neither wait for it nor take it.
+    reported_at timestamptz,
     PRIMARY KEY (source_task_id, audio_id)
 );
+-- A journal made before reported_at (looked up first: an ALTER would wait for every lock).
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'vidgo_async_journal'::regclass
+            AND attname = 'reported_at' AND NOT attisdropped) THEN
+        ALTER TABLE vidgo_async_journal ADD COLUMN reported_at timestamptz;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS vidgo_async_journal_claimed
     ON vidgo_async_journal (claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE TABLE IF NOT EXISTS vidgo_async_journal_learned (model text PRIMARY KEY, summary text);
@@ -111,18 +121,21 @@ INSERT INTO vidgo_async_journal AS j (source_task_id, audio_id, claimed_by, leas
     VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4))
     ON CONFLICT (source_task_id, audio_id) DO UPDATE
     SET claimed_by = excluded.claimed_by, lease_until = excluded.lease_until
-    WHERE j.claimed_by IS NULL OR j.claimed_by = excluded.claimed_by
-        OR j.lease_until < clock_timestamp()
-            AND (j.state IS NULL OR j.state NOT IN {_SETTLED} OR j.updated_at < $5)
+    WHERE j.claimed_by = excluded.claimed_by
+        OR (j.reported_at IS NULL OR j.reported_at < $5) AND (j.claimed_by IS NULL
+            OR j.lease_until < clock_timestamp()
+                AND (j.state IS NULL OR j.state NOT IN {_SETTLED} OR j.updated_at < $5))
     RETURNING {", ".join("j." + c for c in COLUMNS)}
 """
-# Pairs other workers held, unsettled: free (to claim) or still held.
+# Pairs other workers held, unsettled and not reported since this worker started: free
+# (to claim) or still held.
 _RECHECK = f"""
 SELECT j.source_task_id, j.audio_id,
         j.claimed_by IS NULL OR j.lease_until < clock_timestamp() AS free
     FROM unnest($1::text[], $2::text[]) AS k(source_task_id, audio_id)
     JOIN vidgo_async_journal AS j USING (source_task_id, audio_id)
-    WHERE j.state IS NULL OR j.state NOT IN {_SETTLED}
+    WHERE (j.state IS NULL OR j.state NOT IN {_SETTLED})
+        AND (j.reported_at IS NULL OR j.reported_at < $3)
 """
 # Every write of a claimed row is fenced: only while this worker holds it (the claim
 # inserted the row). Each write extends the lease too.
@@ -135,7 +148,8 @@ UPDATE vidgo_async_journal SET
     RETURNING 1
 """
 _HOLD = (
-    "UPDATE vidgo_async_journal SET lease_until = clock_timestamp() + make_interval(secs => $4)"
+    "UPDATE vidgo_async_journal SET lease_until = clock_timestamp() + make_interval(secs => $4),"
+    " reported_at = CASE WHEN $5 THEN clock_timestamp() ELSE reported_at END"
     " WHERE source_task_id = $1 AND audio_id = $2 AND claimed_by = $3 RETURNING 1"
 )
 # A task id is a fact about the track (the server converts a track once): kept even by a
@@ -243,7 +257,9 @@ class PostgresJournal:
     async def recheck(self, keys: list[Key]) -> tuple[list[Key], list[Key]]:
         """Of pairs other workers held, the unsettled ones free now and those still held."""
         try:
-            rows = await self._pool.fetch(_RECHECK, [k[0] for k in keys], [k[1] for k in keys])
+            rows = await self._pool.fetch(
+                _RECHECK, [k[0] for k in keys], [k[1] for k in keys], self.started
+            )
         except DB_ERRORS as exc:  # all still held, as far as this worker can tell
             logger.warning("could not look at the pairs other workers hold: %s", exc)
             return [], keys
@@ -294,8 +310,9 @@ class PostgresJournal:
                 logger.warning("could not keep task %s in the journal: %s", task_id, exc)
         raise LostClaim(f"could not record {entry.state.value}: another worker took the pair over")
 
-    async def hold(self, source_task_id: str, audio_id: str) -> None:
-        """Confirm this worker's claim on the pair and extend its lease.
+    async def hold(self, source_task_id: str, audio_id: str, *, reported: bool = False) -> None:
+        """Confirm this worker's claim on the pair and extend its lease (``reported``: and
+        mark the pair reported, its row unsettled: see :meth:`BatchJournal.hold`).
 
         Raises:
             LostClaim: Another worker took the pair over.
@@ -310,6 +327,7 @@ class PostgresJournal:
                 audio_id,
                 self.worker,
                 self.lease_seconds,
+                reported,
             )
         except DB_ERRORS as exc:
             raise JournalWriteError(f"cannot confirm the claim: {described(exc)}") from None
