@@ -237,7 +237,7 @@ async def test_out_of_credits_stops_the_batch_and_a_rerun_finishes_it(
     assert ran.code == 3, ran.err
     stops = [line for line in ran.err.splitlines() if line.startswith("vidgo-async:")]
     assert len(stops) == 1 and "InsufficientCreditsError" in stops[0] and "credits" in stops[0]
-    assert "row(s) not attempted" in stops[0] and "Traceback" not in ran.err
+    assert "17 row(s) not converted" in stops[0] and "Traceback" not in ran.err
     assert vidgo_fake.request_count("submit") < 8  # stopped, not tried on every pair
     written = [json.loads(line) for line in output.read_text().splitlines()]
     assert any(w["error_type"] == "InsufficientCreditsError" for w in written)
@@ -264,6 +264,31 @@ async def test_a_batch_out_of_credits_prints_the_urls_it_paid_for(
     printed = [line.split("\t") for line in ran.out.splitlines()]
     assert len(printed) == 5 and all(fields[0] == "ok" for fields in printed), ran.out
     assert sum(vidgo_fake.accept_count.values()) == 5
+
+
+async def test_a_refused_key_met_only_by_a_resumed_submit_exits_3(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A re-run whose one pair a killed run left mid-submit, with a key now refused: the
+    pair may have been paid for (said so), the account's refusal is named, exit 3; it
+    exited 1 without a word of the key."""
+    journal = tmp_path / "j.sqlite"
+    made = tmp_path / "made.csv"
+    made.write_text("task_id,audio_id\nm,other\n")
+    first = await run_cli(
+        "batch", str(made), "--journal", str(journal), *_FAST, env=api_env(vidgo_fake)
+    )
+    assert first.code == 0, first.err  # the journal, bound to this API
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:
+        db.execute(
+            "INSERT INTO conversions (source_task_id, audio_id, state, updated_at)"
+            " VALUES ('m', 'a0', 'submitting', 0)"
+        )
+    source = _pairs(tmp_path / "pairs.csv", 1)
+    env = api_env(vidgo_fake, VIDGO_API_KEY="wrong-key")
+    again = await run_cli("batch", str(source), "--journal", str(journal), *_FAST, env=env)
+    assert again.code == 3, again.err
+    assert "SubmitOutcomeUnknownError" in again.err and "API key" in again.err
 
 
 async def test_refused_key_stops_a_batch_with_exit_3(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:

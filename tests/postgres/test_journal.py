@@ -247,6 +247,11 @@ def test_the_cli_takes_a_dsn_as_its_journal_and_hides_its_password() -> None:
     assert check_journal(dsn) == dsn
     assert journal_label(dsn) == "postgresql://app:***@db.example/app"
     assert journal_label("batch.sqlite") == "batch.sqlite"
+    # libpq's query forms too (they were printed as given)
+    query = "postgres://app@db/app?sslmode=require&password=S3cret&sslpassword=K3y"
+    assert journal_label(query) == (
+        "postgres://app@db/app?sslmode=require&password=***&sslpassword=***"
+    )
 
 
 async def left_mid_submit(dsn: str, audio_id: str, *, lease: float) -> None:

@@ -21,7 +21,7 @@ from typing import IO
 
 import attrs
 
-from vidgo_async import DEFAULT_TIMEOUT, ConversionResult, VidgoClient
+from vidgo_async import DEFAULT_TIMEOUT, ConversionResult, SubmitOutcomeUnknownError, VidgoClient
 
 from .checks import check_download_folder, journal_label, journal_of, open_output, shared_journal
 from .client import open_client
@@ -108,10 +108,14 @@ async def run_batch(
             file=sys.stderr,
         )
     if refusal is not None:
-        left = "the rest of the input" if tally.left is None else f"{tally.left} row(s)"
+        # Not converted: the rows never read, and those that failed (the refused among them).
+        if tally.left is None:
+            left = f"the rest of the input and {tally.failed} row(s) that failed"
+        else:
+            left = f"{tally.left + tally.failed} row(s)"
         print(
             f"vidgo-async: stopped: {one_line(refusal)} - {account_advice(refusal)};"
-            f" {left} not attempted or unfinished{_rerun(options.journal)}",
+            f" {left} not converted{_rerun(options.journal)}",
             file=sys.stderr,
         )
         return Exit.ACCOUNT
@@ -151,18 +155,29 @@ async def _convert(
     async with aclosing(results):  # leaving the loop stops every submit and wait at once
         async for result in results:
             _write(result, options)
-            # A result without a task is a submit's: a 403 on a wait or a download is
-            # no refusal of the account.
-            if result.task_id is None and isinstance(result.error, ACCOUNT_REFUSALS):
-                refusal = refusal or result.error
+            if (refused := _account_refusal(result)) is not None:
+                refusal = refusal or refused
                 if isinstance(rows, Input):  # not waiting for a quiet pipe's next line
                     rows.end()
-                reporter.result(result, show="")  # the stop message says it, once
-                continue
+                if result.error is refused:
+                    reporter.result(result, show="")  # the stop message says it, once
+                    continue
             listed = options.verbose and not (options.text or options.json)  # else on stdout
             show = f"ok {result.audio_id} -> {result.wav_url}" if listed else None
             reporter.result(result, show=show if result.ok else None)
     return refusal
+
+
+def _account_refusal(result: ConversionResult) -> Exception | None:
+    """The refusal of the account (401, 402, 403) that ended the result's submit, if any:
+    its error, or the last answer of a submit that may have been accepted. (A result
+    with a task is past its submit: a 403 on a wait or a download refuses no account.)"""
+    error = result.error
+    if result.task_id is not None:
+        return None
+    if isinstance(error, SubmitOutcomeUnknownError):
+        error = error.answer
+    return error if isinstance(error, ACCOUNT_REFUSALS) else None
 
 
 def _write(result: ConversionResult, options: BatchOptions) -> None:
@@ -195,5 +210,5 @@ def _summary(tally: Tally, options: BatchOptions, *, stopped: str | None) -> lis
 
 def _rerun(journal: str | None) -> str:
     if journal is None:
-        return " (no journal was kept: re-run only the pairs without a result)"
+        return " (no journal was kept: re-run only the pairs whose WAV URL was not printed)"
     return f"; re-run the same command to go on (journal {journal_label(journal)})"

@@ -175,5 +175,9 @@ def _reason(exc: OSError) -> str:
 
 
 def journal_label(journal: str) -> str:
-    """``journal`` as printed: a DSN's password hidden."""
-    return re.sub(r"^(postgres(?:ql)?://[^:@/]*):[^@/]*@", r"\1:***@", journal)
+    """``journal`` as printed: a DSN's password hidden (``user:PASSWORD@``, or in its
+    query: ``password=``, ``sslpassword=``)."""
+    if not re.match(r"postgres(?:ql)?://", journal):
+        return journal
+    hidden = re.sub(r"^(postgres(?:ql)?://[^:@/]*):[^@/]*@", r"\1:***@", journal)
+    return re.sub(r"([?&](?:ssl)?password=)[^&]*", r"\1***", hidden, flags=re.IGNORECASE)
