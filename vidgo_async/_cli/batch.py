@@ -172,9 +172,9 @@ def _account_refusal(result: ConversionResult) -> Exception | None:
     """The refusal of the account (401, 402, 403) that ended the result's submit, if any:
     its error, or the last answer of a submit that may have been accepted. (A result
     with a task is past its submit: a 403 on a wait or a download refuses no account.)"""
-    error = result.error
     if result.task_id is not None:
         return None
+    error = result.error
     if isinstance(error, SubmitOutcomeUnknownError):
         error = error.answer
     return error if isinstance(error, ACCOUNT_REFUSALS) else None
