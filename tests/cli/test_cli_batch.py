@@ -378,3 +378,22 @@ async def test_batch_keeps_its_submits_under_max_submits_per_second(
     sent = sorted(r.at for r in vidgo_fake.requests if r.route == "submit")
     assert len(sent) == 6
     assert all(later - earlier >= 0.95 for earlier, later in zip(sent, sent[3:], strict=False))
+
+
+async def test_a_batch_with_stderr_closed_runs_and_prints_its_urls(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """`batch pairs.csv 2>&-` (a daemon's closed stderr): the batch runs and prints its
+    URLs on stdout; asking the closed stderr whether it was a terminal was an internal
+    error before any pair."""
+    source = _pairs(tmp_path / "pairs.csv", 2)
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "vidgo_async", "batch", str(source), "--no-journal", *_FAST),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=None,
+        env=environ(api_env(vidgo_fake)),
+        preexec_fn=lambda: os.close(2),  # as `2>&-` leaves it
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, out
+    assert [line.split("\t")[0] for line in out.decode().splitlines()] == ["ok", "ok"], out

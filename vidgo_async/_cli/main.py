@@ -36,6 +36,8 @@ _STOP_SIGNALS = tuple(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; the exit status."""
+    if sys.stderr is None:  # closed (`2>&-`): what the command says there goes nowhere
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the process's, for its life
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     try:
