@@ -209,11 +209,14 @@ async def test_the_relay_listens_again_after_its_connection_is_killed(
 
 
 async def wait_for_listeners(admin: Any, count: int) -> None:
-    """Until ``count`` relay connections are back (each LISTENs before it is used)."""
+    """Until ``count`` relay connections are back and listening: idle after a first
+    statement, their LISTEN (a connection idle before it, just made, was counted: a
+    callback relayed then was lost, and the test's wait ran into its safety-net poll)."""
     for _ in range(100):
         back = await admin.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE application_name = 'vidgo-async callbacks' AND state = 'idle'"
+            " AND query <> ''"
         )
         if back >= count:
             return
