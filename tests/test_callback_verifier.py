@@ -261,11 +261,22 @@ def test_early_task_ids_are_deduplicated_and_capped() -> None:
     assert slot.early == ["a", "b", "c", "d"]
 
 
-def test_early_hint_past_the_cap_is_not_honoured() -> None:
-    """The real task's early callback past four forged ids is not remembered."""
+def test_early_hint_past_the_cap_still_earns_a_confirming_read() -> None:
+    """The real task's early callback past four forged ids is not remembered, but a full
+    list wakes the slot at binding: its confirming read tells (forgeries cannot hide it)."""
     registry = make_registry()
     slot = registry.issue()
     for task_id in ["f1", "f2", "f3", "f4", "t1"]:
+        registry.hint(slot.token, task(task_id))
+    registry.bind(slot, "t1", trusted=True)
+    assert slot.generation == 1
+
+
+def test_fewer_forged_early_hints_than_the_cap_wake_nothing() -> None:
+    """Early callbacks naming only other tasks, fewer than the cap, cost no read."""
+    registry = make_registry()
+    slot = registry.issue()
+    for task_id in ["f1", "f2", "f3"]:
         registry.hint(slot.token, task(task_id))
     registry.bind(slot, "t1", trusted=True)
     assert slot.generation == 0

@@ -17,7 +17,7 @@ from vidgo_async import BadRequestError, PollPolicy, Task, TaskTimeoutError, Vid
 from vidgo_async.webhooks import CallbackReceiver, InvalidCallbackError, parse_callback
 
 from .conftest import MakeSdk
-from .server import DETAIL, SUBMIT, HostileServer, gate, reply
+from .server import DETAIL, SUBMIT, Conn, HostileServer, Request, default, gate, reply
 
 PARENT, TRACK = "parent-1", "track-1"
 NEVER = 1e9
@@ -186,6 +186,27 @@ async def test_a_callback_wakes_the_wait(
     finally:
         wait.cancel()
         await asyncio.gather(wait, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_the_real_early_callback_counts_after_a_crowd_of_forged_ones(
+    server: HostileServer, make_sdk: MakeSdk, receiver: CallbackReceiver
+) -> None:
+    """Forged callbacks that beat the submit answer cannot hide the real one that follows
+    them: the wait still returns at once, after one confirming read."""
+
+    async def calls_back_first(server: HostileServer, request: Request, conn: Conn) -> None:
+        token = token_of(request.json()["callback_url"])
+        for forged in ["wav-x1", "wav-x2", "wav-x3", "wav-x4", "wav-x5"]:
+            assert receiver.feed(token, body(forged)) == 200
+        assert receiver.feed(token, body("wav-1")) == 200  # the task is done at acceptance
+        await default(server, request, conn)
+
+    server.script(SUBMIT, calls_back_first)
+    sdk = make_sdk(callbacks=receiver, poll=PATIENT)
+    url = await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK), 1.5)
+    assert url == f"{server.url}/files/wav-1.wav"
+    assert len(server.hits(DETAIL)) == 1
 
 
 # -- 17. tokens released; a receiver that does not linger ----------------------------------

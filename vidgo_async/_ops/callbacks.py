@@ -203,6 +203,8 @@ class Registry:
         if task_id in slot.early:
             self._record(hit=True)
             slot.wake()
+        elif len(slot.early) == _MAX_EARLY:  # full: the task's own may have been turned away
+            slot.wake()  # its confirming read tells, at the cost of one read
         slot.early.clear()
         self._by_task[task_id] = slot
 
