@@ -255,9 +255,10 @@ async def test_a_call_whose_retry_meets_another_calls_submit_of_the_track_shares
     """A's first attempt is refused (503); while it pauses, B's submit of the same track
     goes out and is processed, its answer slow. A's retry meets a 409 naming no task:
     it waits for B's answer and shares its task, rather than raising."""
-    sdk = make_sdk(retry=RetryPolicy(base_delay=0.3, max_delay=0.3, max_retry_after=0.3))
+    sdk = make_sdk(retry=RetryPolicy(base_delay=1.0, max_delay=1.0, max_retry_after=1.0))
     release, arrived = asyncio.Event(), asyncio.Event()
-    refused = reply(503, {"code": 503, "message": "maintenance"})
+    # Its Retry-After holds A's pause at 1 s (not jittered down): B's submit goes first.
+    refused = reply(503, {"code": 503, "message": "maintenance"}, [("Retry-After", "1")])
     server.script(SUBMIT, refused, gate(release, arrived), NAMES_NOTHING)
     first = asyncio.create_task(convert(sdk))
     await until(lambda: server.hits(SUBMIT))
