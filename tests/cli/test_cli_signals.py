@@ -182,25 +182,26 @@ def _read_all(fd: int) -> str:
 async def test_live_bar_counts_skipped_rows_like_the_lines_above_it(
     vidgo_fake: FakeVidgo, tmp_path: Path
 ) -> None:
-    """On a terminal the bar ends at rows/rows with the skipped rows it reported above it."""
+    """On a terminal the bar ends at rows/rows, its counts below it with the skipped rows
+    it reported above it."""
     source = _pairs(tmp_path / "pairs.csv", 3, 0, bad="m,\nm,x,y\n")
     screen = await _on_a_terminal("batch", str(source), *_FAST, env=api_env(vidgo_fake))
     assert "line 5: skipped" in screen and "line 6: skipped" in screen
-    bars = [line for line in re.split(r"[\r\n]", screen) if line.startswith("converting")]
-    assert bars, screen
-    assert re.search(r"\b5/5 3 ok, 0 failed, 2 skipped, 0 in flight\b", bars[-1]), bars[-1]
+    bar, counts = re.split(r"[\r\n]+", screen[screen.rindex("converting") :])[:2]
+    assert re.search(r"\s5/5\s", bar), screen
+    assert counts == "3 ok, 0 failed, 2 skipped, 0 in flight", screen
 
 
 async def test_interrupted_bar_line_is_finished(vidgo_fake: FakeVidgo, tmp_path: Path) -> None:
-    """SIGTERM on a terminal: the bar's line is ended before the summary and the message."""
+    """SIGTERM on a terminal: the bar's lines are ended before the summary and the message."""
     vidgo_fake.set_duration("slow0", run_time=120)
     source = _pairs(tmp_path / "pairs.csv", 1, 1)
     output = tmp_path / "out.jsonl"
     args = ("batch", str(source), "--output", str(output), *_FAST)
     screen = await _on_a_terminal(*args, env=api_env(vidgo_fake), stop_when=output)
     assert "\nvidgo-async: interrupted by SIGTERM" in screen, screen
-    last_bar = screen[screen.rindex("converting") :].split("\n", 1)
-    assert len(last_bar) == 2 and "1/2 1 ok" in last_bar[0], screen
+    bar, counts, after = screen[screen.rindex("converting") :].split("\n", 2)
+    assert re.search(r"\s1/2\s", bar) and counts.startswith("1 ok,") and after, screen
 
 
 @pytest.mark.parametrize("flag", ["--json", ""], ids=["json", "text"])

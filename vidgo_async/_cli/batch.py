@@ -28,7 +28,7 @@ from .client import open_client
 from .exits import ACCOUNT_REFUSALS, Exit, account_advice, one_line
 from .input import BadRow, Input, check_input, count_rows
 from .output import result_json
-from .progress import Reporter, Tally, make_reporter, print_summary
+from .progress import Reporter, Tally, print_summary
 
 __all__ = ["BatchOptions", "batch", "run_batch"]
 
@@ -90,7 +90,7 @@ async def run_batch(
     """
     tally = Tally(total)
     try:
-        with make_reporter(tally) as reporter:
+        with _reporter(tally) as reporter:
             refusal = await _convert(client, options, rows, reporter)
     except asyncio.CancelledError:
         print_summary(_summary(tally, options, stopped="interrupted"), sys.stderr)
@@ -166,6 +166,19 @@ async def _convert(
             show = f"ok {result.audio_id} -> {result.wav_url}" if listed else None
             reporter.result(result, show=show if result.ok else None)
     return refusal
+
+
+def _reporter(tally: Tally) -> Reporter:
+    """A live bar when stderr is a terminal and rich is installed, else plain lines."""
+    if sys.stderr.isatty():
+        try:
+            from .live import LiveReporter
+        except ImportError:
+            pass
+        else:
+            stdout_is_terminal = sys.stdout is not None and sys.stdout.isatty()
+            return LiveReporter(tally, sys.stderr, stdout_is_terminal=stdout_is_terminal)
+    return Reporter(tally, sys.stderr)
 
 
 def _account_refusal(result: ConversionResult) -> Exception | None:

@@ -1,4 +1,4 @@
-"""Batch progress for the CLI: a live bar on a terminal (with rich), plain lines otherwise.
+"""Batch progress for the CLI: plain lines, or a live bar on a terminal (`live.py`, with rich).
 
 Both show the same :class:`Tally`, updated before any line about a result
 is printed, so the counts on screen always agree with the lines above them.
@@ -6,11 +6,10 @@ is printed, so the counts on screen always agree with the lines above them.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
 import attrs
 
@@ -18,7 +17,7 @@ from vidgo_async import ConversionResult
 
 from .exits import one_line
 
-__all__ = ["Reporter", "Tally", "make_reporter", "print_summary"]
+__all__ = ["Reporter", "Tally", "print_summary"]
 
 
 @attrs.define
@@ -141,89 +140,6 @@ class Reporter:
             self._last = now
             self._shown = True
             self.line(self.tally.status())
-
-
-class _RichReporter(Reporter):
-    """A live progress bar with counts, rate and ETA, redrawn ten times a second."""
-
-    def __init__(self, tally: Tally, stream: IO[str]) -> None:
-        super().__init__(tally, stream)
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        # Lines printed above the bar (ours, and stdout's on the same terminal) are not
-        # broken by newlines at its width: the terminal wraps them, and a URL copied whole.
-        self._console = Console(file=stream, soft_wrap=True)
-        # Short enough for 120 columns with room to spare: a line filling the
-        # terminal wraps when the terminal echoes ^C, leaving a stale copy above.
-        self._bar = Progress(
-            TextColumn("[bold]converting"),
-            BarColumn(bar_width=30),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[counts]}"),
-            TextColumn("{task.fields[rate]}/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self._console,
-            refresh_per_second=10,
-            # Results printed on stdout go above the bar when stdout is a terminal
-            # (this one, as a rule); redirected (`--json > results.jsonl`) or closed,
-            # they go to the file, or nowhere.
-            redirect_stdout=sys.stdout is not None and sys.stdout.isatty(),
-        )
-        self._task = self._bar.add_task("batch", total=tally.total, **self._fields())
-
-    def _fields(self) -> dict[str, Any]:
-        tally = self.tally
-        failed = f"[red]{tally.failed} failed[/red]" if tally.failed else "0 failed"
-        skipped = f", {tally.skipped} skipped" if tally.skipped else ""
-        counts = f"{tally.ok} ok, {failed}{skipped}, {tally.in_flight} in flight"
-        return {"counts": counts, "rate": f"{tally.rate():.1f}"}
-
-    def __enter__(self) -> Reporter:
-        self._bar.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.changed()
-        self._bar.stop()  # draws the last counts and ends the bar's line, interrupted or not
-
-    def line(self, text: str) -> None:
-        self._console.print(text, markup=False, highlight=False)
-
-    def _report(self, text: str | None) -> None:
-        self.changed()
-        if text:
-            # Printing a line redraws the bar as last rendered: render it with this count first.
-            self._bar.refresh()
-            self.line(text)
-
-    def changed(self) -> None:
-        # Every change reaches the bar at once; the refresh thread draws it 10 times a second.
-        self._bar.update(self._task, completed=self.tally.rows, **self._fields())
-
-
-def make_reporter(tally: Tally) -> Reporter:
-    """A live bar when stderr is a terminal and rich is installed, else plain lines."""
-    stream = sys.stderr
-    if stream.isatty():
-        try:
-            return _RichReporter(tally, stream)
-        except ImportError:
-            pass
-    return Reporter(tally, stream)
 
 
 def print_summary(rows: list[tuple[str, str]], stream: IO[str]) -> None:
