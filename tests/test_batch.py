@@ -210,6 +210,26 @@ async def test_a_batch_left_early_is_finished_by_the_next_without_a_journal(
     assert max(vidgo_fake.accept_count.values()) == 1
 
 
+async def test_a_batch_left_early_without_a_journal_names_each_task_it_paid_for(
+    vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No journal, a loop left while accepted tasks run: a WARNING names each of them
+    (and the pair), the one record of a paid task once its client is gone."""
+    pairs = [("music", f"audio-{i}") for i in range(4)]
+    vidgo_fake.set_duration("audio-0", run_time=0.0)
+    for _, audio in pairs[1:]:
+        vidgo_fake.set_duration(audio, queue_time=0.0, run_time=30)
+    async with _client(vidgo_fake) as client:
+        results = client.convert_many(pairs, concurrency=8)
+        async with contextlib.aclosing(results):
+            async for _ in results:
+                break
+    running = [vidgo_fake.accepted[audio][0] for _, audio in pairs[1:]]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for task_id, (source, audio) in zip(running, pairs[1:], strict=True):
+        assert any(task_id in w and f"{source}/{audio}" in w for w in warnings), warnings
+
+
 async def test_progress_is_reported_for_each_result(vidgo_fake: FakeVidgo) -> None:
     """on_progress sees done counts rising to the number of results."""
     seen: list[BatchProgress] = []

@@ -126,6 +126,30 @@ async def test_an_interrupted_summary_offers_a_rerun_only_with_a_journal(
     assert ("interrupted: not finished" in err) == (not journal), err
 
 
+@pytest.mark.parametrize("command", ["batch", "wav"])
+async def test_a_stop_without_a_journal_names_each_task_paid_for(
+    vidgo_fake: FakeVidgo, tmp_path: Path, command: str
+) -> None:
+    """`--no-journal` and SIGINT while accepted conversions run: stderr names each task
+    paid for (its WAV URL comes with it: `vidgo-async status ID`); nothing else keeps
+    them, the API lists no tasks, and a re-run's submits meet only 409s."""
+    for i in range(3):
+        vidgo_fake.set_duration(f"slow{i}", run_time=120)
+    if command == "batch":
+        args: tuple[str, ...] = ("batch", str(_pairs(tmp_path / "pairs.csv", 0, 3)))
+    else:
+        args = ("wav", "m", "slow0")
+    process = await start_cli(*args, "--no-journal", *_FAST, env=api_env(vidgo_fake))
+    wanted = 3 if command == "batch" else 1
+    try:
+        await _until(lambda: sum(vidgo_fake.accept_count.values()) == wanted)
+    finally:
+        returned, err = await _interrupt(process, signal.SIGINT)
+    assert returned == 130, err
+    tasks = [ids[0] for ids in vidgo_fake.accepted.values()]
+    assert len(tasks) == wanted and all(task in err for task in tasks), err
+
+
 async def _on_a_terminal(
     *args: str,
     env: dict[str, str],

@@ -45,6 +45,7 @@ Download = Callable[..., Awaitable[Path]]
 _KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned durations to the journal
 _UNCLEAR = "the batch stopped as the submit of %s/%s may have been accepted (%s)"
 _ACCEPTED = "the batch stopped as the server accepted task %s for %s/%s (%s)"
+_LEFT = "the batch stopped and no journal keeps task %s of %s/%s, paid for and %s"
 
 
 @attrs.define
@@ -101,6 +102,10 @@ class PairSteps:
         )
         try:
             wav_url = await self.waits.wav_url(poller)
+        except asyncio.CancelledError:  # a stop: without a journal, only this log names it
+            if self.journal is None:
+                logger.warning(_LEFT, task_id, *key, "still running: wait on it by its id")
+            raise
         except VidgoError as exc:
             failed = ConversionResult(
                 source_task_id=key[0], audio_id=key[1], task_id=task_id, error=exc
@@ -114,7 +119,12 @@ class PairSteps:
         result = ConversionResult(
             source_task_id=key[0], audio_id=key[1], task_id=task_id, wav_url=wav_url
         )
-        return await self._download(result), State.FINISHED
+        try:
+            return await self._download(result), State.FINISHED
+        except asyncio.CancelledError:
+            if self.journal is None:
+                logger.warning(_LEFT, task_id, *key, f"finished, not downloaded: {wav_url}")
+            raise
 
     async def settle(self, key: Key, result: ConversionResult, state: State | None) -> None:
         """Write what the journal must know of the pair right before its result is

@@ -99,6 +99,12 @@ async def run_batch(
                 f"journal: {journal_label(options.journal)} (re-run the command to resume)",
                 file=sys.stderr,
             )
+        elif tally.in_flight:
+            print(
+                "no journal was kept: the tasks paid for and not finished are named above"
+                " (`vidgo-async status ID` gives a finished one's WAV URL)",
+                file=sys.stderr,
+            )
         raise
     stopped = None if refusal is None else "stopped"
     print_summary(_summary(tally, options, stopped=stopped), sys.stderr)
