@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -183,6 +184,45 @@ async def test_a_callback_wakes_the_wait(
         server.tasks["wav-1"].finish_after = 0
         assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200
         assert await asyncio.wait_for(wait, 1.5) == f"{server.url}/files/wav-1.wav"
+    finally:
+        wait.cancel()
+        await asyncio.gather(wait, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_a_callback_ahead_of_the_apis_read_is_read_again_soon(
+    server: HostileServer, make_sdk: MakeSdk, receiver: CallbackReceiver
+) -> None:
+    """The callback comes half a second before the API's read shows the task finished:
+    the confirming read refutes it, and the wait reads again a second later instead of
+    sleeping until the safety net (5 s here; 60 s by default)."""
+    sdk = make_sdk(callbacks=receiver, poll=PATIENT)
+    wait = await submitted(server, sdk)
+    try:
+        task = server.tasks["wav-1"]
+        task.finish_after = time.monotonic() - task.created + 0.5  # finished, to be shown
+        assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200
+        assert await asyncio.wait_for(wait, 2.5) == f"{server.url}/files/wav-1.wav"
+        assert len(server.hits(DETAIL)) == 2
+    finally:
+        wait.cancel()
+        await asyncio.gather(wait, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_a_callback_whose_confirming_read_fails_is_confirmed_by_the_retry(
+    server: HostileServer, make_sdk: MakeSdk, receiver: CallbackReceiver
+) -> None:
+    """A proxy's 502 answers the read that confirms a real callback: the read is retried
+    on the wait's own pauses, not after the safety net (5 s here; 60 s by default)."""
+    sdk = make_sdk(callbacks=receiver, poll=PATIENT)
+    wait = await submitted(server, sdk)
+    try:
+        server.tasks["wav-1"].finish_after = 0
+        server.script(DETAIL, reply(502, b"<html>502 Bad Gateway</html>"))
+        assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200
+        assert await asyncio.wait_for(wait, 2.5) == f"{server.url}/files/wav-1.wav"
+        assert len(server.hits(DETAIL)) == 2
     finally:
         wait.cancel()
         await asyncio.gather(wait, return_exceptions=True)

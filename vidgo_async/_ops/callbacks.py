@@ -9,9 +9,11 @@ A callback is only a *hint*. It wakes the waits on its task (through their
 :class:`CallbackPacer`), which then make one status read that decides. A
 slot honours no further hint until that read has answered: a hint it
 confirms resolves the wait (later repeats find no slot), a hint it refutes
-re-arms the slot and the wait goes back to the safety net. So repeats and
-replays cost nothing, and even a forged callback carrying a stolen token
-costs at most one status read.
+re-arms the slot. The API's read may lag its callback, so a refuted hint is
+read again after ``_RECHECKS`` seconds before the wait goes back to the
+safety net; a confirming read that fails is retried on the wait's own
+schedule. So repeats and replays cost nothing, and even a forged callback
+carrying a stolen token costs at most five status reads.
 
 While the receiver is *reliable*, waits on tasks that carry a callback URL
 poll only every ``PollPolicy.callback_interval`` (the safety net). Each such
@@ -43,7 +45,7 @@ import random
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
 from .._config import PollPolicy
@@ -58,6 +60,7 @@ logger = logging.getLogger("vidgo_async")
 _WINDOW = 20  # recent hit/miss outcomes the reliability verdict is based on
 _RUN = 3  # ... and this many misses in a row: callbacks stopped, however many came before
 _MAX_EARLY = 4  # task ids remembered from callbacks that beat the submit answer
+_RECHECKS = (1.0, 2.0, 4.0, 8.0)  # seconds between the reads again of a refuted hint
 _NOT_TERMINAL = frozenset({TaskStatus.NOT_STARTED, TaskStatus.RUNNING})
 _INSTANCE = 8  # hex characters of a token's instance
 _KEY = 24  # ... and of its whole key: the instance, then a random nonce of 64 bits
@@ -327,19 +330,25 @@ class CallbackPacer:
         self._terminal = False
         self._stretched = False
         self._holding = False  # between open() and close(): the slot counts this wait
+        self._hinted = False  # a hint was taken, and no read has answered since
+        self._rechecks: Iterator[float] = iter(())  # pauses left to read a refuted hint again
 
     def delay(self, scheduled: float, deadline: Deadline) -> float:
-        """The wait before the next poll, given the normal schedule's ``scheduled``."""
+        """The wait before the next poll, given the normal schedule's ``scheduled``
+        (after a failed read: its retry pause)."""
         self._stretched = False
         slot = self._slot
         registry = self._registry
         if (
             self._terminal
+            or self._hinted  # its confirming read failed: retried as any read is
             or not slot.trusted
             or not registry.reliable
             or not registry.can_wake(slot)
         ):
             return scheduled
+        if (recheck := next(self._rechecks, None)) is not None:
+            return recheck
         self._stretched = True
         interval = self._policy.callback_interval
         interval *= 1 - self._policy.jitter * random.random()
@@ -354,6 +363,7 @@ class CallbackPacer:
         slot = self._slot
         if slot.generation > self._seen:
             self._seen = slot.generation
+            self._hinted = True
             return True
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slot.waiters.add(waiter)
@@ -367,12 +377,16 @@ class CallbackPacer:
             napping.discard(waiter)
         hinted = slot.generation > self._seen
         self._seen = slot.generation
+        self._hinted = self._hinted or hinted
         return hinted
 
     def observe(self, task: Task) -> None:
         """Note a poll's answer: a terminal one resolves the slot, another re-arms it."""
         slot = self._slot
         if not task.is_terminal:
+            if self._hinted:  # refuted, or not yet true where the API reads: read again
+                self._rechecks = iter(_RECHECKS)
+            self._hinted = False
             if self._seen == slot.generation:
                 slot.armed = True  # any hint so far has been refuted
                 if slot.missed:  # but one came during the read: read again
