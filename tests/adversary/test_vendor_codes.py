@@ -113,7 +113,17 @@ async def test_a_429_that_only_mentions_credits_is_a_rate_limit(
 
 
 @pytest.mark.parametrize(
-    "message", ["You have run out of credits", "not enough balance", "余额不足, 请充值"]
+    "message",
+    [
+        "You have run out of credits",
+        "not enough balance",
+        "余额不足, 请充值",
+        # The account's noun first, or as a code (each was retried as a rate limit).
+        "Your credit balance is insufficient",
+        "balance not enough",
+        "credits exhausted",
+        "insufficient_quota",
+    ],
 )
 @pytest.mark.asyncio
 async def test_a_429_in_other_words_for_no_credits_is_insufficient_credits(
