@@ -138,6 +138,10 @@ BAD_POLICIES: list[Any] = [
     pytest.param(lambda: Timeouts(total=-1), id="timeouts-total-neg"),
     pytest.param(lambda: Timeouts(total=float("inf")), id="timeouts-total-inf"),
     pytest.param(lambda: Timeouts(connect="10"), id="timeouts-connect-str"),
+    # Ints past any float: math.isfinite raised OverflowError, no ValueError.
+    pytest.param(lambda: PollPolicy(initial=10**400), id="poll-initial-past-a-float"),
+    pytest.param(lambda: RetryPolicy(max_delay=10**400), id="retry-max_delay-past-a-float"),
+    pytest.param(lambda: Timeouts(total=10**400), id="timeouts-total-past-a-float"),
 ]
 
 
@@ -183,6 +187,8 @@ async def test_policy_defaults_match_design() -> None:
         ({"max_polls_per_second": -1}, ValueError),
         ({"max_polls_per_second": float("nan")}, ValueError),
         ({"max_polls_per_second": float("inf")}, ValueError),
+        ({"max_polls_per_second": 10**400}, ValueError),
+        ({"max_submits_per_second": 10**400}, ValueError),
         ({"max_connections": 0}, ValueError),
         ({"max_connections": True}, TypeError),
         ({"max_connections": 1.5}, TypeError),

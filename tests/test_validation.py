@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ Call = Callable[[VidgoClient, Any], Awaitable[Any]]
 async def _watch(client: VidgoClient, task_id: Any, **options: Any) -> None:
     async for _ in client.watch(task_id, **options):
         pass
+
+
+async def _first(results: AsyncGenerator[Any, None]) -> None:
+    async with contextlib.aclosing(results):
+        async for _ in results:
+            return
 
 
 ID_CALLS: list[Any] = [
@@ -108,6 +115,7 @@ BAD_TIMEOUTS = [
     pytest.param(float("nan"), ValueError, id="nan"),
     pytest.param(float("inf"), ValueError, id="inf"),
     pytest.param(float("-inf"), ValueError, id="-inf"),
+    pytest.param(10**400, ValueError, id="past-a-float"),  # not an OverflowError
     pytest.param(True, TypeError, id="true"),
     pytest.param(False, TypeError, id="false"),
     pytest.param("10", TypeError, id="str"),
@@ -120,6 +128,10 @@ TIMEOUT_CALLS: list[Any] = [
     pytest.param(lambda c, v: c.await_task("task", timeout=v), id="await_task"),
     pytest.param(lambda c, v: c.convert_to_wav("t", "a", timeout=v), id="convert"),
     pytest.param(lambda c, v: _watch(c, "task", timeout=v), id="watch"),
+    pytest.param(lambda c, v: _first(c.convert_many([("t", "a")], timeout=v)), id="convert_many"),
+    pytest.param(
+        lambda c, v: c.download("http://127.0.0.1:9/a.wav", "a.wav", timeout=v), id="download"
+    ),
 ]
 
 
@@ -290,3 +302,12 @@ async def test_an_async_progress_callback_raises_before_request(
     with pytest.raises(TypeError, match="on_event must be a plain function"):
         VidgoClient("k", base_url=fake.url, on_event=on_progress)
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("url", [5, b"https://x/a.wav", None], ids=str)
+async def test_a_download_url_that_is_no_string_is_a_type_error(
+    client: VidgoClient, tmp_path: Path, url: Any
+) -> None:
+    """download(5, ...) raised AttributeError from the URL parser."""
+    with pytest.raises(TypeError):
+        await client.download(url, tmp_path / "a.wav")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,12 @@ DEFAULT_TIMEOUT = 900.0
 LONGEST_INTERVAL = 86_400.0
 
 
+def finite_number(value: object) -> bool:
+    """Whether ``value`` is an int or float that a float holds, and finite (NaN, the
+    infinities and ints past 1.8e308 are not; ``math.isfinite`` overflows on those ints)."""
+    return isinstance(value, (int, float)) and abs(value) <= sys.float_info.max
+
+
 def _number(
     low: float, high: float = math.inf, *, strict: bool = False
 ) -> Callable[[object, attrs.Attribute[Any], Any], None]:
@@ -27,9 +34,11 @@ def _number(
     bounds = f"{sign} {low:g}" if high == math.inf else f"from {low:g} to {high:g}"
 
     def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        number = isinstance(value, (int, float)) and math.isfinite(value)
+        number = finite_number(value)
         if not (number and (value > low if strict else value >= low) and value <= high):
-            raise ValueError(f"{attribute.name} must be a finite number {bounds}, got {value!r}")
+            raise ValueError(
+                f"{attribute.name} must be a finite number {bounds}, got {value!r:.40}"
+            )
 
     return check
 

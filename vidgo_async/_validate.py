@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ._config import PollPolicy, RetryPolicy, Timeouts
+from ._config import PollPolicy, RetryPolicy, Timeouts, finite_number
 from ._models import TaskHandle
 from ._timing.deadline import Deadline
 from .errors import ConfigurationError
@@ -238,8 +237,8 @@ def check_rate(name: str, value: object) -> float:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if not (finite_number(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r:.40}")
     return float(value)
 
 

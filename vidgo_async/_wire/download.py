@@ -34,6 +34,7 @@ from .._lifecycle import Lifecycle
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
 from .._timing.schedules import retry_pauses
+from .._validate import check_timeout
 from ..errors import APIError, InvalidResponseError, RequestTimeoutError, VidgoError
 from .envelope import api_error, excerpt, parse_retry_after, redact
 from .peers import (
@@ -143,8 +144,7 @@ async def download_file(
     """
     if lifecycle is not None:
         lifecycle.check()
-    if timeout is not None and not timeout > 0:  # NaN too
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    timeout = check_timeout(timeout)
     first = check_url(url, allow_private)
     target = download_target(dest, first, overwrite)
     if session.auth is not None or "Authorization" in session.headers:

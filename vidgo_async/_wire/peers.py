@@ -50,7 +50,10 @@ def parse_url(text: str) -> URL:
 
 
 def check_url(url: str, allow_private: bool) -> URL:
-    """The parsed URL; ValueError unless absolute http(s), credential-free and allowed."""
+    """The parsed URL; ValueError unless absolute http(s), credential-free and allowed
+    (TypeError unless a string)."""
+    if not isinstance(url, str):
+        raise TypeError(f"the URL must be a str, got {type(url).__name__}")
     try:
         parsed = parse_url(url)
         parsed.host  # noqa: B018 - decodes an IDNA host, which may fail ("xn--zz")
