@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -109,6 +110,7 @@ async def test_batch_journal_lease_sets_the_claims_lease(
     # the input").
     assert again.code == 0 and again.out == "", again.err
     assert "3 pairs not reported here" in again.err and "no pairs in the input" not in again.err
+    assert re.search(r"reported by another worker \(see above\)\s+3\b", again.err), again.err
 
 
 @pytest.mark.parametrize(

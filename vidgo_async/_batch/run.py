@@ -45,7 +45,10 @@ logger = logging.getLogger("vidgo_async")
 _END = object()  # the last item of the result queue
 _STOPPED = object()  # ... of a batch stopped from outside (the client closed)
 _ENDING = 2.0  # seconds past the submits' grace to wait for an ending batch's SQLite journal
-_OTHERS = "%d pairs not reported here: settled by another worker (a re-run a lease on reports them)"
+_OTHERS = (
+    "%d pairs not reported here: another worker (or a run that ended less than a lease"
+    " ago) settled and reported them; a run started a lease later reports them again"
+)
 
 
 @attrs.frozen(kw_only=True)

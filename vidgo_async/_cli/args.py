@@ -51,12 +51,15 @@ share one batch: each pair is claimed by one worker under a lease (30 s,
 _EXITS = """\
 exit status:
   0    every item succeeded
-  1    some item failed (a batch: each failure is printed; the others succeeded)
+  1    some item failed (a batch: each failure is printed; the others succeeded),
+       or a batch skipped input rows that were not a pair
   2    usage error: bad flags or input, found before any request
   3    the API refused the account (401 key, 402 credits, 403 permission);
-       a batch stops at once and leaves the rest to a re-run
+       a batch reads no more input, lets the pairs under way end (the tasks
+       paid for are printed) and leaves the rest to a re-run
   130  interrupted by Ctrl-C (143 SIGTERM, 129 SIGHUP): in-flight work stops,
-       the journal keeps every submitted task; re-run to resume
+       the journal keeps every submitted task (without one, the tasks paid
+       for and not finished are named); re-run to resume
 """
 
 _ENVIRONMENT = """\

@@ -220,6 +220,8 @@ def _summary(tally: Tally, options: BatchOptions, *, stopped: str | None) -> lis
     rows += [(f"failed: {name}", str(n)) for name, n in failed]
     if tally.skipped:
         rows.append(("skipped input rows", str(tally.skipped)))
+    if not stopped and tally.in_flight:  # only a PostgreSQL journal leaves pairs to others
+        rows.append(("reported by another worker (see above)", str(tally.in_flight)))
     if stopped:
         left = "the rest" if tally.left is None else str(tally.left)
         unfinished = "left for a re-run" if options.journal else "not finished"
