@@ -6,13 +6,17 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cli_support import api_env, run_cli
+from cli_support import COMMAND_TIMEOUT, api_env, run_cli, start_cli
 
+from vidgo_async import VidgoClient
 from vidgo_async.testing import FakeVidgo, iter_wav
+from vidgo_async.webhooks import CallbackReceiver
 
 pytestmark = pytest.mark.asyncio
 
@@ -272,3 +276,40 @@ async def test_batch_of_an_empty_input_says_so_and_exits_0(
     assert code == 0
     assert "no pairs" in err
     assert vidgo_fake.requests == []
+
+
+async def test_fake_server_on_a_port_in_use_says_to_choose_another() -> None:
+    """A port already taken: one line naming it and --port, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        code, _, err = await _cli("fake-server", "--port", str(busy))
+    assert code == 1, err
+    assert len(err.strip().splitlines()) == 1 and f":{busy}" in err and "--port" in err, err
+
+
+async def test_fake_server_delivers_callbacks_through_its_callback_proxy() -> None:
+    """`fake-server --callback-proxy ORIGIN`: a receiver whose public URL is a public
+    name gets its callbacks at ORIGIN, and the wait returns on one, not on the 60 s
+    safety-net poll (the fake could not reach the public name)."""
+    receiver = CallbackReceiver("https://hooks.example.com")
+    async with receiver.serve() as local:
+        process = await start_cli("fake-server", "--port", "0", "--callback-proxy", local)
+        try:
+            assert process.stdout is not None
+            first = await asyncio.wait_for(process.stdout.readline(), COMMAND_TIMEOUT)
+            url = re.search(r"http://127\.0\.0\.1:\d+", first.decode())
+            assert url is not None, first
+            async with VidgoClient("test-key", base_url=url[0], callbacks=receiver) as client:
+                wav = await asyncio.wait_for(client.convert_to_wav("m", "a1"), 20)
+            assert wav.endswith(".wav")
+        finally:
+            process.terminate()
+            await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT)
+
+
+async def test_fake_server_refuses_a_callback_proxy_that_is_no_origin() -> None:
+    """--callback-proxy takes an origin, checked before the server starts."""
+    code, _, err = await _cli("fake-server", "--callback-proxy", "hooks.example.com/path")
+    assert code == 2 and "--callback-proxy" in err, err

@@ -150,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
     )
     fake.add_argument("--api-key", default="test-key", help="the key it accepts (default test-key)")
+    fake.add_argument(
+        "--callback-proxy",
+        type=origin,
+        metavar="ORIGIN",
+        help="deliver every callback to ORIGIN (e.g. http://127.0.0.1:8081), its path and"
+        " query kept, as the reverse proxy in front of a receiver whose public URL is a"
+        " public name would",
+    )
     _verbose(fake)
     fake.set_defaults(handler=commands.fake_server)
 
@@ -304,6 +312,16 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be within 0-65535, got {value}")
     return value
+
+
+def origin(text: str) -> str:
+    """An http(s) origin: scheme, host and port, no path."""
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("http", "https") or not rest or "/" in rest.rstrip("/"):
+        raise argparse.ArgumentTypeError(
+            f"expected an origin such as http://127.0.0.1:8081, got {text!r}"
+        )
+    return text
 
 
 def _whole(text: str, what: str) -> int:

@@ -44,7 +44,7 @@ async def wav(args: argparse.Namespace) -> int:
         except (VidgoError, OSError, ValueError) as exc:
             raise CommandError(
                 f"the WAV is ready but its download failed: {one_line(exc)};"
-                f" the URL stays valid: vidgo-async download {url} {dest}"
+                f" try it again with: vidgo-async download {url} {dest}"
             ) from None
         finally:
             if args.json:
@@ -104,7 +104,15 @@ async def fake_server(args: argparse.Namespace) -> int:
     """Serve the fake API until interrupted."""
     from vidgo_async.testing import serve
 
-    await serve(args.port, host=args.host, api_key=args.api_key)
+    try:
+        await serve(
+            args.port, host=args.host, api_key=args.api_key, callback_proxy=args.callback_proxy
+        )
+    except OSError as exc:  # the port is taken, or the interface is not this machine's
+        raise CommandError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}):"
+            " choose another with --port (or --host)"
+        ) from None
     return Exit.OK
 
 
