@@ -383,8 +383,8 @@ class VidgoClient:
                 worker that lost a pair's lease to another (paused, cut off)
                 drops it: no submit, no journal write, no result (a WARNING).
             download_to: A directory to download each WAV into (as
-                ``<audio_id>.wav``; an id that is not a safe file name is
-                cleaned up and given a short hash of itself).
+                ``<audio_id>.wav``, replacing a file of that name; an id that is
+                not a safe file name is cleaned up and given a short hash of itself).
             on_progress: Called with a :class:`BatchProgress` before each result;
                 what it raises is logged, and the batch goes on.
             max_waiting: Pairs in flight beyond ``concurrency``; the input is

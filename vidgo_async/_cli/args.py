@@ -124,13 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="requests in flight at most: submits, status reads, downloads (default %(default)d)",
     )
-    batch_.add_argument("--download", metavar="DIR", help="download the WAVs into DIR")
+    batch_.add_argument(
+        "--download",
+        metavar="DIR",
+        help="download the WAVs into DIR, as AUDIO_ID.wav (a file of that name is replaced)",
+    )
     batch_.add_argument("--output", metavar="PATH", help="write each result as a JSON line")
     _timeout(batch_, "to wait at most for each pair (default %(default)g)")
     _journal(batch_)
     batch_.set_defaults(handler=batch.batch)
 
-    status = commands_.add_parser("status", parents=[_api()], help="show a task")
+    status = commands_.add_parser(
+        "status",
+        parents=[_api()],
+        help="show a task",
+        description="Show a task's status and, once it finished, its WAV URL.",
+    )
     status.add_argument("task_id")
     status.set_defaults(handler=commands.status)
 

@@ -125,7 +125,10 @@ class CallbackRelay:
         if not isinstance(secret, bytes):
             raise TypeError("secret must be str or bytes")
         if len(secret) < _MIN_SECRET:
-            raise ValueError(f"secret must be at least {_MIN_SECRET} bytes")
+            raise ValueError(
+                f"secret must be at least {_MIN_SECRET} bytes (make one with"
+                ' python -c "import secrets; print(secrets.token_hex(32))")'
+            )
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
             raise ValueError("max_queue must be a positive integer")
         self._dsn = dsn

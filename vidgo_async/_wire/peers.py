@@ -66,7 +66,10 @@ def check_url(url: str, allow_private: bool) -> URL:
     if allow_private:
         return parsed
     if parsed.scheme != "https":
-        raise ValueError(f"refusing {parsed.scheme}: {url_label(parsed)} must be https")
+        raise ValueError(
+            f"refusing {parsed.scheme}: {url_label(parsed)} must be https (plain http only"
+            " while the client's base URL is on this machine, as a fake server is)"
+        )
     try:
         address = ipaddress.ip_address(parsed.host)
     except ValueError:
