@@ -210,32 +210,7 @@ class Submitter:
                 if failure is not Failure.FINAL:
                     self.budget.record_failure()
                 delay = pauses.send(exc)
-                never_answered = unreachable(
-                    exc,
-                    answered=self.transport.answered,
-                    attempt=attempt,
-                    max_attempts=self.retry.max_attempts,
-                )
-                stop = (
-                    failure is Failure.FINAL
-                    # Only the 409 rule of a WAV conversion makes a repeat safe.
-                    or (ambiguous is not None and body["model"] != WAV_MODEL)
-                    or self._gives_up(attempt, deadline, delay)
-                )
-                if stop or never_answered:
-                    emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
-                    if ambiguous is not None:
-                        answer_error = None if ambiguous is exc else exc
-                        raise _unknown(body, ambiguous, answer_error) from exc
-                    if never_answered:
-                        raise TransportError(
-                            f"cannot reach the API at {self.transport.base_url} ({exc}); "
-                            "nothing was submitted",
-                            sent=False,
-                        ) from exc
-                    if previous is not None and _too_late(exc):  # the last answer says more
-                        raise previous from None
-                    raise
+                self._end_if_last(call, exc, failure, attempt, delay, ambiguous, previous)
                 previous = exc
                 retrying(self.hook, "a submit", exc, attempt=attempt, delay=delay, path=SUBMIT_PATH)
                 try:
@@ -250,6 +225,48 @@ class Submitter:
                 emit(self.hook, "submit", task_id=task_id, attempt=attempt)
                 self._remember(track, task_id)
                 return Accepted(task_id, answer)
+
+    def _end_if_last(
+        self,
+        call: _Call,
+        exc: VidgoError,
+        failure: Failure,
+        attempt: int,
+        delay: float,
+        ambiguous: VidgoError | None,
+        previous: VidgoError | None,
+    ) -> None:
+        """Raise what ends the submit when ``exc`` (the ``attempt``-th failure, after
+        ``previous``) allows no attempt after a pause of ``delay``: a final answer, an
+        ambiguous attempt of a model without the 409 rule, the deadline or the attempts
+        used up, or an API that never answered. Once an attempt was ``ambiguous``, that
+        is :class:`SubmitOutcomeUnknownError`."""
+        never_answered = unreachable(
+            exc,
+            answered=self.transport.answered,
+            attempt=attempt,
+            max_attempts=self.retry.max_attempts,
+        )
+        stop = (
+            failure is Failure.FINAL
+            # Only the 409 rule of a WAV conversion makes a repeat safe.
+            or (ambiguous is not None and call.body["model"] != WAV_MODEL)
+            or self._gives_up(attempt, call.deadline, delay)
+        )
+        if not (stop or never_answered):
+            return
+        emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
+        if ambiguous is not None:
+            answer_error = None if ambiguous is exc else exc
+            raise _unknown(call.body, ambiguous, answer_error) from exc
+        if never_answered:
+            raise TransportError(
+                f"cannot reach the API at {self.transport.base_url} ({exc}); nothing was submitted",
+                sent=False,
+            ) from exc
+        if previous is not None and _too_late(exc):  # the last answer says more
+            raise previous from None
+        raise exc
 
     async def _attempt(self, call: _Call) -> tuple[str, Mapping[str, Any]]:
         """One attempt's task id and answer, read under its slot and gate (an answer
