@@ -232,34 +232,40 @@ class Poller:
             try:
                 task = await self.reader.poll(self.handle.task_id, self.deadline, self.gate)
             except VidgoError as exc:
-                self._count_strangers(exc)
-                if not (retryable(exc) or self._unseen(exc)):
-                    raise
-                if self.deadline.expired():
-                    raise self._timeout() from exc
-                if unreachable(
-                    exc,
-                    answered=self.reader.transport.answered,
-                    attempt=self.failures + 1,
-                    max_attempts=self.reader.retry.max_attempts,
-                ):
-                    raise
-                self.failures += 1
-                max_wait = self.reader.retry.max_retry_after
-                self.delay = stretch(self.schedule.next(None), exc, max_wait)
-                retrying(
-                    self.reader.hook,
-                    f"polls of task {self.handle.task_id}",
-                    exc,
-                    attempt=self.failures,
-                    delay=self.delay,
-                    path=DETAIL_PATH,
-                    task_id=self.handle.task_id,
-                )
-                logger.debug("poll of %s failed (%s); next in %.2fs", self.handle, exc, self.delay)
+                self._no_news(exc)
                 continue
             self._note(task)
             return task
+
+    def _no_news(self, exc: VidgoError) -> None:
+        """A failed poll: the next one after a pause (stretched to a ``Retry-After``),
+        unless ``exc`` ends the wait - a final answer, the deadline, an API that never
+        answered, or too many answers about another task (raised here)."""
+        self._count_strangers(exc)
+        if not (retryable(exc) or self._unseen(exc)):
+            raise exc
+        if self.deadline.expired():
+            raise self._timeout() from exc
+        if unreachable(
+            exc,
+            answered=self.reader.transport.answered,
+            attempt=self.failures + 1,
+            max_attempts=self.reader.retry.max_attempts,
+        ):
+            raise exc
+        self.failures += 1
+        max_wait = self.reader.retry.max_retry_after
+        self.delay = stretch(self.schedule.next(None), exc, max_wait)
+        retrying(
+            self.reader.hook,
+            f"polls of task {self.handle.task_id}",
+            exc,
+            attempt=self.failures,
+            delay=self.delay,
+            path=DETAIL_PATH,
+            task_id=self.handle.task_id,
+        )
+        logger.debug("poll of %s failed (%s); next in %.2fs", self.handle, exc, self.delay)
 
     async def _pause(self) -> None:
         delay = self.delay
