@@ -74,8 +74,7 @@ class Reader:
         ``limited`` GETs (status reads) take a slot under the poll rate cap;
         ``route`` is the path's template (default: the path).
         """
-        data: Any = await self._retried(path, params, limited, route)
-        return data
+        return await self._retried(path, params, limited, route)
 
     async def _get_once(
         self, path: str, params: dict[str, str] | None, limited: bool, route: str | None
