@@ -193,15 +193,14 @@ def operation(hook: EventHook | None, name: str, **fields: Any) -> Scope:
 def request(
     hook: EventHook | None,
     method: str,
-    route: str | None,
-    path: str | None,
+    *,
+    route: str | None = None,
+    path: str | None = None,
     server_address: str | None,
     server_port: int | None,
 ) -> Scope:
-    """A scope emitting ``request_start`` and ``request_end`` for one HTTP request.
-
-    Positional, so that a client without a hook builds nothing per request.
-    """
+    """A scope emitting ``request_start`` and ``request_end`` for one HTTP request
+    (an API request names its ``route``, a storage request its ``path``)."""
     if hook is None:
         return _IDLE
     fields = {

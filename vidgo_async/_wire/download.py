@@ -288,7 +288,9 @@ class _Download:
         """One GET, until its answer's headers (the body is the download's to read)."""
         hook = self._hook
         path = None if hook is None else self.path(url)
-        with request(hook, "GET", None, path, url.host, url.port) as scope:
+        with request(
+            hook, "GET", path=path, server_address=url.host, server_port=url.port
+        ) as scope:
             try:
                 response = await self._session.get(
                     url, headers=headers, allow_redirects=False, timeout=self._client_timeout()

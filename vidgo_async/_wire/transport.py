@@ -170,7 +170,9 @@ class Transport:
         """
         self.lifecycle.check()
         base = self.base_url
-        with request_scope(self.hook, method, route or path, None, base.host, base.port) as scope:
+        with request_scope(
+            self.hook, method, route=route or path, server_address=base.host, server_port=base.port
+        ) as scope:
             if self._connections is None:
                 sent = await self._send(method, path, params, body, timeout)
             else:
