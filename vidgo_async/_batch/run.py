@@ -174,16 +174,7 @@ class _Batch:
         """Run the batch; yield each result as it is queued."""
         self.lifecycle.check()  # first iterated after the client closed: nothing to run
         if self.journal is not None:
-            ending = self.steps.submitter.grace + _ENDING
-            journal = await open_journal(self.journal, wait=ending, api=self.api)
-            self.steps.journal = journal
-            try:
-                for model, seen in (await journal.learned()).items():  # start warm
-                    self.steps.waits.learner.durations(model).restore(seen)
-                self.lifecycle.check()  # the client closed while the journal opened
-            except BaseException:
-                await journal.close()
-                raise
+            await self._open_journal(self.journal)
         self.feeder = asyncio.create_task(self._feed())
         self.lifecycle.started(self)
         done = succeeded = 0
@@ -202,21 +193,39 @@ class _Batch:
                     done += 1
                     succeeded += result.ok
                     if on_progress is not None:
-                        progress = BatchProgress(
-                            read=self.read,
-                            done=done,
-                            succeeded=succeeded,
-                            failed=done - succeeded,
-                            in_flight=len(self.in_flight),
-                            input_done=self.input_done,
-                        )
-                        try:
-                            on_progress(progress)
-                        except Exception:  # as on_event: the caller's bug must not end the batch
-                            logger.exception("the on_progress callback raised")
+                        self._tell(on_progress, done, succeeded)
                     yield result
         finally:
             await self._stop_once(closing=False)
+
+    async def _open_journal(self, source: str | os.PathLike[str] | JournalSource) -> None:
+        """Open the journal (once a batch of this process ending with it let go) and start
+        warm with the task durations it kept."""
+        ending = self.steps.submitter.grace + _ENDING
+        journal = await open_journal(source, wait=ending, api=self.api)
+        self.steps.journal = journal
+        try:
+            for model, seen in (await journal.learned()).items():
+                self.steps.waits.learner.durations(model).restore(seen)
+            self.lifecycle.check()  # the client closed while the journal opened
+        except BaseException:
+            await journal.close()
+            raise
+
+    def _tell(self, on_progress: Callable[[BatchProgress], object], done: int, ok: int) -> None:
+        """Call ``on_progress`` with the counts, ``done`` results and ``ok`` of them so far."""
+        progress = BatchProgress(
+            read=self.read,
+            done=done,
+            succeeded=ok,
+            failed=done - ok,
+            in_flight=len(self.in_flight),
+            input_done=self.input_done,
+        )
+        try:
+            on_progress(progress)
+        except Exception:  # as on_event: the caller's bug must not end the batch
+            logger.exception("the on_progress callback raised")
 
     async def stop(self) -> None:
         """The client closes: read no more input, and let the pairs in flight end as the
