@@ -284,17 +284,11 @@ class RateLimiter:
     def slow_down(self, seconds: float) -> None:
         """Let no request start for ``seconds`` from now."""
         self._paused = max(self._paused, time.monotonic() + seconds)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._waiting:
-            self._arm(asyncio.get_running_loop())
+        self._rearm()
 
     def close(self) -> None:
         """End every queued request with :class:`ClientClosedError`."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()
         self._waiting.fail(lambda: ClientClosedError("the client was closed"))
 
     def _take(self, now: float) -> Held | None:
@@ -318,11 +312,7 @@ class RateLimiter:
     def _give_back(self, _: Held) -> None:
         """A grant its waiter never took (cancelled as it came): nothing left, no stamp."""
         self._busy -= 1
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._waiting:
-            self._arm(asyncio.get_running_loop())
+        self._rearm()
 
     def _effective_limit(self, now: float) -> int:
         if self._share >= 1.0:
@@ -330,6 +320,17 @@ class RateLimiter:
         self._share = self._current_share(now)
         self._shared_at = now
         return max(1, int(self._limit * self._share))
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _rearm(self) -> None:
+        """Time the next grant afresh: a pause or a grant given back moved it."""
+        self._disarm()
+        if self._waiting:
+            self._arm(asyncio.get_running_loop())
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
