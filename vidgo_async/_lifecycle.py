@@ -14,14 +14,14 @@ must end it from outside.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from .errors import ClientClosedError
 
-__all__ = ["Lifecycle", "settle"]
+__all__ = ["Lifecycle", "cancel_after_grace", "settle"]
 
 _T = TypeVar("_T")
 
@@ -117,3 +117,11 @@ def settle(waiter: asyncio.Future[None]) -> None:
     """End ``waiter`` (a pause) now, unless something else ended it first."""
     if not waiter.done():
         waiter.set_result(None)
+
+
+async def cancel_after_grace(tasks: Iterable[asyncio.Task[Any]], grace: float) -> None:
+    """Let ``tasks`` run for up to ``grace`` seconds, then cancel those still running."""
+    if pending := set(tasks):
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()

@@ -25,8 +25,9 @@ from typing import Any
 
 import attrs
 
+from .._lifecycle import cancel_after_grace
 from .._models import WAV_MODEL, ConversionResult, TaskHandle
-from .._ops.submit import Submitter, cancel_after_grace
+from .._ops.submit import Submitter
 from .._ops.wait import Waits
 from .._timing.classify import Failure, classify, ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline

@@ -26,9 +26,9 @@ import attrs
 from yarl import URL
 
 from .._events import EventHook, operation
-from .._lifecycle import Lifecycle
+from .._lifecycle import Lifecycle, cancel_after_grace
 from .._models import WAV_MODEL, ConversionResult
-from .._ops.submit import Submitter, cancel_after_grace
+from .._ops.submit import Submitter
 from .._ops.wait import Waits
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_options, check_timeout

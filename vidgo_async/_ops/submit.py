@@ -28,14 +28,14 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from .._config import RetryPolicy
 from .._events import EventHook, emit, operation, retrying
-from .._lifecycle import Lifecycle
+from .._lifecycle import Lifecycle, cancel_after_grace
 from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.budget import RetryBudget
 from .._timing.classify import Failure, classify, unreachable
@@ -55,7 +55,7 @@ from ..errors import (
 )
 from .callbacks import Registry
 
-__all__ = ["Accepted", "Submitter", "cancel_after_grace"]
+__all__ = ["Accepted", "Submitter"]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -68,14 +68,6 @@ _ANSWERED = 2.0
 REMEMBERED = 10_000
 
 Track = tuple[str, str]  # a WAV conversion's input: (parent task id, audio id)
-
-
-async def cancel_after_grace(tasks: Iterable[asyncio.Task[Any]], grace: float) -> None:
-    """Let ``tasks`` run for up to ``grace`` seconds, then cancel those still running."""
-    if pending := set(tasks):
-        _, late = await asyncio.wait(pending, timeout=grace)
-        for task in late:
-            task.cancel()
 
 
 @attrs.frozen
