@@ -146,9 +146,9 @@ class VidgoClient:
             retry,
             budget,
             self._lifecycle,
+            self._submit_limiter,
             registry,
             on_event,
-            limiter=self._submit_limiter,
         )
         # What this client learns of how long tasks take, per model, shared by its waits.
         self._waits = Waits(self._reader, self._lifecycle, poll, Learner(), registry)

@@ -89,17 +89,17 @@ class Accepted:
 class Submitter:
     """Submits tasks, each with a fresh callback URL when the client has a receiver.
 
-    Every attempt takes a slot under ``limiter`` first (a shared quota's cap on
-    submits, or none: :class:`Uncapped`), and a 429 on one slows them all.
+    Every attempt takes a slot under ``limiter`` first (``max_submits_per_second``,
+    a shared quota's cap, or none: :class:`Uncapped`), and a 429 on one slows them all.
     """
 
     transport: Transport
     retry: RetryPolicy
     budget: RetryBudget
     lifecycle: Lifecycle
-    callbacks: Registry | None = None
-    hook: EventHook | None = None
-    limiter: Limiter | None = None
+    limiter: Limiter
+    callbacks: Registry | None
+    hook: EventHook | None
     # The WAV conversions this client's submits created, the latest REMEMBERED.
     converted: dict[Track, str] = attrs.field(init=False, factory=dict)
     # The tasks they created (of any model) -> when (time.monotonic()), the latest
