@@ -166,7 +166,7 @@ class _Batch:
     input_done: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
-        self.slots = asyncio.Semaphore(min(self.room, self.steps.waits.capacity()))
+        self.slots = asyncio.Semaphore(min(self.room, _pollable(self.steps.waits)))
 
     async def results(
         self, on_progress: Callable[[BatchProgress], object] | None
@@ -412,3 +412,10 @@ class _Batch:
         logger.warning("dropped %s/%s: %s (its result is the other worker's to report)", *key, exc)
         self.in_flight.pop(key)
         self.done[key] = None
+
+
+def _pollable(waits: Waits) -> int:
+    """Waits the client's poll rate cap can serve a poll each at least every
+    ``max_interval`` (each second, for shorter intervals): more waiting tasks
+    than this would miss their polls, and maybe their deadlines."""
+    return max(1, int(waits.reader.limiter.rate * max(waits.policy.max_interval, 1.0)))

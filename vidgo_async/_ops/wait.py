@@ -64,12 +64,6 @@ class Waits:
     learner: Learner
     callbacks: Registry | None = None
 
-    def capacity(self) -> int:
-        """Waits the client's poll rate cap can serve a poll each at least every
-        ``max_interval`` (each second, for shorter intervals): more waiting tasks
-        than this would miss their polls, and maybe their deadlines."""
-        return max(1, int(self.reader.limiter.rate * max(self.policy.max_interval, 1.0)))
-
     def poller(
         self,
         handle: TaskHandle,
