@@ -40,7 +40,6 @@ from ._validate import (
     is_loopback,
     wav_input,
 )
-from ._wire.convert import parse_balance
 from ._wire.download import DOWNLOAD_TIMEOUT, download_file
 from ._wire.transport import Transport
 
@@ -264,7 +263,7 @@ class VidgoClient:
     async def balance(self) -> Balance:
         """The account's remaining credits."""
         self._lifecycle.check()
-        return parse_balance(await self._reader.get("/api/user/balance", limited=False))
+        return await self._reader.balance()
 
     async def wait(
         self,

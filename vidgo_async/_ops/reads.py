@@ -14,13 +14,13 @@ import backoff
 
 from .._config import RetryPolicy
 from .._events import EventHook, emit, retrying
-from .._models import Task
+from .._models import Balance, Task
 from .._timing.budget import RetryBudget
 from .._timing.classify import retryable
 from .._timing.deadline import Deadline
 from .._timing.limits import Limiter, holding
 from .._timing.schedules import retry_waits
-from .._wire.convert import parse_task
+from .._wire.convert import parse_balance, parse_task
 from .._wire.transport import Transport
 from ..errors import VidgoError
 
@@ -29,6 +29,7 @@ __all__ = ["DETAIL_PATH", "Reader"]
 logger = logging.getLogger("vidgo_async")
 
 DETAIL_PATH = "/api/generate/detail/music"
+BALANCE_PATH = "/api/user/balance"
 #: The template of the generic status endpoint's path, as events name it.
 STATUS_ROUTE = "/api/generate/status/{task_id}"
 
@@ -117,6 +118,10 @@ class Reader:
         path = "/api/generate/status/" + quote(task_id, safe="")
         data = await self.get(path, limited=True, route=STATUS_ROUTE)
         return parse_task(data, task_id=task_id)
+
+    async def balance(self) -> Balance:
+        """The account's balance, retried like any GET; not under the poll rate cap."""
+        return parse_balance(await self.get(BALANCE_PATH, limited=False))
 
     async def poll(
         self, task_id: str, deadline: Deadline, gate: asyncio.Semaphore | None = None
