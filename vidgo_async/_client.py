@@ -504,9 +504,8 @@ class VidgoClient:
     def _poller(
         self, task_id: str | TaskHandle, timeout: float | None, poll: PollPolicy | None
     ) -> Poller:
-        """The poll loop of a wait on a task this client may not have submitted
-        (its first read at once; one it did submit is waited on as such), its
-        arguments checked.
+        """The poll loop of a wait the caller asked for by id or handle, its arguments
+        checked: the first read at once, and a task this client submitted known as such.
 
         Raises:
             TypeError, ValueError: A bad argument.
