@@ -92,13 +92,13 @@ class PairSteps:
             return await self._from_journal(key, started)
         if isinstance(started, ConversionResult):
             return started, None
-        task_id, submitted_at = started
+        task_id = started.task_id
         handle = TaskHandle(task_id=task_id, source_task_id=key[0], audio_id=key[1])
         poller = self.waits.poller(
             handle,
             deadline,
-            submitted_at=submitted_at,
-            elsewhere=submitted_at is None,
+            submitted_at=started.submitted_at,
+            elsewhere=started.submitted_at is None,
             gate=self.busy,
         )
         try:
@@ -174,7 +174,7 @@ class PairSteps:
 
     async def _start(
         self, key: Key, deadline: Deadline
-    ) -> Entry | ConversionResult | tuple[str, float | None] | None:
+    ) -> Entry | ConversionResult | _ToWait | None:
         """What the journal knows of the pair, its result if no task is known, or
         the task to wait on and when this run submitted it (``None``: an earlier run);
         ``None`` if another worker holds the pair, or the batch stopped during the submit."""
@@ -185,7 +185,7 @@ class PairSteps:
         if not claimed:
             return None
         if entry is not None and (task_id := task_to_wait_on(entry)) is not None:
-            return task_id, None  # an earlier run's task (submitted elsewhere)
+            return _ToWait(task_id, None)  # an earlier run's task (submitted elsewhere)
         if entry is not None and entry.state in REPORTED:
             return entry
         if self.refused is not None:  # the account cannot submit: not attempted
@@ -202,8 +202,8 @@ class PairSteps:
             self.submits.discard(_current())
         if not self.stopping:
             return started
-        if isinstance(started, tuple):  # paid for, and never waited on: say which task
-            logger.warning(_ACCEPTED, started[0], *key, f"not waited on; {self._kept()}")
+        if isinstance(started, _ToWait):  # paid for, and never waited on: say which task
+            logger.warning(_ACCEPTED, started.task_id, *key, f"not waited on; {self._kept()}")
         elif isinstance(started.error, SubmitOutcomeUnknownError):
             logger.warning(_UNCLEAR, *key, self._kept())
         return None
@@ -213,7 +213,7 @@ class PairSteps:
 
     async def _submit(
         self, key: Key, deadline: Deadline, sending: _Sending, *, resumed: bool
-    ) -> ConversionResult | tuple[str, float]:
+    ) -> ConversionResult | _ToWait:
         """Submit the pair, journalled before and after; its task, or its result."""
         try:
             await self._record(key, State.SUBMITTING)  # only now may it go out
@@ -258,7 +258,7 @@ class PairSteps:
             sending.unclear = False  # named: nothing left unclear for _start to say
             self.submits.discard(_current())
             raise
-        return accepted.task_id, time.monotonic()
+        return _ToWait(accepted.task_id, time.monotonic())
 
     def _not_sent(self, key: Key, reason: str) -> ConversionResult:
         """The result of a pair the journal failed before its submit."""
@@ -352,6 +352,14 @@ class PairSteps:
     ) -> None:
         if self.journal is not None:
             await self.journal.record(*key, Entry.written(state, task_id=task_id, error=error))
+
+
+@attrs.frozen
+class _ToWait:
+    """A pair's task to wait on, and when this run submitted it (``None``: elsewhere)."""
+
+    task_id: str
+    submitted_at: float | None
 
 
 @attrs.define
