@@ -131,7 +131,7 @@ def start_batch(
         steps,
         pairs,
         room=room,
-        journal=journal,
+        journal_source=journal,
         api=submitter.transport.base_url,
         hook=hook,
     )
@@ -146,7 +146,8 @@ class _Batch:
     steps: PairSteps
     pairs: Pairs
     room: int = attrs.field(kw_only=True)
-    journal: str | os.PathLike[str] | JournalSource | None = attrs.field(kw_only=True)
+    # What convert_many was given; once open, the journal is the steps' (steps.journal).
+    journal_source: str | os.PathLike[str] | JournalSource | None = attrs.field(kw_only=True)
     api: URL = attrs.field(kw_only=True)  # the API, whose host the journal is tied to
     hook: EventHook | None = attrs.field(kw_only=True, default=None)
     # Results for the consumer. Each holds a slot until it is taken, as each pair in
@@ -173,8 +174,8 @@ class _Batch:
     ) -> AsyncGenerator[ConversionResult, None]:
         """Run the batch; yield each result as it is queued."""
         self.lifecycle.check()  # first iterated after the client closed: nothing to run
-        if self.journal is not None:
-            await self._open_journal(self.journal)
+        if self.journal_source is not None:
+            await self._open_journal(self.journal_source)
         self.feeder = asyncio.create_task(self._feed())
         self.lifecycle.started(self)
         done = succeeded = 0
