@@ -6,10 +6,20 @@ import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
 
+from .._models import ConversionResult
 from .._validate import check_id
 from .._wire.peers import safe_file_name
 
-__all__ = ["Key", "Pairs", "check_pairs", "describe_pair", "each_pair", "pair_key", "wav_file_name"]
+__all__ = [
+    "Key",
+    "Pairs",
+    "check_pairs",
+    "describe_pair",
+    "each_pair",
+    "pair_key",
+    "result_of",
+    "wav_file_name",
+]
 
 Pairs = Iterable[Any] | AsyncIterable[Any]
 #: A checked ``(task_id, audio_id)`` pair.
@@ -43,6 +53,19 @@ def pair_key(pair: Any) -> Key:
     if isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise TypeError(f"each pair must be a (task_id, audio_id) tuple, got {pair!r:.80}")
     return check_id("task_id", pair[0]), check_id("audio_id", pair[1])
+
+
+def result_of(
+    key: Key,
+    *,
+    task_id: str | None = None,
+    wav_url: str | None = None,
+    error: Exception | None = None,
+) -> ConversionResult:
+    """The result of the pair ``key``."""
+    return ConversionResult(
+        source_task_id=key[0], audio_id=key[1], task_id=task_id, wav_url=wav_url, error=error
+    )
 
 
 def describe_pair(pair: Any) -> tuple[str, str]:

@@ -32,7 +32,7 @@ from .._ops.wait import Waits
 from .._timing.classify import Failure, classify, ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
 from ..errors import ClientClosedError, ConfigurationError, SubmitOutcomeUnknownError, VidgoError
-from .intake import Key, wav_file_name
+from .intake import Key, result_of, wav_file_name
 from .journal import REPORTED, BatchJournal, Entry, JournalWriteError, State
 from .verdicts import journalled_error, state_after_failed_submit, task_to_wait_on
 
@@ -108,18 +108,14 @@ class PairSteps:
                 logger.warning(_LEFT, task_id, *key, "still running: wait on it by its id")
             raise
         except VidgoError as exc:
-            failed = ConversionResult(
-                source_task_id=key[0], audio_id=key[1], task_id=task_id, error=exc
-            )
+            failed = result_of(key, task_id=task_id, error=exc)
             # Unless the server said the task failed, it stays accepted (a deadline, a
             # 404 or a proxy's 403 on a read of a paid task): a re-run waits again.
             return failed, State.FAILED if ends_the_task(exc) else None
         self.unsaved += 1
         if self.unsaved >= _KEEP_LEARNED_EVERY:
             await self.keep_learned()
-        result = ConversionResult(
-            source_task_id=key[0], audio_id=key[1], task_id=task_id, wav_url=wav_url
-        )
+        result = result_of(key, task_id=task_id, wav_url=wav_url)
         try:
             return await self._download(result), State.FINISHED
         except asyncio.CancelledError:
@@ -189,7 +185,7 @@ class PairSteps:
         if entry is not None and entry.state in REPORTED:
             return entry
         if self.refused is not None:  # the account cannot submit: not attempted
-            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
+            return result_of(key, error=self.refused)
         resumed = entry is not None and entry.state is State.SUBMITTING
         sending = _Sending(self, key)
         try:
@@ -242,8 +238,8 @@ class PairSteps:
             except JournalWriteError as failure:  # the submit's own error says more
                 logger.error("could not journal the failed submit of %s/%s (%s)", *key, failure)
             if self.refused is not None and _withheld(exc):  # why it was not sent
-                return ConversionResult(source_task_id=key[0], audio_id=key[1], error=self.refused)
-            return ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
+                return result_of(key, error=self.refused)
+            return result_of(key, error=exc)
         try:
             await self._record(key, State.ACCEPTED, task_id=accepted.task_id)
         except JournalWriteError as exc:  # a full disk, a locked file: the paid task is ours
@@ -264,7 +260,7 @@ class PairSteps:
         """The result of a pair the journal failed before its submit."""
         self.unjournalled.add(key)
         error = ConfigurationError(f"{reason}: nothing was sent for it")
-        return ConversionResult(source_task_id=key[0], audio_id=key[1], error=error)
+        return result_of(key, error=error)
 
     async def may_send(self, key: Key) -> None:
         """Before each attempt of the pair's submit (the paid step): none once the batch
@@ -317,9 +313,7 @@ class PairSteps:
     async def _from_journal(self, key: Key, entry: Entry) -> tuple[ConversionResult, State | None]:
         """An earlier run's result, its file in this run's folder: the earlier file if it
         is there, else a copy of it, else downloaded again."""
-        result = ConversionResult(
-            source_task_id=key[0], audio_id=key[1], task_id=entry.task_id, wav_url=entry.wav_url
-        )
+        result = result_of(key, task_id=entry.task_id, wav_url=entry.wav_url)
         if entry.state is not State.FINISHED:
             return attrs.evolve(result, error=journalled_error(entry, *key)), None
         earlier = Path(entry.path) if entry.path else None

@@ -33,7 +33,7 @@ from .._ops.wait import Waits
 from .._timing.deadline import Deadline
 from .._validate import check_count, check_folder, check_options, check_timeout
 from ..errors import ClientClosedError
-from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key
+from .intake import Key, Pairs, check_pairs, describe_pair, each_pair, pair_key, result_of
 from .journal import JournalSource, JournalWriteError, LostClaim, State
 from .journals import checked_journal, open_journal
 from .pair import Download, PairSteps
@@ -376,7 +376,7 @@ class _Batch:
                 return
             except Exception as exc:  # a bug must cost one result, not the batch
                 logger.exception("conversion of %s failed unexpectedly", key)
-                result = ConversionResult(source_task_id=key[0], audio_id=key[1], error=exc)
+                result = result_of(key, error=exc)
                 state = None
             self.queue.put_nowait(_Outcome(key, result, state))
             queued = True
