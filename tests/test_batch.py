@@ -210,6 +210,23 @@ async def test_a_batch_left_early_is_finished_by_the_next_without_a_journal(
     assert max(vidgo_fake.accept_count.values()) == 1
 
 
+@pytest.mark.parametrize("number", ["9" * 400, "1e999", "NaN"], ids=["past-a-float", "inf", "nan"])
+async def test_a_journal_whose_learned_durations_hold_odd_numbers_starts_cold(
+    vidgo_fake: FakeVidgo, tmp_path: Path, number: str
+) -> None:
+    """Learned durations in the journal that no float holds are dropped (the run starts
+    cold): a 400-digit one raised OverflowError out of convert_many."""
+    journal = tmp_path / "wav.sqlite"
+    async with _client(vidgo_fake) as client:
+        await _collect(client, [("m", "a0")], journal=journal)
+    summary = json.dumps({"version": 1, "seen": [[1, 2]]}).replace("[[", f"[[{number}, 1], [")
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:
+        db.execute("INSERT OR REPLACE INTO learned VALUES ('convert-to-wav', ?)", (summary,))
+    async with _client(vidgo_fake) as client:
+        results = await _collect(client, [("m", "a1")], journal=journal)
+    assert [r.ok for r in results] == [True]
+
+
 async def test_a_batch_left_early_without_a_journal_names_each_task_it_paid_for(
     vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture
 ) -> None:

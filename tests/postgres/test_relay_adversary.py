@@ -33,8 +33,9 @@ from vidgo_async import (  # noqa: E402
     ConfigurationError,
     Task,
     TaskStatus,
+    VidgoClient,
 )
-from vidgo_async.postgres import CallbackRelay  # noqa: E402
+from vidgo_async.postgres import CallbackRelay, SharedJournal, SharedQuota  # noqa: E402
 from vidgo_async.testing import CallbackFaults, FakeVidgo, Fault  # noqa: E402
 from vidgo_async.webhooks import CallbackReceiver  # noqa: E402
 
@@ -624,6 +625,52 @@ async def test_a_malformed_dsn_is_a_configuration_error_without_the_password() -
     with pytest.raises(ConfigurationError) as caught:
         await relay.start()
     assert "hun" not in str(caught.value)
+
+
+async def _open_quota(dsn: str) -> None:
+    async with SharedQuota(dsn, namespace="n", connect_timeout=2):
+        pass
+
+
+async def _open_journal(dsn: str) -> None:
+    async with VidgoClient("key", base_url="http://127.0.0.1:9") as client:
+        async for _ in client.convert_many([("m", "a")], journal=SharedJournal(dsn)):
+            pass
+
+
+async def _open_relay(dsn: str) -> None:
+    relay = CallbackRelay(dsn, secret=SECRET, connect_timeout=2)
+    try:
+        await relay.start()
+    finally:
+        await relay.close()
+
+
+@pytest.mark.parametrize("where", ["host", "query"])
+@pytest.mark.parametrize("open_it", [_open_quota, _open_journal, _open_relay])
+async def test_a_dsn_port_past_65535_is_refused_not_wrapped(
+    where: str, open_it: Callable[[str], Any]
+) -> None:
+    """Found by a hostile run: asyncpg took port P + 65536 of a host name for P, and sent
+    a startup message (the user's name) there. It is a ConfigurationError now, and no
+    connection reaches P."""
+    connected: list[object] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.append(writer.get_extra_info("peername"))
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1] + 65536
+        dsn = (
+            f"postgresql://user:pw@localhost:{port}/db"
+            if where == "host"
+            else f"postgresql://user:pw@/db?host=localhost&port={port}"
+        )
+        with pytest.raises(ConfigurationError) as caught:
+            await asyncio.wait_for(open_it(dsn), 10)
+    assert "pw" not in str(caught.value) and connected == []
 
 
 # The database restarted under the relays.

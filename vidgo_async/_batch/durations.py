@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from .._config import finite_number
+
 __all__ = ["dump_durations", "load_durations"]
 
 
@@ -29,5 +31,5 @@ def load_durations(text: str) -> list[tuple[float, float]]:
         for pair in seen
         if isinstance(pair, list)
         and len(pair) == 2
-        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair)
+        and all(not isinstance(x, bool) and finite_number(x) for x in pair)
     ]

@@ -9,6 +9,7 @@ or ``OverflowError`` for a port out of range.
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 
 import asyncpg  # type: ignore[import-untyped]  # store.py says how to install it
 
@@ -19,6 +20,7 @@ __all__ = [
     "DB_ERRORS",
     "MALFORMED_DSN",
     "OPEN_ERRORS",
+    "check_ports",
     "described",
     "open_failure",
 ]
@@ -47,6 +49,22 @@ CONNECTION_ERRORS = (
 MALFORMED_DSN = (ValueError, OverflowError)
 #: ... and what opening a connection raises: all of the above.
 OPEN_ERRORS = (*DB_ERRORS, *MALFORMED_DSN)
+
+
+def check_ports(dsn: str) -> None:
+    """Refuse a DSN naming a port past 65535, in its host list or its query: asyncpg
+    takes such a port modulo 65536 for a host name, and connects to another one.
+
+    Raises:
+        ValueError: Such a port (without quoting the DSN: it may hold a password).
+    """
+    parts = urllib.parse.urlsplit(dsn)
+    hosts = parts.netloc.rpartition("@")[2].split(",")
+    ports = [host.rpartition(":")[2] for host in hosts if ":" in host.rpartition("]")[2]]
+    for value in urllib.parse.parse_qs(parts.query).get("port", []):
+        ports += value.split(",")
+    if any(port.strip().isdigit() and int(port) > 65535 for port in ports):
+        raise ValueError("the DSN names a port past 65535")
 
 
 def described(exc: BaseException) -> str:

@@ -70,7 +70,14 @@ from .._config import RetryPolicy
 from .._converter import converter
 from .._timing.deadline import Deadline
 from .._timing.schedules import retry_pauses
-from .connect import CONNECTION_ERRORS, DB_ERRORS, OPEN_ERRORS, described, open_failure
+from .connect import (
+    CONNECTION_ERRORS,
+    DB_ERRORS,
+    OPEN_ERRORS,
+    check_ports,
+    described,
+    open_failure,
+)
 
 __all__ = ["LEASE_SECONDS", "PostgresJournal"]
 
@@ -206,6 +213,7 @@ class PostgresJournal:
             ConfigurationError: The database cannot be reached or refuses the set-up.
         """
         try:
+            check_ports(dsn)
             pool = await asyncpg.create_pool(
                 dsn,
                 min_size=1,

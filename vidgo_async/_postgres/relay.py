@@ -39,7 +39,7 @@ from .._timing.schedules import retry_pauses
 from .._validate import check_rate
 from .._wire.convert import parse_task
 from ..errors import ClientClosedError, ConfigurationError, InvalidResponseError
-from .connect import DB_ERRORS, OPEN_ERRORS, open_failure
+from .connect import DB_ERRORS, OPEN_ERRORS, check_ports, open_failure
 
 __all__ = ["CallbackRelay", "RelayStats"]
 
@@ -263,6 +263,7 @@ class CallbackRelay:
     # The connection and its one task.
 
     async def _connect(self) -> Any:
+        check_ports(self._dsn)
         connection = await asyncpg.connect(
             self._dsn,
             timeout=self._timeout,

@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
 
 from .._timing.limits import MIN_SHARE, RECOVERY
 from ..errors import ClientClosedError, ConfigurationError, TransportError
-from .connect import DB_ERRORS, MALFORMED_DSN, open_failure
+from .connect import DB_ERRORS, MALFORMED_DSN, check_ports, open_failure
 from .leased import Lease, Spent
 
 __all__ = ["BucketSource", "QuotaStore"]
@@ -316,6 +316,7 @@ class QuotaStore:
 
     async def _connect(self) -> None:
         try:
+            check_ports(self._dsn)
             connection = await asyncpg.connect(
                 self._dsn,
                 timeout=self._connect_timeout,
