@@ -32,10 +32,10 @@ from vidgo_async import (
     VidgoClient,
     VidgoError,
 )
-from vidgo_async._wire.envelope import REDACTED, redact
+from vidgo_async._wire.redaction import REDACTED, redact
 
 from .server import BALANCE, DETAIL, FILE, SUBMIT, HostileServer, envelope, raw, reply, running
-from .support import FAST_POLL, FAST_RETRY, TIMEOUTS, texts_of
+from .support import FAST_POLL, FAST_RETRY, TIMEOUTS, chain, texts_of
 
 # A key with the characters that escaping and percent-encoding change.
 SLASHED = "sk-Test/Key+abc=123"
@@ -298,6 +298,39 @@ async def test_short_key_is_redacted_from_messages(make_client: MakeClient) -> N
     exc = await failure(client.balance())
     assert isinstance(exc, AuthenticationError)
     assert exc.message == f"bad key: {REDACTED}, {REDACTED}"
+
+
+SHORT = "Zq7Xw9Kp2M"  # a key under 16 characters: its letters in data stay as data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(
+            {"task_id": "t1", "status": "finished", "files": [{"wav_url": f"ftp://x/{SHORT}"}]},
+            id="wav_url",
+        ),
+        pytest.param({"task_id": f"other-{SHORT}", "status": "running"}, id="task_id"),
+        pytest.param(
+            {"task_id": "t1", "status": "finished", "progress": {SHORT: 1}}, id="unreadable"
+        ),
+    ],
+)
+@pytest.mark.asyncio
+async def test_a_short_key_echoed_in_data_stays_out_of_the_error(
+    make_client: MakeClient, data: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A short key echoed in a field read as data is kept there (see the honest answers
+    above), but no error message or log line that quotes the field repeats it: the file
+    list, the other task's id and the unreadable object were quoted whole."""
+    caplog.set_level(logging.DEBUG)
+    server, client = await make_client(SHORT)
+    server.script(DETAIL, *[reply(200, envelope(data))] * 50)
+    exc = await failure(client.await_task("t1", timeout=2))
+    assert isinstance(exc, InvalidResponseError), exc
+    # The messages: a snapshot attached to the error (``TaskError.task``) is data.
+    texts = [*(str(item) for item in chain(exc)), *(r.getMessage() for r in caplog.records)]
+    assert all(SHORT not in text for text in texts), [t for t in texts if SHORT in t]
 
 
 KEY_CHARS = st.characters(min_codepoint=33, codec="utf-8")  # what a key may hold

@@ -111,13 +111,13 @@ class Reader:
     async def detail(self, task_id: str) -> Task:
         """Query Music Detail for ``task_id``, retried like any GET."""
         data = await self.get(DETAIL_PATH, {"task_id": task_id}, limited=True)
-        return parse_task(data, task_id=task_id)
+        return parse_task(data, task_id=task_id, secret=self.transport.secret)
 
     async def status(self, task_id: str) -> Task:
         """The generic status endpoint (image and video tasks)."""
         path = "/api/generate/status/" + quote(task_id, safe="")
         data = await self.get(path, limited=True, route=STATUS_ROUTE)
-        return parse_task(data, task_id=task_id)
+        return parse_task(data, task_id=task_id, secret=self.transport.secret)
 
     async def balance(self) -> Balance:
         """The account's balance, retried like any GET; not under the poll rate cap."""
@@ -146,7 +146,7 @@ class Reader:
                         timeout=deadline.remaining(),
                         slot=slot,
                     )
-                task = parse_task(data, task_id=task_id)
+                task = parse_task(data, task_id=task_id, secret=self.transport.secret)
             except VidgoError as exc:
                 emit(self.hook, "poll", task_id=task_id, error=type(exc).__name__)
                 raise

@@ -31,7 +31,8 @@ from .._timing.deadline import Deadline
 from .._timing.learned import Learner
 from .._timing.schedules import PollSchedule
 from .._wire.convert import OtherTaskError
-from .._wire.envelope import excerpt, redact
+from .._wire.envelope import excerpt
+from .._wire.redaction import redact
 from ..errors import (
     InvalidResponseError,
     NotFoundError,
@@ -141,7 +142,7 @@ class Waits:
                 except TaskTimeoutError as exc:
                     last = poller.last
                     if last is not None and last.status is TaskStatus.FINISHED:
-                        raise _no_wav_url(last) from exc
+                        raise poller.no_wav_url(last) from exc
                     raise
                 poller.fail_if_failed(task)
                 if task.status is TaskStatus.FINISHED:
@@ -153,7 +154,7 @@ class Waits:
                     elif (rereads := rereads + 1) >= _FILES_LAG_READS and (
                         time.monotonic() - finished_at >= _FILES_LAG
                     ):
-                        raise _no_wav_url(task)
+                        raise poller.no_wav_url(task)
 
     def _operation(self, poller: Poller) -> Scope:
         """The wait's operation events (:meth:`changes` has none: it yields between polls)."""
@@ -320,6 +321,15 @@ class Poller:
         """The status ``task`` was sent with, quoted, redacted and cut."""
         return repr(excerpt(redact(task.raw_status, self.reader.transport.secret), 40))
 
+    def no_wav_url(self, task: Task) -> InvalidResponseError:
+        """The error of a finished ``task`` that shows no usable WAV URL (its files
+        quoted, redacted: a short key stays in the values read as data)."""
+        files = f"{[dict(file) for file in task.files]!r:.300}"
+        return InvalidResponseError(
+            f"task {task.task_id} finished without a usable wav_url (files: {len(task.files)})",
+            excerpt=redact(files, self.reader.transport.secret),
+        )
+
     def fail_if_failed(self, task: Task) -> None:
         """Raise :class:`TaskFailedError` if ``task`` failed."""
         if task.status is TaskStatus.FAILED:
@@ -345,14 +355,6 @@ class Poller:
             handle=self.handle,
             task=last,
         )
-
-
-def _no_wav_url(task: Task) -> InvalidResponseError:
-    files = [dict(file) for file in task.files]
-    return InvalidResponseError(
-        f"task {task.task_id} finished without a usable wav_url (files: {len(task.files)})",
-        excerpt=f"{files!r:.300}",
-    )
 
 
 def _unseen_until(policy: PollPolicy, submitted_at: float | None, elsewhere: bool) -> float:

@@ -22,6 +22,7 @@ from .._converter import converter
 from .._models import Balance, Task, TaskFile, TaskStatus
 from .._validate import MAX_ID
 from ..errors import InvalidResponseError, UnusableTaskIdError
+from .redaction import redact
 
 __all__ = [
     "parse_accepted",
@@ -169,13 +170,15 @@ class OtherTaskError(InvalidResponseError):
     """A read's answer describes a task other than the one asked for."""
 
 
-def parse_task(data: Any, *, task_id: str | None = None) -> Task:
+def parse_task(data: Any, *, task_id: str | None = None, secret: str = "") -> Task:
     """The :class:`Task` a ``data`` object describes.
 
     Args:
         data: The envelope's ``data``.
         task_id: The id asked for: used when ``data`` names none, and an
             answer naming another task is refused.
+        secret: The API key, redacted from what an error quotes of ``data`` (a short
+            key stays in the values read as data: see ``redaction.redact_json``).
 
     Raises:
         InvalidResponseError: ``data`` is not a description of that task.
@@ -196,11 +199,11 @@ def parse_task(data: Any, *, task_id: str | None = None) -> Task:
     except InvalidResponseError:
         raise
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
-        raise InvalidResponseError("unreadable task object", excerpt=_excerpt(data)) from exc
+        shown = redact(_excerpt(data), secret)
+        raise InvalidResponseError("unreadable task object", excerpt=shown) from exc
     if task_id is not None and task.task_id != task_id:
-        raise OtherTaskError(
-            f"asked for task {task_id!r:.80}, the answer is about {task.task_id!r:.80}"
-        )
+        other = redact(task.task_id, secret)
+        raise OtherTaskError(f"asked for task {task_id!r:.80}, the answer is about {other!r:.80}")
     return task
 
 

@@ -36,7 +36,7 @@ from .._timing.deadline import Deadline
 from .._timing.schedules import retry_pauses
 from .._validate import check_timeout
 from ..errors import APIError, InvalidResponseError, RequestTimeoutError, VidgoError
-from .envelope import api_error, excerpt, parse_retry_after, redact
+from .envelope import api_error, excerpt, parse_retry_after
 from .peers import (
     check_url,
     download_target,
@@ -45,6 +45,7 @@ from .peers import (
     refused_address,
     url_label,
 )
+from .redaction import redact
 from .transport import safe_to_chain, transport_error
 from .wavfile import (
     PartFile,

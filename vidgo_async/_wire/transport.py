@@ -26,8 +26,9 @@ from .._lifecycle import Lifecycle
 from .._timing.limits import Slot
 from .._validate import is_loopback
 from ..errors import ClientClosedError, ConfigurationError, RequestTimeoutError, TransportError
-from .envelope import MAX_BODY, envelope_data, excerpt, redact
+from .envelope import MAX_BODY, envelope_data, excerpt
 from .peers import PublicResolver
+from .redaction import redact
 
 __all__ = ["Transport", "safe_to_chain", "transport_error"]
 
