@@ -145,7 +145,8 @@ class Task:
     def wav_url_for(self, audio_id: str | None) -> str | None:
         """The WAV URL of track ``audio_id``: the first file's that is an absolute
         http(s) URL without control characters (a terminal would obey them when
-        the URL is printed) and, when the file names its ``audio_id``, names this one."""
+        the URL is printed) and, when the file names its ``audio_id``, names this one
+        (in any letter case, or as a number: a server may lower-case a UUID)."""
         for file in self.files:
             url = file.wav_url
             if url is None or not url.lower().startswith(("https://", "http://")):
@@ -153,7 +154,7 @@ class Task:
             if not url.isprintable():
                 continue
             named = file.get("audio_id")
-            if audio_id is None or named is None or named == audio_id:
+            if audio_id is None or named is None or str(named).casefold() == audio_id.casefold():
                 return url
         return None
 

@@ -273,6 +273,18 @@ async def test_a_track_named_by_a_number_is_found(server: HostileServer, sdk: Vi
 
 
 @pytest.mark.asyncio
+async def test_a_track_named_in_another_letter_case_is_found(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A file naming the pair's UUID track lower-cased (a server that normalises ids) is
+    its file: the wait returns it; it ended in InvalidResponseError."""
+    track = "E231ABCD-8CADC7DC"
+    url = f"{server.url}/files/{track.lower()}.wav"
+    server.task_defaults = {"files": [{"audio_id": track.lower(), "wav_url": url}]}
+    assert await asyncio.wait_for(sdk.convert_to_wav(PARENT, track, timeout=3), 5) == url
+
+
+@pytest.mark.asyncio
 async def test_only_another_tracks_file_is_no_result(
     server: HostileServer, sdk: VidgoClient
 ) -> None:

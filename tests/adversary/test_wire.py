@@ -37,7 +37,7 @@ from .server import (
     reply,
     stream,
 )
-from .support import FORBIDDEN
+from .support import FORBIDDEN, convert
 
 HUGE = int("9" * 400)
 NEVER = 1e9
@@ -341,3 +341,32 @@ async def test_balance_answers(server: HostileServer, make_sdk: MakeSdk) -> None
     for junk in (envelope([]), envelope({"credits_amount": None}), envelope("12"), b"[]"):
         server.script(BALANCE, reply(200, junk))
         assert isinstance(await outcome(sdk.balance()), (Balance, VidgoError))
+
+
+async def bare(server: HostileServer, request: Request, conn: Conn) -> None:
+    """The documented answer without its envelope: the ``data`` object alone."""
+    status, payload = server.process(request)
+    data = payload["data"] if isinstance(payload, dict) and "data" in payload else payload
+    await conn.send(status, json.dumps(data).encode(), [("Content-Type", "application/json")])
+
+
+@pytest.mark.asyncio
+async def test_answers_without_an_envelope_are_read_as_their_data(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A platform that answers with the bare object (as callbacks come): the submit is
+    accepted once and the wait returns its WAV URL; it was polled until the deadline."""
+    server.script(SUBMIT, bare)
+    server.script(DETAIL, *[bare] * 50)
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert len(server.hits(SUBMIT)) == 1
+
+
+@pytest.mark.asyncio
+async def test_an_envelope_code_without_data_is_still_refused(
+    server: HostileServer, make_sdk: MakeSdk
+) -> None:
+    """``{"code": 200}`` alone is an envelope missing its data, not a bare object."""
+    server.script(DETAIL, reply(200, {"code": 200, "task_id": "t1", "status": "finished"}))
+    exc = await outcome(one_shot(make_sdk).get_task("t1"))
+    assert isinstance(exc, InvalidResponseError), exc

@@ -102,6 +102,8 @@ def envelope_data(
     if not 200 <= code < 300:  # read like the HTTP status
         raise _vendor_error(code, code, _message(payload), payload, _retry_after(headers))
     if "data" not in payload:
+        if "code" not in payload:  # no envelope at all: the object itself, as callbacks come
+            return payload
         raise InvalidResponseError(
             "envelope has no data", status=status, excerpt=_shown(raw, secret)
         )
