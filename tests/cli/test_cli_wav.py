@@ -112,7 +112,7 @@ async def test_already_converted_says_how_to_get_the_url(vidgo_fake: FakeVidgo) 
     assert first.code == 0
     assert again.code == 1 and one_line(again.err)
     assert "AlreadyConvertedError" in again.err and "vidgo-async status" in again.err
-    assert "convert_many(" not in again.err and "(--" not in again.err  # no Python, no mangling
+    assert "convert_many" not in again.err and "(--" not in again.err  # no Python, no mangling
     assert not Path("vidgo-journal.sqlite").exists()
 
 
