@@ -247,6 +247,32 @@ async def test_a_batch_left_early_without_a_journal_names_each_task_it_paid_for(
         assert any(task_id in w and f"{source}/{audio}" in w for w in warnings), warnings
 
 
+async def test_a_batch_whose_client_closes_without_a_journal_names_each_task_it_paid_for(
+    vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No journal, the client closed while the loop pauses between results: a WARNING
+    names each running task (and the pair); their results reach no loop."""
+    pairs = [("music", f"audio-{i}") for i in range(4)]
+    vidgo_fake.set_duration("audio-0", run_time=0.0)
+    for _, audio in pairs[1:]:
+        vidgo_fake.set_duration(audio, queue_time=0.0, run_time=30)
+    client = _client(vidgo_fake)
+    results = client.convert_many(pairs, concurrency=8)
+    async with contextlib.aclosing(results):
+        await anext(results)
+
+        async def accepted() -> None:
+            while sum(vidgo_fake.accept_count.values()) < len(pairs):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(accepted(), 10)
+        await asyncio.wait_for(client.aclose(), 10)
+    running = [vidgo_fake.accepted[audio][0] for _, audio in pairs[1:]]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for task_id, (source, audio) in zip(running, pairs[1:], strict=True):
+        assert any(task_id in w and f"{source}/{audio}" in w for w in warnings), warnings
+
+
 async def test_progress_is_reported_for_each_result(vidgo_fake: FakeVidgo) -> None:
     """on_progress sees done counts rising to the number of results."""
     seen: list[BatchProgress] = []

@@ -47,6 +47,7 @@ _KEEP_LEARNED_EVERY = 20  # finished pairs between saves of the learned duration
 _UNCLEAR = "the batch stopped as the submit of %s/%s may have been accepted (%s)"
 _ACCEPTED = "the batch stopped as the server accepted task %s for %s/%s (%s)"
 _LEFT = "the batch stopped and no journal keeps task %s of %s/%s, paid for and %s"
+_RUNNING = "still running: wait on it by its id"
 
 
 @attrs.define
@@ -103,11 +104,12 @@ class PairSteps:
         )
         try:
             wav_url = await self.waits.wav_url(poller)
-        except asyncio.CancelledError:  # a stop: without a journal, only this log names it
-            if self.journal is None:
-                logger.warning(_LEFT, task_id, *key, "still running: wait on it by its id")
+        except asyncio.CancelledError:  # a stop
+            self._unkept(key, task_id, _RUNNING)
             raise
         except VidgoError as exc:
+            if isinstance(exc, ClientClosedError):  # its result may reach no loop
+                self._unkept(key, task_id, _RUNNING)
             failed = result_of(key, task_id=task_id, error=exc)
             # Unless the server said the task failed, it stays accepted (a deadline, a
             # 404 or a proxy's 403 on a read of a paid task): a re-run waits again.
@@ -117,11 +119,13 @@ class PairSteps:
             await self.keep_learned()
         result = result_of(key, task_id=task_id, wav_url=wav_url)
         try:
-            return await self._download(result), State.FINISHED
-        except asyncio.CancelledError:
-            if self.journal is None:
-                logger.warning(_LEFT, task_id, *key, f"finished, not downloaded: {wav_url}")
+            downloaded = await self._download(result)
+        except asyncio.CancelledError:  # a stop
+            self._unkept(key, task_id, f"finished, not downloaded: {wav_url}")
             raise
+        if isinstance(downloaded.error, ClientClosedError):  # its result may reach no loop
+            self._unkept(key, task_id, f"finished, not downloaded: {wav_url}")
+        return downloaded, State.FINISHED
 
     async def settle(self, key: Key, result: ConversionResult, state: State | None) -> None:
         """Write what the journal must know of the pair right before its result is
@@ -203,6 +207,12 @@ class PairSteps:
         elif isinstance(started.error, SubmitOutcomeUnknownError):
             logger.warning(_UNCLEAR, *key, self._kept())
         return None
+
+    def _unkept(self, key: Key, task_id: str, where: str) -> None:
+        """Name a paid task the batch stopped (left, cancelled or its client closed)
+        before its result was reported: without a journal, nothing else keeps it."""
+        if self.journal is None:
+            logger.warning(_LEFT, task_id, *key, where)
 
     def _kept(self) -> str:
         return "its journal keeps it for a re-run" if self.journal else "there is no journal"
