@@ -370,3 +370,14 @@ async def test_an_envelope_code_without_data_is_still_refused(
     server.script(DETAIL, reply(200, {"code": 200, "task_id": "t1", "status": "finished"}))
     exc = await outcome(one_shot(make_sdk).get_task("t1"))
     assert isinstance(exc, InvalidResponseError), exc
+
+
+@pytest.mark.asyncio
+async def test_a_bare_object_naming_no_task_is_no_verdict_on_it(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A gateway's 200 ``{"status": "error"}`` (no envelope, no task named) is no news,
+    not the task's failure: the wait goes on to its WAV URL (a batch would have
+    journalled the paid task failed, and no re-run would wait on it)."""
+    server.script(DETAIL, reply(200, {"status": "error", "message": "upstream timed out"}))
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"

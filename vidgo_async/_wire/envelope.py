@@ -102,7 +102,10 @@ def envelope_data(
     if not 200 <= code < 300:  # read like the HTTP status
         raise _vendor_error(code, code, _message(payload), payload, _retry_after(headers))
     if "data" not in payload:
-        if "code" not in payload:  # no envelope at all: the object itself, as callbacks come
+        # No envelope at all: an object naming its task is the task itself, as callbacks
+        # come. One naming none is no answer about a task (a gateway's {"status": "error"}
+        # read as the task's own status would fail a paid task).
+        if "code" not in payload and ("task_id" in payload or "id" in payload):
             return payload
         raise InvalidResponseError(
             "envelope has no data", status=status, excerpt=_shown(raw, secret)
