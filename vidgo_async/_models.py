@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -146,7 +147,8 @@ class Task:
         """The WAV URL of track ``audio_id``: the first file's that is an absolute
         http(s) URL without control characters (a terminal would obey them when
         the URL is printed) and, when the file names its ``audio_id``, names this one
-        (in any letter case, or as a number: a server may lower-case a UUID)."""
+        (as a number too; a hex id such as a UUID in any letter case: a server may
+        lower-case it)."""
         for file in self.files:
             url = file.wav_url
             if url is None or not url.lower().startswith(("https://", "http://")):
@@ -154,7 +156,7 @@ class Task:
             if not url.isprintable():
                 continue
             named = file.get("audio_id")
-            if audio_id is None or named is None or str(named).casefold() == audio_id.casefold():
+            if audio_id is None or named is None or _same_track(str(named), audio_id):
                 return url
         return None
 
@@ -162,6 +164,19 @@ class Task:
     def is_terminal(self) -> bool:
         """Whether the task will not change any more."""
         return self.status.is_terminal
+
+
+def _same_track(named: str, audio_id: str) -> bool:
+    """Whether a file's ``named`` track is ``audio_id``: the same id, or the same hex id
+    (a UUID) in another letter case; ids of other shapes may differ by case alone."""
+    if named == audio_id:
+        return True
+    return bool(_HEX_ID.fullmatch(named) and _HEX_ID.fullmatch(audio_id)) and (
+        named.lower() == audio_id.lower()
+    )
+
+
+_HEX_ID = re.compile(r"[0-9A-Fa-f-]+")
 
 
 @attrs.frozen(kw_only=True)

@@ -99,6 +99,11 @@ async def test_a_429_saying_the_credits_ran_out_ends_the_call_at_once(
         "Too many requests. Each request consumes credits.",
         "Too Many Requests (load balancer)",
         "Rate limit reached; upgrade your plan for more credits per minute",
+        # Rate limits counted in points, or a balance endpoint's own limit.
+        "points per minute exhausted",
+        "Request points exhausted for this window",
+        "Balance query limit exhausted",
+        "credits per minute exhausted, retry later",
     ],
 )
 @pytest.mark.asyncio

@@ -285,6 +285,17 @@ async def test_a_track_named_in_another_letter_case_is_found(
 
 
 @pytest.mark.asyncio
+async def test_a_track_whose_id_differs_by_letter_case_alone_is_another_track(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """Ids that are not hex (a UUID's) name other tracks when only their case differs."""
+    url = f"{server.url}/files/other.wav"
+    server.task_defaults = {"files": [{"audio_id": "Track-Straße", "wav_url": url}]}
+    with pytest.raises(VidgoError):
+        await asyncio.wait_for(sdk.convert_to_wav(PARENT, "track-STRASSE", timeout=0.5), 5)
+
+
+@pytest.mark.asyncio
 async def test_only_another_tracks_file_is_no_result(
     server: HostileServer, sdk: VidgoClient
 ) -> None:

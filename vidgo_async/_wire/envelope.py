@@ -228,10 +228,13 @@ def api_error(
 
 # Wording about running short of credits (not a mention of them, as "... consumes
 # credits"), and about asking too often; English, and the Chinese of the sister platforms.
+_RATE_WORDS = r"(?:limit|per|minute|hour|second|day|window|request|quer|call|rpm|tpm)"
 _NO_CREDITS = re.compile(
     r"\b(?:insufficient|not enough|out of|ran out|run out|no)[\W_]+(?:\w+[\W_]+)?"
     r"(?:credit|balance|fund|point)|\binsufficient[\W_]+quota"
-    r"|\b(?:credit|balance|fund|point)s?(?:[\W_]+\w+){0,2}?[\W_]+"
+    # The noun first ("credit balance is insufficient"): not "points" (rate limits are
+    # counted in them) and no word of a rate between ("balance query limit exhausted").
+    rf"|\b(?:credit|balance|fund)s?(?:[\W_]+(?!{_RATE_WORDS})\w+){{0,2}}?[\W_]+"
     r"(?:(?:is|are)[\W_]+)?(?:insufficient|not enough|exhausted|depleted|used up|ran out|run out)"
     r"|recharge|top.?up|余额不足|积分不足|额度不足",
     re.IGNORECASE,
