@@ -276,6 +276,32 @@ async def test_a_batch_whose_client_closes_without_a_journal_names_each_task_it_
         assert any(task_id in w and f"{source}/{audio}" in w for w in warnings), warnings
 
 
+async def test_a_batch_left_during_its_downloads_without_a_journal_names_each_wav_url(
+    vidgo_fake: FakeVidgo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No journal, the loop left while the finished tasks' WAVs download: a WARNING
+    names each task and its WAV URL, paid for and not downloaded."""
+    vidgo_fake.inject(Fault.stall(30), route="files", times=10)
+    pairs = [("music", f"audio-{i}") for i in range(3)]
+    async with _client(vidgo_fake) as client:
+        results = client.convert_many(pairs, download_to=tmp_path)
+        first = asyncio.create_task(anext(results))
+
+        async def downloading() -> None:
+            while vidgo_fake.request_count("files") < len(pairs):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(downloading(), 10)
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        await asyncio.wait_for(results.aclose(), 10)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for _, audio in pairs:
+        task_id = vidgo_fake.accepted[audio][0]
+        named = [w for w in warnings if task_id in w and "not downloaded" in w]
+        assert named and f"/files/{task_id}" in named[0], warnings
+
+
 async def test_progress_is_reported_for_each_result(vidgo_fake: FakeVidgo) -> None:
     """on_progress sees done counts rising to the number of results."""
     seen: list[BatchProgress] = []
