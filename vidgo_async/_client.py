@@ -19,6 +19,7 @@ from ._events import EventHook, operation
 from ._lifecycle import Lifecycle
 from ._models import WAV_MODEL, Balance, ConversionResult, Task, TaskHandle
 from ._ops.callbacks import Registry
+from ._ops.inflight import InFlight
 from ._ops.reads import Reader
 from ._ops.submit import Submitter
 from ._ops.wait import Poller, Waits
@@ -140,6 +141,8 @@ class VidgoClient:
         self._limiter, self._submit_limiter = limiters_for(quota, rate, submit_rate, retry)
         budget = RetryBudget(retry)
         self._reader = Reader(self._transport, retry, self._limiter, budget, on_event)
+        # The attempts on the wire a caller gave up on, and the tasks this client created.
+        self._inflight = InFlight(self._submit_limiter, retry.max_retry_after, on_event)
         self._submitter = Submitter(
             self._transport,
             retry,
@@ -148,6 +151,7 @@ class VidgoClient:
             self._submit_limiter,
             registry,
             on_event,
+            self._inflight,
         )
         # What this client learns of how long tasks take, per model, shared by its waits.
         self._waits = Waits(self._reader, self._lifecycle, poll, Learner(), registry)
@@ -519,7 +523,7 @@ class VidgoClient:
             deadline,
             policy=poll,
             first_delay=0.0,
-            submitted_at=self._submitter.submitted.get(handle.task_id),
+            submitted_at=self._inflight.submitted.get(handle.task_id),
             elsewhere=isinstance(task_id, TaskHandle),  # a handle comes from some submit
         )
 

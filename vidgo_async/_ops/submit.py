@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,14 +34,14 @@ import attrs
 
 from .._config import RetryPolicy
 from .._events import EventHook, emit, operation, retrying
-from .._lifecycle import Lifecycle, cancel_after_grace
+from .._lifecycle import Lifecycle
 from .._models import WAV_MODEL, Task, TaskStatus
 from .._timing.budget import RetryBudget
 from .._timing.classify import Failure, classify, unreachable
 from .._timing.deadline import Deadline
-from .._timing.limits import Limiter, Slot, heard, holding
+from .._timing.limits import Limiter, holding
 from .._timing.schedules import retry_pauses
-from .._wire.convert import parse_accepted, parse_task
+from .._wire.convert import conflict_task, parse_accepted, parse_task
 from .._wire.transport import Transport
 from ..errors import (
     AlreadyConvertedError,
@@ -54,6 +53,7 @@ from ..errors import (
     VidgoError,
 )
 from .callbacks import Registry
+from .inflight import InFlight, Track
 
 __all__ = ["Accepted", "Submitter"]
 
@@ -64,10 +64,6 @@ SUBMIT_PATH = "/api/generate/submit"
 #: Seconds past its request timeout that a submit in flight gets to be answered (and
 #: journalled) when the client closes or its batch stops.
 _ANSWERED = 2.0
-#: WAV conversions a client remembers (track -> task): ~1 MB.
-REMEMBERED = 10_000
-
-Track = tuple[str, str]  # a WAV conversion's input: (parent task id, audio id)
 
 
 @attrs.frozen
@@ -100,14 +96,7 @@ class Submitter:
     limiter: Limiter
     callbacks: Registry | None
     hook: EventHook | None
-    # The WAV conversions this client's submits created, the latest REMEMBERED.
-    converted: dict[Track, str] = attrs.field(init=False, factory=dict)
-    # The tasks they created (of any model) -> when (time.monotonic()), the latest
-    # REMEMBERED: a wait on one knows when it was submitted.
-    submitted: dict[str, float] = attrs.field(init=False, factory=dict)
-    # The attempts on the wire (but a batch's) -> their track (None: not a WAV
-    # conversion): a submit of the same track, and the client's close, wait for them.
-    sending: dict[asyncio.Task[Any], Track | None] = attrs.field(init=False, factory=dict)
+    inflight: InFlight  # its attempts on the wire, and the tasks it created
 
     def __attrs_post_init__(self) -> None:
         self.lifecycle.started(self)
@@ -181,8 +170,7 @@ class Submitter:
         ambiguous: VidgoError | None = None
         if call.resumed:
             ambiguous = TransportError("an earlier run was interrupted during this submit")
-        if self.sending:
-            await self._after_sending(track, deadline)
+        await self.inflight.settle(track, deadline)
         pauses = retry_pauses(self.retry)
         attempt = 0
         previous: VidgoError | None = None  # the failure of the attempt before
@@ -192,8 +180,8 @@ class Submitter:
                 task_id, answer = await self._attempt(call)
             except ConflictError as exc:
                 emit(self.hook, "submit", attempt=attempt, error=type(exc).__name__)
-                await self._after_sending(track, deadline)  # another call's may name it
-                known = None if track is None else self.converted.get(track)
+                await self.inflight.settle(track, deadline)  # another call's may name it
+                known = None if track is None else self.inflight.converted.get(track)
                 return _after_conflict(exc, body, ambiguous, known, adopt=call.adopt)
             except VidgoError as exc:
                 failure = classify(exc)
@@ -215,7 +203,7 @@ class Submitter:
                 self.budget.record_success()
                 logger.debug("submitted %s: task %s", body["model"], task_id)
                 emit(self.hook, "submit", task_id=task_id, attempt=attempt)
-                self._remember(track, task_id)
+                self.inflight.remember(track, task_id)
                 return Accepted(task_id, answer)
 
     def _end_if_last(
@@ -276,14 +264,13 @@ class Submitter:
             )
             if not call.shield:
                 return parse_accepted(await post)
-            request = asyncio.ensure_future(post)
-            self.sending[request] = call.track
-            request.add_done_callback(self.sending.pop)
+            request = self.inflight.send(post, call.track)
             try:
                 return parse_accepted(await asyncio.shield(request))
             except asyncio.CancelledError:  # the answer is read all the same
                 slot = hold.hand_over()  # held until then
-                request.add_done_callback(functools.partial(self._answered, call, slot))
+                answered = functools.partial(self.inflight.answered, call.body, call.track, slot)
+                request.add_done_callback(answered)
                 if request.cancelled():  # not our caller's cancel (shielded from it): the close's
                     raise ClientClosedError(
                         "the client closed before the submit was answered;"
@@ -292,55 +279,10 @@ class Submitter:
                     ) from None
                 raise
 
-    def _answered(self, call: _Call, slot: Slot | None, request: asyncio.Task[Any]) -> None:
-        """The answer of an attempt whose caller gave up (or that the client's close cut
-        short): told to the limiter as any answer is (a 429 holds the other submits
-        back), and the task it names (a 409's too) logged, remembered and told to the
-        hook; one that may have been accepted is logged."""
-        what = f"a {call.body['model']} submit for {call.body['input']!r:.200}"
-        if request.cancelled():  # the client closed first
-            if slot is not None:
-                slot.release()
-            logger.warning("%s may have been accepted: no answer before the close", what)
-            return
-        heard(self.limiter, request.exception(), self.retry.max_retry_after)
-        if slot is not None:
-            slot.release()
-        what += " was cancelled in flight"
-        try:
-            task_id, _ = parse_accepted(request.result())
-        except ConflictError as exc:  # converted already: by this call's unclear attempt?
-            named = _conflict_task(exc, call.body)
-            if named is None:
-                logger.warning("%s; the server says it was converted already: %s", what, exc)
-                return
-            task_id = named
-        except VidgoError as exc:
-            if classify(exc) is Failure.AMBIGUOUS:
-                logger.warning("%s and may have been accepted: %s", what, exc)
-            return
-        self._remember(call.track, task_id)
-        emit(self.hook, "submit", task_id=task_id)
-        later = "" if call.track is None else "; a later submit of the track waits on it"
-        logger.warning("%s; the server accepted it as task %s%s", what, task_id, later)
-
-    async def _after_sending(self, track: Track | None, deadline: Deadline | None) -> None:
-        """Let this track's attempts on the wire (another caller's, or one that gave up)
-        be answered (until the deadline): their answer names the task a 409 does not."""
-        if track is None:
-            return
-        if pending := [request for request, of in self.sending.items() if of == track]:
-            await asyncio.wait(pending, timeout=None if deadline is None else deadline.remaining())
-
-    def _remember(self, track: Track | None, task_id: str) -> None:
-        _keep_latest(self.submitted, task_id, time.monotonic())
-        if track is not None:
-            _keep_latest(self.converted, track, task_id)
-
     async def stop(self) -> None:
         """The client closes: the attempts on the wire are answered first (:attr:`grace`;
         a caller still waiting then gets the task, its wait a ClientClosedError naming it)."""
-        await cancel_after_grace(self.sending, self.grace)
+        await self.inflight.stop(self.grace)
 
     def _gives_up(self, attempt: int, deadline: Deadline | None, delay: float) -> bool:
         if deadline is None:
@@ -378,14 +320,6 @@ def _track(body: Mapping[str, Any]) -> Track | None:
     return source, audio
 
 
-def _conflict_task(exc: ConflictError, body: dict[str, Any]) -> str | None:
-    """The task a 409 names, if it is a conversion: an error body echoing the request
-    names the parent music task (the input's ``task_id``) instead."""
-    if exc.task_id is not None and exc.task_id == body["input"].get("task_id"):
-        return None
-    return exc.task_id
-
-
 def _after_conflict(
     exc: ConflictError,
     body: dict[str, Any],
@@ -394,7 +328,7 @@ def _after_conflict(
     *,
     adopt: bool,
 ) -> Accepted:
-    exc.task_id = _conflict_task(exc, body) or known  # known: this client's own submit's
+    exc.task_id = conflict_task(exc, body) or known  # known: this client's own submit's
     if exc.task_id is not None and (adopt or ambiguous is not None):
         # The server named the task: ours from an earlier, unanswered attempt, or
         # (adopt) the one that converted this track before.
@@ -432,11 +366,3 @@ def _unknown(
 def _too_late(exc: VidgoError) -> bool:
     """Whether ``exc`` only says that the deadline came before the attempt could go."""
     return isinstance(exc, RequestTimeoutError) and not exc.sent
-
-
-def _keep_latest(memory: dict[Any, Any], key: Any, value: Any) -> None:
-    """Remember ``key`` as the latest of ``memory``, which keeps the latest REMEMBERED."""
-    memory.pop(key, None)  # the latest goes last
-    memory[key] = value
-    if len(memory) > REMEMBERED:
-        del memory[next(iter(memory))]

@@ -21,7 +21,7 @@ from cattrs.gen import make_dict_structure_fn, override
 from .._converter import converter
 from .._models import Balance, Task, TaskFile, TaskStatus
 from .._validate import MAX_ID
-from ..errors import InvalidResponseError, UnusableTaskIdError
+from ..errors import ConflictError, InvalidResponseError, UnusableTaskIdError
 from .redaction import redact
 
 __all__ = [
@@ -205,6 +205,14 @@ def parse_task(data: Any, *, task_id: str | None = None, secret: str = "") -> Ta
         other = redact(task.task_id, secret)
         raise OtherTaskError(f"asked for task {task_id!r:.80}, the answer is about {other!r:.80}")
     return task
+
+
+def conflict_task(exc: ConflictError, body: Mapping[str, Any]) -> str | None:
+    """The task a submit's 409 names, if it is the conversion: an error body echoing
+    the request names the parent music task (the input's ``task_id``) instead."""
+    if exc.task_id is not None and exc.task_id == body["input"].get("task_id"):
+        return None
+    return exc.task_id
 
 
 def parse_accepted(data: Any) -> tuple[str, Mapping[str, Any]]:
