@@ -147,16 +147,20 @@ class Task:
         """The WAV URL of track ``audio_id``: the first file's that is an absolute
         http(s) URL without control characters (a terminal would obey them when
         the URL is printed) and, when the file names its ``audio_id``, names this one
-        (as a number too; a hex id such as a UUID in any letter case: a server may
-        lower-case it)."""
-        for file in self.files:
-            url = file.wav_url
-            if url is None or not url.lower().startswith(("https://", "http://")):
-                continue
-            if not url.isprintable():
-                continue
-            named = file.get("audio_id")
-            if audio_id is None or named is None or _same_track(str(named), audio_id):
+        (as a number too); failing that, a file naming a hex id (a UUID) in another
+        letter case: a server may lower-case it."""
+        usable = [
+            (file.get("audio_id"), url)
+            for file in self.files
+            if (url := file.wav_url) is not None
+            and url.lower().startswith(("https://", "http://"))
+            and url.isprintable()
+        ]
+        for named, url in usable:
+            if audio_id is None or named is None or str(named) == audio_id:
+                return url
+        for named, url in usable:
+            if audio_id is not None and _same_hex_id(str(named), audio_id):
                 return url
         return None
 
@@ -166,14 +170,11 @@ class Task:
         return self.status.is_terminal
 
 
-def _same_track(named: str, audio_id: str) -> bool:
-    """Whether a file's ``named`` track is ``audio_id``: the same id, or the same hex id
-    (a UUID) in another letter case; ids of other shapes may differ by case alone."""
-    if named == audio_id:
-        return True
-    return bool(_HEX_ID.fullmatch(named) and _HEX_ID.fullmatch(audio_id)) and (
-        named.lower() == audio_id.lower()
-    )
+def _same_hex_id(named: str, audio_id: str) -> bool:
+    """Whether ``named`` is the hex id (a UUID) ``audio_id`` in another letter case; ids
+    of other shapes may differ by case alone."""
+    hex_ids = _HEX_ID.fullmatch(named) and _HEX_ID.fullmatch(audio_id)
+    return bool(hex_ids) and named.lower() == audio_id.lower()
 
 
 _HEX_ID = re.compile(r"[0-9A-Fa-f-]+")

@@ -285,6 +285,22 @@ async def test_a_track_named_in_another_letter_case_is_found(
 
 
 @pytest.mark.asyncio
+async def test_a_file_naming_the_track_exactly_comes_before_one_in_another_case(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """Two tracks whose hex ids differ by case alone: the pair gets its own, even when
+    the other comes first in the list."""
+    mine, other = "ABCDEF12", "abcdef12"
+    files = [
+        {"audio_id": other, "wav_url": f"{server.url}/files/other.wav"},
+        {"audio_id": mine, "wav_url": f"{server.url}/files/mine.wav"},
+    ]
+    server.task_defaults = {"files": files}
+    url = await asyncio.wait_for(sdk.convert_to_wav(PARENT, mine, timeout=3), 5)
+    assert url == f"{server.url}/files/mine.wav"
+
+
+@pytest.mark.asyncio
 async def test_a_track_whose_id_differs_by_letter_case_alone_is_another_track(
     server: HostileServer, sdk: VidgoClient
 ) -> None:

@@ -37,7 +37,7 @@ from .server import (
     reply,
     stream,
 )
-from .support import FORBIDDEN, convert
+from .support import FORBIDDEN, PARENT, TRACK, convert
 
 HUGE = int("9" * 400)
 NEVER = 1e9
@@ -343,23 +343,47 @@ async def test_balance_answers(server: HostileServer, make_sdk: MakeSdk) -> None
         assert isinstance(await outcome(sdk.balance()), (Balance, VidgoError))
 
 
-async def bare(server: HostileServer, request: Request, conn: Conn) -> None:
-    """The documented answer without its envelope: the ``data`` object alone."""
-    status, payload = server.process(request)
-    data = payload["data"] if isinstance(payload, dict) and "data" in payload else payload
-    await conn.send(status, json.dumps(data).encode(), [("Content-Type", "application/json")])
+GATEWAY_BODIES = [
+    pytest.param({"status": "error", "message": "upstream timed out"}, id="no-task"),
+    pytest.param({"task_id": "wav-1", "status": "error", "message": "busy"}, id="its-task"),
+    pytest.param({"id": "req_8f2a91", "status": "failure"}, id="request-id"),
+]
+
+
+@pytest.mark.parametrize("body", GATEWAY_BODIES)
+@pytest.mark.asyncio
+async def test_an_answer_without_its_envelope_is_no_verdict_on_the_task(
+    server: HostileServer, sdk: VidgoClient, body: dict[str, Any]
+) -> None:
+    """A gateway's 200 without the ``{code, data}`` envelope, even naming the task, is no
+    news, never the task's failure: the wait goes on to its WAV URL (read as the task
+    itself, a batch journalled the paid task failed, and no re-run waited on it)."""
+    server.script(DETAIL, reply(200, body))
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+
+
+@pytest.mark.parametrize("body", GATEWAY_BODIES)
+@pytest.mark.asyncio
+async def test_a_submit_answered_without_its_envelope_is_not_taken_as_accepted(
+    server: HostileServer, sdk: VidgoClient, body: dict[str, Any]
+) -> None:
+    """A submit processed, then answered by a gateway's body without the envelope: no
+    task is taken from it (a request id would be waited on for ever); the 409 rule
+    finds the conversion, which is converted once."""
+    server.script(SUBMIT, reply(200, body, process=True))
+    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
+    assert server.creations[TRACK] == 1
 
 
 @pytest.mark.asyncio
-async def test_answers_without_an_envelope_are_read_as_their_data(
+async def test_a_submit_answer_naming_the_parent_task_is_not_taken_as_accepted(
     server: HostileServer, sdk: VidgoClient
 ) -> None:
-    """A platform that answers with the bare object (as callbacks come): the submit is
-    accepted once and the wait returns its WAV URL; it was polled until the deadline."""
-    server.script(SUBMIT, bare)
-    server.script(DETAIL, *[bare] * 50)
+    """An answer naming the parent music task (an echo of the input) as the new task:
+    not the conversion; the 409 rule finds the real one."""
+    server.script(SUBMIT, reply(200, envelope({"task_id": PARENT}), process=True))
     assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
-    assert len(server.hits(SUBMIT)) == 1
+    assert server.creations[TRACK] == 1
 
 
 @pytest.mark.asyncio
@@ -370,14 +394,3 @@ async def test_an_envelope_code_without_data_is_still_refused(
     server.script(DETAIL, reply(200, {"code": 200, "task_id": "t1", "status": "finished"}))
     exc = await outcome(one_shot(make_sdk).get_task("t1"))
     assert isinstance(exc, InvalidResponseError), exc
-
-
-@pytest.mark.asyncio
-async def test_a_bare_object_naming_no_task_is_no_verdict_on_it(
-    server: HostileServer, sdk: VidgoClient
-) -> None:
-    """A gateway's 200 ``{"status": "error"}`` (no envelope, no task named) is no news,
-    not the task's failure: the wait goes on to its WAV URL (a batch would have
-    journalled the paid task failed, and no re-run would wait on it)."""
-    server.script(DETAIL, reply(200, {"status": "error", "message": "upstream timed out"}))
-    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"

@@ -92,7 +92,9 @@ class InFlight:
             slot.release()
         what += " was cancelled in flight"
         try:
-            task_id, _ = parse_accepted(request.result())
+            task_id, _ = parse_accepted(
+                request.result(), parent=None if track is None else track[0]
+            )
         except ConflictError as exc:  # converted already: by this call's unclear attempt?
             named = conflict_task(exc, body)
             if named is None:

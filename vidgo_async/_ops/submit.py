@@ -263,10 +263,10 @@ class Submitter:
                 "POST", SUBMIT_PATH, body=call.body, timeout=deadline.remaining(), slot=slot
             )
             if not call.shield:
-                return parse_accepted(await post)
+                return parse_accepted(await post, parent=call.parent)
             request = self.inflight.send(post, call.track)
             try:
-                return parse_accepted(await asyncio.shield(request))
+                return parse_accepted(await asyncio.shield(request), parent=call.parent)
             except asyncio.CancelledError:  # the answer is read all the same
                 slot = hold.hand_over()  # held until then
                 answered = functools.partial(self.inflight.answered, call.body, call.track, slot)
@@ -304,6 +304,11 @@ class _Call:
     resumed: bool
     shield: bool
     gate: contextlib.AbstractAsyncContextManager[Any] | None
+
+    @property
+    def parent(self) -> str | None:
+        """The music task a WAV conversion converts a track of."""
+        return None if self.track is None else self.track[0]
 
     def ids(self) -> dict[str, str]:
         """The track's ids, for the hook."""

@@ -215,17 +215,24 @@ def conflict_task(exc: ConflictError, body: Mapping[str, Any]) -> str | None:
     return exc.task_id
 
 
-def parse_accepted(data: Any) -> tuple[str, Mapping[str, Any]]:
+def parse_accepted(data: Any, *, parent: str | None = None) -> tuple[str, Mapping[str, Any]]:
     """The id of the task a submit answer's ``data`` names, and the object naming it.
 
     Only the id is read (a wait needs nothing else): an answer with no
     ``status`` - some platforms send the id alone - is accepted too.
 
+    Args:
+        parent: The music task a WAV conversion's input names: an answer naming it
+            echoes the input, and names no new task.
+
     Raises:
-        InvalidResponseError: ``data`` names no usable task id.
+        InvalidResponseError: ``data`` names no usable task id, or the parent.
     """
     data = _one_object(data)
-    return server_id(data.get("task_id") or data.get("id")), data
+    task_id = server_id(data.get("task_id") or data.get("id"))
+    if parent is not None and task_id == parent:
+        raise InvalidResponseError(f"the answer names the parent task {parent!r:.80}, no new one")
+    return task_id, data
 
 
 def parse_balance(data: Any) -> Balance:

@@ -102,11 +102,9 @@ def envelope_data(
     if not 200 <= code < 300:  # read like the HTTP status
         raise _vendor_error(code, code, _message(payload), payload, _retry_after(headers))
     if "data" not in payload:
-        # No envelope at all: an object naming its task is the task itself, as callbacks
-        # come. One naming none is no answer about a task (a gateway's {"status": "error"}
-        # read as the task's own status would fail a paid task).
-        if "code" not in payload and ("task_id" in payload or "id" in payload):
-            return payload
+        # Not even an object without its envelope is read as the data: a gateway's
+        # {"status": "error", ...} would fail a paid task, and a submit answered with a
+        # request id or an echo of the input would be taken as accepted.
         raise InvalidResponseError(
             "envelope has no data", status=status, excerpt=_shown(raw, secret)
         )
