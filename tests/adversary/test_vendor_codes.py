@@ -104,6 +104,14 @@ async def test_a_429_saying_the_credits_ran_out_ends_the_call_at_once(
         "Request points exhausted for this window",
         "Balance query limit exhausted",
         "credits per minute exhausted, retry later",
+        # A window or a retry soon: token buckets, load balancers (found by a hostile run).
+        "Request credits exhausted for this second; retry shortly",
+        "Your request credits are depleted until the window resets in 2s",
+        "No request points left for this window, wait 2s",
+        "Credits regenerate at 10/s; current balance exhausted, retry after 1s",
+        "Service overloaded; no balancer capacity available",
+        "Please stop uploading so quickly and try again later",
+        "令牌桶额度不足, 请稍后重试",
     ],
 )
 @pytest.mark.asyncio

@@ -229,16 +229,20 @@ def api_error(
 _RATE_WORDS = r"(?:limit|per|minute|hour|second|day|window|request|quer|call|rpm|tpm)"
 _NO_CREDITS = re.compile(
     r"\b(?:insufficient|not enough|out of|ran out|run out|no)[\W_]+(?:\w+[\W_]+)?"
-    r"(?:credit|balance|fund|point)|\binsufficient[\W_]+quota"
+    r"(?:credit|balance|fund|point)s?\b|\binsufficient[\W_]+quota"
     # The noun first ("credit balance is insufficient"): not "points" (rate limits are
     # counted in them) and no word of a rate between ("balance query limit exhausted").
     rf"|\b(?:credit|balance|fund)s?(?:[\W_]+(?!{_RATE_WORDS})\w+){{0,2}}?[\W_]+"
     r"(?:(?:is|are)[\W_]+)?(?:insufficient|not enough|exhausted|depleted|used up|ran out|run out)"
-    r"|recharge|top.?up|余额不足|积分不足|额度不足",
+    r"|\brecharge\b|\btop[\s-]?up\b|余额不足|积分不足|额度不足",
     re.IGNORECASE,
 )
 _TOO_FREQUENT = re.compile(
-    r"frequen|too many|rate.?limit|throttl|too fast|slow down|频繁", re.IGNORECASE
+    r"frequen|too many|rate.?limit|throttl|too fast|too quickly|slow down|频繁|稍后"
+    # A time window, or a retry soon: whatever ran short comes back by itself.
+    r"|\b(?:per|this|each|every|a|the)\s+(?:second|sec|minute|min|hour|window|interval)\b"
+    r"|\b(?:try again|retry)\s+(?:in|after|later|shortly|soon)\b|\bwait\s+\d|\bresets?\b|regenerat",
+    re.IGNORECASE,
 )
 
 
