@@ -490,11 +490,12 @@ async def test_callback_naming_another_waiters_task_is_ignored(
     await cancel(waits)
 
 
-async def test_lying_callback_with_a_real_token_costs_one_read(
+async def test_lying_callback_with_a_real_token_costs_one_read_at_once(
     fake: FakeVidgo, make_callback_client: MakeCallbackClient, http: aiohttp.ClientSession
 ) -> None:
-    """A callback is a hint: one confirming read, which says running, and the wait goes on."""
-    client = make_callback_client()
+    """A callback is a hint: one confirming read, which says running, and the wait goes on
+    (polling as without callbacks: its next read after ``initial``, 1 s)."""
+    client = make_callback_client(poll=PollPolicy(callback_interval=30))
     [task_id], waits = await running_waits(fake, client, 1)
     reads = fake.request_count("detail")
     [url] = callback_urls(fake)
@@ -502,6 +503,26 @@ async def test_lying_callback_with_a_real_token_costs_one_read(
     assert await post(http, url, lie) == 200
     await settle()
     assert fake.request_count("detail") == reads + 1
+    assert not waits[0].done()
+    await cancel(waits)
+
+
+async def test_a_lying_callback_costs_at_most_one_callback_interval_of_polls(
+    fake: FakeVidgo, make_callback_client: MakeCallbackClient, http: aiohttp.ClientSession
+) -> None:
+    """After a refuted callback the wait polls as without callbacks (every 0.05 s here)
+    for one callback_interval (0.5 s), then only at the safety net: a forged callback
+    costs a bounded number of reads, not polling for the rest of the wait."""
+    every = PollPolicy(initial=0.05, factor=1.0, max_interval=0.05, callback_interval=0.5)
+    client = make_callback_client(poll=every)
+    [task_id], waits = await running_waits(fake, client, 1)
+    [url] = callback_urls(fake)
+    reads = fake.request_count("detail")
+    lie = {"code": 200, "data": {"task_id": task_id, "status": "finished"}}
+    assert await post(http, url, lie) == 200
+    await asyncio.sleep(2.0)
+    # About 10 reads in the blind half second, then one per 0.5 s net: far from 40.
+    assert 3 <= fake.request_count("detail") - reads <= 20
     assert not waits[0].done()
     await cancel(waits)
 
@@ -579,7 +600,7 @@ async def test_feed_serves_other_frameworks(
     fake: FakeVidgo, receiver: CallbackReceiver, make_callback_client: MakeCallbackClient
 ) -> None:
     """feed(), given a token or a whole path, wakes the wait like the aiohttp handler."""
-    client = make_callback_client()
+    client = make_callback_client(poll=PollPolicy(callback_interval=30))
     [task_id], waits = await running_waits(fake, client, 1)
     reads = fake.request_count("detail")
     [url] = callback_urls(fake)

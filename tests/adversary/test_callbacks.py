@@ -194,8 +194,8 @@ async def test_a_callback_ahead_of_the_apis_read_is_read_again_soon(
     server: HostileServer, make_sdk: MakeSdk, receiver: CallbackReceiver
 ) -> None:
     """The callback comes half a second before the API's read shows the task finished:
-    the confirming read refutes it, and the wait reads again a second later instead of
-    sleeping until the safety net (5 s here; 60 s by default)."""
+    the confirming read refutes it, and the wait polls on as without callbacks instead
+    of sleeping until the safety net (5 s here; 60 s by default)."""
     sdk = make_sdk(callbacks=receiver, poll=PATIENT)
     wait = await submitted(server, sdk)
     try:
@@ -203,7 +203,28 @@ async def test_a_callback_ahead_of_the_apis_read_is_read_again_soon(
         task.finish_after = time.monotonic() - task.created + 0.5  # finished, to be shown
         assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200
         assert await asyncio.wait_for(wait, 2.5) == f"{server.url}/files/wav-1.wav"
-        assert len(server.hits(DETAIL)) == 2
+    finally:
+        wait.cancel()
+        await asyncio.gather(wait, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_a_callback_far_ahead_of_the_apis_read_is_found_by_the_wait_s_own_polls(
+    server: HostileServer, make_sdk: MakeSdk, receiver: CallbackReceiver
+) -> None:
+    """The API's read shows the task finished 1.6 s after its callback (by how much it
+    may lag, nobody says): the wait polls on as without callbacks (every 0.05 s here),
+    and returns within moments of it; fixed reads again after 1, 2, 4 and 8 s found it
+    at 3 s, and a lag past 15 s cost the safety net."""
+    sdk = make_sdk(callbacks=receiver, poll=PATIENT)
+    wait = await submitted(server, sdk)
+    try:
+        task = server.tasks["wav-1"]
+        task.finish_after = time.monotonic() - task.created + 1.6
+        assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200
+        started = time.monotonic()
+        assert await asyncio.wait_for(wait, 5) == f"{server.url}/files/wav-1.wav"
+        assert time.monotonic() - started < 2.6
     finally:
         wait.cancel()
         await asyncio.gather(wait, return_exceptions=True)

@@ -9,11 +9,13 @@ A callback is only a *hint*. It wakes the waits on its task (through their
 :class:`CallbackPacer`), which then make one status read that decides. A
 slot honours no further hint until that read has answered: a hint it
 confirms resolves the wait (later repeats find no slot), a hint it refutes
-re-arms the slot. The API's read may lag its callback, so a refuted hint is
-read again after ``_RECHECKS`` seconds before the wait goes back to the
-safety net; a confirming read that fails is retried on the wait's own
-schedule. So repeats and replays cost nothing, and even a forged callback
-carrying a stolen token costs at most five status reads.
+re-arms the slot. The API's read may lag its callback (by how much, nobody
+says), so for one ``callback_interval`` after a refuted hint the wait polls on
+the blind schedule from its start (``initial``, growing by ``factor`` up to
+``max_interval``), as without callbacks; a confirming read that fails is
+retried on the wait's own pauses. So repeats and replays cost nothing, and even
+a forged callback carrying a stolen token costs at most one ``callback_interval``
+of polling without callbacks (9 reads with the default policy).
 
 While the receiver is *reliable*, waits on tasks that carry a callback URL
 poll only every ``PollPolicy.callback_interval`` (the safety net). Each such
@@ -52,6 +54,7 @@ from .._config import PollPolicy
 from .._lifecycle import Lifecycle, settle
 from .._models import Task, TaskStatus
 from .._timing.deadline import Deadline
+from .._timing.planning import blind_steps
 
 __all__ = ["TOKEN_LENGTH", "CallbackPacer", "Registry", "Relay", "Slot", "new_instance"]
 
@@ -60,7 +63,6 @@ logger = logging.getLogger("vidgo_async")
 _WINDOW = 20  # recent hit/miss outcomes the reliability verdict is based on
 _RUN = 3  # ... and this many misses in a row: callbacks stopped, however many came before
 _MAX_EARLY = 4  # task ids remembered from callbacks that beat the submit answer
-_RECHECKS = (1.0, 2.0, 4.0, 8.0)  # seconds between the reads again of a refuted hint
 _NOT_TERMINAL = frozenset({TaskStatus.NOT_STARTED, TaskStatus.RUNNING})
 _INSTANCE = 8  # hex characters of a token's instance
 _KEY = 24  # ... and of its whole key: the instance, then a random nonce of 64 bits
@@ -331,7 +333,8 @@ class CallbackPacer:
         self._stretched = False
         self._holding = False  # between open() and close(): the slot counts this wait
         self._hinted = False  # a hint was taken, and no read has answered since
-        self._rechecks: Iterator[float] = iter(())  # pauses left to read a refuted hint again
+        self._blind_until = 0.0  # after a refuted hint: no safety net until then
+        self._rechecks: Iterator[float] = iter(())  # the blind schedule, from a refutation
 
     def delay(self, scheduled: float, deadline: Deadline) -> float:
         """The wait before the next poll, given the normal schedule's ``scheduled``
@@ -339,6 +342,8 @@ class CallbackPacer:
         self._stretched = False
         slot = self._slot
         registry = self._registry
+        if time.monotonic() < self._blind_until:  # the API's read may lag the callback
+            return next(self._rechecks)
         if (
             self._terminal
             or self._hinted  # its confirming read failed: retried as any read is
@@ -347,8 +352,6 @@ class CallbackPacer:
             or not registry.can_wake(slot)
         ):
             return scheduled
-        if (recheck := next(self._rechecks, None)) is not None:
-            return recheck
         self._stretched = True
         interval = self._policy.callback_interval
         interval *= 1 - self._policy.jitter * random.random()
@@ -385,7 +388,8 @@ class CallbackPacer:
         slot = self._slot
         if not task.is_terminal:
             if self._hinted:  # refuted, or not yet true where the API reads: read again
-                self._rechecks = iter(_RECHECKS)
+                self._blind_until = time.monotonic() + self._policy.callback_interval
+                self._rechecks = blind_steps(self._policy)
             self._hinted = False
             if self._seen == slot.generation:
                 slot.armed = True  # any hint so far has been refuted
