@@ -646,10 +646,10 @@ async def _open_relay(dsn: str) -> None:
         await relay.close()
 
 
-@pytest.mark.parametrize("where", ["host", "query"])
+@pytest.mark.parametrize("where", ["host", "query", "signed", "PGPORT"])
 @pytest.mark.parametrize("open_it", [_open_quota, _open_journal, _open_relay])
 async def test_a_dsn_port_past_65535_is_refused_not_wrapped(
-    where: str, open_it: Callable[[str], Any]
+    where: str, open_it: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Found by a hostile run: asyncpg took port P + 65536 of a host name for P, and sent
     a startup message (the user's name) there. It is a ConfigurationError now, and no
@@ -663,11 +663,14 @@ async def test_a_dsn_port_past_65535_is_refused_not_wrapped(
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
     async with server:
         port = server.sockets[0].getsockname()[1] + 65536
-        dsn = (
-            f"postgresql://user:pw@localhost:{port}/db"
-            if where == "host"
-            else f"postgresql://user:pw@/db?host=localhost&port={port}"
-        )
+        dsn = {
+            "host": f"postgresql://user:pw@localhost:{port}/db",
+            "query": f"postgresql://user:pw@/db?host=localhost&port={port}",
+            "signed": f"postgresql://user:pw@localhost:+{port}/db",
+            "PGPORT": "postgresql://user:pw@localhost/db",
+        }[where]
+        if where == "PGPORT":
+            monkeypatch.setenv("PGPORT", str(port))
         with pytest.raises(ConfigurationError) as caught:
             await asyncio.wait_for(open_it(dsn), 10)
     assert "pw" not in str(caught.value) and connected == []

@@ -9,6 +9,7 @@ or ``OverflowError`` for a port out of range.
 from __future__ import annotations
 
 import asyncio
+import os
 import urllib.parse
 
 import asyncpg  # type: ignore[import-untyped]  # store.py says how to install it
@@ -52,8 +53,8 @@ OPEN_ERRORS = (*DB_ERRORS, *MALFORMED_DSN)
 
 
 def check_ports(dsn: str) -> None:
-    """Refuse a DSN naming a port past 65535, in its host list or its query: asyncpg
-    takes such a port modulo 65536 for a host name, and connects to another one.
+    """Refuse a port past 65535 in a DSN's host list or query, or in ``$PGPORT``:
+    asyncpg takes such a port modulo 65536 for a host name, and connects to another.
 
     Raises:
         ValueError: Such a port (without quoting the DSN: it may hold a password).
@@ -63,8 +64,16 @@ def check_ports(dsn: str) -> None:
     ports = [host.rpartition(":")[2] for host in hosts if ":" in host.rpartition("]")[2]]
     for value in urllib.parse.parse_qs(parts.query).get("port", []):
         ports += value.split(",")
-    if any(port.strip().isdigit() and int(port) > 65535 for port in ports):
-        raise ValueError("the DSN names a port past 65535")
+    ports.append(os.environ.get("PGPORT", ""))
+    if any(_past_65535(port) for port in ports):
+        raise ValueError("the DSN (or $PGPORT) names a port past 65535")
+
+
+def _past_65535(port: str) -> bool:
+    try:
+        return int(port) > 65535  # int() as asyncpg reads it: "+90091" and " 90091" too
+    except ValueError:
+        return False
 
 
 def described(exc: BaseException) -> str:
