@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from vidgo_async import VidgoClient
 from vidgo_async.testing import FakeVidgo, Fault, RecordedRequest, iter_wav, serve, wav_header
 
 AUTH = {"Authorization": "Bearer test-key"}
@@ -943,3 +944,21 @@ async def test_malformed_fault_sends_raw_bytes(fake: FakeVidgo) -> None:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_a_fake_on_ipv6_loopback_gives_a_usable_url() -> None:
+    """``FakeVidgo(host="::1")`` (``fake-server --host ::1``): its URL brackets the
+    address, and a client converts through it; ``http://::1:PORT`` was refused."""
+    try:
+        fake = FakeVidgo(host="::1")
+        await fake.start()
+    except OSError as exc:  # no IPv6 on this machine
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    try:
+        assert fake.url.startswith("http://[::1]:")
+        async with VidgoClient(fake.api_key, base_url=fake.url) as client:
+            url = await asyncio.wait_for(client.convert_to_wav("m", "a1"), 20)
+        assert url.startswith(fake.url)
+    finally:
+        await fake.close()

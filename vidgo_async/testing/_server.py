@@ -14,6 +14,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
+from yarl import URL
 
 from ._app import FakeApi
 from ._delivery import CallbackBody, CallbackDelivery, CallbackFaults
@@ -166,7 +167,7 @@ class FakeVidgo(TaskShaping):
             raise
         self._runner = runner
         host, port = runner.addresses[0][:2]
-        self._url = f"http://{host}:{port}"
+        self._url = str(URL.build(scheme="http", host=host, port=port))  # [::1] bracketed
         self._api.base_url = self._url
         self._delivery.base_url = self._url
 
