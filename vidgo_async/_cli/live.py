@@ -1,8 +1,8 @@
 """The live progress bar of ``vidgo-async batch`` on a terminal (extra ``cli``: rich).
 
-Two lines: the bar with its count, rate and times, then the batch's counts. On
-one line they need about 110 columns, and rich cut them to fit an 80-column
-terminal: the count read ``14/…``.
+Two lines: the bar with its rate and times, then the batch's counts, rows done
+out of all first. On one line they need about 110 columns, and rich cut them to
+fit an 80-column terminal: the count read ``14/…``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import IO, Any
 from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -26,10 +25,10 @@ from .progress import Reporter, Tally
 
 __all__ = ["LiveReporter"]
 
-# Columns the bar's line needs besides the bar: its label, a count of up to
-# 100000/100000, the rate, two times, the spaces between, and room for the ^C a
-# terminal echoes (a full line wraps then, and leaves a stale copy above).
-_BESIDE_THE_BAR = 55
+# Columns the bar's line needs besides the bar: its label, the rate, two times, the
+# spaces between, and room for the ^C a terminal echoes (a full line wraps then, and
+# leaves a stale copy above).
+_BESIDE_THE_BAR = 45
 
 
 class _TwoLines(Progress):
@@ -54,7 +53,6 @@ class LiveReporter(Reporter):
         self._bar = _TwoLines(
             TextColumn("[bold]converting"),
             BarColumn(bar_width=max(10, min(30, self._console.width - _BESIDE_THE_BAR))),
-            MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}/s"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -71,7 +69,9 @@ class LiveReporter(Reporter):
         tally = self.tally
         failed = f"[red]{tally.failed} failed[/red]" if tally.failed else "0 failed"
         skipped = f", {tally.skipped} skipped" if tally.skipped else ""
-        counts = f"{tally.ok} ok, {failed}{skipped}, {tally.in_flight} in flight"
+        total = "?" if tally.total is None else tally.total
+        done = f"{tally.rows}/{total} rows"
+        counts = f"{done}: {tally.ok} ok, {failed}{skipped}, {tally.in_flight} in flight"
         return {"counts": counts, "rate": f"{tally.rate():.1f}"}
 
     def __enter__(self) -> Reporter:
