@@ -14,7 +14,14 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from vidgo_async import BadRequestError, PollPolicy, Task, TaskTimeoutError, VidgoClient
+from vidgo_async import (
+    BadRequestError,
+    PollPolicy,
+    RetryPolicy,
+    Task,
+    TaskTimeoutError,
+    VidgoClient,
+)
 from vidgo_async.webhooks import CallbackReceiver, InvalidCallbackError, parse_callback
 
 from .conftest import MakeSdk
@@ -225,6 +232,26 @@ async def test_a_callback_far_ahead_of_the_apis_read_is_found_by_the_wait_s_own_
         started = time.monotonic()
         assert await asyncio.wait_for(wait, 5) == f"{server.url}/files/wav-1.wav"
         assert time.monotonic() - started < 2.6
+    finally:
+        wait.cancel()
+        await asyncio.gather(wait, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_a_retry_after_met_while_polling_after_a_refuted_callback_is_honoured(
+    server: HostileServer, make_sdk: MakeSdk, receiver: CallbackReceiver
+) -> None:
+    """After a refuted callback the wait polls quickly (every 0.05 s here); a 503 asking
+    for 1 s meanwhile is waited out, as at any other time of the wait."""
+    sdk = make_sdk(callbacks=receiver, poll=PATIENT, retry=RetryPolicy(max_retry_after=5))
+    wait = await submitted(server, sdk)
+    try:
+        assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200  # a lie
+        await asyncio.sleep(0.2)  # refuted, and polled again a few times
+        server.script(DETAIL, reply(503, {"code": 503}, [("Retry-After", "1")]))
+        before = len(server.hits(DETAIL))
+        await asyncio.sleep(0.5)
+        assert len(server.hits(DETAIL)) == before + 1  # the 503, then nothing for 1 s
     finally:
         wait.cancel()
         await asyncio.gather(wait, return_exceptions=True)

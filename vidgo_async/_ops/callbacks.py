@@ -335,15 +335,18 @@ class CallbackPacer:
         self._hinted = False  # a hint was taken, and no read has answered since
         self._blind_until = 0.0  # after a refuted hint: no safety net until then
         self._rechecks: Iterator[float] = iter(())  # the blind schedule, from a refutation
+        self._answered = True  # whether the read before this pause answered
 
     def delay(self, scheduled: float, deadline: Deadline) -> float:
         """The wait before the next poll, given the normal schedule's ``scheduled``
         (after a failed read: its retry pause)."""
         self._stretched = False
+        answered, self._answered = self._answered, False  # observe() says the next did
         slot = self._slot
         registry = self._registry
         if time.monotonic() < self._blind_until:  # the API's read may lag the callback
-            return next(self._rechecks)
+            step = next(self._rechecks)
+            return step if answered else max(step, scheduled)  # a failure's pause holds
         if (
             self._terminal
             or self._hinted  # its confirming read failed: retried as any read is
@@ -385,6 +388,7 @@ class CallbackPacer:
 
     def observe(self, task: Task) -> None:
         """Note a poll's answer: a terminal one resolves the slot, another re-arms it."""
+        self._answered = True
         slot = self._slot
         if not task.is_terminal:
             if self._hinted:  # refuted, or not yet true where the API reads: read again
