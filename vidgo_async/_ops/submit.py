@@ -190,7 +190,15 @@ class Submitter:
                 if failure is not Failure.FINAL:
                     self.budget.record_failure()
                 delay = pauses.send(exc)
-                self._end_if_last(call, exc, failure, attempt, delay, ambiguous, previous)
+                self._end_if_last(
+                    call,
+                    exc,
+                    failure=failure,
+                    attempt=attempt,
+                    delay=delay,
+                    ambiguous=ambiguous,
+                    previous=previous,
+                )
                 previous = exc
                 retrying(self.hook, "a submit", exc, attempt=attempt, delay=delay, path=SUBMIT_PATH)
                 try:
@@ -210,6 +218,7 @@ class Submitter:
         self,
         call: _Call,
         exc: VidgoError,
+        *,
         failure: Failure,
         attempt: int,
         delay: float,
