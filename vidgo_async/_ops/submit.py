@@ -9,13 +9,12 @@ Other models have no such rule: their ambiguous attempt is not repeated (a
 repeat could create, and bill, a second task) and raises it at once.
 
 A paid task is never lost to the caller's cancel or the client's close: an
-attempt that may already be on the wire is not cancelled with its caller (its
-answer is read in the background and the task it names logged), and a closing
-client lets it be answered first. The client also remembers the WAV
-conversions its submits created, so a 409 that names no task (the track was
-converted by this client, whose caller then gave up: a cancel, a batch left
-early) still settles a later submit of the track with its task; and a submit
-of a track waits for the attempts already in flight for it.
+attempt that may already be on the wire is not cancelled with its caller, and
+what it leaves behind is :class:`~.inflight.InFlight`'s (its answer read in the
+background, the task it names logged and remembered). So a 409 that names no
+task (the track was converted by this client, whose caller then gave up: a
+cancel, a batch left early) still settles a later submit of the track with its
+task, and a submit of a track first lets the attempts in flight for it answer.
 
 This loop stays ours rather than backoff's: what a failure means depends on
 the attempts before it.
