@@ -146,9 +146,9 @@ class Task:
     def wav_url_for(self, audio_id: str | None) -> str | None:
         """The WAV URL of track ``audio_id``: the first file's that is an absolute
         http(s) URL without control characters (a terminal would obey them when
-        the URL is printed) and, when the file names its ``audio_id``, names this one
-        (as a number too); failing that, a file naming a hex id (a UUID) in another
-        letter case: a server may lower-case it."""
+        the URL is printed): the first that names this ``audio_id`` (as a number too),
+        else one naming it as a hex id (a UUID) in another letter case (a server may
+        lower-case it), else one naming no track; never another track's."""
         usable = [
             (file.get("audio_id"), url)
             for file in self.files
@@ -156,13 +156,10 @@ class Task:
             and url.lower().startswith(("https://", "http://"))
             and url.isprintable()
         ]
-        for named, url in usable:
-            if audio_id is None or named is None or str(named) == audio_id:
-                return url
-        for named, url in usable:
-            if audio_id is not None and _same_hex_id(str(named), audio_id):
-                return url
-        return None
+        if audio_id is None:
+            return usable[0][1] if usable else None
+        ranked = [(rank, url) for named, url in usable if (rank := _rank(named, audio_id)) >= 0]
+        return min(ranked, key=lambda item: item[0])[1] if ranked else None
 
     @property
     def is_terminal(self) -> bool:
@@ -170,11 +167,16 @@ class Task:
         return self.status.is_terminal
 
 
-def _same_hex_id(named: str, audio_id: str) -> bool:
-    """Whether ``named`` is the hex id (a UUID) ``audio_id`` in another letter case; ids
-    of other shapes may differ by case alone."""
-    hex_ids = _HEX_ID.fullmatch(named) and _HEX_ID.fullmatch(audio_id)
-    return bool(hex_ids) and named.lower() == audio_id.lower()
+def _rank(named: object, audio_id: str) -> int:
+    """How well a file naming track ``named`` answers for ``audio_id``: 0 the same id,
+    1 the same hex id (a UUID) in another letter case, 2 a file naming no track; -1
+    another track (ids of other shapes may differ by case alone)."""
+    if named is None:
+        return 2
+    if str(named) == audio_id:
+        return 0
+    hex_ids = _HEX_ID.fullmatch(str(named)) and _HEX_ID.fullmatch(audio_id)
+    return 1 if hex_ids and str(named).lower() == audio_id.lower() else -1
 
 
 _HEX_ID = re.compile(r"[0-9A-Fa-f-]+")

@@ -109,6 +109,7 @@ async def test_a_429_saying_the_credits_ran_out_ends_the_call_at_once(
         "Your request credits are depleted until the window resets in 2s",
         "No request points left for this window, wait 2s",
         "Credits regenerate at 10/s; current balance exhausted, retry after 1s",
+        "Out of request credits for this second",
         "Service overloaded; no balancer capacity available",
         "Please stop uploading so quickly and try again later",
         "令牌桶额度不足, 请稍后重试",
@@ -136,6 +137,14 @@ async def test_a_429_that_only_mentions_credits_is_a_rate_limit(
         "balance not enough",
         "credits exhausted",
         "insufficient_quota",
+        # Out of credits, and saying when to try again (read as a rate limit by a hostile
+        # run's fix): the plain words win over the retry advice.
+        "Insufficient credits. Please top up and try again later.",
+        "余额不足, 请充值后稍后再试",
+        "Insufficient credits: this model costs 12 credits per minute of audio",
+        "Daily credits exhausted; credits reset at 00:00 UTC",
+        "You exceeded your current quota, please check your plan and billing details.",
+        "Out of credits. Upgrade your plan or wait for the next billing cycle to reset.",
     ],
 )
 @pytest.mark.asyncio

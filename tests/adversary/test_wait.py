@@ -301,6 +301,21 @@ async def test_a_file_naming_the_track_exactly_comes_before_one_in_another_case(
 
 
 @pytest.mark.asyncio
+async def test_a_file_naming_the_track_comes_before_one_naming_none(
+    server: HostileServer, sdk: VidgoClient
+) -> None:
+    """A mixdown listed first without an ``audio_id``, then the pair's own file: the wait
+    returns the pair's (found by a hostile run: the unnamed one won)."""
+    files = [
+        {"wav_url": f"{server.url}/files/mixdown.wav"},
+        {"audio_id": TRACK, "wav_url": f"{server.url}/files/mine.wav"},
+    ]
+    server.task_defaults = {"files": files}
+    url = await asyncio.wait_for(sdk.convert_to_wav(PARENT, TRACK, timeout=3), 5)
+    assert url == f"{server.url}/files/mine.wav"
+
+
+@pytest.mark.asyncio
 async def test_a_track_whose_id_differs_by_letter_case_alone_is_another_track(
     server: HostileServer, sdk: VidgoClient
 ) -> None:

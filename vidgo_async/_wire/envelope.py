@@ -198,7 +198,7 @@ def _vendor_error(
     430, and 405 saying so, are "call frequency too high"; 455 is "maintenance"."""
     said = _said(payload) or message  # as sent: the message is escaped past ASCII
     too_frequent = _TOO_FREQUENT.search(said) is not None
-    if status == 429 and not too_frequent and _NO_CREDITS.search(said):
+    if status == 429 and not too_frequent and _out_of_credits(said):
         return InsufficientCreditsError(message, status=status, code=code)
     if status == 430 or (status == 405 and too_frequent):
         return RateLimitError(message, status=status, code=code, retry_after=retry_after)
@@ -224,26 +224,45 @@ def api_error(
     return _BY_STATUS.get(status, APIError)(message, status=status, code=code)
 
 
-# Wording about running short of credits (not a mention of them, as "... consumes
-# credits"), and about asking too often; English, and the Chinese of the sister platforms.
+# Wording about asking too often, and about running short of credits (not a mention
+# of them, as "... consumes credits"); English, and the Chinese of sister platforms.
+_TOO_FREQUENT = re.compile(
+    r"frequen|too many|rate.?limit|throttl|too fast|too quickly|slow down|频繁|令牌",
+    re.IGNORECASE,
+)
 _RATE_WORDS = r"(?:limit|per|minute|hour|second|day|window|request|quer|call|rpm|tpm)"
 _NO_CREDITS = re.compile(
-    r"\b(?:insufficient|not enough|out of|ran out|run out|no)[\W_]+(?:\w+[\W_]+)?"
-    r"(?:credit|balance|fund|point)s?\b|\binsufficient[\W_]+quota"
-    # The noun first ("credit balance is insufficient"): not "points" (rate limits are
-    # counted in them) and no word of a rate between ("balance query limit exhausted").
-    rf"|\b(?:credit|balance|fund)s?(?:[\W_]+(?!{_RATE_WORDS})\w+){{0,2}}?[\W_]+"
-    r"(?:(?:is|are)[\W_]+)?(?:insufficient|not enough|exhausted|depleted|used up|ran out|run out)"
+    rf"\b(?:insufficient|not enough|out of|ran out|run out|no)[\W_]+(?:(?!{_RATE_WORDS})\w+[\W_]+)?"
+    r"(?:credit|balance|fund)s?\b|\binsufficient[\W_]+(?:quota|points?)\b"
+    r"|\bexceeded your (?:current )?quota\b|\bbilling\b"
     r"|\brecharge\b|\btop[\s-]?up\b|余额不足|积分不足|额度不足",
     re.IGNORECASE,
 )
-_TOO_FREQUENT = re.compile(
-    r"frequen|too many|rate.?limit|throttl|too fast|too quickly|slow down|频繁|稍后"
-    # A time window, or a retry soon: whatever ran short comes back by itself.
-    r"|\b(?:per|this|each|every|a|the)\s+(?:second|sec|minute|min|hour|window|interval)\b"
-    r"|\b(?:try again|retry)\s+(?:in|after|later|shortly|soon)\b|\bwait\s+\d|\bresets?\b|regenerat",
+# A time window, or a retry soon: whatever ran short comes back by itself.
+_SOON = re.compile(
+    r"\b(?:per|this|each|every|a|the)\s+(?:second|sec|minute|min|hour|window|interval)\b"
+    r"|\b(?:try again|retry)\s+(?:in|after|later|shortly|soon)\b|\bwait\s+\d|\bresets?\s+in\b"
+    r"|regenerat|稍后",
     re.IGNORECASE,
 )
+# The credits named first ("credit balance is insufficient", "credits exhausted"), with
+# no word of a rate between ("balance query limit exhausted"): not "points", in which
+# rate limits are counted too.
+_CREDITS_FIRST = re.compile(
+    rf"\b(?:credit|balance|fund)s?(?:[\W_]+(?!{_RATE_WORDS})\w+){{0,2}}?[\W_]+"
+    r"(?:(?:is|are)[\W_]+)?(?:insufficient|not enough|exhausted|depleted|used up|ran out|run out)",
+    re.IGNORECASE,
+)
+
+
+def _out_of_credits(said: str) -> bool:
+    """Whether a 429 that asks for no slower pace says the credits ran out: in plain
+    words ("insufficient credits", "please top up", 余额不足), whatever else it says
+    ("try again later"); or naming them first ("credits exhausted"), unless it names a
+    time window or a retry soon (a token bucket's "credits exhausted for this second")."""
+    if _NO_CREDITS.search(said):
+        return True
+    return _SOON.search(said) is None and _CREDITS_FIRST.search(said) is not None
 
 
 def _conflict_task(payload: Any) -> str | None:
