@@ -60,6 +60,17 @@ async def submitted(server: HostileServer, sdk: VidgoClient, timeout: float = 20
     return wait
 
 
+@contextlib.asynccontextmanager
+async def waiting(server: HostileServer, sdk: VidgoClient) -> AsyncIterator[Any]:
+    """:func:`submitted`, cancelled (and awaited) when the block ends."""
+    wait = await submitted(server, sdk)
+    try:
+        yield wait
+    finally:
+        wait.cancel()
+        await asyncio.gather(wait, return_exceptions=True)
+
+
 # -- 9. huge integers in callbacks ----------------------------------------------------
 
 HUGE_BODIES = [
@@ -115,13 +126,9 @@ async def test_feed_lone_surrogate_with_a_live_token(
 ) -> None:
     """feed() with the live token of a wait answers 400 to a surrogate id, never raises."""
     sdk = make_sdk(callbacks=receiver, poll=PATIENT)
-    wait = await submitted(server, sdk)
-    try:
+    async with waiting(server, sdk):
         token = token_of(server.callback_urls[0])
         assert receiver.feed(token, b'{"task_id": "wav-\\ud800", "status": "finished"}') == 400
-    finally:
-        wait.cancel()
-        await asyncio.gather(wait, return_exceptions=True)
 
 
 @pytest.mark.parametrize("raw", SURROGATE_BODIES)
@@ -144,14 +151,10 @@ async def test_handler_lone_surrogate_with_a_live_token(
     receiver = CallbackReceiver()
     async with receiver.serve(), aiohttp.ClientSession() as session:
         sdk = make_sdk(callbacks=receiver, poll=PATIENT)
-        wait = await submitted(server, sdk)
-        try:
+        async with waiting(server, sdk):
             raw = b'{"task_id": "wav-\\ud800", "status": "finished"}'
             async with session.post(server.callback_urls[0], data=raw) as response:
                 assert response.status == 400
-        finally:
-            wait.cancel()
-            await asyncio.gather(wait, return_exceptions=True)
 
 
 # -- 16. a forged hint during the confirming read --------------------------------------
@@ -163,8 +166,7 @@ async def test_real_callback_during_a_confirming_read_is_kept(
 ) -> None:
     """A forged hint's read in flight when the real callback comes: the wait returns promptly."""
     sdk = make_sdk(callbacks=receiver, poll=PATIENT)
-    wait = await submitted(server, sdk)
-    try:
+    async with waiting(server, sdk) as wait:
         token = token_of(server.callback_urls[0])
         release, arrived = asyncio.Event(), asyncio.Event()
         server.script(DETAIL, gate(release, arrived))
@@ -175,9 +177,6 @@ async def test_real_callback_during_a_confirming_read_is_kept(
         release.set()  # the read answers "running", as of when it was made
         url = await asyncio.wait_for(wait, 1.5)
         assert url == f"{server.url}/files/wav-1.wav"
-    finally:
-        wait.cancel()
-        await asyncio.gather(wait, return_exceptions=True)
 
 
 @pytest.mark.asyncio
@@ -186,14 +185,10 @@ async def test_a_callback_wakes_the_wait(
 ) -> None:
     """A real callback ends a wait long before the safety-net poll (one confirming read)."""
     sdk = make_sdk(callbacks=receiver, poll=PATIENT)
-    wait = await submitted(server, sdk)
-    try:
+    async with waiting(server, sdk) as wait:
         server.tasks["wav-1"].finish_after = 0
         assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200
         assert await asyncio.wait_for(wait, 1.5) == f"{server.url}/files/wav-1.wav"
-    finally:
-        wait.cancel()
-        await asyncio.gather(wait, return_exceptions=True)
 
 
 @pytest.mark.asyncio
@@ -204,15 +199,11 @@ async def test_a_callback_ahead_of_the_apis_read_is_read_again_soon(
     the confirming read refutes it, and the wait polls on as without callbacks instead
     of sleeping until the safety net (5 s here; 60 s by default)."""
     sdk = make_sdk(callbacks=receiver, poll=PATIENT)
-    wait = await submitted(server, sdk)
-    try:
+    async with waiting(server, sdk) as wait:
         task = server.tasks["wav-1"]
         task.finish_after = time.monotonic() - task.created + 0.5  # finished, to be shown
         assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200
         assert await asyncio.wait_for(wait, 2.5) == f"{server.url}/files/wav-1.wav"
-    finally:
-        wait.cancel()
-        await asyncio.gather(wait, return_exceptions=True)
 
 
 @pytest.mark.asyncio
@@ -224,17 +215,13 @@ async def test_a_callback_far_ahead_of_the_apis_read_is_found_by_the_wait_s_own_
     and returns within moments of it; fixed reads again after 1, 2, 4 and 8 s found it
     at 3 s, and a lag past 15 s cost the safety net."""
     sdk = make_sdk(callbacks=receiver, poll=PATIENT)
-    wait = await submitted(server, sdk)
-    try:
+    async with waiting(server, sdk) as wait:
         task = server.tasks["wav-1"]
         task.finish_after = time.monotonic() - task.created + 1.6
         assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200
         started = time.monotonic()
         assert await asyncio.wait_for(wait, 5) == f"{server.url}/files/wav-1.wav"
         assert time.monotonic() - started < 2.6
-    finally:
-        wait.cancel()
-        await asyncio.gather(wait, return_exceptions=True)
 
 
 @pytest.mark.asyncio
@@ -244,17 +231,13 @@ async def test_a_retry_after_met_while_polling_after_a_refuted_callback_is_honou
     """After a refuted callback the wait polls quickly (every 0.05 s here); a 503 asking
     for 1 s meanwhile is waited out, as at any other time of the wait."""
     sdk = make_sdk(callbacks=receiver, poll=PATIENT, retry=RetryPolicy(max_retry_after=5))
-    wait = await submitted(server, sdk)
-    try:
+    async with waiting(server, sdk):
         assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200  # a lie
         await asyncio.sleep(0.2)  # refuted, and polled again a few times
         server.script(DETAIL, reply(503, {"code": 503}, [("Retry-After", "1")]))
         before = len(server.hits(DETAIL))
         await asyncio.sleep(0.5)
         assert len(server.hits(DETAIL)) == before + 1  # the 503, then nothing for 1 s
-    finally:
-        wait.cancel()
-        await asyncio.gather(wait, return_exceptions=True)
 
 
 @pytest.mark.asyncio
@@ -264,16 +247,12 @@ async def test_a_callback_whose_confirming_read_fails_is_confirmed_by_the_retry(
     """A proxy's 502 answers the read that confirms a real callback: the read is retried
     on the wait's own pauses, not after the safety net (5 s here; 60 s by default)."""
     sdk = make_sdk(callbacks=receiver, poll=PATIENT)
-    wait = await submitted(server, sdk)
-    try:
+    async with waiting(server, sdk) as wait:
         server.tasks["wav-1"].finish_after = 0
         server.script(DETAIL, reply(502, b"<html>502 Bad Gateway</html>"))
         assert receiver.feed(token_of(server.callback_urls[0]), body()) == 200
         assert await asyncio.wait_for(wait, 2.5) == f"{server.url}/files/wav-1.wav"
         assert len(server.hits(DETAIL)) == 2
-    finally:
-        wait.cancel()
-        await asyncio.gather(wait, return_exceptions=True)
 
 
 @pytest.mark.asyncio
