@@ -146,14 +146,16 @@ class Task:
     def wav_url_for(self, audio_id: str | None) -> str | None:
         """The WAV URL of track ``audio_id``: the first file's that is an absolute
         http(s) URL without control characters (a terminal would obey them when
-        the URL is printed): the first that names this ``audio_id`` (as a number too),
-        else one naming it as a hex id (a UUID) in another letter case (a server may
-        lower-case it), else one naming no track; never another track's."""
+        the URL is printed): the first that names this ``audio_id`` (as a number too,
+        blanks around it aside), else one naming it as a hex id (a UUID) in another
+        letter case (a server may lower-case it), else one naming no track (blank, or
+        no string or number); never another track's (under ``audioId`` too)."""
         usable = [
-            (file.get("audio_id"), url)
+            (_named(file), url)
             for file in self.files
             if (url := file.wav_url) is not None
             and url.lower().startswith(("https://", "http://"))
+            and url.partition("://")[2][:1] not in ("", "/")  # it names a host
             and url.isprintable()
         ]
         if audio_id is None:
@@ -167,19 +169,30 @@ class Task:
         return self.status.is_terminal
 
 
-def _rank(named: object, audio_id: str) -> int:
+def _named(file: TaskFile) -> str | None:
+    """The track a file names (``audio_id``, or ``audioId``), as text; None when blank,
+    or neither a string nor a number."""
+    value = file.get("audio_id", file.get("audioId"))
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1.0: the 1 a JSON encoder wrote as a float
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return str(value).strip() or None
+
+
+def _rank(named: str | None, audio_id: str) -> int:
     """How well a file naming track ``named`` answers for ``audio_id``: 0 the same id,
     1 the same hex id (a UUID) in another letter case, 2 a file naming no track; -1
     another track (ids of other shapes may differ by case alone)."""
     if named is None:
         return 2
-    if str(named) == audio_id:
+    if named == audio_id.strip():
         return 0
-    hex_ids = _HEX_ID.fullmatch(str(named)) and _HEX_ID.fullmatch(audio_id)
-    return 1 if hex_ids and str(named).lower() == audio_id.lower() else -1
+    hex_ids = _HEX_ID.fullmatch(named) and _HEX_ID.fullmatch(audio_id.strip())
+    return 1 if hex_ids and named.lower() == audio_id.strip().lower() else -1
 
 
-_HEX_ID = re.compile(r"[0-9A-Fa-f-]+")
+_HEX_ID = re.compile(r"[0-9A-Fa-f-]{16,}")  # a UUID's length: shorter ids may be base62
 
 
 @attrs.frozen(kw_only=True)

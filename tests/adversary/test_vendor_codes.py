@@ -110,6 +110,13 @@ async def test_a_429_saying_the_credits_ran_out_ends_the_call_at_once(
         "No request points left for this window, wait 2s",
         "Credits regenerate at 10/s; current balance exhausted, retry after 1s",
         "Out of request credits for this second",
+        # Rate limits in quota words (a hostile run's survey): each stopped the batch.
+        "并发额度不足, 请稍后再试",
+        "QPS额度不足",
+        "Insufficient quota for requests per minute. Please retry in 20s",
+        "Concurrency limit reached. Top up to raise your limits, or retry later.",
+        "Insufficient points, retry in 2s",
+        "Request quota exhausted, please retry after 60 seconds",
         "Service overloaded; no balancer capacity available",
         "Please stop uploading so quickly and try again later",
         "令牌桶额度不足, 请稍后重试",
@@ -145,6 +152,16 @@ async def test_a_429_that_only_mentions_credits_is_a_rate_limit(
         "Daily credits exhausted; credits reset at 00:00 UTC",
         "You exceeded your current quota, please check your plan and billing details.",
         "Out of credits. Upgrade your plan or wait for the next billing cycle to reset.",
+        # Real platforms' wordings (a hostile run's survey): each was retried until the
+        # deadline as a rate limit.
+        "You don't have enough credits",
+        "Credits exhausted, please try again later",
+        "该令牌额度已用尽",
+        "您的账户已欠费, 请充值后重试",
+        "Insufficient monthly song credits",
+        "Your docs: https://example.com/docs/rate-limits - insufficient credits",
+        "Monthly spend limit reached",
+        "Points insufficient",
     ],
 )
 @pytest.mark.asyncio

@@ -315,6 +315,34 @@ async def test_a_file_naming_the_track_comes_before_one_naming_none(
     assert url == f"{server.url}/files/mine.wav"
 
 
+ODD_NAMES = [
+    pytest.param({"audio_id": ""}, "mine", id="blank-is-no-track"),
+    pytest.param({"audio_id": 12345.0}, "mine", id="whole-float-is-the-number"),
+    pytest.param({"audio_id": f" {TRACK} "}, "mine", id="blanks-around"),
+    pytest.param({"audio_id": {"id": TRACK}}, "mine", id="an-object-is-no-track"),
+    pytest.param({"audioId": "other-track"}, "other", id="audioId-names-another"),
+]
+
+
+@pytest.mark.parametrize(("named", "expected"), ODD_NAMES)
+@pytest.mark.asyncio
+async def test_a_file_naming_its_track_oddly_is_read_as_a_server_would_mean_it(
+    server: HostileServer, sdk: VidgoClient, named: dict[str, Any], expected: str
+) -> None:
+    """A blank id or an object names no track, 12345.0 is 12345, blanks around an id
+    are no part of it, and ``audioId`` names a track as ``audio_id`` does (found by a
+    hostile run: the first four missed the pair's file, the last returned another's)."""
+    track = "12345" if "12345" in str(named) else TRACK
+    files = [{**named, "wav_url": f"{server.url}/files/mine.wav"}]
+    server.task_defaults = {"files": files}
+    call = sdk.convert_to_wav(PARENT, track, timeout=1)
+    if expected == "mine":
+        assert await asyncio.wait_for(call, 5) == f"{server.url}/files/mine.wav"
+    else:
+        with pytest.raises(VidgoError):
+            await asyncio.wait_for(call, 5)
+
+
 @pytest.mark.asyncio
 async def test_a_track_whose_id_differs_by_letter_case_alone_is_another_track(
     server: HostileServer, sdk: VidgoClient

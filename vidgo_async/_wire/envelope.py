@@ -197,6 +197,7 @@ def _vendor_error(
     "read the message as well as the status"): a 429 may say the credits ran out;
     430, and 405 saying so, are "call frequency too high"; 455 is "maintenance"."""
     said = _said(payload) or message  # as sent: the message is escaped past ASCII
+    said = _URL.sub(" ", said)  # a docs link (".../rate-limits") says nothing of this answer
     too_frequent = _TOO_FREQUENT.search(said) is not None
     if status == 429 and not too_frequent and _out_of_credits(said):
         return InsufficientCreditsError(message, status=status, code=code)
@@ -226,31 +227,43 @@ def api_error(
 
 # Wording about asking too often, and about running short of credits (not a mention
 # of them, as "... consumes credits"); English, and the Chinese of sister platforms.
+_URL = re.compile(r"https?://\S+")
 _TOO_FREQUENT = re.compile(
-    r"frequen|too many|rate.?limit|throttl|too fast|too quickly|slow down|频繁|令牌",
+    r"frequen|too many|rate.?limit|throttl|too fast|too quickly|slow down|burst|concurren"
+    r"|\brequests? per\b|(?<![a-z])(?:qps|rpm|tpm)(?![a-z])|频繁|并发|令牌桶|限流",
     re.IGNORECASE,
 )
-_RATE_WORDS = r"(?:limit|per|minute|hour|second|day|window|request|quer|call|rpm|tpm)"
+# Words of a rate: between "insufficient" and "credits" they make a rate's credits.
+_RATE_WORDS = r"(?:limit|per|minute|hour|second|day|window|request|quer|call|rpm|tpm)\b"
 _NO_CREDITS = re.compile(
-    rf"\b(?:insufficient|not enough|out of|ran out|run out|no)[\W_]+(?:(?!{_RATE_WORDS})\w+[\W_]+)?"
-    r"(?:credit|balance|fund)s?\b|\binsufficient[\W_]+(?:quota|points?)\b"
-    r"|\bexceeded your (?:current )?quota\b|\bbilling\b"
-    r"|\brecharge\b|\btop[\s-]?up\b|余额不足|积分不足|额度不足",
+    r"(?:\binsufficient|(?:\bnot|n't)(?: have)? enough|\bout of|\bran out|\brun out|\bno)[\W_]+"
+    rf"(?:(?!{_RATE_WORDS})\w+[\W_]+){{0,2}}(?:credit|balance|fund)s?\b"
+    r"|\binsufficient[\W_]+quota\b|\bexceeded your (?:current )?quota\b"
+    r"|\brecharge\b|\btop[\s-]?up\b|\bsufficient funds\b|\badd (?:more )?funds\b"
+    r"|\b(?:purchase|buy) (?:more )?credits\b|\bused (?:up )?all (?:of )?your credits\b"
+    r"|\b(?:0|zero) credits\b|\bbalance (?:is )?(?:0|zero)\b|\bpayment required\b"
+    r"|\b(?:spend|spending|credit) limit\b"
+    r"|\boverdue\b|\barrearage\b|\baccount (?:is |has been )?suspended\b"
+    r"|余额不足|余额不够|余额为\s*0|积分不足|额度不足|点数不足|次数不足|算力不足"
+    r"|已用完|已用尽|已耗尽|欠费|充值|套餐已到期",
     re.IGNORECASE,
 )
 # A time window, or a retry soon: whatever ran short comes back by itself.
 _SOON = re.compile(
     r"\b(?:per|this|each|every|a|the)\s+(?:second|sec|minute|min|hour|window|interval)\b"
-    r"|\b(?:try again|retry)\s+(?:in|after|later|shortly|soon)\b|\bwait\s+\d|\bresets?\s+in\b"
-    r"|regenerat|稍后",
+    r"|\b(?:try again|retry)\s+(?:in|after|shortly|soon)\b|\bwait\s+\d"
+    r"|\bresets?\s+in\s+\d+\s*(?:ms\b|s\b|sec|min)|regenerat|稍后",
     re.IGNORECASE,
 )
-# The credits named first ("credit balance is insufficient", "credits exhausted"), with
-# no word of a rate between ("balance query limit exhausted"): not "points", in which
-# rate limits are counted too.
-_CREDITS_FIRST = re.compile(
-    rf"\b(?:credit|balance|fund)s?(?:[\W_]+(?!{_RATE_WORDS})\w+){{0,2}}?[\W_]+"
-    r"(?:(?:is|are)[\W_]+)?(?:insufficient|not enough|exhausted|depleted|used up|ran out|run out)",
+# Weaker words for it, which a rate limit may use too: the credits named first
+# ("credits exhausted"; no word of a rate between, as "balance query limit exhausted"),
+# points (rate limits are counted in them), a quota used up, billing.
+_SHORT = r"(?:insufficient|not enough|exhausted|depleted|used up|ran out|run out)"
+_MAYBE_CREDITS = re.compile(
+    rf"\b(?:credit|balance|fund|point)s?(?:[\W_]+(?!{_RATE_WORDS})\w+){{0,2}}?[\W_]+"
+    rf"(?:(?:is|are)[\W_]+)?{_SHORT}"
+    rf"|(?:\binsufficient|(?:\bnot|n't)(?: have)? enough|\bno)[\W_]+(?:\w+[\W_]+)?points?\b"
+    r"|\bquota (?:is |has been )?(?:exhausted|used up)\b|\bbilling\b",
     re.IGNORECASE,
 )
 
@@ -258,11 +271,12 @@ _CREDITS_FIRST = re.compile(
 def _out_of_credits(said: str) -> bool:
     """Whether a 429 that asks for no slower pace says the credits ran out: in plain
     words ("insufficient credits", "please top up", 余额不足), whatever else it says
-    ("try again later"); or naming them first ("credits exhausted"), unless it names a
-    time window or a retry soon (a token bucket's "credits exhausted for this second")."""
+    ("try again later"); or in weaker ones ("credits exhausted", "insufficient points"),
+    unless it names a time window or a retry soon (a token bucket's "credits exhausted
+    for this second")."""
     if _NO_CREDITS.search(said):
         return True
-    return _SOON.search(said) is None and _CREDITS_FIRST.search(said) is not None
+    return _SOON.search(said) is None and _MAYBE_CREDITS.search(said) is not None
 
 
 def _conflict_task(payload: Any) -> str | None:
