@@ -362,26 +362,19 @@ async def test_an_answer_without_its_envelope_is_no_verdict_on_the_task(
     assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
 
 
-@pytest.mark.parametrize("body", GATEWAY_BODIES)
+@pytest.mark.parametrize(
+    "body",
+    [*GATEWAY_BODIES, pytest.param(envelope({"task_id": PARENT}), id="parent-echo")],
+)
 @pytest.mark.asyncio
-async def test_a_submit_answered_without_its_envelope_is_not_taken_as_accepted(
+async def test_a_submit_answer_naming_no_new_task_is_not_taken_as_accepted(
     server: HostileServer, sdk: VidgoClient, body: dict[str, Any]
 ) -> None:
-    """A submit processed, then answered by a gateway's body without the envelope: no
-    task is taken from it (a request id would be waited on for ever); the 409 rule
-    finds the conversion, which is converted once."""
+    """A submit processed, then answered by a gateway's body without the envelope, or by
+    one naming the parent music task (an echo of the input): no task is taken from it
+    (a request id would be waited on for ever); the 409 rule finds the conversion,
+    which is converted once."""
     server.script(SUBMIT, reply(200, body, process=True))
-    assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
-    assert server.creations[TRACK] == 1
-
-
-@pytest.mark.asyncio
-async def test_a_submit_answer_naming_the_parent_task_is_not_taken_as_accepted(
-    server: HostileServer, sdk: VidgoClient
-) -> None:
-    """An answer naming the parent music task (an echo of the input) as the new task:
-    not the conversion; the 409 rule finds the real one."""
-    server.script(SUBMIT, reply(200, envelope({"task_id": PARENT}), process=True))
     assert await convert(sdk) == f"{server.url}/files/wav-1.wav"
     assert server.creations[TRACK] == 1
 
