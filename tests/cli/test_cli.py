@@ -77,6 +77,19 @@ async def test_status_as_json(vidgo_fake: FakeVidgo) -> None:
     }
 
 
+async def test_status_takes_the_submits_cap_without_listing_it(vidgo_fake: FakeVidgo) -> None:
+    """`status` sends no submit: its help lists no submits' cap, but a script passing one
+    set of flags to every command still runs."""
+    _, out, _ = await _cli("status", "--help")
+    assert "--max-polls-per-second" in out and "--max-submits-per-second" not in out
+    task_id = vidgo_fake.seed_task(status="running")
+    code, out, err = await _cli(
+        "status", task_id, "--max-submits-per-second", "2", "--json", env=_api(vidgo_fake)
+    )
+    assert code == 0, err
+    assert json.loads(out)["status"] == "running"
+
+
 async def test_status_escapes_control_characters_of_the_servers_message(
     vidgo_fake: FakeVidgo,
 ) -> None:

@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands_.add_parser(
         "status",
-        parents=[_api()],
+        parents=[_api(submits=False)],
         help="show a task",
         description="Show a task's status and, once it finished, its WAV URL.",
     )
@@ -184,8 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _api() -> Parser:
-    """Flags of the commands that call the API."""
+def _api(*, submits: bool = True) -> Parser:
+    """Flags of the commands that call the API. Without ``submits`` (``status``), the
+    submits' cap is still taken, for scripts passing one set of flags to every command,
+    but not listed."""
     common = _output()
     common.add_argument(
         "--api-key",
@@ -206,16 +208,20 @@ def _api() -> Parser:
         "--max-submits-per-second",
         type=positive_number("requests a second"),
         metavar="N",
-        help="cap on submits per second, for a plan that limits them (default: none; a"
-        " 429 pauses them)",
+        help=(
+            "cap on submits per second, for a plan that limits them (default: none; a"
+            " 429 pauses them)"
+            if submits
+            else argparse.SUPPRESS
+        ),
     )
+    caps = "--max-polls-per-second" + (" (and --max-submits-per-second)" if submits else "")
     common.add_argument(
         "--shared-quota",
         type=_dsn,
         metavar="DSN",
-        help="share --max-polls-per-second (and --max-submits-per-second) with every"
-        " process using this postgresql:// database and namespace (extra `postgres`):"
-        " the cap of them all together",
+        help=f"share {caps} with every process using this postgresql:// database and"
+        " namespace (extra `postgres`): the cap of them all together",
     )
     common.add_argument(
         "--quota-namespace",
