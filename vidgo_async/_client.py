@@ -468,7 +468,8 @@ class VidgoClient:
 
         Raises:
             ValueError: A refused URL, before any request.
-            FileExistsError: ``dest`` exists and ``overwrite`` is false.
+            FileExistsError: ``dest`` exists and ``overwrite`` is false, or another
+                download (of this process or another) is writing it.
             TransportError, APIError, InvalidResponseError: The download failed
                 (``RequestTimeoutError`` when ``timeout`` passed).
             ClientClosedError: The client is closed, or was closed meanwhile

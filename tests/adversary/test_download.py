@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from vidgo_async import InvalidResponseError, RequestTimeoutError, VidgoClient, VidgoError
 
-from .server import FILE, HostileServer, reply, stream, wav_bytes
+from .server import FILE, Conn, HostileServer, Request, reply, stream, wav_bytes
 
 CHUNK = b"\0" * 65536
 EVERY = 0.01  # ~6 MB/s: endless bodies stay small on disk
@@ -38,12 +40,15 @@ def test_connected_peer_check_applies_to_small_bodies() -> None:
 async def test_endless_body_stops_at_the_riff_size(
     server: HostileServer, sdk: VidgoClient, tmp_path: Path, length: int | None
 ) -> None:
-    """A body running past its RIFF size is cut there, long before the download's timeout."""
+    """A body running past its RIFF size is cut there, long before the download's timeout,
+    and not asked for again: the server's own framing would send as much each time (with
+    an open RIFF size, up to the 16 GiB cap; it was fetched four times)."""
     head = wav_bytes(64, declared=1000)[:44]
-    # Every attempt meets it: a broken body is retried like any ambiguous answer.
     server.script(FILE, *[stream(200, head, CHUNK, every=EVERY, length=length)] * 8)
     elapsed = await timed_download(sdk, f"{server.url}/files/a.wav", tmp_path / "a.wav", 2.0)
     assert elapsed < 0.8
+    assert len(server.hits(FILE)) == 1
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("declared", [1000, 0xFFFFFFFF], ids=["riff-1000", "riff-unknown"])
@@ -150,3 +155,46 @@ async def test_a_good_download(server: HostileServer, sdk: VidgoClient, tmp_path
     """The documented file downloads whole, through an atomic rename."""
     path = await asyncio.wait_for(sdk.download(f"{server.url}/files/a.wav", tmp_path), 5)
     assert path.read_bytes() == server.wav
+
+
+@pytest.mark.asyncio
+async def test_two_downloads_into_one_file_never_mix(
+    server: HostileServer, sdk: VidgoClient, tmp_path: Path
+) -> None:
+    """While a download writes a file, another into the same file (this process's, or
+    another process's) fails at once with FileExistsError, sending nothing; the first
+    ends with its own bytes. (Both wrote into one ``.part``: the first renamed it into
+    place and reported success while the second went on writing into it, a file half
+    of each with a valid header.) Once it is done, the file is refused as existing."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def held(server: HostileServer, request: Request, conn: Conn) -> None:
+        await conn.send(200, server.wav[:100], length=len(server.wav))
+        arrived.set()
+        await release.wait()
+        await conn.write(server.wav[100:])
+
+    server.script(FILE, held)
+    url = f"{server.url}/files/a.wav"
+    first = asyncio.create_task(sdk.download(url, tmp_path))
+    try:
+        await asyncio.wait_for(arrived.wait(), 5)
+        with pytest.raises(FileExistsError, match="another download is writing"):
+            await asyncio.wait_for(sdk.download(f"{server.url}/files/b/a.wav", tmp_path), 5)
+        other = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "vidgo_async", "download", url, str(tmp_path), "--base-url", server.url),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={k: v for k, v in os.environ.items() if not k.startswith("VIDGO_")},
+        )
+        _, err = await asyncio.wait_for(other.communicate(), 30)
+        assert other.returncode == 1 and b"another download is writing" in err, err
+        assert len(server.hits(FILE)) == 1
+    finally:
+        release.set()
+        path = await asyncio.wait_for(first, 5)
+    assert path.read_bytes() == server.wav
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]  # no lock file left
+    with pytest.raises(FileExistsError, match="exists"):
+        await asyncio.wait_for(sdk.download(url, tmp_path), 5)

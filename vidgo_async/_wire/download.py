@@ -42,16 +42,19 @@ from .peers import (
     download_target,
     is_refused,
     parse_url,
+    refuse_existing,
     refused_address,
     url_label,
 )
 from .redaction import redact
 from .transport import safe_to_chain, transport_error
 from .wavfile import (
+    Overrun,
     PartFile,
     drop_lone_version,
     forget_part,
     keep_version,
+    owned,
     part_size,
     resumable,
     resume_offset,
@@ -133,7 +136,8 @@ async def download_file(
 
     Raises:
         ValueError: A URL that is not allowed, or a session with credentials.
-        FileExistsError: ``dest`` exists and ``overwrite`` is false.
+        FileExistsError: ``dest`` exists and ``overwrite`` is false, or another
+            download (of this process or another) is writing it.
         FileNotFoundError: ``dest``'s directory does not exist.
         TransportError: The storage host could not be reached or read.
         RequestTimeoutError: ``timeout`` passed (a :class:`TransportError`).
@@ -153,7 +157,8 @@ async def download_file(
     deadline = Deadline.after(timeout)
     job = _Download(session, first, target, retry, timeouts, allow_private, deadline, secret, hook)
     peer = {"path": job.path(first), "server_address": first.host, "server_port": first.port}
-    with operation(hook, "download", **peer):
+    with operation(hook, "download", **peer), owned(job.part):
+        refuse_existing(target, overwrite)  # again: a download that held it may have made it
         work = job.run(on_progress)
         await (work if lifecycle is None else lifecycle.run(work))
     return target
@@ -187,7 +192,8 @@ class _Download:
         return redact(url.path, self._secret)
 
     @property
-    def _part(self) -> Path:
+    def part(self) -> Path:
+        """The file the download grows in, renamed to the target once complete."""
         return self._target.with_name(self._target.name + ".part")
 
     async def run(self, on_progress: ProgressCallback | None) -> None:
@@ -201,13 +207,13 @@ class _Download:
         if refused is not None:
             raise ValueError(f"refusing {self._where()}: it resolves to {refused}")
         # Our loop, not backoff's: an attempt that grows the file starts the count afresh.
-        best, self._version, self._size = resumable(self._part, self._where())  # an earlier call's
+        best, self._version, self._size = resumable(self.part, self._where())  # an earlier call's
         failures, pauses = 0, retry_pauses(self._retry)
         while True:
             try:
                 await self._attempt(on_progress)
                 return
-            except _Refused as refusal:
+            except (_Refused, Overrun) as refusal:  # asking again cannot change it
                 raise InvalidResponseError(str(refusal), status=refusal.status) from None
             except VidgoError as exc:
                 if not retryable(exc):
@@ -215,7 +221,7 @@ class _Download:
                 failure = exc
             # Raised outside the handler: nothing of the attempt gets chained.
             self._left(failure)  # a passed deadline outranks the attempt count
-            size = part_size(self._part)
+            size = part_size(self.part)
             if size > best:
                 best, failures, pauses = size, 0, retry_pauses(self._retry)
             failures += 1
@@ -247,7 +253,7 @@ class _Download:
         return aiohttp.ClientTimeout(total=self._left(), connect=connect, sock_read=silence)
 
     async def _attempt(self, on_progress: ProgressCallback | None) -> None:
-        offset = resume_offset(self._part)
+        offset = resume_offset(self.part)
         failure: BaseException | None = None
         try:
             response = await self._open(offset)
@@ -258,7 +264,7 @@ class _Download:
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             failure = exc
         finally:
-            drop_lone_version(self._part)  # committed, or discarded as no WAV
+            drop_lone_version(self.part)  # committed, or discarded as no WAV
         if failure is not None:
             # Raised outside the handler: an aiohttp exception's request_info holds the
             # request's headers and URL (query included), so it must not be chained.
@@ -344,7 +350,7 @@ class _Download:
     ) -> None:
         status = response.status
         if status == 416 and offset:
-            forget_part(self._part)
+            forget_part(self.part)
             raise _Incomplete(f"{self._where()}: range {offset}- no longer satisfiable")
         if status >= 400:
             body = await response.content.read(1024)
@@ -356,12 +362,12 @@ class _Download:
             sent = excerpt(redact(encoding, self._secret), 40)
             raise _Refused(f"{self._where()}: Content-Encoding {sent}, not identity", status)
         start, total = self._span(response, offset)
-        with PartFile(self._part, start, total) as part:
+        with PartFile(self.part, start, total) as part:
             if start == 0 or self._version is None:  # a whole body: its version is the file's
                 self._version = _version_of(response)
             if start == 0 or self._size is None:
                 self._size = total
-            keep_version(self._part, self._version, self._where(), self._size)
+            keep_version(self.part, self._version, self._where(), self._size)
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 part.write(chunk)
                 if on_progress is not None:
@@ -385,7 +391,7 @@ class _Download:
             None not in (total, self._size) and total != self._size
         )
         if match is None or int(match[1]) != offset or changed:
-            forget_part(self._part)
+            forget_part(self.part)
             raise _Incomplete(f"{self._where()}: another range or version of the file, restarting")
         if total is None and length is not None:  # "*": the size is what this body ends at
             total = offset + length

@@ -23,6 +23,7 @@ __all__ = [
     "download_target",
     "is_refused",
     "parse_url",
+    "refuse_existing",
     "refused_address",
     "safe_file_name",
     "url_label",
@@ -129,9 +130,14 @@ def download_target(dest: str | os.PathLike[str], url: URL, overwrite: bool) -> 
         raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"{str(path)!r} is a directory")
+    refuse_existing(path, overwrite)
+    return path
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    """Raise FileExistsError if ``path`` exists and is not to be replaced."""
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists (pass overwrite=True to replace it)")
-    return path
 
 
 def safe_file_name(text: str) -> str:

@@ -6,18 +6,28 @@ RIFF/WAVE header."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import InvalidResponseError
 from .envelope import excerpt
 
+try:
+    import fcntl
+except ImportError:  # Windows: two downloads into one file are not kept apart
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
+    "Overrun",
     "PartFile",
     "drop_lone_version",
     "forget_part",
     "keep_version",
+    "owned",
     "part_size",
     "resumable",
     "resume_offset",
@@ -37,6 +47,54 @@ TRAILER = 1024 * 1024
 #: there, and SoX writing to a pipe its largest data chunk (0x7FFFF000) plus its header
 #: (0 promises nothing either). A file this large still has its Content-Length checked.
 _OPEN_SIZE = 0x7FFFF000
+
+
+class Overrun(InvalidResponseError):
+    """A body longer than its own length, its RIFF size or the cap allow: the server's
+    framing, which asking again would only send again (up to the cap each time)."""
+
+
+@contextlib.contextmanager
+def owned(part: Path) -> Iterator[None]:
+    """Hold ``<part>.lock`` (an exclusive ``flock``) while one download writes ``part``,
+    so that two downloads into one file, in this process or another, never write into
+    the same ``.part``; the lock file is removed as the download ends.
+
+    Raises:
+        FileExistsError: Another download is writing the file.
+    """
+    lock = part.with_name(part.name + ".lock")
+    fd = None if fcntl is None else _lock(lock)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            lock.unlink(missing_ok=True)  # while held: a later opener makes a new one
+            os.close(fd)
+
+
+def _lock(lock: Path) -> int | None:
+    """The descriptor of ``lock`` under an exclusive ``flock``, taken at once or never
+    (None: the file system has no ``flock``)."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            target = lock.with_name(lock.name.removesuffix(".part.lock"))
+            message = "another download is writing this file"
+            raise FileExistsError(errno.EEXIST, message, str(target)) from None
+        except OSError as exc:
+            os.close(fd)
+            logger.debug("cannot lock %s (%s): downloads into it not kept apart", lock, exc)
+            return None
+        try:  # not one its holder removed after we opened it
+            if os.path.samestat(os.fstat(fd), os.stat(lock)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def is_wav(head: bytes) -> bool:
@@ -82,9 +140,9 @@ class PartFile:
         """Append ``chunk``; check the header once its 12 bytes are in.
 
         Raises:
-            InvalidResponseError: Not a WAV, or more bytes than the answer's
-                total, its RIFF header or :data:`MAX_SIZE` allow: the chunk is
-                not written, the rest not read, and the file removed.
+            InvalidResponseError: Not a WAV (an :class:`Overrun`: more bytes than
+                the answer's total, its RIFF header or :data:`MAX_SIZE` allow): the
+                chunk is not written, the rest not read, and the file removed.
         """
         if self.size < HEAD:
             self._head += chunk[: HEAD - self.size]
@@ -95,9 +153,8 @@ class PartFile:
         if size > limit:
             # What an answer breaking its own bounds sent so far is no file to resume.
             self._discard()
-            raise InvalidResponseError(
-                f"the body runs past {limit} bytes (its length, its RIFF size or the cap)"
-            )
+            bounds = "its length, its RIFF size or the cap"
+            raise Overrun(f"the body runs past {limit} bytes ({bounds})")
         self._file.write(chunk)
         self.size = size
 
