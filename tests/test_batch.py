@@ -227,6 +227,29 @@ async def test_a_journal_whose_learned_durations_hold_odd_numbers_starts_cold(
     assert [r.ok for r in results] == [True]
 
 
+@pytest.mark.parametrize("url", [None, "", "  "], ids=["null", "empty", "blank"])
+async def test_a_finished_row_without_its_url_is_read_again_or_refused(
+    vidgo_fake: FakeVidgo, tmp_path: Path, url: str | None
+) -> None:
+    """A journal row `finished` whose WAV URL was emptied by hand: a re-run reads its
+    task once and reports the URL; one that lost its task id too is a
+    ConfigurationError, nothing sent. (The first was neither ok nor an error, on
+    every re-run; an empty URL was reported as a success.)"""
+    journal = tmp_path / "wav.sqlite"
+    pairs = [("m", "a0"), ("m", "a1")]
+    async with _client(vidgo_fake) as client:
+        first = {r.audio_id: r for r in await _collect(client, pairs, journal=journal)}
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:
+        db.execute("UPDATE conversions SET wav_url = ?", (url,))
+        db.execute("UPDATE conversions SET task_id = NULL WHERE audio_id = 'a1'")
+    async with _client(vidgo_fake) as client:
+        again = {r.audio_id: r for r in await _collect(client, pairs, journal=journal)}
+    assert again["a0"].ok and again["a0"].wav_url == first["a0"].wav_url
+    assert isinstance(again["a1"].error, ConfigurationError) and again["a1"].wav_url is None
+    assert "delete the row" in str(again["a1"].error)
+    assert vidgo_fake.accept_count == {"a0": 1, "a1": 1}
+
+
 async def test_a_batch_left_early_without_a_journal_names_each_task_it_paid_for(
     vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture
 ) -> None:

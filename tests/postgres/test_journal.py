@@ -508,6 +508,33 @@ async def test_a_journal_made_before_reported_at_is_given_the_column(
 
 
 @pytest.mark.asyncio
+async def test_rows_edited_by_hand_are_refused_or_read_again(
+    postgres_dsn: str, make_client: MakeClient, fake: FakeVidgo, prefix: str
+) -> None:
+    """A row in a state this version does not know (written by hand) gives the pair a
+    ConfigurationError, nothing sent (it was a bare ValueError); a finished row whose
+    URL was emptied has its task read again."""
+    pairs = pairs_of(prefix, 2)
+    first = await run(make_client(), pairs, postgres_dsn)
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(
+            "UPDATE vidgo_async_journal SET state = 'done' WHERE audio_id = $1", pairs[0][1]
+        )
+        await admin.execute(
+            "UPDATE vidgo_async_journal SET wav_url = NULL WHERE audio_id = $1", pairs[1][1]
+        )
+    finally:
+        await admin.close()
+    await asyncio.sleep(LEASE * 1.2)  # the first run's claims run out
+    again = {r.audio_id: r for r in await run(make_client(), pairs, postgres_dsn)}
+    error = again[pairs[0][1]].error
+    assert isinstance(error, ConfigurationError) and "'done'" in str(error), error
+    assert again[pairs[1][1]].wav_url == next(r.wav_url for r in first if r.audio_id == pairs[1][1])
+    assert all(fake.accept_count[audio] == 1 for _, audio in pairs)
+
+
+@pytest.mark.asyncio
 async def test_the_lease_setting_is_the_journals_lease(
     postgres_dsn: str, make_client: MakeClient, prefix: str
 ) -> None:

@@ -34,7 +34,7 @@ from .._timing.deadline import Deadline
 from ..errors import ClientClosedError, ConfigurationError, SubmitOutcomeUnknownError, VidgoError
 from .intake import Key, result_of, wav_file_name
 from .journal import REPORTED, BatchJournal, Entry, JournalWriteError, State
-from .verdicts import journalled_error, state_after_failed_submit, task_to_wait_on
+from .verdicts import journalled_error, kept_url, state_after_failed_submit, task_to_wait_on
 
 __all__ = ["Download", "PairSteps"]
 
@@ -323,8 +323,8 @@ class PairSteps:
     async def _from_journal(self, key: Key, entry: Entry) -> tuple[ConversionResult, State | None]:
         """An earlier run's result, its file in this run's folder: the earlier file if it
         is there, else a copy of it, else downloaded again."""
-        result = result_of(key, task_id=entry.task_id, wav_url=entry.wav_url)
-        if entry.state is not State.FINISHED:
+        result = result_of(key, task_id=entry.task_id, wav_url=kept_url(entry))
+        if entry.state is not State.FINISHED or result.wav_url is None:  # (an edited row)
             return attrs.evolve(result, error=journalled_error(entry, *key)), None
         earlier = Path(entry.path) if entry.path else None
         wanted = earlier if self.download_to is None else self._dest(key[1])

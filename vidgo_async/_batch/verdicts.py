@@ -8,6 +8,7 @@ from .._timing.classify import refuses_the_pair
 from ..errors import (
     APIError,
     ClientClosedError,
+    ConfigurationError,
     ConflictError,
     SubmitOutcomeUnknownError,
     TaskFailedError,
@@ -16,7 +17,7 @@ from ..errors import (
 )
 from .journal import Entry, State
 
-__all__ = ["journalled_error", "state_after_failed_submit", "task_to_wait_on"]
+__all__ = ["journalled_error", "kept_url", "state_after_failed_submit", "task_to_wait_on"]
 
 
 def _subclasses(kind: type[APIError]) -> list[type[APIError]]:
@@ -36,16 +37,27 @@ def task_to_wait_on(entry: Entry) -> str | None:
     has its URL) or the server said it failed. Besides an accepted row's, that is the
     task a worker's submit created after it lost the pair: it keeps the id in the row,
     which the worker that took the pair over may have settled unknown, or failed by a
-    409 that named no task."""
-    if entry.task_id is None or entry.state is State.FINISHED:
+    409 that named no task, and a finished task whose row keeps no URL (edited by hand)."""
+    if entry.task_id is None or (entry.state is State.FINISHED and kept_url(entry)):
         return None
     if entry.state is State.FAILED and entry.error_type == _TASK_FAILED:
         return None
     return entry.task_id
 
 
+def kept_url(entry: Entry) -> str | None:
+    """The WAV URL a row keeps (a blank one, as an edit by hand may leave, is none)."""
+    return entry.wav_url if entry.wav_url and not entry.wav_url.isspace() else None
+
+
 def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoError:
-    """The error an earlier run recorded for a pair, rebuilt as its own type."""
+    """The error an earlier run recorded for a pair, rebuilt as its own type (for a
+    finished row that keeps neither URL nor task: that it is of no use)."""
+    if entry.state is State.FINISHED:
+        return ConfigurationError(
+            "the journal's row says the pair finished, but keeps neither its WAV URL nor"
+            " its task's id: nothing was sent for it (delete the row to convert it again)"
+        )
     message = entry.error or "failed in an earlier run"
     handle = TaskHandle(
         task_id=entry.task_id or "unknown", source_task_id=source_task_id, audio_id=audio_id

@@ -353,8 +353,9 @@ def _after_conflict(
     # The server says what happened; say what the user can do about it.
     named = f" (conversion task {exc.task_id})" if exc.task_id else ""
     raise AlreadyConvertedError(
-        f"{exc.message} - this track was converted before{named}: a batch journal"
-        " answers a repeat with its URL; else wait on the conversion task's id if you kept it",
+        f"{exc.message} - this track was converted before{named}: a batch journal answers"
+        " a repeat of the same pair (task_id, audio_id) with its URL; else wait on the"
+        " conversion task's id if you kept it",
         status=exc.status,
         code=exc.code,
         task_id=exc.task_id,

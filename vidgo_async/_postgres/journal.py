@@ -254,7 +254,10 @@ class PostgresJournal:
             return False, None
         if row["state"] is None:  # claimed, nothing recorded yet
             return True, None
-        entry: Entry = converter.structure({c: row[c] for c in COLUMNS}, Entry)
+        try:
+            entry: Entry = converter.structure({c: row[c] for c in COLUMNS}, Entry)
+        except ValueError as exc:  # a state written by hand, or by a later version
+            raise JournalWriteError(f"its row is not one this version reads ({exc})") from None
         return True, entry
 
     @property
