@@ -201,6 +201,14 @@ def test_every_planned_step_keeps_within_the_cap(cap: float, median: float) -> N
     assert all(b - a <= cap * (1 + 1e-9) for a, b in itertools.pairwise(instants))
 
 
+def test_tasks_long_against_the_cap_are_checked_at_its_multiples() -> None:
+    """Tasks of ~60 s: the first checks are the cap's own steps, at 15 s and 30 s, not a
+    grid step (1.5 %) before each, which gave up on more of the tasks ending just past."""
+    plan = learned_from(lognormal(200, median=60.0)).plan(POLICY)
+    assert plan is not None
+    assert plan.instants[:2] == pytest.approx((15.0, 30.0))
+
+
 def test_plan_checks_densely_where_tasks_finish_and_sparsely_between() -> None:
     """Bimodal durations: close checks around 15 s, the cap's steps in the empty gap."""
     rng = random.Random(5)

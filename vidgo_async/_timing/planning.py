@@ -74,6 +74,7 @@ _NARROWEST = 0.25
 _GRID_RATIO = 1.015  # candidate instants: at least 1.5 % apart (in time elapsed)
 _GRID_POINTS = 300  # ... and about this many over the observed range
 _GRID_MAX = 800  # more (a cap tiny against the durations): no plan
+_EARLY = 0.05  # the cap's multiples are candidate instants while fewer tasks ended by them
 _REACH = 150  # candidate instants one step may skip
 _TAIL_SHARE = 0.25  # past the plan: pause this share of the time elapsed
 # What was learned is an estimate: a plan must beat blind on it by these shares of its
@@ -181,7 +182,14 @@ def _grid(spread: Spread, max_interval: float) -> list[float] | None:
     """0, then the candidate instants, never more than half the cap apart; None if too many."""
     grid = [0.0]
     half = max_interval / 2
-    for point in _geometric(spread.shortest / 4, spread.high):
+    # The cap's multiples where few tasks have ended (_EARLY): a plan's checks there are a
+    # cap apart, and the grid's nearest instants (up to 1.5 % earlier) would give up on
+    # more of the tasks that end just past each of them.
+    low, high = spread.shortest / 4, spread.high
+    count = min(int(high / max_interval), _GRID_MAX)  # more: too many points, None below
+    multiples = [max_interval * k for k in range(1, count + 1)]
+    early = [m for m, f in zip(multiples, spread.cdf(multiples), strict=True) if f < _EARLY]
+    for point in sorted({*_geometric(low, high), *(m for m in early if m > low)}):
         gap = point - grid[-1]
         if gap > half:
             steps = math.ceil(gap / half)
