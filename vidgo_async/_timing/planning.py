@@ -182,14 +182,8 @@ def _grid(spread: Spread, max_interval: float) -> list[float] | None:
     """0, then the candidate instants, never more than half the cap apart; None if too many."""
     grid = [0.0]
     half = max_interval / 2
-    # The cap's multiples where few tasks have ended (_EARLY): a plan's checks there are a
-    # cap apart, and the grid's nearest instants (up to 1.5 % earlier) would give up on
-    # more of the tasks that end just past each of them.
-    low, high = spread.shortest / 4, spread.high
-    count = min(int(high / max_interval), _GRID_MAX)  # more: too many points, None below
-    multiples = [max_interval * k for k in range(1, count + 1)]
-    early = [m for m, f in zip(multiples, spread.cdf(multiples), strict=True) if f < _EARLY]
-    for point in sorted({*_geometric(low, high), *(m for m in early if m > low)}):
+    low = spread.shortest / 4
+    for point in sorted({*_geometric(low, spread.high), *_cap_steps(spread, max_interval, low)}):
         gap = point - grid[-1]
         if gap > half:
             steps = math.ceil(gap / half)
@@ -200,6 +194,16 @@ def _grid(spread: Spread, max_interval: float) -> list[float] | None:
         if len(grid) > _GRID_MAX:
             return None
     return grid
+
+
+def _cap_steps(spread: Spread, max_interval: float, low: float) -> list[float]:
+    """The cap's multiples past ``low`` by which fewer than :data:`_EARLY` of the tasks
+    ended: a plan's checks there are a cap apart, and the geometric grid's nearest
+    instants (up to 1.5 % earlier) would give up on the tasks that end just past each."""
+    count = min(int(spread.high / max_interval), _GRID_MAX)  # more: no plan (see _grid)
+    steps = [max_interval * k for k in range(1, count + 1)]
+    ended = spread.cdf(steps)
+    return [step for step, f in zip(steps, ended, strict=True) if low < step and f < _EARLY]
 
 
 def _width(grid: Sequence[float], cdf: Sequence[float]) -> float:
