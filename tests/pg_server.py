@@ -123,8 +123,16 @@ class TemporaryPostgres:
 
     def restart(self, pause: float, mode: str = "fast") -> None:
         """Stop the server (``pg_ctl -m mode``), wait ``pause`` seconds, start it again."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        self.halt(mode)
         time.sleep(pause)
+        self.resume()
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server (``pg_ctl -m mode``), keeping its data for :meth:`resume`."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server :meth:`halt` stopped."""
         self._start()
 
     def _start(self) -> None:

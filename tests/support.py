@@ -34,3 +34,7 @@ TRANSIENT_FAULTS = [
     pytest.param(Fault.code_in_200(429), id="code-429-in-200"),
     pytest.param(Fault.stall(30), id="stall"),
 ]
+
+
+class Abort(BaseException):
+    """What a test framework's or gevent's timeout raises: no Exception."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import attrs
 import pytest
-from support import FAST_POLL, FAST_RETRY, MakeFake
+from support import FAST_POLL, FAST_RETRY, Abort, MakeFake
 
 from vidgo_async import (
     APIError,
@@ -225,6 +225,46 @@ async def test_a_journal_whose_learned_durations_hold_odd_numbers_starts_cold(
     async with _client(vidgo_fake) as client:
         results = await _collect(client, [("m", "a1")], journal=journal)
     assert [r.ok for r in results] == [True]
+
+
+@pytest.mark.parametrize("error", [asyncio.CancelledError, Abort], ids=["cancelled", "base"])
+async def test_an_input_raising_what_is_no_exception_ends_the_batch(
+    vidgo_fake: FakeVidgo, error: type[BaseException]
+) -> None:
+    """An async input that raises a CancelledError (it awaited a future its producer
+    cancelled; the consumer is not cancelled) or another BaseException: the loop gets
+    it, at once, instead of waiting for ever; after the pairs it paid for (a
+    CancelledError, as an Exception of the input would)."""
+    pairs = [("music", f"audio-{i}") for i in range(3)]
+
+    async def source() -> AsyncIterator[tuple[str, str]]:
+        for pair in pairs:
+            yield pair
+        await asyncio.sleep(0.2)  # their submits are accepted
+        if error is asyncio.CancelledError:
+            gone = asyncio.get_running_loop().create_future()
+            gone.cancel()
+            await gone
+        raise error()
+
+    results: list[ConversionResult] = []
+
+    async def consume() -> None:
+        async with _client(vidgo_fake) as client:
+            async for result in client.convert_many(source(), timeout=10):
+                results.append(result)
+
+    consumer = asyncio.create_task(consume())
+    done, _ = await asyncio.wait({consumer}, timeout=15)
+    if not done:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+    assert done, "the batch waited for ever"
+    if error is asyncio.CancelledError:
+        assert consumer.cancelled()
+        assert sorted(r.audio_id for r in results if r.ok) == [a for _, a in pairs]
+    else:
+        assert isinstance(consumer.exception(), Abort)
 
 
 @pytest.mark.parametrize("url", [None, "", "  "], ids=["null", "empty", "blank"])

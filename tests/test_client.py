@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import socket
 import time
@@ -15,8 +17,10 @@ from support import FAST_RETRY
 from vidgo_async import (
     BadRequestError,
     Balance,
+    ConfigurationError,
     NotFoundError,
     PollPolicy,
+    RetryPolicy,
     Task,
     TaskFile,
     TaskStatus,
@@ -307,3 +311,32 @@ async def test_persistent_read_failures_are_reported_once_as_a_warning(
     warned = [r.getMessage() for r in caplog.records if "have failed" in r.getMessage()]
     assert len(warned) == 1
     assert fake.api_key not in caplog.text
+
+
+# The first loop's sessions cannot be closed once it is gone: the user's mistake, warned of.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_client_used_in_a_second_event_loop_says_so() -> None:
+    """A client whose sessions were made under one ``asyncio.run()``, used under a
+    second (a script's, in a thread of its own here): a ConfigurationError saying so,
+    before anything is sent (it was aiohttp's bare RuntimeError "Event loop is closed",
+    and unclosed-transport warnings)."""
+    url, once = "http://127.0.0.1:9", RetryPolicy(max_attempts=1)
+    clients = [VidgoClient("k" * 24, base_url=url, retry=once)]
+
+    async def read() -> BaseException:
+        try:
+            await clients[0].get_task("task-1")
+        except BaseException as exc:
+            return exc
+        raise AssertionError("read a task from a closed port")
+
+    def script() -> tuple[BaseException, BaseException]:
+        return asyncio.run(read()), asyncio.run(read())
+
+    first, second = await asyncio.wait_for(asyncio.to_thread(script), 30)
+    assert isinstance(first, TransportError)  # port 9: refused
+    assert isinstance(second, ConfigurationError), second
+    assert "another event loop" in str(second)
+    clients.clear()
+    gc.collect()  # its warnings here, under this test's filters

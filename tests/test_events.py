@@ -3,11 +3,13 @@ callbacks, and the start and end of operations and requests."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 from pathlib import Path
 
 import pytest
-from support import FAST_POLL, FAST_RETRY
+from support import FAST_POLL, FAST_RETRY, Abort
 
 from vidgo_async import Event, TaskFailedError, TaskStatus, VidgoClient, VidgoError
 from vidgo_async.testing import FakeVidgo, Fault
@@ -81,6 +83,59 @@ async def test_a_failing_hook_never_breaks_the_sdk(
         url = await client.convert_to_wav("music", "audio-1")
     assert url.endswith(".wav")
     assert "on_event hook raised" in caplog.text
+
+
+@pytest.mark.parametrize("error", [asyncio.CancelledError, Abort], ids=["cancelled", "base"])
+@pytest.mark.parametrize("kind", ["submit", "request_end", "operation_start", "operation_end"])
+async def test_a_hook_raising_what_is_no_exception_loses_nothing(
+    vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture, error: type[BaseException], kind: str
+) -> None:
+    """A hook raising a CancelledError or another BaseException (once, on each kind of
+    event in turn) is logged and ignored as any failing hook: a conversion returns its
+    URL, a batch yields a result per pair. (It escaped: the batch ended with a paid pair
+    unreported, and convert_to_wav lost the accepted task's id.)"""
+    raised: list[str] = []
+
+    def hook(event: Event) -> None:
+        if event.kind == kind and len(raised) < 2:
+            raised.append(kind)
+            raise error()
+
+    caplog.set_level(logging.ERROR, logger="vidgo_async")
+    async with VidgoClient(
+        vidgo_fake.api_key, base_url=vidgo_fake.url, poll=FAST_POLL, on_event=hook
+    ) as client:
+        url = await asyncio.wait_for(client.convert_to_wav("music", "audio-1"), 10)
+        pairs = [("music", f"b{i}") for i in range(4)]
+        results = [r async for r in client.convert_many(pairs, timeout=10)]
+    assert url.endswith(".wav") and raised
+    assert sorted(r.audio_id for r in results if r.ok) == [a for _, a in pairs]
+    assert "on_event hook raised" in caplog.text
+    assert max(vidgo_fake.accept_count.values()) == 1
+
+
+async def test_a_hook_returning_a_coroutine_is_told_of_once(
+    vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plain function that returns a coroutine (a lambda around an ``async def``):
+    its coroutines are closed, not left unawaited (a RuntimeWarning per event), and one
+    WARNING says so."""
+    seen: list[Event] = []
+
+    async def record(event: Event) -> None:
+        seen.append(event)
+
+    caplog.set_level(logging.WARNING, logger="vidgo_async")
+    async with VidgoClient(
+        vidgo_fake.api_key,
+        base_url=vidgo_fake.url,
+        poll=FAST_POLL,
+        on_event=lambda event: record(event),
+    ) as client:
+        await client.convert_to_wav("music", "audio-1")
+        gc.collect()  # an unawaited coroutine would warn here
+    warnings = [r for r in caplog.records if "returned a coroutine" in r.getMessage()]
+    assert len(warnings) == 1 and seen == []
 
 
 async def test_operations_and_requests_come_in_nested_pairs(vidgo_fake: FakeVidgo) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
@@ -12,7 +15,17 @@ import attrs
 
 from ._models import TaskStatus
 
-__all__ = ["Event", "EventHook", "EventKind", "Scope", "emit", "operation", "request", "retrying"]
+__all__ = [
+    "Event",
+    "EventHook",
+    "EventKind",
+    "Scope",
+    "call_back",
+    "emit",
+    "operation",
+    "request",
+    "retrying",
+]
 
 logger = logging.getLogger("vidgo_async")
 
@@ -102,13 +115,48 @@ EventHook = Callable[[Event], object]
 
 
 def emit(hook: EventHook | None, kind: EventKind, **fields: Any) -> None:
-    """Call ``hook`` with an event; a failing hook is logged, never raised into the SDK."""
-    if hook is None:
-        return
+    """Call ``hook`` with an event (see :func:`call_back`)."""
+    if hook is not None:
+        call_back(hook, Event(kind=kind, **fields), "on_event hook", f" on a {kind} event")
+
+
+def call_back(callback: Callable[[Any], object], value: object, name: str, on: str = "") -> None:
+    """Call the user's ``callback`` (``on_event``, a batch's ``on_progress``) with ``value``.
+
+    Whatever it raises is logged, never raised into the SDK, which may hold a paid
+    task's answer or a pair's result at that point: a CancelledError too (a plain
+    function's is no cancel of ours), but not Ctrl-C or SystemExit. A coroutine it
+    returns (a lambda around an ``async def``) is closed, with one WARNING: nothing
+    awaits it.
+    """
     try:
-        hook(Event(kind=kind, **fields))
-    except Exception:
-        logger.exception("the on_event hook raised on a %s event", kind)
+        returned = callback(value)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:
+        logger.exception("the %s raised%s", name, on)
+        return
+    if inspect.iscoroutine(returned):
+        returned.close()
+        if _first_time(callback):
+            logger.warning(
+                "the %s returned a coroutine, which nothing awaits: pass a plain function"
+                " (it may start async work with asyncio.create_task)",
+                name,
+            )
+
+
+_WARNED: weakref.WeakSet[Callable[[Any], object]] = weakref.WeakSet()
+
+
+def _first_time(callback: Callable[[Any], object]) -> bool:
+    """Whether ``callback`` was not warned of before (one that takes no weak
+    reference is warned of each time)."""
+    if callback in _WARNED:
+        return False
+    with contextlib.suppress(TypeError):
+        _WARNED.add(callback)
+    return True
 
 
 def retrying(

@@ -174,8 +174,14 @@ class SharedQuota:
     ) -> None:
         if not isinstance(dsn, str) or not dsn:
             raise TypeError("dsn must be a non-empty string")
-        if not isinstance(namespace, str) or not 0 < len(namespace) <= _MAX_NAMESPACE:
-            raise ValueError(f"namespace must be a string of 1 to {_MAX_NAMESPACE} characters")
+        if not (
+            isinstance(namespace, str)
+            and 0 < len(namespace) <= _MAX_NAMESPACE
+            and namespace.isprintable()  # no NUL or lone surrogate: PostgreSQL refuses them
+        ):
+            raise ValueError(
+                f"namespace must be a string of 1 to {_MAX_NAMESPACE} printable characters"
+            )
         if max_submits_per_second is not None:
             max_submits_per_second = check_rate("max_submits_per_second", max_submits_per_second)
         lease_seconds = check_rate("lease_seconds", lease_seconds)

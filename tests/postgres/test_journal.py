@@ -534,6 +534,49 @@ async def test_rows_edited_by_hand_are_refused_or_read_again(
     assert all(fake.accept_count[audio] == 1 for _, audio in pairs)
 
 
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_result_the_database_missed_is_written_once_it_is_back(
+    make_client: MakeClient, fake: FakeVidgo, prefix: str
+) -> None:
+    """Worker A reports a pair while the database is away longer than half a lease (its
+    journal write given up), worker B waits for that pair: A writes the result again
+    once the database is back, and B ends at its next look. (The row stayed unsettled:
+    B waited the pair's timeout and three of its rechecks while A lived, a fleet idle
+    ~15 minutes after an outage of 15 s with the defaults, and once A's batch ended and
+    let the pair go, B took it and reported it again.) Each track is converted once."""
+    quick, slow = ("music", f"{prefix}-0"), ("music", f"{prefix}-1")
+    fake.set_duration(slow[1], queue_time=0.0, run_time=1.0)
+    async with a_server_of_its_own() as (server, dsn):
+        a = make_client().convert_many(
+            [quick, slow], journal=SharedJournal(dsn, lease_seconds=8), timeout=20
+        )
+        b: Any = None
+        try:
+            assert (await asyncio.wait_for(anext(a), 10)).audio_id == quick[1]
+            # B holds nothing of its own: it finds the slow pair held, and looks every 10 s.
+            b_journal = SharedJournal(dsn, lease_seconds=30)
+            b = asyncio.create_task(collect(make_client().convert_many([slow], journal=b_journal)))
+            await asyncio.sleep(1.5)  # the slow task finished: its result waits in A's queue
+            await asyncio.to_thread(server.halt, "immediate")
+            try:
+                taken = asyncio.create_task(anext(a))  # its write waits out half a lease
+                assert (await asyncio.wait_for(taken, 10)).audio_id == slow[1]
+            finally:
+                await asyncio.to_thread(server.resume)
+            resumed = time.monotonic()
+            assert [r.audio_id async for r in a] == []  # A ends, writing the result first
+            assert await asyncio.wait_for(b, 25) == []  # A reported the pair, not B
+            assert time.monotonic() - resumed < 15
+        finally:
+            await a.aclose()
+            if b is not None:
+                b.cancel()
+                await asyncio.gather(b, return_exceptions=True)
+        assert await states(dsn, prefix) == Counter({"finished": 2})
+    assert fake.accept_count[quick[1]] == fake.accept_count[slow[1]] == 1
+
+
 @pytest.mark.asyncio
 async def test_the_lease_setting_is_the_journals_lease(
     postgres_dsn: str, make_client: MakeClient, prefix: str

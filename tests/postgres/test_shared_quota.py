@@ -449,6 +449,10 @@ def test_the_dsn_stays_out_of_the_repr() -> None:
     ("kwargs", "error"),
     [
         ({"namespace": ""}, ValueError),
+        # PostgreSQL refuses these in text: every status read failed (retried to the
+        # deadline) once the conversion was paid for.
+        ({"namespace": "a\x00b"}, ValueError),
+        ({"namespace": "a\ud800b"}, ValueError),
         ({"namespace": "n", "lease_seconds": 0.01}, ValueError),
         ({"namespace": "n", "max_lease": 0}, ValueError),
         ({"namespace": "n", "max_submits_per_second": "5"}, TypeError),

@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 from yarl import URL
 
-from .._events import EventHook, operation
+from .._events import EventHook, call_back, operation
 from .._lifecycle import Lifecycle, cancel_after_grace
 from .._models import WAV_MODEL, ConversionResult
 from .._ops.submit import Submitter
@@ -163,6 +163,10 @@ class _Batch:
     # Pairs another worker held when claimed, looked at again at the end -> repeats seen
     aside: dict[Key, int] = attrs.field(init=False, factory=dict)
     settling: asyncio.Lock = attrs.field(init=False, factory=asyncio.Lock)  # a journal write
+    # Results reported whose journal write failed (the database away longer than it is
+    # waited for): written again before the batch waits for other workers' pairs, and
+    # before it closes the journal. Until then the rows stay claimed and unsettled.
+    unwritten: list[_Outcome] = attrs.field(init=False, factory=list)
     read: int = attrs.field(init=False, default=0)
     input_done: bool = attrs.field(init=False, default=False)
 
@@ -223,10 +227,7 @@ class _Batch:
             in_flight=len(self.in_flight),
             input_done=self.input_done,
         )
-        try:
-            on_progress(progress)
-        except Exception:  # as on_event: the caller's bug must not end the batch
-            logger.exception("the on_progress callback raised")
+        call_back(on_progress, progress, "on_progress callback")
 
     async def stop(self) -> None:
         """The client closes: read no more input, and let the pairs in flight end as the
@@ -260,6 +261,7 @@ class _Batch:
                 await self.steps.stop(pending)
             await asyncio.gather(*pending, return_exceptions=True)
             if journal is not None:
+                await self._write_again()
                 await self.steps.keep_learned()
                 async with self.settling:  # not closed under a result being settled
                     self.steps.journal = None  # results taken from now on are not settled in it
@@ -269,28 +271,40 @@ class _Batch:
             self.queue.put_nowait(_STOPPED)  # after the results queued, for a loop still iterating
 
     async def _feed(self) -> None:
-        """Read the input while there is room, start a task per new pair, then end the queue.
+        """Read the input while there is room, start a task per new pair, then end the
+        queue: always, with the input's failure if it failed, unless the batch's stop
+        cancelled this task (the stop ends the queue then).
 
         The batch's operation events come from here: the pairs' tasks start inside it.
         """
-        failed: Exception | None = None
-        with operation(self.hook, "batch") as scope:
-            try:
-                async for pair in each_pair(self.pairs):
-                    self.read += 1
-                    await self._admit(pair)
-                self.input_done = True
-            except Exception as exc:  # the input itself failed: the batch ends with it,
-                failed = exc
-            try:
-                await self._finish()  # once the pairs read before (paid for) are reported
-            except Exception as exc:  # a journal failing its recheck
-                failed = failed or exc
-            if others := sum(result is None for result in self.done.values()):
-                logger.warning(_OTHERS, others)
-            if failed is not None:
-                scope.note(error=type(failed).__name__)
-        self.queue.put_nowait(_END if failed is None else _InputFailed(failed))
+        failed: BaseException | None = None
+        try:
+            with operation(self.hook, "batch") as scope:
+                try:
+                    async for pair in each_pair(self.pairs):
+                        self.read += 1
+                        await self._admit(pair)
+                    self.input_done = True
+                # The input itself failed (an await of its own may raise CancelledError
+                # without this task being cancelled): the batch ends with it,
+                except (Exception, asyncio.CancelledError) as exc:
+                    if _cancelled():
+                        raise
+                    failed = exc
+                try:
+                    await self._finish()  # once the pairs read before (paid for) are reported
+                except Exception as exc:  # a journal failing its recheck
+                    failed = failed or exc
+                if others := sum(result is None for result in self.done.values()):
+                    logger.warning(_OTHERS, others)
+                if failed is not None:
+                    scope.note(error=type(failed).__name__)
+        except BaseException as exc:  # cancelled, or what no batch goes on after
+            failed = exc
+            raise
+        finally:
+            if self.stopping is None:  # else the stop ends the queue, after what it ends
+                self.queue.put_nowait(_END if failed is None else _InputFailed(failed))
 
     async def _finish(self) -> None:
         """Wait for this worker's pairs, then for those another worker held: each ends
@@ -302,6 +316,7 @@ class _Batch:
         while True:
             while self.tasks:
                 await asyncio.wait(set(self.tasks))
+            await self._write_again()  # others may be waiting for those pairs
             aside, journal = self.aside, self.steps.journal
             if not aside or journal is None:
                 return
@@ -401,18 +416,43 @@ class _Batch:
         except LostClaim as exc:
             self._drop(key, exc)
             return 0
-        except JournalWriteError as exc:  # the result stands, a re-run polls again
+        except JournalWriteError as exc:  # the result stands; written again later
             logger.error("could not journal the result of %s/%s: %s", *key, exc)
+            self.unwritten.append(outcome)
         except Exception:  # a bug must cost the journal row, not the result
             logger.exception("could not journal the result of %s/%s", *key)
         self.done[key] = result
         return 1 + self.in_flight.pop(key)
+
+    async def _write_again(self) -> None:
+        """Write the results whose journal write failed, in order, while the journal
+        takes them (a database back from an outage): other workers wait for those pairs
+        meanwhile, and once this worker's claims lapse they would report them again."""
+        while self.unwritten:
+            outcome = self.unwritten[0]
+            try:
+                async with self.settling:
+                    await self.steps.settle(outcome.key, outcome.result, outcome.state)
+            except JournalWriteError:  # still away: tried again later
+                return
+            except LostClaim as exc:  # reported here and by the taker: one result too many
+                logger.warning("could not journal the result of %s/%s: %s", *outcome.key, exc)
+            else:
+                logger.info("journalled the result of %s/%s after all", *outcome.key)
+            del self.unwritten[0]
 
     def _drop(self, key: Key, exc: LostClaim) -> None:
         """Another worker holds the pair now: its result is that worker's to report."""
         logger.warning("dropped %s/%s: %s (its result is the other worker's to report)", *key, exc)
         self.in_flight.pop(key)
         self.done[key] = None
+
+
+def _cancelled() -> bool:
+    """Whether the current task was cancelled, rather than meeting a CancelledError of an
+    await of its own (before Python 3.11, which cannot tell: taken as cancelled)."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return cancelling is None or cancelling() > 0
 
 
 def _pollable(waits: Waits) -> int:

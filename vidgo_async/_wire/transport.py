@@ -72,6 +72,7 @@ class Transport:
     # until they are released, however late their requests leave.
     _connections: asyncio.Semaphore | None = attrs.field(init=False)
     _resolver: PublicResolver | None = attrs.field(init=False, default=None)
+    _loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)  # sessions'
     answered: bool = attrs.field(init=False, default=False)  # any answer since the start
 
     @_connections.default
@@ -96,6 +97,7 @@ class Transport:
         """
         if self._borrowed is not None:
             return self._borrowed
+        self._check_loop()
         if self._session is None:
             self._session = self._new_session(self._auth, aiohttp.DummyCookieJar())
         return self._session
@@ -106,9 +108,27 @@ class Transport:
         or one of ours that never carries the key."""
         if self._borrowed is not None:
             return self._borrowed
+        self._check_loop()
         if self._storage is None:
             self._storage = self._new_session({})
         return self._storage
+
+    def _check_loop(self) -> None:
+        """Our sessions belong to the event loop they were made in: refuse another
+        (a second ``asyncio.run()``) before anything is sent, rather than aiohttp's
+        "Event loop is closed".
+
+        Raises:
+            ConfigurationError: This client's sessions belong to another event loop.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise ConfigurationError(
+                "this VidgoClient was first used in another event loop (a second"
+                " asyncio.run()?): make a client in each loop, or run both in one"
+            )
 
     def _new_session(
         self, headers: Mapping[str, str], cookie_jar: aiohttp.abc.AbstractCookieJar | None = None
