@@ -233,8 +233,8 @@ async def test_an_input_raising_what_is_no_exception_ends_the_batch(
 ) -> None:
     """An async input that raises a CancelledError (it awaited a future its producer
     cancelled; the consumer is not cancelled) or another BaseException: the loop gets
-    it, at once, instead of waiting for ever; after the pairs it paid for (a
-    CancelledError, as an Exception of the input would)."""
+    it after the pairs it paid for, as an Exception of the input, instead of waiting
+    for ever (or losing those results)."""
     pairs = [("music", f"audio-{i}") for i in range(3)]
 
     async def source() -> AsyncIterator[tuple[str, str]]:
@@ -262,9 +262,9 @@ async def test_an_input_raising_what_is_no_exception_ends_the_batch(
     assert done, "the batch waited for ever"
     if error is asyncio.CancelledError:
         assert consumer.cancelled()
-        assert sorted(r.audio_id for r in results if r.ok) == [a for _, a in pairs]
     else:
         assert isinstance(consumer.exception(), Abort)
+    assert sorted(r.audio_id for r in results if r.ok) == [a for _, a in pairs]
 
 
 @pytest.mark.parametrize("url", [None, "", "  "], ids=["null", "empty", "blank"])
@@ -288,6 +288,63 @@ async def test_a_finished_row_without_its_url_is_read_again_or_refused(
     assert isinstance(again["a1"].error, ConfigurationError) and again["a1"].wav_url is None
     assert "delete the row" in str(again["a1"].error)
     assert vidgo_fake.accept_count == {"a0": 1, "a1": 1}
+
+
+async def test_rows_edited_into_odd_values_are_read_again_or_refused(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """Values SQLite lets an edit by hand store: a finished row's URL that is no URL (or
+    a BLOB) has its task read again; an accepted row whose task id is blank is settled
+    by the submit rule (it waited out the pair's timeout on reads refused locally,
+    then said the task kept running); a failed row whose HTTP status is text is a
+    ConfigurationError, nothing sent (a bare ValueError). No track is converted twice."""
+    journal = tmp_path / "wav.sqlite"
+    pairs = [("m", f"a{i}") for i in range(4)]
+    async with _client(vidgo_fake) as client:
+        first = {r.audio_id: r for r in await _collect(client, pairs, journal=journal)}
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:
+        db.execute("UPDATE conversions SET wav_url = 'not a url' WHERE audio_id = 'a0'")
+        db.execute("UPDATE conversions SET wav_url = x'00ff' WHERE audio_id = 'a1'")
+        db.execute(
+            "UPDATE conversions SET state = 'accepted', task_id = '  ', wav_url = NULL"
+            " WHERE audio_id = 'a2'"
+        )
+        db.execute(
+            "UPDATE conversions SET state = 'failed', error_type = 'ServerError',"
+            " error_status = 'abc', wav_url = NULL WHERE audio_id = 'a3'"
+        )
+    started = time.monotonic()
+    async with _client(vidgo_fake) as client:
+        again = {r.audio_id: r for r in await _collect(client, pairs, journal=journal, timeout=20)}
+    assert time.monotonic() - started < 10
+    assert [again[a].wav_url for a in ("a0", "a1")] == [first[a].wav_url for a in ("a0", "a1")]
+    assert again["a2"].ok or isinstance(again["a2"].error, SubmitOutcomeUnknownError)
+    assert isinstance(again["a3"].error, ConfigurationError), again["a3"].error
+    assert max(vidgo_fake.accept_count.values()) == 1
+
+
+async def test_a_copy_into_a_file_another_download_writes_is_refused(
+    vidgo_fake: FakeVidgo, tmp_path: Path
+) -> None:
+    """A journalled re-run into another folder copies the earlier run's file; while a
+    download of that file is under way (another call, or process), the copy is refused
+    (FileExistsError on the pair's result) and the download ends with its own file.
+    (The copy took no part in the download's lock: it wrote into the ``.part`` the
+    download was writing, and a file of both was reported ok.)"""
+    journal, first_dir, second_dir = tmp_path / "wav.sqlite", tmp_path / "1", tmp_path / "2"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    async with _client(vidgo_fake) as client:
+        [first] = await _collect(client, [("m", "a0")], journal=journal, download_to=first_dir)
+        assert first.path is not None
+        vidgo_fake.inject(Fault.stall(1.0), route="files")  # then retried
+        downloading = asyncio.create_task(client.download(first.wav_url, second_dir / "a0.wav"))
+        await asyncio.sleep(0.3)  # it holds the file; its first attempt stalls a second
+        [again] = await _collect(client, [("m", "a0")], journal=journal, download_to=second_dir)
+        path = await asyncio.wait_for(downloading, 10)
+    assert isinstance(again.error, FileExistsError), again
+    assert path.read_bytes() == first.path.read_bytes()
+    assert sorted(p.name for p in second_dir.iterdir()) == ["a0.wav"]
 
 
 async def test_a_batch_left_early_without_a_journal_names_each_task_it_paid_for(

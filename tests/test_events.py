@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Coroutine, Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import FAST_POLL, FAST_RETRY, Abort
@@ -114,27 +116,41 @@ async def test_a_hook_raising_what_is_no_exception_loses_nothing(
     assert max(vidgo_fake.accept_count.values()) == 1
 
 
-async def test_a_hook_returning_a_coroutine_is_told_of_once(
-    vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture
+class _Lazy:
+    """An awaitable that is no coroutine, as aiohttp's ``session.post(...)`` returns."""
+
+    def __init__(self, work: Coroutine[Any, Any, None]) -> None:
+        self._work = work
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._work.__await__()
+
+    def close(self) -> None:
+        self._work.close()
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["coroutine", "awaitable"])
+async def test_a_hook_returning_an_awaitable_is_told_of_once(
+    vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture, lazy: bool
 ) -> None:
-    """A plain function that returns a coroutine (a lambda around an ``async def``):
-    its coroutines are closed, not left unawaited (a RuntimeWarning per event), and one
-    WARNING says so."""
+    """A plain function that returns a coroutine (a lambda around an ``async def``) or
+    another awaitable: it is closed, not left unawaited (a RuntimeWarning per event),
+    and one WARNING says so."""
     seen: list[Event] = []
 
     async def record(event: Event) -> None:
         seen.append(event)
 
+    def hook(event: Event) -> object:
+        return _Lazy(record(event)) if lazy else record(event)
+
     caplog.set_level(logging.WARNING, logger="vidgo_async")
     async with VidgoClient(
-        vidgo_fake.api_key,
-        base_url=vidgo_fake.url,
-        poll=FAST_POLL,
-        on_event=lambda event: record(event),
+        vidgo_fake.api_key, base_url=vidgo_fake.url, poll=FAST_POLL, on_event=hook
     ) as client:
         await client.convert_to_wav("music", "audio-1")
         gc.collect()  # an unawaited coroutine would warn here
-    warnings = [r for r in caplog.records if "returned a coroutine" in r.getMessage()]
+    warnings = [r for r in caplog.records if "returned an awaitable" in r.getMessage()]
     assert len(warnings) == 1 and seen == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -125,9 +126,9 @@ def call_back(callback: Callable[[Any], object], value: object, name: str, on: s
 
     Whatever it raises is logged, never raised into the SDK, which may hold a paid
     task's answer or a pair's result at that point: a CancelledError too (a plain
-    function's is no cancel of ours), but not Ctrl-C or SystemExit. A coroutine it
-    returns (a lambda around an ``async def``) is closed, with one WARNING: nothing
-    awaits it.
+    function's is no cancel of ours), but not Ctrl-C or SystemExit. A coroutine (or
+    another awaitable but a Future) it returns, as a lambda around an ``async def``
+    does, is closed, with one WARNING: nothing awaits it.
     """
     try:
         returned = callback(value)
@@ -136,11 +137,15 @@ def call_back(callback: Callable[[Any], object], value: object, name: str, on: s
     except BaseException:
         logger.exception("the %s raised%s", name, on)
         return
-    if inspect.iscoroutine(returned):
-        returned.close()
+    # A Future (a task the callback started) runs by itself; any other awaitable waits
+    # to be awaited, as a coroutine or aiohttp's lazy request does: closed, if it can be.
+    if inspect.isawaitable(returned) and not isinstance(returned, asyncio.Future):
+        close = getattr(returned, "close", None)
+        if callable(close):
+            close()
         if _first_time(callback):
             logger.warning(
-                "the %s returned a coroutine, which nothing awaits: pass a plain function"
+                "the %s returned an awaitable, which nothing awaits: pass a plain function"
                 " (it may start async work with asyncio.create_task)",
                 name,
             )

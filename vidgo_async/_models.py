@@ -26,6 +26,7 @@ __all__ = [
     "TaskFile",
     "TaskHandle",
     "TaskStatus",
+    "is_url",
 ]
 
 #: The model name of a WAV conversion.
@@ -150,14 +151,7 @@ class Task:
         blanks around it aside), else one naming it as a hex id (a UUID) in another
         letter case (a server may lower-case it), else one naming no track (blank, or
         no string or number); never another track's (under ``audioId`` too)."""
-        usable = [
-            (_named(file), url)
-            for file in self.files
-            if (url := file.wav_url) is not None
-            and url.lower().startswith(("https://", "http://"))
-            and url.partition("://")[2][:1] not in ("", "/")  # it names a host
-            and url.isprintable()
-        ]
+        usable = [(_named(file), url) for file in self.files if is_url(url := file.wav_url)]
         if audio_id is None:
             return usable[0][1] if usable else None
         ranked = [(rank, url) for named, url in usable if (rank := _rank(named, audio_id)) >= 0]
@@ -167,6 +161,18 @@ class Task:
     def is_terminal(self) -> bool:
         """Whether the task will not change any more."""
         return self.status.is_terminal
+
+
+def is_url(url: object) -> bool:
+    """Whether ``url`` (a file's ``wav_url``, a journal's) is one to hand a user: an
+    absolute http(s) URL naming a host, without control characters (a terminal would
+    obey them when it is printed)."""
+    return (
+        isinstance(url, str)
+        and url.lower().startswith(("https://", "http://"))
+        and url.partition("://")[2][:1] not in ("", "/")  # it names a host
+        and url.isprintable()
+    )
 
 
 def _named(file: TaskFile) -> str | None:

@@ -198,3 +198,19 @@ async def test_two_downloads_into_one_file_never_mix(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]  # no lock file left
     with pytest.raises(FileExistsError, match="exists"):
         await asyncio.wait_for(sdk.download(url, tmp_path), 5)
+
+
+@pytest.mark.asyncio
+async def test_a_lock_file_planted_as_a_symlink_creates_nothing(
+    server: HostileServer, sdk: VidgoClient, tmp_path: Path
+) -> None:
+    """A symlink planted where a download's lock file goes (a shared folder) is not
+    followed: the download fails with an OSError, sending nothing, and the link's
+    target is not created (it was, empty, wherever the link pointed)."""
+    elsewhere = tmp_path / "elsewhere"
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "a.wav.part.lock").symlink_to(elsewhere)
+    with pytest.raises(OSError):
+        await asyncio.wait_for(sdk.download(f"{server.url}/files/a.wav", folder), 5)
+    assert not elsewhere.exists() and server.hits(FILE) == []

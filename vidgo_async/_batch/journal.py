@@ -298,7 +298,10 @@ class Journal:
         ).fetchone()
         if row is None:
             return None
-        entry: Entry = converter.structure(dict(zip(COLUMNS, row, strict=True)), Entry)
+        try:
+            entry: Entry = converter.structure(dict(zip(COLUMNS, row, strict=True)), Entry)
+        except (ValueError, TypeError) as exc:  # a value edited by hand (SQLite takes any)
+            raise JournalWriteError(f"its row is not one this version reads ({exc})") from None
         return entry
 
     def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:

@@ -31,10 +31,17 @@ from .._ops.submit import Submitter
 from .._ops.wait import Waits
 from .._timing.classify import Failure, classify, ends_the_task, refuses_the_account
 from .._timing.deadline import Deadline
+from .._wire.wavfile import owned, part_of
 from ..errors import ClientClosedError, ConfigurationError, SubmitOutcomeUnknownError, VidgoError
 from .intake import Key, result_of, wav_file_name
 from .journal import REPORTED, BatchJournal, Entry, JournalWriteError, State
-from .verdicts import journalled_error, kept_url, state_after_failed_submit, task_to_wait_on
+from .verdicts import (
+    journalled_error,
+    kept_task,
+    kept_url,
+    state_after_failed_submit,
+    task_to_wait_on,
+)
 
 __all__ = ["Download", "PairSteps"]
 
@@ -190,7 +197,9 @@ class PairSteps:
             return entry
         if self.refused is not None:  # the account cannot submit: not attempted
             return result_of(key, error=self.refused)
-        resumed = entry is not None and entry.state is State.SUBMITTING
+        # Caught mid-submit, or accepted under a task id the row no longer keeps (an
+        # edit by hand): the submit rule settles what an earlier attempt did.
+        resumed = entry is not None and entry.state in (State.SUBMITTING, State.ACCEPTED)
         sending = _Sending(self, key)
         try:
             started = await self._submit(key, deadline, sending, resumed=resumed)
@@ -323,7 +332,7 @@ class PairSteps:
     async def _from_journal(self, key: Key, entry: Entry) -> tuple[ConversionResult, State | None]:
         """An earlier run's result, its file in this run's folder: the earlier file if it
         is there, else a copy of it, else downloaded again."""
-        result = result_of(key, task_id=entry.task_id, wav_url=kept_url(entry))
+        result = result_of(key, task_id=kept_task(entry), wav_url=kept_url(entry))
         if entry.state is not State.FINISHED or result.wav_url is None:  # (an edited row)
             return attrs.evolve(result, error=journalled_error(entry, *key)), None
         earlier = Path(entry.path) if entry.path else None
@@ -401,16 +410,18 @@ class _Sending:
 
 
 def _copy(source: Path, dest: Path) -> None:
-    """``source`` copied to ``dest`` whole, or not at all: through a ``.part`` beside it
-    (as a download's, which a download of the file replaces), on disk before it is renamed."""
-    part = dest.with_name(dest.name + ".part")
-    try:
-        shutil.copyfile(source, part)
-        with part.open("rb") as copied:
-            os.fsync(copied.fileno())
-        os.replace(part, dest)
-    finally:
-        part.unlink(missing_ok=True)
+    """``source`` copied to ``dest`` whole, or not at all: through a ``.part`` beside it,
+    held as a download holds it (another writer of the file, in any process, is
+    refused: FileExistsError), on disk before it is renamed."""
+    part = part_of(dest)
+    with owned(part):
+        try:
+            shutil.copyfile(source, part)
+            with part.open("rb") as copied:
+                os.fsync(copied.fileno())
+            os.replace(part, dest)
+        finally:
+            part.unlink(missing_ok=True)
 
 
 def _current() -> asyncio.Task[Any]:

@@ -285,10 +285,11 @@ class _Batch:
                         self.read += 1
                         await self._admit(pair)
                     self.input_done = True
-                # The input itself failed (an await of its own may raise CancelledError
-                # without this task being cancelled): the batch ends with it,
-                except (Exception, asyncio.CancelledError) as exc:
-                    if _cancelled():
+                # The input itself failed (with whatever it raises: an await of its own
+                # may raise CancelledError without this task being cancelled, a timeout of
+                # gevent or a test framework is no Exception): the batch ends with it,
+                except BaseException as exc:
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)) or _cancelled():
                         raise
                     failed = exc
                 try:

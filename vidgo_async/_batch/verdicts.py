@@ -3,7 +3,7 @@ recorded (rebuilt as its own type), and the state a failed submit leaves the pai
 
 from __future__ import annotations
 
-from .._models import WAV_MODEL, TaskHandle
+from .._models import WAV_MODEL, TaskHandle, is_url
 from .._timing.classify import refuses_the_pair
 from ..errors import (
     APIError,
@@ -17,7 +17,13 @@ from ..errors import (
 )
 from .journal import Entry, State
 
-__all__ = ["journalled_error", "kept_url", "state_after_failed_submit", "task_to_wait_on"]
+__all__ = [
+    "journalled_error",
+    "kept_task",
+    "kept_url",
+    "state_after_failed_submit",
+    "task_to_wait_on",
+]
 
 
 def _subclasses(kind: type[APIError]) -> list[type[APIError]]:
@@ -38,16 +44,22 @@ def task_to_wait_on(entry: Entry) -> str | None:
     task a worker's submit created after it lost the pair: it keeps the id in the row,
     which the worker that took the pair over may have settled unknown, or failed by a
     409 that named no task, and a finished task whose row keeps no URL (edited by hand)."""
-    if entry.task_id is None or (entry.state is State.FINISHED and kept_url(entry)):
+    task_id = kept_task(entry)
+    if task_id is None or (entry.state is State.FINISHED and kept_url(entry)):
         return None
     if entry.state is State.FAILED and entry.error_type == _TASK_FAILED:
         return None
-    return entry.task_id
+    return task_id
+
+
+def kept_task(entry: Entry) -> str | None:
+    """The task id a row keeps (a blank one, as an edit by hand may leave, is none)."""
+    return entry.task_id if entry.task_id and not entry.task_id.isspace() else None
 
 
 def kept_url(entry: Entry) -> str | None:
-    """The WAV URL a row keeps (a blank one, as an edit by hand may leave, is none)."""
-    return entry.wav_url if entry.wav_url and not entry.wav_url.isspace() else None
+    """The WAV URL a row keeps (blanks, or other text an edit by hand may leave, are none)."""
+    return entry.wav_url if is_url(entry.wav_url) else None
 
 
 def journalled_error(entry: Entry, source_task_id: str, audio_id: str) -> VidgoError:

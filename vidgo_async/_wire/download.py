@@ -55,6 +55,7 @@ from .wavfile import (
     forget_part,
     keep_version,
     owned,
+    part_of,
     part_size,
     resumable,
     resume_offset,
@@ -194,7 +195,7 @@ class _Download:
     @property
     def part(self) -> Path:
         """The file the download grows in, renamed to the target once complete."""
-        return self._target.with_name(self._target.name + ".part")
+        return part_of(self._target)
 
     async def run(self, on_progress: ProgressCallback | None) -> None:
         """Refuse a URL to a private address (before any request), then attempt until

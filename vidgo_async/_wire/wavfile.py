@@ -28,6 +28,7 @@ __all__ = [
     "forget_part",
     "keep_version",
     "owned",
+    "part_of",
     "part_size",
     "resumable",
     "resume_offset",
@@ -54,6 +55,11 @@ class Overrun(InvalidResponseError):
     framing, which asking again would only send again (up to the cap each time)."""
 
 
+def part_of(target: Path) -> Path:
+    """The ``.part`` file beside ``target`` that a download (or a copy) of it grows in."""
+    return target.with_name(target.name + ".part")
+
+
 @contextlib.contextmanager
 def owned(part: Path) -> Iterator[None]:
     """Hold ``<part>.lock`` (an exclusive ``flock``) while one download writes ``part``,
@@ -77,7 +83,8 @@ def _lock(lock: Path) -> int | None:
     """The descriptor of ``lock`` under an exclusive ``flock``, taken at once or never
     (None: the file system has no ``flock``)."""
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        # Not through a symlink planted in a shared folder: it would create its target.
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
