@@ -4,6 +4,7 @@ callbacks, and the start and end of operations and requests."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 from collections.abc import Coroutine, Generator
@@ -152,6 +153,32 @@ async def test_a_hook_returning_an_awaitable_is_told_of_once(
         gc.collect()  # an unawaited coroutine would warn here
     warnings = [r for r in caplog.records if "returned an awaitable" in r.getMessage()]
     assert len(warnings) == 1 and seen == []
+
+
+async def test_an_unhashable_hook_returning_a_coroutine_loses_nothing(
+    vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hook that is no weak-set member (a dataclass, unhashable) returning a coroutine:
+    the conversion returns its URL, and the hook is warned of (it raised TypeError into
+    the SDK, losing the accepted task's id)."""
+
+    @dataclasses.dataclass
+    class Recorder:
+        seen: list[Event]
+
+        async def record(self, event: Event) -> None:
+            self.seen.append(event)
+
+        def __call__(self, event: Event) -> object:
+            return self.record(event)
+
+    caplog.set_level(logging.WARNING, logger="vidgo_async")
+    async with VidgoClient(
+        vidgo_fake.api_key, base_url=vidgo_fake.url, poll=FAST_POLL, on_event=Recorder([])
+    ) as client:
+        url = await asyncio.wait_for(client.convert_to_wav("music", "audio-1"), 10)
+    assert url.endswith(".wav")
+    assert any("returned a coroutine" in r.getMessage() for r in caplog.records)
 
 
 async def test_operations_and_requests_come_in_nested_pairs(vidgo_fake: FakeVidgo) -> None:

@@ -156,10 +156,10 @@ _WARNED: weakref.WeakSet[Callable[[Any], object]] = weakref.WeakSet()
 
 def _first_time(callback: Callable[[Any], object]) -> bool:
     """Whether ``callback`` was not warned of before (one that takes no weak
-    reference is warned of each time)."""
-    if callback in _WARNED:
-        return False
-    with contextlib.suppress(TypeError):
+    reference, or is unhashable, is warned of each time)."""
+    with contextlib.suppress(TypeError):  # the membership test hashes it too
+        if callback in _WARNED:
+            return False
         _WARNED.add(callback)
     return True
 
