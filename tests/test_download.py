@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import gc
 import logging
 import socket
@@ -89,6 +91,21 @@ async def test_downloads_a_valid_wav(
     """The whole file lands at dest, byte for byte, with no .part left."""
     path = await fetch(session, wav_url(big), tmp_path / "song.wav")
     assert path == tmp_path / "song.wav"
+    assert_valid_wav(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["song.wav"]
+
+
+async def test_a_file_system_without_flock_keeps_no_lock_file(
+    big: FakeVidgo, session: aiohttp.ClientSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where flock fails (ENOLCK: some NFS or SMB mounts) the download goes on unguarded
+    and leaves no ``.part.lock`` behind (one was left beside every file)."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    path = await fetch(session, wav_url(big), tmp_path / "song.wav")
     assert_valid_wav(path)
     assert [p.name for p in tmp_path.iterdir()] == ["song.wav"]
 

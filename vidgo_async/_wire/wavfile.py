@@ -94,6 +94,7 @@ def _lock(lock: Path) -> int | None:
             raise FileExistsError(errno.EEXIST, message, str(target)) from None
         except OSError as exc:
             os.close(fd)
+            lock.unlink(missing_ok=True)  # held by none: no file to leave behind
             logger.debug("cannot lock %s (%s): downloads into it not kept apart", lock, exc)
             return None
         try:  # not one its holder removed after we opened it
