@@ -236,6 +236,8 @@ async def test_an_input_raising_what_is_no_exception_ends_the_batch(
     it after the pairs it paid for, as an Exception of the input, instead of waiting
     for ever (or losing those results)."""
     pairs = [("music", f"audio-{i}") for i in range(3)]
+    for _, audio in pairs:  # still running when the input fails
+        vidgo_fake.set_duration(audio, queue_time=0.0, run_time=1.0)
 
     async def source() -> AsyncIterator[tuple[str, str]]:
         for pair in pairs:
@@ -262,6 +264,8 @@ async def test_an_input_raising_what_is_no_exception_ends_the_batch(
     assert done, "the batch waited for ever"
     if error is asyncio.CancelledError:
         assert consumer.cancelled()
+        if sys.version_info < (3, 11):  # it cannot be told from a cancel of the batch
+            return
     else:
         assert isinstance(consumer.exception(), Abort)
     assert sorted(r.audio_id for r in results if r.ok) == [a for _, a in pairs]

@@ -289,7 +289,9 @@ class _Batch:
                 # may raise CancelledError without this task being cancelled, a timeout of
                 # gevent or a test framework is no Exception): the batch ends with it,
                 except BaseException as exc:
-                    if isinstance(exc, (KeyboardInterrupt, SystemExit)) or _cancelled():
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)) or (
+                        isinstance(exc, asyncio.CancelledError) and _cancelled()
+                    ):
                         raise
                     failed = exc
                 try:
