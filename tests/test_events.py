@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import warnings
 from collections.abc import Coroutine, Generator
 from pathlib import Path
 from typing import Any
@@ -130,55 +131,41 @@ class _Lazy:
         self._work.close()
 
 
-@pytest.mark.parametrize("lazy", [False, True], ids=["coroutine", "awaitable"])
-async def test_a_hook_returning_an_awaitable_is_told_of_once(
-    vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture, lazy: bool
-) -> None:
-    """A plain function that returns a coroutine (a lambda around an ``async def``) or
-    another awaitable: it is closed, not left unawaited (a RuntimeWarning per event),
-    and one WARNING says so."""
+@pytest.mark.parametrize("kind", ["coroutine", "awaitable", "instance"])
+async def test_a_hook_returning_an_awaitable_is_told_of(vidgo_fake: FakeVidgo, kind: str) -> None:
+    """A plain function that returns a coroutine (a lambda around an ``async def``),
+    another awaitable (aiohttp's lazy request), or an instance (unhashable) whose
+    ``__call__`` does: what it returns is closed, not left unawaited (Python's
+    RuntimeWarning per event), a RuntimeWarning of ours says so, and the conversion
+    returns its URL (the instance's TypeError escaped into the SDK, losing the task)."""
     seen: list[Event] = []
 
     async def record(event: Event) -> None:
         seen.append(event)
 
-    def hook(event: Event) -> object:
-        return _Lazy(record(event)) if lazy else record(event)
-
-    caplog.set_level(logging.WARNING, logger="vidgo_async")
-    async with VidgoClient(
-        vidgo_fake.api_key, base_url=vidgo_fake.url, poll=FAST_POLL, on_event=hook
-    ) as client:
-        await client.convert_to_wav("music", "audio-1")
-        gc.collect()  # an unawaited coroutine would warn here
-    warnings = [r for r in caplog.records if "returned an awaitable" in r.getMessage()]
-    assert len(warnings) == 1 and seen == []
-
-
-async def test_an_unhashable_hook_returning_a_coroutine_loses_nothing(
-    vidgo_fake: FakeVidgo, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A hook that is no weak-set member (a dataclass, unhashable) returning a coroutine:
-    the conversion returns its URL, and the hook is warned of (it raised TypeError into
-    the SDK, losing the accepted task's id)."""
-
     @dataclasses.dataclass
-    class Recorder:
-        seen: list[Event]
-
-        async def record(self, event: Event) -> None:
-            self.seen.append(event)
+    class Recorder:  # unhashable
+        name: str
 
         def __call__(self, event: Event) -> object:
-            return self.record(event)
+            return record(event)
 
-    caplog.set_level(logging.WARNING, logger="vidgo_async")
-    async with VidgoClient(
-        vidgo_fake.api_key, base_url=vidgo_fake.url, poll=FAST_POLL, on_event=Recorder([])
-    ) as client:
-        url = await asyncio.wait_for(client.convert_to_wav("music", "audio-1"), 10)
-    assert url.endswith(".wav")
-    assert any("returned a coroutine" in r.getMessage() for r in caplog.records)
+    def hook(event: Event) -> object:
+        return _Lazy(record(event)) if kind == "awaitable" else record(event)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with VidgoClient(
+            vidgo_fake.api_key,
+            base_url=vidgo_fake.url,
+            poll=FAST_POLL,
+            on_event=Recorder("r") if kind == "instance" else hook,
+        ) as client:
+            url = await asyncio.wait_for(client.convert_to_wav("music", "audio-1"), 10)
+            gc.collect()  # an unawaited coroutine would warn here
+    assert url.endswith(".wav") and seen == []
+    told = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert told and all("returned an awaitable" in message for message in told), told
 
 
 async def test_operations_and_requests_come_in_nested_pairs(vidgo_fake: FakeVidgo) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import logging
 import time
-import weakref
+import warnings
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
@@ -128,7 +128,7 @@ def call_back(callback: Callable[[Any], object], value: object, name: str, on: s
     task's answer or a pair's result at that point: a CancelledError too (a plain
     function's is no cancel of ours), but not Ctrl-C or SystemExit. A coroutine (or
     another awaitable but a Future) it returns, as a lambda around an ``async def``
-    does, is closed, with one WARNING: nothing awaits it.
+    does, is closed, with a RuntimeWarning: nothing awaits it.
     """
     try:
         returned = callback(value)
@@ -138,30 +138,19 @@ def call_back(callback: Callable[[Any], object], value: object, name: str, on: s
         logger.exception("the %s raised%s", name, on)
         return
     # A Future (a task the callback started) runs by itself; any other awaitable waits
-    # to be awaited, as a coroutine or aiohttp's lazy request does: closed, if it can be.
+    # to be awaited, as a coroutine or aiohttp's lazy request does: closed, if it can be,
+    # and a RuntimeWarning in place of Python's "never awaited" (shown once per place).
     if inspect.isawaitable(returned) and not isinstance(returned, asyncio.Future):
         close = getattr(returned, "close", None)
         if callable(close):
             close()
-        if _first_time(callback):
-            logger.warning(
-                "the %s returned an awaitable, which nothing awaits: pass a plain function"
-                " (it may start async work with asyncio.create_task)",
-                name,
+        with contextlib.suppress(Warning):  # an error under -W error: not into the SDK
+            warnings.warn(
+                f"the {name} returned an awaitable, which nothing awaits: pass a plain"
+                " function (it may start async work with asyncio.create_task)",
+                RuntimeWarning,
+                stacklevel=2,
             )
-
-
-_WARNED: weakref.WeakSet[Callable[[Any], object]] = weakref.WeakSet()
-
-
-def _first_time(callback: Callable[[Any], object]) -> bool:
-    """Whether ``callback`` was not warned of before (one that takes no weak
-    reference, or is unhashable, is warned of each time)."""
-    with contextlib.suppress(TypeError):  # the membership test hashes it too
-        if callback in _WARNED:
-            return False
-        _WARNED.add(callback)
-    return True
 
 
 def retrying(
