@@ -440,6 +440,8 @@ class _Batch:
                 return
             except LostClaim as exc:  # reported here and by the taker: one result too many
                 logger.warning("could not journal the result of %s/%s: %s", *outcome.key, exc)
+            except Exception:  # a bug must cost the journal row, not the journal's close
+                logger.exception("could not journal the result of %s/%s", *outcome.key)
             else:
                 logger.info("journalled the result of %s/%s after all", *outcome.key)
             del self.unwritten[0]
