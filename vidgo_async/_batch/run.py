@@ -431,20 +431,20 @@ class _Batch:
         """Write the results whose journal write failed, in order, while the journal
         takes them (a database back from an outage): other workers wait for those pairs
         meanwhile, and once this worker's claims lapse they would report them again."""
-        while self.unwritten:
-            outcome = self.unwritten[0]
-            try:
-                async with self.settling:
+        async with self.settling:  # one writer at a time; others only append
+            while self.unwritten:
+                outcome = self.unwritten[0]
+                try:
                     await self.steps.settle(outcome.key, outcome.result, outcome.state)
-            except JournalWriteError:  # still away: tried again later
-                return
-            except LostClaim as exc:  # reported here and by the taker: one result too many
-                logger.warning("could not journal the result of %s/%s: %s", *outcome.key, exc)
-            except Exception:  # a bug must cost the journal row, not the journal's close
-                logger.exception("could not journal the result of %s/%s", *outcome.key)
-            else:
-                logger.info("journalled the result of %s/%s after all", *outcome.key)
-            del self.unwritten[0]
+                except JournalWriteError:  # still away: tried again later
+                    return
+                except LostClaim as exc:  # reported here and by the taker: one too many
+                    logger.warning("could not journal the result of %s/%s: %s", *outcome.key, exc)
+                except Exception:  # a bug must cost the journal row, not the journal's close
+                    logger.exception("could not journal the result of %s/%s", *outcome.key)
+                else:
+                    logger.info("journalled the result of %s/%s after all", *outcome.key)
+                del self.unwritten[0]
 
     def _drop(self, key: Key, exc: LostClaim) -> None:
         """Another worker holds the pair now: its result is that worker's to report."""
