@@ -29,6 +29,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -55,6 +56,7 @@ __all__ = [
     "JournalWriteError",
     "LostClaim",
     "State",
+    "entry_of",
 ]
 
 logger = logging.getLogger("vidgo_async")
@@ -139,6 +141,23 @@ class Entry:
 
 #: The columns of a pair's row, as :class:`Entry` names them.
 COLUMNS = tuple(field.name for field in attrs.fields(Entry))
+
+
+def entry_of(values: Iterable[object]) -> Entry:
+    """The :class:`Entry` of a row's :data:`COLUMNS` values, in order, as either journal
+    reads them.
+
+    Raises:
+        JournalWriteError: A value this version cannot read: a state unknown here, or
+            one of another type (edited by hand; SQLite stores any).
+    """
+    try:
+        entry: Entry = converter.structure(dict(zip(COLUMNS, values, strict=True)), Entry)
+    except (ValueError, TypeError) as exc:
+        raise JournalWriteError(f"its row is not one this version reads ({exc})") from None
+    return entry
+
+
 #: States a run leaves a pair in for good: no other worker takes it up in that run.
 SETTLED = frozenset({State.FINISHED, State.FAILED, State.UNKNOWN, State.REJECTED})
 #: ... of which a later run reports the pair from its row, never submitting it again.
@@ -298,11 +317,7 @@ class Journal:
         ).fetchone()
         if row is None:
             return None
-        try:
-            entry: Entry = converter.structure(dict(zip(COLUMNS, row, strict=True)), Entry)
-        except (ValueError, TypeError) as exc:  # a value edited by hand (SQLite takes any)
-            raise JournalWriteError(f"its row is not one this version reads ({exc})") from None
-        return entry
+        return entry_of(row)
 
     def record(self, source_task_id: str, audio_id: str, entry: Entry) -> None:
         """Write the pair's new row (a committed transaction of its own)."""

@@ -65,9 +65,9 @@ from .._batch.journal import (
     Entry,
     JournalWriteError,
     LostClaim,
+    entry_of,
 )
 from .._config import RetryPolicy
-from .._converter import converter
 from .._timing.deadline import Deadline
 from .._timing.schedules import retry_pauses
 from .connect import (
@@ -254,11 +254,7 @@ class PostgresJournal:
             return False, None
         if row["state"] is None:  # claimed, nothing recorded yet
             return True, None
-        try:
-            entry: Entry = converter.structure({c: row[c] for c in COLUMNS}, Entry)
-        except ValueError as exc:  # a state written by hand, or by a later version
-            raise JournalWriteError(f"its row is not one this version reads ({exc})") from None
-        return True, entry
+        return True, entry_of(row[c] for c in COLUMNS)
 
     @property
     def recheck_every(self) -> float:
